@@ -1,0 +1,6 @@
+// Bindings of the activations kernel family (placeholder until the family lands).
+#include "common.hpp"
+
+namespace faltung::py_binding {
+void bind_activations(py::module_& m) { (void)m; }
+}  // namespace faltung::py_binding

@@ -1,0 +1,55 @@
+// Binding helpers shared by every kernel family: array aliases, shape checks, errors.
+// Bindings check shapes and dtypes, allocate outputs with the GIL held, and release the
+// GIL only around the kernel call.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "faltung/common.hpp"
+
+namespace faltung::py_binding {
+namespace py = pybind11;
+
+// C-contiguous arrays; forcecast copies other dtypes / layouts (the ops layer passes
+// float32 C-contiguous arrays, so the hot path does not copy).
+template <typename T>
+using Arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+inline std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// Raises ValueError "<op>: expected <what> of rank R, received shape (...)".
+inline void check_rank(const py::array& a, int rank, const std::string& op, const std::string& what) {
+  if (a.ndim() != rank)
+    throw py::value_error(op + ": expected `" + what + "` of rank " + std::to_string(rank) +
+                          ", received shape " + shape_str(shape_of(a)));
+}
+
+// Raises ValueError unless a.shape == expected.
+inline void check_shape(const py::array& a, const std::vector<int64_t>& expected, const std::string& op,
+                        const std::string& what) {
+  if (shape_of(a) != expected)
+    throw py::value_error(op + ": expected `" + what + "` of shape " + shape_str(expected) +
+                          ", received shape " + shape_str(shape_of(a)));
+}
+
+// A new C-contiguous array of the given shape (uninitialized).
+template <typename T>
+Arr<T> empty(const std::vector<int64_t>& shape) {
+  return Arr<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+// Registration of each family's functions; defined in cpp/bindings/<family>.cpp.
+void bind_dense(py::module_& m);
+void bind_activations(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_conv_transpose(py::module_& m);
+void bind_pooling(py::module_& m);
+void bind_normalization(py::module_& m);
+void bind_resampling(py::module_& m);
+
+}  // namespace faltung::py_binding

@@ -1,0 +1,54 @@
+// faltung._core: the pybind11 module. Each kernel family registers itself in its own file.
+#include <omp.h>
+
+extern "C" {
+#include <cblas.h>
+}
+
+#include "common.hpp"
+
+#ifndef FALTUNG_VERSION
+#define FALTUNG_VERSION "dev"
+#endif
+
+namespace fb = faltung::py_binding;
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "faltung C++ core";
+  // OpenBLAS runs single-threaded: faltung splits GEMMs over its own OpenMP pool, so that
+  // two thread pools never fight over the two cores.
+  scipy_openblas_set_num_threads(1);
+
+  m.def("set_num_threads", &faltung::set_num_threads, py::arg("n"),
+        "Set the number of OpenMP threads faltung's kernels use.");
+  m.def("get_num_threads", &faltung::get_num_threads);
+  m.def("build_info", []() {
+    py::dict d;
+    d["version"] = FALTUNG_VERSION;
+    d["openmp"] = true;
+    d["openmp_version"] = _OPENMP;
+    d["num_threads"] = faltung::get_num_threads();
+#ifdef FALTUNG_WITH_CUDA
+    d["cuda"] = true;
+#else
+    d["cuda"] = false;
+#endif
+    d["blas"] = std::string("OpenBLAS (scipy-openblas32) ") + scipy_openblas_get_config();
+    d["blas_core"] = std::string(scipy_openblas_get_corename());
+#if defined(__AVX2__) && defined(__FMA__)
+    d["simd"] = "AVX2+FMA";
+#else
+    d["simd"] = "baseline";
+#endif
+    return d;
+  });
+
+  fb::bind_dense(m);
+  fb::bind_activations(m);
+  fb::bind_conv(m);
+  fb::bind_conv_transpose(m);
+  fb::bind_pooling(m);
+  fb::bind_normalization(m);
+  fb::bind_resampling(m);
+}

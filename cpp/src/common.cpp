@@ -1,0 +1,103 @@
+// Shared helpers: threads, GEMM through OpenBLAS (scipy-openblas32), workspaces.
+#include "faltung/common.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <memory>
+#include <sstream>
+
+extern "C" {
+#include <cblas.h>
+}
+
+namespace faltung {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+void set_num_threads(int n) {
+  check(n >= 1, "set_num_threads: expected n >= 1, received " + std::to_string(n));
+  omp_set_num_threads(n);
+}
+int get_num_threads() { return omp_get_max_threads(); }
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
+                    beta, C, (blasint)ldc);
+}
+template <>
+void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+                  int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
+                    beta, C, (blasint)ldc);
+}
+
+template <typename T>
+void parallel_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                   int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const int nt = omp_in_parallel() ? 1 : get_num_threads();
+  const double flops = 2.0 * M * N * K;
+  if (nt <= 1 || flops < 2e6) {  // too small to be worth waking the pool
+    gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (M >= 16 * nt || M >= N) {
+    // Split rows of C: rows [m0, m1) of op(A).
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t m0 = M * t / n, m1 = M * (t + 1) / n;
+      const T* A_t = ta ? A + m0 : A + m0 * lda;
+      gemm<T>(ta, tb, m1 - m0, N, K, alpha, A_t, lda, B, ldb, beta, C + m0 * ldc, ldc);
+    }
+  } else {
+    // Split columns of C: columns [n0, n1) of op(B).
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t n0 = N * t / n, n1 = N * (t + 1) / n;
+      const T* B_t = tb ? B + n0 * ldb : B + n0;
+      gemm<T>(ta, tb, M, n1 - n0, K, alpha, A, lda, B_t, ldb, beta, C + n0, ldc);
+    }
+  }
+}
+template void parallel_gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*,
+                                   int64_t, const float*, int64_t, float, float*, int64_t);
+template void parallel_gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
+                                    int64_t, const double*, int64_t, double, double*, int64_t);
+
+namespace {
+template <typename T>
+struct Workspace {
+  std::unique_ptr<T[]> data;
+  int64_t size = 0;
+  T* get(int64_t n) {
+    if (n > size) {
+      data.reset(new T[n]);
+      size = n;
+    }
+    return data.get();
+  }
+};
+constexpr int kSlots = 8;
+thread_local Workspace<float> ws_f32[kSlots];
+thread_local Workspace<double> ws_f64[kSlots];
+}  // namespace
+
+float* workspace_f32(int64_t n, int slot) { return ws_f32[slot % kSlots].get(std::max<int64_t>(n, 1)); }
+double* workspace_f64(int64_t n, int slot) { return ws_f64[slot % kSlots].get(std::max<int64_t>(n, 1)); }
+
+}  // namespace faltung

@@ -1,0 +1,1 @@
+from faltung.layers.core.dense import Dense

@@ -1,0 +1,12 @@
+"""Utilities (Keras: keras.utils)."""
+import random
+
+import numpy as np
+
+
+def set_random_seed(seed):
+    """Seed Python's, NumPy's and faltung's generators (weights, dropout, shuffling)."""
+    from faltung import initializers
+    random.seed(seed)
+    np.random.seed(seed)
+    initializers.set_seed(seed)
