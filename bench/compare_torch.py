@@ -1,0 +1,263 @@
+"""faltung vs PyTorch CPU, timed in one run on the same machine.
+
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step] [--repeats 7] [--threads 2]
+
+PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
+dependency of faltung. Each case runs both sides alternately (faltung first on even repeats,
+PyTorch first on odd ones) and reports medians; ratio = faltung time / PyTorch time (below
+1.0: faltung is faster). For convolutions PyTorch is timed in its default NCHW layout and in
+channels_last, and the ratio is taken against the faster of the two ("best layout"). Run it
+on a quiet machine: a busy neighbour makes 2-thread timings 3-5x slower.
+"""
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+import faltung
+from faltung import layers
+
+ROWS = []
+
+
+def timeit(fn, min_time=0.2):
+    """Median seconds per call of fn() over enough calls to fill min_time (after a warm-up)."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-6)
+    n = max(1, int(min_time / one))
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def compare(name, sides, repeats):
+    """sides: dict label -> zero-arg callable; 'faltung' must be one of them."""
+    res = {k: [] for k in sides}
+    labels = list(sides)
+    for r in range(repeats):
+        order = labels if r % 2 == 0 else labels[::-1]
+        for k in order:
+            res[k].append(timeit(sides[k]))
+    med = {k: statistics.median(v) for k, v in res.items()}
+    torch_best = min(v for k, v in med.items() if k != "faltung")
+    ROWS.append((name, med, med["faltung"] / torch_best))
+    cols = "  ".join(f"{k} {v * 1e3:9.3f} ms" for k, v in med.items())
+    print(f"{name:<44} {cols}  ratio {med['faltung'] / torch_best:5.2f}", flush=True)
+
+
+# ---------------------------------------------------------------------------- helpers
+def torch_conv_sides(f_layer, t_mod, x_nhwc, backward):
+    """faltung layer vs torch module (NCHW and channels_last) on the same data."""
+    rng = np.random.default_rng(0)
+    y = f_layer.forward(x_nhwc, training=backward)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    x_nchw = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))
+    x_cl = x_nchw.contiguous(memory_format=torch.channels_last)
+    import copy
+    t_mod_cl = copy.deepcopy(t_mod).to(memory_format=torch.channels_last)
+    dy_t = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
+    dy_cl = dy_t.contiguous(memory_format=torch.channels_last)
+
+    if not backward:
+        def f():
+            f_layer.forward(x_nhwc, training=False)
+
+        def tn():
+            with torch.no_grad():
+                t_mod(x_nchw)
+
+        def tc():
+            with torch.no_grad():
+                t_mod_cl(x_cl)
+        return {"faltung": f, "torch_nchw": tn, "torch_cl": tc}
+
+    xg = x_nchw.clone().requires_grad_(True)
+    xg_cl = x_cl.clone().requires_grad_(True)
+
+    def fb():
+        f_layer.forward(x_nhwc, training=True)
+        f_layer.backward(dy, need_dx=True)
+
+    def tnb():
+        t_mod.zero_grad(set_to_none=True)
+        xg.grad = None
+        t_mod(xg).backward(dy_t)
+
+    def tcb():
+        t_mod_cl.zero_grad(set_to_none=True)
+        xg_cl.grad = None
+        t_mod_cl(xg_cl).backward(dy_cl)
+    return {"faltung": fb, "torch_nchw": tnb, "torch_cl": tcb}
+
+
+def bench_conv(repeats):
+    rng = np.random.default_rng(0)
+    cases = [  # (label, N, H, W, C, K, k, stride, dilation, padding)
+        ("cifar conv 3->32 @32", 64, 32, 32, 3, 32, 3, 1, 1, "same"),
+        ("cifar conv 32->32 @32", 64, 32, 32, 32, 32, 3, 1, 1, "same"),
+        ("cifar conv 32->64 @16", 64, 16, 16, 32, 64, 3, 1, 1, "same"),
+        ("cifar conv 64->64 @16", 64, 16, 16, 64, 64, 3, 1, 1, "same"),
+        ("cifar conv 64->128 @8", 64, 8, 8, 64, 128, 3, 1, 1, "same"),
+        ("cifar conv 128->128 @8", 64, 8, 8, 128, 128, 3, 1, 1, "same"),
+        ("vgg conv 256->256 @56 N8", 8, 56, 56, 256, 256, 3, 1, 1, "same"),
+        ("conv 64->64 @32 stride 2", 64, 32, 32, 64, 64, 3, 2, 1, "same"),
+        ("conv 64->64 @32 dilation 2", 64, 32, 32, 64, 64, 3, 1, 2, "same"),
+    ]
+    for label, N, H, W, C, K, k, s, d, pad in cases:
+        x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+        fl = layers.Conv2D(K, k, strides=s, dilation_rate=d, padding=pad)
+        fl.build((None, H, W, C))
+        p = (d * (k - 1)) // 2
+        tm = torch.nn.Conv2d(C, K, k, stride=s, dilation=d, padding=p)
+        with torch.no_grad():
+            tm.weight.copy_(torch.from_numpy(fl.kernel.value.transpose(3, 2, 0, 1).copy()))
+        for bwd in (False, True):
+            compare(f"{label} {'fwd+bwd' if bwd else 'fwd'}", torch_conv_sides(fl, tm, x, bwd), repeats)
+
+
+def bench_conv_transpose(repeats):
+    rng = np.random.default_rng(0)
+    N, H, W, C, K = 64, 16, 16, 64, 32
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    fl = layers.Conv2DTranspose(K, 4, strides=2, padding="same")
+    fl.build((None, H, W, C))
+    tm = torch.nn.ConvTranspose2d(C, K, 4, stride=2, padding=1)
+    with torch.no_grad():  # Keras (kh, kw, out, in) -> torch (in, out, kh, kw)
+        tm.weight.copy_(torch.from_numpy(fl.kernel.value.transpose(3, 2, 0, 1).copy()))
+    for bwd in (False, True):
+        compare(f"convT 64->32 16->32 k4 s2 {'fwd+bwd' if bwd else 'fwd'}",
+                torch_conv_sides(fl, tm, x, bwd), repeats)
+
+
+def bench_pool(repeats):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 32, 32, 32)).astype(np.float32)
+    for name, fl, tm in [("maxpool 2x2 (64,32,32,32)", layers.MaxPooling2D((2, 2)), torch.nn.MaxPool2d(2)),
+                         ("avgpool 2x2 (64,32,32,32)", layers.AveragePooling2D((2, 2)), torch.nn.AvgPool2d(2))]:
+        fl.build((None, 32, 32, 32))
+        for bwd in (False, True):
+            compare(f"{name} {'fwd+bwd' if bwd else 'fwd'}", torch_conv_sides(fl, tm, x, bwd), repeats)
+
+
+# ------------------------------------------------------------------- whole training
+def fashion_mlp_data():
+    (x, y), _ = faltung.datasets.fashion_mnist.load_data()
+    return x.reshape(-1, 784).astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def bench_mlp(repeats):
+    x, y = fashion_mlp_data()
+    for bs in (32, 128):
+        model = faltung.Sequential([layers.Input((784,)), layers.Dense(100, activation="relu"),
+                                    layers.Dense(50, activation="relu"), layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        tm = torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.ReLU(), torch.nn.Linear(100, 50),
+                                 torch.nn.ReLU(), torch.nn.Linear(50, 10))
+        opt = torch.optim.Adam(tm.parameters(), lr=1e-3, eps=1e-7)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        lossf = torch.nn.CrossEntropyLoss()
+
+        def f():
+            model.fit(x, y, batch_size=bs, epochs=1, verbose=0, shuffle=True)
+
+        def t():
+            perm = torch.randperm(len(xt))
+            correct = 0
+            for i in range(0, len(xt), bs):
+                idx = perm[i:i + bs]
+                xb, yb = xt[idx], yt[idx]
+                opt.zero_grad(set_to_none=True)
+                out = tm(xb)
+                loss = lossf(out, yb)
+                loss.backward()
+                opt.step()
+                correct += (out.argmax(1) == yb).sum().item()  # accuracy, as fit reports it
+        compare(f"MLP 784-100-50-10 epoch, batch {bs}", {"faltung": f, "torch": t}, max(3, repeats // 2))
+
+
+def cifar_model_faltung():
+    return faltung.Sequential([
+        layers.Input((32, 32, 3)),
+        layers.Conv2D(32, (3, 3), padding="same", activation="relu"),
+        layers.Conv2D(32, (3, 3), padding="same", activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), padding="same", activation="relu"),
+        layers.Conv2D(64, (3, 3), padding="same", activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(128, (3, 3), padding="same", activation="relu"),
+        layers.Conv2D(128, (3, 3), padding="same", activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(), layers.Dropout(0.5),
+        layers.Dense(128, activation="relu"), layers.Dense(64, activation="relu"),
+        layers.Dense(10, activation="softmax")])
+
+
+def cifar_model_torch(channels_last):
+    nn = torch.nn
+    m = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.5), nn.Linear(2048, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+        nn.Linear(64, 10))
+    return m.to(memory_format=torch.channels_last) if channels_last else m
+
+
+def bench_step(repeats):
+    rng = np.random.default_rng(0)
+    for bs in (32, 64):
+        x = rng.random((bs, 32, 32, 3), dtype=np.float32)
+        y = rng.integers(0, 10, bs)
+        model = cifar_model_faltung()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        sides = {"faltung": lambda: model.train_on_batch(x, y)}
+        for cl in (False, True):
+            tm = cifar_model_torch(cl)
+            opt = torch.optim.Adam(tm.parameters(), lr=1e-3, eps=1e-7)
+            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            if cl:
+                xt = xt.contiguous(memory_format=torch.channels_last)
+            yt = torch.from_numpy(y)
+
+            def t(tm=tm, opt=opt, xt=xt):
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(tm(xt), yt).backward()
+                opt.step()
+            sides["torch_cl" if cl else "torch_nchw"] = t
+        compare(f"CIFAR model train step (Adam), batch {bs}", sides, repeats)
+
+
+SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
+            "pool": bench_pool, "step": bench_step}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--only", default=",".join(SECTIONS))
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    faltung.set_num_threads(a.threads)
+    print(f"# torch {torch.__version__}, faltung {faltung.__version__}, threads {a.threads}, "
+          f"python {sys.version.split()[0]}")
+    print(f"# {faltung.build_info()}")
+    for s in a.only.split(","):
+        SECTIONS[s](a.repeats)
+    print("\n| case | faltung ms | PyTorch ms (best layout) | ratio faltung/PyTorch |")
+    print("|---|---:|---:|---:|")
+    for name, med, ratio in ROWS:
+        best = min(v for k, v in med.items() if k != "faltung")
+        print(f"| {name} | {med['faltung'] * 1e3:.2f} | {best * 1e3:.2f} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
