@@ -10,6 +10,7 @@ channels_last, and the ratio is taken against the faster of the two ("best layou
 on a quiet machine: a busy neighbour makes 2-thread timings 3-5x slower.
 """
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -61,7 +62,6 @@ def torch_conv_sides(f_layer, t_mod, x_nhwc, backward):
     dy = rng.standard_normal(y.shape).astype(np.float32)
     x_nchw = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))
     x_cl = x_nchw.contiguous(memory_format=torch.channels_last)
-    import copy
     t_mod_cl = copy.deepcopy(t_mod).to(memory_format=torch.channels_last)
     dy_t = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
     dy_cl = dy_t.contiguous(memory_format=torch.channels_last)
@@ -235,11 +235,62 @@ def bench_step(repeats):
         compare(f"CIFAR model train step (Adam), batch {bs}", sides, repeats)
 
 
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _memory_child(side, bs):
+    """Peak resident memory added by 5 CIFAR training steps, in MiB (run in a fresh process)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((bs, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, bs)
+    if side == "faltung":
+        model = cifar_model_faltung()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        step = lambda: model.train_on_batch(x, y)  # noqa: E731
+    else:
+        tm = cifar_model_torch(side == "torch_cl")
+        opt = torch.optim.Adam(tm.parameters(), lr=1e-3, eps=1e-7)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        if side == "torch_cl":
+            xt = xt.contiguous(memory_format=torch.channels_last)
+        yt = torch.from_numpy(y)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(tm(xt), yt).backward()
+            opt.step()
+    base = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
+        f.write("5")
+    for _ in range(5):
+        step()
+    print((_status_kb("VmHWM") - base) / 1024.0)
+
+
+def bench_memory(repeats):
+    import subprocess
+    for bs in (32, 64):
+        peaks = {}
+        for side in ("faltung", "torch_nchw", "torch_cl"):
+            out = subprocess.run([sys.executable, __file__, "--memory-child", side, str(bs)],
+                                 capture_output=True, text=True, check=True).stdout
+            peaks[side] = float(out.strip().splitlines()[-1])
+        best = min(peaks["torch_nchw"], peaks["torch_cl"])
+        print(f"peak memory of a CIFAR training step, batch {bs}: " +
+              "  ".join(f"{k} {v:.1f} MiB" for k, v in peaks.items()) +
+              f"  ratio {peaks['faltung'] / best:.2f}", flush=True)
+
+
 SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
-            "pool": bench_pool, "step": bench_step}
+            "pool": bench_pool, "step": bench_step, "memory": bench_memory}
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory-child":
+        torch.set_num_threads(2)
+        return _memory_child(sys.argv[2], int(sys.argv[3]))
     p = argparse.ArgumentParser()
     p.add_argument("--only", default=",".join(SECTIONS))
     p.add_argument("--repeats", type=int, default=7)
