@@ -1,0 +1,294 @@
+"""Saving in Keras 3's formats, without pickle.
+
+- `model.save_weights("m.weights.h5")`: HDF5 laid out as Keras 3's saving_lib does it:
+  `layers/<snake_case class name>[_<n>]/vars/<i>` (e.g. `layers/dense/vars/0` for the first
+  Dense kernel, `layers/dense_1/vars/1` for the second Dense's bias), the model's own empty
+  `vars` group at the root. Layers are addressed by class name and position, not by their
+  (auto-generated) names, so weights move between two instances of the same architecture.
+- `model.save("m.keras")`: a zip with `config.json` (class_name/config per layer),
+  `metadata.json` and `model.weights.h5`. `load_model` rebuilds layers by class name from
+  the `faltung.layers` namespace (unknown class -> ValueError); optimizer state is not
+  saved (faltung-only: the model is re-compiled from `compile_config` when possible).
+
+Files are written to a temporary file in the target directory and moved into place with
+`os.replace`, so a failed save never leaves a half-written file.
+"""
+import datetime
+import io
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+
+from faltung import backend
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:
+        raise ImportError("Saving and loading weights requires h5py: `pip install h5py` "
+                          "(or `pip install faltung[h5]`).") from e
+    return h5py
+
+
+def _atomic_write(filepath, write, overwrite=True):
+    """Call write(tmp_path) then move tmp_path onto filepath."""
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"File {filepath} exists and overwrite=False.")
+    folder = os.path.dirname(os.path.abspath(filepath))
+    fd, tmp = tempfile.mkstemp(prefix=".faltung-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, filepath)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _layer_paths(model):
+    """[(h5 group path, layer)] in Keras 3's naming: class name snake-cased, then _1, _2..."""
+    layers = list(getattr(model, "_layers", None) or model.layers)
+    used, out = {}, []
+    for layer in layers:
+        name = backend.to_snake_case(type(layer).__name__)
+        if name in used:
+            used[name] += 1
+            name = f"{name}_{used[name]}"
+        else:
+            used[name] = 0
+        out.append((f"layers/{name}", layer))
+    return out
+
+
+def _own_vars(layer):
+    """Keras order: trainable variables first, then non-trainable ones."""
+    ws = layer._weights if not hasattr(layer, "_layers") else []
+    return [w for w in ws if w.trainable] + [w for w in ws if not w.trainable]
+
+
+def _write_weights(model, h5file):
+    h5file.create_group("vars")
+    _write_layers(model, h5file, "")
+
+
+def _write_layers(model, root, prefix):
+    for path, layer in _layer_paths(model):
+        full = prefix + path
+        if hasattr(layer, "_layers"):  # nested model: its own layers below it
+            root.create_group(full).create_group("vars")
+            _write_layers(layer, root, full + "/")
+            continue
+        group = root.create_group(full).create_group("vars")
+        for i, v in enumerate(_own_vars(layer)):
+            group.create_dataset(str(i), data=np.asarray(v.value, np.float32))
+
+
+def _read_layers(model, root, prefix, skip_mismatch):
+    for path, layer in _layer_paths(model):
+        full = prefix + path
+        if hasattr(layer, "_layers"):
+            _read_layers(layer, root, full + "/", skip_mismatch)
+            continue
+        variables = _own_vars(layer)
+        if not variables:
+            continue
+        key = full + "/vars"
+        if key not in root:
+            raise ValueError(f"Layer '{layer.name}' expects {len(variables)} weights, but the "
+                             f"saved file has no group '{key}'.")
+        group = root[key]
+        if len(group) != len(variables):
+            msg = (f"Layer '{layer.name}' expected {len(variables)} variables, but received "
+                   f"{len(group)} variables during loading. Expected: {[v.name for v in variables]}")
+            if skip_mismatch:
+                warnings.warn(msg)
+                continue
+            raise ValueError(msg)
+        values = [np.asarray(group[str(i)]) for i in range(len(variables))]
+        for v, val in zip(variables, values):
+            if val.shape != v.shape:
+                msg = (f"Layer '{layer.name}' weight shape {v.shape} is not compatible with "
+                       f"provided weight shape {val.shape}.")
+                if skip_mismatch:
+                    warnings.warn(msg)
+                    break
+                raise ValueError(msg)
+        else:
+            for v, val in zip(variables, values):
+                v.value[...] = val
+
+
+def save_weights(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".weights.h5"):
+        raise ValueError("The filename must end in `.weights.h5`. "
+                         f"Received: filepath={filepath}")
+    h5py = _h5py()
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built: build it (call it on data or give "
+                         "it an input shape) before saving its weights.")
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            _write_weights(model, f)
+    _atomic_write(filepath, write, overwrite)
+
+
+def load_weights(model, filepath, skip_mismatch=False):
+    filepath = os.fspath(filepath)
+    h5py = _h5py()
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built: build it before loading weights.")
+    if filepath.endswith(".keras"):
+        with zipfile.ZipFile(filepath, "r") as zf, zf.open("model.weights.h5") as fh:
+            with h5py.File(io.BytesIO(fh.read()), "r") as f:
+                _read_layers(model, f, "", skip_mismatch)
+    elif filepath.endswith(".weights.h5"):
+        with h5py.File(filepath, "r") as f:
+            _read_layers(model, f, "", skip_mismatch)
+    else:
+        raise ValueError("File format not supported: filepath=" + filepath + ". faltung "
+                         "supports `.weights.h5` and `.keras` files.")
+
+
+# -- config (de)serialization -------------------------------------------------------------
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if hasattr(v, "get_config"):
+        return serialize_object(v)
+    return getattr(v, "name", str(v))
+
+
+def serialize_object(obj):
+    if obj is None:
+        return None
+    cfg = obj.get_config() if hasattr(obj, "get_config") else {}
+    return {"module": type(obj).__module__.replace("faltung", "keras", 1),
+            "class_name": type(obj).__name__, "config": _jsonable(cfg), "registered_name": None}
+
+
+def serialize_layer(layer):
+    out = {"module": "keras.layers", "class_name": type(layer).__name__,
+           "config": _jsonable(layer.get_config()), "registered_name": None}
+    if layer.built and getattr(layer, "input_shape", None) is not None \
+            and type(layer).__name__ != "InputLayer":
+        out["build_config"] = {"input_shape": list(layer.input_shape)}
+    return out
+
+
+def _layer_class(name):
+    import faltung.layers
+    from faltung.layers.layer import Layer
+    from faltung.models.functional import Functional
+    from faltung.models.sequential import Sequential
+    special = {"Sequential": Sequential, "Functional": Functional}
+    cls = special.get(name) or getattr(faltung.layers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ValueError(f"Could not locate class '{name}'. Make sure custom classes are "
+                         "decorated with `@keras.saving.register_keras_serializable()` "
+                         "(faltung: it must be a layer class in `faltung.layers`).")
+    return cls
+
+
+def deserialize_layer(cfg):
+    cls = _layer_class(cfg["class_name"])
+    layer = cls.from_config(dict(cfg["config"]))
+    build = cfg.get("build_config")
+    if build and not layer.built:
+        layer.build(tuple(build["input_shape"]))
+    return layer
+
+
+# -- whole model ---------------------------------------------------------------------------
+def save_model(model, filepath, overwrite=True):
+    """Keras 3 `.keras` zip: config.json, metadata.json, model.weights.h5."""
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".keras"):
+        raise ValueError("Invalid filepath extension for saving. Please add a `.keras` "
+                         "extension for the native Keras format (faltung supports only it). "
+                         f"Received: filepath={filepath}")
+    h5py = _h5py()
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built: build it before saving.")
+    config = serialize_layer(model)
+    config["module"] = "keras"
+    if model.built and model.input_shape is not None:
+        config["build_config"] = {"input_shape": list(model.input_shape)}
+    config["compile_config"] = _jsonable(model.get_compile_config())
+    metadata = {"keras_version": "3.0.0", "faltung_version": _version(),
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        _write_weights(model, f)
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, "w") as zf:
+            zf.writestr("metadata.json", json.dumps(metadata))
+            zf.writestr("config.json", json.dumps(config))
+            zf.writestr("model.weights.h5", buf.getvalue())
+    _atomic_write(filepath, write, overwrite)
+
+
+def _version():
+    import faltung
+    return faltung.__version__
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Load a `.keras` file written by `model.save` (or a Keras 3 `.keras` file with the
+    same layer classes)."""
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".keras"):
+        raise ValueError(f"File format not supported: filepath={filepath}. faltung loads "
+                         "`.keras` files (use `model.load_weights` for `.weights.h5`).")
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"File not found: filepath={filepath}. Please ensure the file "
+                                "is an accessible `.keras` zip file.")
+    with zipfile.ZipFile(filepath, "r") as zf:
+        config = json.loads(zf.read("config.json"))
+    model = deserialize_layer(config)
+    if not model.built and config.get("build_config"):
+        model.build(tuple(config["build_config"]["input_shape"]))
+    load_weights(model, filepath)
+    cc = config.get("compile_config")
+    if compile and cc:
+        _recompile(model, cc)
+    return model
+
+
+def _deserialize_simple(cfg, module):
+    """Optimizer/loss from {"class_name", "config"}; falls back to the class name."""
+    if cfg is None or isinstance(cfg, str):
+        return cfg
+    cls = getattr(module, cfg["class_name"], None)
+    if isinstance(cls, type):
+        if hasattr(cls, "from_config"):
+            return cls.from_config(cfg["config"])
+        return cls(**cfg["config"])
+    return cfg["class_name"]
+
+
+def _recompile(model, cc):
+    from faltung import losses, optimizers
+    try:
+        model.compile(optimizer=_deserialize_simple(cc.get("optimizer"), optimizers),
+                      loss=_deserialize_simple(cc.get("loss"), losses),
+                      metrics=cc.get("metrics"), loss_weights=cc.get("loss_weights"))
+    except Exception as e:  # a model without its compile state is still usable
+        warnings.warn(f"Could not re-compile the loaded model ({e}); call `compile()` again.")
