@@ -210,13 +210,7 @@ class Model(Layer):
         self._loss_weight = 1.0 if loss_weights is None else float(loss_weights)
         self._metrics = []
         for m in list(metrics or []) + list(weighted_metrics or []):
-            obj = metrics_mod.get(m)
-            if isinstance(m, str):
-                try:
-                    obj.name = m  # Keras names a string metric by the string ("acc", "mae")
-                except AttributeError:
-                    pass
-            self._metrics.append(obj)
+            self._metrics.append(metrics_mod.get(m))  # a string metric is named by it
         self._compile_args = dict(optimizer=optimizer, loss=loss, metrics=metrics,
                                   loss_weights=loss_weights)
         self.compiled = True

@@ -272,23 +272,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return model
 
 
-def _deserialize_simple(cfg, module):
-    """Optimizer/loss from {"class_name", "config"}; falls back to the class name."""
-    if cfg is None or isinstance(cfg, str):
-        return cfg
-    cls = getattr(module, cfg["class_name"], None)
-    if isinstance(cls, type):
-        if hasattr(cls, "from_config"):
-            return cls.from_config(cfg["config"])
-        return cls(**cfg["config"])
-    return cfg["class_name"]
-
-
 def _recompile(model, cc):
-    from faltung import losses, optimizers
     try:
-        model.compile(optimizer=_deserialize_simple(cc.get("optimizer"), optimizers),
-                      loss=_deserialize_simple(cc.get("loss"), losses),
+        model.compile(optimizer=cc.get("optimizer") or "rmsprop", loss=cc.get("loss"),
                       metrics=cc.get("metrics"), loss_weights=cc.get("loss_weights"))
     except Exception as e:  # a model without its compile state is still usable
         warnings.warn(f"Could not re-compile the loaded model ({e}); call `compile()` again.")
