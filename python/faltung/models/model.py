@@ -15,6 +15,7 @@ import numpy as np
 
 from faltung import backend
 from faltung.layers.layer import Layer
+from faltung.models.graph import GraphMixin
 from faltung.models import summary as summary_utils
 
 
@@ -38,7 +39,7 @@ def _take(a, idx):
     return None if a is None else a[idx]
 
 
-class Model(Layer):
+class Model(GraphMixin, Layer):
     """Keras's `Model`. `Model(inputs, outputs)` builds a functional model (see
     faltung.models.functional); subclass it and define `call(x)` using layer calls to get
     a model whose graph is traced from `call` at build time (faltung-only: `call` must
@@ -149,13 +150,12 @@ class Model(Layer):
     # -- subclassed models: graph traced from `call` ------------------------------------
     def build(self, input_shape):
         from faltung.layers.input_layer import Input
-        from faltung.models.functional import _GraphMixin
         if type(self).call is Layer.call:
             raise NotImplementedError(f"Model {self.name}: subclasses of `Model` must define "
                                       "`call(x)`, or use `Model(inputs, outputs)` / `Sequential`.")
         inp = Input(batch_shape=tuple(input_shape))
         out = self.call(inp)
-        _GraphMixin._set_graph(self, inp, out)
+        self._set_graph(inp, out)
 
     def compute_output_shape(self, input_shape):
         if not self.built:
@@ -163,12 +163,10 @@ class Model(Layer):
         return self.output_shape
 
     def _forward(self, x, training):
-        from faltung.models.functional import _GraphMixin
-        return _GraphMixin._graph_forward(self, x, training)
+        return self._graph_forward(x, training)
 
     def _backward(self, dy, need_dx):
-        from faltung.models.functional import _GraphMixin
-        return _GraphMixin._graph_backward(self, dy, need_dx)
+        return self._graph_backward(dy, need_dx)
 
     # -- brick interface ---------------------------------------------------------------
     def forward(self, x, training=False):
