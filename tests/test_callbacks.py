@@ -237,3 +237,14 @@ def test_callback_type_errors():
         callbacks.CallbackList([object()])
     with pytest.raises(TypeError, match="unknown hook"):
         callbacks.LambdaCallback(on_epoch_middle=print)
+
+
+def test_progress_bar_on_a_terminal(monkeypatch):
+    tty = FakeTTY()
+    monkeypatch.setattr("sys.stdout", tty)
+    x, y = data(40)
+    model().fit(x, y, batch_size=10, epochs=1, verbose=1)
+    text = tty.getvalue()
+    assert text.startswith("\r1/4 \x1b[32m")  # first step drawn at once, with ETA
+    assert "\r4/4 \x1b[32m" + "━" * 20 in text and text.endswith("\n")
+    assert "Epoch" not in text  # single epoch: no header, as Keras

@@ -423,3 +423,25 @@ def test_validation_split_too_small():
     model.compile("adam", "mse")
     with pytest.raises(ValueError, match="not sufficient to split it"):
         model.fit(np.zeros((1, 4)), np.zeros((1, 2)), validation_split=0.5, verbose=0)
+
+
+def test_steps_per_epoch_continues_through_the_data():
+    x, y = blobs(100)
+    model = mlp()
+    model.compile("sgd", ["sparse_categorical_crossentropy"])
+    seen = []
+    from faltung.callbacks import LambdaCallback
+    hist = model.fit(x, y, batch_size=30, epochs=3, steps_per_epoch=2, shuffle=False, verbose=0,
+                     callbacks=[LambdaCallback(on_train_batch_end=lambda b, l: seen.append(b))])
+    assert hist.params["steps"] == 2 and seen == [0, 1] * 3
+    assert model.optimizer.iterations == 6
+
+
+def test_string_regularizer_on_a_variable_is_resolved():
+    x, y = blobs(16)
+    model = mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    plain = model.evaluate(x, y, verbose=0)
+    model.layers[1].kernel.regularizer = "l2"  # Keras's default l2=0.01
+    k = model.layers[1].kernel.value.astype(np.float64)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(plain + 0.01 * (k ** 2).sum(), rel=1e-5)

@@ -197,7 +197,16 @@ class Model(GraphMixin, Layer):
         always runs eagerly)."""
         from faltung import losses, metrics as metrics_mod, optimizers
         self.optimizer = optimizers.get(optimizer)
+        if isinstance(loss, dict) and "class_name" not in loss:  # {output_name: loss}
+            loss = list(loss.values())
+        if isinstance(loss, (list, tuple)):
+            if len(loss) != 1:
+                raise ValueError("faltung models have one output; pass one loss. "
+                                 f"Received: loss={loss}")
+            loss = loss[0]
         self.loss = None if loss is None else losses.get(loss)
+        if isinstance(metrics, dict):
+            metrics = [m for ms in metrics.values() for m in (ms if isinstance(ms, (list, tuple)) else [ms])]
         if isinstance(loss_weights, (list, tuple)):
             if len(loss_weights) != 1:
                 raise ValueError("faltung models have one output; `loss_weights` must hold one "
@@ -264,17 +273,25 @@ class Model(GraphMixin, Layer):
                          "Call `model.add(layer)`.")
 
     # -- loss and steps ----------------------------------------------------------------
+    @staticmethod
+    def _regularizer_of(v):
+        reg = getattr(v, "regularizer", None)
+        if isinstance(reg, (str, dict)):  # a layer that stored the identifier itself
+            from faltung import regularizers
+            reg = v.regularizer = regularizers.get(reg)
+        return reg
+
     def _regularization(self):
         total = 0.0
         for v in self.weights:
-            reg = getattr(v, "regularizer", None)
+            reg = self._regularizer_of(v)
             if reg is not None:
                 total += float(reg(v.value))
         return total
 
     def _add_regularization_grads(self):
         for v in self.trainable_weights:
-            reg = getattr(v, "regularizer", None)
+            reg = self._regularizer_of(v)
             if reg is not None and hasattr(reg, "grad"):
                 g = np.asarray(reg.grad(v.value), np.float32)
                 v.grad = g if v.grad is None else v.grad + g
