@@ -154,7 +154,12 @@ class Model(GraphMixin, Layer):
             raise NotImplementedError(f"Model {self.name}: subclasses of `Model` must define "
                                       "`call(x)`, or use `Model(inputs, outputs)` / `Sequential`.")
         inp = Input(batch_shape=tuple(input_shape))
-        out = self.call(inp)
+        try:
+            out = self.call(inp)
+        except TypeError as e:
+            raise TypeError(f"Model {self.name}: faltung traces `call` once on a symbolic input, "
+                            f"so `call` may only call layers (no array math on their outputs). "
+                            f"Tracing failed with: {e}") from e
         self._set_graph(inp, out)
 
     def compute_output_shape(self, input_shape):
