@@ -146,3 +146,21 @@ def test_missing_h5py_gives_install_hint(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="pip install h5py"):
         mlp().save_weights(tmp_path / "m.weights.h5")
     assert os.listdir(tmp_path) == []
+
+
+def test_optimizer_state_is_restored_so_training_resumes_identically(tmp_path):
+    m = mlp()
+    m.compile(optimizers.Adam(learning_rate=0.01), "sparse_categorical_crossentropy")
+    x, y = xs(), np.arange(20) % 3
+    m.fit(x, y, epochs=2, batch_size=5, verbose=0)
+    m.save(tmp_path / "m.keras")
+    m2 = load_model(tmp_path / "m.keras")
+    assert m2.optimizer.iterations == m.optimizer.iterations == 8
+    m.train_on_batch(x, y)
+    m2.train_on_batch(x, y)
+    assert all(np.allclose(a, b, atol=1e-7) for a, b in zip(m.get_weights(), m2.get_weights()))
+    out = []
+    m.summary(print_fn=out.append)
+    n = m.count_params()
+    assert f" Optimizer params: {2 * n + 1:,} " in out[0]  # iterations + Adam's m and v
+    assert f" Total params: {3 * n + 1:,} " in out[0]

@@ -7,8 +7,9 @@
   (auto-generated) names, so weights move between two instances of the same architecture.
 - `model.save("m.keras")`: a zip with `config.json` (class_name/config per layer),
   `metadata.json` and `model.weights.h5`. `load_model` rebuilds layers by class name from
-  the `faltung.layers` namespace (unknown class -> ValueError); optimizer state is not
-  saved (faltung-only: the model is re-compiled from `compile_config` when possible).
+  the `faltung.layers` namespace (unknown class -> ValueError); the model is re-compiled
+  from `compile_config` and the optimizer state (`optimizer/vars/<i>`: iterations, then
+  the slots in creation order) is restored, so training resumes where it stopped.
 
 Files are written to a temporary file in the target directory and moved into place with
 `os.replace`, so a failed save never leaves a half-written file.
@@ -236,6 +237,11 @@ def save_model(model, filepath, overwrite=True):
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         _write_weights(model, f)
+        opt = model.optimizer if model.compiled else None
+        if opt is not None and getattr(opt, "built", False):
+            group = f.create_group("optimizer").create_group("vars")
+            for i, v in enumerate(opt.get_weights()):
+                group.create_dataset(str(i), data=v)
 
     def write(tmp):
         with zipfile.ZipFile(tmp, "w") as zf:
@@ -269,7 +275,25 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     cc = config.get("compile_config")
     if compile and cc:
         _recompile(model, cc)
+        if model.compiled:
+            _load_optimizer_state(model, filepath)
     return model
+
+
+def _load_optimizer_state(model, filepath):
+    """Restore the optimizer's iterations and slots (Adam's m and v, ...), if saved."""
+    h5py = _h5py()
+    with zipfile.ZipFile(filepath, "r") as zf, zf.open("model.weights.h5") as fh:
+        with h5py.File(io.BytesIO(fh.read()), "r") as f:
+            if "optimizer/vars" not in f:
+                return
+            group = f["optimizer/vars"]
+            values = [np.asarray(group[str(i)]) for i in range(len(group))]
+    try:
+        model.optimizer.build(model.trainable_weights)
+        model.optimizer.set_weights(values)
+    except (ValueError, AttributeError) as e:
+        warnings.warn(f"Skipping the saved optimizer state ({e}).")
 
 
 def _recompile(model, cc):

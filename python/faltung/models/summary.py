@@ -3,7 +3,8 @@
 Keras 3 draws the table with the `rich` library; faltung renders the same columns
 ("Layer (type)", "Output Shape", "Param #", plus "Connected to" for non-sequential
 functional graphs), the same rows ("dense (Dense)", "(None, 32)", "4,128") and the same
-totals lines ("Total params: 558,186 (2.13 MB)") without `rich` and without colours.
+totals lines ("Total params: 558,186 (2.13 MB)", and "Optimizer params" once the optimizer
+has state, counted in the total as Keras does) without `rich` and without colours.
 Column widths follow Keras's `positions` (fractions of `line_length`); cells that do not
 fit wrap onto further lines.
 """
@@ -114,6 +115,12 @@ def summary_text(model, line_length=None, positions=None):
     lines.append(f" Total params: {nt + nn:,} ({readable_memory_size(4 * (nt + nn))})")
     lines.append(f" Trainable params: {nt:,} ({readable_memory_size(4 * nt)})")
     lines.append(f" Non-trainable params: {nn:,} ({readable_memory_size(4 * nn)})")
+    opt = getattr(model, "optimizer", None)
+    if getattr(model, "compiled", False) and opt is not None and getattr(opt, "built", False):
+        ov = list(opt.variables)
+        no, ob = sum(int(v.size) for v in ov), sum(int(v.nbytes) for v in ov)
+        lines[-3] = f" Total params: {nt + nn + no:,} ({readable_memory_size(4 * (nt + nn) + ob)})"
+        lines.append(f" Optimizer params: {no:,} ({readable_memory_size(ob)})")
     return "\n".join(lines)
 
 
