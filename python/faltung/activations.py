@@ -49,8 +49,10 @@ class Activation:
         return nn.activation_backward(self.kernel, dy, x, y, **self.params)
 
     def __call__(self, x):
-        x = np.asarray(x)
-        return self.forward(x if x.dtype == np.float64 else x.astype(np.float32))
+        # float64 arrays stay float64 (gradient checks); lists and the rest become float32
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
+            x = np.asarray(x, dtype=np.float32)
+        return self.forward(x)
 
     def __repr__(self):
         extra = "".join(f", {k}={v}" for k, v in self.params.items())
