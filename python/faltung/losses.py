@@ -13,10 +13,8 @@ import numpy as np
 EPSILON = 1e-7
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
-try:  # fused C++ softmax + cross-entropy (dense slice); numpy path below otherwise
-    from faltung.ops.nn import softmax_cross_entropy_with_grad as _fused_softmax_ce
-except ImportError:  # TODO(training): remove the fallback once `dense` is merged
-    _fused_softmax_ce = None
+# from_logits crossentropies run the fused C++ softmax + cross-entropy kernel (dense slice).
+from faltung.ops.nn import softmax_cross_entropy_with_grad as _fused_softmax_ce
 
 
 def _float_dtype(y_pred):
@@ -43,39 +41,14 @@ def _same_rank(name, t, p):
 # Kernels: (y_true, y_pred, need_grad) -> (values, dvalues/dy_pred or None).
 # y_pred has the reduced axis last; values have y_pred's shape without it.
 # ----------------------------------------------------------------------------------
-def _softmax_ce_numpy(x, t, sparse, scale):
-    """x (N,C) logits, t (N,C) targets or (N,) int labels -> loss (N,), grad (N,C)."""
-    m = x.max(axis=-1, keepdims=True)
-    z = x - m
-    e = np.exp(z)
-    s = e.sum(axis=-1, keepdims=True)
-    logp = z - np.log(s)
-    e /= s  # softmax
-    rows = np.arange(x.shape[0])
-    if sparse:
-        loss = -logp[rows, t]
-        e[rows, t] -= 1.0
-    else:
-        loss = -(t * logp).sum(axis=-1)
-        e *= t.sum(axis=-1, keepdims=True)
-        e -= t
-    if scale != 1.0:
-        e *= scale
-    return loss, e
-
-
-def _softmax_ce(x, t, sparse, scale):
-    """Logits (..., C) -> per-sample loss (...), grad (..., C) times `scale`."""
+def _softmax_ce(x, t, sparse, scale, need_grad=True):
+    """Logits (..., C) -> per-sample loss (...), grad (..., C) times `scale` (or None)."""
     lead, c = x.shape[:-1], x.shape[-1]
     x2 = np.ascontiguousarray(x.reshape(-1, c))
     t2 = t.reshape(-1) if sparse else np.ascontiguousarray(t.reshape(-1, c))
-    if _fused_softmax_ce is not None:
-        if sparse:
-            t2 = np.ascontiguousarray(t2, dtype=np.int32)
-        loss, g = _fused_softmax_ce(x2, t2, sparse, float(scale))
-    else:
-        loss, g = _softmax_ce_numpy(x2, t2, sparse, scale)
-    return np.asarray(loss, x.dtype).reshape(lead), g.reshape(x.shape)
+    loss, g = _fused_softmax_ce(x2, t2, sparse, float(scale), need_grad)
+    g = g.reshape(x.shape) if (need_grad and g is not None) else None
+    return np.asarray(loss, x.dtype).reshape(lead), g
 
 
 def _probs_ce(p, t, need_grad):
@@ -342,7 +315,7 @@ class CategoricalCrossentropy(Loss):
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / t.shape[-1]
         if self.from_logits:
-            values, g = _softmax_ce(p, t, False, scale)
+            values, g = _softmax_ce(p, t, False, scale, need_grad)
         else:
             values, g = _probs_ce(p, t, need_grad)
             if g is not None and scale != 1.0:
@@ -395,7 +368,7 @@ class SparseCategoricalCrossentropy(Loss):
                              f"{tuple(y_pred.shape)}; received labels in [{t.min()}, {t.max()}] "
                              f"with target.shape={tuple(np.shape(y_true))}")
         if self.from_logits:
-            values, g = _softmax_ce(y_pred, t, True, scale)
+            values, g = _softmax_ce(y_pred, t, True, scale, need_grad)
         else:
             onehot = np.zeros(y_pred.shape, y_pred.dtype)
             np.put_along_axis(onehot, t[..., None], 1.0, -1)
