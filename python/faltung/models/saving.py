@@ -207,9 +207,26 @@ def _layer_class(name):
     return cls
 
 
+def _initializer_config(value):
+    """Keeps only the constructor arguments of a nested initializer config. Works around
+    faltung.initializers' VarianceScaling subclasses (GlorotUniform, ...) whose get_config
+    also returns scale/mode/distribution, which their __init__ does not take."""
+    import inspect
+    from faltung import initializers
+    cls = getattr(initializers, str(value.get("class_name")), None)
+    if not isinstance(cls, type) or not isinstance(value.get("config"), dict):
+        return value
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return value
+    return dict(value, config={k: v for k, v in value["config"].items() if k in params})
+
+
 def deserialize_layer(cfg):
     cls = _layer_class(cfg["class_name"])
-    layer = cls.from_config(dict(cfg["config"]))
+    config = {k: _initializer_config(v) if isinstance(v, dict) and "class_name" in v else v
+              for k, v in cfg["config"].items()}
+    layer = cls.from_config(config)
     build = cfg.get("build_config")
     if build and not layer.built:
         layer.build(tuple(build["input_shape"]))
