@@ -248,3 +248,11 @@ def test_progress_bar_on_a_terminal(monkeypatch):
     assert text.startswith("\r1/4 \x1b[32m")  # first step drawn at once, with ETA
     assert "\r4/4 \x1b[32m" + "━" * 20 in text and text.endswith("\n")
     assert "Epoch" not in text  # single epoch: no header, as Keras
+
+
+def test_fit_with_no_epoch_to_run_returns_empty_history():
+    x, y = data()
+    hist = model().fit(x, y, epochs=2, initial_epoch=2, verbose=0)
+    assert hist.history == {} and hist.epoch == []
+    hist = model().fit(x, y, epochs=3, initial_epoch=1, verbose=0)
+    assert hist.epoch == [1, 2]

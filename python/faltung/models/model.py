@@ -408,7 +408,11 @@ class Model(GraphMixin, Layer):
             if self.stop_training:
                 break
         cbs.on_train_end(logs)
-        return self.history
+        from faltung.callbacks import History
+        hist = next((c for c in cbs.callbacks if isinstance(c, History)), self.history)
+        hist.set_model(self)
+        self.history = hist
+        return hist
 
     def _evaluate(self, data, batch_size, cbs, steps=None):
         x, y, sw = data
