@@ -164,3 +164,40 @@ def test_optimizer_state_is_restored_so_training_resumes_identically(tmp_path):
     n = m.count_params()
     assert f" Optimizer params: {2 * n + 1:,} " in out[0]  # iterations + Adam's m and v
     assert f" Total params: {3 * n + 1:,} " in out[0]
+
+
+def test_json_and_clone_model():
+    from faltung.models import clone_model, model_from_json
+    m = mlp()
+    m2 = model_from_json(m.to_json())
+    c = clone_model(m)
+    for other in (m2, c):
+        assert [l.name for l in other.layers] == [l.name for l in m.layers]
+        assert [w.shape for w in other.get_weights()] == [w.shape for w in m.get_weights()]
+        assert other.layers[0].kernel is not m.layers[0].kernel
+    assert not np.array_equal(c.get_weights()[0], m.get_weights()[0])  # fresh initialization
+
+
+def test_reads_keras3_style_config_keys():
+    from faltung.models.saving import deserialize_layer
+    cfg = {"module": "keras", "class_name": "Sequential", "config": {
+        "name": "sequential", "trainable": True,
+        "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}},
+        "layers": [
+            {"module": "keras.layers", "class_name": "InputLayer",
+             "config": {"batch_shape": [None, 8], "dtype": "float32", "sparse": False,
+                        "ragged": False, "name": "input_layer"}},
+            {"module": "keras.layers", "class_name": "Dense",
+             "config": {"name": "dense", "trainable": True, "dtype": {
+                 "module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}},
+                 "units": 3, "activation": "relu", "use_bias": True,
+                 "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform",
+                                        "config": {"seed": None}, "registered_name": None},
+                 "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros",
+                                      "config": {}, "registered_name": None},
+                 "kernel_regularizer": None, "bias_regularizer": None,
+                 "kernel_constraint": None, "bias_constraint": None, "lora_rank": None},
+             "build_config": {"input_shape": [None, 8]}}]}}
+    m = deserialize_layer(cfg)
+    assert isinstance(m, Sequential) and m.output_shape == (None, 3)
+    assert m.layers[0].kernel.shape == (8, 3)

@@ -185,6 +185,10 @@ class Model(Trainer, GraphMixin, Layer):
         from faltung.models import saving
         saving.save_model(self, filepath, overwrite=overwrite)
 
+    def to_json(self, **kwargs):
+        from faltung.models import saving
+        return saving.model_to_json(self, **kwargs)
+
     def get_compile_config(self):
         if not self.compiled:
             return None

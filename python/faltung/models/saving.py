@@ -222,10 +222,25 @@ def _initializer_config(value):
     return dict(value, config={k: v for k, v in value["config"].items() if k in params})
 
 
+# Keras 3 config keys that faltung layers do not take, dropped when they hold this value.
+_KERAS_DEFAULTS = {"sparse": False, "ragged": False, "optional": False, "lora_rank": None,
+                   "lora_alpha": None, "quantization_config": None}
+
+
+def _config_value(key, v):
+    if key == "dtype" and isinstance(v, dict):  # Keras 3 DTypePolicy -> its name
+        return v.get("config", {}).get("name", "float32")
+    if isinstance(v, dict) and "class_name" in v:
+        return _initializer_config(v)
+    return v
+
+
 def deserialize_layer(cfg):
+    """A layer (or model) from {"class_name", "config", "build_config"?}, as in config.json.
+    Also reads the config of Keras 3 files for the layer classes faltung has."""
     cls = _layer_class(cfg["class_name"])
-    config = {k: _initializer_config(v) if isinstance(v, dict) and "class_name" in v else v
-              for k, v in cfg["config"].items()}
+    config = {k: _config_value(k, v) for k, v in cfg["config"].items()
+              if not (k in _KERAS_DEFAULTS and v == _KERAS_DEFAULTS[k])}
     layer = cls.from_config(config)
     build = cfg.get("build_config")
     if build and not layer.built:
@@ -266,6 +281,24 @@ def save_model(model, filepath, overwrite=True):
             zf.writestr("config.json", json.dumps(config))
             zf.writestr("model.weights.h5", buf.getvalue())
     _atomic_write(filepath, write, overwrite)
+
+
+def model_to_json(model, **kwargs):
+    """The model's architecture as a JSON string (Keras's `model.to_json()`)."""
+    return json.dumps(serialize_layer(model), **kwargs)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A new (freshly initialized) model from `model.to_json()` output."""
+    return deserialize_layer(json.loads(json_string))
+
+
+def clone_model(model, input_tensors=None, clone_function=None):
+    """A new model with the same architecture and newly initialized weights (Keras's
+    `keras.models.clone_model`)."""
+    if input_tensors is not None or clone_function is not None:
+        raise NotImplementedError("faltung's clone_model supports only clone_model(model).")
+    return deserialize_layer(serialize_layer(model))
 
 
 def _version():
