@@ -201,3 +201,30 @@ def test_reads_keras3_style_config_keys():
     m = deserialize_layer(cfg)
     assert isinstance(m, Sequential) and m.output_shape == (None, 3)
     assert m.layers[0].kernel.shape == (8, 3)
+
+
+def test_subclassed_model_weights_use_attribute_paths(tmp_path):
+    class Net(Model):
+        def __init__(self):
+            super().__init__()
+            self.body = [Dense(5, activation="relu"), Dense(4, activation="relu")]
+            self.head = Dense(2)
+
+        def call(self, x, training=False):
+            return self.head(self.body[1](self.body[0](x)))
+
+    a, b = Net(), Net()
+    x = xs()
+    ya = a.predict(x, verbose=0)
+    b.predict(x, verbose=0)
+    a.save_weights(tmp_path / "n.weights.h5")
+    with h5py.File(tmp_path / "n.weights.h5", "r") as f:
+        assert f["head/vars/0"].shape == (4, 2) and f["body/dense_1/vars/0"].shape == (5, 4)
+    b.load_weights(tmp_path / "n.weights.h5")
+    assert np.array_equal(b.predict(x, verbose=0), ya)
+
+
+def test_sequential_weights_have_no_input_layer_group(tmp_path):
+    mlp().save_weights(tmp_path / "m.weights.h5")
+    with h5py.File(tmp_path / "m.weights.h5", "r") as f:
+        assert sorted(f["layers"]) == ["dense", "dense_1"]

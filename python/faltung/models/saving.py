@@ -53,9 +53,8 @@ def _atomic_write(filepath, write, overwrite=True):
         raise
 
 
-def _layer_paths(model):
-    """[(h5 group path, layer)] in Keras 3's naming: class name snake-cased, then _1, _2..."""
-    layers = list(getattr(model, "_layers", None) or model.layers)
+def _container_paths(prefix, layers):
+    """Keras 3's naming inside a list: snake-cased class name, then _1, _2, ..."""
     used, out = {}, []
     for layer in layers:
         name = backend.to_snake_case(type(layer).__name__)
@@ -64,13 +63,39 @@ def _layer_paths(model):
             name = f"{name}_{used[name]}"
         else:
             used[name] = 0
-        out.append((f"layers/{name}", layer))
+        out.append((f"{prefix}{name}", layer))
     return out
+
+
+def _layer_paths(model):
+    """[(h5 group path, layer)] as Keras 3's saving_lib walks a model: `layers/<name>` for
+    Sequential (without its InputLayer) and functional models (with it); attribute names
+    (sorted) for subclassed models, `attr/<name>` for lists of layers."""
+    from faltung.layers.layer import Layer
+    from faltung.models.functional import Functional
+    from faltung.models.sequential import Sequential
+    if isinstance(model, (Sequential, Functional)):
+        return _container_paths("layers/", model.layers)
+    out = []
+    for attr in sorted(vars(model)):
+        value = getattr(model, attr)
+        if attr.startswith("_"):
+            continue
+        if isinstance(value, Layer):
+            out.append((attr, value))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
+            out += _container_paths(attr + "/", value)
+    return out
+
+
+def _is_model(layer):
+    from faltung.models.model import Model
+    return isinstance(layer, Model)
 
 
 def _own_vars(layer):
     """Keras order: trainable variables first, then non-trainable ones."""
-    ws = layer._weights if not hasattr(layer, "_layers") else []
+    ws = [] if _is_model(layer) else layer._weights
     return [w for w in ws if w.trainable] + [w for w in ws if not w.trainable]
 
 
@@ -82,7 +107,7 @@ def _write_weights(model, h5file):
 def _write_layers(model, root, prefix):
     for path, layer in _layer_paths(model):
         full = prefix + path
-        if hasattr(layer, "_layers"):  # nested model: its own layers below it
+        if _is_model(layer):  # nested model: its own layers below it
             root.create_group(full).create_group("vars")
             _write_layers(layer, root, full + "/")
             continue
@@ -94,7 +119,7 @@ def _write_layers(model, root, prefix):
 def _read_layers(model, root, prefix, skip_mismatch):
     for path, layer in _layer_paths(model):
         full = prefix + path
-        if hasattr(layer, "_layers"):
+        if _is_model(layer):
             _read_layers(layer, root, full + "/", skip_mismatch)
             continue
         variables = _own_vars(layer)
