@@ -256,3 +256,14 @@ def test_fit_with_no_epoch_to_run_returns_empty_history():
     assert hist.history == {} and hist.epoch == []
     hist = model().fit(x, y, epochs=3, initial_epoch=1, verbose=0)
     assert hist.epoch == [1, 2]
+
+
+def test_on_batch_end_alias_is_called_for_train_batches():
+    class Old(callbacks.Callback):
+        n = 0
+
+        def on_batch_end(self, batch, logs=None):
+            Old.n += 1
+    x, y = data(40)
+    model().fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[Old()])
+    assert Old.n == 8

@@ -228,3 +228,17 @@ def test_sequential_weights_have_no_input_layer_group(tmp_path):
     mlp().save_weights(tmp_path / "m.weights.h5")
     with h5py.File(tmp_path / "m.weights.h5", "r") as f:
         assert sorted(f["layers"]) == ["dense", "dense_1"]
+
+
+def test_nested_model_roundtrip(tmp_path):
+    inner = Sequential([Input((4,)), Dense(5, activation="relu")], name="inner")
+    m = Sequential([Input((4,)), inner, Dense(2)])
+    m.save(tmp_path / "n.keras")
+    with zipfile.ZipFile(tmp_path / "n.keras") as zf, zf.open("model.weights.h5") as fh:
+        import io
+        with h5py.File(io.BytesIO(fh.read()), "r") as f:
+            assert f["layers/sequential/layers/dense/vars/0"].shape == (4, 5)
+            assert f["layers/dense/vars/0"].shape == (5, 2)
+    m2 = load_model(tmp_path / "n.keras")
+    assert m2.layers[0].name == "inner" and isinstance(m2.layers[0], Sequential)
+    assert np.array_equal(m2.predict(xs(), verbose=0), m.predict(xs(), verbose=0))
