@@ -10,3 +10,4 @@ def set_random_seed(seed):
     random.seed(seed)
     np.random.seed(seed)
     initializers.set_seed(seed)
+from faltung.utils.progbar import Progbar  # noqa: E402,F401  (keras.utils.Progbar)
