@@ -26,3 +26,4 @@ def to_categorical(x, num_classes=None):
     out = np.zeros(x.shape + (n,), np.float32)
     np.put_along_axis(out, x[..., None], 1.0, axis=-1)
     return out
+from faltung.utils.progbar import Progbar  # noqa: E402,F401  (keras.utils.Progbar)

@@ -1,0 +1,379 @@
+"""Saving in Keras 3's formats, without pickle.
+
+- `model.save_weights("m.weights.h5")`: HDF5 laid out as Keras 3's saving_lib does it:
+  `layers/<snake_case class name>[_<n>]/vars/<i>` (e.g. `layers/dense/vars/0` for the first
+  Dense kernel, `layers/dense_1/vars/1` for the second Dense's bias), the model's own empty
+  `vars` group at the root. Layers are addressed by class name and position, not by their
+  (auto-generated) names, so weights move between two instances of the same architecture.
+- `model.save("m.keras")`: a zip with `config.json` (class_name/config per layer),
+  `metadata.json` and `model.weights.h5`. `load_model` rebuilds layers by class name from
+  the `faltung.layers` namespace (unknown class -> ValueError); the model is re-compiled
+  from `compile_config` and the optimizer state (`optimizer/vars/<i>`: iterations, then
+  the slots in creation order) is restored, so training resumes where it stopped.
+
+Files are written to a temporary file in the target directory and moved into place with
+`os.replace`, so a failed save never leaves a half-written file.
+"""
+import datetime
+import io
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+
+from faltung import backend
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:
+        raise ImportError("Saving and loading weights requires h5py: `pip install h5py` "
+                          "(or `pip install faltung[h5]`).") from e
+    return h5py
+
+
+def _atomic_write(filepath, write, overwrite=True):
+    """Call write(tmp_path) then move tmp_path onto filepath."""
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"File {filepath} exists and overwrite=False.")
+    folder = os.path.dirname(os.path.abspath(filepath))
+    fd, tmp = tempfile.mkstemp(prefix=".faltung-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, filepath)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _container_paths(prefix, layers):
+    """Keras 3's naming inside a list: snake-cased class name, then _1, _2, ..."""
+    used, out = {}, []
+    for layer in layers:
+        name = backend.to_snake_case(type(layer).__name__)
+        if name in used:
+            used[name] += 1
+            name = f"{name}_{used[name]}"
+        else:
+            used[name] = 0
+        out.append((f"{prefix}{name}", layer))
+    return out
+
+
+def _layer_paths(model):
+    """[(h5 group path, layer)] as Keras 3's saving_lib walks a model: `layers/<name>` for
+    Sequential (without its InputLayer) and functional models (with it); attribute names
+    (sorted) for subclassed models, `attr/<name>` for lists of layers."""
+    from faltung.layers.layer import Layer
+    from faltung.models.functional import Functional
+    from faltung.models.sequential import Sequential
+    if isinstance(model, (Sequential, Functional)):
+        return _container_paths("layers/", model.layers)
+    out = []
+    for attr in sorted(vars(model)):
+        value = getattr(model, attr)
+        if attr.startswith("_"):
+            continue
+        if isinstance(value, Layer):
+            out.append((attr, value))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
+            out += _container_paths(attr + "/", value)
+    return out
+
+
+def _is_model(layer):
+    from faltung.models.model import Model
+    return isinstance(layer, Model)
+
+
+def _own_vars(layer):
+    """Keras order: trainable variables first, then non-trainable ones."""
+    ws = [] if _is_model(layer) else layer._weights
+    return [w for w in ws if w.trainable] + [w for w in ws if not w.trainable]
+
+
+def _write_weights(model, h5file):
+    h5file.create_group("vars")
+    _write_layers(model, h5file, "")
+
+
+def _write_layers(model, root, prefix):
+    for path, layer in _layer_paths(model):
+        full = prefix + path
+        if _is_model(layer):  # nested model: its own layers below it
+            root.create_group(full).create_group("vars")
+            _write_layers(layer, root, full + "/")
+            continue
+        group = root.create_group(full).create_group("vars")
+        for i, v in enumerate(_own_vars(layer)):
+            group.create_dataset(str(i), data=np.asarray(v.value, np.float32))
+
+
+def _read_layers(model, root, prefix, skip_mismatch):
+    for path, layer in _layer_paths(model):
+        full = prefix + path
+        if _is_model(layer):
+            _read_layers(layer, root, full + "/", skip_mismatch)
+            continue
+        variables = _own_vars(layer)
+        if not variables:
+            continue
+        key = full + "/vars"
+        if key not in root:
+            raise ValueError(f"Layer '{layer.name}' expects {len(variables)} weights, but the "
+                             f"saved file has no group '{key}'.")
+        group = root[key]
+        if len(group) != len(variables):
+            msg = (f"Layer '{layer.name}' expected {len(variables)} variables, but received "
+                   f"{len(group)} variables during loading. Expected: {[v.name for v in variables]}")
+            if skip_mismatch:
+                warnings.warn(msg)
+                continue
+            raise ValueError(msg)
+        values = [np.asarray(group[str(i)]) for i in range(len(variables))]
+        for v, val in zip(variables, values):
+            if val.shape != v.shape:
+                msg = (f"Layer '{layer.name}' weight shape {v.shape} is not compatible with "
+                       f"provided weight shape {val.shape}.")
+                if skip_mismatch:
+                    warnings.warn(msg)
+                    break
+                raise ValueError(msg)
+        else:
+            for v, val in zip(variables, values):
+                v.value[...] = val
+
+
+def save_weights(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".weights.h5"):
+        raise ValueError("The filename must end in `.weights.h5`. "
+                         f"Received: filepath={filepath}")
+    h5py = _h5py()
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built: build it (call it on data or give "
+                         "it an input shape) before saving its weights.")
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            _write_weights(model, f)
+    _atomic_write(filepath, write, overwrite)
+
+
+def load_weights(model, filepath, skip_mismatch=False):
+    filepath = os.fspath(filepath)
+    h5py = _h5py()
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built: build it before loading weights.")
+    if filepath.endswith(".keras"):
+        with zipfile.ZipFile(filepath, "r") as zf, zf.open("model.weights.h5") as fh:
+            with h5py.File(io.BytesIO(fh.read()), "r") as f:
+                _read_layers(model, f, "", skip_mismatch)
+    elif filepath.endswith(".weights.h5"):
+        with h5py.File(filepath, "r") as f:
+            _read_layers(model, f, "", skip_mismatch)
+    else:
+        raise ValueError("File format not supported: filepath=" + filepath + ". faltung "
+                         "supports `.weights.h5` and `.keras` files.")
+
+
+# -- config (de)serialization -------------------------------------------------------------
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if hasattr(v, "get_config"):
+        return serialize_object(v)
+    return getattr(v, "name", str(v))
+
+
+def serialize_object(obj):
+    if obj is None:
+        return None
+    cfg = obj.get_config() if hasattr(obj, "get_config") else {}
+    return {"module": type(obj).__module__.replace("faltung", "keras", 1),
+            "class_name": type(obj).__name__, "config": _jsonable(cfg), "registered_name": None}
+
+
+def serialize_layer(layer):
+    out = {"module": "keras.layers", "class_name": type(layer).__name__,
+           "config": _jsonable(layer.get_config()), "registered_name": None}
+    if layer.built and getattr(layer, "input_shape", None) is not None \
+            and type(layer).__name__ != "InputLayer":
+        out["build_config"] = {"input_shape": list(layer.input_shape)}
+    return out
+
+
+def _layer_class(name):
+    import faltung.layers
+    from faltung.layers.layer import Layer
+    from faltung.models.functional import Functional
+    from faltung.models.sequential import Sequential
+    special = {"Sequential": Sequential, "Functional": Functional}
+    cls = special.get(name) or getattr(faltung.layers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ValueError(f"Could not locate class '{name}'. Make sure custom classes are "
+                         "decorated with `@keras.saving.register_keras_serializable()` "
+                         "(faltung: it must be a layer class in `faltung.layers`).")
+    return cls
+
+
+def _initializer_config(value):
+    """Keeps only the constructor arguments of a nested initializer config. Works around
+    faltung.initializers' VarianceScaling subclasses (GlorotUniform, ...) whose get_config
+    also returns scale/mode/distribution, which their __init__ does not take."""
+    import inspect
+    from faltung import initializers
+    cls = getattr(initializers, str(value.get("class_name")), None)
+    if not isinstance(cls, type) or not isinstance(value.get("config"), dict):
+        return value
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return value
+    return dict(value, config={k: v for k, v in value["config"].items() if k in params})
+
+
+# Keras 3 config keys that faltung layers do not take, dropped when they hold this value.
+_KERAS_DEFAULTS = {"sparse": False, "ragged": False, "optional": False, "lora_rank": None,
+                   "lora_alpha": None, "quantization_config": None}
+
+
+def _config_value(key, v):
+    if key == "dtype" and isinstance(v, dict):  # Keras 3 DTypePolicy -> its name
+        return v.get("config", {}).get("name", "float32")
+    if isinstance(v, dict) and "class_name" in v:
+        return _initializer_config(v)
+    return v
+
+
+def deserialize_layer(cfg):
+    """A layer (or model) from {"class_name", "config", "build_config"?}, as in config.json.
+    Also reads the config of Keras 3 files for the layer classes faltung has."""
+    cls = _layer_class(cfg["class_name"])
+    config = {k: _config_value(k, v) for k, v in cfg["config"].items()
+              if not (k in _KERAS_DEFAULTS and v == _KERAS_DEFAULTS[k])}
+    layer = cls.from_config(config)
+    build = cfg.get("build_config")
+    if build and not layer.built:
+        layer.build(tuple(build["input_shape"]))
+    return layer
+
+
+# -- whole model ---------------------------------------------------------------------------
+def save_model(model, filepath, overwrite=True):
+    """Keras 3 `.keras` zip: config.json, metadata.json, model.weights.h5."""
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".keras"):
+        raise ValueError("Invalid filepath extension for saving. Please add a `.keras` "
+                         "extension for the native Keras format (faltung supports only it). "
+                         f"Received: filepath={filepath}")
+    h5py = _h5py()
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built: build it before saving.")
+    config = serialize_layer(model)
+    config["module"] = "keras"
+    if model.built and model.input_shape is not None:
+        config["build_config"] = {"input_shape": list(model.input_shape)}
+    config["compile_config"] = _jsonable(model.get_compile_config())
+    metadata = {"keras_version": "3.0.0", "faltung_version": _version(),
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        _write_weights(model, f)
+        opt = model.optimizer if model.compiled else None
+        if opt is not None and getattr(opt, "built", False):
+            group = f.create_group("optimizer").create_group("vars")
+            for i, v in enumerate(opt.get_weights()):
+                group.create_dataset(str(i), data=v)
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, "w") as zf:
+            zf.writestr("metadata.json", json.dumps(metadata))
+            zf.writestr("config.json", json.dumps(config))
+            zf.writestr("model.weights.h5", buf.getvalue())
+    _atomic_write(filepath, write, overwrite)
+
+
+def model_to_json(model, **kwargs):
+    """The model's architecture as a JSON string (Keras's `model.to_json()`)."""
+    return json.dumps(serialize_layer(model), **kwargs)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A new (freshly initialized) model from `model.to_json()` output."""
+    return deserialize_layer(json.loads(json_string))
+
+
+def clone_model(model, input_tensors=None, clone_function=None):
+    """A new model with the same architecture and newly initialized weights (Keras's
+    `keras.models.clone_model`)."""
+    if input_tensors is not None or clone_function is not None:
+        raise NotImplementedError("faltung's clone_model supports only clone_model(model).")
+    return deserialize_layer(serialize_layer(model))
+
+
+def _version():
+    import faltung
+    return faltung.__version__
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Load a `.keras` file written by `model.save` (or a Keras 3 `.keras` file with the
+    same layer classes)."""
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".keras"):
+        raise ValueError(f"File format not supported: filepath={filepath}. faltung loads "
+                         "`.keras` files (use `model.load_weights` for `.weights.h5`).")
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"File not found: filepath={filepath}. Please ensure the file "
+                                "is an accessible `.keras` zip file.")
+    with zipfile.ZipFile(filepath, "r") as zf:
+        config = json.loads(zf.read("config.json"))
+    model = deserialize_layer(config)
+    if not model.built and config.get("build_config"):
+        model.build(tuple(config["build_config"]["input_shape"]))
+    load_weights(model, filepath)
+    cc = config.get("compile_config")
+    if compile and cc:
+        _recompile(model, cc)
+        if model.compiled:
+            _load_optimizer_state(model, filepath)
+    return model
+
+
+def _load_optimizer_state(model, filepath):
+    """Restore the optimizer's iterations and slots (Adam's m and v, ...), if saved."""
+    h5py = _h5py()
+    with zipfile.ZipFile(filepath, "r") as zf, zf.open("model.weights.h5") as fh:
+        with h5py.File(io.BytesIO(fh.read()), "r") as f:
+            if "optimizer/vars" not in f:
+                return
+            group = f["optimizer/vars"]
+            values = [np.asarray(group[str(i)]) for i in range(len(group))]
+    try:
+        model.optimizer.build(model.trainable_weights)
+        model.optimizer.set_weights(values)
+    except (ValueError, AttributeError) as e:
+        warnings.warn(f"Skipping the saved optimizer state ({e}).")
+
+
+def _recompile(model, cc):
+    try:
+        model.compile(optimizer=cc.get("optimizer") or "rmsprop", loss=cc.get("loss"),
+                      metrics=cc.get("metrics"), loss_weights=cc.get("loss_weights"))
+    except Exception as e:  # a model without its compile state is still usable
+        warnings.warn(f"Could not re-compile the loaded model ({e}); call `compile()` again.")
