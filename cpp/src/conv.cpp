@@ -101,11 +101,12 @@ void conv_set_im2col_tuning(int64_t tile_rows, bool tile_parallel) {
 
 namespace {
 
-// Rows per tile: the tile's im2col block (R, D) about 128 KiB of floats, so it stays in L2
-// next to the weight panel while GEMM reads it.
+// Rows per tile: the tile's im2col block (R, D) about 64K elements (256 KiB of floats), so it
+// stays in L2 next to the weight panel while GEMM reads it (bench_conv TileRows sweep: 128-256
+// rows best for D = 288 on this machine).
 int64_t tile_rows(const Conv2dShape& s, int64_t D) {
   if (g_tile_rows > 0) return g_tile_rows;
-  return std::clamp<int64_t>((int64_t(1) << 15) / std::max<int64_t>(D, 1), 32, 1024);
+  return std::clamp<int64_t>((int64_t(1) << 16) / std::max<int64_t>(D, 1), 32, 1024);
 }
 
 // inp (N,H,W,C) -> col (p1-p0, D): rows p0..p1 of col_g (receptive fields on group g's channels).
@@ -123,6 +124,11 @@ void im2col_tile(T* col, const T* inp, const Conv2dShape& s, int64_t g, int64_t 
         continue;
       }
       const T* in_row = inp + (n * s.H + ih) * s.W * s.C + g * Cg;
+      const int64_t iw0 = ow * s.stride_w - s.pad_left;
+      if (s.dil_w == 1 && Cg == s.C && iw0 >= 0 && iw0 + s.KW <= s.W) {  // one contiguous run
+        std::memcpy(row_kh, in_row + iw0 * s.C, sizeof(T) * s.KW * Cg);
+        continue;
+      }
       for (int64_t kw = 0; kw < s.KW; ++kw) {
         const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
         T* dst = row_kh + kw * Cg;
