@@ -8,7 +8,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "faltung/conv.hpp"
 
@@ -106,11 +105,12 @@ void conv2d_bias_backward(T* dbias, const T* dout, const Conv2dShape& s) {
   const int64_t P = s.N * s.OH * s.OW, K = s.K;
   std::fill(dbias, dbias + K, T(0));
   const int nt = (P * K < (1 << 16)) ? 1 : get_num_threads();
-  std::vector<T> partial(static_cast<size_t>(nt * K), T(0));
+  T* partial = workspace<T>(nt * K, 2);  // the calling thread's scratch, one row per thread
+  std::fill(partial, partial + nt * K, T(0));
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    T* acc = partial.data() + t * K;
+    T* acc = partial + t * K;
     for (int64_t p = P * t / n; p < P * (t + 1) / n; ++p) {
       const T* row = dout + p * K;
       for (int64_t k = 0; k < K; ++k) acc[k] += row[k];
