@@ -218,3 +218,28 @@ def test_binding_errors():
         _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 3, 3, 1, 1, 2, "winograd")
     with pytest.raises(ValueError, match="expected `dout` of shape"):
         _core.conv2d_backward(np.ones((1, 3, 3, 5), np.float32), x, w, 1, 1, 0, 0, 1, 1, 2, True, True, True)
+
+
+def test_padding_modes_analytic_1d():
+    x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1)
+    w = np.array([1.0, 10.0]).reshape(2, 1, 1)
+    out = lambda pad: C.conv(x, w, padding=pad).ravel().tolist()  # noqa: E731
+    assert out("valid") == [21, 32, 43]
+    assert out("same") == [21, 32, 43, 4]  # Keras/TF: the extra pad pixel goes at the end
+    assert out("causal") == [10, 21, 32, 43]
+    assert out("full") == [10, 21, 32, 43, 4]
+
+
+@pytest.mark.parametrize("case", CASES[:11], ids=IDS[:11])
+def test_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    _, xs, ws, st, pad, dil = case
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    st2 = (st, st) if np.isscalar(st) else st
+    dl2 = (dil, dil) if np.isscalar(dil) else dil
+    pads = [R.pads_1d(xs[1 + i], ws[i], st2[i], dl2[i], pad) for i in range(2)]
+    xt = torch.nn.functional.pad(torch.tensor(x).permute(0, 3, 1, 2),
+                                 (pads[1][0], max(pads[1][1], 0), pads[0][0], max(pads[0][1], 0)))
+    wt = torch.tensor(w).permute(3, 2, 0, 1)
+    y = torch.nn.functional.conv2d(xt, wt, stride=st2, dilation=dl2, groups=xs[-1] // ws[-2])
+    np.testing.assert_allclose(C.conv(x, w, st, pad, None, dil), y.permute(0, 2, 3, 1).numpy(), atol=1e-10)
