@@ -147,22 +147,34 @@ def test_auto_choice():
     assert C.conv_forward(x1, np.ones((3, 3, 1, 3), np.float32))[1] == "depthwise"
 
 
-def test_large_batch_tiles_match_reference():
-    # several im2col tiles per thread, ragged last tile; both parallel schemes
-    x = rng.standard_normal((5, 13, 11, 8)).astype(np.float32)
+@pytest.mark.parametrize("N,H,W,stride", [(5, 13, 11, 1), (1, 24, 23, 1), (4, 25, 26, 2)])
+def test_large_shapes_tiles_and_threads_match_reference(N, H, W, stride):
+    # > 1 MFLOP so the passes run multi-threaded: several im2col tiles per thread, a ragged
+    # last tile, N < threads (parallel_gemm branch of backward-data), both parallel schemes
+    x = rng.standard_normal((N, H, W, 8)).astype(np.float32)
     w = rng.standard_normal((3, 3, 8, 16)).astype(np.float32)
-    dout = rng.standard_normal((5, 7, 6, 16)).astype(np.float32)
-    args = (2, "same", None, 1)
+    args = (stride, "same", None, 1)
     ref = C.conv_forward(x, w, None, *args, algorithm="reference")[0]
+    dout = rng.standard_normal(ref.shape).astype(np.float32)
     ref_g = C.conv_backward(dout, x, w, *args, algorithm="reference")
     try:
         for tile_rows, tile_parallel in [(7, True), (0, True), (5, False)]:
             _core.conv_set_im2col_tuning(tile_rows, tile_parallel)
             np.testing.assert_allclose(C.conv_forward(x, w, None, *args, algorithm="im2col")[0], ref, atol=1e-4)
             for g, r in zip(C.conv_backward(dout, x, w, *args, algorithm="im2col"), ref_g):
-                np.testing.assert_allclose(g, r, atol=1e-3)
+                np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
     finally:
         _core.conv_set_im2col_tuning(0, True)
+    dw_x = rng.standard_normal((N, H, W, 64)).astype(np.float32)
+    dw_w = rng.standard_normal((3, 3, 64, 2)).astype(np.float32)
+    y, algo = C.depthwise_conv_forward(dw_x, dw_w, None, *args)
+    assert algo == "depthwise"
+    np.testing.assert_allclose(y, R.depthwise_conv(dw_x, dw_w, None, stride, "same"), rtol=1e-4, atol=1e-4)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    got = C.depthwise_conv_backward(gy, dw_x, dw_w, *args)
+    want = C.depthwise_conv_backward(gy, dw_x, dw_w, *args, algorithm="reference")
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
 
 
 def test_float64_in_float64_out():

@@ -211,7 +211,7 @@ void conv2d_gemm_forward(T* out, const T* inp, const T* weight, const T* bias, c
   };
   const int64_t R = tile_rows(s, D), ntiles = (P + R - 1) / R;
   if (g_tile_parallel) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
     for (int64_t i = 0; i < ntiles; ++i) tile(i * R, std::min(P, (i + 1) * R), false);
   } else {
     const int64_t R2 = R * get_num_threads();
@@ -229,7 +229,7 @@ void conv2d_gemm_backward_data(T* dinp, const T* dout, const T* weight, const Co
   if (P == 0) return;
   if (direct) {
     const int64_t ntiles = (P + R - 1) / R;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
     for (int64_t i = 0; i < ntiles; ++i) {
       const int64_t p0 = i * R, p1 = std::min(P, p0 + R);
       for (int64_t g = 0; g < G; ++g)
@@ -252,7 +252,7 @@ void conv2d_gemm_backward_data(T* dinp, const T* dout, const T* weight, const Co
       }
     }
   };
-  const int nt = get_num_threads();
+  const int nt = conv_threads(s);
   if (g_tile_parallel && s.N >= nt) {
 #pragma omp parallel num_threads(nt)
     {
@@ -279,7 +279,7 @@ void conv2d_gemm_backward_filter(T* dweight, const T* dout, const T* inp, const 
     }
   };
   std::fill(dweight, dweight + DK, T(0));
-  const int nt = std::min<int64_t>(get_num_threads(), ntiles);
+  const int nt = std::min<int64_t>(conv_threads(s), ntiles);
   if (!g_tile_parallel || nt <= 1) {
     const int64_t R2 = g_tile_parallel ? R : R * get_num_threads();
     for (int64_t p0 = 0; p0 < P; p0 += R2) accumulate(dweight, p0, std::min(P, p0 + R2), !g_tile_parallel);

@@ -32,7 +32,7 @@ template <typename T>
 void conv2d_depthwise_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
                               bool relu) {
   const int64_t C = s.C, K = s.K, m = K / C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
   for (int64_t r = 0; r < s.N * s.OH; ++r) {
     const int64_t n = r / s.OH, oh = r % s.OH;
     for (int64_t ow = 0; ow < s.OW; ++ow) {
@@ -62,7 +62,7 @@ void conv2d_depthwise_forward(T* out, const T* inp, const T* weight, const T* bi
 template <typename T>
 void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
   const int64_t C = s.C, K = s.K, m = K / C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
   for (int64_t r = 0; r < s.N * s.H; ++r) {
     const int64_t n = r / s.H, ih = r % s.H;
     for (int64_t iw = 0; iw < s.W; ++iw) {
@@ -100,7 +100,7 @@ template <typename T>
 void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
   const int64_t C = s.C, K = s.K, m = K / C, WK = s.KH * s.KW * K, rows = s.N * s.OH;
   std::fill(dweight, dweight + WK, T(0));
-  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), rows)));
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(conv_threads(s), rows)));
   std::vector<T*> parts(nt, nullptr);
 #pragma omp parallel num_threads(nt)
   {

@@ -18,7 +18,7 @@ template <typename T>
 void conv2d_reference_forward(T* out, const T* inp, const T* weight, const T* bias,
                               const Conv2dShape& s, bool relu) {
   const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
   for (int64_t n = 0; n < s.N; ++n) {
     for (int64_t oh = 0; oh < s.OH; ++oh)
       for (int64_t ow = 0; ow < s.OW; ++ow) {
@@ -48,7 +48,7 @@ void conv2d_reference_forward(T* out, const T* inp, const T* weight, const T* bi
 template <typename T>
 void conv2d_reference_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
   const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
   for (int64_t n = 0; n < s.N; ++n) {
     T* dinp_n = dinp + n * s.H * s.W * s.C;
     std::fill(dinp_n, dinp_n + s.H * s.W * s.C, T(0));
@@ -78,7 +78,7 @@ void conv2d_reference_backward_data(T* dinp, const T* dout, const T* weight, con
 template <typename T>
 void conv2d_reference_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
   const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
   for (int64_t khw = 0; khw < s.KH * s.KW; ++khw) {
     const int64_t kh = khw / s.KW, kw = khw % s.KW;
     T* dw_kk = dweight + khw * Cg * s.K;

@@ -56,6 +56,12 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
 
 // ---- the algorithms (no validation: call check_conv2d_shape first) ----------------
 
+// Threads for one conv pass: 1 below ~1 MFLOP (waking the pool costs more), else all.
+inline int conv_threads(const Conv2dShape& s) {
+  const double flops = 2.0 * s.N * s.OH * s.OW * s.K * s.KH * s.KW * (s.C / s.groups);
+  return flops < 1e6 ? 1 : get_num_threads();
+}
+
 // dout (N,OH,OW,K) -> dbias (K) = sum over N, OH, OW. Shared by every algorithm.
 template <typename T> void conv2d_bias_backward(T* dbias, const T* dout, const Conv2dShape& s);
 
