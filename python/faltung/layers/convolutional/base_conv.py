@@ -4,7 +4,7 @@ and separable layers reuse its checks and its activation handling.
 """
 import numpy as np
 
-from faltung import activations, initializers
+from faltung import activations, backend, initializers
 from faltung.layers.layer import Layer
 import importlib
 
@@ -96,6 +96,7 @@ class ConvBrick(Layer):
         return self.fuse_activation and self.activation.name == "relu"
 
     def forward(self, x, training=False):
+        x = backend.as_float_array(x, f"{self.name} input")
         self.check_input(x)
         fused = self._fused()
         z, self.algorithm = self._op_forward(x, fused)
