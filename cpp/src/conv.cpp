@@ -1,0 +1,362 @@
+// Convolution: validation, algorithm choice and the im2col + GEMM paths.
+//
+// N batch, H/W input size, C in-channels, K filters, KH/KW kernel, OH/OW output size,
+// G groups, Cg = C/G, Kg = K/G, P = N*OH*OW output pixels, D = KH*KW*Cg.
+// inp (N,H,W,C), weight (KH,KW,Cg,K) = a (D,K) matrix, out (N,OH,OW,K) = a (P,K) matrix.
+// For group g: out[:, g*Kg:(g+1)*Kg] = col_g (P,D) @ weight[:, g*Kg:(g+1)*Kg], where row p of
+// col_g is the receptive field of output pixel p on channels [g*Cg, (g+1)*Cg), (kh,kw,c)
+// order. The P rows are cut into tiles of R rows; a tile's col_g lives in the thread's
+// workspace (slot 0), so memory stays bounded whatever N is.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "faltung/conv.hpp"
+
+namespace faltung {
+
+namespace {
+std::string geom_str(const Conv2dShape& s) {
+  return "input (N,H,W,C)=" + shape_str({s.N, s.H, s.W, s.C}) + ", weight (KH,KW,C/groups,K)=" +
+         shape_str({s.KH, s.KW, s.groups > 0 ? s.C / s.groups : 0, s.K}) + ", output (OH,OW)=" +
+         shape_str({s.OH, s.OW}) + ", strides=" + shape_str({s.stride_h, s.stride_w}) +
+         ", dilation=" + shape_str({s.dil_h, s.dil_w}) + ", pad (top,left)=" +
+         shape_str({s.pad_top, s.pad_left}) + ", groups=" + std::to_string(s.groups);
+}
+int64_t g_tile_rows = 0;      // 0: automatic
+bool g_tile_parallel = true;  // tiles over threads (true) or parallel_gemm per tile (false)
+}  // namespace
+
+void check_conv2d_shape(const Conv2dShape& s) {
+  const std::string where = "conv2d: ";
+  check(s.N >= 0, where + "batch size must be >= 0; " + geom_str(s));
+  check(s.H > 0 && s.W > 0 && s.C > 0, where + "input sizes must be positive; " + geom_str(s));
+  check(s.KH > 0 && s.KW > 0 && s.K > 0, where + "kernel sizes and filters must be positive; " + geom_str(s));
+  check(s.stride_h > 0 && s.stride_w > 0, where + "strides must be positive; " + geom_str(s));
+  check(s.dil_h > 0 && s.dil_w > 0, where + "dilation rates must be positive; " + geom_str(s));
+  check(s.groups > 0, where + "groups must be positive; " + geom_str(s));
+  check(s.C % s.groups == 0, where + "input channels C=" + std::to_string(s.C) +
+                                 " are not divisible by groups=" + std::to_string(s.groups));
+  check(s.K % s.groups == 0, where + "filters K=" + std::to_string(s.K) +
+                                 " are not divisible by groups=" + std::to_string(s.groups));
+  check(s.OH > 0 && s.OW > 0, where + "output sizes must be positive (is the kernel larger than the "
+                                      "padded, dilated input?); " + geom_str(s));
+  const int64_t ekh = (s.KH - 1) * s.dil_h + 1, ekw = (s.KW - 1) * s.dil_w + 1;
+  check(s.pad_top >= 0 && s.pad_top < ekh && s.pad_left >= 0 && s.pad_left < ekw,
+        where + "padding must be in [0, dilated kernel size); " + geom_str(s));
+  check((s.OH - 1) * s.stride_h - s.pad_top <= s.H - 1 && (s.OW - 1) * s.stride_w - s.pad_left <= s.W - 1,
+        where + "output too large: the last window starts past the input; " + geom_str(s));
+}
+
+bool conv_is_1x1(const Conv2dShape& s) {
+  return s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 0 &&
+         s.pad_left == 0 && s.OH == s.H && s.OW == s.W;
+}
+
+bool conv_algo_applicable(ConvAlgo algo, const Conv2dShape& s) {
+  switch (algo) {
+    case ConvAlgo::Reference:
+    case ConvAlgo::Im2col:
+    case ConvAlgo::Auto: return true;
+    case ConvAlgo::Gemm1x1: return conv_is_1x1(s);
+    case ConvAlgo::Depthwise: return s.groups == s.C;
+    case ConvAlgo::Winograd: return false;  // Winograd: wired in by the integrator
+  }
+  return false;
+}
+
+ConvAlgo choose_conv_algo(const Conv2dShape& s) {
+  if (s.groups == s.C && s.C > 1) return ConvAlgo::Depthwise;
+  if (conv_is_1x1(s)) return ConvAlgo::Gemm1x1;
+  // Winograd: wired in by the integrator (if winograd_applicable(s) return ConvAlgo::Winograd;)
+  return ConvAlgo::Im2col;
+}
+
+const char* conv_algo_name(ConvAlgo algo) {
+  switch (algo) {
+    case ConvAlgo::Reference: return "reference";
+    case ConvAlgo::Im2col: return "im2col";
+    case ConvAlgo::Gemm1x1: return "gemm1x1";
+    case ConvAlgo::Depthwise: return "depthwise";
+    case ConvAlgo::Winograd: return "winograd";
+    case ConvAlgo::Auto: return "auto";
+  }
+  return "?";
+}
+
+ConvAlgo conv_algo_from_name(const std::string& name) {
+  for (ConvAlgo a : {ConvAlgo::Reference, ConvAlgo::Im2col, ConvAlgo::Gemm1x1, ConvAlgo::Depthwise,
+                     ConvAlgo::Winograd, ConvAlgo::Auto})
+    if (name == conv_algo_name(a)) return a;
+  throw std::invalid_argument("conv2d: unknown algorithm '" + name +
+                              "'; expected one of auto, reference, im2col, gemm1x1, depthwise, winograd");
+}
+
+void conv_set_im2col_tuning(int64_t tile_rows, bool tile_parallel) {
+  g_tile_rows = std::max<int64_t>(tile_rows, 0);
+  g_tile_parallel = tile_parallel;
+}
+
+namespace {
+
+// Rows per tile: the tile's im2col block (R, D) about 64K elements (256 KiB of floats), so it
+// stays in L2 next to the weight panel while GEMM reads it (bench_conv TileRows sweep: 128-256
+// rows best for D = 288 on this machine).
+int64_t tile_rows(const Conv2dShape& s, int64_t D) {
+  if (g_tile_rows > 0) return g_tile_rows;
+  return std::clamp<int64_t>((int64_t(1) << 16) / std::max<int64_t>(D, 1), 32, 1024);
+}
+
+// inp (N,H,W,C) -> col (p1-p0, D): rows p0..p1 of col_g (receptive fields on group g's channels).
+template <typename T>
+void im2col_tile(T* col, const T* inp, const Conv2dShape& s, int64_t g, int64_t p0, int64_t p1) {
+  const int64_t Cg = s.C / s.groups, D = s.KH * s.KW * Cg;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t n = p / (s.OH * s.OW), oh = (p / s.OW) % s.OH, ow = p % s.OW;
+    T* row = col + (p - p0) * D;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+      T* row_kh = row + kh * s.KW * Cg;
+      if (ih < 0 || ih >= s.H) {
+        std::fill(row_kh, row_kh + s.KW * Cg, T(0));
+        continue;
+      }
+      const T* in_row = inp + (n * s.H + ih) * s.W * s.C + g * Cg;
+      const int64_t iw0 = ow * s.stride_w - s.pad_left;
+      if (s.dil_w == 1 && Cg == s.C && iw0 >= 0 && iw0 + s.KW <= s.W) {  // one contiguous run
+        std::memcpy(row_kh, in_row + iw0 * s.C, sizeof(T) * s.KW * Cg);
+        continue;
+      }
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
+        T* dst = row_kh + kw * Cg;
+        if (iw < 0 || iw >= s.W)
+          std::fill(dst, dst + Cg, T(0));
+        else
+          std::memcpy(dst, in_row + iw * s.C, sizeof(T) * Cg);
+      }
+    }
+  }
+}
+
+// dcol (p1-p0, D) scatter-added into dinp (N,H,W,C): the adjoint of im2col_tile.
+template <typename T>
+void col2im_tile_add(T* dinp, const T* dcol, const Conv2dShape& s, int64_t g, int64_t p0, int64_t p1) {
+  const int64_t Cg = s.C / s.groups, D = s.KH * s.KW * Cg;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t n = p / (s.OH * s.OW), oh = (p / s.OW) % s.OH, ow = p % s.OW;
+    const T* row = dcol + (p - p0) * D;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+      if (ih < 0 || ih >= s.H) continue;
+      T* din_row = dinp + (n * s.H + ih) * s.W * s.C + g * Cg;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
+        if (iw < 0 || iw >= s.W) continue;
+        const T* src = row + (kh * s.KW + kw) * Cg;
+        T* dst = din_row + iw * s.C;
+        for (int64_t c = 0; c < Cg; ++c) dst[c] += src[c];
+      }
+    }
+  }
+}
+
+// out rows (R, K) += bias, then relu; in place.
+template <typename T>
+void bias_relu_rows(T* out, int64_t R, int64_t K, const T* bias, bool relu) {
+  if (!bias && !relu) return;
+  for (int64_t r = 0; r < R; ++r) {
+    T* row = out + r * K;
+    if (bias)
+      for (int64_t k = 0; k < K; ++k) row[k] += bias[k];
+    if (relu)
+      for (int64_t k = 0; k < K; ++k) row[k] = row[k] > T(0) ? row[k] : T(0);
+  }
+}
+
+// The A operand for rows p0.. of group g: the input itself (direct, 1x1) or a fresh im2col tile.
+template <typename T>
+const T* col_operand(const T* inp, const Conv2dShape& s, int64_t g, int64_t p0, int64_t p1, bool direct,
+                     int64_t* lda) {
+  const int64_t Cg = s.C / s.groups, D = s.KH * s.KW * Cg;
+  if (direct) {
+    *lda = s.C;
+    return inp + p0 * s.C + g * Cg;
+  }
+  T* col = workspace<T>((p1 - p0) * D, 0);
+  im2col_tile(col, inp, s, g, p0, p1);
+  *lda = D;
+  return col;
+}
+
+}  // namespace
+
+// inp (N,H,W,C), weight (D,K), bias (K)|nullptr -> out (P,K) = col @ weight (+ bias, relu)
+template <typename T>
+void conv2d_gemm_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
+                         bool relu, bool direct) {
+  const int64_t G = s.groups, Kg = s.K / G, D = s.KH * s.KW * (s.C / G), P = s.N * s.OH * s.OW;
+  if (P == 0) return;
+  auto tile = [&](int64_t p0, int64_t p1, bool par) {
+    T* out_t = out + p0 * s.K;
+    for (int64_t g = 0; g < G; ++g) {
+      int64_t lda;
+      const T* A = col_operand(inp, s, g, p0, p1, direct, &lda);
+      (par ? parallel_gemm<T> : gemm<T>)(false, false, p1 - p0, Kg, D, T(1), A, lda, weight + g * Kg,
+                                         s.K, T(0), out_t + g * Kg, s.K);
+    }
+    bias_relu_rows(out_t, p1 - p0, s.K, bias, relu);
+  };
+  const int64_t R = tile_rows(s, D), ntiles = (P + R - 1) / R;
+  if (g_tile_parallel) {
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
+    for (int64_t i = 0; i < ntiles; ++i) tile(i * R, std::min(P, (i + 1) * R), false);
+  } else {
+    const int64_t R2 = R * get_num_threads();
+    for (int64_t p0 = 0; p0 < P; p0 += R2) tile(p0, std::min(P, p0 + R2), true);
+  }
+}
+
+// dout (P,K), weight (D,K) -> dinp (N,H,W,C) = col2im(dout @ weight^T). Direct (1x1):
+// dinp (P,C) = dout @ weight^T, row tiles disjoint. Otherwise each thread owns whole images
+// (col2im of neighbouring pixels overlaps) and zeroes them first.
+template <typename T>
+void conv2d_gemm_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s, bool direct) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, D = s.KH * s.KW * Cg;
+  const int64_t OHW = s.OH * s.OW, P = s.N * OHW, R = tile_rows(s, D);
+  if (P == 0) return;
+  if (direct) {
+    const int64_t ntiles = (P + R - 1) / R;
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
+    for (int64_t i = 0; i < ntiles; ++i) {
+      const int64_t p0 = i * R, p1 = std::min(P, p0 + R);
+      for (int64_t g = 0; g < G; ++g)
+        gemm<T>(false, true, p1 - p0, Cg, Kg, T(1), dout + p0 * s.K + g * Kg, s.K, weight + g * Kg, s.K,
+                T(0), dinp + p0 * s.C + g * Cg, s.C);
+    }
+    return;
+  }
+  // rows [q0, q1) of whole images, par: parallel_gemm
+  auto images = [&](int64_t n0, int64_t n1, bool par) {
+    std::fill(dinp + n0 * s.H * s.W * s.C, dinp + n1 * s.H * s.W * s.C, T(0));
+    const int64_t Rb = par ? R * get_num_threads() : R;
+    for (int64_t p0 = n0 * OHW; p0 < n1 * OHW; p0 += Rb) {
+      const int64_t p1 = std::min(n1 * OHW, p0 + Rb);
+      T* dcol = workspace<T>((p1 - p0) * D, 0);
+      for (int64_t g = 0; g < G; ++g) {
+        (par ? parallel_gemm<T> : gemm<T>)(false, true, p1 - p0, D, Kg, T(1), dout + p0 * s.K + g * Kg, s.K,
+                                           weight + g * Kg, s.K, T(0), dcol, D);
+        col2im_tile_add(dinp, dcol, s, g, p0, p1);
+      }
+    }
+  };
+  const int nt = conv_threads(s);
+  if (g_tile_parallel && s.N >= nt) {
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      images(s.N * t / n, s.N * (t + 1) / n, false);
+    }
+  } else {
+    images(0, s.N, true);
+  }
+}
+
+// col (P,D), dout (P,K) -> dweight (D,K) = col^T @ dout: each thread accumulates its row
+// tiles into a private partial (workspace slot 1), then the partials are summed.
+template <typename T>
+void conv2d_gemm_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s, bool direct) {
+  const int64_t G = s.groups, Kg = s.K / G, D = s.KH * s.KW * (s.C / G), P = s.N * s.OH * s.OW;
+  const int64_t R = tile_rows(s, D), ntiles = (P + R - 1) / R, DK = D * s.K;
+  auto accumulate = [&](T* acc, int64_t p0, int64_t p1, bool par) {
+    for (int64_t g = 0; g < G; ++g) {
+      int64_t lda;
+      const T* A = col_operand(inp, s, g, p0, p1, direct, &lda);
+      (par ? parallel_gemm<T> : gemm<T>)(true, false, D, Kg, p1 - p0, T(1), A, lda, dout + p0 * s.K + g * Kg,
+                                         s.K, T(1), acc + g * Kg, s.K);
+    }
+  };
+  std::fill(dweight, dweight + DK, T(0));
+  const int nt = std::min<int64_t>(conv_threads(s), ntiles);
+  if (!g_tile_parallel || nt <= 1) {
+    const int64_t R2 = g_tile_parallel ? R : R * get_num_threads();
+    for (int64_t p0 = 0; p0 < P; p0 += R2) accumulate(dweight, p0, std::min(P, p0 + R2), !g_tile_parallel);
+    return;
+  }
+  std::vector<T*> parts(nt, nullptr);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    T* acc = t == 0 ? dweight : workspace<T>(DK, 1);
+    if (t) std::fill(acc, acc + DK, T(0));
+    parts[t] = acc;
+    for (int64_t i = ntiles * t / n; i < ntiles * (t + 1) / n; ++i)
+      accumulate(acc, i * R, std::min(P, (i + 1) * R), false);
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < DK; ++e)
+      for (int u = 1; u < n; ++u) dweight[e] += parts[u][e];
+  }
+}
+
+template <typename T>
+ConvAlgo conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
+                        ConvAlgo algo, bool relu) {
+  check_conv2d_shape(s);
+  if (algo == ConvAlgo::Auto) algo = choose_conv_algo(s);
+  check(conv_algo_applicable(algo, s), std::string("conv2d: algorithm '") + conv_algo_name(algo) +
+                                           "' cannot run this shape; " + geom_str(s));
+  switch (algo) {
+    case ConvAlgo::Reference: conv2d_reference_forward(out, inp, weight, bias, s, relu); break;
+    case ConvAlgo::Im2col: conv2d_gemm_forward(out, inp, weight, bias, s, relu, false); break;
+    case ConvAlgo::Gemm1x1: conv2d_gemm_forward(out, inp, weight, bias, s, relu, true); break;
+    case ConvAlgo::Depthwise: conv2d_depthwise_forward(out, inp, weight, bias, s, relu); break;
+    case ConvAlgo::Winograd:  // Winograd: wired in by the integrator
+    case ConvAlgo::Auto: break;
+  }
+  return algo;
+}
+
+template <typename T>
+ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                         const Conv2dShape& s, ConvAlgo algo) {
+  check_conv2d_shape(s);
+  if (algo == ConvAlgo::Auto) algo = choose_conv_algo(s);
+  check(conv_algo_applicable(algo, s), std::string("conv2d_backward: algorithm '") + conv_algo_name(algo) +
+                                           "' cannot run this shape; " + geom_str(s));
+  if (dbias) conv2d_bias_backward(dbias, dout, s);
+  switch (algo) {
+    case ConvAlgo::Reference:
+      if (dinp) conv2d_reference_backward_data(dinp, dout, weight, s);
+      if (dweight) conv2d_reference_backward_filter(dweight, dout, inp, s);
+      break;
+    case ConvAlgo::Im2col:
+    case ConvAlgo::Gemm1x1:
+      if (dinp) conv2d_gemm_backward_data(dinp, dout, weight, s, algo == ConvAlgo::Gemm1x1);
+      if (dweight) conv2d_gemm_backward_filter(dweight, dout, inp, s, algo == ConvAlgo::Gemm1x1);
+      break;
+    case ConvAlgo::Depthwise:
+      if (dinp) conv2d_depthwise_backward_data(dinp, dout, weight, s);
+      if (dweight) conv2d_depthwise_backward_filter(dweight, dout, inp, s);
+      break;
+    case ConvAlgo::Winograd:  // Winograd: wired in by the integrator
+    case ConvAlgo::Auto: break;
+  }
+  return algo;
+}
+
+#define FALTUNG_CONV(T)                                                                               \
+  template void conv2d_gemm_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, bool, bool); \
+  template void conv2d_gemm_backward_data<T>(T*, const T*, const T*, const Conv2dShape&, bool);        \
+  template void conv2d_gemm_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&, bool);      \
+  template ConvAlgo conv2d_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, ConvAlgo,  \
+                                      bool);                                                          \
+  template ConvAlgo conv2d_backward<T>(T*, T*, T*, const T*, const T*, const T*, const Conv2dShape&,   \
+                                       ConvAlgo);
+FALTUNG_CONV(float)
+FALTUNG_CONV(double)
+#undef FALTUNG_CONV
+
+}  // namespace faltung

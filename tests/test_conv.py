@@ -1,0 +1,260 @@
+"""conv ops and kernels: forward vs the numpy reference, every algorithm, backward vs
+float64 central differences, error messages."""
+import numpy as np
+import pytest
+
+from faltung import _core
+import importlib
+
+C = importlib.import_module("faltung.ops.conv")  # the module (faltung.ops.conv is also a function)
+from reference import conv as R
+
+rng = np.random.default_rng(1234)
+
+# (id, input shape, kernel shape (Keras), strides, padding, dilation)
+CASES = [
+    ("N2-H7W9-C4K6-k3-valid", (2, 7, 9, 4), (3, 3, 4, 6), 1, "valid", 1),
+    ("N1-H5W5-C3K2-k3-same", (1, 5, 5, 3), (3, 3, 3, 2), 1, "same", 1),
+    ("N2-H8W6-k4x2-even-same", (2, 8, 6, 3), (4, 2, 3, 5), 1, "same", 1),
+    ("N2-H9W9-k2-s3-stride>kernel", (2, 9, 9, 2), (2, 2, 2, 3), 3, "valid", 1),
+    ("N2-H10W7-k3-s2-same", (2, 10, 7, 3), (3, 3, 3, 4), (2, 2), "same", 1),
+    ("N1-H9W11-k3-d2-same", (1, 9, 11, 2), (3, 3, 2, 3), 1, "same", (2, 2)),
+    ("N2-H6W7-k3-d(1,2)-valid", (2, 6, 7, 2), (3, 3, 2, 3), 1, "valid", (1, 2)),
+    ("N2-H5W6-k3-full", (2, 5, 6, 3), (3, 3, 3, 2), 1, "full", 1),
+    ("N1-H6W6-k3-s2-full", (1, 6, 6, 2), (3, 3, 2, 2), 2, "full", 1),
+    ("N2-H6W5-groups2", (2, 6, 5, 4), (3, 3, 2, 6), 1, "same", 1),
+    ("N2-H6W5-groups3-s2", (2, 6, 5, 6), (3, 2, 2, 3), 2, "valid", 1),
+    ("N2-H6W7-depthwise-C20-s2", (2, 6, 7, 20), (3, 3, 1, 20), 2, "same", 1),
+    ("N1-H7W6-depthwise-C16-d2", (1, 7, 6, 16), (3, 3, 1, 16), 1, "same", 2),
+    ("N2-H5W5-depthwise-C10-m2", (2, 5, 5, 10), (3, 2, 1, 20), 1, "valid", 1),
+    ("N3-H5W4-1x1", (3, 5, 4, 5), (1, 1, 5, 7), 1, "valid", 1),
+    ("N2-H5W5-1x1-s2", (2, 5, 5, 3), (1, 1, 3, 4), 2, "same", 1),
+    ("N1-W13-1d-k3-causal", (1, 13, 3), (3, 3, 4), 1, "causal", 1),
+    ("N2-W12-1d-k3-d2-causal", (2, 12, 2), (3, 2, 3), 1, "causal", 2),
+    ("N2-W11-1d-k4-s3-same", (2, 11, 2), (4, 2, 3), 3, "same", 1),
+    ("N2-W9-1d-k2-full", (2, 9, 2), (2, 2, 3), 1, "full", 1),
+]
+IDS = [c[0] for c in CASES]
+
+
+def _applicable(x_shape, w_shape, strides, padding):
+    algos = ["reference", "im2col"]
+    groups = x_shape[-1] // w_shape[-2]
+    if groups == x_shape[-1]:
+        algos.append("depthwise")
+    if all(k == 1 for k in w_shape[:-2]) and strides == 1 and padding in ("valid", "same"):
+        algos.append("gemm1x1")
+    return algos
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_forward_matches_reference(case):
+    _, xs, ws, st, pad, dil = case
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    expected = R.conv(x, w, None, st, pad, dil)
+    out = C.conv(x, w, strides=st, padding=pad, dilation_rate=dil)
+    assert out.dtype == np.float32 and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_every_algorithm_forward_and_backward(case):
+    _, xs, ws, st, pad, dil = case
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal(ws[-1])
+    expected = R.conv(x, w, b, st, pad, dil)
+    dout = rng.standard_normal(expected.shape)
+    ref_grads = C.conv_backward(dout, x, w, st, pad, None, dil, algorithm="reference")
+    for algo in _applicable(xs, ws, st, pad):
+        for relu in (False, True):
+            out, ran = C.conv_forward(x, w, b, st, pad, None, dil, relu=relu, algorithm=algo)
+            assert ran == algo
+            np.testing.assert_allclose(out, np.maximum(expected, 0) if relu else expected, atol=1e-10)
+        grads = C.conv_backward(dout, x, w, st, pad, None, dil, algorithm=algo)
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, r, atol=1e-10, err_msg=algo)
+
+
+def _num_grad(f, a, eps=1e-6):
+    g = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+GRAD_CASES = [c for c in CASES if c[0] in (
+    "N1-H5W5-C3K2-k3-same", "N2-H9W9-k2-s3-stride>kernel", "N1-H9W11-k3-d2-same", "N2-H6W5-groups2",
+    "N3-H5W4-1x1", "N1-W13-1d-k3-causal", "N1-H6W6-k3-s2-full")]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_backward_vs_central_differences(case):
+    _, xs, ws, st, pad, dil = case
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal(ws[-1])
+    Rw = rng.standard_normal(C.conv(x, w, st, pad, None, dil).shape)
+
+    def loss():
+        return float((C.conv_forward(x, w, b, st, pad, None, dil)[0] * Rw).sum())
+
+    dx, dw, db = C.conv_backward(Rw, x, w, st, pad, None, dil)
+    np.testing.assert_allclose(dx, _num_grad(loss, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dw, _num_grad(loss, w), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(db, _num_grad(loss, b), rtol=1e-6, atol=1e-6)
+
+
+def test_backward_skips_unrequested_gradients():
+    x, w = rng.standard_normal((1, 5, 5, 2)), rng.standard_normal((3, 3, 2, 3))
+    dout = rng.standard_normal((1, 3, 3, 3))
+    dx, dw, db = C.conv_backward(dout, x, w, need_dx=False, need_db=False)
+    assert dx is None and db is None and dw.shape == w.shape
+
+
+@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("rank", [1, 2])
+def test_depthwise_and_separable(m, rank):
+    xs = (2, 9, 3) if rank == 1 else (2, 7, 8, 3)
+    ks = (3,) if rank == 1 else (3, 3)
+    x = rng.standard_normal(xs)
+    dk = rng.standard_normal(ks + (3, m))
+    pk = rng.standard_normal((1,) * rank + (3 * m, 4))
+    y, algo = C.depthwise_conv_forward(x, dk, None, 2, "same")
+    assert algo == "depthwise"
+    np.testing.assert_allclose(y, R.depthwise_conv(x, dk, None, 2, "same"), atol=1e-10)
+    np.testing.assert_allclose(C.separable_conv(x, dk, pk, 1, "valid"), R.separable_conv(x, dk, pk), atol=1e-10)
+    Rw = rng.standard_normal(y.shape)
+    dx, dw, db = C.depthwise_conv_backward(Rw, x, dk, 2, "same")
+    assert dw.shape == dk.shape
+    loss = lambda: float((C.depthwise_conv(x, dk, 2, "same") * Rw).sum())  # noqa: E731
+    np.testing.assert_allclose(dx, _num_grad(loss, x), atol=1e-6)
+    np.testing.assert_allclose(dw, _num_grad(loss, dk), atol=1e-6)
+    np.testing.assert_allclose(db, Rw.reshape(-1, 3 * m).sum(0), atol=1e-10)
+
+
+def test_auto_choice():
+    x1 = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
+    assert C.conv_forward(x1, np.ones((1, 1, 3, 2), np.float32))[1] == "gemm1x1"
+    assert C.conv_forward(x1, np.ones((3, 3, 3, 2), np.float32), strides=2)[1] == "im2col"
+    assert C.conv_forward(x1, np.ones((3, 3, 1, 3), np.float32))[1] == "depthwise"
+
+
+@pytest.mark.parametrize("N,H,W,stride", [(5, 13, 11, 1), (1, 24, 23, 1), (4, 25, 26, 2)])
+def test_large_shapes_tiles_and_threads_match_reference(N, H, W, stride):
+    # > 1 MFLOP so the passes run multi-threaded: several im2col tiles per thread, a ragged
+    # last tile, N < threads (parallel_gemm branch of backward-data), both parallel schemes
+    x = rng.standard_normal((N, H, W, 8)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 8, 16)).astype(np.float32)
+    args = (stride, "same", None, 1)
+    ref = C.conv_forward(x, w, None, *args, algorithm="reference")[0]
+    dout = rng.standard_normal(ref.shape).astype(np.float32)
+    ref_g = C.conv_backward(dout, x, w, *args, algorithm="reference")
+    try:
+        for tile_rows, tile_parallel in [(7, True), (0, True), (5, False)]:
+            _core.conv_set_im2col_tuning(tile_rows, tile_parallel)
+            np.testing.assert_allclose(C.conv_forward(x, w, None, *args, algorithm="im2col")[0], ref, atol=1e-4)
+            for g, r in zip(C.conv_backward(dout, x, w, *args, algorithm="im2col"), ref_g):
+                np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
+    finally:
+        _core.conv_set_im2col_tuning(0, True)
+    dw_x = rng.standard_normal((N, H, W, 64)).astype(np.float32)
+    dw_w = rng.standard_normal((3, 3, 64, 2)).astype(np.float32)
+    y, algo = C.depthwise_conv_forward(dw_x, dw_w, None, *args)
+    assert algo == "depthwise"
+    np.testing.assert_allclose(y, R.depthwise_conv(dw_x, dw_w, None, stride, "same"), rtol=1e-4, atol=1e-4)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    got = C.depthwise_conv_backward(gy, dw_x, dw_w, *args)
+    want = C.depthwise_conv_backward(gy, dw_x, dw_w, *args, algorithm="reference")
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
+
+
+def test_float64_in_float64_out():
+    x = rng.standard_normal((1, 4, 4, 2))
+    assert C.conv(x, rng.standard_normal((2, 2, 2, 1))).dtype == np.float64
+
+
+# -- errors ------------------------------------------------------------------------------
+def test_error_kernel_larger_than_input():
+    with pytest.raises(ValueError, match="Computed output size would be zero or negative"):
+        C.conv(np.ones((1, 3, 3, 1)), np.ones((5, 5, 1, 1)))
+
+
+def test_error_channels_vs_kernel():
+    with pytest.raises(ValueError, match=r"has 5 channels.*not a multiple of kernel.shape\[-2\]=2"):
+        C.conv(np.ones((1, 6, 6, 5)), np.ones((3, 3, 2, 4)))
+    with pytest.raises(ValueError, match="not divisible by groups=2"):
+        C.conv(np.ones((1, 6, 6, 4)), np.ones((3, 3, 2, 3)))
+
+
+def test_error_rank_and_format():
+    with pytest.raises(ValueError, match="expected `inputs` of rank 3"):
+        C.conv(np.ones((2, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="expected `kernel` of rank 4"):
+        C.conv(np.ones((1, 5, 5, 2)), np.ones((3, 2, 2)))
+    with pytest.raises(ValueError, match="channels_last"):
+        C.conv(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), data_format="channels_first")
+    with pytest.raises(ValueError, match="`padding` argument"):
+        C.conv(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), padding="causal")
+
+
+def test_error_nonpositive_sizes():
+    with pytest.raises(ValueError, match="`strides` argument"):
+        C.conv(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), strides=0)
+    with pytest.raises(ValueError, match="`dilation_rate` argument"):
+        C.conv(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2)), dilation_rate=(1, -1))
+    with pytest.raises(ValueError, match="sizes must be positive"):
+        C.conv(np.ones((1, 0, 5, 2)), np.ones((3, 3, 2, 2)))
+
+
+def test_binding_errors():
+    x, w = np.ones((1, 5, 5, 4), np.float32), np.ones((3, 3, 2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"expects 2 input channels, but `x` of shape \(1, 5, 5, 4\) has 4"):
+        _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 3, 3, 1, 1, 1)
+    with pytest.raises(ValueError, match="output sizes must be positive"):
+        _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 0, 3, 1, 1, 2)
+    with pytest.raises(ValueError, match="last window starts past the input"):
+        _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 9, 3, 1, 1, 2)
+    with pytest.raises(ValueError, match="expected `b` of shape"):
+        _core.conv2d_forward(x, w, np.ones(3, np.float32), 1, 1, 0, 0, 3, 3, 1, 1, 2)
+    with pytest.raises(ValueError, match="algorithm 'gemm1x1' cannot run"):
+        _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 3, 3, 1, 1, 2, "gemm1x1")
+    with pytest.raises(ValueError, match="unknown algorithm 'fast'"):
+        _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 3, 3, 1, 1, 2, "fast")
+    with pytest.raises(ValueError, match="algorithm 'winograd' cannot run"):
+        _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 3, 3, 1, 1, 2, "winograd")
+    with pytest.raises(ValueError, match="expected `dout` of shape"):
+        _core.conv2d_backward(np.ones((1, 3, 3, 5), np.float32), x, w, 1, 1, 0, 0, 1, 1, 2, True, True, True)
+
+
+def test_padding_modes_analytic_1d():
+    x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1)
+    w = np.array([1.0, 10.0]).reshape(2, 1, 1)
+    out = lambda pad: C.conv(x, w, padding=pad).ravel().tolist()  # noqa: E731
+    assert out("valid") == [21, 32, 43]
+    assert out("same") == [21, 32, 43, 4]  # Keras/TF: the extra pad pixel goes at the end
+    assert out("causal") == [10, 21, 32, 43]
+    assert out("full") == [10, 21, 32, 43, 4]
+
+
+@pytest.mark.parametrize("case", CASES[:11], ids=IDS[:11])
+def test_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    _, xs, ws, st, pad, dil = case
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    st2 = (st, st) if np.isscalar(st) else st
+    dl2 = (dil, dil) if np.isscalar(dil) else dil
+    pads = [R.pads_1d(xs[1 + i], ws[i], st2[i], dl2[i], pad) for i in range(2)]
+    xt = torch.nn.functional.pad(torch.tensor(x).permute(0, 3, 1, 2),
+                                 (pads[1][0], max(pads[1][1], 0), pads[0][0], max(pads[0][1], 0)))
+    wt = torch.tensor(w).permute(3, 2, 0, 1)
+    y = torch.nn.functional.conv2d(xt, wt, stride=st2, dilation=dl2, groups=xs[-1] // ws[-2])
+    np.testing.assert_allclose(C.conv(x, w, st, pad, None, dil), y.permute(0, 2, 3, 1).numpy(), atol=1e-10)
