@@ -226,3 +226,12 @@ def test_average_unpooling_spreads_evenly_and_is_adjoint_of_average_pooling():
     b = rng.standard_normal(y.shape).astype(np.float32)
     np.testing.assert_allclose(layer.backward(b), P.average_pool(b, (2, 3)), rtol=1e-6)
     np.testing.assert_allclose(np.sum(y * b), np.sum(x * P.average_pool(b, (2, 3))), rtol=1e-5)
+
+
+def test_matches_torch_if_available():
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    t = torch.from_numpy(x).permute(0, 3, 1, 2)
+    np.testing.assert_allclose(P.max_pool(x, 3, 2), torch.nn.functional.max_pool2d(t, 3, 2).permute(0, 2, 3, 1).numpy())
+    np.testing.assert_allclose(P.average_pool(x, 3, 2), torch.nn.functional.avg_pool2d(t, 3, 2).permute(0, 2, 3, 1).numpy(),
+                               rtol=1e-6)

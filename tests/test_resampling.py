@@ -110,3 +110,12 @@ def test_errors():
         L.Cropping1D((3, 3))(np.zeros((1, 5, 2), np.float32))
     with pytest.raises(ValueError, match=r'layer "up_rank".*expected ndim=4, found ndim=3'):
         L.UpSampling2D(name="up_rank")(np.zeros((1, 4, 2), np.float32))
+
+
+def test_bilinear_matches_torch_if_available():
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    y = R.upsample(x, (2, 3), "bilinear")
+    t = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), scale_factor=(2, 3),
+                                        mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(y, t.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-6)
