@@ -33,6 +33,10 @@ def test_large_parallel_moments_match_numpy():
     _, mean, var, _ = N.batch_norm_train(x)
     np.testing.assert_allclose(mean, x.mean((0, 1, 2), dtype=np.float64), rtol=1e-6)
     np.testing.assert_allclose(var, x.var((0, 1, 2), dtype=np.float64), rtol=1e-5)
+    # Large offset, small spread: the shifted one-pass sums must not cancel.
+    x = (1e4 + 0.01 * rng.standard_normal((64, 16, 16, 8))).astype(np.float32)
+    _, mean, var, _ = N.batch_norm_train(x)
+    np.testing.assert_allclose(var, x.var((0, 1, 2), dtype=np.float64), rtol=1e-4)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)

@@ -23,59 +23,48 @@ inline void row_range(int64_t R, int t, int nt, int64_t& r0, int64_t& r1) {
   r1 = R * (t + 1) / nt;
 }
 
-// part (nt,C) -> out (C): out[c] = sum_t part[t,c].
-inline void reduce_parts(double* out, const double* part, int nt, int64_t C) {
-  for (int64_t c = 0; c < C; ++c) out[c] = part[c];
-  for (int t = 1; t < nt; ++t)
-    for (int64_t c = 0; c < C; ++c) out[c] += part[t * C + c];
-}
 }  // namespace
 
-// x (R,C) -> mean (C), var (C) biased.
+// x (R,C) -> mean (C), var (C) biased. One pass of shifted sums in double: with
+// k = x[0,:], S1 = sum (x - k), S2 = sum (x - k)^2, mean = k + S1/R, var = S2/R - (S1/R)^2.
+// The shift keeps the cancellation small (x - k is of the order of the spread of x).
 template <typename T>
 void batch_norm_moments(T* mean, T* var, const T* x, int64_t R, int64_t C) {
-  const int nt = threads_for(R * C);
-  double* part = workspace<double>(nt * C, 0);
-  double* acc = workspace<double>(2 * C, 1);
-  double* m = acc + C;
-  int used = 1;
-  // Pass 1: mean.
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    int64_t r0, r1;
-    row_range(R, t, n, r0, r1);
-    double* p = part + t * C;
-    for (int64_t c = 0; c < C; ++c) p[c] = 0.0;
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* x_r = x + r * C;
-      for (int64_t c = 0; c < C; ++c) p[c] += double(x_r[c]);
-    }
-    if (t == 0) used = n;  // the team may be smaller than asked
+  if (R <= 0) {
+    for (int64_t c = 0; c < C; ++c) mean[c] = var[c] = T(0);
+    return;
   }
-  reduce_parts(m, part, used, C);
-  for (int64_t c = 0; c < C; ++c) m[c] /= double(std::max<int64_t>(R, 1));
-  // Pass 2: variance around the mean (two-pass: no cancellation).
+  const int nt = threads_for(R * C);
+  double* part = workspace<double>(2 * nt * C, 0);  // (nt, 2, C): S1, S2
+  double* sums = workspace<double>(3 * C, 1);
+  double* k = sums + 2 * C;
+  for (int64_t c = 0; c < C; ++c) k[c] = double(x[c]);
+  int used = 1;
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
     int64_t r0, r1;
     row_range(R, t, n, r0, r1);
-    double* p = part + t * C;
-    for (int64_t c = 0; c < C; ++c) p[c] = 0.0;
+    double* s1 = part + 2 * t * C;
+    double* s2 = s1 + C;
+    for (int64_t c = 0; c < 2 * C; ++c) s1[c] = 0.0;
     for (int64_t r = r0; r < r1; ++r) {
       const T* x_r = x + r * C;
       for (int64_t c = 0; c < C; ++c) {
-        const double d = double(x_r[c]) - m[c];
-        p[c] += d * d;
+        const double d = double(x_r[c]) - k[c];
+        s1[c] += d;
+        s2[c] += d * d;
       }
     }
-    if (t == 0) used = n;
+    if (t == 0) used = n;  // the team may be smaller than asked
   }
-  reduce_parts(acc, part, used, C);
+  for (int64_t c = 0; c < 2 * C; ++c) sums[c] = 0.0;
+  for (int t = 0; t < used; ++t)
+    for (int64_t c = 0; c < 2 * C; ++c) sums[c] += part[2 * t * C + c];
   for (int64_t c = 0; c < C; ++c) {
-    mean[c] = T(m[c]);
-    var[c] = T(acc[c] / double(std::max<int64_t>(R, 1)));
+    const double m1 = sums[c] / double(R);
+    mean[c] = T(k[c] + m1);
+    var[c] = T(std::max(sums[C + c] / double(R) - m1 * m1, 0.0));
   }
 }
 

@@ -11,8 +11,8 @@
 
 namespace faltung {
 
-// x (R,C) -> mean (C), var (C) (biased). Overwrites mean, var. Two passes over x,
-// per-thread partial sums in double reduced after the parallel region.
+// x (R,C) -> mean (C), var (C) (biased). Overwrites mean, var. One pass over x (shifted
+// sums), per-thread partial sums in double reduced after the parallel region.
 template <typename T>
 void batch_norm_moments(T* mean, T* var, const T* x, int64_t R, int64_t C);
 
