@@ -3,3 +3,8 @@ from faltung.layers.layer import Layer, Variable
 from faltung.layers.input_layer import Input, InputLayer, KerasTensor
 from faltung.layers.core import *  # noqa: F401,F403
 from faltung.layers.convolutional import *  # noqa: F401,F403
+from faltung.layers.pooling import *  # noqa: F401,F403
+from faltung.layers.normalization.batch_normalization import BatchNormalization
+from faltung.layers.reshaping.up_sampling import UpSampling1D, UpSampling2D
+from faltung.layers.reshaping.zero_padding import ZeroPadding1D, ZeroPadding2D
+from faltung.layers.reshaping.cropping import Cropping1D, Cropping2D

@@ -1,0 +1,261 @@
+// Max / average pooling over NHWC images and the scatter/gather kernels of their backward
+// passes and of unpooling.
+// N batch, H/W input size, C channels, KH/KW pool size, SH/SW strides, OH/OW output size.
+// Fast kernels: OpenMP over (n, oh), the inner loop runs over the C contiguous channels.
+#include "faltung/pooling.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "faltung/common.hpp"
+
+namespace faltung {
+
+namespace {
+// Padding before the first element for a "same" pooling (TF rule, extra pad at the end).
+int64_t same_pad_before(int64_t in, int64_t k, int64_t s) {
+  const int64_t out = (in + s - 1) / s;
+  const int64_t total = std::max<int64_t>((out - 1) * s + k - in, 0);
+  return total / 2;
+}
+}  // namespace
+
+Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, int64_t KW,
+                         int64_t SH, int64_t SW, const std::string& padding, const std::string& op) {
+  check(N >= 0 && H >= 1 && W >= 1 && C >= 1,
+        op + ": expected an input with positive spatial and channel sizes, received shape " +
+            shape_str({N, H, W, C}));
+  check(KH >= 1 && KW >= 1, op + ": expected a positive pool size, received " + shape_str({KH, KW}));
+  check(SH >= 1 && SW >= 1, op + ": expected positive strides, received " + shape_str({SH, SW}));
+  check(H * W < (int64_t(1) << 31), op + ": H*W must fit in int32 for the argmax indices");
+  Pool2dShape s{N, H, W, C, KH, KW, SH, SW, 0, 0, 0, 0};
+  if (padding == "valid") {
+    s.OH = H >= KH ? (H - KH) / SH + 1 : 0;
+    s.OW = W >= KW ? (W - KW) / SW + 1 : 0;
+    check(s.OH >= 1 && s.OW >= 1,
+          op + ": pool size " + shape_str({KH, KW}) + " is larger than the input's spatial size " +
+              shape_str({H, W}) + " under padding=\"valid\": the output would be empty");
+  } else if (padding == "same") {
+    s.OH = (H + SH - 1) / SH;
+    s.OW = (W + SW - 1) / SW;
+    s.pad_top = same_pad_before(H, KH, SH);
+    s.pad_left = same_pad_before(W, KW, SW);
+  } else {
+    check(false, op + ": expected padding \"valid\" or \"same\", received \"" + padding + "\"");
+  }
+  return s;
+}
+
+// ---- max pooling ---------------------------------------------------------------------
+
+// inp (N,H,W,C) -> out (N,OH,OW,C), argmax (N,OH,OW,C) or nullptr.
+template <typename T>
+void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s) {
+  const int64_t C = s.C;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      const T* inp_n = inp + n * s.H * s.W * C;
+      const int64_t h0 = oh * s.SH - s.pad_top;
+      const int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + s.KH, s.H);
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t w0 = ow * s.SW - s.pad_left;
+        const int64_t ws = std::max<int64_t>(w0, 0), we = std::min(w0 + s.KW, s.W);
+        const int64_t o = ((n * s.OH + oh) * s.OW + ow) * C;
+        T* out_p = out + o;
+        // The first in-bounds element starts the running maximum ...
+        const T* first = inp_n + (hs * s.W + ws) * C;
+        for (int64_t c = 0; c < C; ++c) out_p[c] = first[c];
+        if (argmax) {
+          int32_t* arg_p = argmax + o;
+          for (int64_t c = 0; c < C; ++c) arg_p[c] = int32_t(hs * s.W + ws);
+          // ... and a later element replaces it only if strictly larger (first max wins).
+          for (int64_t h = hs; h < he; ++h)
+            for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
+              const T* x = inp_n + (h * s.W + w) * C;
+              const int32_t idx = int32_t(h * s.W + w);
+              for (int64_t c = 0; c < C; ++c) {
+                const bool gt = x[c] > out_p[c];
+                out_p[c] = gt ? x[c] : out_p[c];
+                arg_p[c] = gt ? idx : arg_p[c];
+              }
+            }
+        } else {
+          for (int64_t h = hs; h < he; ++h)
+            for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
+              const T* x = inp_n + (h * s.W + w) * C;
+              for (int64_t c = 0; c < C; ++c) out_p[c] = x[c] > out_p[c] ? x[c] : out_p[c];
+            }
+        }
+      }
+    }
+  }
+}
+
+// Naive oracle: one output element at a time, window scanned in row-major order.
+template <typename T>
+void max_pool2d_forward_ref(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s) {
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow)
+        for (int64_t c = 0; c < s.C; ++c) {
+          T best = -std::numeric_limits<T>::infinity();
+          int32_t best_i = -1;
+          for (int64_t kh = 0; kh < s.KH; ++kh)
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+              const int64_t h = oh * s.SH - s.pad_top + kh, w = ow * s.SW - s.pad_left + kw;
+              if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
+              const T v = inp[((n * s.H + h) * s.W + w) * s.C + c];
+              if (best_i < 0 || v > best) {
+                best = v;
+                best_i = int32_t(h * s.W + w);
+              }
+            }
+          const int64_t o = ((n * s.OH + oh) * s.OW + ow) * s.C + c;
+          out[o] = best;
+          if (argmax) argmax[o] = best_i;
+        }
+}
+
+// dout (N,OH,OW,C), argmax (N,OH,OW,C) -> dinp (N,H,W,C) (scatter-add, overwrites dinp).
+template <typename T>
+void max_pool2d_scatter(T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s) {
+  const int64_t C = s.C, HWC = s.H * s.W * C, OHWC = s.OH * s.OW * C;
+  // Windows of different output rows touch disjoint input rows when SH >= KH, so (n, oh)
+  // may run in parallel; otherwise only images are independent.
+  if (s.SH >= s.KH) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < s.N; ++n) std::memset(dinp + n * HWC, 0, sizeof(T) * HWC);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t oh = 0; oh < s.OH; ++oh) {
+        T* dinp_n = dinp + n * HWC;
+        const int64_t o = (n * s.OH + oh) * s.OW * C;
+        for (int64_t ow = 0; ow < s.OW; ++ow)
+          for (int64_t c = 0; c < C; ++c)
+            dinp_n[int64_t(argmax[o + ow * C + c]) * C + c] += dout[o + ow * C + c];
+      }
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < s.N; ++n) {
+      T* dinp_n = dinp + n * HWC;
+      std::memset(dinp_n, 0, sizeof(T) * HWC);
+      const int64_t o = n * OHWC;
+      for (int64_t p = 0; p < s.OH * s.OW; ++p)
+        for (int64_t c = 0; c < C; ++c)
+          dinp_n[int64_t(argmax[o + p * C + c]) * C + c] += dout[o + p * C + c];
+    }
+  }
+}
+
+// full (N,H,W,C), argmax (N,OH,OW,C) -> out (N,OH,OW,C) (gather, overwrites out).
+template <typename T>
+void max_pool2d_gather(T* out, const T* full, const int32_t* argmax, const Pool2dShape& s) {
+  const int64_t C = s.C, HWC = s.H * s.W * C, P = s.OH * s.OW;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t o = (n * P + p) * C;
+      const T* full_n = full + n * HWC;
+      for (int64_t c = 0; c < C; ++c) out[o + c] = full_n[int64_t(argmax[o + c]) * C + c];
+    }
+}
+
+// ---- average pooling -----------------------------------------------------------------
+
+// inp (N,H,W,C) -> out (N,OH,OW,C).
+template <typename T>
+void avg_pool2d_forward(T* out, const T* inp, const Pool2dShape& s) {
+  const int64_t C = s.C;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      const T* inp_n = inp + n * s.H * s.W * C;
+      const int64_t h0 = oh * s.SH - s.pad_top;
+      const int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + s.KH, s.H);
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t w0 = ow * s.SW - s.pad_left;
+        const int64_t ws = std::max<int64_t>(w0, 0), we = std::min(w0 + s.KW, s.W);
+        T* out_p = out + ((n * s.OH + oh) * s.OW + ow) * C;
+        for (int64_t c = 0; c < C; ++c) out_p[c] = T(0);
+        for (int64_t h = hs; h < he; ++h)
+          for (int64_t w = ws; w < we; ++w) {
+            const T* x = inp_n + (h * s.W + w) * C;
+            for (int64_t c = 0; c < C; ++c) out_p[c] += x[c];
+          }
+        const T inv = T(1) / T((he - hs) * (we - ws));
+        for (int64_t c = 0; c < C; ++c) out_p[c] *= inv;
+      }
+    }
+}
+
+template <typename T>
+void avg_pool2d_forward_ref(T* out, const T* inp, const Pool2dShape& s) {
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow)
+        for (int64_t c = 0; c < s.C; ++c) {
+          T sum = 0;
+          int64_t count = 0;
+          for (int64_t kh = 0; kh < s.KH; ++kh)
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+              const int64_t h = oh * s.SH - s.pad_top + kh, w = ow * s.SW - s.pad_left + kw;
+              if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
+              sum += inp[((n * s.H + h) * s.W + w) * s.C + c];
+              ++count;
+            }
+          out[((n * s.OH + oh) * s.OW + ow) * s.C + c] = sum / T(count);
+        }
+}
+
+// dout (N,OH,OW,C) -> dinp (N,H,W,C). Written as a gather over the outputs whose window
+// contains input pixel (h, w), so every (n, h) writes its own row: no races.
+// Forward line differentiated: out[oh,ow] = sum_{window} x[h,w] / count(oh,ow).
+template <typename T>
+void avg_pool2d_backward(T* dinp, const T* dout, const Pool2dShape& s) {
+  const int64_t C = s.C;
+  // Output o covers input rows [o*S - pad, o*S - pad + K): o in [lo(i), hi(i)] for input i.
+  auto lo = [](int64_t i, int64_t pad, int64_t K, int64_t S) {
+    const int64_t a = i + pad - K + 1;  // o*S >= a
+    return a <= 0 ? int64_t(0) : (a + S - 1) / S;
+  };
+  auto count = [](int64_t o, int64_t pad, int64_t K, int64_t S, int64_t L) {
+    const int64_t b = o * S - pad;
+    return std::min(b + K, L) - std::max<int64_t>(b, 0);
+  };
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t h = 0; h < s.H; ++h) {
+      const int64_t oh0 = lo(h, s.pad_top, s.KH, s.SH);
+      const int64_t oh1 = std::min((h + s.pad_top) / s.SH, s.OH - 1);
+      for (int64_t w = 0; w < s.W; ++w) {
+        T* dx = dinp + ((n * s.H + h) * s.W + w) * C;
+        for (int64_t c = 0; c < C; ++c) dx[c] = T(0);
+        const int64_t ow0 = lo(w, s.pad_left, s.KW, s.SW);
+        const int64_t ow1 = std::min((w + s.pad_left) / s.SW, s.OW - 1);
+        for (int64_t oh = oh0; oh <= oh1; ++oh) {
+          const int64_t ch = count(oh, s.pad_top, s.KH, s.SH, s.H);
+          for (int64_t ow = ow0; ow <= ow1; ++ow) {
+            const T inv = T(1) / T(ch * count(ow, s.pad_left, s.KW, s.SW, s.W));
+            const T* dy = dout + ((n * s.OH + oh) * s.OW + ow) * C;
+            for (int64_t c = 0; c < C; ++c) dx[c] += dy[c] * inv;
+          }
+        }
+      }
+    }
+}
+
+#define FALTUNG_POOL_INSTANTIATE(T)                                                           \
+  template void max_pool2d_forward<T>(T*, int32_t*, const T*, const Pool2dShape&);          \
+  template void max_pool2d_forward_ref<T>(T*, int32_t*, const T*, const Pool2dShape&);      \
+  template void max_pool2d_scatter<T>(T*, const T*, const int32_t*, const Pool2dShape&);    \
+  template void max_pool2d_gather<T>(T*, const T*, const int32_t*, const Pool2dShape&);     \
+  template void avg_pool2d_forward<T>(T*, const T*, const Pool2dShape&);                    \
+  template void avg_pool2d_forward_ref<T>(T*, const T*, const Pool2dShape&);                \
+  template void avg_pool2d_backward<T>(T*, const T*, const Pool2dShape&);
+FALTUNG_POOL_INSTANTIATE(float)
+FALTUNG_POOL_INSTANTIATE(double)
+#undef FALTUNG_POOL_INSTANTIATE
+
+}  // namespace faltung

@@ -1,0 +1,138 @@
+"""BatchNormalization (Keras 3), forward and backward in C++."""
+import numpy as np
+
+from faltung import initializers
+from faltung.layers.layer import Layer
+from faltung.ops import normalization as N
+
+
+class BatchNormalization(Layer):
+    """Normalizes each channel with batch statistics (training) or moving statistics
+    (inference): y = gamma * (x - mean) / sqrt(var + epsilon) + beta.
+
+    With `training=True` (and `trainable=True`) the batch mean and the biased batch
+    variance over all axes but `axis` are used, and the moving statistics are updated:
+    moving = moving * momentum + batch * (1 - momentum) (the biased variance, as Keras's
+    ops.moments). Otherwise the moving statistics are used. As in Keras 3,
+    `trainable=False` means inference mode even when training=True (the layer is frozen:
+    no moving update, no weight gradients; backward still returns dL/dx).
+
+    Args:
+        axis: the channel axis (default -1).
+        momentum: moving-average momentum (default 0.99).
+        epsilon: added to the variance (default 1e-3).
+        center: use `beta` (default True). scale: use `gamma` (default True).
+        beta_initializer, gamma_initializer, moving_mean_initializer,
+        moving_variance_initializer: Keras names and defaults.
+        beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: stored
+            on the weights (applied by the training loop).
+        synchronized: must be False (single process).
+
+    Weights (Keras order): gamma, beta, moving_mean, moving_variance (the last two
+    non-trainable), each of shape (channels,).
+
+    Input shape: any; output shape: same as input.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
+                 beta_constraint=None, gamma_constraint=None, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+        if synchronized:
+            raise ValueError("Argument synchronized=True is only supported with the TensorFlow backend.")
+        self.synchronized = False
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        if not self.epsilon > 0:
+            raise ValueError(f"Invalid value for argument `epsilon`. Expected a strictly positive value. "
+                             f"Received epsilon={epsilon}")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer, self.gamma_regularizer = beta_regularizer, gamma_regularizer
+        self.beta_constraint, self.gamma_constraint = beta_constraint, gamma_constraint
+        self.gamma = self.beta = None
+        self._cache = None
+
+    def _axis(self, ndim):
+        if not -ndim <= self.axis < ndim:
+            raise ValueError(f"Layer {self.name}: axis={self.axis} is out of range for an input of rank {ndim}")
+        return self.axis % ndim
+
+    def build(self, input_shape):
+        ax = self._axis(len(input_shape))
+        c = input_shape[ax]
+        if c is None:
+            raise ValueError(f"Layer {self.name}: axis {self.axis} of the input must be known, received "
+                             f"input_shape={tuple(input_shape)}")
+        if self.scale:
+            self.gamma = self.add_weight((c,), self.gamma_initializer, "gamma", True,
+                                         self.gamma_regularizer, self.gamma_constraint)
+        if self.center:
+            self.beta = self.add_weight((c,), self.beta_initializer, "beta", True,
+                                        self.beta_regularizer, self.beta_constraint)
+        self.moving_mean = self.add_weight((c,), self.moving_mean_initializer, "moving_mean", False)
+        self.moving_variance = self.add_weight((c,), self.moving_variance_initializer, "moving_variance", False)
+        super().build(input_shape)
+
+    def check_input(self, x, min_rank=None, rank=None):
+        exp = self.input_shape
+        if exp is None:
+            return
+        ax = self._axis(len(exp))
+        if x.ndim != len(exp) or x.shape[ax] != exp[ax]:
+            raise ValueError(f'Input 0 of layer "{self.name}" is incompatible with the layer: expected '
+                             f"ndim={len(exp)} and axis {self.axis} of size {exp[ax]}, found shape={tuple(x.shape)}")
+
+    def _value(self, v):
+        return None if v is None else v.value
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        ax = self._axis(x.ndim)
+        if training and self.trainable:
+            y, mean, var, inv_std = N.batch_norm_train(x, self._value(self.gamma), self._value(self.beta),
+                                                       self.epsilon, ax)
+            m = self.momentum
+            self.moving_mean.value[...] = self.moving_mean.value * m + mean * (1.0 - m)
+            self.moving_variance.value[...] = self.moving_variance.value * m + var * (1.0 - m)
+            self._cache = ("train", x, mean, inv_std)
+            return y
+        inv = 1.0 / np.sqrt(self.moving_variance.value + np.float32(self.epsilon))
+        scale = inv if self.gamma is None else self.gamma.value * inv
+        shift = -self.moving_mean.value * scale + (0 if self.beta is None else self.beta.value)
+        scale, shift = scale.astype(np.float32), np.asarray(shift, np.float32)
+        self._cache = ("inference", scale) if training else None
+        return N.channel_affine(x, scale, shift, ax)
+
+    def backward(self, dy, need_dx=True):
+        if self._cache is None:
+            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        ax = self._axis(dy.ndim)
+        if self._cache[0] == "inference":  # frozen layer: y = x * scale + shift, no weight grads
+            return N.channel_affine(dy, self._cache[1], None, ax) if need_dx else None
+        _, x, mean, inv_std = self._cache
+        dx, dg, db = N.batch_norm_train_backward(dy, x, mean, inv_std, self._value(self.gamma), ax, need_dx,
+                                                 self.gamma is not None, self.beta is not None)
+        if self.gamma is not None:
+            self.gamma.grad = dg
+        if self.beta is not None:
+            self.beta.grad = db
+        return dx
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(axis=self.axis, momentum=self.momentum, epsilon=self.epsilon, center=self.center,
+                   scale=self.scale,
+                   beta_initializer=initializers.serialize(self.beta_initializer),
+                   gamma_initializer=initializers.serialize(self.gamma_initializer),
+                   moving_mean_initializer=initializers.serialize(self.moving_mean_initializer),
+                   moving_variance_initializer=initializers.serialize(self.moving_variance_initializer),
+                   beta_regularizer=self.beta_regularizer, gamma_regularizer=self.gamma_regularizer,
+                   beta_constraint=self.beta_constraint, gamma_constraint=self.gamma_constraint,
+                   synchronized=self.synchronized)
+        return cfg
