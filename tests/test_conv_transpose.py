@@ -177,3 +177,26 @@ def test_adjoint_of_conv(spatial, k, s, padding, d):
     assert abs(lhs - rhs) <= 1e-9 * max(1.0, abs(lhs))
     rhs_ref = float(np.sum(y * ref.conv_transpose(x, w, s, padding, None, d)))
     assert abs(lhs - rhs_ref) <= 1e-9 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("case", [CASES[k] for k in ["N2-5x7-k3-s2-same-op1", "N2-6x6-k4-s2-valid",
+                                                     "N2-5x6-k3-d2-same", "N2-4x4-k4-s2-same-op1"]])
+def test_against_torch(case):
+    torch = pytest.importorskip("torch")
+    x, w, b, args = make(case)
+    s, d = (args["strides"],) * 2, (args["dilation_rate"],) * 2
+    full = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(w).permute(3, 2, 0, 1),
+        stride=s, dilation=d).permute(0, 2, 3, 1).numpy()
+    y = conv_transpose(x, w, **args)
+    # Keras's output is a window of torch's full output (zeros beyond its end).
+    ks = w.shape[:2]
+    win = []
+    for axis in (1, 2):
+        ke = (ks[axis - 1] - 1) * d[axis - 1] + 1
+        left, _ = ref.conv_transpose_pads(ks[axis - 1], s[axis - 1], args["padding"],
+                                          args["output_padding"], d[axis - 1])
+        win.append(ke - 1 - left)
+    padded = np.pad(full, [(0, 0), (0, y.shape[1]), (0, y.shape[2]), (0, 0)])
+    expected = padded[:, win[0]:win[0] + y.shape[1], win[1]:win[1] + y.shape[2]]
+    np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)

@@ -53,7 +53,7 @@ Conv2dShape conv_transpose2d_shape(int64_t N, int64_t IH, int64_t IW, int64_t CI
   const ConvTransposeDim dw = conv_transpose_dim(IW, KW, stride_w, dil_w, same, out_pad_w);
   check(dh.out > 0 && dw.out > 0,
         op + "the output would be empty: output spatial shape " + shape_str({dh.out, dw.out}));
-  Conv2dShape s;
+  Conv2dShape s{};  // value-initialized: fields added later stay zero
   s.N = N; s.H = dh.out; s.W = dw.out; s.C = F; s.K = CI; s.KH = KH; s.KW = KW; s.OH = IH; s.OW = IW;
   s.stride_h = stride_h; s.stride_w = stride_w; s.dil_h = dil_h; s.dil_w = dil_w;
   s.pad_top = dh.pad; s.pad_left = dw.pad; s.groups = 1;

@@ -117,6 +117,7 @@ class BaseConvTranspose(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         bias = None if self.bias is None else self.bias.value
         z = conv_transpose(x, self.kernel.value, bias=bias, **self._conv_args())
         linear = self.activation.name == "linear"
