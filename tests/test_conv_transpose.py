@@ -3,7 +3,7 @@ Conv1DTranspose / Conv2DTranspose layers, against tests/reference/conv_transpose
 import numpy as np
 import pytest
 
-from faltung import _core, layers
+from faltung import _core
 from faltung.ops.conv_transpose import (compute_conv_transpose_output_shape, conv_transpose,
                                         conv_transpose_backward)
 from reference import conv_transpose as ref
