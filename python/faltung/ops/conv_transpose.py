@@ -1,0 +1,169 @@
+"""Transposed convolution (Keras: `keras.ops.conv_transpose`), 1D and 2D, channels_last.
+
+numpy in, numpy out. float64 inputs run the float64 kernels (for gradient checks); all
+other inputs run in float32. Semantics are Keras 3's: output length per spatial dim
+
+    valid: (in - 1) * stride + k_eff + output_padding   (None: max(k_eff, stride) - k_eff)
+    same:  in * stride                                   (output_padding None)
+           (in - 1) * stride + k_eff % 2 + output_padding
+    with k_eff = (kernel_size - 1) * dilation_rate + 1,
+
+and the kernel layout (*kernel_size, out_channels, in_channels).
+"""
+import numpy as np
+
+from faltung import _core
+
+__all__ = ["conv_transpose", "conv_transpose_backward", "compute_conv_transpose_output_shape",
+           "standardize_tuple", "standardize_padding", "standardize_data_format",
+           "conv_transpose_output_length"]
+
+
+def standardize_tuple(value, n, name, allow_zero=False):
+    """Keras's standardize_tuple: int or n ints -> tuple of n ints (> 0, or >= 0)."""
+    msg = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
+    if isinstance(value, (int, np.integer)):
+        values = (int(value),) * n
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise ValueError(msg) from None
+        if len(values) != n or not all(isinstance(v, (int, np.integer)) for v in values):
+            raise ValueError(msg)
+        values = tuple(int(v) for v in values)
+    bad = {v for v in values if (v < 0 if allow_zero else v <= 0)}
+    if bad:
+        req = ">= 0" if allow_zero else "> 0"
+        raise ValueError(msg + f", including values {bad} that do not satisfy `value {req}`")
+    return values
+
+
+def standardize_padding(padding):
+    p = str(padding).lower()
+    if p not in ("valid", "same"):
+        raise ValueError("The `padding` argument must be one of 'valid', 'same'. "
+                         f"Received: padding={padding}")
+    return p
+
+
+def standardize_data_format(data_format):
+    """Keras's standardize_data_format; faltung supports channels_last only."""
+    if data_format is None:
+        return "channels_last"
+    fmt = str(data_format).lower()
+    if fmt not in ("channels_first", "channels_last"):
+        raise ValueError("The `data_format` argument must be one of "
+                         "{'channels_first', 'channels_last'}. "
+                         f"Received: data_format={data_format}")
+    if fmt == "channels_first":
+        raise ValueError("faltung supports only data_format='channels_last' (NHWC). "
+                         f"Received: data_format={data_format}")
+    return fmt
+
+
+def conv_transpose_output_length(length, kernel_size, stride, padding, output_padding=None,
+                                 dilation_rate=1):
+    """Keras 3's output length of one spatial dim (None stays None)."""
+    if length is None:
+        return None
+    ke = (kernel_size - 1) * dilation_rate + 1
+    if padding == "valid":
+        op = max(ke, stride) - ke if output_padding is None else output_padding
+        return (length - 1) * stride + ke + op
+    if output_padding is None:
+        return length * stride
+    return (length - 1) * stride + ke % 2 + output_padding
+
+
+def compute_conv_transpose_output_shape(input_shape, kernel_size, filters, strides, padding,
+                                        output_padding=None, data_format="channels_last",
+                                        dilation_rate=1):
+    """Keras's compute_conv_transpose_output_shape (channels_last)."""
+    rank = len(input_shape) - 2
+    kernel_size = standardize_tuple(kernel_size, rank, "kernel_size")
+    strides = standardize_tuple(strides, rank, "strides")
+    dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
+    ops_ = (None,) * rank if output_padding is None else standardize_tuple(output_padding, rank,
+                                                                "output_padding", allow_zero=True)
+    spatial = [conv_transpose_output_length(n, k, s, standardize_padding(padding), o, d)
+               for n, k, s, o, d in zip(input_shape[1:-1], kernel_size, strides, ops_, dilation_rate)]
+    return (input_shape[0], *spatial, filters)
+
+
+def _prepare(inputs, kernel, strides, padding, output_padding, data_format, dilation_rate):
+    """Validates and maps 1D onto 2D: (x4, k4, strides2, padding, op2|None, dil2, rank, dtype)."""
+    standardize_data_format(data_format)
+    x = np.asarray(inputs)
+    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    x = np.ascontiguousarray(x, dtype=dtype)
+    k = np.ascontiguousarray(kernel, dtype=dtype)
+    if x.ndim not in (3, 4):
+        raise ValueError("conv_transpose: expected `inputs` of rank 3 (batch, steps, channels) or "
+                         f"4 (batch, height, width, channels), received shape {x.shape}")
+    if k.ndim != x.ndim:
+        raise ValueError(f"conv_transpose: expected `kernel` of rank {x.ndim} for inputs of rank "
+                         f"{x.ndim}, received kernel shape {k.shape}")
+    if x.shape[-1] != k.shape[-1]:
+        raise ValueError("The number of input channels must match the kernel's input channels. "
+                         f"Received: input channels={x.shape[-1]}, kernel input channels="
+                         f"{k.shape[-1]}, data_format='channels_last'.")
+    rank = x.ndim - 2
+    strides = standardize_tuple(strides, rank, "strides")
+    dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
+    if output_padding is not None:
+        output_padding = standardize_tuple(output_padding, rank, "output_padding", allow_zero=True)
+    if rank == 1:
+        x, k = x[:, None], k[None]
+        strides, dilation_rate = (1,) + strides, (1,) + dilation_rate
+        if output_padding is not None:
+            output_padding = (0,) + output_padding
+    return x, k, strides, standardize_padding(padding), output_padding, dilation_rate, rank, dtype
+
+
+def _fn(name, dtype):
+    return getattr(_core, name + ("_f64" if dtype == np.float64 else "_f32"))
+
+
+def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
+                   data_format=None, dilation_rate=1, *, bias=None, algorithm="auto"):
+    """Transposed convolution, as `keras.ops.conv_transpose`.
+
+    Args:
+        inputs: (batch, steps, in_channels) or (batch, height, width, in_channels).
+        kernel: (*kernel_size, filters, in_channels) (Keras's Conv*DTranspose layout).
+        strides, padding, output_padding, data_format, dilation_rate: as Keras.
+        bias: (filters,) or None, added to the output (faltung-only argument: fused).
+        algorithm: "auto" (GEMM + col2im) or "reference" (naive loops); faltung-only.
+
+    Returns:
+        (batch, new_steps, filters) or (batch, new_height, new_width, filters).
+    """
+    x, k, s, p, op, d, rank, dtype = _prepare(inputs, kernel, strides, padding, output_padding,
+                                              data_format, dilation_rate)
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    y = _fn("conv_transpose2d", dtype)(x, k, b, s, p, op, d, algorithm)
+    return y[:, 0] if rank == 1 else y
+
+
+def conv_transpose_backward(dy, inputs, kernel, strides=1, padding="valid", output_padding=None,
+                            data_format=None, dilation_rate=1, *, need_dx=True, need_dkernel=True,
+                            need_dbias=True, algorithm="auto"):
+    """Gradients of `conv_transpose` (with bias) w.r.t. inputs, kernel and bias.
+
+    Returns (dx, dkernel, dbias), each None when not requested; shapes as inputs, kernel
+    and (filters,).
+    """
+    x, k, s, p, op, d, rank, dtype = _prepare(inputs, kernel, strides, padding, output_padding,
+                                              data_format, dilation_rate)
+    dy = np.ascontiguousarray(dy, dtype=dtype)
+    if rank == 1:
+        if dy.ndim != 3:
+            raise ValueError(f"conv_transpose: expected `dy` of rank 3, received shape {dy.shape}")
+        dy = dy[:, None]
+    dx, dk, db = _fn("conv_transpose2d_backward", dtype)(dy, x, k, s, p, op, d, need_dx,
+                                                         need_dkernel, need_dbias, algorithm)
+    if rank == 1:
+        dx = None if dx is None else dx[:, 0]
+        dk = None if dk is None else dk[0]
+    return dx, dk, db
