@@ -31,7 +31,7 @@ using wino::VecOf;
 // Tiles per block: the block's V and Mb together take about `budget` bytes (L2-sized).
 int64_t block_tiles(int64_t P, int64_t C, int64_t K, int64_t elem, int64_t tiles, int nt,
                     int64_t min_tb) {
-  const int64_t budget = 768 * 1024;
+  const int64_t budget = 768 * 1024;  // measured: 256 KB-3 MB within noise, 768 KB best
   int64_t tb = budget / (P * (C + K) * elem);
   tb = std::max<int64_t>(min_tb, std::min<int64_t>(tb, 512));
   // Enough blocks for every thread to get a few.
