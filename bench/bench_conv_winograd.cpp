@@ -134,7 +134,7 @@ void BM_winograd_fwd(benchmark::State& state) {
     faltung::conv2d_winograd_forward<float>(d.y.data(), d.x.data(), d.w.data(), d.b.data(), d.s);
     benchmark::DoNotOptimize(d.y.data());
   }
-  faltung::winograd_set_tile(4);
+  faltung::winograd_set_tile(0);
   set_rate(state, d.flops());
 }
 
@@ -157,7 +157,7 @@ void BM_winograd_fwd_bwd(benchmark::State& state) {
     faltung::conv2d_winograd_backward_filter<float>(d.dw.data(), d.dy.data(), d.x.data(), d.s);
     benchmark::DoNotOptimize(d.dw.data());
   }
-  faltung::winograd_set_tile(4);
+  faltung::winograd_set_tile(0);
   faltung::winograd_set_filter_algo(0);
   set_rate(state, 3 * d.flops());
 }
@@ -180,7 +180,7 @@ void BM_winograd_bwd_data(benchmark::State& state) {
     faltung::conv2d_winograd_backward_data<float>(d.dx.data(), d.dy.data(), d.w.data(), d.s);
     benchmark::DoNotOptimize(d.dx.data());
   }
-  faltung::winograd_set_tile(4);
+  faltung::winograd_set_tile(0);
   set_rate(state, d.flops());
 }
 
@@ -192,7 +192,7 @@ void BM_winograd_bwd_filter(benchmark::State& state) {
     faltung::conv2d_winograd_backward_filter<float>(d.dw.data(), d.dy.data(), d.x.data(), d.s);
     benchmark::DoNotOptimize(d.dw.data());
   }
-  faltung::winograd_set_tile(4);
+  faltung::winograd_set_tile(0);
   faltung::winograd_set_filter_algo(0);
   set_rate(state, d.flops());
 }

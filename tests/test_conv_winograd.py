@@ -20,9 +20,10 @@ SHAPES = {
 }
 # Relative error bound (max abs error / max abs reference).
 TOL = {("float64", 2): 1e-13, ("float64", 4): 1e-12, ("float32", 2): 2e-6, ("float32", 4): 2e-5}
+TOL.update({("float64", 0): TOL["float64", 4], ("float32", 0): TOL["float32", 4]})
 
 
-@pytest.fixture(params=[2, 4], ids=["F2", "F4"])
+@pytest.fixture(params=[2, 4, 0], ids=["F2", "F4", "auto"])
 def tile(request):
     old = _core.winograd_get_tile()
     _core.winograd_set_tile(request.param)
@@ -142,5 +143,5 @@ def test_errors():
         _core.conv2d_winograd_backward_data(np.zeros((1, 4, 4, 5), np.float32), w, 4, 4, 1, 1)
     with pytest.raises(ValueError, match=r"conv2d_winograd_backward_filter: expected `dout` of shape \(1, 4, 4, 2\)"):
         _core.conv2d_winograd_backward_filter(np.zeros((2, 4, 4, 2), np.float32), x, 1, 1)
-    with pytest.raises(ValueError, match="winograd_set_tile: expected m of 2 or 4, received 3"):
+    with pytest.raises(ValueError, match=r"winograd_set_tile: expected m of 0 \(auto\), 2 or 4, received 3"):
         _core.winograd_set_tile(3)

@@ -101,7 +101,7 @@ void bind_conv_winograd(py::module_& m) {
   def_all<float>(m);
   def_all<double>(m);
   m.def("winograd_set_tile", &winograd_set_tile, py::arg("m"),
-        "Output tile size of the Winograd kernels: 4 (F(4x4,3x3), default) or 2.");
+        "Output tile size of the Winograd kernels: 0 (auto, default), 4 (F(4x4,3x3)) or 2.");
   m.def("winograd_get_tile", &winograd_get_tile);
   m.def("winograd_set_filter_algo", &winograd_set_filter_algo, py::arg("algo"),
         "Backward-filter algorithm: 0 Winograd-domain GEMMs, 1 im2col^T @ dout.");

@@ -22,7 +22,7 @@ namespace faltung {
 
 namespace {
 
-int g_tile = 4;
+int g_tile = 0;  // 0: choose per call (tile_for)
 int g_filter_algo = 0;
 
 using wino::Tf;
@@ -218,6 +218,15 @@ void backward_filter_m(T* dweight, const T* dout, const T* inp, const Conv2dShap
   transform_weight_grad<T, M>(dweight, dU, C, K);
 }
 
+// Output tile size for an OH x OW output grid: the one with fewer transform-domain
+// multiplies, P * tiles (F4 on ties: fewer tiles to transform). Small grids get F2.
+int tile_for(int64_t OH, int64_t OW) {
+  if (g_tile != 0) return g_tile;
+  const int64_t cost4 = 36 * ((OH + 3) / 4) * ((OW + 3) / 4);
+  const int64_t cost2 = 16 * ((OH + 1) / 2) * ((OW + 1) / 2);
+  return cost4 <= cost2 ? 4 : 2;
+}
+
 void check_shape(const Conv2dShape& s, const char* op) {
   check(winograd_applicable(s), std::string(op) +
                                     ": needs a 3x3 kernel, strides 1, dilations 1 and groups 1");
@@ -237,7 +246,8 @@ bool winograd_applicable(const Conv2dShape& s) {
 }
 
 void winograd_set_tile(int m) {
-  check(m == 2 || m == 4, "winograd_set_tile: expected m of 2 or 4, received " + std::to_string(m));
+  check(m == 0 || m == 2 || m == 4,
+        "winograd_set_tile: expected m of 0 (auto), 2 or 4, received " + std::to_string(m));
   g_tile = m;
 }
 int winograd_get_tile() { return g_tile; }
@@ -254,7 +264,7 @@ void conv2d_winograd_forward(T* out, const T* inp, const T* weight, const T* bia
                              const Conv2dShape& s) {
   check_shape(s, "conv2d_winograd_forward");
   if (s.N * s.OH * s.OW == 0) return;
-  if (g_tile == 2)
+  if (tile_for(s.OH, s.OW) == 2)
     forward_m<T, 2>(out, inp, weight, bias, s);
   else
     forward_m<T, 4>(out, inp, weight, bias, s);
@@ -268,7 +278,7 @@ void conv2d_winograd_backward_data(T* dinp, const T* dout, const T* weight, cons
     std::fill(dinp, dinp + s.N * s.H * s.W * s.C, T(0));
     return;
   }
-  if (g_tile == 2)
+  if (tile_for(s.H, s.W) == 2)
     backward_data_m<T, 2>(dinp, dout, weight, s);
   else
     backward_data_m<T, 4>(dinp, dout, weight, s);
@@ -284,7 +294,7 @@ void conv2d_winograd_backward_filter(T* dweight, const T* dout, const T* inp,
   }
   if (g_filter_algo == 1)
     winograd_filter_im2col<T>(dweight, dout, inp, s);
-  else if (g_tile == 2)
+  else if (tile_for(s.OH, s.OW) == 2)
     backward_filter_m<T, 2>(dweight, dout, inp, s);
   else
     backward_filter_m<T, 4>(dweight, dout, inp, s);

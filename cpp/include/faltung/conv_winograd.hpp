@@ -3,7 +3,7 @@
 //
 // N batch, H/W input size, C in-channels, K filters, OH/OW output size (any padding: reads
 // outside the input are zeros, see conv_shape.hpp). Weight (3,3,C,K) as Keras.
-// Algorithm F(m x m, 3x3), m = 4 by default (36 transform positions, 4x fewer multiplies than
+// Algorithm F(m x m, 3x3), m = 4 by default (2 on tiny grids) (36 transform positions, 4x fewer multiplies than
 // direct) or m = 2 (16 positions, numerically safer): input tiles of (m+2)x(m+2) are
 // transformed (B^T d B), multiplied per transform position by the transformed weights
 // (G g G^T) with one OpenBLAS GEMM per position and tile block, then transformed back
@@ -33,8 +33,9 @@ template <class T>
 void conv2d_winograd_backward_filter(T* dweight, const T* dout, const T* inp,
                                      const Conv2dShape& s);
 
-// Output tile size m of F(m x m, 3x3) used by the three kernels above: 2 or 4 (default 4).
-// For tests and benchmarks; not thread-safe against concurrent kernel calls.
+// Output tile size m of F(m x m, 3x3) used by the three kernels above: 2, 4, or 0 (default:
+// per call, F4 unless the output grid is so small that F2 needs fewer multiplies, e.g. 1x1
+// or 2x2). For tests and benchmarks; not thread-safe against concurrent kernel calls.
 void winograd_set_tile(int m);
 int winograd_get_tile();
 
