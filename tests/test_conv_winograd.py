@@ -17,6 +17,8 @@ SHAPES = {
     "same_8x8_c32_k32": (2, 8, 8, 32, 32, 1, 1, 8, 8),
     "pad_top0_left1_uneven": (3, 6, 7, 5, 9, 0, 1, 4, 7),
     "same_13x11_c8_k16": (1, 13, 11, 8, 16, 1, 1, 13, 11),
+    "full_pad2_4x5": (2, 4, 5, 3, 4, 2, 2, 6, 7),
+    "cropped_output_9x9": (1, 9, 9, 9, 10, 1, 0, 5, 3),
 }
 # Relative error bound (max abs error / max abs reference).
 TOL = {("float64", 2): 1e-13, ("float64", 4): 1e-12, ("float32", 2): 2e-6, ("float32", 4): 2e-5}
