@@ -57,6 +57,8 @@ def test_forward(shape, dtype, tile):
     assert rel_err(y, conv3x3_forward(x, wt, b, pt, pl, oh, ow)) < TOL[dtype, tile]
     y0 = _core.conv2d_winograd_forward(x, wt, None, pt, pl, oh, ow)
     assert rel_err(y0, conv3x3_forward(x, wt, None, pt, pl, oh, ow)) < TOL[dtype, tile]
+    yr = _core.conv2d_winograd_forward(x, wt, b, pt, pl, oh, ow, relu=True)
+    assert np.array_equal(yr, np.maximum(y, 0))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -26,7 +26,7 @@ void check_sizes(int64_t OH, int64_t OW, const std::string& op, const char* a, c
 
 template <class T>
 Arr<T> forward(Arr<T> x, Arr<T> w, std::optional<Arr<T>> b, int64_t pad_top, int64_t pad_left,
-               int64_t OH, int64_t OW) {
+               int64_t OH, int64_t OW, bool relu) {
   const std::string op = "conv2d_winograd_forward";
   check_rank(x, 4, op, "x");
   check_rank(w, 4, op, "w");
@@ -40,7 +40,7 @@ Arr<T> forward(Arr<T> x, Arr<T> w, std::optional<Arr<T>> b, int64_t pad_top, int
   T* op_ = out.mutable_data();
   {
     py::gil_scoped_release release;
-    conv2d_winograd_forward<T>(op_, x.data(), w.data(), bp, s);
+    conv2d_winograd_forward<T>(op_, x.data(), w.data(), bp, s, relu);
   }
   return out;
 }
@@ -85,8 +85,9 @@ Arr<T> backward_filter(Arr<T> dout, Arr<T> x, int64_t pad_top, int64_t pad_left)
 template <class T>
 void def_all(py::module_& m) {
   m.def("conv2d_winograd_forward", &forward<T>, py::arg("x"), py::arg("w"), py::arg("b"),
-        py::arg("pad_top"), py::arg("pad_left"), py::arg("OH"), py::arg("OW"),
-        "Winograd 3x3 stride-1 conv: x (N,H,W,C), w (3,3,C,K), b (K,) or None -> (N,OH,OW,K).");
+        py::arg("pad_top"), py::arg("pad_left"), py::arg("OH"), py::arg("OW"), py::arg("relu") = false,
+        "Winograd 3x3 stride-1 conv: x (N,H,W,C), w (3,3,C,K), b (K,) or None -> (N,OH,OW,K); "
+        "relu=True applies max(., 0).");
   m.def("conv2d_winograd_backward_data", &backward_data<T>, py::arg("dout"), py::arg("w"),
         py::arg("H"), py::arg("W"), py::arg("pad_top"), py::arg("pad_left"),
         "Gradient wrt the input: dout (N,OH,OW,K), w (3,3,C,K) -> (N,H,W,C).");

@@ -105,9 +105,10 @@ void input_block(T* Vb, int64_t TB, const T* inp, const wino::TileGrid& grid, in
 }
 
 // The convolution proper with pre-transformed weights U (P,C,K):
-// inp (N,H,W,C), bias (K) or nullptr -> out (N,OH,OW,K); pads may be any integers.
+// inp (N,H,W,C), bias (K) or nullptr -> out (N,OH,OW,K), then max(out, 0) if relu; pads may be
+// any integers.
 template <class T, int M>
-void winograd_conv(T* out, const T* inp, const T* U, const T* bias, int64_t N, int64_t H,
+void winograd_conv(T* out, const T* inp, const T* U, const T* bias, bool relu, int64_t N, int64_t H,
                    int64_t W, int64_t C, int64_t K, int64_t OH, int64_t OW, int64_t pt, int64_t pl) {
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
   using V = typename VecOf<T>::type;
@@ -133,19 +134,20 @@ void winograd_conv(T* out, const T* inp, const T* U, const T* bias, int64_t N, i
         T* dst = out + n * OH * OW * K;
         const T* m = Mb + i * K;
         for_channels<T>(
-            K, [&](int64_t k) { wino::output_tile<M, V>(m, TB * K, bias, k, dst, OH, OW, K, oh0, ow0); },
-            [&](int64_t k) { wino::output_tile<M, T>(m, TB * K, bias, k, dst, OH, OW, K, oh0, ow0); });
+            K, [&](int64_t k) { wino::output_tile<M, V>(m, TB * K, bias, relu, k, dst, OH, OW, K, oh0, ow0); },
+            [&](int64_t k) { wino::output_tile<M, T>(m, TB * K, bias, relu, k, dst, OH, OW, K, oh0, ow0); });
       }
     }
   }
 }
 
 template <class T, int M>
-void forward_m(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s) {
+void forward_m(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
+               bool relu) {
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
   T* U = workspace<T>(P * s.C * s.K, 5);
   transform_weight<T, M>(U, weight, s.C, s.K);
-  winograd_conv<T, M>(out, inp, U, bias, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left);
+  winograd_conv<T, M>(out, inp, U, bias, relu, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left);
 }
 
 // dinp = correlation of dout with the kernel rotated by 180 degrees, channels swapped,
@@ -164,7 +166,7 @@ void backward_data_m(T* dinp, const T* dout, const T* weight, const Conv2dShape&
   }
   T* U = workspace<T>(P * C * K, 5);
   transform_weight<T, M>(U, wr, K, C);
-  winograd_conv<T, M>(dinp, dout, U, nullptr, s.N, s.OH, s.OW, K, C, s.H, s.W, 2 - s.pad_top,
+  winograd_conv<T, M>(dinp, dout, U, nullptr, false, s.N, s.OH, s.OW, K, C, s.H, s.W, 2 - s.pad_top,
                       2 - s.pad_left);
 }
 
@@ -263,13 +265,13 @@ int winograd_get_filter_algo() { return g_filter_algo; }
 
 template <class T>
 void conv2d_winograd_forward(T* out, const T* inp, const T* weight, const T* bias,
-                             const Conv2dShape& s) {
+                             const Conv2dShape& s, bool relu) {
   check_shape(s, "conv2d_winograd_forward");
   if (s.N * s.OH * s.OW == 0) return;
   if (tile_for(s.OH, s.OW) == 2)
-    forward_m<T, 2>(out, inp, weight, bias, s);
+    forward_m<T, 2>(out, inp, weight, bias, s, relu);
   else
-    forward_m<T, 4>(out, inp, weight, bias, s);
+    forward_m<T, 4>(out, inp, weight, bias, s, relu);
 }
 
 template <class T>
@@ -328,7 +330,8 @@ void conv2d_3x3_reference_forward(T* out, const T* inp, const T* weight, const T
 }
 
 #define FALTUNG_WINOGRAD_INSTANTIATE(T)                                                            \
-  template void conv2d_winograd_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&);  \
+  template void conv2d_winograd_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&,  \
+                                           bool);                                                \
   template void conv2d_winograd_backward_data<T>(T*, const T*, const T*, const Conv2dShape&);      \
   template void conv2d_winograd_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&);    \
   template void conv2d_3x3_reference_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&);

@@ -171,10 +171,10 @@ inline void input_tile(const T* src, int64_t H, int64_t W, int64_t C, int64_t ih
 }
 
 // One output tile from m[p*ldm + k] (P positions), channels [k0, k0 + width(V)): adds bias,
-// writes the in-range pixels of dst (OH,OW,K) of one image at (oh0, ow0).
+// applies max(x, 0) if relu (NaN stays NaN), writes the in-range pixels of dst (OH,OW,K) of one image at (oh0, ow0).
 template <int M, class V, class T>
-inline void output_tile(const T* m, int64_t ldm, const T* bias, int64_t k0, T* dst, int64_t OH,
-                        int64_t OW, int64_t K, int64_t oh0, int64_t ow0) {
+inline void output_tile(const T* m, int64_t ldm, const T* bias, bool relu, int64_t k0, T* dst,
+                        int64_t OH, int64_t OW, int64_t K, int64_t oh0, int64_t ow0) {
   constexpr int A = Tf<M>::A;
   V x[A * A], t[M * A], y[M * M];
   for (int p = 0; p < A * A; ++p) x[p] = load<V>(m + p * ldm + k0);
@@ -182,8 +182,12 @@ inline void output_tile(const T* m, int64_t ldm, const T* bias, int64_t k0, T* d
   for (int i = 0; i < M; ++i) Tf<M>::out(t + i * A, 1, y + i * M, 1);  // rows
   const V bv = bias ? load<V>(bias + k0) : V{};
   for (int i = 0; i < M; ++i)
-    for (int j = 0; j < M; ++j)
-      if (oh0 + i < OH && ow0 + j < OW) store(dst + ((oh0 + i) * OW + ow0 + j) * K + k0, y[i * M + j] + bv);
+    for (int j = 0; j < M; ++j) {
+      if (oh0 + i >= OH || ow0 + j >= OW) continue;
+      V r = y[i * M + j] + bv;
+      if (relu) r = r < V{} ? V{} : r;
+      store(dst + ((oh0 + i) * OW + ow0 + j) * K + k0, r);
+    }
 }
 
 // One output-gradient tile dY (M x M, zeros outside OH x OW), channels [k0, ..) -> z = A dY A^T

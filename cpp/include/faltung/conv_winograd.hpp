@@ -20,9 +20,10 @@ namespace faltung {
 bool winograd_applicable(const Conv2dShape& s);
 
 // inp (N,H,W,C), weight (3,3,C,K), bias (K) or nullptr -> out (N,OH,OW,K). Overwrites out.
+// relu: out = max(out, 0) fused into the output transform.
 template <class T>
 void conv2d_winograd_forward(T* out, const T* inp, const T* weight, const T* bias,
-                             const Conv2dShape& s);
+                             const Conv2dShape& s, bool relu = false);
 
 // dout (N,OH,OW,K), weight (3,3,C,K) -> dinp (N,H,W,C). Overwrites dinp.
 template <class T>
