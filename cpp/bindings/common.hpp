@@ -52,5 +52,6 @@ void bind_pooling(py::module_& m);
 void bind_normalization(py::module_& m);
 void bind_resampling(py::module_& m);
 void bind_conv_winograd(py::module_& m);
+void bind_optim(py::module_& m);
 
 }  // namespace faltung::py_binding

@@ -52,4 +52,5 @@ PYBIND11_MODULE(_core, m) {
   fb::bind_normalization(m);
   fb::bind_resampling(m);
   fb::bind_conv_winograd(m);
+  fb::bind_optim(m);
 }

@@ -6,7 +6,7 @@ from faltung.layers.convolutional.separable_conv import (SeparableConv1D, Separa
                                                          SeparableConvolution1D, SeparableConvolution2D)
 
 __all__ = ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "DepthwiseConv1D", "DepthwiseConv2D",
-           "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D"]
-"""Convolution layers (Keras's `layers/convolutional` group)."""
+           "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D",
+           "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose", "Convolution2DTranspose"]
 from faltung.layers.convolutional.conv_transpose import (  # noqa: F401
     Conv1DTranspose, Conv2DTranspose, Convolution1DTranspose, Convolution2DTranspose)
