@@ -517,6 +517,37 @@ class LossFunctionWrapper(Loss):
         return {**super().get_config(), "fn": getattr(self.fn, "__name__", str(self.fn)), **self.fn_kwargs}
 
 
+class _AutoCrossentropy(Loss):
+    """"crossentropy"/"ce": binary, sparse categorical or categorical crossentropy chosen
+    from the shapes at the first call, as Keras's compile does (y_pred's last dim 1 ->
+    binary; y_true of lower rank, or last dim 1 while y_pred's is > 1 -> sparse)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="crossentropy", dtype=None):
+        super().__init__(name, reduction, dtype)
+        self.resolved = None
+
+    def _resolve(self, y_true, y_pred):
+        if self.resolved is None:
+            t_shape, p_shape = np.shape(y_true), np.shape(y_pred)
+            t_last = t_shape[-1] if t_shape else 1
+            if p_shape[-1] == 1:
+                cls = BinaryCrossentropy
+            elif len(t_shape) < len(p_shape) or (t_last == 1 and p_shape[-1] > 1):
+                cls = SparseCategoricalCrossentropy
+            else:
+                cls = CategoricalCrossentropy
+            self.resolved = cls(reduction=self.reduction, name=self.name)
+        return self.resolved
+
+    def _run(self, y_true, y_pred, sample_weight, need_grad):
+        inner = self._resolve(y_true, y_pred)
+        inner.reduction = self.reduction
+        return inner._run(y_true, y_pred, sample_weight, need_grad)
+
+    def _forward(self, y_true, y_pred, need_grad, scale):
+        return self._resolve(y_true, y_pred)._forward(y_true, y_pred, need_grad, scale)
+
+
 # ----------------------------------------------------------------------------------
 # Functions: per-sample values, as keras.losses.<name>(y_true, y_pred)
 # ----------------------------------------------------------------------------------
@@ -603,6 +634,8 @@ def get(identifier):
             raise ValueError(f"Could not interpret loss identifier: {identifier}")
         return cls(**identifier.get("config", {}))
     if isinstance(identifier, str):
+        if identifier.lower() in ("crossentropy", "ce"):
+            return _AutoCrossentropy(name=identifier)
         cls = _ALIASES.get(identifier) or _ALIASES.get(identifier.lower()) or _CLASSES.get(identifier)
         if cls is None:
             raise ValueError(f"Could not interpret loss identifier: {identifier}. Valid names: "
