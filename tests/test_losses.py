@@ -221,3 +221,18 @@ def test_error_messages_name_loss_and_shapes():
         losses.MeanSquaredError()(np.zeros((4, 2)), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="labels must be integers"):
         losses.SparseCategoricalCrossentropy()([0.5, 1.0], probs((2, 4)))
+
+
+@pytest.mark.parametrize("y_true,y_pred,resolved", [
+    (np.array([[1.0], [0.0]]), np.array([[0.7], [0.2]]), losses.BinaryCrossentropy),
+    (np.array([1, 0]), probs((2, 3)), losses.SparseCategoricalCrossentropy),
+    (np.array([[1], [0]]), probs((2, 3)), losses.SparseCategoricalCrossentropy),
+    (onehot([1, 0], 3), probs((2, 3)), losses.CategoricalCrossentropy),
+], ids=["binary", "sparse", "sparse-trailing1", "categorical"])
+def test_auto_crossentropy(y_true, y_pred, resolved):
+    loss = losses.get("crossentropy")
+    value, grad = loss.value_and_grad(y_true, y_pred)
+    assert isinstance(loss.resolved, resolved) and loss.name == "crossentropy"
+    want_value, want_grad = resolved().value_and_grad(y_true, y_pred)
+    assert value == pytest.approx(want_value)
+    np.testing.assert_allclose(grad, want_grad)

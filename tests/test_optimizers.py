@@ -3,7 +3,7 @@ import pytest
 
 from faltung import optimizers
 from faltung.layers.layer import Variable
-from faltung.optimizers import schedules
+from faltung.optimizers import rules, schedules
 from tests.reference import optimizers as ref
 
 RNG = np.random.default_rng(1)
@@ -35,10 +35,20 @@ CASES = [
 ]
 
 
+PATHS = [pytest.param(False, id="numpy"),
+         pytest.param(True, id="fused", marks=pytest.mark.skipif(
+             not rules.FUSED, reason="bind_optim not registered in faltung._core"))]
+
+
+@pytest.mark.parametrize("fused", PATHS)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_steps_match_keras_rules(case):
+def test_steps_match_keras_rules(case, fused):
     _, make, reference = case
     opt = make()
+    if hasattr(opt, "fused"):
+        opt.fused = fused
+    elif fused:
+        pytest.skip("no fused kernel for this optimizer")
     out = run(opt)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, reference(W0, GRADS), rtol=2e-5, atol=2e-6)
@@ -174,3 +184,32 @@ def test_get_identifiers():
         optimizers.get("adamz")
     with pytest.raises(ValueError, match="Argument `learning_rate` should be float"):
         optimizers.SGD(learning_rate="fast")
+
+
+@pytest.mark.skipif(not rules.FUSED, reason="bind_optim not registered in faltung._core")
+def test_fused_kernel_errors_and_float64():
+    from faltung import _core
+    w = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"optim_sgd: expected `g` of shape \(2, 3\), received shape \(3, 2\)"):
+        _core.optim_sgd_f32(w, None, np.zeros((3, 2), np.float32), 0.1, 0.0, False)
+    with pytest.raises(ValueError, match="optim_adam: expected `m` of dtype float32, received float64"):
+        _core.optim_adam_f32(w, np.zeros((2, 3)), np.zeros_like(w), None, w.copy(), 0.1, 0.9, 0.999, 1e-7)
+    with pytest.raises(ValueError, match="must be C-contiguous"):
+        _core.optim_adagrad_f32(w, np.zeros((3, 2), np.float32).T, w.copy(), 0.1, 1e-7)
+    w64 = np.ones(4)
+    _core.optim_sgd_f64(w64, None, np.full(4, 2.0), 0.25, 0.0, False)
+    np.testing.assert_array_equal(w64, 0.5)
+
+
+@pytest.mark.skipif(not rules.FUSED, reason="bind_optim not registered in faltung._core")
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), lambda: optimizers.Adam(0.01, amsgrad=True),
+    lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True), lambda: optimizers.RMSprop(0.01),
+    lambda: optimizers.Adagrad(0.1)], ids=["sgd-nesterov", "adam-amsgrad", "rmsprop-centered", "rmsprop", "adagrad"])
+def test_fused_matches_numpy_on_odd_size(make):
+    rng = np.random.default_rng(5)
+    w0 = rng.normal(size=(7, 143)).astype(np.float32)  # 1001 elements: SIMD blocks + tail
+    grads = [rng.normal(size=w0.shape).astype(np.float32) for _ in range(4)]
+    a, b = make(), make()
+    a.fused, b.fused = True, False
+    np.testing.assert_allclose(run(a, grads, w0), run(b, grads, w0), rtol=1e-5, atol=1e-6)

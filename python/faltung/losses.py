@@ -10,11 +10,9 @@ Non-logit crossentropies clip probabilities to [1e-7, 1 - 1e-7] as Keras does.
 """
 import numpy as np
 
-EPSILON = 1e-7
-_REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+from faltung._loss_math import EPSILON, bce, elementwise, probs_ce, softmax_ce
 
-# from_logits crossentropies run the fused C++ softmax + cross-entropy kernel (dense slice).
-from faltung.ops.nn import softmax_cross_entropy_with_grad as _fused_softmax_ce
+_REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
 
 def _float_dtype(y_pred):
@@ -35,118 +33,6 @@ def _same_rank(name, t, p):
     if t.shape != p.shape:
         raise _shape_error(name, t, p)
     return t
-
-
-# ----------------------------------------------------------------------------------
-# Kernels: (y_true, y_pred, need_grad) -> (values, dvalues/dy_pred or None).
-# y_pred has the reduced axis last; values have y_pred's shape without it.
-# ----------------------------------------------------------------------------------
-def _softmax_ce(x, t, sparse, scale, need_grad=True):
-    """Logits (..., C) -> per-sample loss (...), grad (..., C) times `scale` (or None)."""
-    lead, c = x.shape[:-1], x.shape[-1]
-    x2 = np.ascontiguousarray(x.reshape(-1, c))
-    t2 = t.reshape(-1) if sparse else np.ascontiguousarray(t.reshape(-1, c))
-    loss, g = _fused_softmax_ce(x2, t2, sparse, float(scale), need_grad)
-    g = g.reshape(x.shape) if (need_grad and g is not None) else None
-    return np.asarray(loss, x.dtype).reshape(lead), g
-
-
-def _probs_ce(p, t, need_grad):
-    """Keras's non-logit categorical crossentropy on probabilities p (..., C)."""
-    s = p.sum(axis=-1, keepdims=True)
-    q = p / s
-    qc = np.clip(q, EPSILON, 1.0 - EPSILON)
-    values = -(t * np.log(qc)).sum(axis=-1)
-    if not need_grad:
-        return values, None
-    gq = -t / qc
-    gq[(q < EPSILON) | (q > 1.0 - EPSILON)] = 0.0
-    g = (gq - (gq * q).sum(axis=-1, keepdims=True)) / s
-    return values, g
-
-
-def _bce(t, p, from_logits, need_grad):
-    c = p.shape[-1]
-    if from_logits:
-        v = np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))
-        g = (1.0 / (1.0 + np.exp(-p)) - t) / c if need_grad else None
-    else:
-        pc = np.clip(p, EPSILON, 1.0 - EPSILON)
-        v = -(t * np.log(pc) + (1.0 - t) * np.log(1.0 - pc))
-        g = None
-        if need_grad:
-            g = -(t / pc - (1.0 - t) / (1.0 - pc)) / c
-            g[(p < EPSILON) | (p > 1.0 - EPSILON)] = 0.0
-    return v.mean(axis=-1), g
-
-
-def _hinge_labels(t):
-    if np.all((t == 0) | (t == 1)):
-        return 2.0 * t - 1.0
-    return t
-
-
-def _elementwise(kind, t, p, need_grad, delta=1.0):
-    c = p.shape[-1]
-    if kind == "mse":
-        d = p - t
-        return (d * d).mean(axis=-1), (d * (2.0 / c) if need_grad else None)
-    if kind == "mae":
-        d = p - t
-        return np.abs(d).mean(axis=-1), (np.sign(d) / c if need_grad else None)
-    if kind == "mape":
-        d = p - t
-        den = np.maximum(np.abs(t), EPSILON)
-        return 100.0 * (np.abs(d) / den).mean(axis=-1), (100.0 * np.sign(d) / den / c if need_grad else None)
-    if kind == "msle":
-        a = np.log1p(np.maximum(p, EPSILON))
-        b = np.log1p(np.maximum(t, EPSILON))
-        g = None
-        if need_grad:
-            g = 2.0 * (a - b) / (1.0 + np.maximum(p, EPSILON)) / c
-            g[p < EPSILON] = 0.0
-        return ((a - b) ** 2).mean(axis=-1), g
-    if kind in ("hinge", "squared_hinge"):
-        t = _hinge_labels(t)
-        m = np.maximum(1.0 - t * p, 0.0)
-        if kind == "hinge":
-            return m.mean(axis=-1), (-t * (m > 0) / c if need_grad else None)
-        return (m * m).mean(axis=-1), (-2.0 * t * m / c if need_grad else None)
-    if kind == "categorical_hinge":
-        pos = (t * p).sum(axis=-1)
-        negs = (1.0 - t) * p
-        j = negs.argmax(axis=-1)
-        neg = np.take_along_axis(negs, j[..., None], -1)[..., 0]
-        v = np.maximum(neg - pos + 1.0, 0.0)
-        g = None
-        if need_grad:
-            g = -t.copy()
-            np.put_along_axis(g, j[..., None], np.take_along_axis(g, j[..., None], -1)
-                              + np.take_along_axis(1.0 - t, j[..., None], -1), -1)
-            g *= (v > 0)[..., None]
-        return v, g
-    if kind == "huber":
-        d = p - t
-        a = np.abs(d)
-        small = a <= delta
-        v = np.where(small, 0.5 * d * d, delta * a - 0.5 * delta * delta).mean(axis=-1)
-        return v, (np.where(small, d, delta * np.sign(d)) / c if need_grad else None)
-    if kind == "log_cosh":
-        d = p - t
-        v = (d + np.logaddexp(0.0, -2.0 * d) - np.log(2.0)).mean(axis=-1)
-        return v, (np.tanh(d) / c if need_grad else None)
-    if kind == "kl_divergence":
-        tc = np.clip(t, EPSILON, 1.0)
-        pc = np.clip(p, EPSILON, 1.0)
-        g = None
-        if need_grad:
-            g = -tc / pc
-            g[(p < EPSILON) | (p > 1.0)] = 0.0
-        return (tc * np.log(tc / pc)).sum(axis=-1), g
-    if kind == "poisson":
-        v = (p - t * np.log(p + EPSILON)).mean(axis=-1)
-        return v, ((1.0 - t / (p + EPSILON)) / c if need_grad else None)
-    raise ValueError(f"unknown elementwise loss {kind}")
 
 
 # ----------------------------------------------------------------------------------
@@ -315,9 +201,9 @@ class CategoricalCrossentropy(Loss):
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / t.shape[-1]
         if self.from_logits:
-            values, g = _softmax_ce(p, t, False, scale, need_grad)
+            values, g = softmax_ce(p, t, False, scale, need_grad)
         else:
-            values, g = _probs_ce(p, t, need_grad)
+            values, g = probs_ce(p, t, need_grad)
             if g is not None and scale != 1.0:
                 g *= scale
         return values, (g if need_grad else None), None
@@ -368,11 +254,11 @@ class SparseCategoricalCrossentropy(Loss):
                              f"{tuple(y_pred.shape)}; received labels in [{t.min()}, {t.max()}] "
                              f"with target.shape={tuple(np.shape(y_true))}")
         if self.from_logits:
-            values, g = _softmax_ce(y_pred, t, True, scale, need_grad)
+            values, g = softmax_ce(y_pred, t, True, scale, need_grad)
         else:
             onehot = np.zeros(y_pred.shape, y_pred.dtype)
             np.put_along_axis(onehot, t[..., None], 1.0, -1)
-            values, g = _probs_ce(y_pred, onehot, need_grad)
+            values, g = probs_ce(y_pred, onehot, need_grad)
             if g is not None and scale != 1.0:
                 g *= scale
         if mask is not None:
@@ -406,7 +292,7 @@ class BinaryCrossentropy(Loss):
         t, p = _move_axis(self.axis, t, y_pred)
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        values, g = _bce(t, p, self.from_logits, need_grad)
+        values, g = bce(t, p, self.from_logits, need_grad)
         if g is not None and scale != 1.0:
             g *= scale
         return values, g, None
@@ -425,7 +311,7 @@ class _Elementwise(Loss):
     def _forward(self, y_true, y_pred, need_grad, scale):
         p = y_pred[:, None] if y_pred.ndim == 1 else y_pred
         t = _same_rank(self.name, np.asarray(y_true, dtype=p.dtype), p)
-        values, g = _elementwise(self._kind, t, p, need_grad, **self._kwargs())
+        values, g = elementwise(self._kind, t, p, need_grad, **self._kwargs())
         if g is not None and scale != 1.0:
             g = g * scale
         return values, g, None
@@ -517,6 +403,37 @@ class LossFunctionWrapper(Loss):
         return {**super().get_config(), "fn": getattr(self.fn, "__name__", str(self.fn)), **self.fn_kwargs}
 
 
+class _AutoCrossentropy(Loss):
+    """"crossentropy"/"ce": binary, sparse categorical or categorical crossentropy chosen
+    from the shapes at the first call, as Keras's compile does (y_pred's last dim 1 ->
+    binary; y_true of lower rank, or last dim 1 while y_pred's is > 1 -> sparse)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="crossentropy", dtype=None):
+        super().__init__(name, reduction, dtype)
+        self.resolved = None
+
+    def _resolve(self, y_true, y_pred):
+        if self.resolved is None:
+            t_shape, p_shape = np.shape(y_true), np.shape(y_pred)
+            t_last = t_shape[-1] if t_shape else 1
+            if p_shape[-1] == 1:
+                cls = BinaryCrossentropy
+            elif len(t_shape) < len(p_shape) or (t_last == 1 and p_shape[-1] > 1):
+                cls = SparseCategoricalCrossentropy
+            else:
+                cls = CategoricalCrossentropy
+            self.resolved = cls(reduction=self.reduction, name=self.name)
+        return self.resolved
+
+    def _run(self, y_true, y_pred, sample_weight, need_grad):
+        inner = self._resolve(y_true, y_pred)
+        inner.reduction = self.reduction
+        return inner._run(y_true, y_pred, sample_weight, need_grad)
+
+    def _forward(self, y_true, y_pred, need_grad, scale):
+        return self._resolve(y_true, y_pred)._forward(y_true, y_pred, need_grad, scale)
+
+
 # ----------------------------------------------------------------------------------
 # Functions: per-sample values, as keras.losses.<name>(y_true, y_pred)
 # ----------------------------------------------------------------------------------
@@ -603,6 +520,8 @@ def get(identifier):
             raise ValueError(f"Could not interpret loss identifier: {identifier}")
         return cls(**identifier.get("config", {}))
     if isinstance(identifier, str):
+        if identifier.lower() in ("crossentropy", "ce"):
+            return _AutoCrossentropy(name=identifier)
         cls = _ALIASES.get(identifier) or _ALIASES.get(identifier.lower()) or _CLASSES.get(identifier)
         if cls is None:
             raise ValueError(f"Could not interpret loss identifier: {identifier}. Valid names: "

@@ -1,14 +1,26 @@
 """Update rules with Keras 3 defaults and formulas (keras/src/optimizers/*.py), in place.
 
-Each `_update(w, g, slots, lr)` changes w and its state arrays in place with numpy
-`out=` operations and one reusable scratch buffer, so a step allocates nothing beyond
-what clipping needs.
+SGD, Adam/AdamW, RMSprop and Adagrad run the fused C++ kernels (cpp/src/optim.cpp: one
+pass over each variable) when `faltung._core` has them (FUSED is True) and the optimizer's
+`fused` attribute is True; otherwise, and for Adamax, `_update` runs the numpy reference:
+in-place `out=` operations and one reusable scratch buffer, no per-step allocation
+beyond what clipping needs.
 """
 import math
 
 import numpy as np
 
+from faltung import _core
 from faltung.optimizers.base import Optimizer
+
+# True once the integrator registers bind_optim in cpp/bindings/module.cpp.
+FUSED = hasattr(_core, "optim_adam_f32")
+
+
+def _kernel(name, w, g):
+    """(fused C++ kernel for w's dtype, g as a contiguous array of w's dtype)."""
+    sfx = "_f64" if w.dtype == np.float64 else "_f32"
+    return getattr(_core, f"optim_{name}{sfx}"), np.ascontiguousarray(g, dtype=w.dtype)
 
 
 class _Scratch:
@@ -42,8 +54,13 @@ class SGD(Optimizer):
         self.nesterov = nesterov
         self._slot_names = ("momentum",) if momentum != 0 else ()
         self._tmp = _Scratch()
+        self.fused = FUSED
 
     def _update(self, w, g, slots, lr):
+        if self.fused:
+            kernel, g = _kernel("sgd", w, g)
+            kernel(w, slots.get("momentum"), g, lr, self.momentum, self.nesterov)
+            return
         buf = self._tmp(w)
         np.multiply(g, lr, out=buf)                  # lr * g
         if self.momentum == 0:
@@ -81,11 +98,16 @@ class Adam(Optimizer):
         self.amsgrad = amsgrad
         self._slot_names = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
         self._tmp = _Scratch()
+        self.fused = FUSED
 
     def _update(self, w, g, slots, lr):
         t = self.iterations + 1
         alpha = lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
         m, v = slots["momentum"], slots["velocity"]
+        if self.fused:
+            kernel, g = _kernel("adam", w, g)
+            kernel(w, m, v, slots.get("velocity_hat"), g, alpha, self.beta_1, self.beta_2, self.epsilon)
+            return
         buf = self._tmp(w)
         np.subtract(g, m, out=buf)
         buf *= (1.0 - self.beta_1)
@@ -173,9 +195,15 @@ class RMSprop(Optimizer):
         self._slot_names = (("velocity",) + (("momentum",) if momentum > 0 else ())
                             + (("average_gradient",) if centered else ()))
         self._tmp = _Scratch()
+        self.fused = FUSED
 
     def _update(self, w, g, slots, lr):
         v = slots["velocity"]
+        if self.fused:
+            kernel, g = _kernel("rmsprop", w, g)
+            kernel(w, v, slots.get("momentum"), slots.get("average_gradient"), g, lr, self.rho,
+                   self.momentum, self.epsilon)
+            return
         buf = self._tmp(w, 0)
         np.multiply(g, g, out=buf)
         buf *= (1.0 - self.rho)
@@ -220,12 +248,17 @@ class Adagrad(Optimizer):
         self.epsilon = epsilon
         self._slot_names = ("accumulator",)
         self._tmp = _Scratch()
+        self.fused = FUSED
 
     def _init_slot(self, name, value):
         return np.full_like(value, self.initial_accumulator_value)
 
     def _update(self, w, g, slots, lr):
         acc = slots["accumulator"]
+        if self.fused:
+            kernel, g = _kernel("adagrad", w, g)
+            kernel(w, acc, g, lr, self.epsilon)
+            return
         buf = self._tmp(w)
         np.multiply(g, g, out=buf)
         acc += buf
