@@ -1,11 +1,20 @@
 // Activations, dropout and fused softmax cross-entropy.
 // N elements (flat), R rows x K row length (softmax family), B batch x K classes (xent).
+// The float kernels below are written to vectorize; under GCC's default -ftrapping-math,
+// GCC turns their clamps into branches and refuses to if-convert them, so this file opts
+// out of trapping math (nothing here reads floating-point exception flags). The pragma
+// comes before every include so that all inlined functions share the option (GCC does not
+// inline across differing optimize options).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "faltung/activations.hpp"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "faltung/common.hpp"
@@ -54,9 +63,67 @@ void map_dv(T* dx, const T* dy, const T* v, int64_t N, int64_t thr, G g) {
   });
 }
 
-template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+// ---- vectorizable float exp / tanh -----------------------------------------------------
+// libm's expf/tanhf are scalar calls that stop GCC from vectorizing a loop. These are
+// branch-free (blends, floor, integer ops), so loops over them compile to AVX2. Double
+// keeps libm (float64 serves gradient checks, where accuracy matters more than speed).
+
+// exp(x) = 2^n exp(r), n = round(x / ln2), |r| <= ln2/2; exp(r) by its Taylor series to
+// degree 7 (truncation error < 6e-9 relative; measured max error ~1.3 ulp).
+// x < -87.3 gives 0 (the true value is denormal or 0), x > 88.72 gives +inf.
+inline float exp_f(float x) {
+  const float xc = std::min(std::max(x, -87.3f), 88.7f);
+  // round to nearest by the 1.5 * 2^23 trick (no libm call)
+  const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  float r = xc - n * 0.693359375f;  // ln2 split in a short high part ...
+  r = r + n * 2.12194440e-4f;       // ... and the low remainder: ln2 = 0.693359375 - 2.1219444e-4
+  const float p =
+      1.f + r * (1.f + r * (0.5f + r * (1.f / 6 + r * (1.f / 24 + r * (1.f / 120 + r * (1.f / 720 + r * (1.f / 5040)))))));
+  const float n1 = std::min(n, 127.f);  // n = 128 only near 88.7: 2^128 = 2 * 2^127
+  const int32_t bits = (int32_t(n1) + 127) << 23;  // 2^n1, n1 in [-126, 127]
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  float y = p * scale * (1.f + (n - n1));
+  y = x > 88.72283f ? std::numeric_limits<float>::infinity() : y;
+  y = x < -87.3f ? 0.f : y;
+  return y;
+}
+
+// tanh(x): odd Taylor polynomial to x^7 for |x| < 0.2 (error < 2e-11), else
+// (1 - e) / (1 + e) with e = exp(-2|x|), with the sign of x.
+inline float tanh_f(float x) {
+  const float a = std::abs(x);
+  const float z = x * x;
+  const float small = x * (1.f + z * (-1.f / 3 + z * (2.f / 15 + z * (-17.f / 315))));
+  const float e = exp_f(-2.f * a);
+  const float big = std::copysign((1.f - e) / (1.f + e), x);
+  const float w = float(a < 0.2f);
+  return w * small + (1.f - w) * big;
+}
+
+// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7, fine for float).
+inline float erf_f(float x) {
+  const float a = std::abs(x);
+  const float t = 1.f / (1.f + 0.3275911f * a);
+  const float poly =
+      t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  return std::copysign(1.f - poly * exp_f(-a * a), x);
+}
+
+template <typename T> inline T vexp(T x) { return std::exp(x); }
+template <typename T> inline T verf(T x) { return std::erf(x); }
+template <> inline float verf<float>(float x) { return erf_f(x); }
+template <> inline float vexp<float>(float x) { return exp_f(x); }
+template <typename T> inline T vtanh(T x) { return std::tanh(x); }
+template <> inline float vtanh<float>(float x) { return tanh_f(x); }
+// exp(x) - 1 for x <= 0 (elu, selu): libm's expm1 for double; float accepts the absolute
+// error (~6e-8) of exp - 1 near 0 for vectorization.
+template <typename T> inline T vexpm1(T x) { return std::expm1(x); }
+template <> inline float vexpm1<float>(float x) { return exp_f(x) - 1.f; }
+
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + vexp(-x)); }
 template <typename T> inline T softplus(T x) {
-  return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
+  return std::max(x, T(0)) + std::log1p(vexp(-std::abs(x)));
 }
 
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
@@ -120,29 +187,30 @@ void act_forward(Act a, T* y, const T* x, int64_t N, const ActParams& p) {
       break;
     }
     case Act::sigmoid: map_x(y, x, N, kCostly, [](T v) { return sigmoid(v); }); break;
-    case Act::tanh: map_x(y, x, N, kCostly, [](T v) { return std::tanh(v); }); break;
+    case Act::tanh: map_x(y, x, N, kCostly, [](T v) { return vtanh(v); }); break;
     case Act::softplus: map_x(y, x, N, kCostly, [](T v) { return softplus(v); }); break;
     case Act::softsign: map_x(y, x, N, kCheap, [](T v) { return v / (T(1) + std::abs(v)); }); break;
     case Act::elu: {
       const T al = T(p.alpha);
-      map_x(y, x, N, kCostly, [=](T v) { return v > T(0) ? v : al * std::expm1(v); });
+      map_x(y, x, N, kCostly, [=](T v) { return std::max(v, T(0)) + al * vexpm1(std::min(v, T(0))); });
       break;
     }
     case Act::selu: {
       const T sc = T(kSeluScale), sa = T(kSeluScale * kSeluAlpha);
-      map_x(y, x, N, kCostly, [=](T v) { return v > T(0) ? sc * v : sa * std::expm1(v); });
+      map_x(y, x, N, kCostly,
+            [=](T v) { return sc * std::max(v, T(0)) + sa * vexpm1(std::min(v, T(0))); });
       break;
     }
     case Act::gelu:
-      map_x(y, x, N, kCostly, [](T v) { return T(0.5) * v * (T(1) + std::erf(v / T(kSqrt2))); });
+      map_x(y, x, N, kCostly, [](T v) { return T(0.5) * v * (T(1) + verf(v / T(kSqrt2))); });
       break;
     case Act::gelu_approx:
       map_x(y, x, N, kCostly, [](T v) {
-        return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v)));
+        return T(0.5) * v * (T(1) + vtanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v)));
       });
       break;
     case Act::silu: map_x(y, x, N, kCostly, [](T v) { return v * sigmoid(v); }); break;
-    case Act::exponential: map_x(y, x, N, kCostly, [](T v) { return std::exp(v); }); break;
+    case Act::exponential: map_x(y, x, N, kCostly, [](T v) { return vexp(v); }); break;
     case Act::hard_sigmoid:
       map_x(y, x, N, kCheap, [](T v) { return std::min(std::max(v / T(6) + T(0.5), T(0)), T(1)); });
       break;
@@ -150,7 +218,7 @@ void act_forward(Act a, T* y, const T* x, int64_t N, const ActParams& p) {
       map_x(y, x, N, kCheap,
             [](T v) { return v * std::min(std::max(v / T(6) + T(0.5), T(0)), T(1)); });
       break;
-    case Act::mish: map_x(y, x, N, kCostly, [](T v) { return v * std::tanh(softplus(v)); }); break;
+    case Act::mish: map_x(y, x, N, kCostly, [](T v) { return v * vtanh(softplus(v)); }); break;
   }
 }
 
@@ -168,10 +236,10 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
       const T s = T(p.negative_slope), th = T(p.threshold), mx = T(p.max_value);
       if (!p.has_max)
         map_dv(dx, dy, x, N, kCheap,
-               [=](T d, T v) { return v > th ? d : (v < th ? s * d : T(0)); });
+               [=](T d, T v) { return d * (T(v > th) + s * T(v < th)); });
       else
         map_dv(dx, dy, x, N, kCheap, [=](T d, T v) {
-          return (v > th && v > T(0) && v < mx) ? d : (v < th ? s * d : T(0));
+          return d * (T(v > th && v > T(0) && v < mx) + s * T(v < th));
         });
       break;
     }
@@ -192,25 +260,27 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
       break;
     case Act::elu: {  // x <= 0: y = a (e^x - 1), dy/dx = a e^x
       const T al = T(p.alpha);
-      map_dv(dx, dy, x, N, kCostly, [=](T d, T v) { return v > T(0) ? d : d * al * std::exp(v); });
+      map_dv(dx, dy, x, N, kCostly, [=](T d, T v) {
+        return d * (T(v > T(0)) + T(v <= T(0)) * al * vexp(std::min(v, T(0))));
+      });
       break;
     }
     case Act::selu: {
       const T sc = T(kSeluScale), sa = T(kSeluScale * kSeluAlpha);
       map_dv(dx, dy, x, N, kCostly,
-             [=](T d, T v) { return v > T(0) ? d * sc : d * sa * std::exp(v); });
+             [=](T d, T v) { return d * (T(v > T(0)) * sc + T(v <= T(0)) * sa * vexp(std::min(v, T(0)))); });
       break;
     }
     case Act::gelu:  // y = x Phi(x): dy/dx = Phi(x) + x phi(x)
       map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
-        const T cdf = T(0.5) * (T(1) + std::erf(v / T(kSqrt2)));
-        const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+        const T cdf = T(0.5) * (T(1) + verf(v / T(kSqrt2)));
+        const T pdf = T(kInvSqrt2Pi) * vexp(T(-0.5) * v * v);
         return d * (cdf + v * pdf);
       });
       break;
     case Act::gelu_approx:  // y = x/2 (1 + tanh(u)), u = c1 (x + c2 x^3)
       map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
-        const T t = std::tanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v));
+        const T t = vtanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v));
         const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluC) * v * v);
         return d * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
       });
@@ -224,17 +294,17 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
     case Act::exponential: map_dv(dx, dy, y, N, kCheap, [](T d, T w) { return d * w; }); break;
     case Act::hard_sigmoid:
       map_dv(dx, dy, x, N, kCheap,
-             [](T d, T v) { return (v > T(-3) && v < T(3)) ? d / T(6) : T(0); });
+             [](T d, T v) { return d * T(v > T(-3) && v < T(3)) / T(6); });
       break;
     case Act::hard_silu:  // y = x h(x): dy/dx = h(x) + x h'(x)
       map_dv(dx, dy, x, N, kCheap, [](T d, T v) {
         const T h = std::min(std::max(v / T(6) + T(0.5), T(0)), T(1));
-        return d * (h + ((v > T(-3) && v < T(3)) ? v / T(6) : T(0)));
+        return d * (h + T(v > T(-3) && v < T(3)) * v / T(6));
       });
       break;
     case Act::mish:  // y = x tanh(sp(x)): dy/dx = t + x (1 - t^2) sigmoid(x)
       map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
-        const T t = std::tanh(softplus(v));
+        const T t = vtanh(softplus(v));
         return d * (t + v * (T(1) - t * t) * sigmoid(v));
       });
       break;
@@ -258,7 +328,7 @@ T logsumexp(const T* x, int64_t K) {
   for (int64_t k = 0; k < K; ++k) m = std::max(m, x[k]);
   if (std::isinf(m)) return m;
   T s = 0;
-  for (int64_t k = 0; k < K; ++k) s += std::exp(x[k] - m);
+  for (int64_t k = 0; k < K; ++k) s += vexp(x[k] - m);
   return m + std::log(s);
 }
 }  // namespace
@@ -272,7 +342,7 @@ void softmax_forward(T* y, const T* x, int64_t R, int64_t K) {
     T m = -std::numeric_limits<T>::infinity();
     for (int64_t k = 0; k < K; ++k) m = std::max(m, x_r[k]);
     T s = 0;
-    for (int64_t k = 0; k < K; ++k) s += (y_r[k] = std::exp(x_r[k] - m));
+    for (int64_t k = 0; k < K; ++k) s += (y_r[k] = vexp(x_r[k] - m));
     const T inv = T(1) / s;
     for (int64_t k = 0; k < K; ++k) y_r[k] *= inv;
   });
@@ -309,26 +379,39 @@ void log_softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K) 
     T* dx_r = dx + r * K;
     T s = 0;
     for (int64_t k = 0; k < K; ++k) s += dy_r[k];
-    for (int64_t k = 0; k < K; ++k) dx_r[k] = dy_r[k] - std::exp(y_r[k]) * s;
+    for (int64_t k = 0; k < K; ++k) dx_r[k] = dy_r[k] - vexp(y_r[k]) * s;
   });
 }
 
 // ---- dropout ---------------------------------------------------------------------------
 
 namespace {
-inline uint64_t mix64(uint64_t z) {  // splitmix64 finalizer
+inline uint64_t mix64(uint64_t z) {  // splitmix64 finalizer (for the key only)
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
 }
+inline uint32_t fmix32(uint32_t h) {  // murmur3's 32-bit finalizer: a bijection
+  h ^= h >> 16;
+  h *= 0x85EBCA6Bu;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  return h ^ (h >> 16);
+}
 // Element i is kept iff the top 24 bits of hash(seed, i) are >= thr24 = round(rate 2^24).
+// The hash works on 32-bit lanes (AVX2 has 32-bit but no 64-bit multiplies): two rounds of
+// fmix32 over (i * golden + key_lo) and key_hi; the high half of i enters the first round.
 struct KeepRule {
-  uint64_t key, thr24;
-  KeepRule(double rate, uint64_t seed)
-      : key(mix64(seed + 0x9E3779B97F4A7C15ULL)),
-        thr24(uint64_t(std::llround(rate * 16777216.0))) {}
+  uint32_t key_lo, key_hi, thr24;
+  KeepRule(double rate, uint64_t seed) {
+    const uint64_t k = mix64(seed + 0x9E3779B97F4A7C15ULL);
+    key_lo = uint32_t(k);
+    key_hi = uint32_t(k >> 32);
+    thr24 = uint32_t(std::llround(rate * 16777216.0));
+  }
   bool keep(int64_t i) const {
-    return (mix64(key + 0x9E3779B97F4A7C15ULL * uint64_t(i + 1)) >> 40) >= thr24;
+    const uint32_t c = uint32_t(i) * 0x9E3779B9u + key_lo + uint32_t(uint64_t(i) >> 32) * 0x7FEB352Du;
+    return (fmix32(fmix32(c) ^ key_hi) >> 8) >= thr24;
   }
 };
 void check_rate(double rate) {
@@ -389,7 +472,7 @@ void softmax_xent(T* loss, T* grad, const T* logits, const T* target, int64_t B,
     loss[b] = l;
     if (grad) {
       T* g_b = grad + b * K;
-      for (int64_t k = 0; k < K; ++k) g_b[k] = scale * (std::exp(x_b[k] - lse) * tsum - t_b[k]);
+      for (int64_t k = 0; k < K; ++k) g_b[k] = scale * (vexp(x_b[k] - lse) * tsum - t_b[k]);
     }
   });
 }
@@ -409,7 +492,7 @@ void sparse_softmax_xent(T* loss, T* grad, const T* logits, const int32_t* label
     loss[b] = lse - x_b[y];
     if (grad) {
       T* g_b = grad + b * K;
-      for (int64_t k = 0; k < K; ++k) g_b[k] = scale * std::exp(x_b[k] - lse);
+      for (int64_t k = 0; k < K; ++k) g_b[k] = scale * vexp(x_b[k] - lse);
       g_b[y] -= scale;
     }
   });
