@@ -425,7 +425,11 @@ void dropout_mask(uint8_t* mask, int64_t N, double rate, uint64_t seed) {
   check_rate(rate);
   const KeepRule rule(rate, seed);
   ew(N, kCostly, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) mask[i] = rule.keep(i) ? 1 : 0;
+    // locals: uint8_t stores may alias anything, so captured fields would be reloaded
+    // every iteration and the loop would not vectorize
+    const KeepRule r = rule;
+    uint8_t* const m = mask;
+    for (int64_t i = i0; i < i1; ++i) m[i] = r.keep(i) ? 1 : 0;
   });
 }
 
@@ -436,10 +440,15 @@ void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t N, double rate, ui
   const KeepRule rule(rate, seed);
   const T scale = rate < 1.0 ? T(1.0 / (1.0 - rate)) : T(0);
   ew(N, kCostly, [=](int64_t i0, int64_t i1) {
+    const KeepRule r = rule;  // locals, see dropout_mask
+    uint8_t* const m = mask;
+    T* const yy = y;
+    const T* const xx = x;
+    const T sc = scale;
     for (int64_t i = i0; i < i1; ++i) {
-      const bool k = rule.keep(i);
-      mask[i] = k ? 1 : 0;
-      y[i] = k ? x[i] * scale : T(0);
+      const bool k = r.keep(i);
+      m[i] = k ? 1 : 0;
+      yy[i] = k ? xx[i] * sc : T(0);
     }
   });
 }
