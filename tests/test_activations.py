@@ -244,3 +244,5 @@ def test_float32_fast_exp_tanh_erf_accuracy():
     np.testing.assert_allclose(nn.tanh(t), np.tanh(t.astype(np.float64)), rtol=4e-7, atol=1e-7)
     np.testing.assert_allclose(nn.gelu(t, approximate=False), ref.ELEMENTWISE["gelu"](t.astype(np.float64)),
                                rtol=1e-6, atol=2e-6)
+    s = np.linspace(-30, 30, 100_001).astype(np.float32)
+    np.testing.assert_allclose(nn.softplus(s), np.logaddexp(0, s.astype(np.float64)), rtol=5e-7)
