@@ -230,3 +230,19 @@ def test_activations_unknown_name():
         activations.get(lambda x: x)
     with pytest.raises(ValueError, match=r"Unknown activation kernel 'nope'. Expected one of: linear, relu"):
         nn.activation("nope", np.zeros(3))
+
+
+def test_float32_fast_exp_tanh_erf_accuracy():
+    # float32 kernels use faltung's own vectorizable exp / tanh / erf (float64 uses libm)
+    x = np.linspace(-87.0, 88.7, 200_001).astype(np.float32)
+    e = nn.exponential(x)
+    np.testing.assert_allclose(e, np.exp(x.astype(np.float64)), rtol=3e-7)
+    np.testing.assert_array_equal(nn.exponential(np.array([89, 1e4, np.inf, -88, -1e4, -np.inf], np.float32)),
+                                  [np.inf, np.inf, np.inf, 0, 0, 0])
+    assert np.isnan(nn.exponential(np.array([np.nan], np.float32)))[0]
+    t = np.linspace(-20, 20, 200_001).astype(np.float32)
+    np.testing.assert_allclose(nn.tanh(t), np.tanh(t.astype(np.float64)), rtol=4e-7, atol=1e-7)
+    np.testing.assert_allclose(nn.gelu(t, approximate=False), ref.ELEMENTWISE["gelu"](t.astype(np.float64)),
+                               rtol=1e-6, atol=2e-6)
+    s = np.linspace(-30, 30, 100_001).astype(np.float32)
+    np.testing.assert_allclose(nn.softplus(s), np.logaddexp(0, s.astype(np.float64)), rtol=5e-7)

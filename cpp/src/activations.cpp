@@ -1,63 +1,21 @@
-// Activations, dropout and fused softmax cross-entropy.
-// N elements (flat), R rows x K row length (softmax family), B batch x K classes (xent).
+// Elementwise activations: forward and backward by kind.
+// N elements (flat). Softmax, dropout and cross-entropy are in softmax_dropout.cpp.
+// GCC turns the clamps of the float kernels into branches and refuses to if-convert them
+// under its default -ftrapping-math; nothing here reads floating-point exception flags, so
+// this file opts out. The pragma precedes every include so that all inlined functions share
+// the option (GCC does not inline across differing optimize options).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "faltung/activations.hpp"
 
-#include <omp.h>
-
-#include <algorithm>
-#include <cmath>
-#include <limits>
-
-#include "faltung/common.hpp"
+#include "elementwise.hpp"
 
 namespace faltung {
 
+using namespace elementwise;
+
 namespace {
-
-// Size thresholds below which a loop stays on the calling thread (waking the pool costs
-// more than the loop): cheap ops (compare, multiply) and transcendental ones (exp, erf).
-constexpr int64_t kCheap = 1 << 16;
-constexpr int64_t kCostly = 1 << 13;
-
-// Runs body(i0, i1) over [0, N), split into one contiguous range per thread when N is
-// large enough. One parallel region per call.
-template <typename Body>
-void ew(int64_t N, int64_t min_parallel, Body body) {
-  const int nt = (N < min_parallel || omp_in_parallel()) ? 1 : get_num_threads();
-  if (nt <= 1) {
-    body(int64_t(0), N);
-    return;
-  }
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    // ranges aligned to 16 elements so that threads do not share cache lines
-    const int64_t i0 = (N * t / n) & ~int64_t(15);
-    const int64_t i1 = t + 1 == n ? N : (N * (t + 1) / n) & ~int64_t(15);
-    body(i0, i1);
-  }
-}
-
-// y[i] = f(x[i])
-template <typename T, typename F>
-void map_x(T* y, const T* x, int64_t N, int64_t thr, F f) {
-  ew(N, thr, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] = f(x[i]);
-  });
-}
-
-// dx[i] = g(dy[i], v[i]) with v the forward input or output
-template <typename T, typename G>
-void map_dv(T* dx, const T* dy, const T* v, int64_t N, int64_t thr, G g) {
-  ew(N, thr, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dx[i] = g(dy[i], v[i]);
-  });
-}
-
-template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
-template <typename T> inline T softplus(T x) {
-  return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
-}
 
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
 constexpr double kSeluScale = 1.0507009873554804934193349852946;
@@ -120,29 +78,30 @@ void act_forward(Act a, T* y, const T* x, int64_t N, const ActParams& p) {
       break;
     }
     case Act::sigmoid: map_x(y, x, N, kCostly, [](T v) { return sigmoid(v); }); break;
-    case Act::tanh: map_x(y, x, N, kCostly, [](T v) { return std::tanh(v); }); break;
+    case Act::tanh: map_x(y, x, N, kCostly, [](T v) { return vtanh(v); }); break;
     case Act::softplus: map_x(y, x, N, kCostly, [](T v) { return softplus(v); }); break;
     case Act::softsign: map_x(y, x, N, kCheap, [](T v) { return v / (T(1) + std::abs(v)); }); break;
     case Act::elu: {
       const T al = T(p.alpha);
-      map_x(y, x, N, kCostly, [=](T v) { return v > T(0) ? v : al * std::expm1(v); });
+      map_x(y, x, N, kCostly, [=](T v) { return std::max(v, T(0)) + al * vexpm1(std::min(v, T(0))); });
       break;
     }
     case Act::selu: {
       const T sc = T(kSeluScale), sa = T(kSeluScale * kSeluAlpha);
-      map_x(y, x, N, kCostly, [=](T v) { return v > T(0) ? sc * v : sa * std::expm1(v); });
+      map_x(y, x, N, kCostly,
+            [=](T v) { return sc * std::max(v, T(0)) + sa * vexpm1(std::min(v, T(0))); });
       break;
     }
     case Act::gelu:
-      map_x(y, x, N, kCostly, [](T v) { return T(0.5) * v * (T(1) + std::erf(v / T(kSqrt2))); });
+      map_x(y, x, N, kCostly, [](T v) { return T(0.5) * v * (T(1) + verf(v / T(kSqrt2))); });
       break;
     case Act::gelu_approx:
       map_x(y, x, N, kCostly, [](T v) {
-        return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v)));
+        return T(0.5) * v * (T(1) + vtanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v)));
       });
       break;
     case Act::silu: map_x(y, x, N, kCostly, [](T v) { return v * sigmoid(v); }); break;
-    case Act::exponential: map_x(y, x, N, kCostly, [](T v) { return std::exp(v); }); break;
+    case Act::exponential: map_x(y, x, N, kCostly, [](T v) { return vexp(v); }); break;
     case Act::hard_sigmoid:
       map_x(y, x, N, kCheap, [](T v) { return std::min(std::max(v / T(6) + T(0.5), T(0)), T(1)); });
       break;
@@ -150,7 +109,7 @@ void act_forward(Act a, T* y, const T* x, int64_t N, const ActParams& p) {
       map_x(y, x, N, kCheap,
             [](T v) { return v * std::min(std::max(v / T(6) + T(0.5), T(0)), T(1)); });
       break;
-    case Act::mish: map_x(y, x, N, kCostly, [](T v) { return v * std::tanh(softplus(v)); }); break;
+    case Act::mish: map_x(y, x, N, kCostly, [](T v) { return v * vtanh(softplus(v)); }); break;
   }
 }
 
@@ -168,10 +127,10 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
       const T s = T(p.negative_slope), th = T(p.threshold), mx = T(p.max_value);
       if (!p.has_max)
         map_dv(dx, dy, x, N, kCheap,
-               [=](T d, T v) { return v > th ? d : (v < th ? s * d : T(0)); });
+               [=](T d, T v) { return d * (T(v > th) + s * T(v < th)); });
       else
         map_dv(dx, dy, x, N, kCheap, [=](T d, T v) {
-          return (v > th && v > T(0) && v < mx) ? d : (v < th ? s * d : T(0));
+          return d * (T(v > th && v > T(0) && v < mx) + s * T(v < th));
         });
       break;
     }
@@ -192,25 +151,27 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
       break;
     case Act::elu: {  // x <= 0: y = a (e^x - 1), dy/dx = a e^x
       const T al = T(p.alpha);
-      map_dv(dx, dy, x, N, kCostly, [=](T d, T v) { return v > T(0) ? d : d * al * std::exp(v); });
+      map_dv(dx, dy, x, N, kCostly, [=](T d, T v) {
+        return d * (T(v > T(0)) + T(v <= T(0)) * al * vexp(std::min(v, T(0))));
+      });
       break;
     }
     case Act::selu: {
       const T sc = T(kSeluScale), sa = T(kSeluScale * kSeluAlpha);
       map_dv(dx, dy, x, N, kCostly,
-             [=](T d, T v) { return v > T(0) ? d * sc : d * sa * std::exp(v); });
+             [=](T d, T v) { return d * (T(v > T(0)) * sc + T(v <= T(0)) * sa * vexp(std::min(v, T(0)))); });
       break;
     }
     case Act::gelu:  // y = x Phi(x): dy/dx = Phi(x) + x phi(x)
       map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
-        const T cdf = T(0.5) * (T(1) + std::erf(v / T(kSqrt2)));
-        const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+        const T cdf = T(0.5) * (T(1) + verf(v / T(kSqrt2)));
+        const T pdf = T(kInvSqrt2Pi) * vexp(T(-0.5) * v * v);
         return d * (cdf + v * pdf);
       });
       break;
     case Act::gelu_approx:  // y = x/2 (1 + tanh(u)), u = c1 (x + c2 x^3)
       map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
-        const T t = std::tanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v));
+        const T t = vtanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v));
         const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluC) * v * v);
         return d * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
       });
@@ -224,209 +185,28 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
     case Act::exponential: map_dv(dx, dy, y, N, kCheap, [](T d, T w) { return d * w; }); break;
     case Act::hard_sigmoid:
       map_dv(dx, dy, x, N, kCheap,
-             [](T d, T v) { return (v > T(-3) && v < T(3)) ? d / T(6) : T(0); });
+             [](T d, T v) { return d * T(v > T(-3) && v < T(3)) / T(6); });
       break;
     case Act::hard_silu:  // y = x h(x): dy/dx = h(x) + x h'(x)
       map_dv(dx, dy, x, N, kCheap, [](T d, T v) {
         const T h = std::min(std::max(v / T(6) + T(0.5), T(0)), T(1));
-        return d * (h + ((v > T(-3) && v < T(3)) ? v / T(6) : T(0)));
+        return d * (h + T(v > T(-3) && v < T(3)) * v / T(6));
       });
       break;
     case Act::mish:  // y = x tanh(sp(x)): dy/dx = t + x (1 - t^2) sigmoid(x)
       map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
-        const T t = std::tanh(softplus(v));
+        const T t = vtanh(softplus(v));
         return d * (t + v * (T(1) - t * t) * sigmoid(v));
       });
       break;
   }
 }
 
-// ---- softmax family: rows of length K, one row per iteration -------------------------
-
-namespace {
-// Runs row(r) for r in [0, R), split over threads when R*K is large.
-template <typename Row>
-void rows(int64_t R, int64_t K, Row row) {
-  ew(R, std::max<int64_t>(1, kCostly / std::max<int64_t>(K, 1)), [=](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) row(r);
-  });
-}
-// logsumexp of x (K)
-template <typename T>
-T logsumexp(const T* x, int64_t K) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t k = 0; k < K; ++k) m = std::max(m, x[k]);
-  if (std::isinf(m)) return m;
-  T s = 0;
-  for (int64_t k = 0; k < K; ++k) s += std::exp(x[k] - m);
-  return m + std::log(s);
-}
-}  // namespace
-
-// x (R,K) -> y (R,K)
-template <typename T>
-void softmax_forward(T* y, const T* x, int64_t R, int64_t K) {
-  rows(R, K, [=](int64_t r) {
-    const T* x_r = x + r * K;
-    T* y_r = y + r * K;
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t k = 0; k < K; ++k) m = std::max(m, x_r[k]);
-    T s = 0;
-    for (int64_t k = 0; k < K; ++k) s += (y_r[k] = std::exp(x_r[k] - m));
-    const T inv = T(1) / s;
-    for (int64_t k = 0; k < K; ++k) y_r[k] *= inv;
-  });
-}
-
-// dy (R,K), y (R,K) -> dx (R,K)
-template <typename T>
-void softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K) {
-  rows(R, K, [=](int64_t r) {
-    const T *dy_r = dy + r * K, *y_r = y + r * K;
-    T* dx_r = dx + r * K;
-    T dot = 0;
-    for (int64_t k = 0; k < K; ++k) dot += dy_r[k] * y_r[k];
-    for (int64_t k = 0; k < K; ++k) dx_r[k] = y_r[k] * (dy_r[k] - dot);
-  });
-}
-
-// x (R,K) -> y (R,K)
-template <typename T>
-void log_softmax_forward(T* y, const T* x, int64_t R, int64_t K) {
-  rows(R, K, [=](int64_t r) {
-    const T* x_r = x + r * K;
-    T* y_r = y + r * K;
-    const T lse = logsumexp(x_r, K);
-    for (int64_t k = 0; k < K; ++k) y_r[k] = x_r[k] - lse;
-  });
-}
-
-// dy (R,K), y (R,K) -> dx (R,K)
-template <typename T>
-void log_softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K) {
-  rows(R, K, [=](int64_t r) {
-    const T *dy_r = dy + r * K, *y_r = y + r * K;
-    T* dx_r = dx + r * K;
-    T s = 0;
-    for (int64_t k = 0; k < K; ++k) s += dy_r[k];
-    for (int64_t k = 0; k < K; ++k) dx_r[k] = dy_r[k] - std::exp(y_r[k]) * s;
-  });
-}
-
-// ---- dropout ---------------------------------------------------------------------------
-
-namespace {
-inline uint64_t mix64(uint64_t z) {  // splitmix64 finalizer
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-// Element i is kept iff the top 24 bits of hash(seed, i) are >= thr24 = round(rate 2^24).
-struct KeepRule {
-  uint64_t key, thr24;
-  KeepRule(double rate, uint64_t seed)
-      : key(mix64(seed + 0x9E3779B97F4A7C15ULL)),
-        thr24(uint64_t(std::llround(rate * 16777216.0))) {}
-  bool keep(int64_t i) const {
-    return (mix64(key + 0x9E3779B97F4A7C15ULL * uint64_t(i + 1)) >> 40) >= thr24;
-  }
-};
-void check_rate(double rate) {
-  check(rate >= 0.0 && rate <= 1.0,
-        "dropout: expected 0 <= rate <= 1, received rate=" + std::to_string(rate));
-}
-}  // namespace
-
-// -> mask (N)
-void dropout_mask(uint8_t* mask, int64_t N, double rate, uint64_t seed) {
-  check_rate(rate);
-  const KeepRule rule(rate, seed);
-  ew(N, kCostly, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) mask[i] = rule.keep(i) ? 1 : 0;
-  });
-}
-
-// x (N) -> y (N), mask (N)
-template <typename T>
-void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t N, double rate, uint64_t seed) {
-  check_rate(rate);
-  const KeepRule rule(rate, seed);
-  const T scale = rate < 1.0 ? T(1.0 / (1.0 - rate)) : T(0);
-  ew(N, kCostly, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const bool k = rule.keep(i);
-      mask[i] = k ? 1 : 0;
-      y[i] = k ? x[i] * scale : T(0);
-    }
-  });
-}
-
-// dy (N), mask (N) -> dx (N)
-template <typename T>
-void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t N, double rate) {
-  check_rate(rate);
-  const T scale = rate < 1.0 ? T(1.0 / (1.0 - rate)) : T(0);
-  ew(N, kCheap, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dx[i] = mask[i] ? dy[i] * scale : T(0);
-  });
-}
-
-// ---- fused softmax cross-entropy ----------------------------------------------------------
-
-// logits (B,K), target (B,K) -> loss (B), grad (B,K) or nullptr
-template <typename T>
-void softmax_xent(T* loss, T* grad, const T* logits, const T* target, int64_t B, int64_t K,
-                  T scale) {
-  rows(B, K, [=](int64_t b) {
-    const T *x_b = logits + b * K, *t_b = target + b * K;
-    const T lse = logsumexp(x_b, K);
-    // loss = -sum_k t_k (x_k - lse); d loss / d x_k = p_k sum(t) - t_k
-    T l = 0, tsum = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      l += t_b[k] * (lse - x_b[k]);
-      tsum += t_b[k];
-    }
-    loss[b] = l;
-    if (grad) {
-      T* g_b = grad + b * K;
-      for (int64_t k = 0; k < K; ++k) g_b[k] = scale * (std::exp(x_b[k] - lse) * tsum - t_b[k]);
-    }
-  });
-}
-
-// logits (B,K), labels (B) -> loss (B), grad (B,K) or nullptr
-template <typename T>
-void sparse_softmax_xent(T* loss, T* grad, const T* logits, const int32_t* labels, int64_t B,
-                         int64_t K, T scale) {
-  for (int64_t b = 0; b < B; ++b)
-    check(labels[b] >= 0 && labels[b] < K,
-          "sparse softmax cross-entropy: label " + std::to_string(labels[b]) + " at index " +
-              std::to_string(b) + " is out of range [0, " + std::to_string(K) + ")");
-  rows(B, K, [=](int64_t b) {
-    const T* x_b = logits + b * K;
-    const int64_t y = labels[b];
-    const T lse = logsumexp(x_b, K);
-    loss[b] = lse - x_b[y];
-    if (grad) {
-      T* g_b = grad + b * K;
-      for (int64_t k = 0; k < K; ++k) g_b[k] = scale * std::exp(x_b[k] - lse);
-      g_b[y] -= scale;
-    }
-  });
-}
 
 #define FALTUNG_ACT_INSTANTIATE(T)                                                             \
   template void act_forward<T>(Act, T*, const T*, int64_t, const ActParams&);                  \
   template void act_backward<T>(Act, T*, const T*, const T*, const T*, int64_t,                \
-                                const ActParams&);                                             \
-  template void softmax_forward<T>(T*, const T*, int64_t, int64_t);                            \
-  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);                 \
-  template void log_softmax_forward<T>(T*, const T*, int64_t, int64_t);                        \
-  template void log_softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);             \
-  template void dropout_forward<T>(T*, uint8_t*, const T*, int64_t, double, uint64_t);         \
-  template void dropout_backward<T>(T*, const T*, const uint8_t*, int64_t, double);            \
-  template void softmax_xent<T>(T*, T*, const T*, const T*, int64_t, int64_t, T);              \
-  template void sparse_softmax_xent<T>(T*, T*, const T*, const int32_t*, int64_t, int64_t, T);
+                                const ActParams&);
 FALTUNG_ACT_INSTANTIATE(float)
 FALTUNG_ACT_INSTANTIATE(double)
 #undef FALTUNG_ACT_INSTANTIATE

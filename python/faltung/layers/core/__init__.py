@@ -1,1 +1,3 @@
 from faltung.layers.core.dense import Dense
+from faltung.layers.core.activation import Activation, Identity
+from faltung.layers.core.highway import Highway

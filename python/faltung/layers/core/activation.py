@@ -1,0 +1,57 @@
+"""Activation and Identity layers, and the base of the elementwise activation layers."""
+from faltung import activations
+from faltung.layers.layer import Layer
+
+
+class ElementwiseActivation(Layer):
+    """Base of layers that apply one activation object (`self.fn`, from
+    `faltung.activations`): forward caches (x, y) when training, backward calls
+    `fn.backward`. faltung's internal base; Keras has no such class."""
+
+    fn = None
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        y = self.fn.forward(x)
+        self._cache = (x, y) if training else None
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if getattr(self, "_cache", None) is None:
+            raise RuntimeError(f"Layer {self.name}: backward needs a forward(training=True) first")
+        if not need_dx:
+            return None
+        x, y = self._cache
+        return self.fn.backward(dy, x, y)
+
+
+class Activation(ElementwiseActivation):
+    """Applies an activation function to an output (Keras's `Activation`).
+
+    Args:
+        activation: activation name ("relu", "softmax", ...) or object.
+
+    Input shape: arbitrary.
+    Output shape: same shape as input.
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = activations.get(activation)
+        self.activation = self.fn
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(activation=activations.serialize(self.fn))
+        return cfg
+
+
+class Identity(Layer):
+    """Identity layer: returns its input unchanged (Keras's `Identity`)."""
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        return x
+
+    def backward(self, dy, need_dx=True):
+        return dy if need_dx else None
