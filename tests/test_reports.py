@@ -26,3 +26,4 @@ def test_to_categorical():
     np.testing.assert_array_equal(to_categorical([2, 0], 3), [[0, 0, 1], [1, 0, 0]])
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         to_categorical([3], 3)
+

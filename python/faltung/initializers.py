@@ -112,6 +112,14 @@ class VarianceScaling(Initializer):
         return g.uniform(-limit, limit, shape).astype(np.float32)
 
 
+class _Preset(VarianceScaling):
+    """A VarianceScaling with fixed scale/mode/distribution: its config is only the seed,
+    so `get(serialize(init))` rebuilds it (as Keras's GlorotUniform and friends)."""
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
 def _truncated(g, stddev, shape):
     x = g.normal(0.0, 1.0, shape)
     bad = np.abs(x) > 2
@@ -121,32 +129,32 @@ def _truncated(g, stddev, shape):
     return (stddev * x).astype(np.float32)
 
 
-class GlorotUniform(VarianceScaling):
+class GlorotUniform(_Preset):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_avg", "uniform", seed)
 
 
-class GlorotNormal(VarianceScaling):
+class GlorotNormal(_Preset):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_avg", "truncated_normal", seed)
 
 
-class HeNormal(VarianceScaling):
+class HeNormal(_Preset):
     def __init__(self, seed=None):
         super().__init__(2.0, "fan_in", "truncated_normal", seed)
 
 
-class HeUniform(VarianceScaling):
+class HeUniform(_Preset):
     def __init__(self, seed=None):
         super().__init__(2.0, "fan_in", "uniform", seed)
 
 
-class LecunNormal(VarianceScaling):
+class LecunNormal(_Preset):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_in", "truncated_normal", seed)
 
 
-class LecunUniform(VarianceScaling):
+class LecunUniform(_Preset):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_in", "uniform", seed)
 
