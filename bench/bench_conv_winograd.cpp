@@ -229,3 +229,4 @@ BENCHMARK(BM_im2col_fwd_bwd)->Apply(layers_only)->UseRealTime()->Unit(benchmark:
 BENCHMARK(BM_winograd_fwd_bwd)->Apply(layers_tiles_algos)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_winograd_bwd_data)->Apply(layers_tiles)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_winograd_bwd_filter)->Apply(layers_tiles_algos)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_MAIN();
