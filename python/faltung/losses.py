@@ -10,6 +10,8 @@ Non-logit crossentropies clip probabilities to [1e-7, 1 - 1e-7] as Keras does.
 """
 import numpy as np
 
+from faltung.backend import to_snake_case
+
 from faltung._loss_math import EPSILON, bce, elementwise, probs_ce, softmax_ce
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
@@ -49,7 +51,7 @@ class Loss:
         if reduction not in _REDUCTIONS:
             raise ValueError("Invalid value for argument `reduction`. Expected one of "
                              f"{_REDUCTIONS}. Received: reduction={reduction}")
-        self.name = name or _snake(type(self).__name__)
+        self.name = name or to_snake_case(type(self).__name__)
         self.reduction = reduction
         self.dtype = dtype
         self._general = False  # True: gradient weights need the values (masks, custom fns)
@@ -138,10 +140,6 @@ class Loss:
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
 
-
-def _snake(name):
-    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    return out
 
 
 def _match_weight(name, w, values):

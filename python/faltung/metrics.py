@@ -8,6 +8,8 @@ categorical. The metric keeps the identifier as its name.
 """
 import numpy as np
 
+from faltung.backend import to_snake_case
+
 from faltung import losses as losses_module
 
 
@@ -15,7 +17,7 @@ class Metric:
     """Base class: subclasses implement update_state / result / reset_state."""
 
     def __init__(self, name=None, dtype=None):
-        self.name = name or _snake(type(self).__name__)
+        self.name = name or to_snake_case(type(self).__name__)
         self.dtype = dtype or "float32"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -42,9 +44,6 @@ class Metric:
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
 
-
-def _snake(name):
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 class Mean(Metric):
