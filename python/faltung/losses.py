@@ -10,9 +10,8 @@ Non-logit crossentropies clip probabilities to [1e-7, 1 - 1e-7] as Keras does.
 """
 import numpy as np
 
-from faltung.backend import to_snake_case
-
 from faltung._loss_math import EPSILON, bce, elementwise, probs_ce, softmax_ce
+from faltung.backend import to_snake_case
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
