@@ -18,30 +18,11 @@ Padding modes (per spatial dim of size n, kernel k, stride s, dilation d, ek = (
 import numpy as np
 
 from faltung import _core
+from faltung.ops.argument_validation import standardize_data_format, standardize_tuple  # noqa: F401
 
 PADDINGS = ("valid", "same", "causal", "full")
 
 
-def standardize_tuple(value, n, name):
-    """int or length-n sequence of strictly positive ints -> tuple (Keras wording)."""
-    msg = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
-    if isinstance(value, (int, np.integer)):
-        value = (int(value),) * n
-    else:
-        try:
-            value = tuple(value)
-        except TypeError:
-            raise ValueError(msg) from None
-        if len(value) != n:
-            raise ValueError(msg)
-        for v in value:
-            if not isinstance(v, (int, np.integer)):
-                raise ValueError(msg + f" including element {v} of type {type(v)}")
-        value = tuple(int(v) for v in value)
-    bad = {v for v in value if v <= 0}
-    if bad:
-        raise ValueError(msg + f", including values {bad} that do not satisfy `value > 0`")
-    return value
 
 
 def standardize_padding(padding, rank):
@@ -53,18 +34,6 @@ def standardize_padding(padding, rank):
     return p
 
 
-def standardize_data_format(data_format):
-    """None -> "channels_last"; "channels_first" is not supported by faltung (ValueError)."""
-    if data_format is None:
-        return "channels_last"
-    df = str(data_format).lower()
-    if df not in ("channels_first", "channels_last"):
-        raise ValueError("The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
-                         f"Received: data_format={data_format}")
-    if df == "channels_first":
-        raise ValueError("faltung supports only data_format='channels_last' (channels-last layout). "
-                         "Received: data_format='channels_first'")
-    return df
 
 
 def pad_and_size(n, k, stride, dilation, padding):

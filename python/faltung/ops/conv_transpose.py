@@ -13,30 +13,13 @@ and the kernel layout (*kernel_size, out_channels, in_channels).
 import numpy as np
 
 from faltung import _core
+from faltung.ops.argument_validation import standardize_data_format, standardize_tuple  # noqa: F401
 
 __all__ = ["conv_transpose", "conv_transpose_backward", "compute_conv_transpose_output_shape",
            "standardize_tuple", "standardize_padding", "standardize_data_format",
            "conv_transpose_output_length"]
 
 
-def standardize_tuple(value, n, name, allow_zero=False):
-    """Keras's standardize_tuple: int or n ints -> tuple of n ints (> 0, or >= 0)."""
-    msg = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
-    if isinstance(value, (int, np.integer)):
-        values = (int(value),) * n
-    else:
-        try:
-            values = tuple(value)
-        except TypeError:
-            raise ValueError(msg) from None
-        if len(values) != n or not all(isinstance(v, (int, np.integer)) for v in values):
-            raise ValueError(msg)
-        values = tuple(int(v) for v in values)
-    bad = {v for v in values if (v < 0 if allow_zero else v <= 0)}
-    if bad:
-        req = ">= 0" if allow_zero else "> 0"
-        raise ValueError(msg + f", including values {bad} that do not satisfy `value {req}`")
-    return values
 
 
 def standardize_padding(padding):
@@ -47,19 +30,6 @@ def standardize_padding(padding):
     return p
 
 
-def standardize_data_format(data_format):
-    """Keras's standardize_data_format; faltung supports channels_last only."""
-    if data_format is None:
-        return "channels_last"
-    fmt = str(data_format).lower()
-    if fmt not in ("channels_first", "channels_last"):
-        raise ValueError("The `data_format` argument must be one of "
-                         "{'channels_first', 'channels_last'}. "
-                         f"Received: data_format={data_format}")
-    if fmt == "channels_first":
-        raise ValueError("faltung supports only data_format='channels_last' (NHWC). "
-                         f"Received: data_format={data_format}")
-    return fmt
 
 
 def conv_transpose_output_length(length, kernel_size, stride, padding, output_padding=None,

@@ -10,6 +10,7 @@ row-major window order.
 import numpy as np
 
 from faltung import _core
+from faltung.ops.argument_validation import standardize_data_format, standardize_tuple  # noqa: F401
 
 
 def _dtype_of(x):
@@ -24,41 +25,8 @@ def _arr(x, dtype):
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def standardize_tuple(value, n, name, allow_zero=False):
-    """Keras's argument_validation.standardize_tuple, with Keras's error wording."""
-    error_msg = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value_tuple = (int(value),) * n
-    else:
-        try:
-            value_tuple = tuple(value)
-        except TypeError:
-            raise ValueError(error_msg)
-        if len(value_tuple) != n:
-            raise ValueError(error_msg)
-        for v in value_tuple:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(error_msg + f"including element {v} of type {type(v)}")
-        value_tuple = tuple(int(v) for v in value_tuple)
-    bad = {v for v in value_tuple if (v < 0 if allow_zero else v <= 0)}
-    if bad:
-        req = ">= 0" if allow_zero else "> 0"
-        raise ValueError(error_msg + f", including values {bad} that do not satisfy `value {req}`")
-    return value_tuple
 
 
-def standardize_data_format(data_format):
-    """None -> "channels_last"; faltung supports channels_last only."""
-    if data_format is None:
-        return "channels_last"
-    data_format = str(data_format).lower()
-    if data_format not in ("channels_first", "channels_last"):
-        raise ValueError("The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
-                         f"Received: data_format={data_format}")
-    if data_format == "channels_first":
-        raise ValueError("faltung supports data_format='channels_last' only (NHWC / (batch, steps, "
-                         "features)). Received: data_format=channels_first")
-    return data_format
 
 
 def standardize_padding(padding):
