@@ -1,5 +1,7 @@
 """Transposed convolution: ops (C++ fast path and naive reference kernel) and the
 Conv1DTranspose / Conv2DTranspose layers, against tests/reference/conv_transpose.py."""
+import importlib
+
 import numpy as np
 import pytest
 
@@ -149,7 +151,9 @@ def test_keras_output_lengths(n, k, s, padding, op, d, expected):
 # The one conv used by the adjointness test. After merging, the integrator swaps in
 # faltung's own conv (faltung.ops.conv.conv) here to hold both families to each other.
 def conv_for_adjoint(x, kernel, strides, padding, dilation_rate):
-    return ref.conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
+    """faltung's own C++ convolution (float64), so the test ties the two kernel families."""
+    conv_ops = importlib.import_module("faltung.ops.conv")  # faltung.ops.conv is also a function name
+    return conv_ops.conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
 
 
 ADJOINT_CASES = [(sp, k, s, p, d) for sp, k, s, p, d in [
