@@ -44,6 +44,8 @@ def _applicable(x_shape, w_shape, strides, padding):
         algos.append("depthwise")
     if all(k == 1 for k in w_shape[:-2]) and strides == 1 and padding in ("valid", "same"):
         algos.append("gemm1x1")
+    if groups == 1:
+        algos.append("direct")
     return algos
 
 
@@ -75,6 +77,72 @@ def test_every_algorithm_forward_and_backward(case):
         grads = C.conv_backward(dout, x, w, st, pad, None, dil, algorithm=algo)
         for g, r in zip(grads, ref_grads):
             np.testing.assert_allclose(g, r, atol=1e-10, err_msg=algo)
+
+
+# The direct kernel's register blocks: 6 output pixels x 16 filters (float32; 8 for float64),
+# 6 input channels x 16 filters for the filter gradient, and a gather data gradient for C <= 7.
+# Shapes around those block sizes: K below, at and past a block, OW not a multiple of 6,
+# C across the gather limit, windows crossing every border, strides and dilations.
+DIRECT_CASES = [  # (input shape, kernel shape, strides, padding, dilation)
+    ((2, 7, 13, 3), (3, 3, 3, 32), 1, "same", 1),
+    ((1, 9, 8, 3), (3, 3, 3, 16), 2, "same", 1),
+    ((2, 11, 11, 7), (5, 5, 7, 17), 2, "valid", 1),
+    ((3, 8, 10, 8), (3, 3, 8, 33), 2, "same", 1),
+    ((1, 12, 19, 16), (3, 3, 16, 24), 1, "same", (2, 3)),
+    ((2, 6, 6, 1), (2, 2, 1, 9), 3, "valid", 1),
+    ((1, 5, 17, 5), (1, 7, 5, 20), 1, "full", 1),
+    ((2, 10, 9, 12), (4, 2, 12, 40), (3, 2), "same", 1),
+    ((1, 3, 3, 2), (3, 3, 2, 8), 1, "valid", 1),
+    ((2, 1, 23, 6), (1, 5, 6, 48), (1, 4), "valid", (1, 2)),
+]
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=[str(i) for i in range(len(DIRECT_CASES))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_matches_reference(case, dtype):
+    xs, ws, st, pad, dil = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[-1]).astype(dtype)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for relu in (False, True):
+        expected, _ = C.conv_forward(x, w, b, st, pad, None, dil, relu=relu, algorithm="reference")
+        out, ran = C.conv_forward(x, w, b, st, pad, None, dil, relu=relu, algorithm="direct")
+        assert ran == "direct" and out.dtype == dtype
+        np.testing.assert_allclose(out, expected, **tol)
+    dout = rng.standard_normal(expected.shape).astype(dtype)
+    want = C.conv_backward(dout, x, w, st, pad, None, dil, algorithm="reference")
+    got = C.conv_backward(dout, x, w, st, pad, None, dil, algorithm="direct")
+    for name, g, r in zip(("dx", "dw", "db"), got, want):
+        np.testing.assert_allclose(g, r, err_msg=name, **tol)
+
+
+def test_direct_backward_vs_central_differences():
+    x = rng.standard_normal((1, 7, 8, 3))
+    w = rng.standard_normal((3, 3, 3, 18))
+    b = rng.standard_normal(18)
+    args = ((2, 1), "same", None, 1)
+    Rw = rng.standard_normal(C.conv(x, w, *args).shape)
+
+    def loss():
+        return float((C.conv_forward(x, w, b, *args, algorithm="direct")[0] * Rw).sum())
+
+    dx, dw, db = C.conv_backward(Rw, x, w, *args, algorithm="direct")
+    np.testing.assert_allclose(dx, _num_grad(loss, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dw, _num_grad(loss, w), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(db, _num_grad(loss, b), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,expected", [
+    ((64, 32, 32, 3), (3, 3, 3, 32), 1, "direct"),      # first layer: few channels
+    ((64, 32, 32, 32), (3, 3, 32, 32), 1, "winograd"),  # 3x3 stride 1
+    ((64, 32, 32, 64), (3, 3, 64, 64), 2, "direct"),    # strided
+    ((8, 28, 28, 1), (5, 5, 1, 1), 1, "im2col"),        # one filter: a block would be 1/16 used
+])
+def test_auto_algorithm_choice(x_shape, w_shape, strides, expected):
+    x = np.zeros(x_shape, np.float32)
+    _, ran = C.conv_forward(x, np.zeros(w_shape, np.float32), None, strides, "same")
+    assert ran == expected
 
 
 def _num_grad(f, a, eps=1e-6):

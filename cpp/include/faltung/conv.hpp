@@ -14,7 +14,9 @@
 //   Im2col     im2col of row tiles + GEMM (OpenBLAS), any shape.
 //   Gemm1x1    1x1, stride 1, unpadded: the input already is the (P, C) im2col matrix.
 //   Depthwise  groups == C: direct NHWC loops vectorized over channels.
-//   Winograd   3x3 stride 1 (conv_winograd.hpp; wired in by the integrator).
+//   Winograd   3x3 stride 1, dilation 1 (conv_winograd.hpp).
+//   Direct     groups 1, any geometry: register-blocked NHWC loops (conv_direct.cpp); the
+//              path for few input channels (first layers), strides > 1 and other kernels.
 // Every entry point validates with check_conv2d_shape first (std::invalid_argument).
 // Backward functions OVERWRITE their outputs; a nullptr skips that gradient.
 #pragma once
@@ -26,7 +28,7 @@
 
 namespace faltung {
 
-enum class ConvAlgo { Reference, Im2col, Gemm1x1, Depthwise, Winograd, Auto };
+enum class ConvAlgo { Reference, Im2col, Gemm1x1, Depthwise, Winograd, Direct, Auto };
 
 // Throws std::invalid_argument unless s describes a valid convolution: positive sizes,
 // C and K divisible by G, 0 <= pad_top < (KH-1)*dil_h + 1 (same for width), and every
@@ -37,7 +39,7 @@ void check_conv2d_shape(const Conv2dShape& s);
 ConvAlgo choose_conv_algo(const Conv2dShape& s);
 // Whether algo can run s (Reference and Im2col: always; Auto: always).
 bool conv_algo_applicable(ConvAlgo algo, const Conv2dShape& s);
-// "reference", "im2col", "gemm1x1", "depthwise", "winograd", "auto".
+// "reference", "im2col", "gemm1x1", "depthwise", "winograd", "direct", "auto".
 const char* conv_algo_name(ConvAlgo algo);
 // Inverse of conv_algo_name; throws std::invalid_argument for an unknown name.
 ConvAlgo conv_algo_from_name(const std::string& name);
@@ -102,5 +104,17 @@ template <typename T>
 void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s);
 template <typename T>
 void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s);
+
+// Direct (groups 1): same shapes as the reference. The data gradient in direct form
+// (gather, vectorized over K) is for few input channels only: C <= kDirectDataMaxC
+// (it throws otherwise); larger C goes through conv2d_gemm_backward_data.
+constexpr int64_t kDirectDataMaxC = 7;
+template <typename T>
+void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
+                           bool relu = false);
+template <typename T>
+void conv2d_direct_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s);
+template <typename T>
+void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s);
 
 }  // namespace faltung

@@ -1,0 +1,416 @@
+// Direct convolution, NHWC, register-blocked: no im2col matrix, no GEMM call.
+//
+// N batch, H/W input size, C in-channels, K filters, KH/KW kernel, OH/OW output size,
+// VW lanes of one AVX2 register (8 floats / 4 doubles), KB = 2*VW filters per block,
+// OWB = 6 output pixels per block. groups == 1; any stride, dilation and padding.
+//
+// Why: im2col + GEMM pays for a copy of every receptive field and for GEMM shapes it does not
+// like (D = 27 columns for a 3-channel first layer, or K = 32/64 filters); PyTorch's oneDNN
+// runs direct NHWC kernels there. The forward keeps a (OWB x KB) output block in 12 registers
+// and streams the packed weights once per block: per input value 2 weight loads + 6 broadcasts
+// feed 12 FMAs, so the loop is FMA-bound, not load-bound.
+//
+//   forward          out[p, k]       = sum_{kh,kw,c} inp[window(p), c] * weight[kh,kw,c,k]
+//   backward filter  dweight[t, c, k] = sum_p inp[window_t(p), c] * dout[p, k]
+//                    (per thread: 6 input channels x KB filters in registers, summed over a
+//                    row of output pixels; per-thread partials are summed at the end)
+//   backward data    dinp[q, c]      = sum_{t, p: window_t(p) = q} dout[p, :] . weight[t, c, :]
+//                    (gather form, vectorized over K, for few input channels; stride > 1
+//                    handled by the divisibility test of the gather)
+//
+// Weights are packed per call into (ceil(K/KB), KH, KW, C, KB), zero-padded past K, with the
+// bias padded behind them: calling-thread workspace slot 3. dweight partials: slot 1.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "faltung/conv.hpp"
+
+namespace faltung {
+
+namespace {
+
+template <class T>
+struct Vec {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int width = 32 / sizeof(T);
+};
+
+template <class V, class T>
+inline V vload(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V, class T>
+inline void vstore(T* p, V v) {  // by value: a reference would make GCC keep acc[] in memory
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// One value in every lane, straight from memory (a load-port op; `V{} + x` would cost an
+// add and a shuffle on the FMA ports).
+inline Vec<float>::type bcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Vec<double>::type bcast(const double* p) { return _mm256_broadcast_sd(p); }
+
+constexpr int kOWB = 6;  // output pixels per register block
+constexpr int kKV = 2;   // vectors of filters per register block (KB = kKV * VW)
+
+// weight (KH,KW,C,K), bias (K)|nullptr -> packed (nkb, KH, KW, C, KB) + bias (nkb*KB).
+template <class T>
+T* pack_weight(const T* weight, const T* bias, const Conv2dShape& s, int64_t KB) {
+  const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
+  T* wp = workspace<T>(nkb * R * KB + nkb * KB, 3);
+  for (int64_t kb = 0; kb < nkb; ++kb) {
+    const int64_t k0 = kb * KB, nk = std::min(KB, s.K - k0);
+    for (int64_t r = 0; r < R; ++r) {
+      T* dst = wp + (kb * R + r) * KB;
+      std::copy(weight + r * s.K + k0, weight + r * s.K + k0 + nk, dst);
+      std::fill(dst + nk, dst + KB, T(0));
+    }
+  }
+  T* bp = wp + nkb * R * KB;
+  std::fill(bp, bp + nkb * KB, T(0));
+  if (bias) std::copy(bias, bias + s.K, bp);
+  return wp;
+}
+
+// One register block: OWB output pixels (ow0..) of output row (n, oh), filters [k0, k0+nk).
+// wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias; zeros: >= C zeros.
+template <class T, int OWB>
+inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
+                          const T* zeros, const Conv2dShape& s, int64_t oh, int64_t ow0, bool relu) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = Vec<T>::width, KB = kKV * VW;
+  // Every loop over an accumulator array is fully unrolled (pragmas): GCC keeps such an array
+  // in registers only when no loop indexes it at run time.
+  V acc[OWB][kKV];
+#pragma GCC unroll 2
+  for (int v = 0; v < kKV; ++v) {
+    const V b = vload<V>(bk + v * VW);
+#pragma GCC unroll 8
+    for (int j = 0; j < OWB; ++j) acc[j][v] = b;
+  }
+  // acc += sum over r < L of x_j[r] * w[r, :], x_j the input run of pixel j.
+  // (The local copy a[][] keeps the accumulators in registers: acc's address escapes into
+  // the lambda, and GCC would otherwise store it back after every FMA, since x may alias it.)
+  auto run = [&](const T* const* x, const T* w, int64_t L) {
+    V a[OWB][kKV];
+    const T* xj[OWB];
+#pragma GCC unroll 8
+    for (int j = 0; j < OWB; ++j) {
+      xj[j] = x[j];
+#pragma GCC unroll 2
+      for (int v = 0; v < kKV; ++v) a[j][v] = acc[j][v];
+    }
+    for (int64_t r = 0; r < L; ++r) {
+      V wv[kKV];
+#pragma GCC unroll 2
+      for (int v = 0; v < kKV; ++v) wv[v] = vload<V>(w + r * KB + v * VW);
+#pragma GCC unroll 8
+      for (int j = 0; j < OWB; ++j) {
+        const V b = bcast(xj[j] + r);
+#pragma GCC unroll 2
+        for (int v = 0; v < kKV; ++v) a[j][v] += b * wv[v];
+      }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < OWB; ++j)
+#pragma GCC unroll 2
+      for (int v = 0; v < kKV; ++v) acc[j][v] = a[j][v];
+  };
+  const int64_t C = s.C, iw0 = ow0 * s.stride_w - s.pad_left;
+  const int64_t iw_end = (ow0 + OWB - 1) * s.stride_w - s.pad_left + (s.KW - 1) * s.dil_w;
+  // Whole windows inside the row and contiguous over (kw, c): one run of KW*C per kernel row.
+  const bool contiguous = s.dil_w == 1 && iw0 >= 0 && iw_end < s.W;
+  const T* x[OWB];
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+    if (ih < 0 || ih >= s.H) continue;
+    const T* in_row = in_img + ih * s.W * C;
+    const T* w_kh = wk + kh * s.KW * C * KB;
+    if (contiguous) {
+      for (int j = 0; j < OWB; ++j) x[j] = in_row + (iw0 + j * s.stride_w) * C;
+      run(x, w_kh, s.KW * C);
+      continue;
+    }
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      for (int j = 0; j < OWB; ++j) {
+        const int64_t iw = iw0 + j * s.stride_w + kw * s.dil_w;
+        x[j] = (iw >= 0 && iw < s.W) ? in_row + iw * C : zeros;
+      }
+      run(x, w_kh + kw * C * KB, C);
+    }
+  }
+  T tmp[KB];
+#pragma GCC unroll 8
+  for (int j = 0; j < OWB; ++j) {
+    T* o = out_px + j * s.K;
+#pragma GCC unroll 2
+    for (int v = 0; v < kKV; ++v) {
+      V a = acc[j][v];
+      if (relu) a = a > V{} ? a : V{};
+      if (nk == KB)
+        vstore(o + v * VW, a);
+      else
+        vstore(tmp + v * VW, a);
+    }
+    if (nk != KB) std::copy(tmp, tmp + nk, o);
+  }
+}
+
+template <class T, int OWB>
+inline void forward_tail(int64_t rem, T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
+                         const T* zeros, const Conv2dShape& s, int64_t oh, int64_t ow0, bool relu) {
+  if constexpr (OWB > 0) {
+    if (rem == OWB) return forward_block<T, OWB>(out_px, nk, in_img, wk, bk, zeros, s, oh, ow0, relu);
+    forward_tail<T, OWB - 1>(rem, out_px, nk, in_img, wk, bk, zeros, s, oh, ow0, relu);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
+                           bool relu) {
+  constexpr int64_t KB = kKV * Vec<T>::width;
+  const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
+  const T* wp = pack_weight(weight, bias, s, KB);
+  const T* bp = wp + nkb * R * KB;
+  T* zeros = workspace<T>(s.C, 2);
+  std::fill(zeros, zeros + s.C, T(0));
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
+  for (int64_t row = 0; row < s.N * s.OH; ++row) {
+    const int64_t n = row / s.OH, oh = row % s.OH;
+    const T* in_img = inp + n * s.H * s.W * s.C;
+    T* out_row = out + row * s.OW * s.K;
+    for (int64_t kb = 0; kb < nkb; ++kb) {
+      const int64_t k0 = kb * KB, nk = std::min(KB, s.K - k0);
+      const T* wk = wp + kb * R * KB;
+      int64_t ow0 = 0;
+      for (; ow0 + kOWB <= s.OW; ow0 += kOWB)
+        forward_block<T, kOWB>(out_row + ow0 * s.K + k0, nk, in_img, wk, bp + k0, zeros, s, oh, ow0, relu);
+      if (ow0 < s.OW)
+        forward_tail<T, kOWB - 1>(s.OW - ow0, out_row + ow0 * s.K + k0, nk, in_img, wk, bp + k0, zeros, s, oh,
+                                  ow0, relu);
+    }
+  }
+}
+
+namespace {
+
+constexpr int kCB = 6;  // input channels per register block of the filter gradient
+
+// acc (CB x KB) += sum over the output pixels ow of output row (n, oh) of
+// inp[ih, iw(ow), c0..c0+CB) (outer) dout[ow, k0..k0+KB). d: the dout row (stride ldd).
+template <class T, int CB>
+inline void filter_block(T* part, int64_t ldp, const T* in_row, const T* d, int64_t ldd, int64_t ow_lo,
+                         int64_t ow_hi, int64_t iw_first, int64_t sw, int64_t C) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = Vec<T>::width;
+  V a[CB][kKV] = {};
+  const T* x = in_row + iw_first * C;
+  const int64_t xs = sw * C, n = ow_hi - ow_lo;
+  d += ow_lo * ldd;
+  for (int64_t i = 0; i < n; ++i) {
+    const V d0 = vload<V>(d + i * ldd), d1 = vload<V>(d + i * ldd + VW);
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) {
+      const V b = bcast(x + i * xs + j);
+      a[j][0] += b * d0;
+      a[j][1] += b * d1;
+      static_assert(kKV == 2, "two filter vectors per block");
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < CB; ++j)
+#pragma GCC unroll 2
+    for (int v = 0; v < kKV; ++v) vstore(part + j * ldp + v * VW, vload<V>(part + j * ldp + v * VW) + a[j][v]);
+}
+
+template <class T, int CB>
+inline void filter_tail(int64_t rem, T* part, int64_t ldp, const T* in_row, const T* d, int64_t ldd,
+                        int64_t ow_lo, int64_t ow_hi, int64_t iw_first, int64_t sw, int64_t C) {
+  if constexpr (CB > 0) {
+    if (rem == CB) return filter_block<T, CB>(part, ldp, in_row, d, ldd, ow_lo, ow_hi, iw_first, sw, C);
+    filter_tail<T, CB - 1>(rem, part, ldp, in_row, d, ldd, ow_lo, ow_hi, iw_first, sw, C);
+  }
+}
+
+// First and one-past-last output index o in [0, O) whose input o*stride - pad + k*dil is in [0, I).
+inline void valid_range(int64_t O, int64_t I, int64_t stride, int64_t pad, int64_t off, int64_t* lo,
+                        int64_t* hi) {
+  // o*stride + off - pad >= 0  and  < I
+  const int64_t a = pad - off;  // o*stride >= a
+  *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+  const int64_t b = I - 1 + pad - off;  // o*stride <= b
+  *hi = b < 0 ? 0 : std::min(O, b / stride + 1);
+  if (*hi < *lo) *hi = *lo;
+}
+
+}  // namespace
+
+// dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (KH,KW,C,K). Threads split the output rows;
+// each accumulates a padded partial (KH*KW*C, nkb*KB) (thread 0's in slot 3 of the caller,
+// the others in their slot 1), then the partials are summed into dweight.
+template <typename T>
+void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
+  constexpr int64_t KB = kKV * Vec<T>::width;
+  const int64_t nkb = (s.K + KB - 1) / KB, Kp = nkb * KB, R = s.KH * s.KW * s.C;
+  const int64_t rows = s.N * s.OH, RK = R * Kp;
+  const bool padded = Kp != s.K;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({conv_threads(s), rows, 64})));
+  // Per kernel column kw: the output columns [lo, hi) whose input column is inside the row.
+  std::vector<int64_t> range(2 * s.KW);  // KW pairs: negligible next to the kernel's work
+  for (int64_t kw = 0; kw < s.KW; ++kw)
+    valid_range(s.OW, s.W, s.stride_w, s.pad_left, kw * s.dil_w, &range[2 * kw], &range[2 * kw + 1]);
+  T* parts[64];
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    T* part = workspace<T>(RK, 1);
+    std::fill(part, part + RK, T(0));
+    parts[t] = part;
+    T* dpad = padded ? workspace<T>(s.OW * Kp, 2) : nullptr;
+    if (padded) std::fill(dpad, dpad + s.OW * Kp, T(0));
+    for (int64_t row = rows * t / nth; row < rows * (t + 1) / nth; ++row) {
+      const int64_t n = row / s.OH, oh = row % s.OH;
+      const T* d = dout + row * s.OW * s.K;
+      int64_t ldd = s.K;
+      if (padded) {  // the dout row with K padded to Kp, so that every block loads whole vectors
+        for (int64_t ow = 0; ow < s.OW; ++ow) std::copy(d + ow * s.K, d + (ow + 1) * s.K, dpad + ow * Kp);
+        d = dpad;
+        ldd = Kp;
+      }
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+        if (ih < 0 || ih >= s.H) continue;
+        const T* in_row = inp + (n * s.H + ih) * s.W * s.C;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t lo = range[2 * kw], hi = range[2 * kw + 1];
+          if (lo >= hi) continue;
+          const int64_t iw_first = lo * s.stride_w - s.pad_left + kw * s.dil_w;
+          T* p_t = part + (kh * s.KW + kw) * s.C * Kp;
+          for (int64_t c0 = 0; c0 < s.C; c0 += kCB) {
+            const int64_t cb = std::min<int64_t>(kCB, s.C - c0);
+            for (int64_t k0 = 0; k0 < Kp; k0 += KB)
+              filter_tail<T, kCB>(cb, p_t + c0 * Kp + k0, Kp, in_row + c0, d + k0, ldd, lo, hi, iw_first,
+                                  s.stride_w, s.C);
+          }
+        }
+      }
+    }
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t k = 0; k < s.K; ++k) {
+        T acc = T(0);
+        for (int u = 0; u < nth; ++u) acc += parts[u][r * Kp + k];
+        dweight[r * s.K + k] = acc;
+      }
+  }
+}
+
+namespace {
+
+// dinp pixels [iw0, iw0+PB) of input row (n, ih): gather over kernel taps, vectorized over K.
+// acc[j][c] sums dout[p, :] * weight[t, c, :] over the taps t and output pixels p that read
+// input pixel j; a tap that hits no output pixel reads `zeros` (K zeros).
+template <class T, int PB, int CS>
+inline void data_block(T* dinp_px, const T* dout_img, const T* weight, const T* zeros, const Conv2dShape& s,
+                       int64_t ih, int64_t iw0) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = Vec<T>::width;
+  const int64_t K = s.K, Kv = K / VW * VW;
+  V acc[PB][CS] = {};
+  T tail[PB][CS] = {};
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    // th = oh * stride_h (the stride-1 tests skip integer divisions, which cost more than the FMAs)
+    const int64_t th = ih + s.pad_top - kh * s.dil_h;
+    const int64_t oh = s.stride_h == 1 ? th : th / s.stride_h;
+    if (th < 0 || (s.stride_h != 1 && th % s.stride_h != 0) || oh >= s.OH) continue;
+    const T* d_row = dout_img + oh * s.OW * K;
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const T* d[PB];
+      bool any = false;
+      for (int j = 0; j < PB; ++j) {
+        const int64_t tw = iw0 + j + s.pad_left - kw * s.dil_w;
+        const int64_t ow = s.stride_w == 1 ? tw : tw / s.stride_w;
+        const bool ok = tw >= 0 && (s.stride_w == 1 || tw % s.stride_w == 0) && ow < s.OW;
+        d[j] = ok ? d_row + ow * K : zeros;
+        any |= ok;
+      }
+      if (!any) continue;
+      const T* w = weight + (kh * s.KW + kw) * CS * K;
+      for (int64_t k = 0; k < Kv; k += VW) {
+        V dv[PB];
+#pragma GCC unroll 4
+        for (int j = 0; j < PB; ++j) dv[j] = vload<V>(d[j] + k);
+#pragma GCC unroll 8
+        for (int c = 0; c < CS; ++c) {
+          const V wv = vload<V>(w + c * K + k);
+#pragma GCC unroll 4
+          for (int j = 0; j < PB; ++j) acc[j][c] += dv[j] * wv;
+        }
+      }
+      for (int64_t k = Kv; k < K; ++k)
+        for (int c = 0; c < CS; ++c)
+          for (int j = 0; j < PB; ++j) tail[j][c] += d[j][k] * w[c * K + k];
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < PB; ++j)
+#pragma GCC unroll 8
+    for (int c = 0; c < CS; ++c) {
+      T sum = tail[j][c];
+      for (int l = 0; l < VW; ++l) sum += acc[j][c][l];
+      dinp_px[j * CS + c] = sum;
+    }
+}
+
+template <class T, int CS>
+void backward_data_small(T* dinp, const T* dout, const T* weight, const T* zeros, const Conv2dShape& s) {
+  constexpr int PB = CS <= 3 ? 4 : 2;  // pixels per block: 12 or fewer accumulators
+#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
+  for (int64_t row = 0; row < s.N * s.H; ++row) {
+    const int64_t n = row / s.H, ih = row % s.H;
+    const T* dout_img = dout + n * s.OH * s.OW * s.K;
+    T* drow = dinp + row * s.W * CS;
+    int64_t iw = 0;
+    for (; iw + PB <= s.W; iw += PB) data_block<T, PB, CS>(drow + iw * CS, dout_img, weight, zeros, s, ih, iw);
+    for (; iw < s.W; ++iw) data_block<T, 1, CS>(drow + iw * CS, dout_img, weight, zeros, s, ih, iw);
+  }
+}
+
+}  // namespace
+
+// dout (N,OH,OW,K), weight (KH,KW,C,K) -> dinp (N,H,W,C) for C <= kDirectDataMaxC.
+template <typename T>
+void conv2d_direct_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
+  check(s.C <= kDirectDataMaxC && s.groups == 1,
+        "conv2d_direct_backward_data: needs groups 1 and at most " + std::to_string(kDirectDataMaxC) +
+            " input channels, received C=" + std::to_string(s.C));
+  T* zeros = workspace<T>(s.K, 2);
+  std::fill(zeros, zeros + s.K, T(0));
+  switch (s.C) {
+    case 1: backward_data_small<T, 1>(dinp, dout, weight, zeros, s); break;
+    case 2: backward_data_small<T, 2>(dinp, dout, weight, zeros, s); break;
+    case 3: backward_data_small<T, 3>(dinp, dout, weight, zeros, s); break;
+    case 4: backward_data_small<T, 4>(dinp, dout, weight, zeros, s); break;
+    case 5: backward_data_small<T, 5>(dinp, dout, weight, zeros, s); break;
+    case 6: backward_data_small<T, 6>(dinp, dout, weight, zeros, s); break;
+    case 7: backward_data_small<T, 7>(dinp, dout, weight, zeros, s); break;
+  }
+}
+
+#define FALTUNG_CONV_DIRECT(T)                                                                          \
+  template void conv2d_direct_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, bool);   \
+  template void conv2d_direct_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&);           \
+  template void conv2d_direct_backward_data<T>(T*, const T*, const T*, const Conv2dShape&);
+FALTUNG_CONV_DIRECT(float)
+FALTUNG_CONV_DIRECT(double)
+#undef FALTUNG_CONV_DIRECT
+
+}  // namespace faltung
