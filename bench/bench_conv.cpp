@@ -79,6 +79,18 @@ BENCHMARK_CAPTURE(run, Fwd_3x3_32to32_32px_b64_reference, make(8, 32, 32, 32, 3,
 BENCHMARK_CAPTURE(run, Fwd_3x3_64to128_s2_32px_b32_im2col, make(32, 32, 64, 128, 3, 2, 1, 1), ConvAlgo::Im2col, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, Fwd_5x5_3to32_32px_b64_im2col, make(64, 32, 3, 32, 5, 1, 1, 1), ConvAlgo::Im2col, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, Fwd_3x3_d2_32to32_32px_b32_im2col, make(32, 32, 32, 32, 3, 1, 2, 1), ConvAlgo::Im2col, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Direct kernels vs im2col on the shapes they were written for: the CIFAR first layer
+// (3 channels) and a stride-2 3x3 conv.
+const Conv2dShape k3c3 = make(64, 32, 3, 32, 3, 1, 1, 1);
+const Conv2dShape k3s2 = make(64, 32, 64, 64, 3, 2, 1, 1);
+BENCHMARK_CAPTURE(run, Fwd_3x3_3to32_32px_b64_direct, k3c3, ConvAlgo::Direct, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, Fwd_3x3_3to32_32px_b64_im2col, k3c3, ConvAlgo::Im2col, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, BwdData_3x3_3to32_32px_b64_direct, k3c3, ConvAlgo::Direct, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, BwdFilter_3x3_3to32_32px_b64_direct, k3c3, ConvAlgo::Direct, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, Fwd_3x3_s2_64to64_32px_b64_direct, k3s2, ConvAlgo::Direct, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, Fwd_3x3_s2_64to64_32px_b64_im2col, k3s2, ConvAlgo::Im2col, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, BwdFilter_3x3_s2_64to64_32px_b64_direct, k3s2, ConvAlgo::Direct, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, BwdFilter_3x3_s2_64to64_32px_b64_im2col, k3s2, ConvAlgo::Im2col, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, Fwd_1x1_64to64_32px_b32_gemm1x1, make(32, 32, 64, 64, 1, 1, 1, 1), ConvAlgo::Gemm1x1, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, Fwd_3x3_dw64_32px_b32_depthwise, make(32, 32, 64, 64, 3, 1, 1, 64), ConvAlgo::Depthwise, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, BwdData_3x3_dw64_32px_b32_depthwise, make(32, 32, 64, 64, 3, 1, 1, 64), ConvAlgo::Depthwise, 1)->Unit(benchmark::kMillisecond)->UseRealTime();

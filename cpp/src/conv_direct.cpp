@@ -19,7 +19,8 @@
 //                    handled by the divisibility test of the gather)
 //
 // Weights are packed per call into (ceil(K/KB), KH, KW, C, KB), zero-padded past K, with the
-// bias padded behind them: calling-thread workspace slot 3. dweight partials: slot 1.
+// bias padded behind them: calling-thread workspace slot 3. dweight partials: slot 1; window
+// copies of border pixels: slot 0; zeros: slot 2.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -77,11 +78,22 @@ T* pack_weight(const T* weight, const T* bias, const Conv2dShape& s, int64_t KB)
   return wp;
 }
 
-// One register block: OWB output pixels (ow0..) of output row (n, oh), filters [k0, k0+nk).
-// wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias; zeros: >= C zeros.
+// The output pixels of one register block: OWB consecutive pixels of one image in row-major
+// order, so a block may run over the end of an output row (small outputs such as 16x16 or
+// 8x8 then need no narrow tail blocks).
+template <int OWB>
+struct PixelBlock {
+  int64_t oh[OWB], iw0[OWB];  // output row; first input column of the window
+  bool simple;                // one output row, every window row inside it, dilation_w 1
+};
+
+// One register block: the OWB pixels of pb, filters [k0, k0+nk) of output out_px (pixel j at
+// out_px + j*K). wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias;
+// zeros: KW*C zeros; buf: OWB*KW*C scratch of this thread.
 template <class T, int OWB>
 inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
-                          const T* zeros, const Conv2dShape& s, int64_t oh, int64_t ow0, bool relu) {
+                          const T* zeros, T* buf, const Conv2dShape& s, const PixelBlock<OWB>& pb,
+                          bool relu) {
   using V = typename Vec<T>::type;
   constexpr int VW = Vec<T>::width, KB = kKV * VW;
   // Every loop over an accumulator array is fully unrolled (pragmas): GCC keeps such an array
@@ -121,28 +133,47 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
 #pragma GCC unroll 2
       for (int v = 0; v < kKV; ++v) acc[j][v] = a[j][v];
   };
-  const int64_t C = s.C, iw0 = ow0 * s.stride_w - s.pad_left;
-  const int64_t iw_end = (ow0 + OWB - 1) * s.stride_w - s.pad_left + (s.KW - 1) * s.dil_w;
-  // Whole windows inside the row and contiguous over (kw, c): one run of KW*C per kernel row.
-  const bool contiguous = s.dil_w == 1 && iw0 >= 0 && iw_end < s.W;
+  // Every window row becomes one contiguous run of KW*C values: the input itself where the
+  // window lies inside the row (dilation 1), else a copy with zeros for the columns outside
+  // (border pixels, dilated windows), or `zeros` where the window row is above or below the
+  // image. One run per kernel row keeps the FMA loop long even for 3 input channels.
+  const int64_t C = s.C, L = s.KW * C, span = (s.KW - 1) * s.dil_w;
+  bool inside[OWB];
+  for (int j = 0; j < OWB; ++j) inside[j] = s.dil_w == 1 && pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
   const T* x[OWB];
+  if (pb.simple) {  // the common case, without per-pixel tests
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int64_t ih = pb.oh[0] * s.stride_h - s.pad_top + kh * s.dil_h;
+      if (ih < 0 || ih >= s.H) continue;
+      const T* row = in_img + ih * s.W * C;
+      for (int j = 0; j < OWB; ++j) x[j] = row + pb.iw0[j] * C;
+      run(x, wk + kh * L * KB, L);
+    }
+  } else {
   for (int64_t kh = 0; kh < s.KH; ++kh) {
-    const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
-    if (ih < 0 || ih >= s.H) continue;
-    const T* in_row = in_img + ih * s.W * C;
-    const T* w_kh = wk + kh * s.KW * C * KB;
-    if (contiguous) {
-      for (int j = 0; j < OWB; ++j) x[j] = in_row + (iw0 + j * s.stride_w) * C;
-      run(x, w_kh, s.KW * C);
-      continue;
-    }
-    for (int64_t kw = 0; kw < s.KW; ++kw) {
-      for (int j = 0; j < OWB; ++j) {
-        const int64_t iw = iw0 + j * s.stride_w + kw * s.dil_w;
-        x[j] = (iw >= 0 && iw < s.W) ? in_row + iw * C : zeros;
+    bool any = false;
+    for (int j = 0; j < OWB; ++j) {
+      const int64_t ih = pb.oh[j] * s.stride_h - s.pad_top + kh * s.dil_h;
+      if (ih < 0 || ih >= s.H) {
+        x[j] = zeros;
+        continue;
       }
-      run(x, w_kh + kw * C * KB, C);
+      any = true;
+      const T* row = in_img + ih * s.W * C;
+      if (inside[j]) {
+        x[j] = row + pb.iw0[j] * C;
+        continue;
+      }
+      T* b = buf + j * L;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = pb.iw0[j] + kw * s.dil_w;
+        const bool in = iw >= 0 && iw < s.W;
+        for (int64_t c = 0; c < C; ++c) b[kw * C + c] = in ? row[iw * C + c] : T(0);
+      }
+      x[j] = b;
     }
+    if (any) run(x, wk + kh * L * KB, L);
+  }
   }
   T tmp[KB];
 #pragma GCC unroll 8
@@ -161,12 +192,25 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
   }
 }
 
+// Pixels [p0, p0 + n) of one image (n <= kOWB), all filter blocks.
 template <class T, int OWB>
-inline void forward_tail(int64_t rem, T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
-                         const T* zeros, const Conv2dShape& s, int64_t oh, int64_t ow0, bool relu) {
+void forward_pixels(int64_t n, T* out_img, const T* in_img, const T* wp, const T* bp, const T* zeros,
+                    T* buf, const Conv2dShape& s, int64_t p0, bool relu) {
   if constexpr (OWB > 0) {
-    if (rem == OWB) return forward_block<T, OWB>(out_px, nk, in_img, wk, bk, zeros, s, oh, ow0, relu);
-    forward_tail<T, OWB - 1>(rem, out_px, nk, in_img, wk, bk, zeros, s, oh, ow0, relu);
+    if (n < OWB) return forward_pixels<T, OWB - 1>(n, out_img, in_img, wp, bp, zeros, buf, s, p0, relu);
+    constexpr int64_t KB = kKV * Vec<T>::width;
+    const int64_t R = s.KH * s.KW * s.C;
+    PixelBlock<OWB> pb;
+    pb.simple = s.dil_w == 1;
+    const int64_t span = s.KW - 1;
+    for (int j = 0; j < OWB; ++j) {
+      pb.oh[j] = (p0 + j) / s.OW;
+      pb.iw0[j] = ((p0 + j) % s.OW) * s.stride_w - s.pad_left;
+      pb.simple &= pb.oh[j] == pb.oh[0] && pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
+    }
+    for (int64_t k0 = 0; k0 < s.K; k0 += KB)
+      forward_block<T, OWB>(out_img + p0 * s.K + k0, std::min(KB, s.K - k0), in_img, wp + k0 * R, bp + k0,
+                            zeros, buf, s, pb, relu);
   }
 }
 
@@ -179,22 +223,23 @@ void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias,
   const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
   const T* wp = pack_weight(weight, bias, s, KB);
   const T* bp = wp + nkb * R * KB;
-  T* zeros = workspace<T>(s.C, 2);
-  std::fill(zeros, zeros + s.C, T(0));
-#pragma omp parallel for schedule(static) num_threads(conv_threads(s))
-  for (int64_t row = 0; row < s.N * s.OH; ++row) {
-    const int64_t n = row / s.OH, oh = row % s.OH;
-    const T* in_img = inp + n * s.H * s.W * s.C;
-    T* out_row = out + row * s.OW * s.K;
-    for (int64_t kb = 0; kb < nkb; ++kb) {
-      const int64_t k0 = kb * KB, nk = std::min(KB, s.K - k0);
-      const T* wk = wp + kb * R * KB;
-      int64_t ow0 = 0;
-      for (; ow0 + kOWB <= s.OW; ow0 += kOWB)
-        forward_block<T, kOWB>(out_row + ow0 * s.K + k0, nk, in_img, wk, bp + k0, zeros, s, oh, ow0, relu);
-      if (ow0 < s.OW)
-        forward_tail<T, kOWB - 1>(s.OW - ow0, out_row + ow0 * s.K + k0, nk, in_img, wk, bp + k0, zeros, s, oh,
-                                  ow0, relu);
+  T* zeros = workspace<T>(s.KW * s.C, 2);
+  std::fill(zeros, zeros + s.KW * s.C, T(0));
+  // Blocks of kOWB pixels: along each output row when rows are wide (every block but the
+  // last of a row is then `simple`), else over the flattened image (an 8- or 16-pixel row
+  // would otherwise leave narrow tail blocks; measured 10-15% faster at 16x16 stride 2).
+  const bool by_row = s.OW >= 4 * kOWB;
+  const int64_t OHW = s.OH * s.OW, run_len = by_row ? s.OW : OHW, runs = by_row ? s.OH : 1;
+  const int64_t per_run = (run_len + kOWB - 1) / kOWB, nblk = runs * per_run;
+#pragma omp parallel num_threads(conv_threads(s))
+  {
+    T* buf = workspace<T>(kOWB * s.KW * s.C, 0);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < s.N * nblk; ++b) {
+      const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
+      const int64_t p0 = r * run_len + i * kOWB;
+      forward_pixels<T, kOWB>(std::min<int64_t>(kOWB, run_len - i * kOWB), out + n * OHW * s.K,
+                              inp + n * s.H * s.W * s.C, wp, bp, zeros, buf, s, p0, relu);
     }
   }
 }
