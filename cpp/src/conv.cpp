@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "faltung/conv.hpp"
+#include "faltung/conv_phased.hpp"
 #include "faltung/conv_winograd.hpp"
 
 namespace faltung {
@@ -64,6 +65,7 @@ bool conv_algo_applicable(ConvAlgo algo, const Conv2dShape& s) {
     case ConvAlgo::Gemm1x1: return conv_is_1x1(s);
     case ConvAlgo::Depthwise: return s.groups == s.C;
     case ConvAlgo::Winograd: return winograd_applicable(s);
+    case ConvAlgo::Phased: return conv_phased_applicable(s);
   }
   return false;
 }
@@ -72,6 +74,7 @@ ConvAlgo choose_conv_algo(const Conv2dShape& s) {
   if (s.groups == s.C && s.C > 1) return ConvAlgo::Depthwise;
   if (conv_is_1x1(s)) return ConvAlgo::Gemm1x1;
   if (winograd_applicable(s)) return ConvAlgo::Winograd;
+  if (conv_phased_applicable(s)) return ConvAlgo::Phased;
   return ConvAlgo::Im2col;
 }
 
@@ -82,6 +85,7 @@ const char* conv_algo_name(ConvAlgo algo) {
     case ConvAlgo::Gemm1x1: return "gemm1x1";
     case ConvAlgo::Depthwise: return "depthwise";
     case ConvAlgo::Winograd: return "winograd";
+    case ConvAlgo::Phased: return "phased";
     case ConvAlgo::Auto: return "auto";
   }
   return "?";
@@ -89,10 +93,10 @@ const char* conv_algo_name(ConvAlgo algo) {
 
 ConvAlgo conv_algo_from_name(const std::string& name) {
   for (ConvAlgo a : {ConvAlgo::Reference, ConvAlgo::Im2col, ConvAlgo::Gemm1x1, ConvAlgo::Depthwise,
-                     ConvAlgo::Winograd, ConvAlgo::Auto})
+                     ConvAlgo::Winograd, ConvAlgo::Phased, ConvAlgo::Auto})
     if (name == conv_algo_name(a)) return a;
   throw std::invalid_argument("conv2d: unknown algorithm '" + name +
-                              "'; expected one of auto, reference, im2col, gemm1x1, depthwise, winograd");
+                              "'; expected one of auto, reference, im2col, gemm1x1, depthwise, winograd, phased");
 }
 
 void conv_set_im2col_tuning(int64_t tile_rows, bool tile_parallel) {
@@ -315,6 +319,7 @@ ConvAlgo conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, co
     case ConvAlgo::Gemm1x1: conv2d_gemm_forward(out, inp, weight, bias, s, relu, true); break;
     case ConvAlgo::Depthwise: conv2d_depthwise_forward(out, inp, weight, bias, s, relu); break;
     case ConvAlgo::Winograd: conv2d_winograd_forward(out, inp, weight, bias, s, relu); break;
+    case ConvAlgo::Phased: conv2d_phased_forward(out, inp, weight, bias, s, relu); break;
     case ConvAlgo::Auto: break;
   }
   return algo;
@@ -349,6 +354,7 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
       else if (dinp) conv2d_winograd_backward_data(dinp, dout, weight, s);
       if (dweight) conv2d_winograd_backward_filter(dweight, dout, inp, s);
       break;
+    case ConvAlgo::Phased: conv2d_phased_backward(dinp, dweight, dout, inp, weight, s); break;
     case ConvAlgo::Auto: break;
   }
   return algo;

@@ -15,6 +15,7 @@
 //   Gemm1x1    1x1, stride 1, unpadded: the input already is the (P, C) im2col matrix.
 //   Depthwise  groups == C: direct NHWC loops vectorized over channels.
 //   Winograd   3x3 stride 1 (conv_winograd.hpp; wired in by the integrator).
+//   Phased     dilated 3x3 stride 1 groups 1: Winograd on the dilation phases (conv_phased.hpp).
 // Every entry point validates with check_conv2d_shape first (std::invalid_argument).
 // Backward functions OVERWRITE their outputs; a nullptr skips that gradient.
 #pragma once
@@ -26,7 +27,7 @@
 
 namespace faltung {
 
-enum class ConvAlgo { Reference, Im2col, Gemm1x1, Depthwise, Winograd, Auto };
+enum class ConvAlgo { Reference, Im2col, Gemm1x1, Depthwise, Winograd, Phased, Auto };
 
 // Throws std::invalid_argument unless s describes a valid convolution: positive sizes,
 // C and K divisible by G, 0 <= pad_top < (KH-1)*dil_h + 1 (same for width), and every
@@ -37,7 +38,7 @@ void check_conv2d_shape(const Conv2dShape& s);
 ConvAlgo choose_conv_algo(const Conv2dShape& s);
 // Whether algo can run s (Reference and Im2col: always; Auto: always).
 bool conv_algo_applicable(ConvAlgo algo, const Conv2dShape& s);
-// "reference", "im2col", "gemm1x1", "depthwise", "winograd", "auto".
+// "reference", "im2col", "gemm1x1", "depthwise", "winograd", "phased", "auto".
 const char* conv_algo_name(ConvAlgo algo);
 // Inverse of conv_algo_name; throws std::invalid_argument for an unknown name.
 ConvAlgo conv_algo_from_name(const std::string& name);
