@@ -124,6 +124,8 @@ def test_auto_picks_phased_for_dilated_3x3():
     case = (2, 12, 10, 16, 16, (2, 2), "same")
     x, wt, b, _ = make(case, "float32")
     assert forward(case, x, wt, b, algorithm="auto")[1] == "phased"
+    # Below 8 input channels the Winograd transforms do not pay: im2col.
+    assert _core.conv2d_choose_algorithm(2, 12, 10, 3, 16, 3, 3, 12, 10, 1, 1, 2, 2, 2, 2, 1) == "im2col"
     # Dilation 1 stays plain Winograd; stride 2 and groups stay off the phased path.
     assert _core.conv2d_choose_algorithm(2, 12, 10, 16, 16, 3, 3, 12, 10, 1, 1, 1, 1, 1, 1, 1) == "winograd"
     assert _core.conv2d_choose_algorithm(2, 12, 10, 16, 16, 3, 3, 6, 5, 2, 2, 2, 2, 2, 2, 1) == "im2col"

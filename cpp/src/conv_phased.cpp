@@ -19,19 +19,32 @@ namespace faltung {
 
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Per spatial dim (H, OH, dilation d, pad): the phase image row j reads input row
+// r - pad + d*j, so rows j < floor(pad/d) or j > floor((H-1+pad)/d) are zero for every phase r.
+// The phase batch stores only the rows in between, Hs of them from j0 = floor(pad/d) on, and
+// the inner conv sees the dropped rows as its zero padding (pad j0 <= 2 in front, the rest
+// behind). For "same" padding (pad = d) that makes Hs = OHs: the inner conv is a "same" conv
+// on OHs-row images, with no all-zero rows to gather, transform, or compute gradients for.
+// The gather/scatter offset is then pad - d*j0 = pad % d.
+struct PhaseDim {
+  int64_t out, in, pad, off;  // OHs, Hs, j0, pad % d
+};
+PhaseDim phase_dim(int64_t H, int64_t OH, int64_t d, int64_t pad) {
+  const int64_t out = (OH + d - 1) / d, j0 = pad / d;
+  const int64_t j1 = std::min(out + 1, (H - 1 + pad) / d);  // out + 1: last row any output reads
+  return PhaseDim{out, j1 - j0 + 1, j0, pad % d};
+}
 
-// The dilation-1 "valid" conv that every phase image goes through, all phases as one batch.
-Conv2dShape phase_shape(const Conv2dShape& s) {
-  const int64_t OHs = ceil_div(s.OH, s.dil_h), OWs = ceil_div(s.OW, s.dil_w);
-  return Conv2dShape{s.N * s.dil_h * s.dil_w, OHs + s.KH - 1, OWs + s.KW - 1, s.C, s.K, s.KH, s.KW,
-                     OHs, OWs, 1, 1, 1, 1, 0, 0, 1};
+// The dilation-1 3x3 conv that every phase image goes through, all phases as one batch.
+Conv2dShape phase_shape(const Conv2dShape& s, const PhaseDim& ph, const PhaseDim& pw) {
+  return Conv2dShape{s.N * s.dil_h * s.dil_w, ph.in, pw.in, s.C, s.K, s.KH, s.KW,
+                     ph.out, pw.out, 1, 1, 1, 1, ph.pad, pw.pad, 1};
 }
 
 // img (N,H,W,L) -> ph (N*dh*dw, Hs, Ws, L):
 //   ph[(n*dh + rh)*dw + rw, j, jw] = img[n, rh - off_h + dh*j, rw - off_w + dw*jw], 0 outside.
-// Used on the input (off = pads, Hs/Ws the phase input size) and on dout (off = 0, Hs/Ws
-// the phase output size, so rows past OH/OW become zeros).
+// Used on the input (off = pad % d, Hs/Ws the phase input size) and on dout (off = 0,
+// Hs/Ws the phase output size, so rows past OH/OW become zeros).
 template <class T>
 void gather_phases(T* ph, const T* img, int64_t N, int64_t H, int64_t W, int64_t L, int64_t dh,
                    int64_t dw, int64_t off_h, int64_t off_w, int64_t Hs, int64_t Ws, int nt) {
@@ -96,11 +109,12 @@ void conv2d_phased_forward(T* out, const T* inp, const T* weight, const T* bias,
                            const Conv2dShape& s, bool relu) {
   check(conv_phased_applicable(s),
         "conv2d_phased_forward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
-  const Conv2dShape p = phase_shape(s);
+  const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top), pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
+  const Conv2dShape p = phase_shape(s, ph, pw);
   const int nt = conv_threads(s);
   T* pin = workspace<T>(p.N * p.H * p.W * p.C, 0);
   T* pout = workspace<T>(p.N * p.OH * p.OW * p.K, 1);
-  gather_phases(pin, inp, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, s.pad_top, s.pad_left, p.H, p.W, nt);
+  gather_phases(pin, inp, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, ph.off, pw.off, p.H, p.W, nt);
   conv2d_winograd_forward(pout, pin, weight, bias, p, relu);
   scatter_phases(out, pout, s.N, s.OH, s.OW, s.K, s.dil_h, s.dil_w, 0, 0, p.OH, p.OW, nt);
 }
@@ -111,18 +125,19 @@ void conv2d_phased_backward(T* dinp, T* dweight, const T* dout, const T* inp, co
   check(conv_phased_applicable(s),
         "conv2d_phased_backward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
   if (!dinp && !dweight) return;
-  const Conv2dShape p = phase_shape(s);
+  const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top), pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
+  const Conv2dShape p = phase_shape(s, ph, pw);
   const int nt = conv_threads(s);
   T* pdout = workspace<T>(p.N * p.OH * p.OW * p.K, 2);
   gather_phases(pdout, dout, s.N, s.OH, s.OW, s.K, s.dil_h, s.dil_w, 0, 0, p.OH, p.OW, nt);
   if (dinp) {
     T* pdin = workspace<T>(p.N * p.H * p.W * p.C, 3);
     conv2d_winograd_backward_data(pdin, pdout, weight, p);
-    scatter_phases(dinp, pdin, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, s.pad_top, s.pad_left, p.H, p.W, nt);
+    scatter_phases(dinp, pdin, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, ph.off, pw.off, p.H, p.W, nt);
   }
   if (dweight) {
     T* pin = workspace<T>(p.N * p.H * p.W * p.C, 0);
-    gather_phases(pin, inp, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, s.pad_top, s.pad_left, p.H, p.W, nt);
+    gather_phases(pin, inp, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, ph.off, pw.off, p.H, p.W, nt);
     conv2d_winograd_backward_filter(dweight, pdout, pin, p);
   }
 }

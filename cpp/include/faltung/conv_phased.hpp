@@ -4,16 +4,20 @@
 //
 // N batch, H/W input size, C in-channels, K filters, OH/OW output size, dh/dw dilations,
 // pad_top/pad_left as in conv_shape.hpp, KH = KW = 3.
-// OHs = ceil(OH/dh), OWs = ceil(OW/dw) phase output size, Hs = OHs + KH - 1, Ws = OWs + KW - 1
-// phase input size, Np = N*dh*dw phase images, numbered b = (n*dh + rh)*dw + rw.
+// OHs = ceil(OH/dh), OWs = ceil(OW/dw) phase output size, Hs <= OHs + 2, Ws <= OWs + 2 phase
+// input size (rows that are zero for every phase are not stored, see below), Np = N*dh*dw
+// phase images, numbered b = (n*dh + rh)*dw + rw.
 // Layouts: inp (N,H,W,C), weight (3,3,C,K) as Keras, bias (K), out (N,OH,OW,K); phase input
 // (Np,Hs,Ws,C), phase output (Np,OHs,OWs,K).
 //
 // The math (per spatial dim; the two dims are independent): with stride 1 and dilation d,
 // output row oh reads input rows oh - pad_top + kh*d, all in one residue class mod d. For
 // output phase r in [0,d), rows oh = r + d*q (q in [0,OHs)) read only the phase image
-//   S_r[j] = inp[r - pad_top + d*j]   (zero outside [0,H)),  j in [0, Hs),
-// and out[r + d*q] = sum_kh S_r[q + kh] * w[kh]: a plain "valid" dilation-1 conv. So:
+//   S_r[j] = inp[r - pad_top + d*j]   (zero outside [0,H)),  j in [0, OHs + 2),
+// and out[r + d*q] = sum_kh S_r[q + kh] * w[kh]: a plain "valid" dilation-1 conv. Rows j below
+// j0 = floor(pad_top/d) or above floor((H-1+pad_top)/d) are zero for every r; they are not
+// stored but left to the inner conv as its padding (pad_top j0), so a "same" dilated conv
+// becomes a "same" dilation-1 conv on the (OHs, OWs) phase images. So:
 //   forward          gather inp -> phase input (zero-filled), one Winograd forward on the
 //                    whole phase batch (bias, relu fused), scatter the phase outputs back,
 //                    dropping rows/cols r + d*q >= OH/OW.
