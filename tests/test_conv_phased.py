@@ -152,3 +152,21 @@ def test_unknown_algorithm_lists_phased():
     x, w = np.ones((1, 5, 5, 2), np.float32), np.ones((3, 3, 2, 2), np.float32)
     with pytest.raises(ValueError, match="winograd, phased"):
         _core.conv2d_forward(x, w, None, 1, 1, 0, 0, 3, 3, 1, 1, 1, "fast")
+
+
+def test_conv2d_layer_runs_phased_forward_and_backward():
+    from faltung import layers
+    rng = np.random.default_rng(3)
+    c = layers.Conv2D(12, 3, padding="same", dilation_rate=(2, 3), activation="relu")
+    x = rng.standard_normal((2, 9, 11, 8)).astype(np.float32)
+    y = c(x, training=True)
+    assert c.algorithm == "phased"
+    z = R.conv(x, c.kernel.value, c.bias.value, 1, "same", (2, 3))
+    np.testing.assert_allclose(y, np.maximum(z, 0), rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = c.backward(dy)
+    dz = (dy * (z > 0)).astype(np.float32)  # through the fused relu
+    ref = backward((2, 9, 11, 8, 12, (2, 3), "same"), dz, x, c.kernel.value, algorithm="reference")
+    np.testing.assert_allclose(dx, ref[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(c.kernel.grad, ref[1], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(c.bias.grad, ref[2], rtol=1e-4, atol=1e-3)
