@@ -29,7 +29,8 @@ def bwd(algo):
 
 algos = ["im2col", "phased"]
 y = {a: fwd(a)[0] for a in algos}
-print("max |phased - im2col| / max |im2col| =", np.abs(y["phased"] - y["im2col"]).max() / np.abs(y["im2col"]).max())
+err = np.abs(y["phased"] - y["im2col"]).max() / np.abs(y["im2col"]).max()
+print("max |phased - im2col| / max |im2col| =", err)
 times = {(op, a): [] for op in ("forward", "backward") for a in algos}
 for _ in range(reps):
     for op, f in (("forward", fwd), ("backward", bwd)):
@@ -42,4 +43,5 @@ for op in ("forward", "backward"):
     for a in algos:
         v = times[op, a]
         print(f"  {op:8s} {a:7s} median {np.median(v):7.1f}  min {min(v):7.1f}  max {max(v):7.1f}")
-    print(f"  {op:8s} speedup (median im2col / median phased) {np.median(times[op, 'im2col']) / np.median(times[op, 'phased']):.2f}x")
+    ratio = np.median(times[op, "im2col"]) / np.median(times[op, "phased"])
+    print(f"  {op:8s} speedup (median im2col / median phased) {ratio:.2f}x")

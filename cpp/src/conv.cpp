@@ -99,7 +99,8 @@ ConvAlgo conv_algo_from_name(const std::string& name) {
                      ConvAlgo::Winograd, ConvAlgo::Phased, ConvAlgo::Auto})
     if (name == conv_algo_name(a)) return a;
   throw std::invalid_argument("conv2d: unknown algorithm '" + name +
-                              "'; expected one of auto, reference, im2col, gemm1x1, depthwise, winograd, phased");
+                              "'; expected one of auto, reference, im2col, gemm1x1, depthwise, winograd, "
+                              "phased");
 }
 
 void conv_set_im2col_tuning(int64_t tile_rows, bool tile_parallel) {

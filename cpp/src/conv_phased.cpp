@@ -2,7 +2,7 @@
 // sub-images (the math and layouts are in conv_phased.hpp).
 //
 // N batch, H/W input size, C in-channels, K filters, OH/OW output size, dh/dw dilations,
-// OHs/OWs phase output size, Hs/Ws = OHs+2/OWs+2 phase input size, Np = N*dh*dw.
+// OHs/OWs phase output size, Hs <= OHs+2 / Ws <= OWs+2 stored phase input size, Np = N*dh*dw.
 // Phase buffers live in the calling thread's workspace: slot 0 phase input (Np,Hs,Ws,C),
 // slot 1 phase output (Np,OHs,OWs,K), slot 2 phase dout (Np,OHs,OWs,K), slot 3 phase
 // dinp (Np,Hs,Ws,C). The Winograd kernels called in between use slots 4-7.
@@ -109,7 +109,8 @@ void conv2d_phased_forward(T* out, const T* inp, const T* weight, const T* bias,
                            const Conv2dShape& s, bool relu) {
   check(conv_phased_applicable(s),
         "conv2d_phased_forward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
-  const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top), pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
+  const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top);
+  const PhaseDim pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
   const Conv2dShape p = phase_shape(s, ph, pw);
   const int nt = conv_threads(s);
   T* pin = workspace<T>(p.N * p.H * p.W * p.C, 0);
@@ -125,7 +126,8 @@ void conv2d_phased_backward(T* dinp, T* dweight, const T* dout, const T* inp, co
   check(conv_phased_applicable(s),
         "conv2d_phased_backward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
   if (!dinp && !dweight) return;
-  const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top), pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
+  const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top);
+  const PhaseDim pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
   const Conv2dShape p = phase_shape(s, ph, pw);
   const int nt = conv_threads(s);
   T* pdout = workspace<T>(p.N * p.OH * p.OW * p.K, 2);
