@@ -37,7 +37,7 @@ CASES = [
 IDS = [c[0] for c in CASES]
 
 
-def _applicable(x_shape, w_shape, strides, padding):
+def _applicable(x_shape, w_shape, strides, padding, dilation):
     algos = ["reference", "im2col"]
     groups = x_shape[-1] // w_shape[-2]
     if groups == x_shape[-1]:
@@ -46,6 +46,8 @@ def _applicable(x_shape, w_shape, strides, padding):
         algos.append("gemm1x1")
     if groups == 1:
         algos.append("direct")
+    if groups == 1 and len(w_shape) == 4 and w_shape[:2] == (3, 3) and strides == 1:
+        algos.append("winograd" if dilation in (1, (1, 1)) else "phased")
     return algos
 
 
@@ -69,7 +71,7 @@ def test_every_algorithm_forward_and_backward(case):
     expected = R.conv(x, w, b, st, pad, dil)
     dout = rng.standard_normal(expected.shape)
     ref_grads = C.conv_backward(dout, x, w, st, pad, None, dil, algorithm="reference")
-    for algo in _applicable(xs, ws, st, pad):
+    for algo in _applicable(xs, ws, st, pad, dil):
         for relu in (False, True):
             out, ran = C.conv_forward(x, w, b, st, pad, None, dil, relu=relu, algorithm=algo)
             assert ran == algo

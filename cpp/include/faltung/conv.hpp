@@ -17,6 +17,7 @@
 //   Winograd   3x3 stride 1, dilation 1 (conv_winograd.hpp).
 //   Direct     groups 1, any geometry: register-blocked NHWC loops (conv_direct.cpp); the
 //              path for few input channels (first layers), strides > 1 and other kernels.
+//   Phased     dilated 3x3 stride 1 groups 1: Winograd on the dilation phases (conv_phased.hpp).
 // Every entry point validates with check_conv2d_shape first (std::invalid_argument).
 // Backward functions OVERWRITE their outputs; a nullptr skips that gradient.
 #pragma once
@@ -28,7 +29,7 @@
 
 namespace faltung {
 
-enum class ConvAlgo { Reference, Im2col, Gemm1x1, Depthwise, Winograd, Direct, Auto };
+enum class ConvAlgo { Reference, Im2col, Gemm1x1, Depthwise, Winograd, Phased, Direct, Auto };
 
 // Throws std::invalid_argument unless s describes a valid convolution: positive sizes,
 // C and K divisible by G, 0 <= pad_top < (KH-1)*dil_h + 1 (same for width), and every
@@ -39,7 +40,7 @@ void check_conv2d_shape(const Conv2dShape& s);
 ConvAlgo choose_conv_algo(const Conv2dShape& s);
 // Whether algo can run s (Reference and Im2col: always; Auto: always).
 bool conv_algo_applicable(ConvAlgo algo, const Conv2dShape& s);
-// "reference", "im2col", "gemm1x1", "depthwise", "winograd", "direct", "auto".
+// "reference", "im2col", "gemm1x1", "depthwise", "winograd", "phased", "direct", "auto".
 const char* conv_algo_name(ConvAlgo algo);
 // Inverse of conv_algo_name; throws std::invalid_argument for an unknown name.
 ConvAlgo conv_algo_from_name(const std::string& name);
