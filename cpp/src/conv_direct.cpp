@@ -141,13 +141,44 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
   bool inside[OWB];
   for (int j = 0; j < OWB; ++j) inside[j] = s.dil_w == 1 && pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
   const T* x[OWB];
-  if (pb.simple) {  // the common case, without per-pixel tests
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      const int64_t ih = pb.oh[0] * s.stride_h - s.pad_top + kh * s.dil_h;
-      if (ih < 0 || ih >= s.H) continue;
-      const T* row = in_img + ih * s.W * C;
-      for (int j = 0; j < OWB; ++j) x[j] = row + pb.iw0[j] * C;
-      run(x, wk + kh * L * KB, L);
+  if (pb.simple) {
+    // The common case: the kernel rows kh in [lo, hi) that fall inside the image, all read
+    // at the same offsets, one row of the image apart: accumulators stay in registers
+    // across kernel rows (with 3 input channels a run is only 9 long).
+    const int64_t ih0 = pb.oh[0] * s.stride_h - s.pad_top;
+    const int64_t dh = s.dil_h;  // (the dh == 1 branches skip two integer divisions per block)
+    const int64_t lo = ih0 >= 0 ? 0 : (dh == 1 ? -ih0 : (-ih0 + dh - 1) / dh);
+    const int64_t hi = std::min<int64_t>(s.KH, ih0 >= s.H ? 0 : (dh == 1 ? s.H - ih0 : (s.H - 1 - ih0) / dh + 1));
+    if (lo < hi) {
+      V a[OWB][kKV];
+      const T* xj[OWB];
+      const int64_t step = s.dil_h * s.W * C;
+#pragma GCC unroll 8
+      for (int j = 0; j < OWB; ++j) {
+        xj[j] = in_img + (ih0 + lo * s.dil_h) * s.W * C + pb.iw0[j] * C;
+#pragma GCC unroll 2
+        for (int v = 0; v < kKV; ++v) a[j][v] = acc[j][v];
+      }
+      const T* w = wk + lo * L * KB;
+      for (int64_t kh = lo; kh < hi; ++kh, w += L * KB) {
+        for (int64_t r = 0; r < L; ++r) {
+          V wv[kKV];
+#pragma GCC unroll 2
+          for (int v = 0; v < kKV; ++v) wv[v] = vload<V>(w + r * KB + v * VW);
+#pragma GCC unroll 8
+          for (int j = 0; j < OWB; ++j) {
+            const V b = bcast(xj[j] + r);
+#pragma GCC unroll 2
+            for (int v = 0; v < kKV; ++v) a[j][v] += b * wv[v];
+          }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < OWB; ++j) xj[j] += step;
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < OWB; ++j)
+#pragma GCC unroll 2
+        for (int v = 0; v < kKV; ++v) acc[j][v] = a[j][v];
     }
   } else {
   for (int64_t kh = 0; kh < s.KH; ++kh) {
