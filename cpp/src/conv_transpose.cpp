@@ -5,9 +5,19 @@
 // forward conv whose data-gradient this is). COLS = KH*KW*C, one column-buffer row per
 // input pixel (n,oh,ow), columns ordered (kh,kw,c).
 //
-// Fast path, per chunk of images whose column buffer fits the workspace:
-//   forward:  col (rows, COLS) = x (rows, K) @ weight(COLS, K)^T; y = col2im(col) + bias
-//   backward: col = im2col(dy); dx = col @ weight; dweight += col^T @ x; dbias = sum dy
+// Fast path. Work items are (image, band of rows); one thread runs an item from
+// start to end, so no two threads write the same out / dinp rows. An item goes over blocks
+// of input rows whose column buffer (block rows * OW * COLS) is ~256 KB, so the buffer, the
+// image's output and the weight stay in the core's L2 (the old version GEMMed a whole 8 MB
+// chunk with parallel_gemm and then ran a separate col2im pass over it, round-tripping the
+// buffer through L3/DRAM: measured 1.5-2.5x slower than this on the k4 s2 decoder case).
+//   forward:  out rows = bias; per block: col = x rows @ weight^T (single-threaded gemm),
+//             scatter-add col into the out rows the item owns
+//   backward: per block: col = gather(dy) (im2col); dx rows = col @ weight;
+//             dweight_t += col^T @ x rows; dbias_t += dy rows; per-thread partials summed last
+// A phase decomposition (stride s -> s*s stride-1 convs with sub-kernels, written straight
+// into the strided output, no scatter) was prototyped for k4 s2: its GEMMs have only C
+// columns and it measured ~15% slower than this on one thread, so it is not used.
 #include "faltung/conv_transpose.hpp"
 
 #include <omp.h>
@@ -157,7 +167,7 @@ void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bi
 #pragma omp parallel
   {
     T* col = workspace<T>(rb * s.OW * cols, 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait  // the end of the region is the barrier
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / nb, b = item % nb;
       const int64_t h0 = s.H * b / nb, h1 = s.H * (b + 1) / nb;
