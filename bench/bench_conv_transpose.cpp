@@ -55,6 +55,16 @@ void BM_ConvTranspose_ForwardBackward(benchmark::State& st) {
   st.counters["GFLOPS"] = benchmark::Counter(3 * p.flops(), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
+void BM_ConvTranspose_Backward(benchmark::State& st) {
+  Problem p(st.range(0), 16, 64, 32, 4, 2);
+  for (auto _ : st) {
+    faltung::conv_transpose2d_backward(p.dx.data(), p.dw.data(), p.db.data(), p.dy.data(),
+                                       p.x.data(), p.w.data(), p.s);
+    benchmark::DoNotOptimize(p.dw.data());
+  }
+  st.counters["GFLOPS"] = benchmark::Counter(2 * p.flops(), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
 void BM_ConvTranspose_ForwardReference(benchmark::State& st) {
   Problem p(st.range(0), 16, 64, 32, 4, 2);
   for (auto _ : st) {
@@ -66,7 +76,9 @@ void BM_ConvTranspose_ForwardReference(benchmark::State& st) {
 
 }  // namespace
 
-BENCHMARK(BM_ConvTranspose_Forward)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Arg = batch; batch 1 runs the banded split (fewer images than 2x the threads).
+BENCHMARK(BM_ConvTranspose_Forward)->Arg(64)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ConvTranspose_Backward)->Arg(64)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ConvTranspose_ForwardBackward)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ConvTranspose_ForwardReference)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -5,6 +5,8 @@ import importlib
 import numpy as np
 import pytest
 
+import faltung
+
 from faltung import _core
 from faltung.ops.conv_transpose import (compute_conv_transpose_output_shape, conv_transpose,
                                         conv_transpose_backward)
@@ -110,7 +112,8 @@ def test_backward_fast_matches_reference_kernel_and_skips(case):
 
 
 def test_backward_accumulates_over_batch_chunks():
-    # 40 images of 16x16 with a k4/C32 column buffer need several workspace chunks.
+    # 40 images of 16x16 with a k4/C32 column buffer: several images per thread, so the
+    # per-thread dkernel/dbias partials each sum many images before they are combined.
     rng = np.random.default_rng(5)
     x = rng.standard_normal((40, 16, 16, 4))
     w = rng.standard_normal((4, 4, 32, 4))
@@ -204,3 +207,65 @@ def test_against_torch(case):
     padded = np.pad(full, [(0, 0), (0, y.shape[1]), (0, y.shape[2]), (0, 0)])
     expected = padded[:, win[0]:win[0] + y.shape[1], win[1]:win[1] + y.shape[2]]
     np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
+
+
+# The fast path splits work into (image, band) items: a whole image per item when the batch
+# is large against the thread count, else nt bands of rows per image; each item goes over
+# blocks of input rows whose column buffer is ~256 KB. These cases hit batch 1, a batch
+# smaller than (or not a multiple of) the thread count, several blocks with a partial last
+# one, stride > kernel and dilation, under 1..4 threads.
+BLOCK_CASES = {
+    "N1-16x16-k4-s2-same": (1, (16, 16), 8, 5, 4, 2, "same", None, 1),
+    "N3-7x5-k3-s2-valid-op1": (3, (7, 5), 3, 4, 3, 2, "valid", 1, 1),
+    "N5-9x40-k5-s2-same-blocks": (5, (9, 40), 3, 16, 5, 2, "same", None, 1),
+    "N2-5x4-k2-s3-same-stride>kernel": (2, (5, 4), 2, 3, 2, 3, "same", None, 1),
+    "N1-6x7-k3-d2-valid": (1, (6, 7), 2, 3, 3, 1, "valid", None, 2),
+    "N1-L11-k4-s2-same-1D": (1, (11,), 3, 2, 4, 2, "same", None, 1),
+}
+
+
+@pytest.fixture
+def restore_threads():
+    n0 = faltung.get_num_threads()
+    yield
+    faltung.set_num_threads(n0)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("case", BLOCK_CASES.values(), ids=BLOCK_CASES.keys())
+def test_fast_path_work_split_matches_reference_kernel(case, threads, restore_threads):
+    faltung.set_num_threads(threads)
+    for dtype, tol in [(np.float64, 1e-10), (np.float32, 1e-4)]:
+        x, w, b, args = make(case, dtype=dtype, seed=7)
+        y = conv_transpose(x, w, bias=b, **args)
+        np.testing.assert_allclose(y, conv_transpose(x, w, bias=b, algorithm="reference", **args),
+                                   rtol=tol, atol=tol)
+        dy = np.random.default_rng(8).standard_normal(y.shape).astype(dtype)
+        fast = conv_transpose_backward(dy, x, w, **args)
+        slow = conv_transpose_backward(dy, x, w, algorithm="reference", **args)
+        for f, r in zip(fast, slow):
+            assert f.dtype == dtype
+            np.testing.assert_allclose(f, r, rtol=tol, atol=tol * 10)
+        # each gradient alone (the others skipped) is the same
+        for i in range(3):
+            need = [j == i for j in range(3)]
+            alone = conv_transpose_backward(dy, x, w, need_dx=need[0], need_dkernel=need[1],
+                                            need_dbias=need[2], **args)
+            assert all((a is None) == (not nd) for a, nd in zip(alone, need))
+            np.testing.assert_allclose(alone[i], fast[i], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", [BLOCK_CASES["N1-6x7-k3-d2-valid"], (1, (5, 4), 2, 3, 3, 2, "same", 1, 1)],
+                         ids=["N1-d2-valid", "N1-5x4-k3-s2-same-op1"])
+def test_banded_backward_matches_finite_differences(case, restore_threads):
+    faltung.set_num_threads(2)  # batch 1 on 2 threads: each image is cut into bands
+    x, w, b, args = make(case, seed=9)
+    R = np.random.default_rng(10).standard_normal(conv_transpose(x, w, bias=b, **args).shape)
+
+    def loss():
+        return float(np.sum(conv_transpose(x, w, bias=b, **args) * R))
+
+    dx, dw, db = conv_transpose_backward(R, x, w, **args)
+    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dw, numerical_grad(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(db, numerical_grad(loss, b), rtol=1e-6, atol=1e-7)

@@ -40,13 +40,17 @@ Conv2dShape conv_transpose2d_shape(int64_t N, int64_t IH, int64_t IW, int64_t CI
                                    int64_t out_pad_w);
 
 // inp (N,OH,OW,K), weight (KH,KW,C,K), bias (C) or nullptr -> out (N,H,W,C). Overwrites out.
-// GEMM into a column buffer (rows (n,oh,ow), columns (kh,kw,c)) then a col2im gather.
+// Cache-blocked: each thread owns whole output images (or, for a batch small against the
+// thread count, bands of output rows) and goes over blocks of input rows: GEMM a ~256 KB
+// column block (rows (oh,ow), columns (kh,kw,c)) then scatter-add it into the output.
 template <typename T>
 void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bias,
                               const Conv2dShape& s);
 
 // dout (N,H,W,C) -> dinp (N,OH,OW,K), dweight (KH,KW,C,K), dbias (C). Overwrites each
-// gradient; a nullptr skips it. dinp is the forward conv of dout (im2col + GEMM).
+// gradient; a nullptr skips it. dinp is the forward conv of dout: per thread and block of
+// input rows, gather an im2col block of dout (~256 KB), GEMM it into dinp rows and into a
+// per-thread dweight partial; dbias is a per-thread channel sum; partials are summed last.
 template <typename T>
 void conv_transpose2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                const T* weight, const Conv2dShape& s);
