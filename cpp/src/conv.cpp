@@ -15,6 +15,7 @@
 
 #include "faltung/conv.hpp"
 #include "faltung/conv_phased.hpp"
+#include "faltung/conv_transpose.hpp"
 #include "faltung/conv_winograd.hpp"
 
 namespace faltung {
@@ -367,8 +368,11 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
       break;
     case ConvAlgo::Phased: conv2d_phased_backward(dinp, dweight, dout, inp, weight, s); break;
     case ConvAlgo::Direct:
+      // The data gradient is the transposed conv of dout with the same geometry, whose
+      // cache-blocked GEMM + col2im beats this file's im2col path by 8-13% (stride 2 3x3
+      // 64->64 @32, 5x5 32->32 @32; batch 64, 2 threads).
       if (dinp && s.C <= kDirectDataMaxC) conv2d_direct_backward_data(dinp, dout, weight, s);
-      else if (dinp) conv2d_gemm_backward_data(dinp, dout, weight, s, false);
+      else if (dinp) conv_transpose2d_forward(dinp, dout, weight, static_cast<const T*>(nullptr), s);
       if (dweight) conv2d_direct_backward_filter(dweight, dout, inp, s);
       break;
     case ConvAlgo::Auto: break;
