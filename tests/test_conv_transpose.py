@@ -30,6 +30,12 @@ CASES = {
     "N2-L9-k3-s2-same-1D": (2, (9,), 3, 4, 3, 2, "same", None, 1),
     "N2-L7-k4-s2-valid-op1-1D": (2, (7,), 2, 3, 4, 2, "valid", 1, 1),
     "N1-L6-k5-d2-same-1D": (1, (6,), 2, 2, 5, 1, "same", None, 2),
+    # >= 8 filters: "auto" runs the phased forward (register blocks of 16 filters)
+    "N2-8x8-k4-s2-same-F12": (2, (8, 8), 5, 12, 4, 2, "same", None, 1),
+    "N1-5x7-k3-s2-valid-op1-F17": (1, (5, 7), 3, 17, 3, 2, "valid", 1, 1),
+    "N2-3x4-k2-s3-same-F8-stride>kernel": (2, (3, 4), 4, 8, 2, 3, "same", None, 1),
+    "N1-6x5-k3-d2-same-F9": (1, (6, 5), 3, 9, 3, 1, "same", None, 2),
+    "N2-L11-k5-s3-valid-F16-1D": (2, (11,), 3, 16, 5, 3, "valid", None, 1),
 }
 
 
@@ -45,7 +51,7 @@ def make(case, dtype=np.float64, seed=0):
     return x, w, b, args
 
 
-@pytest.mark.parametrize("algorithm", ["auto", "reference"])
+@pytest.mark.parametrize("algorithm", ["auto", "reference", "gemm", "phased"])
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_forward_matches_reference(case, algorithm):
     x, w, b, args = make(case)

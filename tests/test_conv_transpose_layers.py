@@ -140,7 +140,7 @@ def test_op_errors():
         conv_transpose(x, w, padding="full")
     with pytest.raises(ValueError, match=r"The `strides` argument must be a tuple of 2 integers"):
         conv_transpose(x, w, strides=(1, 2, 3))
-    with pytest.raises(ValueError, match=r"expected algorithm 'auto' or 'reference'"):
+    with pytest.raises(ValueError, match=r"expected algorithm 'auto', 'reference', 'gemm' or 'phased'"):
         conv_transpose(x, w, algorithm="winograd")
     # kernel size 2, "same", output_padding 0 on a length-1 input: Keras's length is 0
     with pytest.raises(ValueError, match=r"the output would be empty"):

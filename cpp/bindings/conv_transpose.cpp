@@ -6,7 +6,8 @@
 //                              dilation_rate, need_dx, need_dkernel, need_dbias, algorithm)
 //                              -> (dx | None, dkernel | None, dbias | None)
 // x (N,IH,IW,CI), kernel (KH,KW,F,CI) (Keras layout), bias (F,) or None -> y (N,H,W,F).
-// padding "valid" | "same"; output_padding None or (ph, pw); algorithm "auto" | "reference".
+// padding "valid" | "same"; output_padding None or (ph, pw); algorithm "auto" | "reference" |
+// "gemm" | "phased" (forward algorithms; see use_reference).
 #include <pybind11/stl.h>
 
 #include <array>
@@ -28,10 +29,12 @@ bool parse_padding(const std::string& padding) {
   return padding == "same";
 }
 
+// "auto" | "reference" | "gemm" | "phased" (the last two choose the forward's fast algorithm;
+// the backward has one fast path, which all three non-reference names run).
 bool use_reference(const std::string& algorithm) {
-  if (algorithm != "auto" && algorithm != "reference")
-    throw py::value_error(std::string(kOp) + ": expected algorithm 'auto' or 'reference', received '" +
-                          algorithm + "'");
+  if (algorithm != "auto" && algorithm != "reference" && algorithm != "gemm" && algorithm != "phased")
+    throw py::value_error(std::string(kOp) + ": expected algorithm 'auto', 'reference', 'gemm' or 'phased', "
+                          "received '" + algorithm + "'");
   return algorithm == "reference";
 }
 
@@ -69,6 +72,10 @@ Arr<T> forward(const Arr<T>& x, const Arr<T>& kernel, const std::optional<Arr<T>
     py::gil_scoped_release release;
     if (ref)
       conv_transpose2d_forward_ref<T>(yp, x.data(), kernel.data(), b, s);
+    else if (algorithm == "gemm")
+      conv_transpose2d_forward_gemm<T>(yp, x.data(), kernel.data(), b, s);
+    else if (algorithm == "phased")
+      conv_transpose2d_forward_phased<T>(yp, x.data(), kernel.data(), b, s);
     else
       conv_transpose2d_forward<T>(yp, x.data(), kernel.data(), b, s);
   }

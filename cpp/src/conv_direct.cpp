@@ -84,11 +84,12 @@ T* pack_weight(const T* weight, const T* bias, const Conv2dShape& s, int64_t KB)
 template <int OWB>
 struct PixelBlock {
   int64_t oh[OWB], iw0[OWB];  // output row; first input column of the window
+  int64_t out[OWB];           // output offset of pixel j within its image
   bool simple;                // one output row, every window row inside it, dilation_w 1
 };
 
 // One register block: the OWB pixels of pb, filters [k0, k0+nk) of output out_px (pixel j at
-// out_px + j*K). wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias;
+// out_px + pb.out[j]). wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias;
 // zeros: KW*C zeros; buf: OWB*KW*C scratch of this thread.
 template <class T, int OWB>
 inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
@@ -209,7 +210,7 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
   T tmp[KB];
 #pragma GCC unroll 8
   for (int j = 0; j < OWB; ++j) {
-    T* o = out_px + j * s.K;
+    T* o = out_px + pb.out[j];
 #pragma GCC unroll 2
     for (int v = 0; v < kKV; ++v) {
       V a = acc[j][v];
@@ -225,10 +226,12 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
 
 // Pixels [p0, p0 + n) of one image (n <= kOWB), all filter blocks.
 template <class T, int OWB>
-void forward_pixels(int64_t n, T* out_img, const T* in_img, const T* wp, const T* bp, const T* zeros,
-                    T* buf, const Conv2dShape& s, int64_t p0, bool relu) {
+void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride, const T* in_img, const T* wp,
+                    const T* bp, const T* zeros, T* buf, const Conv2dShape& s, int64_t p0, bool relu) {
   if constexpr (OWB > 0) {
-    if (n < OWB) return forward_pixels<T, OWB - 1>(n, out_img, in_img, wp, bp, zeros, buf, s, p0, relu);
+    if (n < OWB)
+      return forward_pixels<T, OWB - 1>(n, out_img, row_stride, px_stride, in_img, wp, bp, zeros, buf, s, p0,
+                                        relu);
     constexpr int64_t KB = kKV * Vec<T>::width;
     const int64_t R = s.KH * s.KW * s.C;
     PixelBlock<OWB> pb;
@@ -237,10 +240,11 @@ void forward_pixels(int64_t n, T* out_img, const T* in_img, const T* wp, const T
     for (int j = 0; j < OWB; ++j) {
       pb.oh[j] = (p0 + j) / s.OW;
       pb.iw0[j] = ((p0 + j) % s.OW) * s.stride_w - s.pad_left;
+      pb.out[j] = pb.oh[j] * row_stride + ((p0 + j) % s.OW) * px_stride;
       pb.simple &= pb.oh[j] == pb.oh[0] && pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
     }
     for (int64_t k0 = 0; k0 < s.K; k0 += KB)
-      forward_block<T, OWB>(out_img + p0 * s.K + k0, std::min(KB, s.K - k0), in_img, wp + k0 * R, bp + k0,
+      forward_block<T, OWB>(out_img + k0, std::min(KB, s.K - k0), in_img, wp + k0 * R, bp + k0,
                             zeros, buf, s, pb, relu);
   }
 }
@@ -250,6 +254,12 @@ void forward_pixels(int64_t n, T* out_img, const T* in_img, const T* wp, const T
 template <typename T>
 void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
                            bool relu) {
+  conv2d_direct_forward_view(out, s.OH * s.OW * s.K, s.OW * s.K, s.K, inp, weight, bias, s, relu);
+}
+
+template <typename T>
+void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
+                                const T* weight, const T* bias, const Conv2dShape& s, bool relu) {
   constexpr int64_t KB = kKV * Vec<T>::width;
   const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
   const T* wp = pack_weight(weight, bias, s, KB);
@@ -269,8 +279,8 @@ void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias,
     for (int64_t b = 0; b < s.N * nblk; ++b) {
       const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
       const int64_t p0 = r * run_len + i * kOWB;
-      forward_pixels<T, kOWB>(std::min<int64_t>(kOWB, run_len - i * kOWB), out + n * OHW * s.K,
-                              inp + n * s.H * s.W * s.C, wp, bp, zeros, buf, s, p0, relu);
+      forward_pixels<T, kOWB>(std::min<int64_t>(kOWB, run_len - i * kOWB), out + n * img_stride, row_stride,
+                              px_stride, inp + n * s.H * s.W * s.C, wp, bp, zeros, buf, s, p0, relu);
     }
   }
 }
@@ -483,6 +493,8 @@ void conv2d_direct_backward_data(T* dinp, const T* dout, const T* weight, const 
 
 #define FALTUNG_CONV_DIRECT(T)                                                                          \
   template void conv2d_direct_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, bool);   \
+  template void conv2d_direct_forward_view<T>(T*, int64_t, int64_t, int64_t, const T*, const T*, const T*, \
+                                              const Conv2dShape&, bool);                                 \
   template void conv2d_direct_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&);           \
   template void conv2d_direct_backward_data<T>(T*, const T*, const T*, const Conv2dShape&);
 FALTUNG_CONV_DIRECT(float)

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "faltung/common.hpp"
+#include "faltung/conv.hpp"
 
 namespace faltung {
 
@@ -158,9 +159,81 @@ void gather(T* col, const T* dout_n, int64_t oh0, int64_t oh1, const Conv2dShape
 
 }  // namespace
 
+namespace {
+
+// The kernel taps of one output phase along one dimension. Output index h = a + stride*i reads
+// input oh = (a + pad - k*dil) / stride + i for every tap k with (a + pad - k*dil) divisible
+// by stride; those taps form a progression k_0 < k_1 < ..., and the input offsets
+// q_t = (a + pad - k_t*dil) / stride fall by a constant step. Reversed, the phase is a
+// stride-1 correlation of x with taps k_{T-1}, ..., k_0 at dilation `step` and padding
+// (T-1)*step - q_0.
+struct PhaseDim {
+  std::vector<int64_t> taps;  // k_0, k_1, ...
+  int64_t step = 1, pad = 0, out = 0;
+};
+
+PhaseDim phase_dim(int64_t a, int64_t len, int64_t k, int64_t stride, int64_t dil, int64_t pad) {
+  PhaseDim d;
+  d.out = a < len ? (len - a + stride - 1) / stride : 0;
+  for (int64_t t = 0; t < k; ++t) {
+    const int64_t r = a + pad - t * dil;
+    if (((r % stride) + stride) % stride == 0) d.taps.push_back(t);
+  }
+  const int64_t T = static_cast<int64_t>(d.taps.size());
+  if (T == 0) return d;
+  const int64_t q0 = (a + pad - d.taps[0] * dil) / stride;  // exact
+  d.step = T > 1 ? q0 - (a + pad - d.taps[1] * dil) / stride : 1;
+  d.pad = (T - 1) * d.step - q0;
+  return d;
+}
+
+}  // namespace
+
+// Phases: output phase (a, b) (rows a + stride_h*i, columns b + stride_w*j) is a stride-1
+// conv of x with the sub-kernel of the taps that land there, flipped and with its channel
+// axes swapped, run by the direct conv kernel straight into the strided output view.
+// No column buffer, no scatter, and the kernel's register blocks stay full.
 template <typename T>
-void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bias,
-                              const Conv2dShape& s) {
+void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, const T* bias,
+                                     const Conv2dShape& s) {
+  check_geometry(s);
+  for (int64_t a = 0; a < s.stride_h; ++a)
+    for (int64_t b = 0; b < s.stride_w; ++b) {
+      const PhaseDim ph = phase_dim(a, s.H, s.KH, s.stride_h, s.dil_h, s.pad_top);
+      const PhaseDim pw = phase_dim(b, s.W, s.KW, s.stride_w, s.dil_w, s.pad_left);
+      if (ph.out == 0 || pw.out == 0) continue;
+      T* o = out + (a * s.W + b) * s.C;
+      const int64_t Th = static_cast<int64_t>(ph.taps.size()), Tw = static_cast<int64_t>(pw.taps.size());
+      if (Th == 0 || Tw == 0) {  // no tap lands here (stride > kernel): the bias alone
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < s.N * ph.out; ++r) {
+          T* row = o + (r / ph.out) * s.H * s.W * s.C + (r % ph.out) * s.stride_h * s.W * s.C;
+          for (int64_t j = 0; j < pw.out; ++j)
+            for (int64_t c = 0; c < s.C; ++c) row[j * s.stride_w * s.C + c] = bias ? bias[c] : T(0);
+        }
+        continue;
+      }
+      // sub (Th, Tw, K, C): sub[u][v][k][c] = weight[taps_h[Th-1-u]][taps_w[Tw-1-v]][c][k]
+      T* sub = workspace<T>(Th * Tw * s.K * s.C, 1);
+      for (int64_t u = 0; u < Th; ++u)
+        for (int64_t v = 0; v < Tw; ++v) {
+          const T* w = weight + (ph.taps[Th - 1 - u] * s.KW + pw.taps[Tw - 1 - v]) * s.C * s.K;
+          T* d = sub + (u * Tw + v) * s.K * s.C;
+          for (int64_t k = 0; k < s.K; ++k)
+            for (int64_t c = 0; c < s.C; ++c) d[k * s.C + c] = w[c * s.K + k];
+        }
+      Conv2dShape q{};
+      q.N = s.N; q.H = s.OH; q.W = s.OW; q.C = s.K; q.K = s.C; q.KH = Th; q.KW = Tw;
+      q.OH = ph.out; q.OW = pw.out; q.stride_h = 1; q.stride_w = 1; q.dil_h = ph.step; q.dil_w = pw.step;
+      q.pad_top = ph.pad; q.pad_left = pw.pad; q.groups = 1;
+      conv2d_direct_forward_view(o, s.H * s.W * s.C, s.stride_h * s.W * s.C, s.stride_w * s.C, inp, sub, bias,
+                                 q);
+    }
+}
+
+template <typename T>
+void conv_transpose2d_forward_gemm(T* out, const T* inp, const T* weight, const T* bias,
+                                   const Conv2dShape& s) {
   check_geometry(s);
   const int64_t cols = s.KH * s.KW * s.C, rb = block_rows<T>(s);
   const int64_t nb = bands_per_image(s, get_num_threads()), items = s.N * nb;
@@ -188,6 +261,16 @@ void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bi
       }
     }
   }
+}
+
+template <typename T>
+void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bias,
+                              const Conv2dShape& s) {
+  // Phases need >= 8 output channels to fill the direct kernel's 16-channel register blocks.
+  if (s.C >= 8)
+    conv_transpose2d_forward_phased(out, inp, weight, bias, s);
+  else
+    conv_transpose2d_forward_gemm(out, inp, weight, bias, s);
 }
 
 template <typename T>
@@ -315,6 +398,8 @@ void conv_transpose2d_backward_ref(T* dinp, T* dweight, T* dbias, const T* dout,
 
 #define FALTUNG_INSTANTIATE(T)                                                                  \
   template void conv_transpose2d_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&); \
+  template void conv_transpose2d_forward_gemm<T>(T*, const T*, const T*, const T*, const Conv2dShape&); \
+  template void conv_transpose2d_forward_phased<T>(T*, const T*, const T*, const T*, const Conv2dShape&); \
   template void conv_transpose2d_backward<T>(T*, T*, T*, const T*, const T*, const T*,          \
                                              const Conv2dShape&);                               \
   template void conv_transpose2d_forward_ref<T>(T*, const T*, const T*, const T*,               \

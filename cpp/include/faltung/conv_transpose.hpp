@@ -51,6 +51,15 @@ void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bi
 // gradient; a nullptr skips it. dinp is the forward conv of dout: per thread and block of
 // input rows, gather an im2col block of dout (~256 KB), GEMM it into dinp rows and into a
 // per-thread dweight partial; dbias is a per-thread channel sum; partials are summed last.
+// The two fast algorithms behind conv_transpose2d_forward (which picks phased when C >= 8):
+// gemm: cache-blocked GEMM into a column buffer + scatter-add; phased: stride_h*stride_w
+// stride-1 direct convs of x with sub-kernels, written into the strided output.
+template <typename T>
+void conv_transpose2d_forward_gemm(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s);
+template <typename T>
+void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, const T* bias,
+                                     const Conv2dShape& s);
+
 template <typename T>
 void conv_transpose2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                const T* weight, const Conv2dShape& s);

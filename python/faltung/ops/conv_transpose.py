@@ -104,7 +104,9 @@ def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=No
         kernel: (*kernel_size, filters, in_channels) (Keras's Conv*DTranspose layout).
         strides, padding, output_padding, data_format, dilation_rate: as Keras.
         bias: (filters,) or None, added to the output (faltung-only argument: fused).
-        algorithm: "auto" (cache-blocked GEMM + scatter) or "reference" (naive loops); faltung-only.
+        algorithm: "auto" (phased with >= 8 filters, else gemm), "phased" (stride-1 direct convs per
+            output phase), "gemm" (cache-blocked GEMM + scatter) or "reference" (naive loops);
+            faltung-only; the backward runs one fast path for every name but "reference".
 
     Returns:
         (batch, new_steps, filters) or (batch, new_height, new_width, filters).
