@@ -15,9 +15,11 @@
 //             scatter-add col into the out rows the item owns
 //   backward: per block: col = gather(dy) (im2col); dx rows = col @ weight;
 //             dweight_t += col^T @ x rows; dbias_t += dy rows; per-thread partials summed last
-// A phase decomposition (stride s -> s*s stride-1 convs with sub-kernels, written straight
-// into the strided output, no scatter) was prototyped for k4 s2: its GEMMs have only C
-// columns and it measured ~15% slower than this on one thread, so it is not used.
+// Phased forward (the default from 8 filters on): stride s -> s_h*s_w stride-1 convs of x with
+// sub-kernels, written straight into the strided output, no column buffer or scatter. With
+// GEMMs the phases measured ~15% slower (their GEMMs have only C columns); with the direct
+// conv kernel (conv_direct.cpp) they measured 5-20% faster than the blocked GEMM above on the
+// k4 s2 decoder case (64->32 channels, 16x16 -> 32x32, batch 64, 2 threads).
 #include "faltung/conv_transpose.hpp"
 
 #include <omp.h>

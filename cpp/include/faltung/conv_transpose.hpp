@@ -40,9 +40,7 @@ Conv2dShape conv_transpose2d_shape(int64_t N, int64_t IH, int64_t IW, int64_t CI
                                    int64_t out_pad_w);
 
 // inp (N,OH,OW,K), weight (KH,KW,C,K), bias (C) or nullptr -> out (N,H,W,C). Overwrites out.
-// Cache-blocked: each thread owns whole output images (or, for a batch small against the
-// thread count, bands of output rows) and goes over blocks of input rows: GEMM a ~256 KB
-// column block (rows (oh,ow), columns (kh,kw,c)) then scatter-add it into the output.
+// Runs conv_transpose2d_forward_phased when C >= 8, else conv_transpose2d_forward_gemm (below).
 template <typename T>
 void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bias,
                               const Conv2dShape& s);
@@ -52,7 +50,10 @@ void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bi
 // input rows, gather an im2col block of dout (~256 KB), GEMM it into dinp rows and into a
 // per-thread dweight partial; dbias is a per-thread channel sum; partials are summed last.
 // The two fast algorithms behind conv_transpose2d_forward (which picks phased when C >= 8):
-// gemm: cache-blocked GEMM into a column buffer + scatter-add; phased: stride_h*stride_w
+// gemm: cache-blocked: each thread owns whole output images (or, for a batch small against
+// the thread count, bands of output rows) and goes over blocks of input rows: GEMM a ~256 KB
+// column block (rows (oh,ow), columns (kh,kw,c)) then scatter-add it into the output.
+// phased: stride_h*stride_w
 // stride-1 direct convs of x with sub-kernels, written into the strided output.
 template <typename T>
 void conv_transpose2d_forward_gemm(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s);
