@@ -45,22 +45,22 @@ template <typename T>
 void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bias,
                               const Conv2dShape& s);
 
-// dout (N,H,W,C) -> dinp (N,OH,OW,K), dweight (KH,KW,C,K), dbias (C). Overwrites each
-// gradient; a nullptr skips it. dinp is the forward conv of dout: per thread and block of
-// input rows, gather an im2col block of dout (~256 KB), GEMM it into dinp rows and into a
-// per-thread dweight partial; dbias is a per-thread channel sum; partials are summed last.
 // The two fast algorithms behind conv_transpose2d_forward (which picks phased when C >= 8):
 // gemm: cache-blocked: each thread owns whole output images (or, for a batch small against
 // the thread count, bands of output rows) and goes over blocks of input rows: GEMM a ~256 KB
 // column block (rows (oh,ow), columns (kh,kw,c)) then scatter-add it into the output.
-// phased: stride_h*stride_w
-// stride-1 direct convs of x with sub-kernels, written into the strided output.
+// phased: stride_h*stride_w stride-1 direct convs of x with sub-kernels, written into the
+// strided output (conv2d_direct_forward_view).
 template <typename T>
 void conv_transpose2d_forward_gemm(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s);
 template <typename T>
 void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, const T* bias,
                                      const Conv2dShape& s);
 
+// dout (N,H,W,C) -> dinp (N,OH,OW,K), dweight (KH,KW,C,K), dbias (C). Overwrites each
+// gradient; a nullptr skips it. dinp is the forward conv of dout: per thread and block of
+// input rows, gather an im2col block of dout (~256 KB), GEMM it into dinp rows and into a
+// per-thread dweight partial; dbias is a per-thread channel sum; partials are summed last.
 template <typename T>
 void conv_transpose2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                const T* weight, const Conv2dShape& s);
