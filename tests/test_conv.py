@@ -96,6 +96,10 @@ DIRECT_CASES = [  # (input shape, kernel shape, strides, padding, dilation)
     ((2, 10, 9, 12), (4, 2, 12, 40), (3, 2), "same", 1),
     ((1, 3, 3, 2), (3, 3, 2, 8), 1, "valid", 1),
     ((2, 1, 23, 6), (1, 5, 6, 48), (1, 4), "valid", (1, 2)),
+    ((2, 9, 30, 4), (3, 3, 4, 16), 1, "same", (2, 1)),    # dilated rows only; wide rows
+    ((1, 11, 12, 8), (3, 3, 8, 16), 2, "valid", 2),      # stride and dilation, C >= 8
+    ((2, 9, 9, 8), (2, 2, 8, 16), 3, "valid", 1),        # stride > kernel: phases without taps
+    ((2, 13, 27, 9), (3, 3, 9, 20), 1, "same", 1),       # C >= 8 at stride 1, padded borders
 ]
 
 
@@ -117,6 +121,28 @@ def test_direct_matches_reference(case, dtype):
     got = C.conv_backward(dout, x, w, st, pad, None, dil, algorithm="direct")
     for name, g, r in zip(("dx", "dw", "db"), got, want):
         np.testing.assert_allclose(g, r, err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_direct_multithreaded_matches_reference(threads):
+    # Above 1 MFLOP, so the kernels split rows over threads (partials of the filter gradient,
+    # per-thread padded dout rows and window copies); batch 3 does not divide evenly.
+    import faltung
+    x = rng.standard_normal((3, 17, 19, 5))
+    w = rng.standard_normal((3, 3, 5, 21))
+    b = rng.standard_normal(21)
+    args = ((2, 1), "same", None, 1)
+    before = faltung.get_num_threads()
+    faltung.set_num_threads(threads)
+    try:
+        out, ran = C.conv_forward(x, w, b, *args, algorithm="direct")
+        got = C.conv_backward(out, x, w, *args, algorithm="direct")
+    finally:
+        faltung.set_num_threads(before)
+    assert ran == "direct"
+    np.testing.assert_allclose(out, C.conv_forward(x, w, b, *args, algorithm="reference")[0], atol=1e-10)
+    for g, r in zip(got, C.conv_backward(out, x, w, *args, algorithm="reference")):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
 
 
 def test_direct_backward_vs_central_differences():
@@ -142,9 +168,13 @@ def test_direct_backward_vs_central_differences():
     ((8, 28, 28, 1), (5, 5, 1, 1), 1, "im2col"),        # one filter: a block would be 1/16 used
 ])
 def test_auto_algorithm_choice(x_shape, w_shape, strides, expected):
-    x = np.zeros(x_shape, np.float32)
-    _, ran = C.conv_forward(x, np.zeros(w_shape, np.float32), None, strides, "same")
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    out, ran = C.conv_forward(x, w, None, strides, "same")
     assert ran == expected
+    n = 2  # the reference on two images is enough
+    want = C.conv_forward(x[:n], w, None, strides, "same", algorithm="reference")[0]
+    np.testing.assert_allclose(out[:n], want, rtol=1e-3, atol=1e-3)
 
 
 def _num_grad(f, a, eps=1e-6):

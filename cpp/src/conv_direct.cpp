@@ -18,9 +18,10 @@
 //                    (gather form, vectorized over K, for few input channels; stride > 1
 //                    handled by the divisibility test of the gather)
 //
-// Weights are packed per call into (ceil(K/KB), KH, KW, C, KB), zero-padded past K, with the
-// bias padded behind them: calling-thread workspace slot 3. dweight partials: slot 1; window
-// copies of border pixels: slot 0; zeros: slot 2.
+// Workspace slots. Forward: packed weights (ceil(K/KB), KH, KW, C, KB), zero-padded past K,
+// with the padded bias behind them: calling thread's slot 3; zeros: slot 2; the padded input
+// copy for few channels: slot 4; each thread's window copies of border pixels: slot 0.
+// Filter gradient: each thread's partial: slot 1; its padded dout row: slot 2.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -383,8 +384,8 @@ inline void valid_range(int64_t O, int64_t I, int64_t stride, int64_t pad, int64
 }  // namespace
 
 // dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (KH,KW,C,K). Threads split the output rows;
-// each accumulates a padded partial (KH*KW*C, nkb*KB) (thread 0's in slot 3 of the caller,
-// the others in their slot 1), then the partials are summed into dweight.
+// each accumulates a padded partial (KH*KW*C, nkb*KB) in its slot 1, then the partials are
+// summed into dweight.
 template <typename T>
 void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
   constexpr int64_t KB = kKV * Vec<T>::width;
@@ -502,7 +503,9 @@ inline void data_block(T* dinp_px, const T* dout_img, const T* weight, const T* 
 
 template <class T, int CS>
 void backward_data_small(T* dinp, const T* dout, const T* weight, const T* zeros, const Conv2dShape& s) {
-  constexpr int PB = CS <= 3 ? 4 : 2;  // pixels per block: 12 or fewer accumulators
+  // pixels per block: PB*CS accumulators + PB dout vectors <= the 16 AVX2 registers (the
+  // weights enter the FMAs as memory operands)
+  constexpr int PB = CS <= 3 ? 4 : 2;
 #pragma omp parallel for schedule(static) num_threads(conv_threads(s))
   for (int64_t row = 0; row < s.N * s.H; ++row) {
     const int64_t n = row / s.H, ih = row % s.H;

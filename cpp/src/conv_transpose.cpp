@@ -169,13 +169,13 @@ namespace {
 // q_t = (a + pad - k_t*dil) / stride fall by a constant step. Reversed, the phase is a
 // stride-1 correlation of x with taps k_{T-1}, ..., k_0 at dilation `step` and padding
 // (T-1)*step - q_0.
-struct PhaseDim {
+struct StridePhase {
   std::vector<int64_t> taps;  // k_0, k_1, ...
   int64_t step = 1, pad = 0, out = 0;
 };
 
-PhaseDim phase_dim(int64_t a, int64_t len, int64_t k, int64_t stride, int64_t dil, int64_t pad) {
-  PhaseDim d;
+StridePhase stride_phase(int64_t a, int64_t len, int64_t k, int64_t stride, int64_t dil, int64_t pad) {
+  StridePhase d;
   d.out = a < len ? (len - a + stride - 1) / stride : 0;
   for (int64_t t = 0; t < k; ++t) {
     const int64_t r = a + pad - t * dil;
@@ -201,8 +201,8 @@ void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, cons
   check_geometry(s);
   for (int64_t a = 0; a < s.stride_h; ++a)
     for (int64_t b = 0; b < s.stride_w; ++b) {
-      const PhaseDim ph = phase_dim(a, s.H, s.KH, s.stride_h, s.dil_h, s.pad_top);
-      const PhaseDim pw = phase_dim(b, s.W, s.KW, s.stride_w, s.dil_w, s.pad_left);
+      const StridePhase ph = stride_phase(a, s.H, s.KH, s.stride_h, s.dil_h, s.pad_top);
+      const StridePhase pw = stride_phase(b, s.W, s.KW, s.stride_w, s.dil_w, s.pad_left);
       if (ph.out == 0 || pw.out == 0) continue;
       T* o = out + (a * s.W + b) * s.C;
       const int64_t Th = static_cast<int64_t>(ph.taps.size()), Tw = static_cast<int64_t>(pw.taps.size());

@@ -108,7 +108,7 @@ void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, c
 
 // Direct (groups 1): same shapes as the reference. The data gradient in direct form
 // (gather, vectorized over K) is for few input channels only: C <= kDirectDataMaxC
-// (it throws otherwise); larger C goes through conv2d_gemm_backward_data.
+// (it throws otherwise); conv2d_backward sends larger C through conv_transpose2d_forward.
 constexpr int64_t kDirectDataMaxC = 7;
 template <typename T>
 void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
