@@ -456,3 +456,25 @@ def test_dense_kernel_regularizer_argument_reaches_the_loss():
     k = model.layers[0].kernel.value.astype(np.float64)
     model.layers[0].kernel.regularizer = None
     assert with_reg == pytest.approx(model.evaluate(x, y, verbose=0) + 0.5 * (k ** 2).sum(), rel=1e-5)
+
+
+def test_training_step_releases_saved_activations():
+    # Each layer's saved activations are dropped as the backward pass leaves it (peak memory
+    # of a step holds the early layers' activations only), for Sequential and functional.
+    import faltung
+    from faltung import layers as L
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 8, 8, 1), dtype=np.float32)
+    y = rng.integers(0, 3, 4)
+    seq = faltung.Sequential([L.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
+                              L.Flatten(), L.Dense(3, activation="softmax")])
+    inp = faltung.Input((8, 8, 1))
+    out = L.Dense(3, activation="softmax")(L.Flatten()(L.Conv2D(4, 3, activation="relu")(inp)))
+    fun = faltung.Model(inp, out)
+    for model in (seq, fun):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.train_on_batch(x, y)
+        assert all(getattr(l, "_cache", None) is None for l in model.layers)
+        conv = next(l for l in model.layers if isinstance(l, L.Conv2D))
+        with pytest.raises(ValueError, match="needs a previous forward"):
+            conv.backward(np.zeros((4, 6, 6, 4), np.float32))

@@ -149,6 +149,13 @@ class Layer:
         Uses what the last forward(training=True) cached."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
+    def release_cache(self):
+        """Drop what the last forward(training=True) kept for backward (faltung addition).
+        Models call it right after a layer's backward, so a training step frees each layer's
+        saved activations as the backward pass leaves it instead of at the next forward:
+        the step's peak memory then holds the early layers' activations only."""
+        self._cache = None
+
     def call(self, x, training=False):
         return self.forward(x, training=training)
 

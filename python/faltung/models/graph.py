@@ -98,6 +98,7 @@ class GraphMixin:
                 continue
             want_dx = n.need_dx or need_dx
             dx = n.layer.backward(g, need_dx=want_dx)
+            n.layer.release_cache()
             if not want_dx:
                 continue
             for t, d in zip(n.inputs, dx if n.multi else [dx]):

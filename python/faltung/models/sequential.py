@@ -139,6 +139,7 @@ class Sequential(Model):
             first = next((i for i, l in enumerate(layers) if l.trainable_weights), len(layers))
         for i in range(len(layers) - 1, first - 1, -1):
             dy = layers[i].backward(dy, need_dx=need_dx or i > first)
+            layers[i].release_cache()
         return dy if need_dx else None
 
     def get_config(self):
