@@ -5,6 +5,7 @@
 #include "faltung/pooling.hpp"
 
 #include <algorithm>
+#include <type_traits>
 #include <cstring>
 #include <limits>
 
@@ -49,6 +50,9 @@ Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
 
 // ---- max pooling ---------------------------------------------------------------------
 
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+
 // inp (N,H,W,C) -> out (N,OH,OW,C), argmax (N,OH,OW,C) or nullptr.
 template <typename T>
 void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s) {
@@ -66,15 +70,58 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
         T* out_p = out + o;
         // The first in-bounds element starts the running maximum ...
         const T* first = inp_n + (hs * s.W + ws) * C;
+        // (omp simd: the channel loops are independent; without it GCC must assume out_p
+        // may alias x and keeps them scalar, 4x slower)
+#pragma omp simd
         for (int64_t c = 0; c < C; ++c) out_p[c] = first[c];
-        if (argmax) {
+        bool done = false;
+        if constexpr (std::is_same_v<T, float>) {
+         if (argmax) {
+          done = true;
+          // 8 channels at a time in registers: running max and its index, one store each
+          // (the memory version below carries every compare through a store and a reload).
           int32_t* arg_p = argmax + o;
+          const int32_t first_idx = int32_t(hs * s.W + ws);
+          int64_t c = 0;
+          for (; c + 8 <= C; c += 8) {
+            F8 m;
+            std::memcpy(&m, first + c, sizeof m);
+            I8 a = I8{} + first_idx;
+            for (int64_t h = hs; h < he; ++h)
+              for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
+                F8 v;
+                std::memcpy(&v, inp_n + (h * s.W + w) * C + c, sizeof v);
+                const I8 gt = v > m;  // all ones where strictly larger: a later max never wins ties
+                m = gt ? v : m;
+                a = gt ? (I8{} + int32_t(h * s.W + w)) : a;
+              }
+            std::memcpy(out_p + c, &m, sizeof m);
+            std::memcpy(arg_p + c, &a, sizeof a);
+          }
+          for (; c < C; ++c) {  // channel remainder, same rule
+            arg_p[c] = first_idx;
+            for (int64_t h = hs; h < he; ++h)
+              for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
+                const T x = inp_n[(h * s.W + w) * C + c];
+                if (x > out_p[c]) {
+                  out_p[c] = x;
+                  arg_p[c] = int32_t(h * s.W + w);
+                }
+              }
+          }
+         }
+        }
+        if (done) {
+        } else if (argmax) {
+          int32_t* arg_p = argmax + o;
+#pragma omp simd
           for (int64_t c = 0; c < C; ++c) arg_p[c] = int32_t(hs * s.W + ws);
           // ... and a later element replaces it only if strictly larger (first max wins).
           for (int64_t h = hs; h < he; ++h)
             for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
               const T* x = inp_n + (h * s.W + w) * C;
               const int32_t idx = int32_t(h * s.W + w);
+#pragma omp simd
               for (int64_t c = 0; c < C; ++c) {
                 const bool gt = x[c] > out_p[c];
                 out_p[c] = gt ? x[c] : out_p[c];
@@ -85,6 +132,7 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
           for (int64_t h = hs; h < he; ++h)
             for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
               const T* x = inp_n + (h * s.W + w) * C;
+#pragma omp simd
               for (int64_t c = 0; c < C; ++c) out_p[c] = x[c] > out_p[c] ? x[c] : out_p[c];
             }
         }
@@ -122,6 +170,34 @@ void max_pool2d_forward_ref(T* out, int32_t* argmax, const T* inp, const Pool2dS
 template <typename T>
 void max_pool2d_scatter(T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s) {
   const int64_t C = s.C, HWC = s.H * s.W * C, OHWC = s.OH * s.OW * C;
+  if (s.SH == s.KH && s.SW == s.KW && s.pad_top == 0 && s.pad_left == 0 && s.OH * s.SH <= s.H &&
+      s.OW * s.SW <= s.W) {
+    // Windows tile the input (the usual 2x2 / stride 2): each input element belongs to one
+    // window, so it is written once, as dout where it was the argmax and 0 elsewhere: one
+    // vectorizable pass instead of a memset plus a scalar scatter (2x faster, 64x32x32x32).
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < s.N * s.H; ++r) {
+      const int64_t n = r / s.H, h = r % s.H, oh = h / s.SH;
+      T* drow = dinp + r * s.W * C;
+      if (oh >= s.OH) {  // rows below the last window
+        std::memset(drow, 0, sizeof(T) * s.W * C);
+        continue;
+      }
+      const int32_t* arow = argmax + (n * s.OH + oh) * s.OW * C;
+      const T* orow = dout + (n * s.OH + oh) * s.OW * C;
+      for (int64_t ow = 0; ow < s.OW; ++ow)
+        for (int64_t j = 0; j < s.SW; ++j) {
+          const int32_t id = static_cast<int32_t>(h * s.W + ow * s.SW + j);
+          const int32_t* a = arow + ow * C;
+          const T* g = orow + ow * C;
+          T* d = drow + (ow * s.SW + j) * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) d[c] = a[c] == id ? g[c] : T(0);
+        }
+      std::memset(drow + s.OW * s.SW * C, 0, sizeof(T) * (s.W - s.OW * s.SW) * C);  // right of the last
+    }
+    return;
+  }
   // Windows of different output rows touch disjoint input rows when SH >= KH, so (n, oh)
   // may run in parallel; otherwise only images are independent.
   if (s.SH >= s.KH) {
