@@ -235,3 +235,15 @@ def test_matches_torch_if_available():
     np.testing.assert_allclose(P.max_pool(x, 3, 2), torch.nn.functional.max_pool2d(t, 3, 2).permute(0, 2, 3, 1).numpy())
     np.testing.assert_allclose(P.average_pool(x, 3, 2), torch.nn.functional.avg_pool2d(t, 3, 2).permute(0, 2, 3, 1).numpy(),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-1, 16, 2**31 - 1])
+def test_scatter_and_gather_reject_out_of_range_argmax(bad):
+    from faltung import _core
+    dy = np.ones((1, 2, 2, 3), np.float32)
+    arg = np.zeros((1, 2, 2, 3), np.int32)
+    arg[0, 1, 0, 2] = bad  # input is 4x4: valid indices are [0, 16)
+    with pytest.raises(ValueError, match=rf"`argmax` holds index {bad} outside \[0, H\*W=16\)"):
+        _core.max_pool2d_scatter_f32(dy, arg, (4, 4), (2, 2), (2, 2), "valid")
+    with pytest.raises(ValueError, match=rf"`argmax` holds index {bad} outside \[0, H\*W=16\)"):
+        _core.max_pool2d_gather_f32(np.ones((1, 4, 4, 3), np.float32), arg, (2, 2), (2, 2), "valid")
