@@ -38,8 +38,9 @@ class ConvBrick(Layer):
     `_op_forward(x, relu) -> (z, algorithm name)` and `_op_backward(dz, x, need_dx) -> dx`.
 
     faltung additions: `algorithm` ("auto", "reference", "im2col", "gemm1x1", "depthwise",
-    "winograd", "phased") forces a kernel (ValueError if it cannot run the shape); `fuse_activation` (default True)
-    applies a relu activation inside the conv's output pass. After each forward,
+    "winograd", "phased", "direct") forces a kernel (ValueError if it cannot run the shape);
+    `fuse_activation` (default True) applies a relu activation inside the conv's output pass.
+    After each forward,
     `self.algorithm` names the kernel that ran.
     """
 
