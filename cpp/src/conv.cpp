@@ -362,8 +362,9 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
       if (dweight) conv2d_depthwise_backward_filter(dweight, dout, inp, s);
       break;
     case ConvAlgo::Winograd:
-      // With few input channels the Winograd backward-data transform costs more than the
-      // direct gather (3 channels: 1.45 ms vs ~1 ms), so that one gradient goes direct.
+      // Only reached when Winograd is forced: with few input channels its data-gradient
+      // transforms cost more than they save (as in choose_conv_algo), so that gradient goes
+      // through the direct gather.
       if (dinp && s.C <= kDirectDataMaxC) conv2d_direct_backward_data(dinp, dout, weight, s);
       else if (dinp) conv2d_winograd_backward_data(dinp, dout, weight, s);
       if (dweight) conv2d_winograd_backward_filter(dweight, dout, inp, s);
@@ -371,9 +372,9 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
     case ConvAlgo::Phased: conv2d_phased_backward(dinp, dweight, dout, inp, weight, s); break;
     case ConvAlgo::Direct:
       // The data gradient is the transposed conv of dout with the same geometry; for C >= 8
-      // that runs one direct conv per stride phase (conv_transpose.cpp), 10-15% faster than
-      // this file's im2col + col2im (stride-2 3x3 64->64 @32: 10.97-11.57 vs 12.28-12.75 ms;
-      // 5x5 32->32 @32; batch 64, 2 threads).
+      // that runs one direct conv per stride phase (conv_transpose.cpp), faster than this
+      // file's im2col + col2im (stride-2 3x3 64->64 @32, batch 64, 2 threads: 10.97-11.57
+      // vs 12.28-12.75 ms, medians of two runs).
       if (dinp && s.C <= kDirectDataMaxC) conv2d_direct_backward_data(dinp, dout, weight, s);
       else if (dinp) conv_transpose2d_forward(dinp, dout, weight, static_cast<const T*>(nullptr), s);
       if (dweight) conv2d_direct_backward_filter(dweight, dout, inp, s);

@@ -22,7 +22,6 @@
 // with the padded bias behind them: calling thread's slot 3; zeros: slot 2; the padded input
 // copy for few channels: slot 4; each thread's window copies of border pixels: slot 0.
 // Filter gradient: each thread's partial: slot 1; its padded dout row: slot 2.
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -30,32 +29,16 @@
 #include <vector>
 
 #include "faltung/conv.hpp"
+#include "simd.hpp"
 
 namespace faltung {
 
 namespace {
 
-template <class T>
-struct Vec {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int width = 32 / sizeof(T);
-};
-
-template <class V, class T>
-inline V vload(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <class V, class T>
-inline void vstore(T* p, V v) {  // by value: a reference would make GCC keep acc[] in memory
-  std::memcpy(p, &v, sizeof(V));
-}
-
-// One value in every lane, straight from memory (a load-port op; `V{} + x` would cost an
-// add and a shuffle on the FMA ports).
-inline Vec<float>::type bcast(const float* p) { return _mm256_broadcast_ss(p); }
-inline Vec<double>::type bcast(const double* p) { return _mm256_broadcast_sd(p); }
+using simd::bcast;
+using simd::load;
+using simd::store;
+using simd::Vec;
 
 constexpr int kOWB = 6;  // output pixels per register block
 constexpr int kKV = 2;   // vectors of filters per register block (KB = kKV * VW)
@@ -89,6 +72,26 @@ struct PixelBlock {
   bool simple;                // one output row, every window row inside it, dilation_w 1
 };
 
+// a[j][:] += sum over r < L of x[j][r] * w[r, :] (w: L rows of KB packed filters): the FMA
+// loop of every forward block. Per r: kKV weight loads and OWB broadcasts feed OWB*kKV FMAs.
+template <class T, int OWB>
+__attribute__((always_inline)) inline void fma_run(typename Vec<T>::type (&a)[OWB][kKV], const T* const (&x)[OWB],
+                                                   const T* w, int64_t L) {
+  using V = typename Vec<T>::type;
+  constexpr int VW = Vec<T>::width, KB = kKV * VW;
+  for (int64_t r = 0; r < L; ++r) {
+    V wv[kKV];
+#pragma GCC unroll 2
+    for (int v = 0; v < kKV; ++v) wv[v] = load<V>(w + r * KB + v * VW);
+#pragma GCC unroll 8
+    for (int j = 0; j < OWB; ++j) {
+      const V b = bcast(x[j] + r);
+#pragma GCC unroll 2
+      for (int v = 0; v < kKV; ++v) a[j][v] += b * wv[v];
+    }
+  }
+}
+
 // One register block: the OWB pixels of pb, filters [k0, k0+nk) of output out_px (pixel j at
 // out_px + pb.out[j]). wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias;
 // zeros: KW*C zeros; buf: OWB*KW*C scratch of this thread.
@@ -103,7 +106,7 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
   V acc[OWB][kKV];
 #pragma GCC unroll 2
   for (int v = 0; v < kKV; ++v) {
-    const V b = vload<V>(bk + v * VW);
+    const V b = load<V>(bk + v * VW);
 #pragma GCC unroll 8
     for (int j = 0; j < OWB; ++j) acc[j][v] = b;
   }
@@ -119,17 +122,7 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
 #pragma GCC unroll 2
       for (int v = 0; v < kKV; ++v) a[j][v] = acc[j][v];
     }
-    for (int64_t r = 0; r < L; ++r) {
-      V wv[kKV];
-#pragma GCC unroll 2
-      for (int v = 0; v < kKV; ++v) wv[v] = vload<V>(w + r * KB + v * VW);
-#pragma GCC unroll 8
-      for (int j = 0; j < OWB; ++j) {
-        const V b = bcast(xj[j] + r);
-#pragma GCC unroll 2
-        for (int v = 0; v < kKV; ++v) a[j][v] += b * wv[v];
-      }
-    }
+    fma_run<T, OWB>(a, xj, w, L);
 #pragma GCC unroll 8
     for (int j = 0; j < OWB; ++j)
 #pragma GCC unroll 2
@@ -164,17 +157,7 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
       }
       const T* w = wk + lo * L * KB;
       for (int64_t kh = lo; kh < hi; ++kh, w += L * KB) {
-        for (int64_t r = 0; r < L; ++r) {
-          V wv[kKV];
-#pragma GCC unroll 2
-          for (int v = 0; v < kKV; ++v) wv[v] = vload<V>(w + r * KB + v * VW);
-#pragma GCC unroll 8
-          for (int j = 0; j < OWB; ++j) {
-            const V b = bcast(xj[j] + r);
-#pragma GCC unroll 2
-            for (int v = 0; v < kKV; ++v) a[j][v] += b * wv[v];
-          }
-        }
+        fma_run<T, OWB>(a, xj, w, L);
 #pragma GCC unroll 8
         for (int j = 0; j < OWB; ++j) xj[j] += step;
       }
@@ -218,9 +201,9 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
       V a = acc[j][v];
       if (relu) a = a > V{} ? a : V{};
       if (nk == KB)
-        vstore(o + v * VW, a);
+        store(o + v * VW, a);
       else
-        vstore(tmp + v * VW, a);
+        store(tmp + v * VW, a);
     }
     if (nk != KB) std::copy(tmp, tmp + nk, o);
   }
@@ -351,7 +334,7 @@ inline void filter_block(T* part, int64_t ldp, const T* in_row, const T* d, int6
   const int64_t xs = sw * C, n = ow_hi - ow_lo;
   d += ow_lo * ldd;
   for (int64_t i = 0; i < n; ++i) {
-    const V d0 = vload<V>(d + i * ldd), d1 = vload<V>(d + i * ldd + VW);
+    const V d0 = load<V>(d + i * ldd), d1 = load<V>(d + i * ldd + VW);
 #pragma GCC unroll 8
     for (int j = 0; j < CB; ++j) {
       const V b = bcast(x + i * xs + j);
@@ -363,7 +346,7 @@ inline void filter_block(T* part, int64_t ldp, const T* in_row, const T* d, int6
 #pragma GCC unroll 8
   for (int j = 0; j < CB; ++j)
 #pragma GCC unroll 2
-    for (int v = 0; v < kKV; ++v) vstore(part + j * ldp + v * VW, vload<V>(part + j * ldp + v * VW) + a[j][v]);
+    for (int v = 0; v < kKV; ++v) store(part + j * ldp + v * VW, load<V>(part + j * ldp + v * VW) + a[j][v]);
 }
 
 template <class T, int CB>
@@ -483,10 +466,10 @@ inline void data_block(T* dinp_px, const T* dout_img, const T* weight, const T* 
       for (int64_t k = 0; k < Kv; k += VW) {
         V dv[PB];
 #pragma GCC unroll 4
-        for (int j = 0; j < PB; ++j) dv[j] = vload<V>(d[j] + k);
+        for (int j = 0; j < PB; ++j) dv[j] = load<V>(d[j] + k);
 #pragma GCC unroll 8
         for (int c = 0; c < CS; ++c) {
-          const V wv = vload<V>(w + c * K + k);
+          const V wv = load<V>(w + c * K + k);
 #pragma GCC unroll 4
           for (int j = 0; j < PB; ++j) acc[j][c] += dv[j] * wv;
         }

@@ -12,24 +12,14 @@
 #include <cstdint>
 #include <cstring>
 
+#include "simd.hpp"
+
 namespace faltung::wino {
 
 template <class T>
-struct VecOf {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int width = 32 / sizeof(T);
-};
-
-template <class V, class T>
-inline V load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <class V, class T>
-inline void store(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof(V));
-}
+using VecOf = simd::Vec<T>;
+using simd::load;
+using simd::store;
 
 template <int M>
 struct Tf;

@@ -40,8 +40,7 @@ class ConvBrick(Layer):
     faltung additions: `algorithm` ("auto", "reference", "im2col", "gemm1x1", "depthwise",
     "winograd", "phased", "direct") forces a kernel (ValueError if it cannot run the shape);
     `fuse_activation` (default True) applies a relu activation inside the conv's output pass.
-    After each forward,
-    `self.algorithm` names the kernel that ran.
+    After each forward, `self.algorithm` names the kernel that ran.
     """
 
     def __init__(self, rank, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
