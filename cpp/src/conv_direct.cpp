@@ -65,11 +65,15 @@ T* pack_weight(const T* weight, const T* bias, const Conv2dShape& s, int64_t KB)
 // The output pixels of one register block: OWB consecutive pixels of one image in row-major
 // order, so a block may run over the end of an output row (small outputs such as 16x16 or
 // 8x8 then need no narrow tail blocks).
-template <int OWB>
+template <class T, int OWB>
 struct PixelBlock {
   int64_t oh[OWB], iw0[OWB];  // output row; first input column of the window
   int64_t out[OWB];           // output offset of pixel j within its image
   bool simple;                // one output row, every window row inside it, dilation_w 1
+  // simple blocks: kernel rows [lo, hi) are inside the image for every pixel, and x[j] is
+  // pixel j's input at kernel row lo (set up once per block, shared by its filter blocks)
+  int64_t lo, hi;
+  const T* x[OWB];
 };
 
 // a[j][:] += sum over r < L of x[j][r] * w[r, :] (w: L rows of KB packed filters): the FMA
@@ -97,7 +101,7 @@ __attribute__((always_inline)) inline void fma_run(typename Vec<T>::type (&a)[OW
 // zeros: KW*C zeros; buf: OWB*KW*C scratch of this thread.
 template <class T, int OWB>
 inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
-                          const T* zeros, T* buf, const Conv2dShape& s, const PixelBlock<OWB>& pb,
+                          const T* zeros, T* buf, const Conv2dShape& s, const PixelBlock<T, OWB>& pb,
                           bool relu) {
   using V = typename Vec<T>::type;
   constexpr int VW = Vec<T>::width, KB = kKV * VW;
@@ -132,31 +136,25 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
   // window lies inside the row (dilation 1), else a copy with zeros for the columns outside
   // (border pixels, dilated windows), or `zeros` where the window row is above or below the
   // image. One run per kernel row keeps the FMA loop long even for 3 input channels.
-  const int64_t C = s.C, L = s.KW * C, span = (s.KW - 1) * s.dil_w;
-  bool inside[OWB];
-  for (int j = 0; j < OWB; ++j) inside[j] = s.dil_w == 1 && pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
+  const int64_t C = s.C, L = s.KW * C;
   const T* x[OWB];
   if (pb.simple) {
     // The common case: the kernel rows kh in [lo, hi) that fall inside the image (the same
     // for every pixel of a simple block), each a fixed step further on in every pixel's
     // input: accumulators stay in registers across kernel rows (with 3 input channels a
     // run is only 9 long).
-    const int64_t ih0 = pb.oh[0] * s.stride_h - s.pad_top;
-    const int64_t dh = s.dil_h;  // (the dh == 1 branches skip two integer divisions per block)
-    const int64_t lo = ih0 >= 0 ? 0 : (dh == 1 ? -ih0 : (-ih0 + dh - 1) / dh);
-    const int64_t hi = std::min<int64_t>(s.KH, ih0 >= s.H ? 0 : (dh == 1 ? s.H - ih0 : (s.H - 1 - ih0) / dh + 1));
-    if (lo < hi) {
+    if (pb.lo < pb.hi) {
       V a[OWB][kKV];
       const T* xj[OWB];
       const int64_t step = s.dil_h * s.W * C;
 #pragma GCC unroll 8
       for (int j = 0; j < OWB; ++j) {
-        xj[j] = in_img + (pb.oh[j] * s.stride_h - s.pad_top + lo * s.dil_h) * s.W * C + pb.iw0[j] * C;
+        xj[j] = pb.x[j];
 #pragma GCC unroll 2
         for (int v = 0; v < kKV; ++v) a[j][v] = acc[j][v];
       }
-      const T* w = wk + lo * L * KB;
-      for (int64_t kh = lo; kh < hi; ++kh, w += L * KB) {
+      const T* w = wk + pb.lo * L * KB;
+      for (int64_t kh = pb.lo; kh < pb.hi; ++kh, w += L * KB) {
         fma_run<T, OWB>(a, xj, w, L);
 #pragma GCC unroll 8
         for (int j = 0; j < OWB; ++j) xj[j] += step;
@@ -167,6 +165,9 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
         for (int v = 0; v < kKV; ++v) acc[j][v] = a[j][v];
     }
   } else {
+  const int64_t span = (s.KW - 1) * s.dil_w;
+  bool inside[OWB];
+  for (int j = 0; j < OWB; ++j) inside[j] = s.dil_w == 1 && pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
   for (int64_t kh = 0; kh < s.KH; ++kh) {
     bool any = false;
     for (int j = 0; j < OWB; ++j) {
@@ -219,7 +220,7 @@ void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride
                                         relu);
     constexpr int64_t KB = kKV * Vec<T>::width;
     const int64_t R = s.KH * s.KW * s.C;
-    PixelBlock<OWB> pb;
+    PixelBlock<T, OWB> pb;
     // simple: every window row inside its input row, and all pixels on one output row or
     // all with every kernel row inside the image (so the kernel rows run in lockstep).
     bool cols_inside = s.dil_w == 1, one_row = true, rows_inside = true;
@@ -239,6 +240,14 @@ void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride
       rows_inside &= ih0 >= 0 && ih0 + hspan < s.H;
     }
     pb.simple = cols_inside && (one_row || rows_inside);
+    if (pb.simple) {
+      const int64_t ih0 = pb.oh[0] * s.stride_h - s.pad_top, dh = s.dil_h;
+      // (the dh == 1 branches skip two integer divisions per block)
+      pb.lo = ih0 >= 0 ? 0 : (dh == 1 ? -ih0 : (-ih0 + dh - 1) / dh);
+      pb.hi = std::min<int64_t>(s.KH, ih0 >= s.H ? 0 : (dh == 1 ? s.H - ih0 : (s.H - 1 - ih0) / dh + 1));
+      for (int j = 0; j < OWB; ++j)
+        pb.x[j] = in_img + ((pb.oh[j] * s.stride_h - s.pad_top + pb.lo * dh) * s.W + pb.iw0[j]) * s.C;
+    }
     for (int64_t k0 = 0; k0 < s.K; k0 += KB)
       forward_block<T, OWB>(out_img + k0, std::min(KB, s.K - k0), in_img, wp + k0 * R, bp + k0,
                             zeros, buf, s, pb, relu);
