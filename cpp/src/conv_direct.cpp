@@ -7,7 +7,7 @@
 // Why: im2col + GEMM pays for a copy of every receptive field and for GEMM shapes it does not
 // like (D = 27 columns for a 3-channel first layer, or K = 32/64 filters); PyTorch's oneDNN
 // runs direct NHWC kernels there. The forward keeps a (OWB x KB) output block in 12 registers
-// and streams the packed weights once per block: per input value 2 weight loads + 6 broadcasts
+// and streams the packed weights once per block: per (kh, kw, c) step 2 weight loads + 6 broadcasts
 // feed 12 FMAs, so the loop is FMA-bound, not load-bound.
 //
 //   forward          out[p, k]       = sum_{kh,kw,c} inp[window(p), c] * weight[kh,kw,c,k]
