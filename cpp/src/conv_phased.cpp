@@ -144,20 +144,8 @@ void conv2d_phased_backward(T* dinp, T* dweight, const T* dout, const T* inp, co
   }
 }
 
-template <class T>
-void conv2d_phased_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
-  conv2d_phased_backward<T>(dinp, nullptr, dout, nullptr, weight, s);
-}
-
-template <class T>
-void conv2d_phased_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
-  conv2d_phased_backward<T>(nullptr, dweight, dout, inp, nullptr, s);
-}
-
 #define FALTUNG_PHASED_INSTANTIATE(T)                                                              \
   template void conv2d_phased_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, bool); \
-  template void conv2d_phased_backward_data<T>(T*, const T*, const T*, const Conv2dShape&);        \
-  template void conv2d_phased_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&);      \
   template void conv2d_phased_backward<T>(T*, T*, const T*, const T*, const T*, const Conv2dShape&);
 FALTUNG_PHASED_INSTANTIATE(float)
 FALTUNG_PHASED_INSTANTIATE(double)

@@ -48,16 +48,9 @@ template <class T>
 void conv2d_phased_forward(T* out, const T* inp, const T* weight, const T* bias,
                            const Conv2dShape& s, bool relu = false);
 
-// dout (N,OH,OW,K), weight (3,3,C,K) -> dinp (N,H,W,C). Overwrites dinp.
-template <class T>
-void conv2d_phased_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s);
-
-// dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (3,3,C,K). Overwrites dweight.
-template <class T>
-void conv2d_phased_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s);
-
-// Both gradients sharing one gather of dout; a nullptr dinp or dweight skips that gradient.
-// inp is read only for dweight and weight only for dinp (either may be nullptr otherwise).
+// dout (N,OH,OW,K) -> dinp (N,H,W,C) and dweight (3,3,C,K), both overwritten, sharing one
+// gather of dout; a nullptr dinp or dweight skips that gradient. inp is read only for dweight
+// and weight only for dinp (either may be nullptr otherwise).
 template <class T>
 void conv2d_phased_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
                             const Conv2dShape& s);
