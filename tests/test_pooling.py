@@ -22,6 +22,8 @@ CASES = [
     (2, 6, 7, 5, (3, 2), (1, 1), "valid"),
     (1, 3, 3, 1, (5, 5), (1, 1), "same"),        # pool larger than input under same
     (2, 1, 9, 3, (1, 3), (1, 2), "same"),        # 1D as H = 1
+    (2, 6, 5, 11, (2, 2), (2, 2), "valid"),      # C >= 8: argmax in registers, 3 channels left over
+    (1, 5, 7, 16, (3, 3), (2, 2), "same"),       # C = 16 with border windows
 ]
 IDS = [f"N{c[0]}-H{c[1]}-W{c[2]}-C{c[3]}-k{c[4][0]}x{c[4][1]}-s{c[5][0]}x{c[5][1]}-{c[6]}" for c in CASES]
 
@@ -66,6 +68,21 @@ def test_backward_matches_finite_differences(case, mode):
         dx = P.average_pool_backward(r, x.shape, pool, strides, padding)
     assert y.dtype == np.float64
     np.testing.assert_allclose(dx, numeric_grad(f, x, r), rtol=1e-6, atol=1e-7)
+
+
+def test_ties_go_to_first_maximum_with_many_channels():
+    # 11 channels: 0-7 take the float32 register path, 8-10 the per-channel remainder.
+    x = np.zeros((1, 2, 2, 11), np.float32)
+    x[0, :, :, 3] = [[1.0, 3.0], [3.0, 3.0]]   # ties at (0,1), (1,0), (1,1): (0,1) wins
+    x[0, :, :, 9] = [[2.0, 1.0], [2.0, 2.0]]   # ties at (0,0), (1,0), (1,1): (0,0) wins
+    x[0, :, :, 5] = [[0.0, 0.0], [0.0, 4.0]]
+    y, arg = P.max_pool(x, 2, return_argmax=True)
+    want = [0] * 11
+    want[3], want[5] = 1, 3
+    assert arg[0, 0, 0].tolist() == want
+    dx = P.max_pool_backward(np.ones_like(y), arg, x.shape, 2)
+    assert dx[0, :, :, 3].tolist() == [[0, 1], [0, 0]]
+    assert dx[0, :, :, 9].tolist() == [[1, 0], [0, 0]]
 
 
 def test_ties_go_to_first_maximum_in_row_major_order():

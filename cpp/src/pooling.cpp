@@ -74,55 +74,40 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
         // may alias x and keeps them scalar, 4x slower)
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) out_p[c] = first[c];
-        bool done = false;
+        int64_t c0 = 0;  // channels [0, c0) already done in registers
         if constexpr (std::is_same_v<T, float>) {
-         if (argmax) {
-          done = true;
-          // 8 channels at a time in registers: running max and its index, one store each
-          // (the memory version below carries every compare through a store and a reload).
-          int32_t* arg_p = argmax + o;
-          const int32_t first_idx = int32_t(hs * s.W + ws);
-          int64_t c = 0;
-          for (; c + 8 <= C; c += 8) {
-            F8 m;
-            std::memcpy(&m, first + c, sizeof m);
-            I8 a = I8{} + first_idx;
-            for (int64_t h = hs; h < he; ++h)
-              for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
-                F8 v;
-                std::memcpy(&v, inp_n + (h * s.W + w) * C + c, sizeof v);
-                const I8 gt = v > m;  // all ones where strictly larger: a later max never wins ties
-                m = gt ? v : m;
-                a = gt ? (I8{} + int32_t(h * s.W + w)) : a;
-              }
-            std::memcpy(out_p + c, &m, sizeof m);
-            std::memcpy(arg_p + c, &a, sizeof a);
-          }
-          for (; c < C; ++c) {  // channel remainder, same rule
-            arg_p[c] = first_idx;
-            for (int64_t h = hs; h < he; ++h)
-              for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
-                const T x = inp_n[(h * s.W + w) * C + c];
-                if (x > out_p[c]) {
-                  out_p[c] = x;
-                  arg_p[c] = int32_t(h * s.W + w);
+          if (argmax) {
+            // 8 channels at a time in registers: running max and its index, one store each
+            // (the memory loop below carries every compare through a store and a reload).
+            int32_t* arg_p = argmax + o;
+            for (; c0 + 8 <= C; c0 += 8) {
+              F8 m;
+              std::memcpy(&m, first + c0, sizeof m);
+              I8 a = I8{} + int32_t(hs * s.W + ws);
+              for (int64_t h = hs; h < he; ++h)
+                for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
+                  F8 v;
+                  std::memcpy(&v, inp_n + (h * s.W + w) * C + c0, sizeof v);
+                  const I8 gt = v > m;  // all ones where strictly larger: a later max never wins ties
+                  m = gt ? v : m;
+                  a = gt ? (I8{} + int32_t(h * s.W + w)) : a;
                 }
-              }
+              std::memcpy(out_p + c0, &m, sizeof m);
+              std::memcpy(arg_p + c0, &a, sizeof a);
+            }
           }
-         }
         }
-        if (done) {
-        } else if (argmax) {
+        if (argmax) {  // the remaining channels (all of them for double)
           int32_t* arg_p = argmax + o;
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) arg_p[c] = int32_t(hs * s.W + ws);
+          for (int64_t c = c0; c < C; ++c) arg_p[c] = int32_t(hs * s.W + ws);
           // ... and a later element replaces it only if strictly larger (first max wins).
           for (int64_t h = hs; h < he; ++h)
             for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
               const T* x = inp_n + (h * s.W + w) * C;
               const int32_t idx = int32_t(h * s.W + w);
 #pragma omp simd
-              for (int64_t c = 0; c < C; ++c) {
+              for (int64_t c = c0; c < C; ++c) {
                 const bool gt = x[c] > out_p[c];
                 out_p[c] = gt ? x[c] : out_p[c];
                 arg_p[c] = gt ? idx : arg_p[c];
