@@ -23,7 +23,7 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 void set_num_threads(int n) {
-  check(n >= 1, "set_num_threads: expected n >= 1, received " + std::to_string(n));
+  FALTUNG_CHECK(n >= 1, "set_num_threads: expected n >= 1, received " + std::to_string(n));
   omp_set_num_threads(n);
 }
 int get_num_threads() { return omp_get_max_threads(); }

@@ -55,19 +55,19 @@ Conv2dShape conv_transpose2d_shape(int64_t N, int64_t IH, int64_t IW, int64_t CI
                                    int64_t dil_h, int64_t dil_w, bool same, int64_t out_pad_h,
                                    int64_t out_pad_w) {
   const std::string op = "conv_transpose: ";
-  check(N >= 0 && IH > 0 && IW > 0 && CI > 0,
+  FALTUNG_CHECK(N >= 0 && IH > 0 && IW > 0 && CI > 0,
         op + "expected positive input sizes, received input shape " + shape_str({N, IH, IW, CI}));
-  check(KH > 0 && KW > 0 && F > 0,
+  FALTUNG_CHECK(KH > 0 && KW > 0 && F > 0,
         op + "expected positive kernel sizes, received kernel shape " + shape_str({KH, KW, F, CI}));
-  check(stride_h > 0 && stride_w > 0,
+  FALTUNG_CHECK(stride_h > 0 && stride_w > 0,
         op + "expected positive strides, received strides=" + shape_str({stride_h, stride_w}));
-  check(dil_h > 0 && dil_w > 0,
+  FALTUNG_CHECK(dil_h > 0 && dil_w > 0,
         op + "expected positive dilation_rate, received dilation_rate=" + shape_str({dil_h, dil_w}));
-  check(out_pad_h >= -1 && out_pad_w >= -1,
+  FALTUNG_CHECK(out_pad_h >= -1 && out_pad_w >= -1,
         op + "expected output_padding >= 0, received output_padding=" + shape_str({out_pad_h, out_pad_w}));
   const ConvTransposeDim dh = conv_transpose_dim(IH, KH, stride_h, dil_h, same, out_pad_h);
   const ConvTransposeDim dw = conv_transpose_dim(IW, KW, stride_w, dil_w, same, out_pad_w);
-  check(dh.out > 0 && dw.out > 0,
+  FALTUNG_CHECK(dh.out > 0 && dw.out > 0,
         op + "the output would be empty: output spatial shape " + shape_str({dh.out, dw.out}));
   Conv2dShape s{};  // value-initialized: fields added later stay zero
   s.N = N; s.H = dh.out; s.W = dw.out; s.C = F; s.K = CI; s.KH = KH; s.KW = KW; s.OH = IH; s.OW = IW;
@@ -79,8 +79,8 @@ Conv2dShape conv_transpose2d_shape(int64_t N, int64_t IH, int64_t IW, int64_t CI
 namespace {
 
 void check_geometry(const Conv2dShape& s) {
-  check(s.groups == 1, "conv_transpose: groups must be 1, received " + std::to_string(s.groups));
-  check(s.N >= 0 && s.H > 0 && s.W > 0 && s.C > 0 && s.K > 0 && s.KH > 0 && s.KW > 0 && s.OH > 0 &&
+  FALTUNG_CHECK(s.groups == 1, "conv_transpose: groups must be 1, received " + std::to_string(s.groups));
+  FALTUNG_CHECK(s.N >= 0 && s.H > 0 && s.W > 0 && s.C > 0 && s.K > 0 && s.KH > 0 && s.KW > 0 && s.OH > 0 &&
             s.OW > 0 && s.stride_h > 0 && s.stride_w > 0 && s.dil_h > 0 && s.dil_w > 0,
         "conv_transpose: invalid geometry");
 }

@@ -232,9 +232,9 @@ int tile_for(int64_t OH, int64_t OW) {
 }
 
 void check_shape(const Conv2dShape& s, const char* op) {
-  check(winograd_applicable(s), std::string(op) +
+  FALTUNG_CHECK(winograd_applicable(s), std::string(op) +
                                     ": needs a 3x3 kernel, strides 1, dilations 1 and groups 1");
-  check(s.N >= 0 && s.H >= 0 && s.W >= 0 && s.C >= 1 && s.K >= 1 && s.OH >= 0 && s.OW >= 0,
+  FALTUNG_CHECK(s.N >= 0 && s.H >= 0 && s.W >= 0 && s.C >= 1 && s.K >= 1 && s.OH >= 0 && s.OW >= 0,
         std::string(op) + ": sizes must be non-negative (C, K positive)");
 }
 
@@ -250,14 +250,14 @@ bool winograd_applicable(const Conv2dShape& s) {
 }
 
 void winograd_set_tile(int m) {
-  check(m == 0 || m == 2 || m == 4,
+  FALTUNG_CHECK(m == 0 || m == 2 || m == 4,
         "winograd_set_tile: expected m of 0 (auto), 2 or 4, received " + std::to_string(m));
   g_tile = m;
 }
 int winograd_get_tile() { return g_tile; }
 
 void winograd_set_filter_algo(int algo) {
-  check(algo == 0 || algo == 1,
+  FALTUNG_CHECK(algo == 0 || algo == 1,
         "winograd_set_filter_algo: expected 0 or 1, received " + std::to_string(algo));
   g_filter_algo = algo;
 }

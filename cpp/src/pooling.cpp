@@ -24,17 +24,17 @@ int64_t same_pad_before(int64_t in, int64_t k, int64_t s) {
 
 Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, int64_t KW,
                          int64_t SH, int64_t SW, const std::string& padding, const std::string& op) {
-  check(N >= 0 && H >= 1 && W >= 1 && C >= 1,
+  FALTUNG_CHECK(N >= 0 && H >= 1 && W >= 1 && C >= 1,
         op + ": expected an input with positive spatial and channel sizes, received shape " +
             shape_str({N, H, W, C}));
-  check(KH >= 1 && KW >= 1, op + ": expected a positive pool size, received " + shape_str({KH, KW}));
-  check(SH >= 1 && SW >= 1, op + ": expected positive strides, received " + shape_str({SH, SW}));
-  check(H * W < (int64_t(1) << 31), op + ": H*W must fit in int32 for the argmax indices");
+  FALTUNG_CHECK(KH >= 1 && KW >= 1, op + ": expected a positive pool size, received " + shape_str({KH, KW}));
+  FALTUNG_CHECK(SH >= 1 && SW >= 1, op + ": expected positive strides, received " + shape_str({SH, SW}));
+  FALTUNG_CHECK(H * W < (int64_t(1) << 31), op + ": H*W must fit in int32 for the argmax indices");
   Pool2dShape s{N, H, W, C, KH, KW, SH, SW, 0, 0, 0, 0};
   if (padding == "valid") {
     s.OH = H >= KH ? (H - KH) / SH + 1 : 0;
     s.OW = W >= KW ? (W - KW) / SW + 1 : 0;
-    check(s.OH >= 1 && s.OW >= 1,
+    FALTUNG_CHECK(s.OH >= 1 && s.OW >= 1,
           op + ": pool size " + shape_str({KH, KW}) + " is larger than the input's spatial size " +
               shape_str({H, W}) + " under padding=\"valid\": the output would be empty");
   } else if (padding == "same") {
@@ -43,7 +43,7 @@ Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
     s.pad_top = same_pad_before(H, KH, SH);
     s.pad_left = same_pad_before(W, KW, SW);
   } else {
-    check(false, op + ": expected padding \"valid\" or \"same\", received \"" + padding + "\"");
+    FALTUNG_CHECK(false, op + ": expected padding \"valid\" or \"same\", received \"" + padding + "\"");
   }
   return s;
 }

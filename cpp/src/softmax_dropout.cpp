@@ -100,7 +100,7 @@ struct KeepRule {
   }
 };
 void check_rate(double rate) {
-  check(rate >= 0.0 && rate <= 1.0,
+  FALTUNG_CHECK(rate >= 0.0 && rate <= 1.0,
         "dropout: expected 0 <= rate <= 1, received rate=" + std::to_string(rate));
 }
 }  // namespace
@@ -176,7 +176,7 @@ template <typename T>
 void sparse_softmax_xent(T* loss, T* grad, const T* logits, const int32_t* labels, int64_t B,
                          int64_t K, T scale) {
   for (int64_t b = 0; b < B; ++b)
-    check(labels[b] >= 0 && labels[b] < K,
+    FALTUNG_CHECK(labels[b] >= 0 && labels[b] < K,
           "sparse softmax cross-entropy: label " + std::to_string(labels[b]) + " at index " +
               std::to_string(b) + " is out of range [0, " + std::to_string(K) + ")");
   rows(B, K, [=](int64_t b) {
