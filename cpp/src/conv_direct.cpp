@@ -20,7 +20,7 @@
 //
 // Workspace slots. Forward: packed weights (ceil(K/KB), KH, KW, C, KB), zero-padded past K,
 // with the padded bias behind them: calling thread's slot 3; zeros: slot 2; the padded input
-// copy for few channels: slot 4; each thread's window copies of border pixels: slot 0.
+// copy for few channels: slot 4.
 // Filter gradient: each thread's partial: slot 1; its padded dout row: slot 2.
 #include <omp.h>
 
@@ -110,10 +110,10 @@ __attribute__((always_inline)) inline void fma_run(typename Vec<T>::type (&a)[OW
 
 // One register block: the OWB pixels of pb, filters [k0, k0+nk) of output out_px (pixel j at
 // out_px + pb.out[j]). wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias;
-// zeros: KW*C zeros; buf: OWB*KW*C scratch of this thread.
+// zeros: C zeros.
 template <class T, int OWB>
 inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
-                          const T* zeros, T* buf, const Conv2dShape& s, const PixelBlock<T, OWB>& pb,
+                          const T* zeros, const Conv2dShape& s, const PixelBlock<T, OWB>& pb,
                           bool relu) {
   using V = typename Vec<T>::type;
   constexpr int VW = Vec<T>::width, KB = kKV * VW;
@@ -144,17 +144,14 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
 #pragma GCC unroll 2
       for (int v = 0; v < kKV; ++v) acc[j][v] = a[j][v];
   };
-  // Every window row becomes one contiguous run of KW*C values: the input itself where the
-  // window lies inside the row (dilation 1), else a copy with zeros for the columns outside
-  // (border pixels, dilated windows), or `zeros` where the window row is above or below the
-  // image. One run per kernel row keeps the FMA loop long even for 3 input channels.
   const int64_t C = s.C, L = s.KW * C;
   const T* x[OWB];
   if (pb.simple) {
-    // The common case: the kernel rows kh in [lo, hi) that fall inside the image (the same
-    // for every pixel of a simple block), each a fixed step further on in every pixel's
-    // input: accumulators stay in registers across kernel rows (with 3 input channels a
-    // run is only 9 long).
+    // The common case: every window row is one contiguous run of KW*C input values (one run
+    // per kernel row keeps the FMA loop long even for 3 input channels). The kernel rows kh
+    // in [lo, hi) that fall inside the image are the same for every pixel of a simple block,
+    // each a fixed step further on in every pixel's input: accumulators stay in registers
+    // across kernel rows.
     if (pb.lo < pb.hi) {
       V a[OWB][kKV];
       const T* xj[OWB];
@@ -177,33 +174,29 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
         for (int v = 0; v < kKV; ++v) acc[j][v] = a[j][v];
     }
   } else {
-  const int64_t span = (s.KW - 1) * s.dil_w;
-  bool inside[OWB];
-  for (int j = 0; j < OWB; ++j) inside[j] = s.dil_w == 1 && pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
-  for (int64_t kh = 0; kh < s.KH; ++kh) {
-    bool any = false;
-    for (int j = 0; j < OWB; ++j) {
-      const int64_t ih = pb.oh[j] * s.stride_h - s.pad_top + kh * s.dil_h;
-      if (ih < 0 || ih >= s.H) {
-        x[j] = zeros;
-        continue;
+    // Border blocks and dilated columns: one run of C values per kernel tap, each pixel reading
+    // its input pixel or, where the tap falls outside the image, `zeros` (no copies; with
+    // C >= 8 the runs stay long enough, and fewer channels take the padded copy, all simple).
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const T* row[OWB];
+      bool any_row = false;
+      for (int j = 0; j < OWB; ++j) {
+        const int64_t ih = pb.oh[j] * s.stride_h - s.pad_top + kh * s.dil_h;
+        row[j] = ih >= 0 && ih < s.H ? in_img + ih * s.W * C : nullptr;
+        any_row |= row[j] != nullptr;
       }
-      any = true;
-      const T* row = in_img + ih * s.W * C;
-      if (inside[j]) {
-        x[j] = row + pb.iw0[j] * C;
-        continue;
-      }
-      T* b = buf + j * L;
+      if (!any_row) continue;
       for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const int64_t iw = pb.iw0[j] + kw * s.dil_w;
-        const bool in = iw >= 0 && iw < s.W;
-        for (int64_t c = 0; c < C; ++c) b[kw * C + c] = in ? row[iw * C + c] : T(0);
+        bool any = false;
+        for (int j = 0; j < OWB; ++j) {
+          const int64_t iw = pb.iw0[j] + kw * s.dil_w;
+          const bool in = row[j] && iw >= 0 && iw < s.W;
+          x[j] = in ? row[j] + iw * C : zeros;
+          any |= in;
+        }
+        if (any) run(x, wk + (kh * s.KW + kw) * C * KB, C);
       }
-      x[j] = b;
     }
-    if (any) run(x, wk + kh * L * KB, L);
-  }
   }
   T tmp[KB];
 #pragma GCC unroll 8
@@ -225,10 +218,10 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
 // Pixels [p0, p0 + n) of one image (n <= kOWB), all filter blocks.
 template <class T, int OWB>
 void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride, const T* in_img, const T* wp,
-                    const T* bp, const T* zeros, T* buf, const Conv2dShape& s, int64_t p0, bool relu) {
+                    const T* bp, const T* zeros, const Conv2dShape& s, int64_t p0, bool relu) {
   if constexpr (OWB > 0) {
     if (n < OWB)
-      return forward_pixels<T, OWB - 1>(n, out_img, row_stride, px_stride, in_img, wp, bp, zeros, buf, s, p0,
+      return forward_pixels<T, OWB - 1>(n, out_img, row_stride, px_stride, in_img, wp, bp, zeros, s, p0,
                                         relu);
     constexpr int64_t KB = kKV * Vec<T>::width;
     const int64_t R = s.KH * s.KW * s.C;
@@ -259,7 +252,7 @@ void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride
     }
     for (int64_t k0 = 0; k0 < s.K; k0 += KB)
       forward_block<T, OWB>(out_img + k0, std::min(KB, s.K - k0), in_img, wp + k0 * R, bp + k0,
-                            zeros, buf, s, pb, relu);
+                            zeros, s, pb, relu);
   }
 }
 
@@ -283,19 +276,18 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
   const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
   const T* wp = pack_weight(weight, bias, s, KB);
   const T* bp = wp + nkb * R * KB;
-  T* zeros = workspace<T>(s.KW * s.C, 2);
-  std::fill(zeros, zeros + s.KW * s.C, T(0));
+  T* zeros = workspace<T>(s.C, 2);
+  std::fill(zeros, zeros + s.C, T(0));
   const int64_t OHW = s.OH * s.OW, run_len = by_row ? s.OW : OHW, runs = by_row ? s.OH : 1;
   const int64_t per_run = (run_len + kOWB - 1) / kOWB, nblk = runs * per_run;
 #pragma omp parallel num_threads(conv_threads(s))
   {
-    T* buf = workspace<T>(kOWB * s.KW * s.C, 0);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < s.N * nblk; ++b) {
       const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
       const int64_t p0 = r * run_len + i * kOWB;
       forward_pixels<T, kOWB>(std::min<int64_t>(kOWB, run_len - i * kOWB), out + n * img_stride, row_stride,
-                              px_stride, inp + n * s.H * s.W * s.C, wp, bp, zeros, buf, s, p0, relu);
+                              px_stride, inp + n * s.H * s.W * s.C, wp, bp, zeros, s, p0, relu);
     }
   }
 }
