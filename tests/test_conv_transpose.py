@@ -36,6 +36,17 @@ CASES = {
     "N2-3x4-k2-s3-same-F8-stride>kernel": (2, (3, 4), 4, 8, 2, 3, "same", None, 1),
     "N1-6x5-k3-d2-same-F9": (1, (6, 5), 3, 9, 3, 1, "same", None, 2),
     "N2-L11-k5-s3-valid-F16-1D": (2, (11,), 3, 16, 5, 3, "valid", None, 1),
+    # kernel = 2 * stride with >= 8 channels each way: "auto"/"phased" run every phase through
+    # one Winograd F(3x3, 2x2) conv (phases shifted against each other, partial tiles)
+    "N2-8x8-k4-s2-same-CI9-F12-wino": (2, (8, 8), 9, 12, 4, 2, "same", None, 1),
+    "N1-5x7-k4-s2-valid-CI8-F10-wino": (1, (5, 7), 8, 10, 4, 2, "valid", None, 1),
+    "N2-5x6-k4-s2-same-op1-CI8-F9-wino": (2, (5, 6), 8, 9, 4, 2, "same", 1, 1),
+    "N2-6x5-k2-s1-same-CI10-F8-wino": (2, (6, 5), 10, 8, 2, 1, "same", None, 1),
+    "N1-4x5-k2-s1-valid-CI8-F17-wino": (1, (4, 5), 8, 17, 2, 1, "valid", None, 1),
+    "N1-4x5-k6-s3-same-CI8-F8-wino": (1, (4, 5), 8, 8, 6, 3, "same", None, 1),
+    "N1-5x6-k(4,2)-s(2,1)-same-CI8-F9-wino": (1, (5, 6), 8, 9, (4, 2), (2, 1), "same", None, 1),
+    "N1-1x1-k4-s2-valid-CI8-F8-wino": (1, (1, 1), 8, 8, 4, 2, "valid", None, 1),
+    "N2-L9-k4-s2-same-CI8-F8-1D-direct": (2, (9,), 8, 8, 4, 2, "same", None, 1),
 }
 
 

@@ -30,6 +30,7 @@
 
 #include "faltung/common.hpp"
 #include "faltung/conv.hpp"
+#include "faltung/conv_winograd.hpp"
 
 namespace faltung {
 
@@ -195,10 +196,62 @@ StridePhase stride_phase(int64_t a, int64_t len, int64_t k, int64_t stride, int6
 // conv of x with the sub-kernel of the taps that land there, flipped and with its channel
 // axes swapped, run by the direct conv kernel straight into the strided output view.
 // No column buffer, no scatter, and the kernel's register blocks stay full.
+// kernel = 2 * stride, dilation 1 (e.g. k4 s2): every stride phase has a 2x2 sub-kernel, and
+// the phases differ only in their padding, i.e. by a shift of at most one pixel. So all of them
+// run as one 2x2 conv with stride_h*stride_w*C filters over a common grid (padding the largest
+// phase padding, each phase reading its shifted part) by Winograd F(3x3, 2x2): one input
+// transform and one GEMM per transform position for all phases, 2.25x fewer multiplies than the
+// direct phases (k4 s2 64->32 16->32, batch 64, bench_conv_transpose, 2 threads: 6.6-7.5 ms
+// against 9.6-9.7 ms for the direct phases).
+bool winograd_phases_apply(const Conv2dShape& s) {
+  return s.KH == 2 * s.stride_h && s.KW == 2 * s.stride_w && s.dil_h == 1 && s.dil_w == 1 && s.C >= 8 &&
+         s.K >= 8;
+}
+
+template <typename T>
+void forward_winograd_phases(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s) {
+  const int64_t nph = s.stride_h * s.stride_w;
+  std::vector<StridePhase> rows, cols;
+  int64_t pad_h = 0, pad_w = 0, grid_h = 0, grid_w = 0;
+  for (int64_t a = 0; a < s.stride_h; ++a) {
+    rows.push_back(stride_phase(a, s.H, s.KH, s.stride_h, s.dil_h, s.pad_top));
+    pad_h = std::max(pad_h, rows.back().pad);
+  }
+  for (int64_t b = 0; b < s.stride_w; ++b) {
+    cols.push_back(stride_phase(b, s.W, s.KW, s.stride_w, s.dil_w, s.pad_left));
+    pad_w = std::max(pad_w, cols.back().pad);
+  }
+  for (const auto& r : rows) grid_h = std::max(grid_h, r.out + pad_h - r.pad);
+  for (const auto& c : cols) grid_w = std::max(grid_w, c.out + pad_w - c.pad);
+  // sub (2, 2, K, nph*C): phase (a, b)'s flipped sub-kernel in filters [(a*stride_w + b)*C, +C)
+  T* sub = workspace<T>(4 * s.K * nph * s.C, 1);
+  std::vector<WinogradView<T>> views;
+  for (int64_t a = 0; a < s.stride_h; ++a)
+    for (int64_t b = 0; b < s.stride_w; ++b) {
+      const StridePhase &ph = rows[a], &pw = cols[b];
+      const int64_t f0 = (a * s.stride_w + b) * s.C;
+      for (int64_t u = 0; u < 2; ++u)
+        for (int64_t v = 0; v < 2; ++v) {
+          const T* w = weight + (ph.taps[1 - u] * s.KW + pw.taps[1 - v]) * s.C * s.K;
+          T* d = sub + (u * 2 + v) * s.K * nph * s.C + f0;
+          for (int64_t k = 0; k < s.K; ++k)
+            for (int64_t c = 0; c < s.C; ++c) d[k * nph * s.C + c] = w[c * s.K + k];
+        }
+      views.push_back(WinogradView<T>{out + (a * s.W + b) * s.C, bias, f0, s.C, ph.out, pw.out, pad_h - ph.pad,
+                                      pad_w - pw.pad, s.H * s.W * s.C, s.stride_h * s.W * s.C, s.stride_w * s.C});
+    }
+  Conv2dShape q{};
+  q.N = s.N; q.H = s.OH; q.W = s.OW; q.C = s.K; q.K = nph * s.C; q.KH = 2; q.KW = 2;
+  q.OH = grid_h; q.OW = grid_w; q.stride_h = 1; q.stride_w = 1; q.dil_h = 1; q.dil_w = 1;
+  q.pad_top = pad_h; q.pad_left = pad_w; q.groups = 1;
+  conv2d_winograd2x2_forward_views(inp, sub, q, views.data(), static_cast<int>(views.size()));
+}
+
 template <typename T>
 void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, const T* bias,
                                      const Conv2dShape& s) {
   check_geometry(s);
+  if (winograd_phases_apply(s)) return forward_winograd_phases(out, inp, weight, bias, s);
   for (int64_t a = 0; a < s.stride_h; ++a)
     for (int64_t b = 0; b < s.stride_w; ++b) {
       const StridePhase ph = stride_phase(a, s.H, s.KH, s.stride_h, s.dil_h, s.pad_top);

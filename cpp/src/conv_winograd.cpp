@@ -1,7 +1,8 @@
-// Winograd F(m x m, 3x3) convolution, NHWC: forward, backward-data, backward-filter.
+// Winograd F(m x m, 3x3) convolution, NHWC: forward, backward-data, backward-filter; and the
+// forward of F(3x3, 2x2) for 2x2 kernels (the transposed conv's stride phases).
 //
 // N batch, H/W input size, C in-channels, K filters, OH/OW output size, M output tile size,
-// A = M + 2 input tile size, P = A*A transform positions, TB tiles per block, nt threads.
+// A = M + R - 1 input tile size (R kernel size), P = A*A transform positions, TB tiles per block, nt threads.
 // Tiles cover the output grid: TH = ceil(OH/M) by TW = ceil(OW/M) per image, N*TH*TW in all,
 // numbered image-major. Per block of TB tiles a thread transforms the input tiles into
 // V (P, TB, C), runs P GEMMs V[p] (TB,C) @ U[p] (C,K) -> Mb[p] (TB,K) with single-threaded
@@ -50,18 +51,18 @@ inline void for_channels(int64_t C, FV fv, FS fs) {
   for (; c < C; ++c) fs(c);
 }
 
-// weight g (3,3,C,K) -> U (P,C,K) = G g G^T per (c, k).
+// weight g (R,R,C,K) -> U (P,C,K) = G g G^T per (c, k).
 template <class T, int M>
 void transform_weight(T* U, const T* g, int64_t C, int64_t K) {
-  constexpr int A = Tf<M>::A;
+  constexpr int A = Tf<M>::A, R = Tf<M>::R;
   using V = typename VecOf<T>::type;
   const int64_t CK = C * K;
   auto one = [&](auto tag, int64_t c, int64_t k) {
     using W = decltype(tag);
-    W x[9], t[A * 3], u[A * A];
-    for (int i = 0; i < 9; ++i) x[i] = wino::load<W>(g + i * CK + c * K + k);
-    for (int b = 0; b < 3; ++b) Tf<M>::template wt<W, T>(x + b, 3, t + b, 3);          // t (A x 3)
-    for (int i = 0; i < A; ++i) Tf<M>::template wt<W, T>(t + i * 3, 1, u + i * A, 1);  // u (A x A)
+    W x[R * R], t[A * R], u[A * A];
+    for (int i = 0; i < R * R; ++i) x[i] = wino::load<W>(g + i * CK + c * K + k);
+    for (int b = 0; b < R; ++b) Tf<M>::template wt<W, T>(x + b, R, t + b, R);          // t (A x R)
+    for (int i = 0; i < A; ++i) Tf<M>::template wt<W, T>(t + i * R, 1, u + i * A, 1);  // u (A x A)
     for (int p = 0; p < A * A; ++p) wino::store(U + p * CK + c * K + k, u[p]);
   };
 #pragma omp parallel for schedule(static)
@@ -104,12 +105,18 @@ void input_block(T* Vb, int64_t TB, const T* inp, const wino::TileGrid& grid, in
   }
 }
 
-// The convolution proper with pre-transformed weights U (P,C,K):
-// inp (N,H,W,C), bias (K) or nullptr -> out (N,OH,OW,K), then max(out, 0) if relu; pads may be
-// any integers.
+// The whole output of a conv (N,OH,OW,K), contiguous, with bias (K) or nullptr.
+template <class T>
+WinogradView<T> contiguous_view(T* out, const T* bias, int64_t K, int64_t OH, int64_t OW) {
+  return WinogradView<T>{out, bias, 0, K, OH, OW, 0, 0, OH * OW * K, OW * K, K};
+}
+
+// The convolution proper with pre-transformed weights U (P,C,K): inp (N,H,W,C) -> the
+// transform-domain products of the OH x OW output grid (pads may be any integers), transformed
+// back into each view (its channels, bias, shift and strides), then max(., 0) if relu.
 template <class T, int M>
-void winograd_conv(T* out, const T* inp, const T* U, const T* bias, bool relu, int64_t N, int64_t H,
-                   int64_t W, int64_t C, int64_t K, int64_t OH, int64_t OW, int64_t pt, int64_t pl) {
+void winograd_conv(const T* inp, const T* U, bool relu, int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+                   int64_t OH, int64_t OW, int64_t pt, int64_t pl, const WinogradView<T>* views, int nviews) {
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
   using V = typename VecOf<T>::type;
   const wino::TileGrid grid{(OH + M - 1) / M, (OW + M - 1) / M, M};
@@ -131,11 +138,16 @@ void winograd_conv(T* out, const T* inp, const T* U, const T* bias, bool relu, i
       for (int64_t i = 0; i < ntl; ++i) {
         int64_t n, oh0, ow0;
         grid.locate(t0 + i, n, oh0, ow0);
-        T* dst = out + n * OH * OW * K;
-        const T* m = Mb + i * K;
-        for_channels<T>(
-            K, [&](int64_t k) { wino::output_tile<M, V>(m, TB * K, bias, relu, k, dst, OH, OW, K, oh0, ow0); },
-            [&](int64_t k) { wino::output_tile<M, T>(m, TB * K, bias, relu, k, dst, OH, OW, K, oh0, ow0); });
+        for (int g = 0; g < nviews; ++g) {
+          const WinogradView<T>& v = views[g];
+          T* dst = v.out + n * v.img;
+          const T* m = Mb + i * K + v.k0;
+          const int64_t h0 = oh0 - v.dh, w0 = ow0 - v.dw;
+          for_channels<T>(
+              v.K,
+              [&](int64_t k) { wino::output_tile<M, V>(m, TB * K, v.bias, relu, k, dst, v.OH, v.OW, v.row, v.px, h0, w0); },
+              [&](int64_t k) { wino::output_tile<M, T>(m, TB * K, v.bias, relu, k, dst, v.OH, v.OW, v.row, v.px, h0, w0); });
+        }
       }
     }
   }
@@ -147,7 +159,8 @@ void forward_m(T* out, const T* inp, const T* weight, const T* bias, const Conv2
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
   T* U = workspace<T>(P * s.C * s.K, 5);
   transform_weight<T, M>(U, weight, s.C, s.K);
-  winograd_conv<T, M>(out, inp, U, bias, relu, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left);
+  const WinogradView<T> view = contiguous_view(out, bias, s.K, s.OH, s.OW);
+  winograd_conv<T, M>(inp, U, relu, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, &view, 1);
 }
 
 // dinp = correlation of dout with the kernel rotated by 180 degrees, channels swapped,
@@ -166,8 +179,8 @@ void backward_data_m(T* dinp, const T* dout, const T* weight, const Conv2dShape&
   }
   T* U = workspace<T>(P * C * K, 5);
   transform_weight<T, M>(U, wr, K, C);
-  winograd_conv<T, M>(dinp, dout, U, nullptr, false, s.N, s.OH, s.OW, K, C, s.H, s.W, 2 - s.pad_top,
-                      2 - s.pad_left);
+  const WinogradView<T> view = contiguous_view<T>(dinp, nullptr, C, s.H, s.W);
+  winograd_conv<T, M>(dout, U, false, s.N, s.OH, s.OW, K, C, s.H, s.W, 2 - s.pad_top, 2 - s.pad_left, &view, 1);
 }
 
 // dweight (3,3,C,K) = G^T [ sum over tiles of V[p]^T (C,TB) @ Z[p] (TB,K) ] G with
@@ -329,9 +342,27 @@ void conv2d_3x3_reference_forward(T* out, const T* inp, const T* weight, const T
   }
 }
 
+// F(3x3, 2x2): U (16,C,K) in slot 5, then the same tile loop as the 3x3 kernels.
+template <class T>
+void conv2d_winograd2x2_forward_views(const T* inp, const T* weight, const Conv2dShape& s,
+                                      const WinogradView<T>* views, int nviews) {
+  FALTUNG_CHECK(s.KH == 2 && s.KW == 2 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 &&
+                    s.groups == 1,
+                "conv2d_winograd2x2_forward_views: needs a 2x2 kernel, strides 1, dilations 1 and groups 1");
+  for (int g = 0; g < nviews; ++g)
+    FALTUNG_CHECK(views[g].k0 >= 0 && views[g].K >= 0 && views[g].k0 + views[g].K <= s.K,
+                  "conv2d_winograd2x2_forward_views: view channels outside the conv's K=" + std::to_string(s.K));
+  if (s.N * s.OH * s.OW == 0) return;
+  T* U = workspace<T>(16 * s.C * s.K, 5);
+  transform_weight<T, 3>(U, weight, s.C, s.K);
+  winograd_conv<T, 3>(inp, U, false, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, views, nviews);
+}
+
 #define FALTUNG_WINOGRAD_INSTANTIATE(T)                                                            \
   template void conv2d_winograd_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&,  \
                                            bool);                                                \
+  template void conv2d_winograd2x2_forward_views<T>(const T*, const T*, const Conv2dShape&,        \
+                                                    const WinogradView<T>*, int);                 \
   template void conv2d_winograd_backward_data<T>(T*, const T*, const T*, const Conv2dShape&);      \
   template void conv2d_winograd_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&);    \
   template void conv2d_3x3_reference_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&);

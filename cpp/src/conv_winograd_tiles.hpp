@@ -1,8 +1,9 @@
 // conv_winograd_tiles.hpp — private to conv_winograd*.cpp: the 1D Winograd transforms of
-// F(2,3) and F(4,3) and the per-tile 2D transforms, vectorized across channels.
+// F(2,3), F(4,3) and F(3,2) and the per-tile 2D transforms, vectorized across channels.
 //
-// Dimension legend: M output tile size (2 or 4), A = M + 2 input tile size, P = A*A transform
-// positions, C in-channels, K out-channels, TB tiles per block.
+// Dimension legend: M output tile size (2 or 4 for a 3x3 kernel, 3 for a 2x2 kernel: Tf<M> is
+// keyed by M alone), R kernel size, A = M + R - 1 input tile size, P = A*A transform positions,
+// C in-channels, K out-channels, TB tiles per block.
 // Transform matrices (Lavin & Gray, interpolation points 0, +-1, +-2, inf for F(4,3)):
 //   forward:  Y = A^T [ (G g G^T) (.) (B^T d B) ] A
 //   filter gradient: dg = G^T [ sum_tiles (B^T d B) (.) (A dY A^T) ] G
@@ -27,7 +28,7 @@ struct Tf;
 // F(2x2, 3x3): A = 4.
 template <>
 struct Tf<2> {
-  static constexpr int A = 4;
+  static constexpr int A = 4, R = 3;
   // r = B^T d  (4 -> 4)
   template <class V>
   static inline void in(const V* d, int ds, V* r, int rs) {
@@ -72,7 +73,7 @@ struct Tf<2> {
 // F(4x4, 3x3): A = 6.
 template <>
 struct Tf<4> {
-  static constexpr int A = 6;
+  static constexpr int A = 6, R = 3;
   template <class V>
   static inline void in(const V* d, int ds, V* r, int rs) {
     const V d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
@@ -127,6 +128,37 @@ struct Tf<4> {
   }
 };
 
+// F(3x3, 2x2): A = 4, forward only (the stride phases of a transposed conv with kernel =
+// 2 * stride). By the transposition principle it is F(2,3) with the roles of output and
+// filter swapped: the same input transform B^T, filter transform A (of F(2,3)) and output
+// transform G^T, the 1/2 of G moved into the filter transform so that the output transform
+// only adds:  u = (g0, (g0+g1)/2, (g0-g1)/2, -g1),  y = (m0+m1+m2, m1-m2, m1+m2+m3).
+template <>
+struct Tf<3> {
+  static constexpr int A = 4, R = 2;
+  template <class V>
+  static inline void in(const V* d, int ds, V* r, int rs) {
+    Tf<2>::in(d, ds, r, rs);
+  }
+  // y = G^T m  (4 -> 3)
+  template <class V>
+  static inline void out(const V* m, int ms, V* y, int ys) {
+    const V s12 = m[ms] + m[2 * ms];
+    y[0] = m[0] + s12;
+    y[ys] = m[ms] - m[2 * ms];
+    y[2 * ys] = s12 + m[3 * ms];
+  }
+  // u = A g  (2 -> 4), rows 1 and 2 halved
+  template <class V, class T>
+  static inline void wt(const V* g, int gs, V* u, int us) {
+    const T h = T(0.5);
+    u[0] = g[0];
+    u[us] = (g[0] + g[gs]) * h;
+    u[2 * us] = (g[0] - g[gs]) * h;
+    u[3 * us] = -g[gs];
+  }
+};
+
 // Where one output tile sits: image n, top-left output pixel (oh0, ow0).
 struct TileGrid {
   int64_t TH, TW;  // tiles per image along H and W
@@ -161,10 +193,13 @@ inline void input_tile(const T* src, int64_t H, int64_t W, int64_t C, int64_t ih
 }
 
 // One output tile from m[p*ldm + k] (P positions), channels [k0, k0 + width(V)): adds bias,
-// applies max(x, 0) if relu (NaN stays NaN), writes the in-range pixels of dst (OH,OW,K) of one image at (oh0, ow0).
+// applies max(x, 0) if relu (NaN stays NaN), writes the pixels (oh, ow) inside [0,OH) x [0,OW) of
+// one image's output dst at dst + oh * row_stride + ow * px_stride (contiguous (OH,OW,K): OW*K
+// and K); the tile origin (oh0, ow0) may lie outside.
 template <int M, class V, class T>
 inline void output_tile(const T* m, int64_t ldm, const T* bias, bool relu, int64_t k0, T* dst,
-                        int64_t OH, int64_t OW, int64_t K, int64_t oh0, int64_t ow0) {
+                        int64_t OH, int64_t OW, int64_t row_stride, int64_t px_stride, int64_t oh0,
+                        int64_t ow0) {
   constexpr int A = Tf<M>::A;
   V x[A * A], t[M * A], y[M * M];
   for (int p = 0; p < A * A; ++p) x[p] = load<V>(m + p * ldm + k0);
@@ -173,10 +208,10 @@ inline void output_tile(const T* m, int64_t ldm, const T* bias, bool relu, int64
   const V bv = bias ? load<V>(bias + k0) : V{};
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < M; ++j) {
-      if (oh0 + i >= OH || ow0 + j >= OW) continue;
+      if (oh0 + i < 0 || oh0 + i >= OH || ow0 + j < 0 || ow0 + j >= OW) continue;
       V r = y[i * M + j] + bv;
       if (relu) r = r < V{} ? V{} : r;
-      store(dst + ((oh0 + i) * OW + ow0 + j) * K + k0, r);
+      store(dst + (oh0 + i) * row_stride + (ow0 + j) * px_stride + k0, r);
     }
 }
 

@@ -50,7 +50,9 @@ void conv_transpose2d_forward(T* out, const T* inp, const T* weight, const T* bi
 // the thread count, bands of output rows) and goes over blocks of input rows: GEMM a ~256 KB
 // column block (rows (oh,ow), columns (kh,kw,c)) then scatter-add it into the output.
 // phased: stride_h*stride_w stride-1 direct convs of x with sub-kernels, written into the
-// strided output (conv2d_direct_forward_view).
+// strided output (conv2d_direct_forward_view); when kernel = 2 * stride (dilation 1) and both
+// channel counts are >= 8, all phases as one Winograd F(3x3, 2x2) conv instead
+// (conv2d_winograd2x2_forward_views).
 template <typename T>
 void conv_transpose2d_forward_gemm(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s);
 template <typename T>

@@ -105,7 +105,9 @@ def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=No
         strides, padding, output_padding, data_format, dilation_rate: as Keras.
         bias: (filters,) or None, added to the output (faltung-only argument: fused).
         algorithm: "auto" (phased with >= 8 filters, else gemm), "phased" (stride-1 direct convs per
-            output phase), "gemm" (cache-blocked GEMM + scatter) or "reference" (naive loops);
+            output phase; when kernel = 2 * stride and both channel counts are >= 8, all phases as
+            one Winograd F(3x3, 2x2) conv), "gemm" (cache-blocked GEMM + scatter) or "reference"
+            (naive loops);
             faltung-only; the backward runs one fast path for every name but "reference".
 
     Returns:
