@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "faltung/common.hpp"
+#include "simd.hpp"
 
 namespace faltung {
 
@@ -239,14 +240,20 @@ void avg_pool2d_forward(T* out, const T* inp, const Pool2dShape& s) {
         const int64_t w0 = ow * s.SW - s.pad_left;
         const int64_t ws = std::max<int64_t>(w0, 0), we = std::min(w0 + s.KW, s.W);
         T* out_p = out + ((n * s.OH + oh) * s.OW + ow) * C;
-        for (int64_t c = 0; c < C; ++c) out_p[c] = T(0);
-        for (int64_t h = hs; h < he; ++h)
-          for (int64_t w = ws; w < we; ++w) {
-            const T* x = inp_n + (h * s.W + w) * C;
-            for (int64_t c = 0; c < C; ++c) out_p[c] += x[c];
-          }
         const T inv = T(1) / T((he - hs) * (we - ws));
-        for (int64_t c = 0; c < C; ++c) out_p[c] *= inv;
+        // Each vector of channels sums its window in a register (summing into out_p through
+        // memory reloads and stores it per window pixel, since out_p may alias the input).
+        auto window_sum = [&](auto tag, int64_t c) {
+          using V = decltype(tag);
+          V acc{};
+          for (int64_t h = hs; h < he; ++h)
+            for (int64_t w = ws; w < we; ++w) acc += simd::load<V>(inp_n + (h * s.W + w) * C + c);
+          simd::store(out_p + c, acc * inv);
+        };
+        constexpr int VW = simd::Vec<T>::width;
+        int64_t c = 0;
+        for (; c + VW <= C; c += VW) window_sum(typename simd::Vec<T>::type{}, c);
+        for (; c < C; ++c) window_sum(T{}, c);
       }
     }
 }
