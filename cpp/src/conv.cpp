@@ -41,16 +41,16 @@ void check_conv2d_shape(const Conv2dShape& s) {
   FALTUNG_CHECK(s.dil_h > 0 && s.dil_w > 0, where + "dilation rates must be positive; " + geom_str(s));
   FALTUNG_CHECK(s.groups > 0, where + "groups must be positive; " + geom_str(s));
   FALTUNG_CHECK(s.C % s.groups == 0, where + "input channels C=" + std::to_string(s.C) +
-                                 " are not divisible by groups=" + std::to_string(s.groups));
+                                         " are not divisible by groups=" + std::to_string(s.groups));
   FALTUNG_CHECK(s.K % s.groups == 0, where + "filters K=" + std::to_string(s.K) +
-                                 " are not divisible by groups=" + std::to_string(s.groups));
+                                         " are not divisible by groups=" + std::to_string(s.groups));
   FALTUNG_CHECK(s.OH > 0 && s.OW > 0, where + "output sizes must be positive (is the kernel larger than the "
-                                      "padded, dilated input?); " + geom_str(s));
+                                              "padded, dilated input?); " + geom_str(s));
   const int64_t ekh = (s.KH - 1) * s.dil_h + 1, ekw = (s.KW - 1) * s.dil_w + 1;
   FALTUNG_CHECK(s.pad_top >= 0 && s.pad_top < ekh && s.pad_left >= 0 && s.pad_left < ekw,
-        where + "padding must be in [0, dilated kernel size); " + geom_str(s));
+                where + "padding must be in [0, dilated kernel size); " + geom_str(s));
   FALTUNG_CHECK((s.OH - 1) * s.stride_h - s.pad_top <= s.H - 1 && (s.OW - 1) * s.stride_w - s.pad_left <= s.W - 1,
-        where + "output too large: the last window starts past the input; " + geom_str(s));
+                where + "output too large: the last window starts past the input; " + geom_str(s));
 }
 
 bool conv_is_1x1(const Conv2dShape& s) {
@@ -325,7 +325,7 @@ ConvAlgo conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, co
   check_conv2d_shape(s);
   if (algo == ConvAlgo::Auto) algo = choose_conv_algo(s);
   FALTUNG_CHECK(conv_algo_applicable(algo, s), std::string("conv2d: algorithm '") + conv_algo_name(algo) +
-                                           "' cannot run this shape; " + geom_str(s));
+                                                   "' cannot run this shape; " + geom_str(s));
   switch (algo) {
     case ConvAlgo::Reference: conv2d_reference_forward(out, inp, weight, bias, s, relu); break;
     case ConvAlgo::Im2col: conv2d_gemm_forward(out, inp, weight, bias, s, relu, false); break;
@@ -345,7 +345,7 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
   check_conv2d_shape(s);
   if (algo == ConvAlgo::Auto) algo = choose_conv_algo(s);
   FALTUNG_CHECK(conv_algo_applicable(algo, s), std::string("conv2d_backward: algorithm '") + conv_algo_name(algo) +
-                                           "' cannot run this shape; " + geom_str(s));
+                                                   "' cannot run this shape; " + geom_str(s));
   if (dbias) conv2d_bias_backward(dbias, dout, s);
   switch (algo) {
     case ConvAlgo::Reference:

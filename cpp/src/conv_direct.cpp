@@ -512,8 +512,8 @@ void backward_data_small(T* dinp, const T* dout, const T* weight, const T* zeros
 template <typename T>
 void conv2d_direct_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
   FALTUNG_CHECK(s.C <= kDirectDataMaxC && s.groups == 1,
-        "conv2d_direct_backward_data: needs groups 1 and at most " + std::to_string(kDirectDataMaxC) +
-            " input channels, received C=" + std::to_string(s.C));
+                "conv2d_direct_backward_data: needs groups 1 and at most " + std::to_string(kDirectDataMaxC) +
+                    " input channels, received C=" + std::to_string(s.C));
   T* zeros = workspace<T>(s.K, 2);
   std::fill(zeros, zeros + s.K, T(0));
   switch (s.C) {

@@ -108,7 +108,7 @@ template <class T>
 void conv2d_phased_forward(T* out, const T* inp, const T* weight, const T* bias,
                            const Conv2dShape& s, bool relu) {
   FALTUNG_CHECK(conv_phased_applicable(s),
-        "conv2d_phased_forward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
+                "conv2d_phased_forward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
   const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top);
   const PhaseDim pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
   const Conv2dShape p = phase_shape(s, ph, pw);
@@ -124,7 +124,7 @@ template <class T>
 void conv2d_phased_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
                             const Conv2dShape& s) {
   FALTUNG_CHECK(conv_phased_applicable(s),
-        "conv2d_phased_backward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
+                "conv2d_phased_backward: needs a 3x3 kernel, strides 1, groups 1 and a dilation > 1");
   if (!dinp && !dweight) return;
   const PhaseDim ph = phase_dim(s.H, s.OH, s.dil_h, s.pad_top);
   const PhaseDim pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);

@@ -57,19 +57,20 @@ Conv2dShape conv_transpose2d_shape(int64_t N, int64_t IH, int64_t IW, int64_t CI
                                    int64_t out_pad_w) {
   const std::string op = "conv_transpose: ";
   FALTUNG_CHECK(N >= 0 && IH > 0 && IW > 0 && CI > 0,
-        op + "expected positive input sizes, received input shape " + shape_str({N, IH, IW, CI}));
+                op + "expected positive input sizes, received input shape " + shape_str({N, IH, IW, CI}));
   FALTUNG_CHECK(KH > 0 && KW > 0 && F > 0,
-        op + "expected positive kernel sizes, received kernel shape " + shape_str({KH, KW, F, CI}));
+                op + "expected positive kernel sizes, received kernel shape " + shape_str({KH, KW, F, CI}));
   FALTUNG_CHECK(stride_h > 0 && stride_w > 0,
-        op + "expected positive strides, received strides=" + shape_str({stride_h, stride_w}));
+                op + "expected positive strides, received strides=" + shape_str({stride_h, stride_w}));
   FALTUNG_CHECK(dil_h > 0 && dil_w > 0,
-        op + "expected positive dilation_rate, received dilation_rate=" + shape_str({dil_h, dil_w}));
+                op + "expected positive dilation_rate, received dilation_rate=" + shape_str({dil_h, dil_w}));
   FALTUNG_CHECK(out_pad_h >= -1 && out_pad_w >= -1,
-        op + "expected output_padding >= 0, received output_padding=" + shape_str({out_pad_h, out_pad_w}));
+                op + "expected output_padding >= 0, received output_padding=" +
+                    shape_str({out_pad_h, out_pad_w}));
   const ConvTransposeDim dh = conv_transpose_dim(IH, KH, stride_h, dil_h, same, out_pad_h);
   const ConvTransposeDim dw = conv_transpose_dim(IW, KW, stride_w, dil_w, same, out_pad_w);
   FALTUNG_CHECK(dh.out > 0 && dw.out > 0,
-        op + "the output would be empty: output spatial shape " + shape_str({dh.out, dw.out}));
+                op + "the output would be empty: output spatial shape " + shape_str({dh.out, dw.out}));
   Conv2dShape s{};  // value-initialized: fields added later stay zero
   s.N = N; s.H = dh.out; s.W = dw.out; s.C = F; s.K = CI; s.KH = KH; s.KW = KW; s.OH = IH; s.OW = IW;
   s.stride_h = stride_h; s.stride_w = stride_w; s.dil_h = dil_h; s.dil_w = dil_w;
@@ -82,8 +83,8 @@ namespace {
 void check_geometry(const Conv2dShape& s) {
   FALTUNG_CHECK(s.groups == 1, "conv_transpose: groups must be 1, received " + std::to_string(s.groups));
   FALTUNG_CHECK(s.N >= 0 && s.H > 0 && s.W > 0 && s.C > 0 && s.K > 0 && s.KH > 0 && s.KW > 0 && s.OH > 0 &&
-            s.OW > 0 && s.stride_h > 0 && s.stride_w > 0 && s.dil_h > 0 && s.dil_w > 0,
-        "conv_transpose: invalid geometry");
+                    s.OW > 0 && s.stride_h > 0 && s.stride_w > 0 && s.dil_h > 0 && s.dil_w > 0,
+                "conv_transpose: invalid geometry");
 }
 
 // Work is split into items (image n, band b of nb): each item is run by one thread from
@@ -190,12 +191,6 @@ StridePhase stride_phase(int64_t a, int64_t len, int64_t k, int64_t stride, int6
   return d;
 }
 
-}  // namespace
-
-// Phases: output phase (a, b) (rows a + stride_h*i, columns b + stride_w*j) is a stride-1
-// conv of x with the sub-kernel of the taps that land there, flipped and with its channel
-// axes swapped, run by the direct conv kernel straight into the strided output view.
-// No column buffer, no scatter, and the kernel's register blocks stay full.
 // kernel = 2 * stride, dilation 1 (e.g. k4 s2): every stride phase has a 2x2 sub-kernel, and
 // the phases differ only in their padding, i.e. by a shift of at most one pixel. So all of them
 // run as one 2x2 conv with stride_h*stride_w*C filters over a common grid (padding the largest
@@ -247,6 +242,12 @@ void forward_winograd_phases(T* out, const T* inp, const T* weight, const T* bia
   conv2d_winograd2x2_forward_views(inp, sub, q, views.data(), static_cast<int>(views.size()));
 }
 
+}  // namespace
+
+// Phases: output phase (a, b) (rows a + stride_h*i, columns b + stride_w*j) is a stride-1
+// conv of x with the sub-kernel of the taps that land there, flipped and with its channel
+// axes swapped, run by the direct conv kernel straight into the strided output view.
+// No column buffer, no scatter, and the kernel's register blocks stay full.
 template <typename T>
 void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, const T* bias,
                                      const Conv2dShape& s) {

@@ -2,7 +2,8 @@
 // forward of F(3x3, 2x2) for 2x2 kernels (the transposed conv's stride phases).
 //
 // N batch, H/W input size, C in-channels, K filters, OH/OW output size, M output tile size,
-// A = M + R - 1 input tile size (R kernel size), P = A*A transform positions, TB tiles per block, nt threads.
+// A = M + R - 1 input tile size (R kernel size), P = A*A transform positions, TB tiles per
+// block, nt threads.
 // Tiles cover the output grid: TH = ceil(OH/M) by TW = ceil(OW/M) per image, N*TH*TW in all,
 // numbered image-major. Per block of TB tiles a thread transforms the input tiles into
 // V (P, TB, C), runs P GEMMs V[p] (TB,C) @ U[p] (C,K) -> Mb[p] (TB,K) with single-threaded
@@ -246,9 +247,9 @@ int tile_for(int64_t OH, int64_t OW) {
 
 void check_shape(const Conv2dShape& s, const char* op) {
   FALTUNG_CHECK(winograd_applicable(s), std::string(op) +
-                                    ": needs a 3x3 kernel, strides 1, dilations 1 and groups 1");
+                                            ": needs a 3x3 kernel, strides 1, dilations 1 and groups 1");
   FALTUNG_CHECK(s.N >= 0 && s.H >= 0 && s.W >= 0 && s.C >= 1 && s.K >= 1 && s.OH >= 0 && s.OW >= 0,
-        std::string(op) + ": sizes must be non-negative (C, K positive)");
+                std::string(op) + ": sizes must be non-negative (C, K positive)");
 }
 
 }  // namespace
@@ -264,14 +265,14 @@ bool winograd_applicable(const Conv2dShape& s) {
 
 void winograd_set_tile(int m) {
   FALTUNG_CHECK(m == 0 || m == 2 || m == 4,
-        "winograd_set_tile: expected m of 0 (auto), 2 or 4, received " + std::to_string(m));
+                "winograd_set_tile: expected m of 0 (auto), 2 or 4, received " + std::to_string(m));
   g_tile = m;
 }
 int winograd_get_tile() { return g_tile; }
 
 void winograd_set_filter_algo(int algo) {
   FALTUNG_CHECK(algo == 0 || algo == 1,
-        "winograd_set_filter_algo: expected 0 or 1, received " + std::to_string(algo));
+                "winograd_set_filter_algo: expected 0 or 1, received " + std::to_string(algo));
   g_filter_algo = algo;
 }
 int winograd_get_filter_algo() { return g_filter_algo; }

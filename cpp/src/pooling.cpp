@@ -26,8 +26,8 @@ int64_t same_pad_before(int64_t in, int64_t k, int64_t s) {
 Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, int64_t KW,
                          int64_t SH, int64_t SW, const std::string& padding, const std::string& op) {
   FALTUNG_CHECK(N >= 0 && H >= 1 && W >= 1 && C >= 1,
-        op + ": expected an input with positive spatial and channel sizes, received shape " +
-            shape_str({N, H, W, C}));
+                op + ": expected an input with positive spatial and channel sizes, received shape " +
+                    shape_str({N, H, W, C}));
   FALTUNG_CHECK(KH >= 1 && KW >= 1, op + ": expected a positive pool size, received " + shape_str({KH, KW}));
   FALTUNG_CHECK(SH >= 1 && SW >= 1, op + ": expected positive strides, received " + shape_str({SH, SW}));
   FALTUNG_CHECK(H * W < (int64_t(1) << 31), op + ": H*W must fit in int32 for the argmax indices");
@@ -36,8 +36,8 @@ Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
     s.OH = H >= KH ? (H - KH) / SH + 1 : 0;
     s.OW = W >= KW ? (W - KW) / SW + 1 : 0;
     FALTUNG_CHECK(s.OH >= 1 && s.OW >= 1,
-          op + ": pool size " + shape_str({KH, KW}) + " is larger than the input's spatial size " +
-              shape_str({H, W}) + " under padding=\"valid\": the output would be empty");
+                  op + ": pool size " + shape_str({KH, KW}) + " is larger than the input's spatial size " +
+                      shape_str({H, W}) + " under padding=\"valid\": the output would be empty");
   } else if (padding == "same") {
     s.OH = (H + SH - 1) / SH;
     s.OW = (W + SW - 1) / SW;

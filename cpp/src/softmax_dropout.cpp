@@ -101,7 +101,7 @@ struct KeepRule {
 };
 void check_rate(double rate) {
   FALTUNG_CHECK(rate >= 0.0 && rate <= 1.0,
-        "dropout: expected 0 <= rate <= 1, received rate=" + std::to_string(rate));
+                "dropout: expected 0 <= rate <= 1, received rate=" + std::to_string(rate));
 }
 }  // namespace
 
@@ -177,8 +177,8 @@ void sparse_softmax_xent(T* loss, T* grad, const T* logits, const int32_t* label
                          int64_t K, T scale) {
   for (int64_t b = 0; b < B; ++b)
     FALTUNG_CHECK(labels[b] >= 0 && labels[b] < K,
-          "sparse softmax cross-entropy: label " + std::to_string(labels[b]) + " at index " +
-              std::to_string(b) + " is out of range [0, " + std::to_string(K) + ")");
+                  "sparse softmax cross-entropy: label " + std::to_string(labels[b]) + " at index " +
+                      std::to_string(b) + " is out of range [0, " + std::to_string(K) + ")");
   rows(B, K, [=](int64_t b) {
     const T* x_b = logits + b * K;
     const int64_t y = labels[b];

@@ -1,5 +1,6 @@
 // faltung/conv_winograd.hpp — Winograd fast path for 3x3, stride-1, dilation-1, groups-1
-// 2D convolutions, channels-last (NHWC). Forward, backward-data and backward-filter.
+// 2D convolutions, channels-last (NHWC). Forward, backward-data and backward-filter; and the
+// forward of F(3x3, 2x2) for 2x2 kernels (conv2d_winograd2x2_forward_views, below).
 //
 // N batch, H/W input size, C in-channels, K filters, OH/OW output size (any padding: reads
 // outside the input are zeros, see conv_shape.hpp). Weight (3,3,C,K) as Keras.
