@@ -12,8 +12,8 @@
 namespace faltung {
 
 // Throws std::invalid_argument(msg) unless cond holds. A macro so that msg is only built on
-// failure: the messages format shapes with ostreams, and building them eagerly cost ~45 us
-// per conv call (more than a small conv's kernel).
+// failure: the messages format shapes with ostreams, and building them eagerly made a
+// 1x4x4x3 conv call take 94 us instead of 4 (far more than its kernel).
 #define FALTUNG_CHECK(cond, ...)                          \
   do {                                                    \
     if (!(cond)) throw std::invalid_argument(__VA_ARGS__); \
