@@ -100,6 +100,10 @@ DIRECT_CASES = [  # (input shape, kernel shape, strides, padding, dilation)
     ((1, 11, 12, 8), (3, 3, 8, 16), 2, "valid", 2),      # stride and dilation, C >= 8
     ((2, 9, 9, 8), (2, 2, 8, 16), 3, "valid", 1),        # stride > kernel: phases without taps
     ((2, 13, 27, 9), (3, 3, 9, 20), 1, "same", 1),       # C >= 8 at stride 1, padded borders
+    # kernel = 2 * stride with C, K >= 8: the data gradient is a transposed conv that runs its
+    # stride phases as one Winograd F(3x3, 2x2) conv
+    ((2, 10, 9, 8), (4, 4, 8, 12), 2, "same", 1),
+    ((1, 7, 8, 9), (4, 2, 9, 8), (2, 1), "valid", 1),
 ]
 
 
