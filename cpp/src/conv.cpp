@@ -362,7 +362,7 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
       if (dweight) conv2d_depthwise_backward_filter(dweight, dout, inp, s);
       break;
     case ConvAlgo::Winograd:
-      // Only reached when Winograd is forced: with few input channels its data-gradient
+      // Few input channels (reached only when Winograd is forced): the data-gradient
       // transforms cost more than they save (as in choose_conv_algo), so that gradient goes
       // through the direct gather.
       if (dinp && s.C <= kDirectDataMaxC) conv2d_direct_backward_data(dinp, dout, weight, s);
@@ -372,7 +372,8 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
     case ConvAlgo::Phased: conv2d_phased_backward(dinp, dweight, dout, inp, weight, s); break;
     case ConvAlgo::Direct:
       // The data gradient is the transposed conv of dout with the same geometry; for C >= 8
-      // that runs one direct conv per stride phase (conv_transpose.cpp), faster than this
+      // that runs its phased forward (conv_transpose.cpp: one direct conv per stride phase,
+      // or one Winograd conv for all phases when kernel = 2 * stride), faster than this
       // file's im2col + col2im (stride-2 3x3 64->64 @32, batch 64, 2 threads: 10.97-11.57
       // vs 12.28-12.75 ms, medians of two runs).
       if (dinp && s.C <= kDirectDataMaxC) conv2d_direct_backward_data(dinp, dout, weight, s);

@@ -19,7 +19,8 @@
 // sub-kernels, written straight into the strided output, no column buffer or scatter. With
 // GEMMs the phases measured ~15% slower (their GEMMs have only C columns); with the direct
 // conv kernel (conv_direct.cpp) they measured 5-20% faster than the blocked GEMM above on the
-// k4 s2 decoder case (64->32 channels, 16x16 -> 32x32, batch 64, 2 threads).
+// k4 s2 decoder case (64->32 channels, 16x16 -> 32x32, batch 64, 2 threads). When kernel =
+// 2 * stride, all phases run as one Winograd F(3x3, 2x2) conv instead (another ~1.35x).
 #include "faltung/conv_transpose.hpp"
 
 #include <omp.h>
@@ -161,10 +162,6 @@ void gather(T* col, const T* dout_n, int64_t oh0, int64_t oh1, const Conv2dShape
     }
 }
 
-}  // namespace
-
-namespace {
-
 // The kernel taps of one output phase along one dimension. Output index h = a + stride*i reads
 // input oh = (a + pad - k*dil) / stride + i for every tap k with (a + pad - k*dil) divisible
 // by stride; those taps form a progression k_0 < k_1 < ..., and the input offsets
@@ -189,6 +186,21 @@ StridePhase stride_phase(int64_t a, int64_t len, int64_t k, int64_t stride, int6
   d.step = T > 1 ? q0 - (a + pad - d.taps[1] * dil) / stride : 1;
   d.pad = (T - 1) * d.step - q0;
   return d;
+}
+
+// Phase (ph, pw)'s sub-kernel, flipped and with its channel axes swapped, into columns [0, C)
+// of dst (Th, Tw, K, ld): dst[u][v][k][c] = weight[taps_h[Th-1-u]][taps_w[Tw-1-v]][c][k].
+template <typename T>
+void phase_sub_kernel(T* dst, int64_t ld, const StridePhase& ph, const StridePhase& pw, const T* weight,
+                      const Conv2dShape& s) {
+  const int64_t Th = static_cast<int64_t>(ph.taps.size()), Tw = static_cast<int64_t>(pw.taps.size());
+  for (int64_t u = 0; u < Th; ++u)
+    for (int64_t v = 0; v < Tw; ++v) {
+      const T* w = weight + (ph.taps[Th - 1 - u] * s.KW + pw.taps[Tw - 1 - v]) * s.C * s.K;
+      T* d = dst + (u * Tw + v) * s.K * ld;
+      for (int64_t k = 0; k < s.K; ++k)
+        for (int64_t c = 0; c < s.C; ++c) d[k * ld + c] = w[c * s.K + k];
+    }
 }
 
 // kernel = 2 * stride, dilation 1 (e.g. k4 s2): every stride phase has a 2x2 sub-kernel, and
@@ -225,13 +237,7 @@ void forward_winograd_phases(T* out, const T* inp, const T* weight, const T* bia
     for (int64_t b = 0; b < s.stride_w; ++b) {
       const StridePhase &ph = rows[a], &pw = cols[b];
       const int64_t f0 = (a * s.stride_w + b) * s.C;
-      for (int64_t u = 0; u < 2; ++u)
-        for (int64_t v = 0; v < 2; ++v) {
-          const T* w = weight + (ph.taps[1 - u] * s.KW + pw.taps[1 - v]) * s.C * s.K;
-          T* d = sub + (u * 2 + v) * s.K * nph * s.C + f0;
-          for (int64_t k = 0; k < s.K; ++k)
-            for (int64_t c = 0; c < s.C; ++c) d[k * nph * s.C + c] = w[c * s.K + k];
-        }
+      phase_sub_kernel(sub + f0, nph * s.C, ph, pw, weight, s);
       views.push_back(WinogradView<T>{out + (a * s.W + b) * s.C, bias, f0, s.C, ph.out, pw.out, pad_h - ph.pad,
                                       pad_w - pw.pad, s.H * s.W * s.C, s.stride_h * s.W * s.C, s.stride_w * s.C});
     }
@@ -269,15 +275,8 @@ void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, cons
         }
         continue;
       }
-      // sub (Th, Tw, K, C): sub[u][v][k][c] = weight[taps_h[Th-1-u]][taps_w[Tw-1-v]][c][k]
-      T* sub = workspace<T>(Th * Tw * s.K * s.C, 1);
-      for (int64_t u = 0; u < Th; ++u)
-        for (int64_t v = 0; v < Tw; ++v) {
-          const T* w = weight + (ph.taps[Th - 1 - u] * s.KW + pw.taps[Tw - 1 - v]) * s.C * s.K;
-          T* d = sub + (u * Tw + v) * s.K * s.C;
-          for (int64_t k = 0; k < s.K; ++k)
-            for (int64_t c = 0; c < s.C; ++c) d[k * s.C + c] = w[c * s.K + k];
-        }
+      T* sub = workspace<T>(Th * Tw * s.K * s.C, 1);  // (Th, Tw, K, C)
+      phase_sub_kernel(sub, s.C, ph, pw, weight, s);
       Conv2dShape q{};
       q.N = s.N; q.H = s.OH; q.W = s.OW; q.C = s.K; q.K = s.C; q.KH = Th; q.KW = Tw;
       q.OH = ph.out; q.OW = pw.out; q.stride_h = 1; q.stride_w = 1; q.dil_h = ph.step; q.dil_w = pw.step;
