@@ -51,8 +51,8 @@ Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
 
 // ---- max pooling ---------------------------------------------------------------------
 
-typedef float F8 __attribute__((vector_size(32)));
-typedef int32_t I8 __attribute__((vector_size(32)));
+using F8 = simd::Vec<float>::type;
+using I8 = simd::Vec<int32_t>::type;
 
 // inp (N,H,W,C) -> out (N,OH,OW,C), argmax (N,OH,OW,C) or nullptr.
 template <typename T>
@@ -82,19 +82,17 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
             // (the memory loop below carries every compare through a store and a reload).
             int32_t* arg_p = argmax + o;
             for (; c0 + 8 <= C; c0 += 8) {
-              F8 m;
-              std::memcpy(&m, first + c0, sizeof m);
+              F8 m = simd::load<F8>(first + c0);
               I8 a = I8{} + int32_t(hs * s.W + ws);
               for (int64_t h = hs; h < he; ++h)
                 for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
-                  F8 v;
-                  std::memcpy(&v, inp_n + (h * s.W + w) * C + c0, sizeof v);
+                  const F8 v = simd::load<F8>(inp_n + (h * s.W + w) * C + c0);
                   const I8 gt = v > m;  // all ones where strictly larger: a later max never wins ties
                   m = gt ? v : m;
                   a = gt ? (I8{} + int32_t(h * s.W + w)) : a;
                 }
-              std::memcpy(out_p + c0, &m, sizeof m);
-              std::memcpy(arg_p + c0, &a, sizeof a);
+              simd::store(out_p + c0, m);
+              simd::store(arg_p + c0, a);
             }
           }
         }
