@@ -104,6 +104,13 @@ DIRECT_CASES = [  # (input shape, kernel shape, strides, padding, dilation)
     # stride phases as one Winograd F(3x3, 2x2) conv
     ((2, 10, 9, 8), (4, 4, 8, 12), 2, "same", 1),
     ((1, 7, 8, 9), (4, 2, 9, 8), (2, 1), "valid", 1),
+    # big enough that the forward's blocks are split into several ~1 MFLOP chunks, each
+    # starting mid-image and mid-row: every window inside after the padded copy (3 channels,
+    # 1369 pixels: a tail block per image), every window inside under "valid", and border
+    # blocks at stride 2
+    ((3, 37, 37, 3), (3, 3, 3, 16), 1, "same", 1),
+    ((2, 20, 21, 24), (3, 3, 24, 16), 1, "valid", 1),
+    ((2, 16, 16, 32), (3, 3, 32, 32), 2, "same", 1),
 ]
 
 
