@@ -1,13 +1,17 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step] [--repeats 7] [--threads 2]
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory] [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
-dependency of faltung. Each case runs both sides alternately (faltung first on even repeats,
-PyTorch first on odd ones) and reports medians; ratio = faltung time / PyTorch time (below
-1.0: faltung is faster). For convolutions PyTorch is timed in its default NCHW layout and in
-channels_last, and the ratio is taken against the faster of the two ("best layout"). Run it
-on a quiet machine: a busy neighbour makes 2-thread timings 3-5x slower.
+dependency of faltung. Each case runs in rounds: in every round each side is timed once
+(median of the calls that fill 50 ms), faltung first on even rounds and last on odd ones.
+ratio = the median over the rounds of (faltung time / PyTorch time of the same round), below
+1.0 faltung is faster; the times shown are each side's median. Pairing within a round matters
+on a shared machine: its speed drifts by 10-30% over seconds, which moves both sides of a round
+alike but would move medians taken over different seconds apart. For convolutions PyTorch is
+timed in its default NCHW layout and in channels_last, and each round's ratio is taken against
+the faster of the two ("best layout"). Run it on a quiet machine all the same: a busy
+neighbour makes 2-thread timings 3-5x slower.
 """
 import argparse
 import copy
@@ -24,34 +28,35 @@ from faltung import layers
 ROWS = []
 
 
-def timeit(fn, min_time=0.2):
-    """Median seconds per call of fn() over enough calls to fill min_time (after a warm-up)."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-6)
-    n = max(1, int(min_time / one))
+def timeit(fn, min_time=0.05):
+    """Median seconds per call of fn() over the calls that fill min_time (at least one)."""
     times = []
-    for _ in range(n):
+    while sum(times) < min_time:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def compare(name, sides, repeats):
+def compare(name, sides, rounds):
     """sides: dict label -> zero-arg callable; 'faltung' must be one of them."""
     res = {k: [] for k in sides}
     labels = list(sides)
-    for r in range(repeats):
+    ratios = []
+    for k in labels:  # warm-up: workspaces, caches, lazy initialisation
+        sides[k]()
+    for r in range(rounds):
         order = labels if r % 2 == 0 else labels[::-1]
-        for k in order:
-            res[k].append(timeit(sides[k]))
+        got = {k: timeit(sides[k]) for k in order}
+        for k, v in got.items():
+            res[k].append(v)
+        ratios.append(got["faltung"] / min(v for k, v in got.items() if k != "faltung"))
     med = {k: statistics.median(v) for k, v in res.items()}
-    torch_best = min(v for k, v in med.items() if k != "faltung")
-    ROWS.append((name, med, med["faltung"] / torch_best))
+    ratio = statistics.median(ratios)
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio, ratio, ratio)
+    ROWS.append((name, med, ratio))
     cols = "  ".join(f"{k} {v * 1e3:9.3f} ms" for k, v in med.items())
-    print(f"{name:<44} {cols}  ratio {med['faltung'] / torch_best:5.2f}", flush=True)
+    print(f"{name:<44} {cols}  ratio {ratio:5.2f} (rounds {q1:.2f}-{q3:.2f})", flush=True)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -180,7 +185,7 @@ def bench_mlp(repeats):
                 loss.backward()
                 opt.step()
                 correct += (out.argmax(1) == yb).sum().item()  # accuracy, as fit reports it
-        compare(f"MLP 784-100-50-10 epoch, batch {bs}", {"faltung": f, "torch": t}, max(3, repeats // 2))
+        compare(f"MLP 784-100-50-10 epoch, batch {bs}", {"faltung": f, "torch": t}, max(3, repeats // 5))
 
 
 def cifar_model_faltung():
@@ -293,7 +298,7 @@ def main():
         return _memory_child(sys.argv[2], int(sys.argv[3]))
     p = argparse.ArgumentParser()
     p.add_argument("--only", default=",".join(SECTIONS))
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=15, help="rounds per case")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -303,7 +308,7 @@ def main():
     print(f"# {faltung.build_info()}")
     for s in a.only.split(","):
         SECTIONS[s](a.repeats)
-    print("\n| case | faltung ms | PyTorch ms (best layout) | ratio faltung/PyTorch |")
+    print("\n| case | faltung ms | PyTorch ms (best layout) | ratio faltung/PyTorch (median of rounds) |")
     print("|---|---:|---:|---:|")
     for name, med, ratio in ROWS:
         best = min(v for k, v in med.items() if k != "faltung")
