@@ -323,18 +323,20 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
   std::fill(zeros, zeros + s.C, T(0));
   const int64_t OHW = s.OH * s.OW, run_len = by_row ? s.OW : OHW, runs = by_row ? s.OH : 1;
   const int64_t per_run = (run_len + kOWB - 1) / kOWB, nblk = runs * per_run;
-  // Threads take chunks of ~1 MFLOP of blocks (15-20 us) as they come (dynamic schedule):
-  // on this shared machine one core is often slowed by a neighbour for a while, and a static
-  // split then left the other core idle for up to a third of the call.
+  // Threads take chunks of blocks as they come (dynamic schedule): on this shared machine one
+  // core is often slowed by a neighbour for a while, and a static split then left the other
+  // core idle for up to a third of the call. A chunk is ~1 MFLOP (15-20 us), and at most an
+  // eighth of a thread's share, so that small convs are split evenly too.
+  const int nt = conv_threads(s);
   const int64_t nb = s.N * nblk, flops = kOWB * KB * nkb * R * 2;
-  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 20) / flops);
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>((int64_t(1) << 20) / flops, nb / (8 * nt)));
   const int64_t nchunks = (nb + chunk - 1) / chunk;
   if (windows_inside(s)) {
     // Every window inside the image (the padded few-channel input, or "valid" padding) and
     // dilation_w 1: every block is simple, so it is set up from its first pixel's position,
     // carried from block to block, with no divisions and no border tests. For 3 channels a
     // block's FMAs are only 2 x 162 cycles, and the general set-up took ~30% of the time.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(conv_threads(s))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t b0 = c * chunk, b1 = std::min(nb, b0 + chunk);
       int64_t n = b0 / nblk, i = b0 % nblk, oh = i * kOWB / s.OW, ow = i * kOWB % s.OW;
@@ -360,7 +362,7 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
     }
     return;
   }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(conv_threads(s))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (int64_t c = 0; c < nchunks; ++c) {
     for (int64_t b = c * chunk; b < std::min(nb, (c + 1) * chunk); ++b) {
       const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
