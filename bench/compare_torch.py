@@ -10,7 +10,8 @@ ratio = the median over the rounds of (faltung time / PyTorch time of the same r
 on a shared machine: its speed drifts by 10-30% over seconds, which moves both sides of a round
 alike but would move medians taken over different seconds apart. For convolutions PyTorch is
 timed in its default NCHW layout and in channels_last, and each round's ratio is taken against
-the faster of the two ("best layout"). Run it on a quiet machine all the same: a busy
+the faster of the two in that round ("best layout"; the minimum of two noisy times favours
+PyTorch slightly). Run it on a quiet machine all the same: a busy
 neighbour makes 2-thread timings 3-5x slower.
 """
 import argparse
@@ -30,11 +31,12 @@ ROWS = []
 
 def timeit(fn, min_time=0.05):
     """Median seconds per call of fn() over the calls that fill min_time (at least one)."""
-    times = []
-    while sum(times) < min_time:
+    times, total = [], 0.0
+    while total < min_time:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        total += times[-1]
     return statistics.median(times)
 
 
@@ -53,7 +55,7 @@ def compare(name, sides, rounds):
         ratios.append(got["faltung"] / min(v for k, v in got.items() if k != "faltung"))
     med = {k: statistics.median(v) for k, v in res.items()}
     ratio = statistics.median(ratios)
-    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio, ratio, ratio)
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else (ratio,) * 3
     ROWS.append((name, med, ratio))
     cols = "  ".join(f"{k} {v * 1e3:9.3f} ms" for k, v in med.items())
     print(f"{name:<44} {cols}  ratio {ratio:5.2f} (rounds {q1:.2f}-{q3:.2f})", flush=True)
@@ -308,6 +310,8 @@ def main():
     print(f"# {faltung.build_info()}")
     for s in a.only.split(","):
         SECTIONS[s](a.repeats)
+    # the times are each side's median; the ratio is the median of the rounds' ratios, so it
+    # need not equal the quotient of the two times
     print("\n| case | faltung ms | PyTorch ms (best layout) | ratio faltung/PyTorch (median of rounds) |")
     print("|---|---:|---:|---:|")
     for name, med, ratio in ROWS:

@@ -104,19 +104,35 @@ DIRECT_CASES = [  # (input shape, kernel shape, strides, padding, dilation)
     # stride phases as one Winograd F(3x3, 2x2) conv
     ((2, 10, 9, 8), (4, 4, 8, 12), 2, "same", 1),
     ((1, 7, 8, 9), (4, 2, 9, 8), (2, 1), "valid", 1),
-    # big enough that the forward's blocks are split into several ~1 MFLOP chunks, each
-    # starting mid-image and mid-row: every window inside after the padded copy (3 channels,
-    # 1369 pixels: a tail block per image), every window inside under "valid", and border
-    # blocks at stride 2
+    # forward blocks split into many chunks (at two threads), most starting mid-image and
+    # mid-row: every window inside after the padded copy (3 channels, 1369 pixels: a tail
+    # block per image), every window inside under "valid", and border blocks at stride 2
     ((3, 37, 37, 3), (3, 3, 3, 16), 1, "same", 1),
     ((2, 20, 21, 24), (3, 3, 24, 16), 1, "valid", 1),
     ((2, 16, 16, 32), (3, 3, 32, 32), 2, "same", 1),
+    # every window inside with no padded copy: a wide output row (26, not a multiple of the
+    # 6-pixel block) and outputs narrower than a block (5 and 1 columns)
+    ((3, 12, 28, 8), (3, 3, 8, 16), 1, "valid", 1),
+    ((16, 12, 7, 3), (3, 3, 3, 16), 1, "valid", 1),
+    ((5, 9, 3, 9), (2, 3, 9, 8), (1, 2), "valid", 1),
 ]
 
 
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=[str(i) for i in range(len(DIRECT_CASES))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_direct_matches_reference(case, dtype):
+    # two threads, whatever the machine has: the chunks of forward blocks that the cases
+    # above are sized for depend on the thread count
+    import faltung
+    before = faltung.get_num_threads()
+    faltung.set_num_threads(2)
+    try:
+        _check_direct_against_reference(case, dtype)
+    finally:
+        faltung.set_num_threads(before)
+
+
+def _check_direct_against_reference(case, dtype):
     xs, ws, st, pad, dil = case
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)

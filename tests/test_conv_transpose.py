@@ -47,6 +47,9 @@ CASES = {
     "N1-5x6-k(4,2)-s(2,1)-same-CI8-F9-wino": (1, (5, 6), 8, 9, (4, 2), (2, 1), "same", None, 1),
     "N1-1x1-k4-s2-valid-CI8-F8-wino": (1, (1, 1), 8, 8, 4, 2, "valid", None, 1),
     "N2-L9-k4-s2-same-CI8-F8-1D-direct": (2, (9,), 8, 8, 4, 2, "same", None, 1),
+    # kernel = stride: each phase is a 1x1 conv with every window inside the input, over a
+    # 28-wide row (wider than 24 pixels and not a multiple of the 6-pixel block)
+    "N2-3x28-k2-s2-valid-CI8-F12-wide": (2, (3, 28), 8, 12, 2, 2, "valid", None, 1),
 }
 
 

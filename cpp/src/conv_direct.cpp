@@ -182,10 +182,8 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
     // Border blocks and dilated columns: one run of C values per kernel tap, each pixel reading
     // its input pixel or, where the tap falls outside the image, `zeros`. No copies; measured
     // as fast as copying window rows on 64-channel shapes. Few channels with padding take the
-    // padded copy instead (every block simple); only a dilated few-channel conv runs these
-    // short runs.
-    // (The run works on a local copy of the accumulators: with acc's address taken GCC would
-    // store them back after every FMA, since x may alias them.)
+    // padded copy instead (no border blocks); only a dilated few-channel conv runs these short
+    // runs.
     const int64_t C = s.C;
     const T* x[OWB];
     for (int64_t kh = 0; kh < s.KH; ++kh) {
@@ -205,20 +203,7 @@ inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, c
           x[j] = in ? row[j] + iw * C : zeros;
           any |= in;
         }
-        if (!any) continue;
-        V a[OWB][kKV];
-        const T* xj[OWB];
-#pragma GCC unroll 8
-        for (int j = 0; j < OWB; ++j) {
-          xj[j] = x[j];
-#pragma GCC unroll 2
-          for (int v = 0; v < kKV; ++v) a[j][v] = acc[j][v];
-        }
-        fma_run<T, OWB>(a, xj, wk + (kh * s.KW + kw) * C * KB, C);
-#pragma GCC unroll 8
-        for (int j = 0; j < OWB; ++j)
-#pragma GCC unroll 2
-          for (int v = 0; v < kKV; ++v) acc[j][v] = a[j][v];
+        if (any) fma_run<T, OWB>(acc, x, wk + (kh * s.KW + kw) * C * KB, C);
       }
     }
   }
@@ -311,10 +296,13 @@ namespace {
 
 // by_row: blocks of kOWB pixels along each output row (wide rows: every block but the last
 // of a row is then simple), else over the flattened image (an 8- or 16-pixel row would
-// otherwise leave narrow tail blocks; measured 10-15% faster at 16x16 stride 2).
+// otherwise leave narrow tail blocks; measured 10-15% faster at 16x16 stride 2). A conv with
+// every window inside the image always takes flattened blocks: all of them are simple.
 template <typename T>
 void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
                            const T* weight, const T* bias, const Conv2dShape& s, bool relu, bool by_row) {
+  const bool inside = windows_inside(s);
+  if (inside) by_row = false;
   constexpr int64_t KB = kKV * Vec<T>::width;
   const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
   const T* wp = pack_weight(weight, bias, s, KB);
@@ -323,16 +311,17 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
   std::fill(zeros, zeros + s.C, T(0));
   const int64_t OHW = s.OH * s.OW, run_len = by_row ? s.OW : OHW, runs = by_row ? s.OH : 1;
   const int64_t per_run = (run_len + kOWB - 1) / kOWB, nblk = runs * per_run;
-  // Threads take chunks of blocks as they come (dynamic schedule): on this shared machine one
-  // core is often slowed by a neighbour for a while, and a static split then left the other
-  // core idle for up to a third of the call. A chunk is ~1 MFLOP (15-20 us), and at most an
-  // eighth of a thread's share, so that small convs are split evenly too.
+  // Threads take chunks of blocks as they come (dynamic schedule): when a neighbour on a shared
+  // host slows one core for a while, a static split left the other core idle for up to a third
+  // of the call. A chunk is at most an eighth of a thread's share of the blocks and at most
+  // ~1 MFLOP (15-20 us), and at least one block.
   const int nt = conv_threads(s);
   const int64_t nb = s.N * nblk, flops = kOWB * KB * nkb * R * 2;
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>((int64_t(1) << 20) / flops, nb / (8 * nt)));
   const int64_t nchunks = (nb + chunk - 1) / chunk;
-  if (windows_inside(s)) {
-    // Every window inside the image (the padded few-channel input, or "valid" padding) and
+  if (inside) {
+    // Every window inside the image (the padded few-channel input, "valid" padding, the stride
+    // phases of a transposed conv) and
     // dilation_w 1: every block is simple, so it is set up from its first pixel's position,
     // carried from block to block, with no divisions and no border tests. For 3 channels a
     // block's FMAs are only 2 x 162 cycles, and the general set-up took ~30% of the time.
@@ -379,9 +368,9 @@ template <typename T>
 void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
                                 const T* weight, const T* bias, const Conv2dShape& s, bool relu) {
   // Few input channels: copy the input once into a zero-padded image (cheap: 3 channels of
-  // a 32x32 batch of 64 are 0.9 MB, against 113 MFLOP), so that every block is simple and
-  // blocks may run across output rows with no border or tail blocks (1st CIFAR layer, one
-  // thread: ~2.0 vs ~2.4 ms, on a noisy machine).
+  // a 32x32 batch of 64 are 0.9 MB, against 113 MFLOP), so that every window is inside the
+  // image: flattened blocks across output rows, no border blocks, one tail block per image
+  // (1st CIFAR layer, one thread: ~2.0 vs ~2.4 ms, on a noisy machine).
   const int64_t bottom = std::max<int64_t>(0, (s.OH - 1) * s.stride_h - s.pad_top + (s.KH - 1) * s.dil_h + 1 - s.H);
   const int64_t right = std::max<int64_t>(0, (s.OW - 1) * s.stride_w - s.pad_left + (s.KW - 1) * s.dil_w + 1 - s.W);
   const int64_t top = std::max<int64_t>(0, s.pad_top), left = std::max<int64_t>(0, s.pad_left);
