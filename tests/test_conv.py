@@ -150,6 +150,42 @@ def _check_direct_against_reference(case, dtype):
         np.testing.assert_allclose(g, r, err_msg=name, **tol)
 
 
+def test_direct_forward_random_shapes():
+    # 120 random geometries (sizes 1-33 x 1-39, kernels 1-5, strides 1-3 or dilations 1-2,
+    # valid/same/full, 1-24 channels, 1-33 filters, 1-3 threads) against the reference kernel:
+    # the block set-up (flattened or per-row blocks, border and tail blocks, chunk starts)
+    # depends on all of them at once.
+    import faltung
+    r = np.random.default_rng(7)
+    before = faltung.get_num_threads()
+    checked = 0
+    try:
+        while checked < 120:
+            N, H, W = int(r.integers(1, 4)), int(r.integers(1, 34)), int(r.integers(1, 40))
+            Ci, K = int(r.choice([1, 2, 3, 5, 7, 8, 9, 16, 24])), int(r.choice([1, 3, 8, 16, 17, 32, 33]))
+            k = (int(r.integers(1, 6)), int(r.integers(1, 6)))
+            st = (int(r.integers(1, 4)), int(r.integers(1, 4)))
+            dil = (1, 1) if max(st) > 1 else (int(r.integers(1, 3)), int(r.integers(1, 3)))
+            pad = str(r.choice(["valid", "same", "full"]))
+            if pad == "valid" and (H < (k[0] - 1) * dil[0] + 1 or W < (k[1] - 1) * dil[1] + 1):
+                continue
+            faltung.set_num_threads(int(r.integers(1, 4)))
+            x = r.standard_normal((N, H, W, Ci))
+            w = r.standard_normal((*k, Ci, K))
+            b = r.standard_normal(K)
+            relu = bool(r.integers(0, 2))
+            want, _ = C.conv_forward(x, w, b, st, pad, None, dil, relu=relu, algorithm="reference")
+            for dt, tol in ((np.float64, 1e-10), (np.float32, 2e-4)):
+                got, ran = C.conv_forward(x.astype(dt), w.astype(dt), b.astype(dt), st, pad, None, dil,
+                                          relu=relu, algorithm="direct")
+                assert ran == "direct"
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol,
+                                           err_msg=f"{x.shape} {w.shape} {st} {pad} {dil} {dt.__name__}")
+            checked += 1
+    finally:
+        faltung.set_num_threads(before)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
 def test_direct_multithreaded_matches_reference(threads):
     # Above 1 MFLOP, so the kernels split rows over threads (partials of the filter gradient,
