@@ -207,7 +207,8 @@ void backward_filter_m(T* dweight, const T* dout, const T* inp, const Conv2dShap
     T* part = tid == 0 ? dU : workspace<T>(PCK, 4);
     parts[tid] = part;
     std::fill(part, part + PCK, T(0));
-#pragma omp for schedule(dynamic, 1)
+    // static: each thread sums a fixed range of blocks, so dweight is the same on every run
+#pragma omp for schedule(static)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t t0 = blk * TB, ntl = std::min(TB, tiles - t0);
       input_block<T, M>(Vb, TB, inp, grid, t0, ntl, H, W, C, s.pad_top, s.pad_left);

@@ -31,7 +31,8 @@ void winograd_filter_im2col(T* dweight, const T* dout, const T* inp, const Conv2
     parts[tid] = part;
     std::fill(part, part + C9 * K, T(0));
     T* col = workspace<T>(R * C9, 6);
-#pragma omp for schedule(dynamic, 1)
+    // static: each thread sums a fixed range of blocks, so dweight is the same on every run
+#pragma omp for schedule(static)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t r0 = blk * R, nr = std::min(R, rows - r0);
       for (int64_t i = 0; i < nr; ++i) {
