@@ -8,7 +8,8 @@
 // like (D = 27 columns for a 3-channel first layer, or K = 32/64 filters); PyTorch's oneDNN
 // runs direct NHWC kernels there. The forward keeps a (OWB x KB) output block in 12 registers
 // and streams the packed weights once per block: per (kh, kw, c) step 2 weight loads + 6 broadcasts
-// feed 12 FMAs, so the loop is FMA-bound, not load-bound.
+// feed 12 FMAs, so the loop is FMA-bound, not load-bound. Threads take chunks of blocks
+// dynamically; a conv whose every window lies inside the image skips the per-block border set-up.
 //
 //   forward          out[p, k]       = sum_{kh,kw,c} inp[window(p), c] * weight[kh,kw,c,k]
 //   backward filter  dweight[t, c, k] = sum_p inp[window_t(p), c] * dout[p, k]
@@ -320,11 +321,11 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>((int64_t(1) << 20) / flops, nb / (8 * nt)));
   const int64_t nchunks = (nb + chunk - 1) / chunk;
   if (inside) {
-    // Every window inside the image (the padded few-channel input, "valid" padding, the stride
-    // phases of a transposed conv) and
-    // dilation_w 1: every block is simple, so it is set up from its first pixel's position,
-    // carried from block to block, with no divisions and no border tests. For 3 channels a
-    // block's FMAs are only 2 x 162 cycles, and the general set-up took ~30% of the time.
+    // Every window inside the image and dilation_w 1 (the padded few-channel input, "valid"
+    // padding, the stride phases of a transposed conv): every block is simple, so it is set up
+    // from its first pixel's position, carried from block to block, with no divisions and no
+    // border tests. For 3 channels a block's FMAs are only 2 x 162 cycles, and the general
+    // set-up took ~30% of the time.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t b0 = c * chunk, b1 = std::min(nb, b0 + chunk);
