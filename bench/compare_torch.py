@@ -11,8 +11,8 @@ on a shared machine: its speed drifts by 10-30% over seconds, which moves both s
 alike but would move medians taken over different seconds apart. For convolutions PyTorch is
 timed in its default NCHW layout and in channels_last, and each round's ratio is taken against
 the faster of the two in that round ("best layout"; the minimum of two noisy times favours
-PyTorch slightly). Run it on a quiet machine all the same: a busy
-neighbour makes 2-thread timings 3-5x slower.
+PyTorch slightly). Run it on a quiet machine all the same: a busy neighbour makes 2-thread
+timings 3-5x slower.
 """
 import argparse
 import copy

@@ -481,7 +481,7 @@ def test_training_step_releases_saved_activations():
 
 
 def test_seeded_cnn_training_is_reproducible():
-    # Same seed, same thread count: the same weights to the bit after an epoch, through conv
+    # Same seed, same thread count: the same weights to the bit after two epochs, through conv
     # (direct first layer, Winograd 3x3, their filter gradients), batch norm, pooling, dropout
     # and Adam, with shuffling.
     from faltung import layers
