@@ -466,7 +466,8 @@ def test_training_step_releases_saved_activations():
     rng = np.random.default_rng(0)
     x = rng.random((4, 8, 8, 1), dtype=np.float32)
     y = rng.integers(0, 3, 4)
-    seq = faltung.Sequential([L.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
+    seq = faltung.Sequential([L.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"),
+                              L.SeparableConv2D(4, 3, padding="same"), L.MaxPooling2D(),
                               L.Flatten(), L.Dense(3, activation="softmax")])
     inp = faltung.Input((8, 8, 1))
     out = L.Dense(3, activation="softmax")(L.Flatten()(L.Conv2D(4, 3, activation="relu")(inp)))
@@ -475,6 +476,7 @@ def test_training_step_releases_saved_activations():
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         model.train_on_batch(x, y)
         assert all(getattr(l, "_cache", None) is None for l in model.layers)
+        assert all(getattr(l, "_depthwise_out", None) is None for l in model.layers)
         conv = next(l for l in model.layers if isinstance(l, L.Conv2D))
         with pytest.raises(ValueError, match="needs a previous forward"):
             conv.backward(np.zeros((4, 6, 6, 4), np.float32))

@@ -76,6 +76,10 @@ class BaseSeparableConv(ConvBrick):
             self._depthwise_out = None
         return y
 
+    def release_cache(self):
+        super().release_cache()
+        self._depthwise_out = None
+
     def _op_backward(self, dz, x, need_dx):
         d = self._depthwise_out
         dd, dpw, db = conv_ops.conv_backward(dz, d, self.pointwise_kernel.value, need_dx=True,
