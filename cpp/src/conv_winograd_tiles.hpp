@@ -11,7 +11,6 @@
 // register); the same code serves both, so channel remainders use the scalar path.
 #pragma once
 #include <cstdint>
-#include <cstring>
 
 #include "simd.hpp"
 
@@ -185,7 +184,7 @@ inline void input_tile(const T* src, int64_t H, int64_t W, int64_t C, int64_t ih
       if (inside || (ih >= 0 && ih < H && iw >= 0 && iw < W))
         d[a * A + b] = load<V>(src + (ih * W + iw) * C + c0);
       else
-        d[a * A + b] = V{} ;
+        d[a * A + b] = V{};
     }
   for (int b = 0; b < A; ++b) Tf<M>::in(d + b, A, t + b, A);          // columns
   for (int i = 0; i < A; ++i) Tf<M>::in(t + i * A, 1, d + i * A, 1);  // rows
