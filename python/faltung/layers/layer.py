@@ -1,13 +1,69 @@
-"""The brick every layer is: `build` creates weights, `forward` computes (and caches what
+"""The brick every layer is: `build` creates weights, `forward` computes (and saves what
 `backward` needs when `training=True`), `backward` turns dL/dy into dL/dx and stores the
 weight gradients in each `Variable.grad`.
 
 Keras has no `backward`; it is faltung's addition (the seeds' "Lego" bricks), which is why
 faltung needs no autograd tape.
+
+The brick contract:
+- `forward(inputs, training=False, **kwargs) -> outputs`. `inputs` is one array, or a list
+  for layers that take several (merge layers); `outputs` one array, or a list for layers
+  that return several. Layers that take a mask accept `mask=`.
+- During a training forward a layer calls `self.save_for_backward(*values)`; its backward
+  reads them back with `self.saved_for_backward()`, which raises one uniform error when no
+  training forward of the same call saved anything.
+- `backward(dy, need_dx=True) -> dx`: dy has the structure of the outputs (a list with None
+  for outputs that received no gradient), dx the structure of the inputs. It sets the
+  `grad` of the layer's weights (assigning, not adding: the graph sums the grads of a layer
+  used several times). A layer called with tensors in keyword arguments (an RNN's
+  `initial_state`) returns `(dx, {name: gradient structure})`.
+
+Saved values belong to one call, not to the layer: the graph runner gives every layer call
+(graph node) its own `CallContext` (`run_forward` / `run_backward`), so a layer used twice
+keeps both calls' values and inference in another thread never disturbs training. A layer
+called directly (`layer.forward(x, training=True)`, then `layer.backward(dy)`) saves into a
+context of its own per thread, which the next direct training forward replaces.
 """
+import threading
+
 import numpy as np
 
 from faltung import backend
+
+_active = threading.local()  # .layer, .ctx: the layer call this thread is running
+
+
+class CallContext:
+    """What one call of a layer saved for its backward (`saved` is None until then)."""
+    __slots__ = ("saved",)
+
+    def __init__(self):
+        self.saved = None
+
+
+def _enter(layer, ctx):
+    prev = (getattr(_active, "layer", None), getattr(_active, "ctx", None))
+    _active.layer, _active.ctx = layer, ctx
+    return prev
+
+
+def run_forward(layer, ctx, inputs, training=False, **kwargs):
+    """layer.forward(inputs) with its saved values going to `ctx` (a CallContext)."""
+    prev = _enter(layer, ctx)
+    try:
+        return layer.forward(inputs, training=training, **kwargs)
+    finally:
+        _active.layer, _active.ctx = prev
+
+
+def run_backward(layer, ctx, dy, need_dx=True):
+    """layer.backward(dy) on what the forward of `ctx` saved; frees those values after."""
+    prev = _enter(layer, ctx)
+    try:
+        return layer.backward(dy, need_dx=need_dx)
+    finally:
+        _active.layer, _active.ctx = prev
+        ctx.saved = None
 
 
 class Variable:
@@ -73,6 +129,7 @@ class Layer:
             self.input_shape_arg = (None, int(input_dim))
         self.input_shape = None   # set by build
         self.output_shape = None  # set by build
+        self._inbound_nodes = []  # symbolic calls (faltung.layers.node.Node)
 
     # -- weights ---------------------------------------------------------------------
     def add_weight(self, shape, initializer="zeros", name=None, trainable=True,
@@ -149,26 +206,106 @@ class Layer:
         Uses what the last forward(training=True) cached."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
+    # -- what backward needs (see the module docstring) ------------------------------
+    def _context(self):
+        if getattr(_active, "layer", None) is self:
+            return _active.ctx
+        local = self.__dict__.get("_direct")
+        if local is None:
+            local = self.__dict__.setdefault("_direct", threading.local())
+        ctx = getattr(local, "ctx", None)
+        if ctx is None:
+            ctx = local.ctx = CallContext()
+        return ctx
+
+    def save_for_backward(self, *values):
+        """Keep `values` for this call's backward (call it only when training)."""
+        self._context().saved = values
+
+    def saved_for_backward(self):
+        """The tuple this call's training forward saved; ValueError if there is none."""
+        saved = self._context().saved
+        if saved is None:
+            raise ValueError(f"Layer '{self.name}': backward() needs a preceding forward(x, "
+                             "training=True) of the same call, and none saved anything (no "
+                             "training forward, or a backward already used and freed it).")
+        return saved
+
+    def has_saved(self):
+        return self._context().saved is not None
+
     def release_cache(self):
-        """Drop what the last forward(training=True) kept for backward (faltung addition).
-        Models call it right after a layer's backward, so a training step frees each layer's
-        saved activations as the backward pass leaves it instead of at the next forward:
-        the step's peak memory then holds the early layers' activations only."""
-        self._cache = None
+        """Drop what the last direct forward(training=True) saved (faltung addition).
+        Graph runs free each call's values right after its backward themselves, so a
+        training step frees each layer's saved activations as the backward pass leaves it."""
+        self._context().saved = None
 
     def call(self, x, training=False):
         return self.forward(x, training=training)
 
-    def __call__(self, x, training=False):
-        from faltung.layers.input_layer import KerasTensor
-        if isinstance(x, KerasTensor):  # symbolic call (functional API): shapes only
-            if not self.built:
-                self.build(x.shape)
-            return KerasTensor(self.compute_output_shape(x.shape), source=(self, x))
-        x = backend.as_float_array(x, f"{self.name} input")
+    # -- masks (Keras's protocol) ------------------------------------------------------
+    supports_masking = False
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of this call's output: layers that support masking pass the input mask
+        on (Keras's default), the others drop it. Layers that make or consume masks
+        (Embedding, Masking, pooling over time) override it."""
+        return mask if self.supports_masking else None
+
+    # -- calling -----------------------------------------------------------------------
+    output_dtype = "float32"  # dtype of the symbolic outputs
+
+    def convert_input(self, x):
+        """An array argument of an eager call as the dtype `forward` takes (float32)."""
+        from faltung.layers.node import map_structure
+        return map_structure(lambda a: backend.as_float_array(a, f"{self.name} input"), x)
+
+    def __call__(self, inputs, training=None, mask=None, **kwargs):
+        """On KerasTensors: records the call (functional API) and returns output tensors.
+        On arrays: builds the layer if needed and returns forward(inputs)."""
+        from faltung.layers import node as N
+        if mask is not None:
+            kwargs["mask"] = mask
+        if any(isinstance(t, N.KerasTensor) for t in N.flatten((inputs, kwargs))):
+            if training is not None:
+                kwargs["training"] = training
+            return N.symbolic_call(self, inputs, kwargs)
+        x = self.convert_input(inputs)
         if not self.built:
-            self.build((None,) + tuple(x.shape[1:]))
-        return self.forward(x, training=training)
+            self.build(N.map_structure(lambda a: (None,) + tuple(a.shape[1:]), x))
+        return self.forward(x, training=bool(training), **kwargs)
+
+    def check_input_shape(self, shapes):
+        """A symbolic call of a built layer: rank and known sizes must match the shapes it
+        was built for (Keras's input_spec check), else ValueError naming the layer."""
+        from faltung.layers.node import is_shape
+        built = self.input_shape
+        if built is None:
+            return
+        exp = [built] if is_shape(built) else list(built)
+        got = [shapes] if is_shape(shapes) else list(shapes)
+        ok = len(exp) == len(got) and all(
+            is_shape(e) and is_shape(g) and len(e) == len(g)
+            and all(a is None or b is None or a == b for a, b in zip(e[1:], g[1:]))
+            for e, g in zip(exp, got))
+        if not ok:
+            def shown(s):
+                return tuple(s) if is_shape(s) else [tuple(x) for x in s]
+            raise ValueError(f'Input of layer "{self.name}" is incompatible with the layer: '
+                             f"expected shape={shown(built)}, found shape={shown(shapes)}")
+
+    # -- symbolic history (Keras's layer.input / layer.output) ---------------------------
+    def _node_attr(self, attr, what):
+        nodes = self.__dict__.get("_inbound_nodes")
+        if not nodes:
+            raise AttributeError(f"The layer {self.name} has never been called and thus has "
+                                 f"no defined {what}.")
+        return getattr(nodes[0], attr)
+
+    input = property(lambda self: self._node_attr("call_args", "input"),
+                     doc="The symbolic input of the layer's first call.")
+    output = property(lambda self: self._node_attr("outputs", "output"),
+                      doc="The symbolic output of the layer's first call.")
 
     # -- config ----------------------------------------------------------------------
     def get_config(self):

@@ -1,13 +1,14 @@
-"""Functional models: `Model(inputs, outputs)` over the graph of KerasTensors that layer
-calls on `Input(...)` tensors record.
+"""Functional models: `Model(inputs, outputs)` over the graph of layer calls recorded on
+`Input(...)` tensors (Keras's functional API).
 
-Supported: one input tensor and one output tensor, with any DAG between them: a tensor may
-feed several layers (their gradients are summed) and a layer may take a list of tensors
-(merge layers: `forward` gets a list and `backward` returns a list). Each layer may be
-called once per model (faltung-only limit: a brick caches one forward for its backward).
+Any number of inputs and outputs (a tensor, a list, or a dict keyed by name); any DAG
+between them: a tensor may feed several layers (gradients summed), a layer may take and
+return several tensors (merge layers, `return_state`), the same layer may be called
+several times (shared weights; gradients summed over the calls), and a model is itself a
+layer that can be called inside another model.
 """
 from faltung.layers.input_layer import InputLayer
-from faltung.models.graph import _single
+from faltung.layers.node import KerasTensor, flatten
 from faltung.models.model import Model
 
 
@@ -21,77 +22,131 @@ class Functional(Model):
     """
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
-        self._layers = []
         super().__init__(name=name, trainable=trainable, **kwargs)
-        self._set_graph(_single(inputs, "input"), _single(outputs, "output"))
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        if isinstance(outputs, tuple):
+            outputs = list(outputs)
+        if isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], KerasTensor):
+            inputs = inputs[0]  # Keras unwraps a one-element list of inputs
+        self._set_graph(inputs, outputs)
 
     @property
     def layers(self):
-        return list(self._layers)  # includes the InputLayer, as Keras's functional models
+        return self._all_layers()  # includes the InputLayers, as Keras's functional models
 
     def _all_layers(self):
-        return self._layers
-
-    @property
-    def inputs(self):
-        return [self._input_tensor]
-
-    @property
-    def outputs(self):
-        return [self._output_tensor]
-
-    input = property(lambda self: self._input_tensor)
-    output = property(lambda self: self._output_tensor)
+        graph = self.__dict__.get("_graph")
+        return list(graph.layers) if graph is not None else []
 
     def build(self, input_shape):
         self.built = True
 
-    def compute_output_shape(self, input_shape):
-        return self.output_shape
-
-    def _forward(self, x, training):
-        return self._graph_forward(x, training)
-
-    def _backward(self, dy, need_dx):
-        return self._graph_backward(dy, need_dx)
-
+    # -- config ------------------------------------------------------------------------
     def get_config(self):
+        """Keras 3's functional config: layers with their inbound nodes, input and output
+        layers as [layer_name, node_index, tensor_index]."""
         from faltung.models.saving import serialize_layer
-        producer = {id(n.output): n.layer.name for n in self._nodes}
-        producer[id(self._input_tensor)] = self._layers[0].name
+        g = self._graph
+        own_nodes = {id(n) for n in g.nodes} | {id(t._node) for t in g.inputs}
+
+        def node_index(layer, node):
+            return [n for n in layer._inbound_nodes if id(n) in own_nodes].index(node)
 
         def ref(t):
+            layer = t._node.layer
             return {"class_name": "__keras_tensor__",
-                    "config": {"shape": list(t.shape), "dtype": "float32",
-                               "keras_history": [producer[id(t)], 0, 0]}}
+                    "config": {"shape": list(t.shape), "dtype": t.dtype,
+                               "keras_history": [layer.name, node_index(layer, t._node),
+                                                 t._index]}}
 
-        layers = [dict(serialize_layer(self._layers[0]), name=self._layers[0].name,
-                       inbound_nodes=[])]
-        for n in self._nodes:
-            args = [ref(t) for t in n.inputs]
-            layers.append(dict(serialize_layer(n.layer), name=n.layer.name,
-                               inbound_nodes=[{"args": [args if n.multi else args[0]],
-                                               "kwargs": {}}]))
+        def tensors(struct):
+            if isinstance(struct, KerasTensor):
+                return ref(struct)
+            if isinstance(struct, (list, tuple)):
+                return [tensors(s) for s in struct]
+            if isinstance(struct, dict):
+                return {k: tensors(v) for k, v in struct.items()}
+            return struct
+
+        layers = []
+        for layer in g.layers:
+            nodes = [n for n in layer._inbound_nodes if id(n) in own_nodes and not n.is_input]
+            inbound = [{"args": [tensors(n.call_args)], "kwargs": tensors(n.call_kwargs)}
+                       for n in nodes]
+            layers.append(dict(serialize_layer(layer), name=layer.name, inbound_nodes=inbound))
+
+        def endpoints(struct):
+            if isinstance(struct, dict):
+                return {k: endpoints(v) for k, v in struct.items()}
+            if isinstance(struct, (list, tuple)):
+                return [endpoints(s) for s in struct]
+            return ref(struct)["config"]["keras_history"]
+
+        def top(struct):  # Keras writes a single tensor as a one-element list
+            return [endpoints(struct)] if isinstance(struct, KerasTensor) else endpoints(struct)
+
         return {"name": self.name, "trainable": self.trainable, "layers": layers,
-                "input_layers": [[self._layers[0].name, 0, 0]],
-                "output_layers": [[producer[id(self._output_tensor)], 0, 0]]}
+                "input_layers": top(g.inputs_struct),
+                "output_layers": top(g.outputs_struct)}
 
     @classmethod
     def from_config(cls, config):
+        """Rebuild the graph: create every layer, then replay the inbound nodes in an order
+        where each call's input tensors exist (Keras's process_node loop)."""
         from faltung.models.saving import deserialize_layer
-        tensors = {}
+        made = {}        # layer name -> list of output structures, one per node
+        pending = []     # (layer, node config list)
         for lc in config["layers"]:
             layer = deserialize_layer(lc)
             if isinstance(layer, InputLayer):
-                tensors[layer.name] = layer.output
-                continue
-            arg = lc["inbound_nodes"][0]["args"][0]
-            if isinstance(arg, list):
-                x = [tensors[a["config"]["keras_history"][0]] for a in arg]
+                made[layer.name] = [layer.output]
             else:
-                x = tensors[arg["config"]["keras_history"][0]]
-            tensors[layer.name] = layer(x)
-        inp = tensors[config["input_layers"][0][0]]
-        out = tensors[config["output_layers"][0][0]]
-        return cls(inp, out, name=config.get("name"), trainable=config.get("trainable", True))
+                made[layer.name] = []
+                pending.append((layer, list(lc.get("inbound_nodes", []))))
 
+        def resolve(struct):
+            if isinstance(struct, dict) and struct.get("class_name") == "__keras_tensor__":
+                name, node_i, tensor_i = struct["config"]["keras_history"]
+                outs = made.get(name, [])
+                if node_i >= len(outs):
+                    raise LookupError
+                return flatten(outs[node_i])[tensor_i]
+            if isinstance(struct, list):
+                return [resolve(s) for s in struct]
+            if isinstance(struct, dict):
+                return {k: resolve(v) for k, v in struct.items()}
+            return struct
+
+        while any(nodes for _, nodes in pending):
+            progress = False
+            for layer, nodes in pending:
+                while nodes:
+                    try:
+                        args = resolve(nodes[0]["args"])
+                        kwargs = resolve(nodes[0].get("kwargs") or {})
+                    except LookupError:
+                        break
+                    made[layer.name].append(layer(args[0], **kwargs))
+                    nodes.pop(0)
+                    progress = True
+            if not progress:
+                raise ValueError("Could not rebuild the functional model from its config: "
+                                 "some layer inputs are never produced.")
+
+        def endpoint(ref):
+            if isinstance(ref, dict):
+                return {k: endpoint(v) for k, v in ref.items()}
+            if isinstance(ref, list) and ref and isinstance(ref[0], str):
+                name, node_i, tensor_i = ref[:3]
+                return flatten(made[name][node_i])[tensor_i]
+            return [endpoint(r) for r in ref]
+
+        inputs = endpoint(config["input_layers"])
+        outputs = endpoint(config["output_layers"])
+        if isinstance(inputs, list) and len(inputs) == 1:
+            inputs = inputs[0]
+        if isinstance(outputs, list) and len(outputs) == 1:
+            outputs = outputs[0]
+        return cls(inputs, outputs, name=config.get("name"),
+                   trainable=config.get("trainable", True))

@@ -1,106 +1,232 @@
-"""The graph machinery behind functional and subclassed models: tracing KerasTensor
-layer calls into topologically ordered nodes, then running forward through them and
-backward in reverse (gradients of a tensor used by several layers are summed)."""
-from faltung.layers.input_layer import InputLayer, KerasTensor
+"""The graph behind functional, Sequential and traced subclassed models.
+
+`Graph(inputs, outputs)` walks the recorded layer calls (faltung.layers.node.Node) from
+the output tensors back to the input tensors and orders them as Keras's `map_graph` does
+(nodes by decreasing depth; `layers` by depth, ties in first-visit order, which fixes the
+order of `model.layers`, `model.weights` and the weight-file paths). It then runs:
+
+- forward: node by node, each call with its own `CallContext` (what its backward needs),
+  masks passed from layer to layer as Keras propagates them, intermediate values dropped
+  after their last consumer;
+- backward: in reverse over the saved contexts; gradients of a tensor consumed by several
+  calls are summed, and so are the weight gradients of a layer (or of weights) used by
+  several calls. Calls with nothing trainable behind or inside them are skipped.
+"""
+import inspect
+
+from faltung.layers.layer import CallContext, Layer, run_backward, run_forward
+from faltung.layers.node import KerasTensor, flatten, pack_like
 
 
-class _Node:
-    """One layer call: `layer(inputs) -> output`."""
-
-    def __init__(self, layer, inputs, output, multi):
-        self.layer, self.inputs, self.output, self.multi = layer, inputs, output, multi
-        self.need_backward = False
-        self.need_dx = False
+def _describe(t):
+    hist = t._keras_history
+    return f"{t!r} (made by layer '{hist[0].name}')" if hist else repr(t)
 
 
-def _single(t, what):
-    if isinstance(t, (list, tuple)):
-        if len(t) != 1:
-            raise ValueError(f"faltung functional models take exactly one {what} tensor. "
-                             f"Received {len(t)} {what} tensors.")
-        t = t[0]
-    if isinstance(t, dict):
-        raise ValueError(f"faltung functional models take a single {what} tensor, not a dict.")
-    if not isinstance(t, KerasTensor):
-        raise ValueError(f"All `{what}s` values must be KerasTensors. Received: {what}s={t!r} "
-                         f"including invalid value {t!r} of type {type(t)}")
-    return t
+def _check_tensors(struct, what):
+    flat = flatten(struct)
+    if not flat:
+        raise ValueError(f"A model needs at least one {what} tensor. Received: {what}s={struct!r}")
+    for t in flat:
+        if not isinstance(t, KerasTensor):
+            raise ValueError(f"All `{what}s` values must be KerasTensors. Received: "
+                             f"{what}s={struct!r} including invalid value {t!r} of type "
+                             f"{type(t).__name__}")
+    return flat
 
 
-def trace(inp, out):
-    """Topologically ordered nodes from `inp` to `out`; ValueError if `out` does not
-    depend on `inp` only."""
-    order, state = [], {}
+def _map_graph(inputs, outputs):
+    """Keras's map_graph: (non-input nodes in execution order, layers in Keras's order)."""
+    input_ids = {id(t) for t in inputs}
+    finished, in_progress, post_order, layer_index = set(), set(), [], {}
 
     def visit(t):
-        if id(t) in state:
-            if state[id(t)] == 1:
-                raise ValueError("The functional graph has a cycle.")
+        node = t._node
+        if id(node) in finished:
             return
-        state[id(t)] = 1
-        if t.source is None:
-            if t is not inp:
-                raise ValueError(f"Graph disconnected: cannot find parent for tensor {t}. The "
-                                 f"model's output depends on an Input that is not in `inputs`.")
-        else:
-            layer, ins = t.source
-            multi = isinstance(ins, (list, tuple))
-            ins = list(ins) if multi else [ins]
-            for s in ins:
+        if id(node) in in_progress:
+            raise ValueError(f"The functional graph has a cycle through layer '{node.layer.name}'.")
+        layer_index.setdefault(id(node.layer), len(layer_index))
+        in_progress.add(id(node))
+        if not node.is_input and id(t) not in input_ids:
+            for s in node.input_tensors:
                 visit(s)
-            order.append(_Node(layer, ins, t, multi))
-        state[id(t)] = 2
+        finished.add(id(node))
+        in_progress.discard(id(node))
+        post_order.append(node)
 
-    visit(out)
-    seen = set()
-    for node in order:
-        if id(node.layer) in seen:
-            raise ValueError(f"Layer '{node.layer.name}' is called more than once in this model; "
-                             "faltung does not support shared layers yet.")
-        seen.add(id(node.layer))
-    return order
+    for t in outputs:
+        visit(t)
+    node_depth, layer_depth = {}, {}
+    for node in reversed(post_order):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+        for parent in node.parent_nodes:
+            node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    position = {id(n): i for i, n in enumerate(post_order)}
+    for t in inputs:  # inputs that no output depends on still belong to the model
+        node = t._node
+        if id(node) not in node_depth:
+            node_depth[id(node)] = layer_depth[id(node.layer)] = 0
+            layer_index.setdefault(id(node.layer), len(layer_index))
+            position[id(node)] = len(position)
+            post_order.append(node)
+    nodes = sorted(post_order, key=lambda n: (-node_depth[id(n)], position[id(n)]))
+    layers = {}
+    for node in post_order:
+        layers[id(node.layer)] = node.layer
+    ordered = sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], layer_index[id(l)]))
+
+    computable, seen = set(input_ids), []
+    for node in nodes:
+        if node.is_input:
+            continue
+        for t in node.input_tensors:
+            if id(t) not in computable:
+                raise ValueError(f"Graph disconnected: cannot find parent for tensor "
+                                 f"{_describe(t)} at layer '{node.layer.name}'. The following "
+                                 f"previous layers were accessed without issue: {seen}. Every "
+                                 "tensor must be computed from the model's `inputs`.")
+        computable.update(id(t) for t in node.output_tensors)
+        seen.append(node.layer.name)
+    for t in outputs:
+        if id(t) not in computable:
+            raise ValueError(f"Graph disconnected: the output {_describe(t)} does not depend on "
+                             "the model's `inputs` only; add its Input to `inputs`.")
+    return [n for n in nodes if not n.is_input], ordered
 
 
-class GraphMixin:
-    """Forward/backward over traced nodes; used by Functional and traced subclasses."""
+def _takes_mask(layer):
+    cls = type(layer)
+    cached = cls.__dict__.get("_faltung_takes_mask")
+    if cached is None:
+        cached = "mask" in inspect.signature(cls.forward).parameters
+        setattr(cls, "_faltung_takes_mask", cached)
+    return cached
 
-    def _set_graph(self, inp, out):
-        self._input_tensor, self._output_tensor = inp, out
-        self._nodes = trace(inp, out)
-        in_layer = getattr(inp, "layer", None) or InputLayer(batch_shape=inp.shape)
-        self._layers = [in_layer] + [n.layer for n in self._nodes]
-        self.input_shape, self.output_shape = tuple(inp.shape), tuple(out.shape)
-        self.built = True
-        self._mark_backward()
 
-    def _mark_backward(self):
-        producer = {id(n.output): n for n in self._nodes}
-        for n in self._nodes:
-            n.need_dx = any(producer.get(id(t)) is not None and producer[id(t)].need_backward
-                            for t in n.inputs)
-            n.need_backward = n.need_dx or bool(n.layer.trainable_weights)
+class Graph:
+    """The traced nodes between `inputs` and `outputs` (structures of KerasTensors)."""
 
-    def _graph_forward(self, x, training):
-        values = {id(self._input_tensor): x}
-        for n in self._nodes:
-            args = [values[id(t)] for t in n.inputs]
-            values[id(n.output)] = n.layer.forward(args if n.multi else args[0], training=training)
-        return values[id(self._output_tensor)]
+    def __init__(self, inputs, outputs):
+        self.inputs_struct, self.outputs_struct = inputs, outputs
+        self.inputs = _check_tensors(inputs, "input")
+        self.outputs = _check_tensors(outputs, "output")
+        if len({id(t) for t in self.inputs}) != len(self.inputs):
+            raise ValueError("The same tensor appears twice in the model's `inputs`.")
+        self.nodes, self.layers = _map_graph(self.inputs, self.outputs)
+        names = [l.name for l in self.layers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f'The name "{name}" is used {names.count(name)} times in the '
+                                 "model. All layer names should be unique.")
+        uses = {}
+        for node in self.nodes:
+            for v in node.layer.weights:
+                uses[id(v)] = uses.get(id(v), 0) + 1
+        self._shared = {k for k, n in uses.items() if n > 1}
+        out_ids = {id(t) for t in self.outputs}
+        self._last_use = {}
+        for i, node in enumerate(self.nodes):
+            for t in node.input_tensors:
+                if id(t) not in out_ids:
+                    self._last_use[id(t)] = i
+        self._custom_mask = [type(n.layer).compute_mask is not Layer.compute_mask for n in self.nodes]
 
-    def _graph_backward(self, dy, need_dx):
-        self._mark_backward()  # trainable flags may have changed since the last step
-        grads = {id(self._output_tensor): dy}
-        for n in reversed(self._nodes):
-            if not (n.need_backward or need_dx):
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, flat_inputs, training=False, input_masks=None):
+        """Values of the output tensors (flat), their masks (flat), and the per-node call
+        contexts that backward needs (None unless training)."""
+        values = {id(t): v for t, v in zip(self.inputs, flat_inputs)}
+        masks = {}
+        if input_masks is not None:
+            masks = {id(t): m for t, m in zip(self.inputs, input_masks) if m is not None}
+        ctxs = [] if training else None
+        last_use = self._last_use
+        for i, node in enumerate(self.nodes):
+            layer = node.layer
+            args = pack_like(node.call_args, [values[id(t)] for t in node.args_tensors])
+            kwargs = node.call_kwargs
+            if kwargs:
+                kwargs = pack_like(kwargs, [values[id(x)] if isinstance(x, KerasTensor) else x
+                                            for x in flatten(kwargs)])
+            node_training = kwargs.pop("training", training) if kwargs else training
+            in_mask = None
+            if masks:
+                flat_masks = [masks.get(id(t)) for t in node.args_tensors]
+                if any(m is not None for m in flat_masks):
+                    in_mask = pack_like(node.call_args, flat_masks)
+                    if "mask" not in kwargs and _takes_mask(layer):
+                        kwargs = dict(kwargs, mask=in_mask)
+            ctx = CallContext()
+            out = run_forward(layer, ctx, args, bool(node_training), **kwargs)
+            if training:
+                ctxs.append(ctx)
+            outs = [out] if isinstance(node.outputs, KerasTensor) else flatten(out)
+            if len(outs) != len(node.output_tensors):
+                raise ValueError(f"Layer '{layer.name}' returned {len(outs)} outputs; its "
+                                 f"symbolic call made {len(node.output_tensors)}.")
+            for t, v in zip(node.output_tensors, outs):
+                values[id(t)] = v
+            if in_mask is not None or self._custom_mask[i]:
+                out_mask = layer.compute_mask(args, in_mask)
+                if out_mask is not None:
+                    out_masks = (flatten(out_mask) if isinstance(out_mask, (list, tuple))
+                                 else [out_mask] * len(outs))
+                    for t, m in zip(node.output_tensors, out_masks):
+                        if m is not None:
+                            masks[id(t)] = m
+            for t in node.input_tensors:
+                if last_use.get(id(t)) == i:
+                    values.pop(id(t), None)
+                    masks.pop(id(t), None)
+        return ([values[id(t)] for t in self.outputs], [masks.get(id(t)) for t in self.outputs],
+                ctxs)
+
+    # -- backward ------------------------------------------------------------------------
+    def _active(self, need_dx):
+        """Which nodes need a backward call, and which tensors need a gradient."""
+        req = {id(t): need_dx and t.dtype == "float32" for t in self.inputs}
+        active = []
+        for node in self.nodes:
+            a = bool(node.layer.trainable_weights) or any(req.get(id(t), False)
+                                                          for t in node.input_tensors)
+            for t in node.output_tensors:
+                req[id(t)] = a and t.dtype == "float32"
+            active.append(a)
+        return active, req
+
+    def backward(self, ctxs, flat_dys, need_dx=True):
+        """Gradients for the input tensors (flat; None where none flows) from the output
+        gradients `flat_dys` (None for outputs without one); sets the weights' grads."""
+        active, req = self._active(need_dx)
+        grads = {}
+        for t, g in zip(self.outputs, flat_dys):
+            if g is not None:
+                grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
+        for i in range(len(self.nodes) - 1, -1, -1):
+            node, ctx = self.nodes[i], ctxs[i]
+            dys = [grads.pop(id(t), None) for t in node.output_tensors]
+            if not active[i] or all(d is None for d in dys):
+                ctx.saved = None
                 continue
-            g = grads.pop(id(n.output), None)
-            if g is None:
-                continue
-            want_dx = n.need_dx or need_dx
-            dx = n.layer.backward(g, need_dx=want_dx)
-            n.layer.release_cache()
+            dy = dys[0] if isinstance(node.outputs, KerasTensor) else pack_like(node.outputs, dys)
+            want_dx = any(req.get(id(t), False) for t in node.input_tensors)
+            stash = [(v, v.grad) for v in node.layer.trainable_weights if id(v) in self._shared]
+            for v, _ in stash:
+                v.grad = None
+            dx = run_backward(node.layer, ctx, dy, want_dx)
+            for v, g in stash:
+                if g is not None:
+                    v.grad = g if v.grad is None else v.grad + g
             if not want_dx:
                 continue
-            for t, d in zip(n.inputs, dx if n.multi else [dx]):
-                grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
-        return grads.get(id(self._input_tensor)) if need_dx else None
+            if node.kwargs_tensors:
+                dx, dkw = dx
+                flat_dx = flatten(dx) + flatten(dkw)
+            else:
+                flat_dx = [dx] if isinstance(node.call_args, KerasTensor) else flatten(dx)
+            for t, d in zip(node.input_tensors, flat_dx):
+                if d is not None and req.get(id(t), False):
+                    grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
+        return [grads.get(id(t)) for t in self.inputs]

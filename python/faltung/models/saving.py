@@ -374,6 +374,7 @@ def _load_optimizer_state(model, filepath):
 def _recompile(model, cc):
     try:
         model.compile(optimizer=cc.get("optimizer") or "rmsprop", loss=cc.get("loss"),
-                      metrics=cc.get("metrics"), loss_weights=cc.get("loss_weights"))
+                      metrics=cc.get("metrics"), loss_weights=cc.get("loss_weights"),
+                      weighted_metrics=cc.get("weighted_metrics"))
     except Exception as e:  # a model without its compile state is still usable
         warnings.warn(f"Could not re-compile the loaded model ({e}); call `compile()` again.")

@@ -42,8 +42,8 @@ class Sequential(Model):
 
     def add(self, layer, rebuild=True):
         """Append a layer (or an `Input(...)` tensor as first element)."""
-        if isinstance(layer, KerasTensor) and getattr(layer, "layer", None) is not None:
-            layer = layer.layer
+        if isinstance(layer, KerasTensor) and layer._node is not None and layer._node.is_input:
+            layer = layer._node.layer
         if not isinstance(layer, Layer):
             raise ValueError("Only instances of `keras.Layer` can be added to a Sequential "
                              f"model. Received: {layer} (of type {type(layer)})")
@@ -64,7 +64,7 @@ class Sequential(Model):
         self._layers.append(layer)
         if not layer.trainable or not self.trainable:
             layer.trainable = layer.trainable and self.trainable
-        self.built = False
+        self.built, self._graph = False, None
         if rebuild:
             self._maybe_build()
 
@@ -73,7 +73,7 @@ class Sequential(Model):
         if not self.layers:
             raise TypeError("There are no layers in the model.")
         layer = self._layers.pop()
-        self.built = False
+        self.built, self._graph = False, None
         if rebuild:
             self._maybe_build()
         return layer
@@ -83,6 +83,8 @@ class Sequential(Model):
             self.build(self.input_layer.batch_shape)
 
     def build(self, input_shape=None):
+        """Calls the layers in order on the InputLayer's tensor, as Keras does, so every
+        layer has `input`/`output` tensors and the model runs on faltung's graph."""
         if input_shape is None:
             if self.input_layer is None:
                 raise ValueError(f"Sequential model {self.name}: you must provide an "
@@ -93,14 +95,22 @@ class Sequential(Model):
         input_shape = tuple(input_shape)
         if self.input_layer is None:
             self._layers.insert(0, InputLayer(batch_shape=input_shape))
-        shape = input_shape
+        for node in self.__dict__.get("_own_nodes", []):  # the graph of an earlier build
+            if node in node.layer._inbound_nodes:
+                node.layer._inbound_nodes.remove(node)
+        x = self.input_layer.output
+        before = {id(n) for n in self._nodes_of_layers()}
         for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
-            shape = tuple(layer.compute_output_shape(shape))
-        self.input_shape = input_shape
-        self.output_shape = shape
-        self.built = True
+            x = layer(x)
+            if not isinstance(x, KerasTensor):
+                raise ValueError(f"Sequential model {self.name}: layer '{layer.name}' returns "
+                                 "several tensors; only single-output layers can be stacked. "
+                                 "Use the functional API for them.")
+        self._own_nodes = [n for n in self._nodes_of_layers() if id(n) not in before]
+        self._set_graph(self.input_layer.output, x)
+
+    def _nodes_of_layers(self):
+        return [n for l in self.layers for n in l._inbound_nodes]
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -108,39 +118,9 @@ class Sequential(Model):
             shape = tuple(layer.compute_output_shape(shape))
         return shape
 
-    @property
-    def inputs(self):
-        return [KerasTensor(self.input_shape)] if self.built else None
-
-    @property
-    def outputs(self):
-        return [KerasTensor(self.output_shape)] if self.built else None
-
-    input = property(lambda self: self.inputs[0] if self.built else None)
-    output = property(lambda self: self.outputs[0] if self.built else None)
-
     def _raise_empty(self):
         raise ValueError(f"Sequential model {self.name} cannot be built because it has no "
                          "layers. Call `model.add(layer)`.")
-
-    def _forward(self, x, training):
-        if not self.layers:
-            self._raise_empty()
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
-        return x
-
-    def _backward(self, dy, need_dx):
-        layers = self.layers
-        # Layers before the first one with trainable weights need no backward at all,
-        # unless the caller needs dL/dx.
-        first = 0
-        if not need_dx:
-            first = next((i for i, l in enumerate(layers) if l.trainable_weights), len(layers))
-        for i in range(len(layers) - 1, first - 1, -1):
-            dy = layers[i].backward(dy, need_dx=need_dx or i > first)
-            layers[i].release_cache()
-        return dy if need_dx else None
 
     def get_config(self):
         from faltung.models.saving import serialize_layer

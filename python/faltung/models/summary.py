@@ -62,21 +62,37 @@ def _render_row(cells, widths, aligns, left="│", mid="│", right="│"):
 
 
 def _connections(model, layer):
-    nodes = getattr(model, "_nodes", None) or []
-    names = {id(n.output): n.layer.name for n in nodes}
-    names[id(model._input_tensor)] = model._layers[0].name
-    for n in nodes:
-        if n.layer is layer:
-            return ", ".join(f"{names[id(t)]}[0][0]" for t in n.inputs)
-    return "-"
+    """Keras's "Connected to" cell: `layer[node_index][tensor_index]` per input tensor of
+    each of this layer's calls inside the model."""
+    nodes = {id(n) for n in model._graph.nodes}
+    parts = []
+    for node in layer._inbound_nodes:
+        if id(node) in nodes:
+            for t in node.input_tensors:
+                src, node_index, tensor_index = t._keras_history
+                parts.append(f"{src.name}[{node_index}][{tensor_index}]")
+    return ", ".join(parts) or "-"
+
+
+def _sequential_like(model):
+    """Keras's test: a Sequential or subclassed model, or a functional graph that is one
+    chain (one node per depth, one input per node, no layer called twice)."""
+    if type(model).__name__ != "Functional":
+        return True
+    nodes = model._graph.nodes
+    if any(len(n.input_tensors) > 1 for n in nodes) or len(model._graph.inputs) > 1:
+        return False
+    consumed = [id(t) for n in nodes for t in n.input_tensors]
+    if len(set(consumed)) != len(consumed):  # a tensor feeding two layers: branches
+        return False
+    layers = [id(n.layer) for n in nodes]
+    return len(set(layers)) == len(layers)
 
 
 def summary_text(model, line_length=None, positions=None):
     """The summary as one string (lines joined by newlines)."""
     layers = model.layers
-    nodes = getattr(model, "_nodes", None)
-    sequential_like = not nodes or all(len(n.inputs) == 1 for n in nodes) and \
-        len({id(t) for n in nodes for t in n.inputs}) == len(nodes)
+    sequential_like = _sequential_like(model)
     if sequential_like:
         default_length, positions = 88, positions or [0.45, 0.80, 1.0]
         header = ["Layer (type)", "Output Shape", "Param #"]

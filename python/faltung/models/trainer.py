@@ -1,11 +1,17 @@
 """The training loop of `Model` (compile, fit, evaluate, predict, *_on_batch).
 
-Train step: y_pred = forward(x, training=True); (loss, dL/dy_pred) from the loss object;
-regularization penalties (every Variable with a `.regularizer`) added to the loss value and,
-after backward, to each variable's grad; optimizer.apply(trainable variables). Logged
-"loss" and metrics are running means over the epoch (the loss weighted by batch size), with
-sorted keys, as Keras logs them.
+Train step: the graph's forward with training=True; per output, (loss, dL/dy_pred) from
+that output's loss object, times its loss weight (an output's mask, as Keras, weights its
+loss and metrics); regularization penalties (every Variable with a `.regularizer`) added to
+the loss value and, after backward, to each variable's grad; optimizer.apply(trainable
+variables). Logged "loss", per-output "<output>_loss" (when several outputs have a loss)
+and metrics ("<output>_<metric>" when the model has several outputs) are running means over
+the epoch, with sorted keys, as Keras logs them.
+
+Data: `x` is an array, a list of arrays (one per input) or a dict keyed by input name; `y`
+and `sample_weight` likewise per output (a dict may leave out outputs that have no loss).
 """
+import copy
 import math
 
 import numpy as np
@@ -24,52 +30,118 @@ def _as_labels(y, what="y"):
     return arr.astype(np.int32) if arr.dtype.kind in "biu" else arr.astype(np.float32, copy=False)
 
 
+def _apply_mask(sample_weight, mask, reduction):
+    """Keras's apply_mask: masked entries weigh 0; for mean reductions the others weigh
+    total/valid, so the loss is the mean over the unmasked entries."""
+    from faltung.losses import EPSILON
+    m = np.asarray(mask, np.float32)
+    if reduction in ("sum_over_batch_size", "mean"):
+        m = m * (m.size / (m.sum() + EPSILON))
+    if sample_weight is None:
+        return m
+    sw = np.asarray(sample_weight, np.float32)
+    while sw.ndim < m.ndim:
+        sw = sw[..., None]
+    return m * sw
+
+
 def _batches(n, batch_size, shuffle):
     idx = np.random.permutation(n) if shuffle else np.arange(n)
     return [idx[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _take(a, idx):
-    return None if a is None else a[idx]
+def _take(arrays, idx):
+    return [None if a is None else a[idx] for a in arrays]
+
+
+def _as_list(value, n, what, names):
+    """A per-output argument (one value for all, a list, or a dict by output name) as a
+    list of n entries (None where a dict leaves an output out)."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"In the dict argument `{what}`, key '{unknown[0]}' does not "
+                             f"correspond to any model output. Received: {what}={value}. The "
+                             f"model's outputs are {names}.")
+        return [value.get(k) for k in names]
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"For a model with {n} output(s), `{what}` given as a list must "
+                             f"have {n} entries. Received: {what}={value}")
+        return list(value)
+    return [value] * n
 
 
 class Trainer:
-    """Mixin of Model: needs `_forward`, `_backward`, `layers`, `weights`, `build`."""
+    """Mixin of Model: needs `_graph`, `_flat_data`, `_pack_outputs`, `weights`, `build`."""
 
     # -- compile -----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
-        """Configure training. Strings or objects for optimizer, loss and metrics.
+        """Configure training. Strings or objects for optimizer, loss and metrics; `loss`,
+        `loss_weights` and `metrics` may be given per output (list or dict by output name).
         run_eagerly/steps_per_execution/jit_compile are accepted and ignored (faltung
         always runs eagerly)."""
-        from faltung import losses, metrics as metrics_mod, optimizers
+        from faltung import optimizers
         self.optimizer = optimizers.get(optimizer)
-        if isinstance(loss, dict) and "class_name" not in loss:  # {output_name: loss}
-            loss = list(loss.values())
-        if isinstance(loss, (list, tuple)):
-            if len(loss) != 1:
-                raise ValueError("faltung models have one output; pass one loss. "
-                                 f"Received: loss={loss}")
-            loss = loss[0]
-        self.loss = None if loss is None else losses.get(loss)
-        if isinstance(metrics, dict):
-            metrics = [m for ms in metrics.values() for m in (ms if isinstance(ms, (list, tuple)) else [ms])]
-        if isinstance(loss_weights, (list, tuple)):
-            if len(loss_weights) != 1:
-                raise ValueError("faltung models have one output; `loss_weights` must hold one "
-                                 f"value. Received: loss_weights={loss_weights}")
-            loss_weights = loss_weights[0]
-        if isinstance(loss_weights, dict):
-            loss_weights = list(loss_weights.values())[0] if loss_weights else None
-        self._loss_weight = 1.0 if loss_weights is None else float(loss_weights)
-        self._metrics = []
-        for m in list(metrics or []) + list(weighted_metrics or []):
-            self._metrics.append(metrics_mod.get(m))  # a string metric is named by it
         self._compile_args = dict(optimizer=optimizer, loss=loss, metrics=metrics,
-                                  loss_weights=loss_weights)
+                                  weighted_metrics=weighted_metrics, loss_weights=loss_weights)
+        self.loss = loss
+        self._per_output = None
         self.compiled = True
         self.stop_training = False
+        if self.built and self._graph is not None:
+            self._resolve_compile()
+
+    def _resolve_compile(self):
+        """Per-output losses, weights and metrics, once the outputs are known."""
+        from faltung import losses, metrics as metrics_mod
+        if self._per_output is not None:
+            return self._per_output
+        a = self._compile_args
+        names = self.output_names
+        n = len(names)
+        loss = a["loss"]
+        if isinstance(loss, dict) and "class_name" in loss:  # one serialized loss
+            loss = losses.get(loss)
+        per_loss = [None if l is None else losses.get(l) for l in _as_list(loss, n, "loss", names)]
+        lw = a["loss_weights"]
+        weights = _as_list(lw, n, "loss_weights", names)
+        weights = [1.0 if w is None else float(w) for w in weights]
+
+        def metric_lists(spec, what):
+            """[[metrics of output 0], [metrics of output 1], ...]"""
+            if spec is None:
+                per = [None] * n
+            elif isinstance(spec, dict) and "class_name" not in spec or \
+                    isinstance(spec, (list, tuple)) and n > 1:
+                per = _as_list(spec, n, what, names)
+            else:  # one output: a metric or the list of its metrics
+                per = [spec]
+            return [[] if m is None else list(m) if isinstance(m, (list, tuple)) else [m]
+                    for m in per]
+
+        metric_specs = [a + b for a, b in zip(metric_lists(a["metrics"], "metrics"),
+                                             metric_lists(a["weighted_metrics"],
+                                                          "weighted_metrics"))]
+        out_metrics, seen = [], set()
+        for i, specs in enumerate(metric_specs):
+            objs = []
+            for m in specs:
+                obj = metrics_mod.get(m)
+                if id(obj) in seen:  # one metric object given for several outputs
+                    obj = copy.deepcopy(obj)
+                seen.add(id(obj))
+                obj._log_name = f"{names[i]}_{obj.name}" if n > 1 else obj.name
+                objs.append(obj)
+            out_metrics.append(objs)
+        self._per_output = (per_loss, weights, out_metrics)
+        self._metrics = [m for ms in out_metrics for m in ms]
+        self._loss_names = [f"{names[i]}_loss" for i in range(n) if per_loss[i] is not None]
+        if sum(l is not None for l in per_loss) < 2:
+            self._loss_names = []
+        return self._per_output
 
     @property
     def metrics(self):
@@ -77,7 +149,8 @@ class Trainer:
 
     @property
     def metrics_names(self):
-        return ["loss"] + [m.name for m in self._metrics]
+        return ["loss"] + list(getattr(self, "_loss_names", [])) + \
+            [getattr(m, "_log_name", m.name) for m in self._metrics]
 
     def reset_metrics(self):
         for m in self._metrics:
@@ -88,33 +161,64 @@ class Trainer:
             raise ValueError(f"You must call `compile()` before calling `{method}()`.")
 
     # -- data handling -----------------------------------------------------------------
-    def _prepare(self, x, y, sample_weight=None, class_weight=None):
+    def _prepare(self, x, y=None, sample_weight=None, class_weight=None):
+        """(xs, ys, sws): flat lists aligned with the inputs and outputs, one sample count."""
         if x is None:
             raise ValueError("Unexpected value for `x`: None. Expected a NumPy array.")
-        if len(self.layers) == 0:
+        if getattr(self, "_layers", None) is not None and type(self).__name__ == "Sequential" \
+                and not self.layers:
             self._raise_empty()
-        x = backend.as_float_array(x, "x")
-        if x.ndim == 0:
-            raise ValueError("Expected `x` with a batch dimension, received a scalar.")
-        n = x.shape[0]
+        if not self.built:
+            self._ensure_built(x if not isinstance(x, dict) else list(x.values()))
+        xs = self._flat_data(x)
+        for a in xs:
+            if a.ndim == 0:
+                raise ValueError("Expected `x` with a batch dimension, received a scalar.")
+        n = xs[0].shape[0]
+        counts = {f"x[{i}]" if len(xs) > 1 else "x": a.shape[0] for i, a in enumerate(xs)}
+        names = self.output_names
+        n_out = len(names)
+        ys = [None] * n_out
         if y is not None:
-            y = _as_labels(y, "y")
-            if y.ndim == 0 or y.shape[0] != n:
-                ys = y.shape[0] if y.ndim else "scalar"
-                raise ValueError("Data cardinality is ambiguous. Make sure all arrays contain "
-                                 f"the same number of samples. 'x' sizes: {n} 'y' sizes: {ys}")
+            if isinstance(y, dict):
+                ys = _as_list(y, n_out, "y", names)
+            elif isinstance(y, (list, tuple)) and n_out > 1:
+                ys = _as_list(list(y), n_out, "y", names)
+            else:
+                if n_out > 1:
+                    raise ValueError(f"Model '{self.name}' has {n_out} outputs {names}; pass `y` "
+                                     "as a list or a dict with one array per output.")
+                ys = [y]
+            ys = [None if t is None else _as_labels(t, "y") for t in ys]
+            for i, t in enumerate(ys):
+                if t is not None:
+                    if t.ndim == 0:
+                        raise ValueError("Expected `y` with a batch dimension, received a scalar.")
+                    counts["y" if n_out == 1 else f"y[{names[i]}]"] = t.shape[0]
+        sws = [None] * n_out
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, np.float32)
-            if sample_weight.shape[:1] != (n,):
-                raise ValueError("Data cardinality is ambiguous. Make sure all arrays contain "
-                                 f"the same number of samples. 'x' sizes: {n} "
-                                 f"'sample_weight' sizes: {sample_weight.shape[0] if sample_weight.ndim else 'scalar'}")
+            if isinstance(sample_weight, (dict, list, tuple)) and n_out > 1:
+                sws = _as_list(sample_weight if isinstance(sample_weight, dict)
+                               else list(sample_weight), n_out, "sample_weight", names)
+            else:
+                sws = [sample_weight] * n_out
+            sws = [None if w is None else np.asarray(w, np.float32) for w in sws]
+            for w in sws:
+                if w is not None:
+                    counts["sample_weight"] = w.shape[0] if w.ndim else "scalar"
         if class_weight is not None and y is not None:
-            cls = y.reshape(n, -1)
+            if n_out > 1:
+                raise ValueError("`class_weight` is only supported for models with a single "
+                                 "output.")
+            cls = ys[0].reshape(n, -1)
             cls = cls[:, 0] if cls.shape[1] == 1 else np.argmax(cls, axis=1)
             cw = np.array([class_weight.get(int(c), 1.0) for c in cls], np.float32)
-            sample_weight = cw if sample_weight is None else sample_weight * cw
-        return x, y, sample_weight
+            sws = [cw if sws[0] is None else sws[0] * cw]
+        if len(set(counts.values())) > 1:
+            sizes = " ".join(f"'{k}' sizes: {v}" for k, v in counts.items())
+            raise ValueError("Data cardinality is ambiguous. Make sure all arrays contain the "
+                             f"same number of samples. {sizes}")
+        return xs, ys, sws
 
     def _raise_empty(self):
         raise ValueError(f"Model {self.name} cannot be built because it has no layers. "
@@ -145,40 +249,77 @@ class Trainer:
                 v.grad = g if v.grad is None else v.grad + g
 
     def _require_loss(self):
-        if self.loss is None:
+        per_loss = self._resolve_compile()[0]
+        if all(l is None for l in per_loss):
             raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
 
-    def _train_batch(self, x, y, sw):
+    def _losses(self, ys, preds, masks, sws, need_grad):
+        """Total loss, per-output logged losses and the output gradients."""
+        per_loss, weights, _ = self._resolve_compile()
+        total, logged, dys = 0.0, [], []
+        for loss, w, y, p, m, sw in zip(per_loss, weights, ys, preds, masks, sws):
+            if loss is None:
+                dys.append(None)
+                continue
+            if y is None:
+                raise ValueError(f"Model '{self.name}': an output with a loss got no target "
+                                 "in `y`.")
+            if m is not None:
+                sw = _apply_mask(sw, m, loss.reduction)
+            if need_grad:
+                value, dy = loss.value_and_grad(y, p, sample_weight=sw)
+                dy = np.asarray(dy, np.float32)
+                dys.append(dy if w == 1.0 else dy * np.float32(w))
+            else:
+                value = loss(y, p, sample_weight=sw)
+            value = float(value) * w
+            total += value
+            logged.append(value)
+        return total, logged, dys
+
+    def _update_metrics(self, ys, preds, masks, sws):
+        for ms, y, p, m, sw in zip(self._per_output[2], ys, preds, masks, sws):
+            if m is not None:
+                sw = _apply_mask(sw, m, "sum")
+            for metric in ms:
+                metric.update_state(y, p, sample_weight=sw)
+
+    def _train_batch(self, xs, ys, sws):
         self._require_loss()
-        for v in self.trainable_weights:
+        trainable = self.trainable_weights
+        for v in trainable:
             v.grad = None
-        y_pred = self._forward(x, True)
-        loss, dy = self.loss.value_and_grad(y, y_pred, sample_weight=sw)
-        loss = float(loss) * self._loss_weight + self._regularization()
-        dy = np.asarray(dy, np.float32)
-        if self._loss_weight != 1.0:
-            dy = dy * np.float32(self._loss_weight)
-        if self.trainable_weights:
-            self._backward(dy, False)
-            self._add_regularization_grads()
-            self.optimizer.apply(self.trainable_weights)
-        for m in self._metrics:
-            m.update_state(y, y_pred, sample_weight=sw)
-        return loss
-
-    def _test_batch(self, x, y, sw):
-        self._require_loss()
-        y_pred = self._forward(x, False)
-        loss = float(self.loss(y, y_pred, sample_weight=sw)) * self._loss_weight
+        preds, masks, ctxs = self._graph.forward(xs, True)
+        loss, logged, dys = self._losses(ys, preds, masks, sws, True)
         loss += self._regularization()
-        for m in self._metrics:
-            m.update_state(y, y_pred, sample_weight=sw)
-        return loss
+        if trainable:
+            self._graph.backward(ctxs, dys, False)
+            self._add_regularization_grads()
+            self.optimizer.apply(trainable)
+        else:
+            for c in ctxs:
+                c.saved = None
+        self._update_metrics(ys, preds, masks, sws)
+        return [loss] + logged
 
-    def _logs(self, loss_sum, count):
-        logs = {"loss": loss_sum / max(count, 1)}
-        logs.update({m.name: float(m.result()) for m in self._metrics})
+    def _test_batch(self, xs, ys, sws):
+        self._require_loss()
+        preds, masks, _ = self._graph.forward(xs, False)
+        loss, logged, _ = self._losses(ys, preds, masks, sws, False)
+        self._update_metrics(ys, preds, masks, sws)
+        return [loss + self._regularization()] + logged
+
+    def _logs(self, loss_sums, count):
+        count = max(count, 1)
+        logs = {"loss": loss_sums[0] / count}
+        logs.update({k: v / count for k, v in zip(self._loss_names, loss_sums[1:])})
+        logs.update({m._log_name: float(m.result()) for m in self._metrics})
         return dict(sorted(logs.items()))  # Keras sorts the log keys
+
+    def _values(self, logs):
+        """Keras's flatten_metrics_in_order: the loss first, then the other keys sorted."""
+        values = [logs["loss"]] + [v for k, v in sorted(logs.items()) if k != "loss"]
+        return values[0] if len(values) == 1 else values
 
     # -- public training API -------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -189,8 +330,8 @@ class Trainer:
         fraction of the samples (before shuffling), as Keras does."""
         from faltung.callbacks import CallbackList
         self._assert_compiled("fit")
+        xs, ys, sws = self._prepare(x, y, sample_weight, class_weight)
         self._require_loss()
-        x, y, sample_weight = self._prepare(x, y, sample_weight, class_weight)
         if y is None:
             raise ValueError("`fit` needs targets: pass `y`.")
         batch_size = 32 if batch_size is None else int(batch_size)
@@ -198,15 +339,16 @@ class Trainer:
             if not 0.0 < validation_split < 1.0:
                 raise ValueError("`validation_split` must be in [0, 1). "
                                  f"Received: validation_split={validation_split}")
-            n = x.shape[0]
+            n = xs[0].shape[0]
             split = int(math.floor(n * (1.0 - validation_split)))
             if split == 0 or split == n:
                 raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
                                  "split it into a validation and training set as specified by "
                                  f"`validation_split={validation_split}`. Either provide more data, "
                                  "or a different value for the `validation_split` argument.")
-            val = (x[split:], y[split:], _take(sample_weight, slice(split, None)))
-            x, y, sample_weight = x[:split], y[:split], _take(sample_weight, slice(None, split))
+            tail, head = slice(split, None), slice(None, split)
+            val = (_take(xs, tail), _take(ys, tail), _take(sws, tail))
+            xs, ys, sws = _take(xs, head), _take(ys, head), _take(sws, head)
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("`validation_data` should be a tuple `(x_val, y_val)` or "
@@ -214,9 +356,7 @@ class Trainer:
             val = self._prepare(*validation_data)
         else:
             val = None
-        self._ensure_built(x)
-        self._check_data(x)
-        n = x.shape[0]
+        n = xs[0].shape[0]
         steps = steps_per_epoch or max(1, math.ceil(n / batch_size))
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
@@ -228,7 +368,7 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            loss_sum, count = 0.0, 0
+            sums, count = None, 0
             if steps_per_epoch is None:
                 queue = _batches(n, batch_size, shuffle)
             for step in range(steps):
@@ -236,14 +376,14 @@ class Trainer:
                     queue = _batches(n, batch_size, shuffle)
                 idx = queue.pop(0) if steps_per_epoch else queue[step]
                 cbs.on_train_batch_begin(step)
-                bl = self._train_batch(x[idx], y[idx], _take(sample_weight, idx))
-                loss_sum += bl * len(idx)
+                values = self._train_batch(_take(xs, idx), _take(ys, idx), _take(sws, idx))
+                sums = [v * len(idx) + (sums[i] if sums else 0.0) for i, v in enumerate(values)]
                 count += len(idx)
-                logs = self._logs(loss_sum, count)
+                logs = self._logs(sums, count)
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
-            logs = self._logs(loss_sum, count)
+            logs = self._logs(sums or [0.0] * (1 + len(self._loss_names)), count)
             if val is not None and (epoch + 1) % validation_freq == 0:
                 vl = self._evaluate(val, validation_batch_size or batch_size, cbs, validation_steps)
                 logs.update({"val_" + k: v for k, v in vl.items()})
@@ -258,52 +398,47 @@ class Trainer:
         return hist
 
     def _evaluate(self, data, batch_size, cbs, steps=None):
-        x, y, sw = data
+        xs, ys, sws = data
         self.reset_metrics()
-        batches = _batches(x.shape[0], batch_size, False)[:steps]
+        batches = _batches(xs[0].shape[0], batch_size, False)[:steps]
         cbs.on_test_begin()
-        loss_sum, count = 0.0, 0
+        sums, count = [0.0] * (1 + len(self._loss_names)), 0
         for step, idx in enumerate(batches):
             cbs.on_test_batch_begin(step)
-            loss_sum += self._test_batch(x[idx], y[idx], _take(sw, idx)) * len(idx)
+            values = self._test_batch(_take(xs, idx), _take(ys, idx), _take(sws, idx))
+            sums = [s + v * len(idx) for s, v in zip(sums, values)]
             count += len(idx)
-            logs = self._logs(loss_sum, count)
+            logs = self._logs(sums, count)
             cbs.on_test_batch_end(step, logs)
-        logs = self._logs(loss_sum, count)
+        logs = self._logs(sums, count)
         cbs.on_test_end(logs)
         return logs
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
-        """Loss (and metrics) over the data: a scalar when there are no metrics, else
-        [loss, metric1, ...] (a dict with return_dict=True)."""
+        """Loss (and metrics) over the data: a scalar when there is nothing else, else
+        [loss, others...] in Keras's order (a dict with return_dict=True)."""
         from faltung.callbacks import CallbackList
         self._assert_compiled("evaluate")
+        data = self._prepare(x, y, sample_weight)
         self._require_loss()
-        x, y, sample_weight = self._prepare(x, y, sample_weight)
         if y is None:
             raise ValueError("`evaluate` needs targets: pass `y`.")
-        self._ensure_built(x)
-        self._check_data(x)
         batch_size = 32 if batch_size is None else int(batch_size)
-        n_steps = math.ceil(x.shape[0] / batch_size) if steps is None else steps
+        n_steps = math.ceil(data[0][0].shape[0] / batch_size) if steps is None else steps
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=n_steps)
-        logs = self._evaluate((x, y, sample_weight), batch_size, cbs, steps)
-        if return_dict:
-            return logs
-        values = [logs["loss"]] + [logs[m.name] for m in self._metrics]
-        return values[0] if len(values) == 1 else values
+        logs = self._evaluate(data, batch_size, cbs, steps)
+        return logs if return_dict else self._values(logs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """Outputs for x, computed in batches of `batch_size` (default 32)."""
+        """Outputs for x, computed in batches of `batch_size` (default 32): an array, or a
+        list/dict of arrays for a model with several outputs."""
         from faltung.callbacks import CallbackList
-        x, _, _ = self._prepare(x, None)
-        self._ensure_built(x)
-        self._check_data(x)
+        xs, _, _ = self._prepare(x)
         batch_size = 32 if batch_size is None else int(batch_size)
-        batches = _batches(x.shape[0], batch_size, False)[:steps]
+        batches = _batches(xs[0].shape[0], batch_size, False)[:steps]
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=len(batches))
@@ -311,38 +446,31 @@ class Trainer:
         outs = []
         for step, idx in enumerate(batches):
             cbs.on_predict_batch_begin(step)
-            outs.append(self._forward(x[idx], False))
-            cbs.on_predict_batch_end(step, {"outputs": outs[-1]})
+            outs.append(self._graph.forward(_take(xs, idx), False)[0])
+            cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs[-1])})
         cbs.on_predict_end()
         if not outs:
-            return np.zeros((0,) + tuple(self.output_shape[1:]), np.float32)
-        return np.concatenate(outs, axis=0)
+            flat = [np.zeros((0,) + tuple(t.shape[1:]), np.float32) for t in self._graph.outputs]
+        else:
+            flat = [np.concatenate(parts, axis=0) for parts in zip(*outs)]
+        return self._pack_outputs(flat)
 
     def predict_on_batch(self, x):
-        x, _, _ = self._prepare(x, None)
-        self._ensure_built(x)
-        self._check_data(x)
-        return self._forward(x, False)
+        xs, _, _ = self._prepare(x)
+        return self._pack_outputs(self._graph.forward(xs, False)[0])
 
-    def _batch_result(self, loss, return_dict):
-        logs = self._logs(loss, 1)
-        if return_dict:
-            return logs
-        values = [logs["loss"]] + [logs[m.name] for m in self._metrics]
-        return values[0] if len(values) == 1 else values
+    def _batch_result(self, values, return_dict):
+        logs = self._logs(values, 1)
+        return logs if return_dict else self._values(logs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; loss, or [loss, metrics...]. Metrics
         accumulate across calls until `reset_metrics()` (as Keras)."""
         self._assert_compiled("train_on_batch")
-        x, y, sw = self._prepare(x, y, sample_weight, class_weight)
-        self._ensure_built(x)
-        self._check_data(x)
-        return self._batch_result(self._train_batch(x, y, sw), return_dict)
+        xs, ys, sws = self._prepare(x, y, sample_weight, class_weight)
+        return self._batch_result(self._train_batch(xs, ys, sws), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._assert_compiled("test_on_batch")
-        x, y, sw = self._prepare(x, y, sample_weight)
-        self._ensure_built(x)
-        self._check_data(x)
-        return self._batch_result(self._test_batch(x, y, sw), return_dict)
+        xs, ys, sws = self._prepare(x, y, sample_weight)
+        return self._batch_result(self._test_batch(xs, ys, sws), return_dict)

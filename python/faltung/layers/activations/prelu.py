@@ -31,7 +31,6 @@ class PReLU(Layer):
             self.shared_axes = [shared_axes]
         else:
             self.shared_axes = list(shared_axes)
-        self._cache = None
 
     def build(self, input_shape):
         param_shape = list(input_shape[1:])
@@ -51,13 +50,12 @@ class PReLU(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         y = np.maximum(x, 0) + self.alpha.value * np.minimum(x, 0)
-        self._cache = x if training else None
+        if training:
+            self.save_for_backward(x)
         return y.astype(x.dtype, copy=False)
 
     def backward(self, dy, need_dx=True):
-        x = self._cache
-        if x is None:
-            raise RuntimeError(f"Layer {self.name}: backward needs a forward(training=True) first")
+        (x,) = self.saved_for_backward()
         a = self.alpha.value
         if self.trainable:
             g = dy * np.minimum(x, 0)

@@ -99,16 +99,14 @@ class ConvBrick(Layer):
         x = backend.as_float_array(x, f"{self.name} input")
         self.check_input(x)
         fused = self._fused()
-        z, self.algorithm = self._op_forward(x, fused)
+        z, self.algorithm, *extra = self._op_forward(x, fused)
         y = z if (fused or self.activation.name == "linear") else self.activation.forward(z)
         if training:
-            self._cache = (x, z, y, fused)
+            self.save_for_backward(x, z, y, fused, *extra)
         return y
 
     def backward(self, dy, need_dx=True):
-        if getattr(self, "_cache", None) is None:
-            raise ValueError(f"Layer {self.name}: backward() needs a previous forward(x, training=True)")
-        x, z, y, fused = self._cache
+        x, z, y, fused, *extra = self.saved_for_backward()
         dy = np.ascontiguousarray(dy, dtype=np.float32)
         if dy.shape != y.shape:
             raise ValueError(f"Layer {self.name}: expected an output gradient of shape {y.shape}, received "
@@ -119,7 +117,7 @@ class ConvBrick(Layer):
             dz = dy
         else:
             dz = self.activation.backward(dy, z, y)
-        return self._op_backward(np.ascontiguousarray(dz, dtype=np.float32), x, need_dx)
+        return self._op_backward(np.ascontiguousarray(dz, dtype=np.float32), x, need_dx, *extra)
 
     def _set_grads(self, pairs):
         if self.trainable:

@@ -123,11 +123,11 @@ class BaseConvTranspose(Layer):
         linear = self.activation.name == "linear"
         y = z if linear else self.activation.forward(z)
         if training:
-            self._cache = (x, z, y)
+            self.save_for_backward(x, z, y)
         return y
 
     def backward(self, dy, need_dx=True):
-        x, z, y = self._cache
+        x, z, y = self.saved_for_backward()
         dz = dy if self.activation.name == "linear" else self.activation.backward(dy, z, y)
         train = self.trainable
         dx, dk, db = conv_transpose_backward(

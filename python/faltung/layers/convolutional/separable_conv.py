@@ -67,21 +67,9 @@ class BaseSeparableConv(ConvBrick):
         d, a1 = conv_ops.depthwise_conv_forward(x, self.depthwise_kernel.value, **self._geometry())
         b = self.bias.value if self.bias is not None else None
         z, a2 = conv_ops.conv_forward(d, self.pointwise_kernel.value, b, relu=relu, algorithm="auto")
-        self._depthwise_out = d  # backward of the pointwise step needs it
-        return z, f"{a1}+{a2}"
+        return z, f"{a1}+{a2}", d  # backward of the pointwise step needs d
 
-    def forward(self, x, training=False):
-        y = super().forward(x, training)
-        if not training:
-            self._depthwise_out = None
-        return y
-
-    def release_cache(self):
-        super().release_cache()
-        self._depthwise_out = None
-
-    def _op_backward(self, dz, x, need_dx):
-        d = self._depthwise_out
+    def _op_backward(self, dz, x, need_dx, d):
         dd, dpw, db = conv_ops.conv_backward(dz, d, self.pointwise_kernel.value, need_dx=True,
                                              need_dw=self.trainable, need_db=self.trainable and self.bias is not None)
         dx, ddw, _ = conv_ops.depthwise_conv_backward(np.ascontiguousarray(dd), x, self.depthwise_kernel.value,

@@ -13,15 +13,14 @@ class ElementwiseActivation(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         y = self.fn.forward(x)
-        self._cache = (x, y) if training else None
+        if training:
+            self.save_for_backward(x, y)
         return y
 
     def backward(self, dy, need_dx=True):
-        if getattr(self, "_cache", None) is None:
-            raise RuntimeError(f"Layer {self.name}: backward needs a forward(training=True) first")
+        x, y = self.saved_for_backward()
         if not need_dx:
             return None
-        x, y = self._cache
         return self.fn.backward(dy, x, y)
 
 

@@ -62,7 +62,6 @@ class Dense(Layer):
         self.activity_regularizer = get_regularizer(activity_regularizer)
         self.kernel_constraint = kernel_constraint
         self.bias_constraint = bias_constraint
-        self._cache = None
 
     def build(self, input_shape):
         if len(input_shape) < 2:
@@ -101,13 +100,12 @@ class Dense(Layer):
         self.check_input(x)
         z = nn.dense(x, self.kernel.value, None if self.bias is None else self.bias.value)
         y = self.activation.forward(z)
-        self._cache = (x, z, y) if training else None
+        if training:
+            self.save_for_backward(x, z, y)
         return y
 
     def backward(self, dy, need_dx=True):
-        if self._cache is None:
-            raise RuntimeError(f"Layer {self.name}: backward needs a forward(training=True) first")
-        x, z, y = self._cache
+        x, z, y = self.saved_for_backward()
         dz = self.activation.backward(dy, z, y)
         train = self.trainable
         dx, dk, db = nn.dense_backward(dz, x, self.kernel.value, need_dx=need_dx,

@@ -39,7 +39,6 @@ class Highway(Layer):
         self.transform_bias_value = float(transform_bias)
         self.kernel_regularizer = get_regularizer(kernel_regularizer)
         self.bias_regularizer = get_regularizer(bias_regularizer)
-        self._cache = None
 
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -61,13 +60,12 @@ class Highway(Layer):
         h = self.activation.forward(zh)
         t = nn.sigmoid(nn.dense(x, self.transform_kernel.value, self.transform_bias.value))
         y = t * (h - x) + x
-        self._cache = (x, zh, h, t) if training else None
+        if training:
+            self.save_for_backward(x, zh, h, t)
         return y
 
     def backward(self, dy, need_dx=True):
-        if self._cache is None:
-            raise RuntimeError(f"Layer {self.name}: backward needs a forward(training=True) first")
-        x, zh, h, t = self._cache
+        x, zh, h, t = self.saved_for_backward()
         # y = t h + (1 - t) x
         dzh = self.activation.backward(dy * t, zh, h)
         dzt = nn.sigmoid_backward(dy * (h - x), t)

@@ -56,7 +56,6 @@ class BatchNormalization(Layer):
         self.beta_regularizer, self.gamma_regularizer = beta_regularizer, gamma_regularizer
         self.beta_constraint, self.gamma_constraint = beta_constraint, gamma_constraint
         self.gamma = self.beta = None
-        self._cache = None
 
     def _axis(self, ndim):
         if not -ndim <= self.axis < ndim:
@@ -100,22 +99,22 @@ class BatchNormalization(Layer):
             m = self.momentum
             self.moving_mean.value[...] = self.moving_mean.value * m + mean * (1.0 - m)
             self.moving_variance.value[...] = self.moving_variance.value * m + var * (1.0 - m)
-            self._cache = ("train", x, mean, inv_std)
+            self.save_for_backward("train", x, mean, inv_std)
             return y
         inv = 1.0 / np.sqrt(self.moving_variance.value + np.float32(self.epsilon))
         scale = inv if self.gamma is None else self.gamma.value * inv
         shift = -self.moving_mean.value * scale + (0 if self.beta is None else self.beta.value)
         scale, shift = scale.astype(np.float32), np.asarray(shift, np.float32)
-        self._cache = ("inference", scale) if training else None
+        if training:
+            self.save_for_backward("inference", scale)
         return N.channel_affine(x, scale, shift, ax)
 
     def backward(self, dy, need_dx=True):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        saved = self.saved_for_backward()
         ax = self._axis(dy.ndim)
-        if self._cache[0] == "inference":  # frozen layer: y = x * scale + shift, no weight grads
-            return N.channel_affine(dy, self._cache[1], None, ax) if need_dx else None
-        _, x, mean, inv_std = self._cache
+        if saved[0] == "inference":  # frozen layer: y = x * scale + shift, no weight grads
+            return N.channel_affine(dy, saved[1], None, ax) if need_dx else None
+        _, x, mean, inv_std = saved
         dx, dg, db = N.batch_norm_train_backward(dy, x, mean, inv_std, self._value(self.gamma), ax, need_dx,
                                                  self.gamma is not None, self.beta is not None)
         if self.gamma is not None:

@@ -34,7 +34,6 @@ class BasePooling(Layer):
         self.padding = P.standardize_padding(padding)
         self.data_format = P.standardize_data_format(data_format)
         self.pool_dimensions = pool_dimensions
-        self._cache = None
         self._keep_argmax = False  # set by a MaxUnpooling2D partner (faltung addition)
         self.last_argmax = None
         self.last_input_shape = None
@@ -66,25 +65,25 @@ class BasePooling(Layer):
         self.check_input(x)
         if self.pool_mode == "average":
             y = P.average_pool(x, self.pool_size, self.strides, self.padding)
-            self._cache = x.shape if training else None
+            if training:
+                self.save_for_backward(x.shape, None)
             return y
         need_arg = training or self._keep_argmax
         res = P.max_pool(x, self.pool_size, self.strides, self.padding, return_argmax=need_arg)
         y, arg = res if need_arg else (res, None)
-        self._cache = (x.shape, arg) if training else None
+        if training:
+            self.save_for_backward(x.shape, arg)
         if self._keep_argmax:
             self.last_argmax, self.last_input_shape = arg, x.shape
             self.argmax_version += 1
         return y
 
     def backward(self, dy, need_dx=True):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        shape, arg = self.saved_for_backward()
         if not need_dx:
             return None
         if self.pool_mode == "average":
-            return P.average_pool_backward(dy, self._cache, self.pool_size, self.strides, self.padding)
-        shape, arg = self._cache
+            return P.average_pool_backward(dy, shape, self.pool_size, self.strides, self.padding)
         return P.max_pool_backward(dy, arg, shape, self.pool_size, self.strides, self.padding)
 
     def get_config(self):
@@ -108,7 +107,6 @@ class BaseGlobalPooling(Layer):
         self.keepdims = keepdims
         self.pool_dimensions = pool_dimensions
         self.pool_mode = pool_mode
-        self._cache = None
 
     def build(self, input_shape):
         check_ndim(self, input_shape, self.pool_dimensions + 2)
@@ -134,15 +132,14 @@ class BaseGlobalPooling(Layer):
             y, arg = P.max_pool(x, window, window, "valid", return_argmax=True)
         else:
             y, arg = P.average_pool(x, window, window, "valid"), None
-        self._cache = (x.shape, arg) if training else None
+        if training:
+            self.save_for_backward(x.shape, arg)
         return y if self.keepdims else y.reshape(x.shape[0], x.shape[-1])
 
     def backward(self, dy, need_dx=True):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        shape, arg = self.saved_for_backward()
         if not need_dx:
             return None
-        shape, arg = self._cache
         window = shape[1:-1]
         dy = dy.reshape((shape[0],) + (1,) * self.pool_dimensions + (shape[-1],))
         if self.pool_mode == "max":

@@ -42,7 +42,6 @@ class MaxUnpooling2D(Layer):
         if pool is not None:
             pool._keep_argmax = True  # the partner now keeps its argmax at every forward
         self._used_version = None
-        self._cache = None
 
     def _geometry(self):
         if self.pool is None:
@@ -91,16 +90,16 @@ class MaxUnpooling2D(Layer):
                                  f"shape of partner {p.name}'s last forward), received shape {tuple(x.shape)}")
             self._used_version = p.argmax_version
         y = P.max_unpool(x, arg, out_shape, pool_size, strides, padding)
-        self._cache = arg if training else None
+        if training:
+            self.save_for_backward(arg)
         return y
 
     def backward(self, dy, need_dx=True):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        (arg,) = self.saved_for_backward()
         if not need_dx:
             return None
         pool_size, strides, padding = self._geometry()
-        return P.max_unpool_backward(dy, self._cache, pool_size, strides, padding)
+        return P.max_unpool_backward(dy, arg, pool_size, strides, padding)
 
     def get_config(self):
         cfg = super().get_config()
@@ -123,7 +122,6 @@ class AverageUnpooling2D(Layer):
     def __init__(self, size=(2, 2), **kwargs):
         super().__init__(**kwargs)
         self.size = P.standardize_tuple(size, 2, "size")
-        self._cached = False
 
     def build(self, input_shape):
         check_ndim(self, input_shape, 4)
@@ -139,12 +137,12 @@ class AverageUnpooling2D(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._cached = bool(training)
+        if training:
+            self.save_for_backward()
         return P.average_unpool(x, self.size)
 
     def backward(self, dy, need_dx=True):
-        if not self._cached:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        self.saved_for_backward()
         return P.average_unpool_backward(dy, self.size) if need_dx else None
 
     def get_config(self):

@@ -31,7 +31,6 @@ class Dropout(Layer):
         self.seed = seed
         self.noise_shape = self._validate_noise_shape(noise_shape)
         self._rng = np.random.default_rng(seed) if seed is not None else None
-        self._cache = None
 
     @staticmethod
     def _validate_noise_shape(noise_shape):
@@ -73,21 +72,21 @@ class Dropout(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._cache = None
         if not training or self.rate == 0:
             return x
         rng = self._rng if self._rng is not None else initializers.rng()
         seed = int(rng.integers(0, 2 ** 63 - 1))
         y, mask = nn.dropout(x, self.rate, seed, self._noise_shape_for(x))
-        self._cache = mask
+        self.save_for_backward(mask)
         return y
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        if self._cache is None:  # rate 0 or a forward without dropout
+        if not self.has_saved():  # rate 0: the forward was the identity
             return dy
-        return nn.dropout_backward(dy, self._cache, self.rate)
+        (mask,) = self.saved_for_backward()
+        return nn.dropout_backward(dy, mask, self.rate)
 
     def get_config(self):
         cfg = super().get_config()

@@ -17,7 +17,6 @@ class Cropping1D(Layer):
     def __init__(self, cropping=(1, 1), **kwargs):
         super().__init__(**kwargs)
         self.cropping = P.standardize_tuple(cropping, 2, "cropping", allow_zero=True)
-        self._cached = False
 
     def build(self, input_shape):
         check_ndim(self, input_shape, 3)
@@ -39,12 +38,12 @@ class Cropping1D(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._cached = bool(training)
+        if training:
+            self.save_for_backward()
         return R.crop(x, (self.cropping,))
 
     def backward(self, dy, need_dx=True):
-        if not self._cached:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        self.saved_for_backward()
         return R.crop_backward(dy, (self.cropping,)) if need_dx else None
 
     def get_config(self):
@@ -81,7 +80,6 @@ class Cropping2D(Layer):
             raise ValueError("`cropping` should be either an int, a tuple of 2 ints "
                              "(symmetric_height_crop, symmetric_width_crop), or a tuple of 2 tuples of 2 ints "
                              f"((top_crop, bottom_crop), (left_crop, right_crop)). Received: cropping={cropping}.")
-        self._cached = False
 
     def build(self, input_shape):
         check_ndim(self, input_shape, 4)
@@ -103,12 +101,12 @@ class Cropping2D(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._cached = bool(training)
+        if training:
+            self.save_for_backward()
         return R.crop(x, self.cropping)
 
     def backward(self, dy, need_dx=True):
-        if not self._cached:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        self.saved_for_backward()
         return R.crop_backward(dy, self.cropping) if need_dx else None
 
     def get_config(self):

@@ -23,7 +23,6 @@ class Flatten(Layer):
             raise ValueError("The `data_format` argument must be one of {'channels_first', "
                              f"'channels_last'}}. Received: data_format={data_format}")
         self.data_format = data_format
-        self._in_shape = None
 
     def compute_output_shape(self, input_shape):
         rest = tuple(input_shape[1:])
@@ -42,13 +41,14 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._in_shape = x.shape if training else None
+        if training:
+            self.save_for_backward(x.shape)
         return np.ascontiguousarray(self._to_last(x)).reshape(x.shape[0], -1)
 
     def backward(self, dy, need_dx=True):
+        (shape,) = self.saved_for_backward()
         if not need_dx:
             return None
-        shape = self._in_shape
         if self.data_format == "channels_first" and len(shape) > 2:
             last = (shape[0], *shape[2:], shape[1])
             return np.ascontiguousarray(

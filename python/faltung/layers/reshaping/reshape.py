@@ -40,7 +40,6 @@ class Reshape(Layer):
             raise ValueError("The `target_shape` argument must not contain more than one `-1` "
                              f"value. Received: target_shape={target_shape}")
         self.target_shape = target_shape
-        self._in_shape = None
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + compute_reshape_output_shape(
@@ -49,11 +48,13 @@ class Reshape(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         out = compute_reshape_output_shape(x.shape[1:], self.target_shape, "target_shape")
-        self._in_shape = x.shape if training else None
+        if training:
+            self.save_for_backward(x.shape)
         return x.reshape((x.shape[0],) + out)
 
     def backward(self, dy, need_dx=True):
-        return dy.reshape(self._in_shape) if need_dx else None
+        (shape,) = self.saved_for_backward()
+        return dy.reshape(shape) if need_dx else None
 
     def get_config(self):
         cfg = super().get_config()

@@ -24,7 +24,6 @@ class UpSampling1D(Layer):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size <= 0:
             raise ValueError(f"Argument `size` should be a positive integer. Received: size={size}")
         self.size = int(size)
-        self._cached = False
 
     def build(self, input_shape):
         check_ndim(self, input_shape, 3)
@@ -40,12 +39,12 @@ class UpSampling1D(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._cached = bool(training)
+        if training:
+            self.save_for_backward()
         return R.upsample(x[:, :, None, :], (self.size, 1))[:, :, 0, :]
 
     def backward(self, dy, need_dx=True):
-        if not self._cached:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        self.saved_for_backward()
         return R.upsample_backward(dy[:, :, None, :], (self.size, 1))[:, :, 0, :] if need_dx else None
 
     def get_config(self):
@@ -81,7 +80,6 @@ class UpSampling2D(Layer):
         if self.interpolation not in R.INTERPOLATIONS:
             raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
                              f"{R.INTERPOLATIONS}. Received: interpolation={interpolation}")
-        self._cached = False
 
     def build(self, input_shape):
         check_ndim(self, input_shape, 4)
@@ -97,12 +95,12 @@ class UpSampling2D(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._cached = bool(training)
+        if training:
+            self.save_for_backward()
         return R.upsample(x, self.size, self.interpolation)
 
     def backward(self, dy, need_dx=True):
-        if not self._cached:
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        self.saved_for_backward()
         return R.upsample_backward(dy, self.size, self.interpolation) if need_dx else None
 
     def get_config(self):

@@ -22,12 +22,12 @@ class _ZeroPadding(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._cached = bool(training)
+        if training:
+            self.save_for_backward()
         return R.zero_pad(x, self._pads)
 
     def backward(self, dy, need_dx=True):
-        if not getattr(self, "_cached", False):
-            raise ValueError(f"Layer {self.name}: backward() needs a preceding forward(x, training=True)")
+        self.saved_for_backward()
         return R.zero_pad_backward(dy, self._pads) if need_dx else None
 
 
