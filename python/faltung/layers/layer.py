@@ -67,11 +67,13 @@ def run_backward(layer, ctx, dy, need_dx=True):
 
 
 class Variable:
-    """A weight: `value` (float32 ndarray), `grad` (set by the owning layer's backward),
-    `trainable`. Mirrors the parts of `keras.Variable` that models use."""
+    """A weight: `value` (a float32 ndarray; `dtype=np.float64` serves float64 test bricks),
+    `grad` (set by the owning layer's backward), `trainable`. Mirrors the parts of
+    `keras.Variable` that models use."""
 
-    def __init__(self, value, name, trainable=True, regularizer=None, constraint=None):
-        self.value = np.ascontiguousarray(value, dtype=np.float32)
+    def __init__(self, value, name, trainable=True, regularizer=None, constraint=None,
+                 dtype=np.float32):
+        self.value = np.ascontiguousarray(value, dtype=dtype)
         self.grad = None
         self.name = name
         self.trainable = trainable
@@ -86,7 +88,7 @@ class Variable:
         return self.value
 
     def assign(self, value):
-        value = np.asarray(value, dtype=np.float32)
+        value = np.asarray(value, dtype=self.value.dtype)
         if value.shape != self.value.shape:
             raise ValueError(f"Variable `{self.name}`: expected a value of shape {self.value.shape}, "
                              f"received shape {value.shape}")
@@ -96,7 +98,7 @@ class Variable:
         return self.value if dtype is None else self.value.astype(dtype)
 
     def __repr__(self):
-        return f"<Variable path={self.name}, shape={self.shape}, dtype=float32>"
+        return f"<Variable path={self.name}, shape={self.shape}, dtype={self.value.dtype}>"
 
 
 class Layer:

@@ -257,21 +257,28 @@ class Trainer:
         """Total loss, per-output logged losses and the output gradients."""
         per_loss, weights, _ = self._resolve_compile()
         total, logged, dys = 0.0, [], []
-        for loss, w, y, p, m, sw in zip(per_loss, weights, ys, preds, masks, sws):
+        names = self.output_names
+        for i, (loss, w, y, p, m, sw) in enumerate(zip(per_loss, weights, ys, preds, masks, sws)):
             if loss is None:
                 dys.append(None)
                 continue
             if y is None:
-                raise ValueError(f"Model '{self.name}': an output with a loss got no target "
-                                 "in `y`.")
+                raise ValueError(f"Model '{self.name}': output '{names[i]}' has a loss but "
+                                 "received no target in `y`.")
             if m is not None:
                 sw = _apply_mask(sw, m, loss.reduction)
+            try:
+                if need_grad:
+                    value, dy = loss.value_and_grad(y, p, sample_weight=sw)
+                else:
+                    value = loss(y, p, sample_weight=sw)
+            except ValueError as e:
+                if len(names) == 1:
+                    raise
+                raise ValueError(f"Output '{names[i]}' of model '{self.name}': {e}") from e
             if need_grad:
-                value, dy = loss.value_and_grad(y, p, sample_weight=sw)
                 dy = np.asarray(dy, np.float32)
                 dys.append(dy if w == 1.0 else dy * np.float32(w))
-            else:
-                value = loss(y, p, sample_weight=sw)
             value = float(value) * w
             total += value
             logged.append(value)
