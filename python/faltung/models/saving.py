@@ -179,9 +179,47 @@ def load_weights(model, filepath, skip_mismatch=False):
     elif filepath.endswith(".weights.h5"):
         with h5py.File(filepath, "r") as f:
             _read_layers(model, f, "", skip_mismatch)
+    elif filepath.endswith(".h5") or filepath.endswith(".hdf5"):
+        with h5py.File(filepath, "r") as f:
+            _read_legacy_h5(model, f["model_weights"] if "model_weights" in f else f)
     else:
         raise ValueError("File format not supported: filepath=" + filepath + ". faltung "
                          "supports `.weights.h5` and `.keras` files.")
+
+
+def _read_legacy_h5(model, group):
+    """Keras 2's HDF5 weights (`layer_names` / `weight_names` attributes, e.g. the
+    keras-applications ImageNet files), matched as Keras 3's legacy loader does: the file's
+    layers that hold weights, in order, onto the model's layers that hold weights."""
+    def text(values):
+        return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+    if "layer_names" not in group.attrs:
+        raise ValueError("This HDF5 file holds no Keras weights (no `layer_names` attribute).")
+    saved = []
+    for name in text(group.attrs["layer_names"]):
+        names = text(group[name].attrs.get("weight_names", []))
+        if names:
+            saved.append((name, [np.asarray(group[name][w]) for w in names]))
+    mine = [l for l in _leaf_layers(model) if l.weights]
+    if len(saved) != len(mine):
+        raise ValueError(f"Layer count mismatch when loading weights from file. Model expected "
+                         f"{len(mine)} layers, found {len(saved)} saved layers.")
+    for layer, (name, values) in zip(mine, saved):
+        own = layer.weights
+        if len(values) != len(own) or any(v.shape != w.shape for v, w in zip(values, own)):
+            raise ValueError(f"Layer '{layer.name}' expects weights of shapes "
+                             f"{[w.shape for w in own]}; the file's layer '{name}' holds "
+                             f"{[v.shape for v in values]}.")
+    for layer, (_, values) in zip(mine, saved):
+        for w, v in zip(layer.weights, values):
+            w.value[...] = v
+
+
+def _leaf_layers(model):
+    out = []
+    for layer in model.layers:
+        out += _leaf_layers(layer) if _is_model(layer) else [layer]
+    return out
 
 
 # -- config (de)serialization -------------------------------------------------------------
