@@ -175,7 +175,9 @@ class Model(Trainer, Layer):
         if type(self).call is Layer.call:
             raise NotImplementedError(f"Model {self.name}: subclasses of `Model` must define "
                                       "`call(x)`, or use `Model(inputs, outputs)` / `Sequential`.")
-        inp = Input(batch_shape=tuple(input_shape))
+        from faltung.layers.node import is_shape
+        inp = (Input(batch_shape=tuple(input_shape)) if is_shape(input_shape)
+               else [Input(batch_shape=tuple(s)) for s in input_shape])
         try:
             out = self.call(inp)
         except TypeError as e:
