@@ -125,6 +125,8 @@ class Graph:
             for v in node.layer.weights:
                 uses[id(v)] = uses.get(id(v), 0) + 1
         self._shared = {k for k, n in uses.items() if n > 1}
+        self._sharing_layers = {id(n.layer) for n in self.nodes
+                                if any(id(v) in self._shared for v in n.layer.weights)}
         out_ids = {id(t) for t in self.outputs}
         self._last_use = {}
         for i, node in enumerate(self.nodes):
@@ -132,6 +134,7 @@ class Graph:
                 if id(t) not in out_ids:
                     self._last_use[id(t)] = i
         self._custom_mask = [type(n.layer).compute_mask is not Layer.compute_mask for n in self.nodes]
+        self._single_arg = [isinstance(n.call_args, KerasTensor) for n in self.nodes]
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, flat_inputs, training=False, input_masks=None):
@@ -145,7 +148,10 @@ class Graph:
         last_use = self._last_use
         for i, node in enumerate(self.nodes):
             layer = node.layer
-            args = pack_like(node.call_args, [values[id(t)] for t in node.args_tensors])
+            if self._single_arg[i]:
+                args = values[id(node.call_args)]
+            else:
+                args = pack_like(node.call_args, [values[id(t)] for t in node.args_tensors])
             kwargs = node.call_kwargs
             if kwargs:
                 kwargs = pack_like(kwargs, [values[id(x)] if isinstance(x, KerasTensor) else x
@@ -185,47 +191,54 @@ class Graph:
 
     # -- backward ------------------------------------------------------------------------
     def _active(self, need_dx):
-        """Which nodes need a backward call, and which tensors need a gradient."""
+        """Per node: does it need a backward call, and does it need its input gradients."""
         req = {id(t): need_dx and t.dtype == "float32" for t in self.inputs}
-        active = []
+        active, want_dx = [], []
         for node in self.nodes:
-            a = bool(node.layer.trainable_weights) or any(req.get(id(t), False)
-                                                          for t in node.input_tensors)
+            wants = any(req.get(id(t), False) for t in node.input_tensors)
+            a = wants or bool(node.layer.trainable_weights)
             for t in node.output_tensors:
                 req[id(t)] = a and t.dtype == "float32"
             active.append(a)
-        return active, req
+            want_dx.append(wants)
+        return active, want_dx, req
 
     def backward(self, ctxs, flat_dys, need_dx=True):
         """Gradients for the input tensors (flat; None where none flows) from the output
         gradients `flat_dys` (None for outputs without one); sets the weights' grads."""
-        active, req = self._active(need_dx)
+        active, want_dx, req = self._active(need_dx)
         grads = {}
         for t, g in zip(self.outputs, flat_dys):
             if g is not None:
                 grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
         for i in range(len(self.nodes) - 1, -1, -1):
             node, ctx = self.nodes[i], ctxs[i]
-            dys = [grads.pop(id(t), None) for t in node.output_tensors]
-            if not active[i] or all(d is None for d in dys):
+            if isinstance(node.outputs, KerasTensor):
+                dy = grads.pop(id(node.outputs), None)
+                missing = dy is None
+            else:
+                dys = [grads.pop(id(t), None) for t in node.output_tensors]
+                missing = all(d is None for d in dys)
+                dy = pack_like(node.outputs, dys)
+            if not active[i] or missing:
                 ctx.saved = None
                 continue
-            dy = dys[0] if isinstance(node.outputs, KerasTensor) else pack_like(node.outputs, dys)
-            want_dx = any(req.get(id(t), False) for t in node.input_tensors)
-            stash = [(v, v.grad) for v in node.layer.trainable_weights if id(v) in self._shared]
-            for v, _ in stash:
-                v.grad = None
-            dx = run_backward(node.layer, ctx, dy, want_dx)
+            stash = ()
+            if id(node.layer) in self._sharing_layers:
+                stash = [(v, v.grad) for v in node.layer.trainable_weights if id(v) in self._shared]
+                for v, _ in stash:
+                    v.grad = None
+            dx = run_backward(node.layer, ctx, dy, want_dx[i])
             for v, g in stash:
                 if g is not None:
                     v.grad = g if v.grad is None else v.grad + g
-            if not want_dx:
+            if not want_dx[i]:
                 continue
             if node.kwargs_tensors:
                 dx, dkw = dx
                 flat_dx = flatten(dx) + flatten(dkw)
             else:
-                flat_dx = [dx] if isinstance(node.call_args, KerasTensor) else flatten(dx)
+                flat_dx = [dx] if self._single_arg[i] else flatten(dx)
             for t, d in zip(node.input_tensors, flat_dx):
                 if d is not None and req.get(id(t), False):
                     grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
