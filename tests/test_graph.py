@@ -194,7 +194,8 @@ def test_dict_inputs_and_outputs():
     p = model.predict({"b": xb, "a": xa}, verbose=0)
     assert set(p) == {"y"} and p["y"].shape == (4, 2)
     assert np.allclose(p["y"], model.predict([xa, xb], verbose=0)["y"])
-    with pytest.raises(ValueError, match=r"Missing: \['b'\]"):
+    with pytest.raises(ValueError, match=r'Missing data for input "b". You passed a data '
+                                         r"dictionary with keys \['a'\]"):
         model.predict({"a": xa}, verbose=0)
 
 
@@ -240,6 +241,10 @@ def test_loss_weights_step_equals_finite_difference_of_weighted_loss():
         down = total()
         v.value[idx] = old
         fd.append((up - down) / (2 * eps))
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    c, r = model.predict(x, verbose=0)
+    assert logs["reg_loss"] == pytest.approx(float(mse(y[1], r)), rel=1e-5)  # logged unweighted
+    assert logs["loss"] == pytest.approx(float(ce(y[0], c)) + 0.5 * logs["reg_loss"], rel=1e-5)
     model.train_on_batch(x, y)
     for v, b, g in zip(model.trainable_weights, before, fd):
         idx = (0,) * v.value.ndim
@@ -259,7 +264,8 @@ def test_history_and_evaluate_names_for_several_outputs():
     assert h["loss"][-1] == pytest.approx(h["cls_loss"][-1] + h["reg_loss"][-1], rel=1e-5)
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     values = model.evaluate(x, y, verbose=0)
-    assert values == [logs["loss"]] + [logs[k] for k in sorted(logs) if k != "loss"]
+    # Keras 3.15 (checked): loss, the per-output losses in output order, then the rest sorted
+    assert values == [logs[k] for k in ["loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_mae"]]
     # one loss for every output, a dict leaving an output without loss
     model.compile("adam", loss="mse")
     with pytest.raises(ValueError, match="cls"):
@@ -307,6 +313,31 @@ def test_sequential_layers_have_outputs_for_feature_map_models():
     model.add(L.Dense(2))                      # a rebuild keeps one call per layer
     assert len(model.layers[0]._inbound_nodes) == 1
     assert model.layers[-1].output.shape == (None, 2)
+
+
+def test_single_output_values_keep_compile_order_and_metrics_ignore_sample_weight():
+    model = faltung.Sequential([L.Input((3,)), L.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy", "accuracy"],
+                  weighted_metrics=["accuracy"])
+    x, y = _data()
+    x, y = x[0], y[0]
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert model.evaluate(x, y, verbose=0) == [logs[k] for k in
+                                               ["loss", "sparse_categorical_accuracy", "accuracy",
+                                                "weighted_accuracy"]]
+    sw = np.linspace(0, 1, len(y)).astype(np.float32)
+    w = model.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    assert w["accuracy"] == logs["accuracy"]            # Keras: `metrics` are unweighted
+    hit = (np.argmax(model.predict(x, verbose=0), -1) == y).astype(np.float64)
+    assert w["weighted_accuracy"] == pytest.approx((hit * sw).sum() / sw.sum(), rel=1e-6)
+
+
+def test_one_output_in_a_list_predicts_an_array():
+    inp = L.Input((3,))
+    out = L.Dense(2)(inp)
+    model = faltung.Model([inp], [out])
+    assert isinstance(model.output, list) and isinstance(model.outputs, list)
+    assert isinstance(model.predict(np.ones((2, 3), np.float32), verbose=0), np.ndarray)
 
 
 def test_layer_without_calls_has_no_output():

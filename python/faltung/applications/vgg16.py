@@ -30,7 +30,8 @@ def _input_shape(input_shape, include_top, weights, default=224, min_size=32):
     if weights == "imagenet" and include_top:
         if input_shape is not None and tuple(input_shape) != default_shape:
             raise ValueError("When setting `include_top=True` and loading `imagenet` weights, "
-                             f"`input_shape` should be {default_shape}.")
+                             f"`input_shape` should be {default_shape}.  Received: "
+                             f"input_shape={tuple(input_shape)}")
         return default_shape
     if input_shape:
         input_shape = tuple(input_shape)

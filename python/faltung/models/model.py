@@ -4,6 +4,8 @@ A model is itself a Layer brick: `forward` runs its graph (faltung.models.graph.
 saves each layer call's context, `backward` runs the calls' `backward` in reverse (no
 autograd). Subclasses set `self._graph`; the training loop lives in models/trainer.py.
 """
+import warnings
+
 import numpy as np
 
 from faltung import backend
@@ -201,18 +203,26 @@ class Model(Trainer, Layer):
         names = self.input_names
         n = len(g.inputs)
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(names))
             missing = [k for k in names if k not in data]
-            if unknown or missing:
-                raise ValueError(f"Model '{self.name}': the keys of `{what}` must be the input "
-                                 f"names {names}. Missing: {missing}; unknown: {unknown}.")
+            if missing:
+                raise ValueError(f'Missing data for input "{missing[0]}". You passed a data '
+                                 f"dictionary with keys {sorted(data)}. Expected the following "
+                                 f"keys: {names}")
+            extra = sorted(set(data) - set(names))
+            if extra:
+                warnings.warn(f"Model '{self.name}': ignoring the data for unknown input(s) "
+                              f"{extra}; the inputs are {names}.")
             flat = [data[k] for k in names]
-        elif isinstance(data, (list, tuple)) and n > 1 or \
-                isinstance(data, (list, tuple)) and data and hasattr(data[0], "shape"):
+        elif isinstance(data, (list, tuple)) and (n > 1 or data and hasattr(data[0], "shape")):
             flat = list(data)
         else:
             flat = [data]
         if len(flat) != n:
+            if isinstance(g.inputs_struct, dict):
+                raise ValueError(f'Layer "{self.name}" expects {n} named input(s) with keys '
+                                 f"{names}, but it received {len(flat)} input tensors. Pass "
+                                 "inputs as a dict, e.g. `layer({" +
+                                 ", ".join(f"'{k}': ..." for k in names) + "})`.")
             raise ValueError(f'Layer "{self.name}" expects {n} input(s), but it received '
                              f"{len(flat)} input tensors. Inputs received: "
                              f"{[getattr(a, 'shape', type(a).__name__) for a in flat]}")

@@ -122,19 +122,23 @@ class Trainer:
             return [[] if m is None else list(m) if isinstance(m, (list, tuple)) else [m]
                     for m in per]
 
-        metric_specs = [a + b for a, b in zip(metric_lists(a["metrics"], "metrics"),
-                                             metric_lists(a["weighted_metrics"],
-                                                          "weighted_metrics"))]
+        plain = metric_lists(a["metrics"], "metrics")
+        weighted = metric_lists(a["weighted_metrics"], "weighted_metrics")
         out_metrics, seen = [], set()
-        for i, specs in enumerate(metric_specs):
+        for i in range(n):
             objs = []
-            for m in specs:
-                obj = metrics_mod.get(m)
-                if id(obj) in seen:  # one metric object given for several outputs
-                    obj = copy.deepcopy(obj)
-                seen.add(id(obj))
-                obj._log_name = f"{names[i]}_{obj.name}" if n > 1 else obj.name
-                objs.append(obj)
+            for specs, is_weighted in ((plain[i], False), (weighted[i], True)):
+                for m in specs:
+                    obj = metrics_mod.get(m)
+                    if id(obj) in seen:  # one metric object given for several outputs
+                        obj = copy.deepcopy(obj)
+                    seen.add(id(obj))
+                    name = obj.name
+                    if is_weighted and any(o.name == name for o in objs):
+                        name = "weighted_" + name  # Keras makes the name unique this way
+                    obj._log_name = f"{names[i]}_{name}" if n > 1 else name
+                    obj._weighted = is_weighted
+                    objs.append(obj)
             out_metrics.append(objs)
         self._per_output = (per_loss, weights, out_metrics)
         self._metrics = [m for ms in out_metrics for m in ms]
@@ -279,17 +283,19 @@ class Trainer:
             if need_grad:
                 dy = np.asarray(dy, np.float32)
                 dys.append(dy if w == 1.0 else dy * np.float32(w))
-            value = float(value) * w
-            total += value
-            logged.append(value)
+            value = float(value)
+            total += value * w
+            logged.append(value)  # Keras logs each output's loss unweighted
         return total, logged, dys
 
     def _update_metrics(self, ys, preds, masks, sws):
+        """Keras: `metrics` see only the output's mask, `weighted_metrics` also the
+        sample weights."""
         for ms, y, p, m, sw in zip(self._per_output[2], ys, preds, masks, sws):
-            if m is not None:
-                sw = _apply_mask(sw, m, "sum")
+            masked = None if m is None else _apply_mask(None, m, "sum")
+            weighted = sw if m is None else _apply_mask(sw, m, "sum")
             for metric in ms:
-                metric.update_state(y, p, sample_weight=sw)
+                metric.update_state(y, p, sample_weight=weighted if metric._weighted else masked)
 
     def _train_batch(self, xs, ys, sws):
         self._require_loss()
@@ -324,8 +330,13 @@ class Trainer:
         return dict(sorted(logs.items()))  # Keras sorts the log keys
 
     def _values(self, logs):
-        """Keras's flatten_metrics_in_order: the loss first, then the other keys sorted."""
-        values = [logs["loss"]] + [v for k, v in sorted(logs.items()) if k != "loss"]
+        """Keras's _flatten_metrics_in_order: "loss", the per-output losses in output order,
+        the metrics whose log name is their own name (one output) in compile order, then
+        every other key sorted."""
+        first = ["loss"] + self._loss_names + [m._log_name for m in self._metrics
+                                               if m._log_name == m.name]
+        first = [k for k in first if k in logs]
+        values = [logs[k] for k in first] + [v for k, v in sorted(logs.items()) if k not in first]
         return values[0] if len(values) == 1 else values
 
     # -- public training API -------------------------------------------------------------
@@ -460,11 +471,17 @@ class Trainer:
             flat = [np.zeros((0,) + tuple(t.shape[1:]), np.float32) for t in self._graph.outputs]
         else:
             flat = [np.concatenate(parts, axis=0) for parts in zip(*outs)]
+        return self._predicted(flat)
+
+    def _predicted(self, flat):
+        """Keras's predict returns an array, never a one-element list (dicts stay dicts)."""
+        if len(flat) == 1 and not isinstance(self._graph.outputs_struct, dict):
+            return flat[0]
         return self._pack_outputs(flat)
 
     def predict_on_batch(self, x):
         xs, _, _ = self._prepare(x)
-        return self._pack_outputs(self._graph.forward(xs, False)[0])
+        return self._predicted(self._graph.forward(xs, False)[0])
 
     def _batch_result(self, values, return_dict):
         logs = self._logs(values, 1)
