@@ -13,3 +13,5 @@ from faltung.layers.normalization.batch_normalization import BatchNormalization
 from faltung.layers.reshaping.up_sampling import UpSampling1D, UpSampling2D
 from faltung.layers.reshaping.zero_padding import ZeroPadding1D, ZeroPadding2D
 from faltung.layers.reshaping.cropping import Cropping1D, Cropping2D
+from faltung.layers.reshaping.repeat_vector import RepeatVector
+from faltung.layers.reshaping.permute import Permute
