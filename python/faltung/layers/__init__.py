@@ -15,3 +15,6 @@ from faltung.layers.reshaping.zero_padding import ZeroPadding1D, ZeroPadding2D
 from faltung.layers.reshaping.cropping import Cropping1D, Cropping2D
 from faltung.layers.reshaping.repeat_vector import RepeatVector
 from faltung.layers.reshaping.permute import Permute
+from faltung.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
+                                    Subtract, add, average, concatenate, dot, maximum, minimum,
+                                    multiply, subtract)

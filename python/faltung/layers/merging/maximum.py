@@ -1,0 +1,32 @@
+"""Maximum (Keras's `keras.layers.Maximum`) and its functional interface `maximum`."""
+import numpy as np
+
+from faltung.layers.merging.base_merge import ExtremeMerge
+
+
+class Maximum(ExtremeMerge):
+    """Computes the elementwise maximum of a list of inputs.
+
+    It takes as input a list of tensors, all of the same shape (or shapes that broadcast
+    as Keras's merge layers allow, see `Merge`), and returns a single tensor.
+
+    Input shape: a list of tensors `(batch_size, ...)`.
+    Output shape: `(batch_size, ...)`, the broadcast shape of the inputs.
+    Backward: dL/dy goes to the first input attaining the maximum (ties to the earliest
+    input, as TensorFlow's gradient; see `ExtremeMerge`).
+    """
+
+    _op, _better = np.maximum, np.greater
+
+
+def maximum(inputs, **kwargs):
+    """Functional interface to the `Maximum` layer: `Maximum(**kwargs)(inputs)`.
+
+    Args:
+        inputs: a list of input tensors of the same shape.
+        **kwargs: standard layer keyword arguments.
+
+    Returns:
+        A tensor, the elementwise maximum of the inputs.
+    """
+    return Maximum(**kwargs)(inputs)
