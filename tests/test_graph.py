@@ -483,3 +483,15 @@ def test_functional_config_round_trip_with_shared_layer_and_two_outputs(tmp_path
     for a, b in zip(model.predict(x, verbose=0), back.predict(x, verbose=0)):
         assert np.allclose(a, b, atol=1e-6)
     assert len(back.get_layer("shared")._inbound_nodes) == len(shared._inbound_nodes)
+
+
+def test_layer_order_is_keras_depth_order():
+    # Keras 3.15 (run on this graph): ['input_layer', 'b1', 'a', 'b2', 'c', 'cat', 'head'];
+    # the order fixes model.weights and the positional paths of weight files.
+    inp = L.Input((8,))
+    a = L.Dense(4, name="a")(inp)
+    b2 = L.Dense(4, name="b2")(L.Dense(4, name="b1")(inp))
+    c = L.Dense(4, name="c")(inp)
+    model = faltung.Model(inp, L.Dense(2, name="head")(L.Concatenate(name="cat")([a, b2, c])))
+    assert [l.name for l in model.layers][1:] == ["b1", "a", "b2", "c", "cat", "head"]
+    assert [w.name for w in model.weights][:2] == ["b1/kernel", "b1/bias"]
