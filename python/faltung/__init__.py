@@ -13,7 +13,7 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from faltung._core import build_info, get_num_threads, set_num_threads  # noqa: E402
+from faltung._core import build_info, get_num_threads, release_workspaces, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
 
