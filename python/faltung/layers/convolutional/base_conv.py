@@ -6,10 +6,7 @@ import numpy as np
 
 from faltung import activations, backend, initializers
 from faltung.layers.layer import Layer
-import importlib
-
-# the module, not the `faltung.ops.conv` function that faltung/ops/__init__.py exports
-conv_ops = importlib.import_module("faltung.ops.conv")
+from faltung.ops import convolution as conv_ops
 
 
 def check_positive(value, name):
@@ -50,7 +47,7 @@ class ConvBrick(Layer):
         self.kernel_size = conv_ops.standardize_tuple(kernel_size, rank, "kernel_size")
         self.strides = conv_ops.standardize_tuple(strides, rank, "strides")
         self.dilation_rate = conv_ops.standardize_tuple(dilation_rate, rank, "dilation_rate")
-        self.padding = conv_ops.standardize_padding(padding, rank)
+        self.padding = conv_ops.standardize_padding(padding, allow_causal=rank == 1, allow_full=True)
         self.data_format = conv_ops.standardize_data_format(data_format)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)

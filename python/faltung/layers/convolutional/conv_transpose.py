@@ -6,9 +6,9 @@ import numpy as np
 
 from faltung import activations, initializers
 from faltung.layers.layer import Layer
-from faltung.ops.conv_transpose import (compute_conv_transpose_output_shape, conv_transpose,
-                                         conv_transpose_backward, standardize_data_format,
-                                         standardize_padding, standardize_tuple)
+from faltung.ops.argument_validation import standardize_data_format, standardize_padding, standardize_tuple
+from faltung.ops.convolution_transpose import (compute_conv_transpose_output_shape, conv_transpose,
+                                               conv_transpose_backward)
 
 __all__ = ["Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose"]

@@ -2,10 +2,7 @@
 `depth_multiplier` filters (Keras's base_depthwise_conv.py semantics)."""
 from faltung import initializers
 from faltung.layers.convolutional.base_conv import ConvBrick, check_positive, serialize
-import importlib
-
-# the module, not the `faltung.ops.conv` function that faltung/ops/__init__.py exports
-conv_ops = importlib.import_module("faltung.ops.conv")
+from faltung.ops import convolution as conv_ops
 
 
 class BaseDepthwiseConv(ConvBrick):

@@ -4,10 +4,7 @@ import numpy as np
 
 from faltung import initializers
 from faltung.layers.convolutional.base_conv import ConvBrick, check_positive, serialize
-import importlib
-
-# the module, not the `faltung.ops.conv` function that faltung/ops/__init__.py exports
-conv_ops = importlib.import_module("faltung.ops.conv")
+from faltung.ops import convolution as conv_ops
 
 
 class BaseSeparableConv(ConvBrick):
