@@ -18,7 +18,7 @@ from faltung._core import build_info, get_num_threads, release_workspaces, set_n
 __version__ = "0.1.0"
 
 from faltung import backend, utils, initializers, activations, ops, layers  # noqa: E402
-from faltung import losses, optimizers, metrics, regularizers, datasets  # noqa: E402
+from faltung import losses, optimizers, metrics, regularizers, constraints, datasets  # noqa: E402
 from faltung import models, callbacks, saving  # noqa: E402
 from faltung.models import Sequential, Model, load_model  # noqa: E402
 from faltung.layers import Input  # noqa: E402
