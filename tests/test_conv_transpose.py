@@ -1,6 +1,5 @@
 """Transposed convolution: ops (C++ fast path and naive reference kernel) and the
 Conv1DTranspose / Conv2DTranspose layers, against tests/reference/conv_transpose.py."""
-import importlib
 
 import numpy as np
 import pytest
@@ -8,8 +7,8 @@ import pytest
 import faltung
 
 from faltung import _core
-from faltung.ops.conv_transpose import (compute_conv_transpose_output_shape, conv_transpose,
-                                        conv_transpose_backward)
+from faltung.ops.convolution_transpose import (compute_conv_transpose_output_shape, conv_transpose,
+                                               conv_transpose_backward)
 from reference import conv_transpose as ref
 
 # (N, spatial, CI, F, kernel, strides, padding, output_padding, dilation)
@@ -171,12 +170,10 @@ def test_keras_output_lengths(n, k, s, padding, op, d, expected):
     assert y.shape == (1, expected, expected, 3)
 
 
-# The one conv used by the adjointness test. After merging, the integrator swaps in
-# faltung's own conv (faltung.ops.conv.conv) here to hold both families to each other.
+# The one conv used by the adjointness test: faltung's own conv, to hold both families to each other.
 def conv_for_adjoint(x, kernel, strides, padding, dilation_rate):
     """faltung's own C++ convolution (float64), so the test ties the two kernel families."""
-    conv_ops = importlib.import_module("faltung.ops.conv")  # faltung.ops.conv is also a function name
-    return conv_ops.conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
+    return faltung.ops.conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
 
 
 ADJOINT_CASES = [(sp, k, s, p, d) for sp, k, s, p, d in [

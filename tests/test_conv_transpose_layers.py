@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from faltung import _core, layers
-from faltung.ops.conv_transpose import conv_transpose, conv_transpose_backward
+from faltung.ops.convolution_transpose import conv_transpose, conv_transpose_backward
 from reference import conv_transpose as ref
 
 

@@ -23,6 +23,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &faltung::set_num_threads, py::arg("n"),
         "Set the number of OpenMP threads faltung's kernels use.");
   m.def("get_num_threads", &faltung::get_num_threads);
+  m.def("release_workspaces", []() {
+        py::gil_scoped_release nogil;
+        faltung::release_workspaces();
+      },
+      "Free the kernels' scratch buffers held by this thread and its OpenMP threads (they grow "
+      "back on the next call).");
+  m.def("workspace_bytes", &faltung::workspace_bytes,
+        "Bytes held by the kernels' scratch buffers of all threads.");
   m.def("build_info", []() {
     py::dict d;
     d["version"] = FALTUNG_VERSION;

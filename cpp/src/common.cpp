@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <sstream>
 
@@ -80,24 +81,55 @@ template void parallel_gemm<double>(bool, bool, int64_t, int64_t, int64_t, doubl
                                     int64_t, const double*, int64_t, double, double*, int64_t);
 
 namespace {
+std::atomic<int64_t> g_workspace_bytes{0};  // held by all threads' workspaces
+std::atomic<int> g_largest_team{1};          // the largest team a workspace was taken in
+
 template <typename T>
 struct Workspace {
   std::unique_ptr<T[]> data;
   int64_t size = 0;
   T* get(int64_t n) {
     if (n > size) {
+      release();  // the old contents are not kept: free them before allocating
       data.reset(new T[n]);
       size = n;
+      g_workspace_bytes += n * int64_t(sizeof(T));
+      const int team = omp_get_num_threads();
+      for (int seen = g_largest_team.load(); team > seen;)
+        if (g_largest_team.compare_exchange_weak(seen, team)) break;
     }
     return data.get();
   }
+  void release() {
+    data.reset();
+    g_workspace_bytes -= size * int64_t(sizeof(T));
+    size = 0;
+  }
+  ~Workspace() { release(); }  // at thread exit
 };
-constexpr int kSlots = 8;
-thread_local Workspace<float> ws_f32[kSlots];
-thread_local Workspace<double> ws_f64[kSlots];
+thread_local Workspace<float> ws_f32[kWorkspaceSlots];
+thread_local Workspace<double> ws_f64[kWorkspaceSlots];
 }  // namespace
 
-float* workspace_f32(int64_t n, int slot) { return ws_f32[slot % kSlots].get(std::max<int64_t>(n, 1)); }
-double* workspace_f64(int64_t n, int slot) { return ws_f64[slot % kSlots].get(std::max<int64_t>(n, 1)); }
+float* workspace_f32(int64_t n, WorkspaceSlot slot) {
+  return ws_f32[static_cast<int>(slot)].get(std::max<int64_t>(n, 1));
+}
+double* workspace_f64(int64_t n, WorkspaceSlot slot) {
+  return ws_f64[static_cast<int>(slot)].get(std::max<int64_t>(n, 1));
+}
+
+// Each thread frees only its own buffers, so this never touches a buffer another thread is
+// using. A team as large as any that took a workspace reaches the same pool threads again
+// (libgomp numbers a master thread's pool threads in order).
+void release_workspaces() {
+  const int nt = std::max(get_num_threads(), g_largest_team.load());
+#pragma omp parallel num_threads(nt)
+  {
+    for (auto& w : ws_f32) w.release();
+    for (auto& w : ws_f64) w.release();
+  }
+}
+
+int64_t workspace_bytes() { return g_workspace_bytes.load(); }
 
 }  // namespace faltung

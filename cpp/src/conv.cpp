@@ -6,7 +6,7 @@
 // For group g: out[:, g*Kg:(g+1)*Kg] = col_g (P,D) @ weight[:, g*Kg:(g+1)*Kg], where row p of
 // col_g is the receptive field of output pixel p on channels [g*Cg, (g+1)*Cg), (kh,kw,c)
 // order. The P rows are cut into tiles of R rows; a tile's col_g lives in the thread's
-// workspace (slot 0), so memory stays bounded whatever N is.
+// workspace (WorkspaceSlot::Columns), so memory stays bounded whatever N is.
 #include <omp.h>
 
 #include <algorithm>
@@ -203,7 +203,7 @@ const T* col_operand(const T* inp, const Conv2dShape& s, int64_t g, int64_t p0, 
     *lda = s.C;
     return inp + p0 * s.C + g * Cg;
   }
-  T* col = workspace<T>((p1 - p0) * D, 0);
+  T* col = workspace<T>((p1 - p0) * D, WorkspaceSlot::Columns);
   im2col_tile(col, inp, s, g, p0, p1);
   *lda = D;
   return col;
@@ -262,7 +262,7 @@ void conv2d_gemm_backward_data(T* dinp, const T* dout, const T* weight, const Co
     const int64_t Rb = par ? R * get_num_threads() : R;
     for (int64_t p0 = n0 * OHW; p0 < n1 * OHW; p0 += Rb) {
       const int64_t p1 = std::min(n1 * OHW, p0 + Rb);
-      T* dcol = workspace<T>((p1 - p0) * D, 0);
+      T* dcol = workspace<T>((p1 - p0) * D, WorkspaceSlot::Columns);
       for (int64_t g = 0; g < G; ++g) {
         (par ? parallel_gemm<T> : gemm<T>)(false, true, p1 - p0, D, Kg, T(1), dout + p0 * s.K + g * Kg, s.K,
                                            weight + g * Kg, s.K, T(0), dcol, D);
@@ -283,7 +283,7 @@ void conv2d_gemm_backward_data(T* dinp, const T* dout, const T* weight, const Co
 }
 
 // col (P,D), dout (P,K) -> dweight (D,K) = col^T @ dout: each thread accumulates its row
-// tiles into a private partial (workspace slot 1), then the partials are summed.
+// tiles into a private partial (WorkspaceSlot::Partials), then the partials are summed.
 template <typename T>
 void conv2d_gemm_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s, bool direct) {
   const int64_t G = s.groups, Kg = s.K / G, D = s.KH * s.KW * (s.C / G), P = s.N * s.OH * s.OW;
@@ -307,7 +307,7 @@ void conv2d_gemm_backward_filter(T* dweight, const T* dout, const T* inp, const 
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    T* acc = t == 0 ? dweight : workspace<T>(DK, 1);
+    T* acc = t == 0 ? dweight : workspace<T>(DK, WorkspaceSlot::Partials);
     if (t) std::fill(acc, acc + DK, T(0));
     parts[t] = acc;
     for (int64_t i = ntiles * t / n; i < ntiles * (t + 1) / n; ++i)

@@ -95,7 +95,7 @@ void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, con
 
 // dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (KH,KW,1,K): dweight[kh,kw,k] = sum over
 // (n,oh,ow) of inp[n,ih,iw,k/m] * dout[n,oh,ow,k]. Per-thread partials over output rows
-// (workspace slot 1), then summed.
+// (WorkspaceSlot::Partials), then summed.
 template <typename T>
 void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
   const int64_t C = s.C, K = s.K, m = K / C, WK = s.KH * s.KW * K, rows = s.N * s.OH;
@@ -105,7 +105,7 @@ void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, c
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    T* acc = t == 0 ? dweight : workspace<T>(WK, 1);
+    T* acc = t == 0 ? dweight : workspace<T>(WK, WorkspaceSlot::Partials);
     if (t) std::fill(acc, acc + WK, T(0));
     parts[t] = acc;
     for (int64_t r = rows * t / nth; r < rows * (t + 1) / nth; ++r) {

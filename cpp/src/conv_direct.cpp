@@ -19,10 +19,10 @@
 //                    (gather form, vectorized over K, for few input channels; stride > 1
 //                    handled by the divisibility test of the gather)
 //
-// Workspace slots. Forward: packed weights (ceil(K/KB), KH, KW, C, KB), zero-padded past K,
-// with the padded bias behind them: calling thread's slot 3; zeros: slot 2; the padded input
-// copy for few channels: slot 4.
-// Filter gradient: each thread's partial: slot 1; its padded dout row: slot 2.
+// Workspaces (common.hpp). Forward: packed weights (ceil(K/KB), KH, KW, C, KB), zero-padded
+// past K, with the padded bias behind them: the calling thread's PackedWeights; zeros: Vectors;
+// the padded input copy for few channels: PaddedInput.
+// Filter gradient: each thread's partial: Partials; its padded dout row: Vectors.
 #include <omp.h>
 
 #include <algorithm>
@@ -48,7 +48,7 @@ constexpr int kKV = 2;   // vectors of filters per register block (KB = kKV * VW
 template <class T>
 T* pack_weight(const T* weight, const T* bias, const Conv2dShape& s, int64_t KB) {
   const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
-  T* wp = workspace<T>(nkb * R * KB + nkb * KB, 3);
+  T* wp = workspace<T>(nkb * R * KB + nkb * KB, WorkspaceSlot::PackedWeights);
   for (int64_t kb = 0; kb < nkb; ++kb) {
     const int64_t k0 = kb * KB, nk = std::min(KB, s.K - k0);
     for (int64_t r = 0; r < R; ++r) {
@@ -308,7 +308,7 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
   const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
   const T* wp = pack_weight(weight, bias, s, KB);
   const T* bp = wp + nkb * R * KB;
-  T* zeros = workspace<T>(s.C, 2);
+  T* zeros = workspace<T>(s.C, WorkspaceSlot::Vectors);
   std::fill(zeros, zeros + s.C, T(0));
   const int64_t OHW = s.OH * s.OW, run_len = by_row ? s.OW : OHW, runs = by_row ? s.OH : 1;
   const int64_t per_run = (run_len + kOWB - 1) / kOWB, nblk = runs * per_run;
@@ -381,7 +381,7 @@ void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, 
     q.W = left + s.W + right;
     q.pad_top -= top;
     q.pad_left -= left;
-    T* xp = workspace<T>(s.N * q.H * q.W * s.C, 4);
+    T* xp = workspace<T>(s.N * q.H * q.W * s.C, WorkspaceSlot::PaddedInput);
 #pragma omp parallel for schedule(static) num_threads(conv_threads(s))
     for (int64_t r = 0; r < s.N * q.H; ++r) {
       const int64_t n = r / q.H, h = r % q.H - top;
@@ -444,7 +444,7 @@ inline void filter_tail(int64_t rem, T* part, int64_t ldp, const T* in_row, cons
 }  // namespace
 
 // dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (KH,KW,C,K). Threads split the output rows;
-// each accumulates a padded partial (KH*KW*C, nkb*KB) in its slot 1, then the partials are
+// each accumulates a padded partial (KH*KW*C, nkb*KB) in its Partials slot, then the partials are
 // summed into dweight.
 template <typename T>
 void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
@@ -461,10 +461,10 @@ void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, cons
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    T* part = workspace<T>(RK, 1);
+    T* part = workspace<T>(RK, WorkspaceSlot::Partials);
     std::fill(part, part + RK, T(0));
     parts[t] = part;
-    T* dpad = padded ? workspace<T>(s.OW * Kp, 2) : nullptr;
+    T* dpad = padded ? workspace<T>(s.OW * Kp, WorkspaceSlot::Vectors) : nullptr;
     if (padded) std::fill(dpad, dpad + s.OW * Kp, T(0));
     for (int64_t row = rows * t / nth; row < rows * (t + 1) / nth; ++row) {
       const int64_t n = row / s.OH, oh = row % s.OH;
@@ -585,7 +585,7 @@ void conv2d_direct_backward_data(T* dinp, const T* dout, const T* weight, const 
   FALTUNG_CHECK(s.C <= kDirectDataMaxC && s.groups == 1,
                 "conv2d_direct_backward_data: needs groups 1 and at most " + std::to_string(kDirectDataMaxC) +
                     " input channels, received C=" + std::to_string(s.C));
-  T* zeros = workspace<T>(s.K, 2);
+  T* zeros = workspace<T>(s.K, WorkspaceSlot::Vectors);
   std::fill(zeros, zeros + s.K, T(0));
   switch (s.C) {
     case 1: backward_data_small<T, 1>(dinp, dout, weight, zeros, s); break;

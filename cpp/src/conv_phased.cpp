@@ -3,9 +3,9 @@
 //
 // N batch, H/W input size, C in-channels, K filters, OH/OW output size, dh/dw dilations,
 // OHs/OWs phase output size, Hs <= OHs+2 / Ws <= OWs+2 stored phase input size, Np = N*dh*dw.
-// Phase buffers live in the calling thread's workspace: slot 0 phase input (Np,Hs,Ws,C),
-// slot 1 phase output (Np,OHs,OWs,K), slot 2 phase dout (Np,OHs,OWs,K), slot 3 phase
-// dinp (Np,Hs,Ws,C). The Winograd kernels called in between use slots 4-7.
+// Phase buffers live in the calling thread's workspaces (common.hpp): PhaseInput (Np,Hs,Ws,C),
+// PhaseOutput (Np,OHs,OWs,K), PhaseGradOutput (Np,OHs,OWs,K), PhaseGradInput (Np,Hs,Ws,C). The
+// Winograd kernels called in between take only the Winograd slots.
 #include "faltung/conv_phased.hpp"
 
 #include <algorithm>
@@ -113,8 +113,8 @@ void conv2d_phased_forward(T* out, const T* inp, const T* weight, const T* bias,
   const PhaseDim pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
   const Conv2dShape p = phase_shape(s, ph, pw);
   const int nt = conv_threads(s);
-  T* pin = workspace<T>(p.N * p.H * p.W * p.C, 0);
-  T* pout = workspace<T>(p.N * p.OH * p.OW * p.K, 1);
+  T* pin = workspace<T>(p.N * p.H * p.W * p.C, WorkspaceSlot::PhaseInput);
+  T* pout = workspace<T>(p.N * p.OH * p.OW * p.K, WorkspaceSlot::PhaseOutput);
   gather_phases(pin, inp, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, ph.off, pw.off, p.H, p.W, nt);
   conv2d_winograd_forward(pout, pin, weight, bias, p, relu);
   scatter_phases(out, pout, s.N, s.OH, s.OW, s.K, s.dil_h, s.dil_w, 0, 0, p.OH, p.OW, nt);
@@ -130,15 +130,15 @@ void conv2d_phased_backward(T* dinp, T* dweight, const T* dout, const T* inp, co
   const PhaseDim pw = phase_dim(s.W, s.OW, s.dil_w, s.pad_left);
   const Conv2dShape p = phase_shape(s, ph, pw);
   const int nt = conv_threads(s);
-  T* pdout = workspace<T>(p.N * p.OH * p.OW * p.K, 2);
+  T* pdout = workspace<T>(p.N * p.OH * p.OW * p.K, WorkspaceSlot::PhaseGradOutput);
   gather_phases(pdout, dout, s.N, s.OH, s.OW, s.K, s.dil_h, s.dil_w, 0, 0, p.OH, p.OW, nt);
   if (dinp) {
-    T* pdin = workspace<T>(p.N * p.H * p.W * p.C, 3);
+    T* pdin = workspace<T>(p.N * p.H * p.W * p.C, WorkspaceSlot::PhaseGradInput);
     conv2d_winograd_backward_data(pdin, pdout, weight, p);
     scatter_phases(dinp, pdin, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, ph.off, pw.off, p.H, p.W, nt);
   }
   if (dweight) {
-    T* pin = workspace<T>(p.N * p.H * p.W * p.C, 0);
+    T* pin = workspace<T>(p.N * p.H * p.W * p.C, WorkspaceSlot::PhaseInput);
     gather_phases(pin, inp, s.N, s.H, s.W, s.C, s.dil_h, s.dil_w, ph.off, pw.off, p.H, p.W, nt);
     conv2d_winograd_backward_filter(dweight, pdout, pin, p);
   }

@@ -105,7 +105,8 @@ void conv2d_bias_backward(T* dbias, const T* dout, const Conv2dShape& s) {
   const int64_t P = s.N * s.OH * s.OW, K = s.K;
   std::fill(dbias, dbias + K, T(0));
   const int nt = (P * K < (1 << 16)) ? 1 : get_num_threads();
-  T* partial = workspace<T>(nt * K, 2);  // the calling thread's scratch, one row per thread
+  // the calling thread's scratch, one row per thread
+  T* partial = workspace<T>(nt * K, WorkspaceSlot::Vectors);
   std::fill(partial, partial + nt * K, T(0));
 #pragma omp parallel num_threads(nt)
   {

@@ -231,7 +231,7 @@ void forward_winograd_phases(T* out, const T* inp, const T* weight, const T* bia
   for (const auto& r : rows) grid_h = std::max(grid_h, r.out + pad_h - r.pad);
   for (const auto& c : cols) grid_w = std::max(grid_w, c.out + pad_w - c.pad);
   // sub (2, 2, K, nph*C): phase (a, b)'s flipped sub-kernel in filters [(a*stride_w + b)*C, +C)
-  T* sub = workspace<T>(4 * s.K * nph * s.C, 1);
+  T* sub = workspace<T>(4 * s.K * nph * s.C, WorkspaceSlot::SubKernels);
   std::vector<WinogradView<T>> views;
   for (int64_t a = 0; a < s.stride_h; ++a)
     for (int64_t b = 0; b < s.stride_w; ++b) {
@@ -275,7 +275,7 @@ void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, cons
         }
         continue;
       }
-      T* sub = workspace<T>(Th * Tw * s.K * s.C, 1);  // (Th, Tw, K, C)
+      T* sub = workspace<T>(Th * Tw * s.K * s.C, WorkspaceSlot::SubKernels);  // (Th, Tw, K, C)
       phase_sub_kernel(sub, s.C, ph, pw, weight, s);
       Conv2dShape q{};
       q.N = s.N; q.H = s.OH; q.W = s.OW; q.C = s.K; q.K = s.C; q.KH = Th; q.KW = Tw;
@@ -294,7 +294,7 @@ void conv_transpose2d_forward_gemm(T* out, const T* inp, const T* weight, const 
   const int64_t nb = bands_per_image(s, get_num_threads()), items = s.N * nb;
 #pragma omp parallel
   {
-    T* col = workspace<T>(rb * s.OW * cols, 0);
+    T* col = workspace<T>(rb * s.OW * cols, WorkspaceSlot::Columns);
 #pragma omp for schedule(static) nowait  // the end of the region is the barrier
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / nb, b = item % nb;
@@ -339,16 +339,16 @@ void conv_transpose2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, con
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    T* col = workspace<T>(rb * s.OW * cols, 0);
+    T* col = workspace<T>(rb * s.OW * cols, WorkspaceSlot::Columns);
     // Per-thread partial sums, thread 0's straight into the result; summed at the end.
     T* dw = nullptr;
     if (dweight) {
-      dw = t == 0 ? dweight : workspace<T>(DK, 1);
+      dw = t == 0 ? dweight : workspace<T>(DK, WorkspaceSlot::Partials);
       std::fill(dw, dw + DK, T(0));
     }
     T* db = nullptr;
     if (dbias) {
-      db = t == 0 ? dbias : workspace<T>(s.C, 2);
+      db = t == 0 ? dbias : workspace<T>(s.C, WorkspaceSlot::Vectors);
       std::fill(db, db + s.C, T(0));
     }
     dw_parts[t] = dw;

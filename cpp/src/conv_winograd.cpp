@@ -9,7 +9,8 @@
 // V (P, TB, C), runs P GEMMs V[p] (TB,C) @ U[p] (C,K) -> Mb[p] (TB,K) with single-threaded
 // OpenBLAS, and transforms Mb back into the output. U (P,C,K) = G g G^T is computed once
 // per call into the calling thread's workspace. Threads own disjoint tile blocks.
-// Workspace slots used here: 4 (filter partials / rotated weights), 5 (U or dU), 6, 7.
+// Workspaces (common.hpp): WinogradScratch (filter partials / rotated weights), WinogradWeights
+// (U or dU), WinogradTiles, WinogradProducts.
 #include "faltung/conv_winograd.hpp"
 
 #include <omp.h>
@@ -127,8 +128,8 @@ void winograd_conv(const T* inp, const T* U, bool relu, int64_t N, int64_t H, in
   const int64_t nblocks = (tiles + TB - 1) / TB;
 #pragma omp parallel num_threads(nt)
   {
-    T* Vb = workspace<T>(P * TB * C, 6);
-    T* Mb = workspace<T>(P * TB * K, 7);
+    T* Vb = workspace<T>(P * TB * C, WorkspaceSlot::WinogradTiles);
+    T* Mb = workspace<T>(P * TB * K, WorkspaceSlot::WinogradProducts);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t t0 = blk * TB, ntl = std::min(TB, tiles - t0);
@@ -158,7 +159,7 @@ template <class T, int M>
 void forward_m(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
                bool relu) {
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
-  T* U = workspace<T>(P * s.C * s.K, 5);
+  T* U = workspace<T>(P * s.C * s.K, WorkspaceSlot::WinogradWeights);
   transform_weight<T, M>(U, weight, s.C, s.K);
   const WinogradView<T> view = contiguous_view(out, bias, s.K, s.OH, s.OW);
   winograd_conv<T, M>(inp, U, relu, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, &view, 1);
@@ -170,7 +171,7 @@ template <class T, int M>
 void backward_data_m(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
   const int64_t C = s.C, K = s.K;
-  T* wr = workspace<T>(9 * C * K, 4);
+  T* wr = workspace<T>(9 * C * K, WorkspaceSlot::WinogradScratch);
 #pragma omp parallel for schedule(static)
   for (int64_t rk = 0; rk < 9 * K; ++rk) {
     const int64_t r = rk / K, k = rk % K;
@@ -178,7 +179,7 @@ void backward_data_m(T* dinp, const T* dout, const T* weight, const Conv2dShape&
     T* o = wr + (r * K + k) * C;
     for (int64_t c = 0; c < C; ++c) o[c] = w[c * K];
   }
-  T* U = workspace<T>(P * C * K, 5);
+  T* U = workspace<T>(P * C * K, WorkspaceSlot::WinogradWeights);
   transform_weight<T, M>(U, wr, K, C);
   const WinogradView<T> view = contiguous_view<T>(dinp, nullptr, C, s.H, s.W);
   winograd_conv<T, M>(dout, U, false, s.N, s.OH, s.OW, K, C, s.H, s.W, 2 - s.pad_top, 2 - s.pad_left, &view, 1);
@@ -197,14 +198,14 @@ void backward_filter_m(T* dweight, const T* dout, const T* inp, const Conv2dShap
   const int64_t TB = block_tiles(P, C, K, sizeof(T), tiles, nt);
   const int64_t nblocks = (tiles + TB - 1) / TB;
   const int64_t PCK = P * C * K;
-  T* dU = workspace<T>(PCK, 5);
+  T* dU = workspace<T>(PCK, WorkspaceSlot::WinogradWeights);
   T* parts[64];
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
-    T* Vb = workspace<T>(P * TB * C, 6);
-    T* Zb = workspace<T>(P * TB * K, 7);
-    T* part = tid == 0 ? dU : workspace<T>(PCK, 4);
+    T* Vb = workspace<T>(P * TB * C, WorkspaceSlot::WinogradTiles);
+    T* Zb = workspace<T>(P * TB * K, WorkspaceSlot::WinogradProducts);
+    T* part = tid == 0 ? dU : workspace<T>(PCK, WorkspaceSlot::WinogradScratch);
     parts[tid] = part;
     std::fill(part, part + PCK, T(0));
     // static: each thread sums a fixed range of blocks, so dweight is the same on every run
@@ -344,7 +345,7 @@ void conv2d_3x3_reference_forward(T* out, const T* inp, const T* weight, const T
   }
 }
 
-// F(3x3, 2x2): U (16,C,K) in slot 5, then the same tile loop as the 3x3 kernels.
+// F(3x3, 2x2): U (16,C,K) in WinogradWeights, then the same tile loop as the 3x3 kernels.
 template <class T>
 void conv2d_winograd2x2_forward_views(const T* inp, const T* weight, const Conv2dShape& s,
                                       const WinogradView<T>* views, int nviews) {
@@ -355,7 +356,7 @@ void conv2d_winograd2x2_forward_views(const T* inp, const T* weight, const Conv2
     FALTUNG_CHECK(views[g].k0 >= 0 && views[g].K >= 0 && views[g].k0 + views[g].K <= s.K,
                   "conv2d_winograd2x2_forward_views: view channels outside the conv's K=" + std::to_string(s.K));
   if (s.N * s.OH * s.OW == 0) return;
-  T* U = workspace<T>(16 * s.C * s.K, 5);
+  T* U = workspace<T>(16 * s.C * s.K, WorkspaceSlot::WinogradWeights);
   transform_weight<T, 3>(U, weight, s.C, s.K);
   winograd_conv<T, 3>(inp, U, false, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, views, nviews);
 }

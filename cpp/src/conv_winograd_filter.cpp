@@ -5,7 +5,7 @@
 // Rows are the N*OH*OW output pixels; the im2col row of a pixel is its 3x3xC input patch in
 // weight order (kh, kw, c), so dweight (9C, K) = sum over rows of col^T (9C,R) @ dout (R,K).
 // Each thread accumulates its own partial (9C,K); the partials are summed at the end.
-// Workspace slots used: 4 (partials of threads > 0), 6 (im2col block).
+// Workspaces (common.hpp): WinogradScratch (partials of threads > 0), WinogradTiles (im2col block).
 #include <omp.h>
 
 #include <algorithm>
@@ -27,10 +27,10 @@ void winograd_filter_im2col(T* dweight, const T* dout, const T* inp, const Conv2
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
-    T* part = tid == 0 ? dweight : workspace<T>(C9 * K, 4);
+    T* part = tid == 0 ? dweight : workspace<T>(C9 * K, WorkspaceSlot::WinogradScratch);
     parts[tid] = part;
     std::fill(part, part + C9 * K, T(0));
-    T* col = workspace<T>(R * C9, 6);
+    T* col = workspace<T>(R * C9, WorkspaceSlot::WinogradTiles);
     // static: each thread sums a fixed range of blocks, so dweight is the same on every run
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < nblocks; ++blk) {

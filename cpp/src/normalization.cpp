@@ -35,8 +35,8 @@ void batch_norm_moments(T* mean, T* var, const T* x, int64_t R, int64_t C) {
     return;
   }
   const int nt = threads_for(R * C);
-  double* part = workspace<double>(2 * nt * C, 0);  // (nt, 2, C): S1, S2
-  double* sums = workspace<double>(3 * C, 1);
+  double* part = workspace<double>(2 * nt * C, WorkspaceSlot::NormPartials);  // (nt, 2, C): S1, S2
+  double* sums = workspace<double>(3 * C, WorkspaceSlot::NormSums);
   double* k = sums + 2 * C;
   for (int64_t c = 0; c < C; ++c) k[c] = double(x[c]);
   int used = 1;
@@ -72,7 +72,7 @@ void batch_norm_moments(T* mean, T* var, const T* x, int64_t R, int64_t C) {
 template <typename T>
 void batch_norm_forward(T* y, T* inv_std, const T* x, const T* mean, const T* var, const T* gamma,
                         const T* beta, T eps, int64_t R, int64_t C) {
-  T* scale = workspace<T>(2 * C, 2);
+  T* scale = workspace<T>(2 * C, WorkspaceSlot::NormScale);
   T* shift = scale + C;
   for (int64_t c = 0; c < C; ++c) {
     const T is = T(1) / std::sqrt(var[c] + eps);
@@ -103,8 +103,9 @@ template <typename T>
 void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
                          const T* inv_std, const T* gamma, int64_t R, int64_t C) {
   const int nt = threads_for(R * C);
-  double* part = workspace<double>(2 * nt * C, 0);  // (nt, 2, C): sum dy, sum dy*x_hat
-  double* sums = workspace<double>(2 * C, 1);
+  // (nt, 2, C): sum dy, sum dy*x_hat
+  double* part = workspace<double>(2 * nt * C, WorkspaceSlot::NormPartials);
+  double* sums = workspace<double>(2 * C, WorkspaceSlot::NormSums);
   int used = 1;
   // Pass 1: dbeta = sum dy, dgamma = sum dy * x_hat.
 #pragma omp parallel num_threads(nt)
@@ -137,7 +138,7 @@ void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, co
     for (int64_t c = 0; c < C; ++c) dgamma[c] = T(sdyx[c]);
   if (!dx) return;
   // Pass 2: dx = gamma*inv_std * (dy - dbeta/R - x_hat * dgamma/R).
-  T* k = workspace<T>(3 * C, 2);
+  T* k = workspace<T>(3 * C, WorkspaceSlot::NormScale);
   T* mb = k + C;  // dbeta / R
   T* mg = k + 2 * C;  // dgamma / R
   for (int64_t c = 0; c < C; ++c) {

@@ -13,12 +13,12 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from faltung._core import build_info, get_num_threads, set_num_threads  # noqa: E402
+from faltung._core import build_info, get_num_threads, release_workspaces, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
 
 from faltung import backend, utils, initializers, activations, ops, layers  # noqa: E402
-from faltung import losses, optimizers, metrics, regularizers, datasets  # noqa: E402
+from faltung import losses, optimizers, metrics, regularizers, constraints, datasets  # noqa: E402
 from faltung import models, callbacks, saving, applications  # noqa: E402
 from faltung.models import Sequential, Model, load_model  # noqa: E402
 from faltung.layers import Input  # noqa: E402

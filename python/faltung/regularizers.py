@@ -1,5 +1,11 @@
 """Weight regularizers (Keras 3 names): `reg(value) -> float` penalty added to the loss,
-`reg.grad(value) -> ndarray` its gradient (faltung's addition for the brick backward)."""
+`reg.grad(value) -> ndarray` its gradient (faltung's addition for the brick backward).
+
+Layers resolve their `*_regularizer` arguments once, with `get`, in `__init__`, and write them
+back into their config with `serialize` (Keras's dict: module, class_name, config,
+registered_name)."""
+import inspect
+
 import numpy as np
 
 
@@ -130,25 +136,36 @@ _CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2, "OrthogonalRegularizer": Orthogona
 
 
 def get(identifier):
-    """Regularizer from None, a name ("l1", "l2", "l1_l2"), a dict {"class_name",
-    "config"}, an instance, or a callable(value) -> float (its `.grad` must exist for training)."""
+    """Regularizer from None, a name ("l1", "l2", "l1_l2", "L2"), a config dict (`serialize`'s,
+    or just {"class_name", "config"}), a class, an instance, or a callable(value) -> float (its
+    `.grad` must exist for training). Layers call it once, in `__init__`."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, dict):
         cls = _CLASSES.get(identifier.get("class_name")) or _BY_NAME.get(str(identifier.get("class_name")).lower())
         if cls is None:
             raise ValueError(f"Could not interpret regularizer identifier: {identifier}")
-        return cls(**identifier.get("config", {}))
+        return cls.from_config(identifier.get("config") or {})
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower()) or _CLASSES.get(identifier)
         if cls is None:
             raise ValueError(f"Could not interpret regularizer identifier: {identifier}. "
                              f"Valid names: {sorted(_BY_NAME)}")
         return cls()
+    if inspect.isclass(identifier):
+        return identifier()
     if callable(identifier):
         return identifier
     raise ValueError(f"Could not interpret regularizer identifier: {identifier}")
 
 
-def serialize(reg):
-    return {"class_name": type(reg).__name__, "config": reg.get_config()}
+def serialize(regularizer):
+    """Keras's config dict of a regularizer (None stays None; a plain function is returned as is)."""
+    if regularizer is None or not hasattr(regularizer, "get_config"):
+        return regularizer
+    return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
+            "config": regularizer.get_config(), "registered_name": None}
+
+
+def deserialize(config):
+    return get(config)

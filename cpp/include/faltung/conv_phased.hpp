@@ -31,7 +31,7 @@
 // phases round up to, against 4x fewer multiplies than direct for F(4x4,3x3).
 // Only KH == KW == 3 is handled: other kernel sizes would need the im2col path inside, which
 // gains nothing over running im2col on the dilated conv directly.
-// Scratch: faltung::workspace slots 0-3 of the calling thread (the Winograd kernels use 4-7).
+// Scratch: the calling thread's Phase* workspaces (faltung/common.hpp: WorkspaceSlot).
 // No validation beyond conv_phased_applicable: call check_conv2d_shape first.
 #pragma once
 

@@ -9,7 +9,8 @@
 // transformed (B^T d B), multiplied per transform position by the transformed weights
 // (G g G^T) with one OpenBLAS GEMM per position and tile block, then transformed back
 // (A^T M A) with the bias added. Threads split tile blocks.
-// Scratch: faltung::workspace slots 4-7 (callers may hold slots 0-3 across these calls).
+// Scratch: the Winograd* workspaces only (faltung/common.hpp: WorkspaceSlot), so callers may
+// hold the other slots across these calls.
 #pragma once
 #include <cstdint>
 

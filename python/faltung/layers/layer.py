@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from faltung import backend
+from faltung import backend, constraints, regularizers
 
 _active = threading.local()  # .layer, .ctx: the layer call this thread is running
 
@@ -69,7 +69,9 @@ def run_backward(layer, ctx, dy, need_dx=True):
 class Variable:
     """A weight: `value` (a float32 ndarray; `dtype=np.float64` serves float64 test bricks),
     `grad` (set by the owning layer's backward), `trainable`. Mirrors the parts of
-    `keras.Variable` that models use."""
+    `keras.Variable` that models use. `regularizer` and `constraint` are always resolved
+    objects or None: whatever is set (a name, a config dict, an object) goes through
+    `regularizers.get` / `constraints.get` once, when it is set."""
 
     def __init__(self, value, name, trainable=True, regularizer=None, constraint=None,
                  dtype=np.float32):
@@ -79,6 +81,22 @@ class Variable:
         self.trainable = trainable
         self.regularizer = regularizer
         self.constraint = constraint
+
+    @property
+    def regularizer(self):
+        return self._regularizer
+
+    @regularizer.setter
+    def regularizer(self, identifier):
+        self._regularizer = regularizers.get(identifier)
+
+    @property
+    def constraint(self):
+        return self._constraint
+
+    @constraint.setter
+    def constraint(self, identifier):
+        self._constraint = constraints.get(identifier)
 
     shape = property(lambda self: self.value.shape)
     dtype = property(lambda self: self.value.dtype)

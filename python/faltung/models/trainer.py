@@ -231,11 +231,7 @@ class Trainer:
     # -- loss and steps ----------------------------------------------------------------
     @staticmethod
     def _regularizer_of(v):
-        reg = getattr(v, "regularizer", None)
-        if isinstance(reg, (str, dict)):  # a layer that stored the identifier itself
-            from faltung import regularizers
-            reg = v.regularizer = regularizers.get(reg)
-        return reg
+        return v.regularizer
 
     def _regularization(self):
         total = 0.0

@@ -1,6 +1,12 @@
+"""numpy in, numpy out: the kernels under keras.ops names. Each module is named for its kernel
+family (convolution, convolution_transpose, pooling, ...), never like one of the functions
+exported here, so that `faltung.ops.conv` is the function and `faltung.ops.convolution` the module.
+Shared by every module: argument_validation (standardize_tuple, standardize_padding, ...) and
+_kernels (the dtype rule and the `_core` kernel lookup)."""
 from faltung.ops.nn import *  # noqa: F401,F403  (dense, activations, dropout, softmax xent)
-from faltung.ops.conv import conv, conv_backward, depthwise_conv, depthwise_conv_backward, separable_conv  # noqa: F401
+from faltung.ops.convolution import (conv, conv_backward, depthwise_conv, depthwise_conv_backward,  # noqa: F401
+                                     separable_conv)
 from faltung.ops.pooling import (average_pool, average_pool_backward, max_pool, max_pool_backward,  # noqa: F401
                                  max_unpool, max_unpool_backward, average_unpool, average_unpool_backward)
 from faltung.ops.normalization import batch_normalization  # noqa: F401
-from faltung.ops.conv_transpose import conv_transpose, conv_transpose_backward  # noqa: F401
+from faltung.ops.convolution_transpose import conv_transpose, conv_transpose_backward  # noqa: F401

@@ -34,6 +34,21 @@ def standardize_tuple(value, n, name, allow_zero=False):
     return value_tuple
 
 
+def standardize_padding(value, allow_causal=False, allow_full=False):
+    """Keras's argument_validation.standardize_padding for a padding mode: "valid" or "same"
+    (case-insensitive), "causal" with allow_causal (Conv1D), "full" with allow_full (faltung
+    addition, conv only). Returns the lower-cased mode."""
+    allowed = ("valid", "same")
+    if allow_causal:
+        allowed += ("causal",)
+    if allow_full:
+        allowed += ("full",)
+    if not (isinstance(value, str) and value.lower() in allowed):
+        raise ValueError(f"The `padding` argument must be one of {', '.join(map(repr, allowed))}. "
+                         f"Received: padding={value}")
+    return value.lower()
+
+
 def standardize_data_format(data_format):
     """None -> "channels_last"; faltung supports channels_last only."""
     if data_format is None:

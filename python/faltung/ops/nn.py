@@ -7,6 +7,7 @@ dL/dy and what the forward saw, and returns dL/dx.
 import numpy as np
 
 from faltung import _core
+from faltung.ops._kernels import as_array, dtype_of, kernel_for
 
 __all__ = [
     "dense", "dense_backward", "activation", "activation_backward",
@@ -21,44 +22,34 @@ __all__ = [
 
 
 def _arr(x):
-    """(C-contiguous float array, kernel suffix): float64 stays float64, else float32."""
-    x = np.asarray(x)
-    if x.dtype == np.float64:
-        return np.ascontiguousarray(x), "_f64"
-    return np.ascontiguousarray(x, dtype=np.float32), "_f32"
-
-
-def _like(x, sfx):
-    return np.ascontiguousarray(x, dtype=np.float64 if sfx == "_f64" else np.float32)
-
-
-def _fn(name, sfx):
-    return getattr(_core, name + sfx)
+    """(C-contiguous float array, its dtype): float64 stays float64, else float32."""
+    dtype = dtype_of(x)
+    return as_array(x, dtype), dtype
 
 
 # -- dense ------------------------------------------------------------------------------
 
 def dense(x, kernel, bias=None):
     """x (..., IN) @ kernel (IN, OUT) + bias (OUT) -> (..., OUT)."""
-    x, sfx = _arr(x)
+    x, dtype = _arr(x)
     if x.ndim < 1:
         raise ValueError(f"dense: expected `x` of rank >= 1, received shape {x.shape}")
-    kernel = _like(kernel, sfx)
-    bias = None if bias is None else _like(bias, sfx)
+    kernel = as_array(kernel, dtype)
+    bias = None if bias is None else as_array(bias, dtype)
     lead = x.shape[:-1]
-    out = _fn("dense_forward", sfx)(x.reshape(-1, x.shape[-1]), kernel, bias)
+    out = kernel_for("dense_forward", dtype)(x.reshape(-1, x.shape[-1]), kernel, bias)
     return out.reshape(lead + (kernel.shape[-1],))
 
 
 def dense_backward(dy, x, kernel, need_dx=True, need_dkernel=True, need_dbias=True):
     """dy (..., OUT), x (..., IN), kernel (IN, OUT) -> (dx (..., IN), dkernel (IN, OUT),
     dbias (OUT)); each is None when not needed."""
-    x, sfx = _arr(x)
-    dy, kernel = _like(dy, sfx), _like(kernel, sfx)
+    x, dtype = _arr(x)
+    dy, kernel = as_array(dy, dtype), as_array(kernel, dtype)
     if dy.shape[:-1] != x.shape[:-1]:
         raise ValueError(f"dense_backward: expected `dy` of shape {x.shape[:-1] + kernel.shape[-1:]}, "
                          f"received shape {dy.shape}")
-    dx, dk, db = _fn("dense_backward", sfx)(
+    dx, dk, db = kernel_for("dense_backward", dtype)(
         dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1]), kernel,
         need_dx, need_dkernel, need_dbias)
     return (None if dx is None else dx.reshape(x.shape)), dk, db
@@ -68,19 +59,19 @@ def dense_backward(dy, x, kernel, need_dx=True, need_dkernel=True, need_dbias=Tr
 
 def activation(name, x, negative_slope=0.0, threshold=0.0, max_value=None, alpha=1.0):
     """Elementwise activation by kernel name (`_core.activation_names()`)."""
-    x, sfx = _arr(x)
-    return _fn("activation", sfx)(name, x, negative_slope, threshold, max_value, alpha)
+    x, dtype = _arr(x)
+    return kernel_for("activation", dtype)(name, x, negative_slope, threshold, max_value, alpha)
 
 
 def activation_backward(name, dy, x, y, negative_slope=0.0, threshold=0.0, max_value=None,
                         alpha=1.0):
     """dL/dy -> dL/dx for `activation(name, x) = y`. x or y may be None for kinds that
     do not read it (sigmoid, tanh, exponential read y; the others read x)."""
-    dy, sfx = _arr(dy)
-    x = dy if x is None else _like(x, sfx)
-    y = dy if y is None else _like(y, sfx)
-    return _fn("activation_backward", sfx)(name, dy, x, y, negative_slope, threshold, max_value,
-                                           alpha)
+    dy, dtype = _arr(dy)
+    x = dy if x is None else as_array(x, dtype)
+    y = dy if y is None else as_array(y, dtype)
+    return kernel_for("activation_backward", dtype)(name, dy, x, y, negative_slope, threshold, max_value,
+                                                    alpha)
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -163,24 +154,24 @@ def exponential_backward(dy, y):
 # -- softmax family (any axis; the kernels work on the last one) --------------------------
 
 def _rowwise(kernel, x, axis):
-    x, sfx = _arr(x)
+    x, dtype = _arr(x)
     if x.ndim == 0:
         raise ValueError(f"{kernel}: expected an array of rank >= 1, received a scalar")
     axis = axis % x.ndim
     if axis == x.ndim - 1:
-        return _fn(kernel, sfx)(x)
-    y = _fn(kernel, sfx)(np.ascontiguousarray(np.moveaxis(x, axis, -1)))
+        return kernel_for(kernel, dtype)(x)
+    y = kernel_for(kernel, dtype)(np.ascontiguousarray(np.moveaxis(x, axis, -1)))
     return np.moveaxis(y, -1, axis)
 
 
 def _rowwise_backward(kernel, dy, y, axis):
-    dy, sfx = _arr(dy)
-    y = _like(y, sfx)
+    dy, dtype = _arr(dy)
+    y = as_array(y, dtype)
     axis = axis % dy.ndim
     if axis == dy.ndim - 1:
-        return _fn(kernel, sfx)(dy, y)
+        return kernel_for(kernel, dtype)(dy, y)
     mv = lambda a: np.ascontiguousarray(np.moveaxis(a, axis, -1))  # noqa: E731
-    return np.moveaxis(_fn(kernel, sfx)(mv(dy), mv(y)), -1, axis)
+    return np.moveaxis(kernel_for(kernel, dtype)(mv(dy), mv(y)), -1, axis)
 
 
 def softmax(x, axis=-1):
@@ -207,10 +198,10 @@ def dropout(x, rate, seed, noise_shape=None):
     """-> (y, mask). Keeps each element with probability 1 - rate and scales it by
     1 / (1 - rate). The mask (uint8, shape x.shape or noise_shape, broadcast against x)
     depends only on (seed, element index), never on the thread count."""
-    x, sfx = _arr(x)
+    x, dtype = _arr(x)
     seed = int(seed) & 0xFFFFFFFFFFFFFFFF
     if noise_shape is None or tuple(noise_shape) == x.shape:
-        return _fn("dropout", sfx)(x, float(rate), seed)
+        return kernel_for("dropout", dtype)(x, float(rate), seed)
     mask = _core.dropout_mask([int(s) for s in noise_shape], float(rate), seed)
     scale = 0.0 if rate >= 1 else 1.0 / (1.0 - rate)
     return (x * (mask * x.dtype.type(scale))).astype(x.dtype, copy=False), mask
@@ -218,9 +209,9 @@ def dropout(x, rate, seed, noise_shape=None):
 
 def dropout_backward(dy, mask, rate):
     """dL/dy and the mask from `dropout` -> dL/dx."""
-    dy, sfx = _arr(dy)
+    dy, dtype = _arr(dy)
     if mask.shape == dy.shape:
-        return _fn("dropout_backward", sfx)(dy, mask, float(rate))
+        return kernel_for("dropout_backward", dtype)(dy, mask, float(rate))
     scale = 0.0 if rate >= 1 else 1.0 / (1.0 - rate)
     return (dy * (mask * dy.dtype.type(scale))).astype(dy.dtype, copy=False)
 
@@ -240,7 +231,7 @@ def softmax_cross_entropy_with_grad(logits, labels, sparse, scale=1.0, need_grad
         (per_sample_loss (B,), grad (B, K) = scale * (softmax(logits) * sum(target) - target),
         i.e. scale * (softmax - target) for targets that sum to 1; None if not need_grad).
     """
-    logits, sfx = _arr(logits)
+    logits, dtype = _arr(logits)
     if sparse:
         labels = np.asarray(labels)
         if labels.ndim == 2 and labels.shape[1] == 1:
@@ -253,5 +244,5 @@ def softmax_cross_entropy_with_grad(logits, labels, sparse, scale=1.0, need_grad
             raise ValueError(f"sparse_softmax_cross_entropy: expected integer `labels`, "
                              f"received dtype {labels.dtype}")
         labels = np.ascontiguousarray(labels, dtype=np.int32)
-        return _fn("sparse_softmax_xent", sfx)(logits, labels, float(scale), need_grad)
-    return _fn("softmax_xent", sfx)(logits, _like(labels, sfx), float(scale), need_grad)
+        return kernel_for("sparse_softmax_xent", dtype)(logits, labels, float(scale), need_grad)
+    return kernel_for("softmax_xent", dtype)(logits, as_array(labels, dtype), float(scale), need_grad)

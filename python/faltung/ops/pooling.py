@@ -9,31 +9,8 @@ row-major window order.
 """
 import numpy as np
 
-from faltung import _core
-from faltung.ops.argument_validation import standardize_data_format, standardize_tuple  # noqa: F401
-
-
-def _dtype_of(x):
-    return np.float64 if np.asarray(x).dtype == np.float64 else np.float32
-
-
-def _kernel(name, dtype):
-    return getattr(_core, f"{name}_{'f64' if dtype == np.float64 else 'f32'}")
-
-
-def _arr(x, dtype):
-    return np.ascontiguousarray(x, dtype=dtype)
-
-
-
-
-
-
-def standardize_padding(padding):
-    p = str(padding).lower()
-    if p not in ("valid", "same"):
-        raise ValueError(f"The `padding` argument must be one of {{'valid', 'same'}}. Received: {padding}")
-    return p
+from faltung.ops._kernels import as_array, dtype_of, kernel_for
+from faltung.ops.argument_validation import standardize_data_format, standardize_padding, standardize_tuple
 
 
 def pool_output_size(size, pool, stride, padding):
@@ -66,9 +43,9 @@ def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None,
     """Max pooling (keras.ops.max_pool). inputs (N,W,C) or (N,H,W,C). With
     return_argmax=True (faltung addition) also returns the int32 argmax array that
     `max_pool_backward` and `max_unpool` take."""
-    dtype = _dtype_of(inputs)
-    x, pool, strides, padding, is_1d = _geometry(_arr(inputs, dtype), pool_size, strides, padding, data_format)
-    res = _kernel("max_pool2d", dtype)(x, pool, strides, padding, return_argmax)
+    dtype = dtype_of(inputs)
+    x, pool, strides, padding, is_1d = _geometry(as_array(inputs, dtype), pool_size, strides, padding, data_format)
+    res = kernel_for("max_pool2d", dtype)(x, pool, strides, padding, return_argmax)
     y, arg = res if return_argmax else (res, None)
     if is_1d:
         y = y[:, 0]
@@ -78,34 +55,34 @@ def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None,
 
 def max_pool_backward(dy, argmax, input_shape, pool_size, strides=None, padding="valid"):
     """dL/dy -> dL/dx of max_pool: each dy element goes to its window's argmax (scatter-add)."""
-    dtype = _dtype_of(dy)
-    dy = _arr(dy, dtype)
+    dtype = dtype_of(dy)
+    dy = as_array(dy, dtype)
     x_stub = np.empty((0,) * len(input_shape))  # only its rank matters to _geometry
     _, pool, strides, padding, is_1d = _geometry(x_stub, pool_size, strides, padding, None)
     hw = (1, input_shape[1]) if is_1d else tuple(input_shape[1:3])
     if is_1d:
         dy, argmax = dy[:, None], np.asarray(argmax)[:, None]
-    dx = _kernel("max_pool2d_scatter", dtype)(dy, argmax, hw, pool, strides, padding)
+    dx = kernel_for("max_pool2d_scatter", dtype)(dy, argmax, hw, pool, strides, padding)
     return dx[:, 0] if is_1d else dx
 
 
 def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
     """Average pooling (keras.ops.average_pool); under "same" each window is divided by
     its number of in-bounds elements (Keras/TF behaviour)."""
-    dtype = _dtype_of(inputs)
-    x, pool, strides, padding, is_1d = _geometry(_arr(inputs, dtype), pool_size, strides, padding, data_format)
-    y = _kernel("avg_pool2d", dtype)(x, pool, strides, padding)
+    dtype = dtype_of(inputs)
+    x, pool, strides, padding, is_1d = _geometry(as_array(inputs, dtype), pool_size, strides, padding, data_format)
+    y = kernel_for("avg_pool2d", dtype)(x, pool, strides, padding)
     return y[:, 0] if is_1d else y
 
 
 def average_pool_backward(dy, input_shape, pool_size, strides=None, padding="valid"):
     """dL/dy -> dL/dx of average_pool."""
-    dtype = _dtype_of(dy)
-    dy = _arr(dy, dtype)
+    dtype = dtype_of(dy)
+    dy = as_array(dy, dtype)
     x_stub = np.empty((0,) * len(input_shape))
     _, pool, strides, padding, is_1d = _geometry(x_stub, pool_size, strides, padding, None)
     hw = (1, input_shape[1]) if is_1d else tuple(input_shape[1:3])
-    dx = _kernel("avg_pool2d_backward", dtype)(dy[:, None] if is_1d else dy, hw, pool, strides, padding)
+    dx = kernel_for("avg_pool2d_backward", dtype)(dy[:, None] if is_1d else dy, hw, pool, strides, padding)
     return dx[:, 0] if is_1d else dx
 
 
@@ -119,12 +96,12 @@ def max_unpool(inputs, argmax, output_shape, pool_size, strides=None, padding="v
 
 def max_unpool_backward(dy, argmax, pool_size, strides=None, padding="valid"):
     """faltung addition. dL/dy (N,H,W,C) -> dL/dx (N,OH,OW,C): dy read at each argmax."""
-    dtype = _dtype_of(dy)
-    dy = _arr(dy, dtype)
+    dtype = dtype_of(dy)
+    dy = as_array(dy, dtype)
     standardize_padding(padding)
     pool = standardize_tuple(pool_size, 2, "pool_size")
     strides = pool if strides is None else standardize_tuple(strides, 2, "strides")
-    return _kernel("max_pool2d_gather", dtype)(dy, argmax, pool, strides, standardize_padding(padding))
+    return kernel_for("max_pool2d_gather", dtype)(dy, argmax, pool, strides, standardize_padding(padding))
 
 
 def top_left_argmax(pooled_shape, size):
@@ -140,13 +117,13 @@ def top_left_argmax(pooled_shape, size):
 def average_unpool(inputs, size=(2, 2)):
     """faltung addition. inputs (N,H,W,C) -> (N,H*kh,W*kw,C): each value spread evenly over
     its kh x kw block (value / (kh*kw)), the adjoint of a size-strided average pooling."""
-    dtype = _dtype_of(inputs)
-    x = _arr(inputs, dtype)
+    dtype = dtype_of(inputs)
+    x = as_array(inputs, dtype)
     size = standardize_tuple(size, 2, "size")
     if x.ndim != 4:
         raise ValueError(f"average_unpool expects inputs of rank 4 (N, H, W, C), received shape {x.shape}")
     hw = (x.shape[1] * size[0], x.shape[2] * size[1])
-    return _kernel("avg_pool2d_backward", dtype)(x, hw, size, size, "valid")
+    return kernel_for("avg_pool2d_backward", dtype)(x, hw, size, size, "valid")
 
 
 def average_unpool_backward(dy, size=(2, 2)):

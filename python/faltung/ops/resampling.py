@@ -7,8 +7,8 @@ upscaling: half-pixel centres, edge pixels clamped, no antialiasing.
 """
 import numpy as np
 
-from faltung import _core
-from faltung.ops.pooling import _arr, _dtype_of, _kernel, standardize_tuple
+from faltung.ops._kernels import as_array, dtype_of, kernel_for
+from faltung.ops.argument_validation import standardize_tuple
 
 INTERPOLATIONS = ("nearest", "bilinear")
 
@@ -20,46 +20,46 @@ def _rank4(x, op):
 
 def upsample(inputs, size=(2, 2), interpolation="nearest"):
     """inputs (N,H,W,C) -> (N,H*sh,W*sw,C) by nearest repetition or bilinear resize."""
-    dtype = _dtype_of(inputs)
-    x = _arr(inputs, dtype)
+    dtype = dtype_of(inputs)
+    x = as_array(inputs, dtype)
     _rank4(x, "upsample")
     size = standardize_tuple(size, 2, "size")
     if interpolation == "nearest":
-        return _kernel("upsample_nearest2d", dtype)(x, size)
+        return kernel_for("upsample_nearest2d", dtype)(x, size)
     if interpolation == "bilinear":
-        return _kernel("resize_bilinear2d", dtype)(x, (x.shape[1] * size[0], x.shape[2] * size[1]))
+        return kernel_for("resize_bilinear2d", dtype)(x, (x.shape[1] * size[0], x.shape[2] * size[1]))
     raise ValueError(f"faltung supports interpolation in {INTERPOLATIONS}, received interpolation={interpolation}")
 
 
 def upsample_backward(dy, size=(2, 2), interpolation="nearest"):
     """dL/dy (N,H*sh,W*sw,C) -> dL/dx (N,H,W,C), the adjoint of `upsample`."""
-    dtype = _dtype_of(dy)
-    dy = _arr(dy, dtype)
+    dtype = dtype_of(dy)
+    dy = as_array(dy, dtype)
     _rank4(dy, "upsample_backward")
     size = standardize_tuple(size, 2, "size")
     if interpolation == "nearest":
-        return _kernel("upsample_nearest2d_backward", dtype)(dy, size)
+        return kernel_for("upsample_nearest2d_backward", dtype)(dy, size)
     if interpolation == "bilinear":
         if dy.shape[1] % size[0] or dy.shape[2] % size[1]:
             raise ValueError(f"upsample_backward: dy spatial size {dy.shape[1:3]} is not a multiple of size {size}")
-        return _kernel("resize_bilinear2d_backward", dtype)(dy, (dy.shape[1] // size[0], dy.shape[2] // size[1]))
+        return kernel_for("resize_bilinear2d_backward", dtype)(dy, (dy.shape[1] // size[0], dy.shape[2] // size[1]))
     raise ValueError(f"faltung supports interpolation in {INTERPOLATIONS}, received interpolation={interpolation}")
 
 
 def resize_bilinear(inputs, out_hw):
     """inputs (N,H,W,C) -> (N,OH,OW,C), bilinear with half-pixel centres (upscaling only
     matches Keras exactly: Keras antialiases when downscaling, this does not)."""
-    dtype = _dtype_of(inputs)
-    x = _arr(inputs, dtype)
+    dtype = dtype_of(inputs)
+    x = as_array(inputs, dtype)
     _rank4(x, "resize_bilinear")
-    return _kernel("resize_bilinear2d", dtype)(x, tuple(int(v) for v in out_hw))
+    return kernel_for("resize_bilinear2d", dtype)(x, tuple(int(v) for v in out_hw))
 
 
 def resize_bilinear_backward(dy, in_hw):
-    dtype = _dtype_of(dy)
-    dy = _arr(dy, dtype)
+    dtype = dtype_of(dy)
+    dy = as_array(dy, dtype)
     _rank4(dy, "resize_bilinear_backward")
-    return _kernel("resize_bilinear2d_backward", dtype)(dy, tuple(int(v) for v in in_hw))
+    return kernel_for("resize_bilinear2d_backward", dtype)(dy, tuple(int(v) for v in in_hw))
 
 
 def zero_pad(inputs, padding):

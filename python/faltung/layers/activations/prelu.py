@@ -1,8 +1,7 @@
 """PReLU: parametric ReLU with a learned slope (Keras's `PReLU`). Computed in numpy."""
 import numpy as np
 
-from faltung import initializers
-from faltung.layers.core.dense import get_regularizer, serialize_regularizer
+from faltung import constraints, initializers, regularizers
 from faltung.layers.layer import Layer
 
 
@@ -23,8 +22,8 @@ class PReLU(Layer):
                  shared_axes=None, **kwargs):
         super().__init__(**kwargs)
         self.alpha_initializer = initializers.get(alpha_initializer)
-        self.alpha_regularizer = get_regularizer(alpha_regularizer)
-        self.alpha_constraint = alpha_constraint
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
         if shared_axes is None:
             self.shared_axes = None
         elif not isinstance(shared_axes, (list, tuple)):
@@ -66,6 +65,6 @@ class PReLU(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(alpha_initializer=initializers.serialize(self.alpha_initializer),
-                   alpha_regularizer=serialize_regularizer(self.alpha_regularizer),
-                   alpha_constraint=self.alpha_constraint, shared_axes=self.shared_axes)
+                   alpha_regularizer=regularizers.serialize(self.alpha_regularizer),
+                   alpha_constraint=constraints.serialize(self.alpha_constraint), shared_axes=self.shared_axes)
         return cfg

@@ -4,12 +4,9 @@ and separable layers reuse its checks and its activation handling.
 """
 import numpy as np
 
-from faltung import activations, backend, initializers
+from faltung import activations, backend, constraints, initializers, regularizers
 from faltung.layers.layer import Layer
-import importlib
-
-# the module, not the `faltung.ops.conv` function that faltung/ops/__init__.py exports
-conv_ops = importlib.import_module("faltung.ops.conv")
+from faltung.ops import convolution as conv_ops
 
 
 def check_positive(value, name):
@@ -25,7 +22,7 @@ def check_strides_dilation(strides, dilation_rate):
 
 
 def serialize(obj):
-    """Config value of an initializer / regularizer / constraint (None stays None)."""
+    """Config value of an initializer (None stays None)."""
     if obj is None or isinstance(obj, (str, int, float, dict)):
         return obj
     ser = initializers.serialize(obj)
@@ -50,11 +47,11 @@ class ConvBrick(Layer):
         self.kernel_size = conv_ops.standardize_tuple(kernel_size, rank, "kernel_size")
         self.strides = conv_ops.standardize_tuple(strides, rank, "strides")
         self.dilation_rate = conv_ops.standardize_tuple(dilation_rate, rank, "dilation_rate")
-        self.padding = conv_ops.standardize_padding(padding, rank)
+        self.padding = conv_ops.standardize_padding(padding, allow_causal=rank == 1, allow_full=True)
         self.data_format = conv_ops.standardize_data_format(data_format)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        self.activity_regularizer = activity_regularizer
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.algorithm_arg = algorithm
         self.fuse_activation = fuse_activation
         self.algorithm = None  # name of the kernel the last forward ran
@@ -130,7 +127,7 @@ class ConvBrick(Layer):
         cfg.update(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
                    data_format=self.data_format, dilation_rate=self.dilation_rate,
                    activation=activations.serialize(self.activation), use_bias=self.use_bias,
-                   activity_regularizer=serialize(self.activity_regularizer))
+                   activity_regularizer=regularizers.serialize(self.activity_regularizer))
         return cfg
 
 
@@ -168,8 +165,10 @@ class BaseConv(ConvBrick):
                              f"Received: groups={self.groups}, filters={self.filters}.")
         self.kernel_initializer = initializers.get(kernel_initializer or "glorot_uniform")
         self.bias_initializer = initializers.get(bias_initializer or "zeros")
-        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
-        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def build(self, input_shape):
         input_shape = self._check_input_shape(input_shape)
@@ -204,8 +203,8 @@ class BaseConv(ConvBrick):
         cfg.update(filters=self.filters, groups=self.groups,
                    kernel_initializer=serialize(self.kernel_initializer),
                    bias_initializer=serialize(self.bias_initializer),
-                   kernel_regularizer=serialize(self.kernel_regularizer),
-                   bias_regularizer=serialize(self.bias_regularizer),
-                   kernel_constraint=serialize(self.kernel_constraint),
-                   bias_constraint=serialize(self.bias_constraint))
+                   kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                   bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                   kernel_constraint=constraints.serialize(self.kernel_constraint),
+                   bias_constraint=constraints.serialize(self.bias_constraint))
         return cfg

@@ -4,23 +4,14 @@ Aliases as in Keras 3: Convolution1DTranspose, Convolution2DTranspose.
 """
 import numpy as np
 
-from faltung import activations, initializers
+from faltung import activations, constraints, initializers, regularizers
 from faltung.layers.layer import Layer
-from faltung.ops.conv_transpose import (compute_conv_transpose_output_shape, conv_transpose,
-                                         conv_transpose_backward, standardize_data_format,
-                                         standardize_padding, standardize_tuple)
+from faltung.ops.argument_validation import standardize_data_format, standardize_padding, standardize_tuple
+from faltung.ops.convolution_transpose import (compute_conv_transpose_output_shape, conv_transpose,
+                                               conv_transpose_backward)
 
 __all__ = ["Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose"]
-
-
-def _serialize(obj):
-    """Config entry for a regularizer/constraint: None, its name, or class_name + config."""
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "get_config"):
-        return {"class_name": type(obj).__name__, "config": obj.get_config()}
-    return obj
 
 
 class BaseConvTranspose(Layer):
@@ -42,7 +33,7 @@ class BaseConvTranspose(Layer):
         use_bias: whether to add a bias of shape (filters,).
         kernel_initializer, bias_initializer: initializers.
         kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
-            bias_constraint: stored (and attached to the weights) as given.
+            bias_constraint: as Keras (resolved with regularizers.get / constraints.get).
 
     The kernel has shape (*kernel_size, filters, in_channels) as in Keras (note the order,
     swapped vs. ConvND). `get_config` also contains `output_padding` (Keras 3 omits it,
@@ -67,11 +58,11 @@ class BaseConvTranspose(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = kernel_regularizer
-        self.bias_regularizer = bias_regularizer
-        self.activity_regularizer = activity_regularizer
-        self.kernel_constraint = kernel_constraint
-        self.bias_constraint = bias_constraint
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         if filters is not None and (not isinstance(filters, (int, np.integer)) or filters <= 0):
             raise ValueError("Invalid value for argument `filters`. Expected a strictly positive "
                              f"value. Received filters={filters}.")
@@ -148,11 +139,11 @@ class BaseConvTranspose(Layer):
             activation=activations.serialize(self.activation), use_bias=self.use_bias,
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
-            kernel_regularizer=_serialize(self.kernel_regularizer),
-            bias_regularizer=_serialize(self.bias_regularizer),
-            activity_regularizer=_serialize(self.activity_regularizer),
-            kernel_constraint=_serialize(self.kernel_constraint),
-            bias_constraint=_serialize(self.bias_constraint))
+            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=regularizers.serialize(self.bias_regularizer),
+            activity_regularizer=regularizers.serialize(self.activity_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint))
         return cfg
 
 

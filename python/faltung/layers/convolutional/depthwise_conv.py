@@ -1,11 +1,8 @@
 """Depthwise convolution layers: each input channel is convolved with its own
 `depth_multiplier` filters (Keras's base_depthwise_conv.py semantics)."""
-from faltung import initializers
+from faltung import constraints, initializers, regularizers
 from faltung.layers.convolutional.base_conv import ConvBrick, check_positive, serialize
-import importlib
-
-# the module, not the `faltung.ops.conv` function that faltung/ops/__init__.py exports
-conv_ops = importlib.import_module("faltung.ops.conv")
+from faltung.ops import convolution as conv_ops
 
 
 class BaseDepthwiseConv(ConvBrick):
@@ -34,8 +31,10 @@ class BaseDepthwiseConv(ConvBrick):
         self.depth_multiplier = int(depth_multiplier)
         self.depthwise_initializer = initializers.get(depthwise_initializer or "glorot_uniform")
         self.bias_initializer = initializers.get(bias_initializer or "zeros")
-        self.depthwise_regularizer, self.bias_regularizer = depthwise_regularizer, bias_regularizer
-        self.depthwise_constraint, self.bias_constraint = depthwise_constraint, bias_constraint
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def build(self, input_shape):
         input_shape = self._check_input_shape(input_shape)
@@ -71,10 +70,10 @@ class BaseDepthwiseConv(ConvBrick):
         cfg.update(depth_multiplier=self.depth_multiplier,
                    depthwise_initializer=serialize(self.depthwise_initializer),
                    bias_initializer=serialize(self.bias_initializer),
-                   depthwise_regularizer=serialize(self.depthwise_regularizer),
-                   bias_regularizer=serialize(self.bias_regularizer),
-                   depthwise_constraint=serialize(self.depthwise_constraint),
-                   bias_constraint=serialize(self.bias_constraint))
+                   depthwise_regularizer=regularizers.serialize(self.depthwise_regularizer),
+                   bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                   depthwise_constraint=constraints.serialize(self.depthwise_constraint),
+                   bias_constraint=constraints.serialize(self.bias_constraint))
         return cfg
 
 

@@ -2,12 +2,9 @@
 convolution (Keras's base_separable_conv.py semantics)."""
 import numpy as np
 
-from faltung import initializers
+from faltung import constraints, initializers, regularizers
 from faltung.layers.convolutional.base_conv import ConvBrick, check_positive, serialize
-import importlib
-
-# the module, not the `faltung.ops.conv` function that faltung/ops/__init__.py exports
-conv_ops = importlib.import_module("faltung.ops.conv")
+from faltung.ops import convolution as conv_ops
 
 
 class BaseSeparableConv(ConvBrick):
@@ -40,10 +37,12 @@ class BaseSeparableConv(ConvBrick):
         self.depthwise_initializer = initializers.get(depthwise_initializer or "glorot_uniform")
         self.pointwise_initializer = initializers.get(pointwise_initializer or "glorot_uniform")
         self.bias_initializer = initializers.get(bias_initializer or "zeros")
-        self.depthwise_regularizer, self.pointwise_regularizer = depthwise_regularizer, pointwise_regularizer
-        self.bias_regularizer = bias_regularizer
-        self.depthwise_constraint, self.pointwise_constraint = depthwise_constraint, pointwise_constraint
-        self.bias_constraint = bias_constraint
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint)
+        self.pointwise_constraint = constraints.get(pointwise_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def build(self, input_shape):
         input_shape = self._check_input_shape(input_shape)
@@ -84,12 +83,12 @@ class BaseSeparableConv(ConvBrick):
                    depthwise_initializer=serialize(self.depthwise_initializer),
                    pointwise_initializer=serialize(self.pointwise_initializer),
                    bias_initializer=serialize(self.bias_initializer),
-                   depthwise_regularizer=serialize(self.depthwise_regularizer),
-                   pointwise_regularizer=serialize(self.pointwise_regularizer),
-                   bias_regularizer=serialize(self.bias_regularizer),
-                   depthwise_constraint=serialize(self.depthwise_constraint),
-                   pointwise_constraint=serialize(self.pointwise_constraint),
-                   bias_constraint=serialize(self.bias_constraint))
+                   depthwise_regularizer=regularizers.serialize(self.depthwise_regularizer),
+                   pointwise_regularizer=regularizers.serialize(self.pointwise_regularizer),
+                   bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                   depthwise_constraint=constraints.serialize(self.depthwise_constraint),
+                   pointwise_constraint=constraints.serialize(self.pointwise_constraint),
+                   bias_constraint=constraints.serialize(self.bias_constraint))
         return cfg
 
 

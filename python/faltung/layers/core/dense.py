@@ -1,27 +1,9 @@
 """Dense: y = activation(x @ kernel + bias), computed by the C++ core."""
 import numpy as np
 
-from faltung import activations, initializers
+from faltung import activations, constraints, initializers, regularizers
 from faltung.layers.layer import Layer
 from faltung.ops import nn
-
-try:  # the training slice's module; until it lands, raw identifiers are stored
-    from faltung import regularizers as _regularizers
-except ImportError:  # pragma: no cover
-    _regularizers = None
-
-
-def get_regularizer(identifier):
-    """`faltung.regularizers.get(identifier)` if that module exists, else the identifier."""
-    if identifier is None or _regularizers is None:
-        return identifier
-    return _regularizers.get(identifier)
-
-
-def serialize_regularizer(reg):
-    if reg is None or _regularizers is None or not hasattr(_regularizers, "serialize"):
-        return reg
-    return _regularizers.serialize(reg)
 
 
 class Dense(Layer):
@@ -57,11 +39,11 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = get_regularizer(kernel_regularizer)
-        self.bias_regularizer = get_regularizer(bias_regularizer)
-        self.activity_regularizer = get_regularizer(activity_regularizer)
-        self.kernel_constraint = kernel_constraint
-        self.bias_constraint = bias_constraint
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def build(self, input_shape):
         if len(input_shape) < 2:
@@ -122,8 +104,9 @@ class Dense(Layer):
                    use_bias=self.use_bias,
                    kernel_initializer=initializers.serialize(self.kernel_initializer),
                    bias_initializer=initializers.serialize(self.bias_initializer),
-                   kernel_regularizer=serialize_regularizer(self.kernel_regularizer),
-                   bias_regularizer=serialize_regularizer(self.bias_regularizer),
-                   activity_regularizer=serialize_regularizer(self.activity_regularizer),
-                   kernel_constraint=self.kernel_constraint, bias_constraint=self.bias_constraint)
+                   kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                   bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                   activity_regularizer=regularizers.serialize(self.activity_regularizer),
+                   kernel_constraint=constraints.serialize(self.kernel_constraint),
+                   bias_constraint=constraints.serialize(self.bias_constraint))
         return cfg

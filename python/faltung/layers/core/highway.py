@@ -2,8 +2,7 @@
 seeds; Keras 1 had it, Keras 3 does not)."""
 import numpy as np
 
-from faltung import activations, initializers
-from faltung.layers.core.dense import get_regularizer, serialize_regularizer
+from faltung import activations, initializers, regularizers
 from faltung.layers.layer import Layer
 from faltung.ops import nn
 
@@ -37,8 +36,8 @@ class Highway(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.transform_bias_value = float(transform_bias)
-        self.kernel_regularizer = get_regularizer(kernel_regularizer)
-        self.bias_regularizer = get_regularizer(bias_regularizer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -85,6 +84,6 @@ class Highway(Layer):
                    kernel_initializer=initializers.serialize(self.kernel_initializer),
                    bias_initializer=initializers.serialize(self.bias_initializer),
                    transform_bias=self.transform_bias_value,
-                   kernel_regularizer=serialize_regularizer(self.kernel_regularizer),
-                   bias_regularizer=serialize_regularizer(self.bias_regularizer))
+                   kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                   bias_regularizer=regularizers.serialize(self.bias_regularizer))
         return cfg

@@ -1,7 +1,7 @@
 """BatchNormalization (Keras 3), forward and backward in C++."""
 import numpy as np
 
-from faltung import initializers
+from faltung import constraints, initializers, regularizers
 from faltung.layers.layer import Layer
 from faltung.ops import normalization as N
 
@@ -53,8 +53,10 @@ class BatchNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.beta_regularizer, self.gamma_regularizer = beta_regularizer, gamma_regularizer
-        self.beta_constraint, self.gamma_constraint = beta_constraint, gamma_constraint
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
         self.gamma = self.beta = None
 
     def _axis(self, ndim):
@@ -131,7 +133,9 @@ class BatchNormalization(Layer):
                    gamma_initializer=initializers.serialize(self.gamma_initializer),
                    moving_mean_initializer=initializers.serialize(self.moving_mean_initializer),
                    moving_variance_initializer=initializers.serialize(self.moving_variance_initializer),
-                   beta_regularizer=self.beta_regularizer, gamma_regularizer=self.gamma_regularizer,
-                   beta_constraint=self.beta_constraint, gamma_constraint=self.gamma_constraint,
+                   beta_regularizer=regularizers.serialize(self.beta_regularizer),
+                   gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+                   beta_constraint=constraints.serialize(self.beta_constraint),
+                   gamma_constraint=constraints.serialize(self.gamma_constraint),
                    synchronized=self.synchronized)
         return cfg

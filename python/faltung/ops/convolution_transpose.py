@@ -12,24 +12,11 @@ and the kernel layout (*kernel_size, out_channels, in_channels).
 """
 import numpy as np
 
-from faltung import _core
-from faltung.ops.argument_validation import standardize_data_format, standardize_tuple  # noqa: F401
+from faltung.ops._kernels import dtype_of, kernel_for
+from faltung.ops.argument_validation import standardize_data_format, standardize_padding, standardize_tuple
 
 __all__ = ["conv_transpose", "conv_transpose_backward", "compute_conv_transpose_output_shape",
-           "standardize_tuple", "standardize_padding", "standardize_data_format",
            "conv_transpose_output_length"]
-
-
-
-
-def standardize_padding(padding):
-    p = str(padding).lower()
-    if p not in ("valid", "same"):
-        raise ValueError("The `padding` argument must be one of 'valid', 'same'. "
-                         f"Received: padding={padding}")
-    return p
-
-
 
 
 def conv_transpose_output_length(length, kernel_size, stride, padding, output_padding=None,
@@ -64,9 +51,8 @@ def compute_conv_transpose_output_shape(input_shape, kernel_size, filters, strid
 def _prepare(inputs, kernel, strides, padding, output_padding, data_format, dilation_rate):
     """Validates and maps 1D onto 2D: (x4, k4, strides2, padding, op2|None, dil2, rank, dtype)."""
     standardize_data_format(data_format)
-    x = np.asarray(inputs)
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
-    x = np.ascontiguousarray(x, dtype=dtype)
+    dtype = dtype_of(inputs)
+    x = np.ascontiguousarray(inputs, dtype=dtype)
     k = np.ascontiguousarray(kernel, dtype=dtype)
     if x.ndim not in (3, 4):
         raise ValueError("conv_transpose: expected `inputs` of rank 3 (batch, steps, channels) or "
@@ -91,10 +77,6 @@ def _prepare(inputs, kernel, strides, padding, output_padding, data_format, dila
     return x, k, strides, standardize_padding(padding), output_padding, dilation_rate, rank, dtype
 
 
-def _fn(name, dtype):
-    return getattr(_core, name + ("_f64" if dtype == np.float64 else "_f32"))
-
-
 def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
                    data_format=None, dilation_rate=1, *, bias=None, algorithm="auto"):
     """Transposed convolution, as `keras.ops.conv_transpose`.
@@ -116,7 +98,7 @@ def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=No
     x, k, s, p, op, d, rank, dtype = _prepare(inputs, kernel, strides, padding, output_padding,
                                               data_format, dilation_rate)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=dtype)
-    y = _fn("conv_transpose2d", dtype)(x, k, b, s, p, op, d, algorithm)
+    y = kernel_for("conv_transpose2d", dtype)(x, k, b, s, p, op, d, algorithm)
     return y[:, 0] if rank == 1 else y
 
 
@@ -135,8 +117,8 @@ def conv_transpose_backward(dy, inputs, kernel, strides=1, padding="valid", outp
         if dy.ndim != 3:
             raise ValueError(f"conv_transpose: expected `dy` of rank 3, received shape {dy.shape}")
         dy = dy[:, None]
-    dx, dk, db = _fn("conv_transpose2d_backward", dtype)(dy, x, k, s, p, op, d, need_dx,
-                                                         need_dkernel, need_dbias, algorithm)
+    dx, dk, db = kernel_for("conv_transpose2d_backward", dtype)(dy, x, k, s, p, op, d, need_dx,
+                                                                need_dkernel, need_dbias, algorithm)
     if rank == 1:
         dx = None if dx is None else dx[:, 0]
         dk = None if dk is None else dk[0]

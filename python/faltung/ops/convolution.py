@@ -18,22 +18,8 @@ Padding modes (per spatial dim of size n, kernel k, stride s, dilation d, ek = (
 import numpy as np
 
 from faltung import _core
-from faltung.ops.argument_validation import standardize_data_format, standardize_tuple  # noqa: F401
-
-PADDINGS = ("valid", "same", "causal", "full")
-
-
-
-
-def standardize_padding(padding, rank):
-    """Lower-cased padding mode; "causal" only for rank 1 (faltung also accepts "full")."""
-    allowed = PADDINGS if rank == 1 else ("valid", "same", "full")
-    p = padding.lower() if isinstance(padding, str) else padding
-    if p not in allowed:
-        raise ValueError(f"The `padding` argument must be one of {set(allowed)}. Received: {padding}")
-    return p
-
-
+from faltung.ops._kernels import dtype_of
+from faltung.ops.argument_validation import standardize_data_format, standardize_padding, standardize_tuple
 
 
 def pad_and_size(n, k, stride, dilation, padding):
@@ -86,7 +72,7 @@ def _prepare(inputs, kernel, strides, padding, data_format, dilation_rate, op="c
     """Arrays viewed as rank 4 plus the binding's geometry arguments."""
     standardize_data_format(data_format)
     x0 = np.asarray(inputs)
-    dtype = np.float64 if x0.dtype == np.float64 else np.float32
+    dtype = dtype_of(x0)
     x = _as_array(x0, dtype, "inputs")
     w = _as_array(kernel, dtype, "kernel")
     if x.ndim not in (3, 4):
@@ -98,7 +84,7 @@ def _prepare(inputs, kernel, strides, padding, data_format, dilation_rate, op="c
     rank = x.ndim - 2
     strides = standardize_tuple(strides, rank, "strides")
     dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
-    padding = standardize_padding(padding, rank)
+    padding = standardize_padding(padding, allow_causal=rank == 1, allow_full=True)
     C, Cg, K = x.shape[-1], w.shape[-2], w.shape[-1]
     if min(x.shape[1:]) <= 0 or min(w.shape) <= 0:
         raise ValueError(f"{op}: sizes must be positive, received inputs of shape {x.shape} and kernel of "
