@@ -1,0 +1,128 @@
+"""Embedding: the kernels (faltung.ops.embedding / embedding_backward) against numpy
+references, the Embedding layer, and models that train on embedded sequences."""
+import numpy as np
+import pytest
+
+import faltung
+from faltung import _core, ops
+from tests.reference.gradcheck import numeric_grad
+
+
+def ref_forward(idx, table):
+    return np.asarray(table)[np.asarray(idx)]
+
+
+def ref_backward(dy, idx, V):
+    g = np.zeros((V, dy.shape[-1]), np.float64)
+    np.add.at(g, np.asarray(idx).reshape(-1), dy.reshape(-1, dy.shape[-1]))
+    return g
+
+
+# (indices shape, input_dim V, output_dim D); the last ones are big enough for two threads
+CASES = [((1,), 1, 1), ((1, 5), 7, 3), ((4, 9), 10, 17), ((3, 2, 5), 6, 40), ((0, 3), 4, 2),
+         ((7,), 1000, 5), ((300, 40), 50, 64), ((70000,), 3, 1), ((64, 50), 2000, 33)]
+IDS = [f"{'x'.join(map(str, s))}-V{v}-D{d}" for s, v, d in CASES]
+
+
+def with_threads(n, fn):
+    n0 = faltung.get_num_threads()
+    try:
+        faltung.set_num_threads(n)
+        return fn()
+    finally:
+        faltung.set_num_threads(n0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,V,D", CASES, ids=IDS)
+def test_kernel_matches_numpy(shape, V, D, dtype, threads):
+    rng = np.random.default_rng(sum(shape) + V + D)
+    idx = rng.integers(0, V, shape).astype(np.int32)
+    table = rng.standard_normal((V, D)).astype(dtype)
+    dy = rng.standard_normal(shape + (D,)).astype(dtype)
+    y, g = with_threads(threads, lambda: (ops.embedding(idx, table),
+                                          ops.embedding_backward(dy, idx, V)))
+    assert y.dtype == g.dtype == dtype and y.shape == shape + (D,) and g.shape == (V, D)
+    np.testing.assert_array_equal(y, ref_forward(idx, table))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(g, ref_backward(dy.astype(np.float64), idx, V), rtol=tol, atol=tol)
+    # the naive C++ oracle sums each row in the same order: equal to the bit
+    sfx = "_f64" if dtype == np.float64 else "_f32"
+    np.testing.assert_array_equal(g, getattr(_core, "embedding_backward" + sfx)(dy, idx, V, ref=True))
+    np.testing.assert_array_equal(y, getattr(_core, "embedding_forward" + sfx)(idx, table, ref=True))
+
+
+def test_backward_is_the_same_on_one_and_two_threads_with_skewed_indices():
+    # mostly index 0 (padding), as with mask_zero: the column split keeps both threads busy
+    # and each row's sum in index order, so the two results agree to the bit
+    rng = np.random.default_rng(1)
+    idx = np.where(rng.random((128, 60)) < 0.7, 0, rng.integers(0, 500, (128, 60))).astype(np.int32)
+    dy = rng.standard_normal((128, 60, 48)).astype(np.float32)
+    one = with_threads(1, lambda: ops.embedding_backward(dy, idx, 500))
+    two = with_threads(2, lambda: ops.embedding_backward(dy, idx, 500))
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(one, ref_backward(dy.astype(np.float64), idx, 500), rtol=1e-5, atol=1e-4)
+
+
+def test_duplicated_indices_accumulate():
+    dy = np.arange(12, dtype=np.float64).reshape(4, 3)
+    g = ops.embedding_backward(dy, np.array([2, 0, 2, 2], np.int32), 3)
+    np.testing.assert_array_equal(g, [[3, 4, 5], [0, 0, 0], [0 + 6 + 9, 1 + 7 + 10, 2 + 8 + 11]])
+    idx = np.full((50, 40), 3, np.int32)  # every index the same, threaded path
+    dy = np.ones((50, 40, 64), np.float32)
+    g = with_threads(2, lambda: ops.embedding_backward(dy, idx, 5))
+    np.testing.assert_array_equal(g[3], np.full(64, 2000.0))
+    assert not g[[0, 1, 2, 4]].any()
+
+
+@pytest.mark.parametrize("shape,V,D", [((1,), 3, 2), ((2, 3), 4, 3), ((2, 2, 2), 3, 5)])
+def test_backward_matches_finite_differences(shape, V, D):
+    rng = np.random.default_rng(2)
+    idx = rng.integers(0, V, shape).astype(np.int32)
+    table = rng.standard_normal((V, D))
+    r = rng.standard_normal(shape + (D,))
+    num = numeric_grad(lambda t: ops.embedding(idx, t), table, r)
+    np.testing.assert_allclose(ops.embedding_backward(r, idx, V), num, atol=1e-8)
+
+
+def test_index_conversions_follow_keras():
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    # other integer types are cast; floats are truncated toward zero (Keras casts to int32)
+    np.testing.assert_array_equal(ops.embedding(np.array([3, 1], np.int64), table), table[[3, 1]])
+    np.testing.assert_array_equal(ops.embedding(np.array([3, 1], np.uint8), table), table[[3, 1]])
+    np.testing.assert_array_equal(ops.embedding([2.9, -0.5, 1.0], table), table[[2, 0, 1]])
+    np.testing.assert_array_equal(ops.embedding(np.array([True, False]), table), table[[1, 0]])
+    # a non-contiguous int32 view
+    idx = np.arange(8, dtype=np.int32).reshape(2, 4)[:, ::2] % 4
+    np.testing.assert_array_equal(ops.embedding(idx, table), table[idx])
+
+
+@pytest.mark.parametrize("bad,dtype", [(4, np.int32), (-1, np.int32), (2**31 - 1, np.int32), (5, np.int64),
+                                       (-3, np.int64), (2**32 + 1, np.int64), (4.5, np.float32), (-1.5, np.float64)])
+def test_out_of_range_indices_raise(bad, dtype):
+    idx = np.array([[0, 1, 2], [3, 0, bad]]).astype(dtype)
+    shown = int(np.trunc(bad))
+    msg = rf"index {shown} at position 5 of `indices` is outside \[0, input_dim=4\)"
+    with pytest.raises(ValueError, match="embedding: " + msg):
+        ops.embedding(idx, np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match="embedding_backward: " + msg):
+        ops.embedding_backward(np.zeros((2, 3, 3), np.float32), idx, 4)
+
+
+def test_nan_index_and_bad_arguments_raise():
+    table = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match=r"index nan at position 1 of `indices` is outside \[0, input_dim=4\)"):
+        ops.embedding([1.0, np.nan], table)
+    with pytest.raises(TypeError, match="expected integer `indices`, received an array of dtype <U1"):
+        ops.embedding(["a"], table)
+    with pytest.raises(ValueError, match=r"embedding: expected `table` of rank 2, received shape \(4,\)"):
+        ops.embedding([1], np.zeros(4))
+    with pytest.raises(ValueError, match=r"embedding_backward: expected `dout` of shape \(2, 3, 3\), received "
+                                         r"shape \(2, 4, 3\)"):
+        ops.embedding_backward(np.zeros((2, 4, 3), np.float32), np.zeros((2, 3), np.int32), 4)
+    with pytest.raises(ValueError, match=r"embedding_backward: expected `dout` of rank 3"):
+        ops.embedding_backward(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.int32), 4)
+    # the binding itself refuses to cast indices (a cast could wrap them into range)
+    with pytest.raises(TypeError, match="embedding: expected `indices` of dtype int32, received dtype int64"):
+        _core.embedding_forward_f32(np.array([2**32 + 1]), table)
