@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import faltung
-from faltung import _core, ops
+from faltung import Input, Model, _core, layers, ops
 from tests.reference.gradcheck import numeric_grad
 
 
@@ -126,3 +126,101 @@ def test_nan_index_and_bad_arguments_raise():
     # the binding itself refuses to cast indices (a cast could wrap them into range)
     with pytest.raises(TypeError, match="embedding: expected `indices` of dtype int32, received dtype int64"):
         _core.embedding_forward_f32(np.array([2**32 + 1]), table)
+
+
+# -- the Embedding layer ---------------------------------------------------------------------
+
+def test_layer_signature_defaults_and_config():
+    import inspect
+    sig = inspect.signature(layers.Embedding.__init__).parameters
+    keras_defaults = {"embeddings_initializer": "uniform", "embeddings_regularizer": None,
+                      "embeddings_constraint": None, "mask_zero": False, "weights": None,
+                      "lora_rank": None, "lora_alpha": None, "quantization_config": None}
+    assert list(sig)[1:3] == ["input_dim", "output_dim"]
+    assert {k: sig[k].default for k in keras_defaults} == keras_defaults
+    e = layers.Embedding(50, 8, embeddings_regularizer="l2", name="emb")
+    e.build((None, 3))
+    assert [w.name for w in e.weights] == ["emb/embeddings"] and e.embeddings.shape == (50, 8)
+    assert e.embeddings.regularizer is not None
+    assert np.abs(e.embeddings.value).max() <= 0.05 and e.embeddings.value.std() > 0.02  # RandomUniform(-0.05, 0.05)
+    assert isinstance(faltung.initializers.get("uniform"), faltung.initializers.RandomUniform)
+    assert e.compute_output_shape((None, 3)) == (None, 3, 8)
+    assert e.compute_output_shape((None, 2, 5)) == (None, 2, 5, 8)
+    cfg = e.get_config()
+    assert {k: cfg[k] for k in ("input_dim", "output_dim", "mask_zero")} == \
+        {"input_dim": 50, "output_dim": 8, "mask_zero": False}
+    assert cfg["embeddings_initializer"]["class_name"] == "RandomUniform"
+    e2 = layers.Embedding.from_config(dict(cfg, name="emb2"))
+    assert e2.input_dim == 50 and e2.output_dim == 8 and e2.embeddings_regularizer is not None
+
+
+def test_layer_forward_and_embeddings_gradient_match_finite_differences():
+    rng = np.random.default_rng(5)
+    e = layers.Embedding(6, 4)
+    x = rng.integers(0, 6, (3, 5))
+    x[0, :3] = 2  # duplicates within a sample
+    y = e(x, training=True)
+    assert y.dtype == np.float32 and y.shape == (3, 5, 4)
+    np.testing.assert_array_equal(y, e.embeddings.value[x])
+    r = rng.standard_normal(y.shape)
+    assert e.backward(r.astype(np.float32)) is None  # integer inputs get no gradient
+    table64 = e.embeddings.value.astype(np.float64)
+    num = numeric_grad(lambda t: ref_forward(x, t), table64, r)
+    assert e.embeddings.grad.dtype == np.float32
+    np.testing.assert_allclose(e.embeddings.grad, num, rtol=1e-5, atol=1e-5)
+
+
+def test_mask_zero():
+    x = np.array([[3, 1, 0, 0], [0, 2, 5, 0]])
+    e = layers.Embedding(6, 2, mask_zero=True)
+    e(x)
+    assert e.supports_masking
+    np.testing.assert_array_equal(e.compute_mask(x), x != 0)
+    assert e.compute_mask(x).dtype == bool
+    plain = layers.Embedding(6, 2)
+    assert plain.compute_mask(x) is None and not plain.supports_masking
+
+
+def test_layer_inputs_weights_and_errors():
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    e = layers.Embedding(4, 3, weights=table, name="tok")
+    assert e.built
+    np.testing.assert_array_equal(e([[3, 0]]), table[[[3, 0]]])
+    np.testing.assert_array_equal(e(np.array([[2.7, 1.0]], np.float32)), table[[[2, 1]]])  # Keras casts
+    np.testing.assert_array_equal(layers.Embedding(4, 3, weights=[table])(np.array([1])), table[[1]])
+    for bad in (np.array([[4]], np.int32), np.array([[-1]]), np.array([[9.0]])):
+        with pytest.raises(ValueError, match=r'Layer "tok": embedding: index -?\d+ at position 0 of '
+                                             r"`indices` is outside \[0, input_dim=4\)"):
+            e(bad)
+    with pytest.raises(ValueError, match=r"weight shape \(4, 3\) is not compatible with provided weight "
+                                         r"shape \(3, 3\)"):
+        layers.Embedding(4, 3, weights=table[:3])
+    with pytest.raises(ValueError, match=r"Invalid value for argument `input_dim`.*Received input_dim=0"):
+        layers.Embedding(0, 3)
+    with pytest.raises(ValueError, match=r"Invalid value for argument `output_dim`.*Received output_dim=2.5"):
+        layers.Embedding(3, 2.5)
+    with pytest.raises(ValueError, match=r"expected lora_rank=None, received lora_rank=4"):
+        layers.Embedding(3, 2, lora_rank=4)
+    with pytest.warns(UserWarning, match="input_length"):
+        layers.Embedding(3, 2, input_length=7)
+
+
+def test_frozen_layer_gets_no_gradient_and_any_index_shape():
+    e = layers.Embedding(5, 2, trainable=False)
+    e(np.array([[1, 2]]), training=True)
+    e.backward(np.ones((1, 2, 2), np.float32))
+    assert e.embeddings.grad is None
+    # Keras's Embedding has no input_spec: one layer serves sequences of any length and rank
+    e2 = layers.Embedding(5, 2)
+    a, b = Input((3,), dtype="int32"), Input((4, 2), dtype="int32")
+    assert e2(a).shape == (None, 3, 2) and e2(b).shape == (None, 4, 2, 2)
+
+
+def test_model_with_embedding_saves_and_loads(tmp_path):
+    inp = Input((4,), dtype="int32")
+    model = Model(inp, layers.Dense(2)(layers.Embedding(9, 3, mask_zero=True)(inp)))
+    x = np.random.default_rng(0).integers(0, 9, (5, 4))
+    model.save(tmp_path / "e.keras")
+    loaded = faltung.load_model(tmp_path / "e.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.layers[1].mask_zero and loaded.inputs[0].dtype == "int32"
