@@ -131,3 +131,39 @@ def test_global_max_pooling_ignores_the_mask_as_keras():
     np.testing.assert_array_equal(model.predict(x, verbose=0), [[9, 9], [2, 2]])
     _, masks, _ = model._graph.forward([x.astype(np.int32)])
     assert masks == [None]
+
+
+# -- the same numbers as Keras (skipped when keras is not installed) ---------------------------
+
+@pytest.mark.parametrize("mask_value", [0.0, 2.0])
+def test_masking_matches_keras(mask_value):
+    keras = pytest.importorskip("keras")
+    x = padded(np.random.default_rng(3), (3, 5, 4), mask_value, [(0, 1), (2, 4)]).astype(np.float32)
+    ours, theirs = layers.Masking(mask_value), keras.layers.Masking(mask_value)
+    np.testing.assert_allclose(ours(x), keras.ops.convert_to_numpy(theirs(x)))
+    np.testing.assert_array_equal(ours.compute_mask(x), keras.ops.convert_to_numpy(theirs.compute_mask(x)))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_masked_global_average_matches_keras(keepdims):
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    mask = rng.random((4, 6)) < 0.5
+    mask[0], mask[1] = True, [0, 0, 1, 0, 0, 0]
+    ours = layers.GlobalAveragePooling1D(keepdims=keepdims)
+    theirs = keras.layers.GlobalAveragePooling1D(keepdims=keepdims)
+    np.testing.assert_allclose(ours(x, mask=mask), keras.ops.convert_to_numpy(theirs(x, mask=mask)),
+                               rtol=1e-6, atol=1e-7)
+    assert theirs.compute_mask(x, mask) is None and ours.compute_mask(x, mask) is None
+
+
+def test_masking_model_matches_keras():
+    keras = pytest.importorskip("keras")
+    x = padded(np.random.default_rng(5), (6, 5, 3), 0.0, [(0, 4), (1, 0), (1, 1), (5, 2)]).astype(np.float32)
+    i1 = Input((5, 3))
+    ours = Model(i1, layers.Dense(2)(layers.GlobalAveragePooling1D()(layers.Masking()(i1))))
+    i2 = keras.Input((5, 3))
+    theirs = keras.Model(i2, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(keras.layers.Masking()(i2))))
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
