@@ -18,9 +18,11 @@ def ref_backward(dy, idx, V):
     return g
 
 
-# (indices shape, input_dim V, output_dim D); the last ones are big enough for two threads
+# (indices shape, input_dim V, output_dim D); the last three move > 2**20 elements, enough
+# for two threads
 CASES = [((1,), 1, 1), ((1, 5), 7, 3), ((4, 9), 10, 17), ((3, 2, 5), 6, 40), ((0, 3), 4, 2),
-         ((7,), 1000, 5), ((300, 40), 50, 64), ((70000,), 3, 1), ((64, 50), 2000, 33)]
+         ((7,), 1000, 5), ((300, 40), 50, 64), ((256, 80), 3000, 64), ((1100000,), 3, 1),
+         ((64, 50), 40000, 33)]
 IDS = [f"{'x'.join(map(str, s))}-V{v}-D{d}" for s, v, d in CASES]
 
 
@@ -45,8 +47,10 @@ def test_kernel_matches_numpy(shape, V, D, dtype, threads):
                                           ops.embedding_backward(dy, idx, V)))
     assert y.dtype == g.dtype == dtype and y.shape == shape + (D,) and g.shape == (V, D)
     np.testing.assert_array_equal(y, ref_forward(idx, table))
+    # float32 rows sum up to ~N/V terms in sequence: the rounding error grows with that count
     tol = 1e-5 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(g, ref_backward(dy.astype(np.float64), idx, V), rtol=tol, atol=tol)
+    atol = tol * (1 + 0.1 * np.bincount(idx.reshape(-1), minlength=1).max())
+    np.testing.assert_allclose(g, ref_backward(dy.astype(np.float64), idx, V), rtol=tol, atol=atol)
     # the naive C++ oracle sums each row in the same order: equal to the bit
     sfx = "_f64" if dtype == np.float64 else "_f32"
     np.testing.assert_array_equal(g, getattr(_core, "embedding_backward" + sfx)(dy, idx, V, ref=True))
@@ -57,22 +61,23 @@ def test_backward_is_the_same_on_one_and_two_threads_with_skewed_indices():
     # mostly index 0 (padding), as with mask_zero: the column split keeps both threads busy
     # and each row's sum in index order, so the two results agree to the bit
     rng = np.random.default_rng(1)
-    idx = np.where(rng.random((128, 60)) < 0.7, 0, rng.integers(0, 500, (128, 60))).astype(np.int32)
-    dy = rng.standard_normal((128, 60, 48)).astype(np.float32)
+    idx = np.where(rng.random((256, 100)) < 0.7, 0, rng.integers(0, 500, (256, 100))).astype(np.int32)
+    dy = rng.standard_normal((256, 100, 48)).astype(np.float32)
     one = with_threads(1, lambda: ops.embedding_backward(dy, idx, 500))
     two = with_threads(2, lambda: ops.embedding_backward(dy, idx, 500))
     np.testing.assert_array_equal(one, two)
-    np.testing.assert_allclose(one, ref_backward(dy.astype(np.float64), idx, 500), rtol=1e-5, atol=1e-4)
+    # row 0 sums ~18000 float32 terms in sequence: a looser absolute tolerance for it
+    np.testing.assert_allclose(one, ref_backward(dy.astype(np.float64), idx, 500), rtol=1e-5, atol=1e-2)
 
 
 def test_duplicated_indices_accumulate():
     dy = np.arange(12, dtype=np.float64).reshape(4, 3)
     g = ops.embedding_backward(dy, np.array([2, 0, 2, 2], np.int32), 3)
     np.testing.assert_array_equal(g, [[3, 4, 5], [0, 0, 0], [0 + 6 + 9, 1 + 7 + 10, 2 + 8 + 11]])
-    idx = np.full((50, 40), 3, np.int32)  # every index the same, threaded path
-    dy = np.ones((50, 40, 64), np.float32)
+    idx = np.full((200, 100), 3, np.int32)  # every index the same, threaded path
+    dy = np.ones((200, 100, 64), np.float32)
     g = with_threads(2, lambda: ops.embedding_backward(dy, idx, 5))
-    np.testing.assert_array_equal(g[3], np.full(64, 2000.0))
+    np.testing.assert_array_equal(g[3], np.full(64, 20000.0))
     assert not g[[0, 1, 2, 4]].any()
 
 
