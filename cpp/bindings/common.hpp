@@ -53,5 +53,6 @@ void bind_normalization(py::module_& m);
 void bind_resampling(py::module_& m);
 void bind_conv_winograd(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_embedding(py::module_& m);
 
 }  // namespace faltung::py_binding

@@ -61,4 +61,5 @@ PYBIND11_MODULE(_core, m) {
   fb::bind_resampling(m);
   fb::bind_conv_winograd(m);
   fb::bind_optim(m);
+  fb::bind_embedding(m);
 }

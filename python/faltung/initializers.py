@@ -193,6 +193,8 @@ _ALIASES = {
     "he_normal": HeNormal, "he_uniform": HeUniform,
     "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform,
     "orthogonal": Orthogonal, "identity": Identity,
+    # Keras's aliases ("uniform" is Embedding's default initializer)
+    "uniform": RandomUniform, "normal": RandomNormal, "one": Ones, "zero": Zeros,
 }
 
 

@@ -10,3 +10,4 @@ from faltung.ops.pooling import (average_pool, average_pool_backward, max_pool, 
                                  max_unpool, max_unpool_backward, average_unpool, average_unpool_backward)
 from faltung.ops.normalization import batch_normalization  # noqa: F401
 from faltung.ops.convolution_transpose import conv_transpose, conv_transpose_backward  # noqa: F401
+from faltung.ops.embedding import embedding, embedding_backward  # noqa: F401

@@ -1,4 +1,6 @@
 """Shared bases of the pooling layers (Keras's BasePooling / BaseGlobalPooling)."""
+import numpy as np
+
 from faltung.layers.layer import Layer
 from faltung.ops import pooling as P
 
@@ -126,15 +128,36 @@ class BaseGlobalPooling(Layer):
                              f"input with shape {tuple(x.shape)}")
 
     def forward(self, x, training=False):
+        return self._pool(x, training)
+
+    def _pool(self, x, training, mask=None):
+        """The pooling; `mask` (batch, steps) is honoured by the average of 1D inputs only
+        (GlobalAveragePooling1D, as Keras)."""
         self.check_input(x)
         window = x.shape[1:-1]
-        if self.pool_mode == "max":
+        if mask is not None:
+            # Keras: sum(where(mask, x, 0)) / sum(mask) over the steps; a sample whose steps
+            # are all masked gives 0/0 = NaN, as in Keras (numpy warns)
+            keep = self._step_mask(x, mask)
+            count = keep.sum(axis=1, keepdims=True).astype(x.dtype)
+            y = np.where(keep, x, 0).sum(axis=1, keepdims=True) / count
+            arg = keep  # what backward needs: the kept steps
+        elif self.pool_mode == "max":
             y, arg = P.max_pool(x, window, window, "valid", return_argmax=True)
         else:
             y, arg = P.average_pool(x, window, window, "valid"), None
         if training:
             self.save_for_backward(x.shape, arg)
         return y if self.keepdims else y.reshape(x.shape[0], x.shape[-1])
+
+    def _step_mask(self, x, mask):
+        """mask (batch, steps) as a bool array (batch, steps, 1); ValueError naming the layer
+        if its shape is not x's first two axes."""
+        m = np.asarray(mask)
+        if m.shape != x.shape[:2]:
+            raise ValueError(f'Layer "{self.name}": expected a mask of shape {x.shape[:2]} (batch, '
+                             f"steps) for inputs of shape {x.shape}, received mask shape {m.shape}")
+        return m.astype(bool)[:, :, None]
 
     def backward(self, dy, need_dx=True):
         shape, arg = self.saved_for_backward()
@@ -144,6 +167,12 @@ class BaseGlobalPooling(Layer):
         dy = dy.reshape((shape[0],) + (1,) * self.pool_dimensions + (shape[-1],))
         if self.pool_mode == "max":
             return P.max_pool_backward(dy, arg, shape, window, window, "valid")
+        if arg is not None:
+            # y = sum over kept steps of x / count  =>  dx = dy / count on kept steps, 0 on
+            # masked ones (all-masked samples: 0, as the gradient of Keras's where)
+            keep = arg
+            count = np.maximum(keep.sum(axis=1, keepdims=True), 1).astype(dy.dtype)
+            return np.where(keep, dy / count, dy.dtype.type(0))
         return P.average_pool_backward(dy, shape, window, window, "valid")
 
     def get_config(self):
