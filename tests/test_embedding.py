@@ -246,19 +246,13 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-# faltung's Dense lacks Keras's `supports_masking = True`, so it drops the mask that Keras's
-# Dense passes on; "flag" sets it on the instance to test the rest of the path meanwhile.
-@pytest.mark.parametrize("dense_passes_mask", [
-    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason="faltung's Dense drops masks "
-                                                "(Keras's Dense has supports_masking=True)")),
-    pytest.param(True, id="flag")])
-def test_masked_sequence_loss_is_the_mean_over_unmasked_steps(dense_passes_mask):
+# Dense on (batch, time, features) passes the Embedding's mask on (supports_masking, as
+# Keras's Dense), so the loss counts only the unmasked steps.
+def test_masked_sequence_loss_is_the_mean_over_unmasked_steps():
     rng = np.random.default_rng(7)
     V, T, D, C, n = 12, 6, 8, 4, 64
     inp = Input((T,), dtype="int32")
     dense = layers.Dense(C)
-    if dense_passes_mask:
-        dense.supports_masking = True
     model = Model(inp, dense(layers.Embedding(V, D, mask_zero=True)(inp)))
     model.compile(optimizer=faltung.optimizers.Adam(0.02),
                   loss=faltung.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -18,6 +18,8 @@ class PReLU(Layer):
     Weights: alpha of shape input_shape[1:] with the shared axes set to 1.
     """
 
+    supports_masking = True
+
     def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None,
                  shared_axes=None, **kwargs):
         super().__init__(**kwargs)

@@ -8,6 +8,8 @@ class ElementwiseActivation(Layer):
     `faltung.activations`): forward caches (x, y) when training, backward calls
     `fn.backward`. faltung's internal base; Keras has no such class."""
 
+    supports_masking = True  # as Keras's activation layers: the mask passes through
+
     fn = None
 
     def forward(self, x, training=False):
@@ -47,6 +49,8 @@ class Activation(ElementwiseActivation):
 
 class Identity(Layer):
     """Identity layer: returns its input unchanged (Keras's `Identity`)."""
+
+    supports_masking = True
 
     def forward(self, x, training=False):
         self.check_input(x)

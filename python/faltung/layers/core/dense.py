@@ -27,6 +27,8 @@ class Dense(Layer):
         N-D tensor with shape `(batch_size, ..., units)`.
     """
 
+    supports_masking = True  # as Keras: on (batch, time, features) the time mask passes on
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):

@@ -28,6 +28,8 @@ class Highway(Layer):
     Output shape: same as input.
     """
 
+    supports_masking = True
+
     def __init__(self, activation="linear", kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", transform_bias=-2.0, kernel_regularizer=None,
                  bias_regularizer=None, **kwargs):

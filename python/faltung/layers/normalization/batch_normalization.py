@@ -34,6 +34,10 @@ class BatchNormalization(Layer):
     Input shape: any; output shape: same as input.
     """
 
+    # The mask passes through, as in Keras; unlike Keras, masked steps still count in the
+    # batch statistics (Keras computes masked moments).
+    supports_masking = True
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
