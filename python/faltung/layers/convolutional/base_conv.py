@@ -58,12 +58,14 @@ class ConvBrick(Layer):
         check_strides_dilation(self.strides, self.dilation_rate)
 
     # -- shapes ----------------------------------------------------------------------
+    _exact_ndim = False  # Keras's InputSpec: min_ndim for convolutions, ndim for transposed
+
     def _check_input_shape(self, input_shape):
         """Keras InputSpec checks: rank (rank + 2) and a known channel count."""
         input_shape = tuple(input_shape)
         nd = self.rank + 2
         if len(input_shape) != nd:
-            kind = "min_ndim" if len(input_shape) < nd else "ndim"
+            kind = "min_ndim" if len(input_shape) < nd and not self._exact_ndim else "ndim"
             raise ValueError(f'Input 0 of layer "{self.name}" is incompatible with the layer: expected '
                              f"{kind}={nd}, found ndim={len(input_shape)}. Full shape received: {input_shape}")
         if input_shape[-1] is None:

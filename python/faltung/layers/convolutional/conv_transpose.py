@@ -4,8 +4,8 @@ Aliases as in Keras 3: Convolution1DTranspose, Convolution2DTranspose.
 """
 import numpy as np
 
-from faltung import activations, constraints, initializers, regularizers
-from faltung.layers.layer import Layer
+from faltung import constraints, initializers, regularizers
+from faltung.layers.convolutional.base_conv import ConvBrick
 from faltung.ops.argument_validation import standardize_data_format, standardize_padding, standardize_tuple
 from faltung.ops.convolution_transpose import (compute_conv_transpose_output_shape, conv_transpose,
                                                conv_transpose_backward)
@@ -14,7 +14,7 @@ __all__ = ["Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose"]
 
 
-class BaseConvTranspose(Layer):
+class BaseConvTranspose(ConvBrick):
     """Rank-generic transposed convolution (rank 1 or 2), channels_last.
 
     Args:
@@ -40,27 +40,28 @@ class BaseConvTranspose(Layer):
     so its configs lose it; faltung keeps it so a round trip rebuilds the same layer).
     """
 
+    _exact_ndim = True
+
     def __init__(self, rank, filters, kernel_size, strides=1, padding="valid", output_padding=None,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
-        self.rank = rank
-        self.kernel_size = standardize_tuple(kernel_size, rank, "kernel_size")
-        self.strides = standardize_tuple(strides, rank, "strides")
-        self.dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
-        self.padding = standardize_padding(padding)
+        # The transposed kernels apply the activation after the op (no fused epilogue).
+        super().__init__(rank, kernel_size, strides, "valid", data_format, dilation_rate,
+                         activation, use_bias, activity_regularizer, fuse_activation=False,
+                         **kwargs)
+        if self.algorithm_arg != "auto":
+            raise ValueError(f"{type(self).__name__}: the transposed convolution chooses its "
+                             "kernel itself (direct, Winograd phases); `algorithm` must be "
+                             f"'auto'. Received algorithm={self.algorithm_arg!r}")
+        self.padding = standardize_padding(padding)  # "valid" or "same" only
         self.output_padding = (None if output_padding is None else
                                standardize_tuple(output_padding, rank, "output_padding", allow_zero=True))
-        self.data_format = standardize_data_format(data_format)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
         if filters is not None and (not isinstance(filters, (int, np.integer)) or filters <= 0):
@@ -72,27 +73,14 @@ class BaseConvTranspose(Layer):
                 if self.output_padding[i] >= self.strides[i]:
                     raise ValueError("`output_padding` must be < `strides`. "
                                      f"output_padding={self.output_padding}, strides={self.strides}")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                             f"Received: strides={self.strides} and "
-                             f"dilation_rate={self.dilation_rate}")
 
     def _conv_args(self):
         return dict(strides=self.strides, padding=self.padding, output_padding=self.output_padding,
                     dilation_rate=self.dilation_rate)
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        ndim = self.rank + 2
-        if len(input_shape) != ndim:
-            raise ValueError(f'Input 0 of layer "{self.name}" is incompatible with the layer: '
-                             f"expected ndim={ndim}, found ndim={len(input_shape)}. "
-                             f"Full shape received: {input_shape}")
-        in_channels = input_shape[-1]
-        if in_channels is None:
-            raise ValueError(f"Layer {self.name}: the channel dimension of the inputs should be "
-                             f"defined. Received input_shape={input_shape}")
-        self.kernel = self.add_weight(self.kernel_size + (self.filters, in_channels),
+        input_shape = self._check_input_shape(input_shape)
+        self.kernel = self.add_weight(self.kernel_size + (self.filters, input_shape[-1]),
                                       self.kernel_initializer, "kernel",
                                       regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)
@@ -106,42 +94,26 @@ class BaseConvTranspose(Layer):
         return compute_conv_transpose_output_shape(
             tuple(input_shape), self.kernel_size, self.filters, **self._conv_args())
 
-    def forward(self, x, training=False):
-        self.check_input(x)
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def _op_forward(self, x, relu):
         bias = None if self.bias is None else self.bias.value
-        z = conv_transpose(x, self.kernel.value, bias=bias, **self._conv_args())
-        linear = self.activation.name == "linear"
-        y = z if linear else self.activation.forward(z)
-        if training:
-            self.save_for_backward(x, z, y)
-        return y
+        return conv_transpose(x, self.kernel.value, bias=bias, **self._conv_args()), "transpose"
 
-    def backward(self, dy, need_dx=True):
-        x, z, y = self.saved_for_backward()
-        dz = dy if self.activation.name == "linear" else self.activation.backward(dy, z, y)
+    def _op_backward(self, dz, x, need_dx):
         train = self.trainable
         dx, dk, db = conv_transpose_backward(
             dz, x, self.kernel.value, need_dx=need_dx, need_dkernel=train,
             need_dbias=train and self.bias is not None, **self._conv_args())
-        if train:
-            self.kernel.grad = dk.astype(np.float32, copy=False)
-            if self.bias is not None:
-                self.bias.grad = db.astype(np.float32, copy=False)
+        self._set_grads([(self.kernel, dk), (self.bias, db)])
         return dx
 
     def get_config(self):
         cfg = super().get_config()
         cfg.update(
-            filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
-            padding=self.padding, output_padding=self.output_padding,
-            data_format=self.data_format, dilation_rate=self.dilation_rate,
-            activation=activations.serialize(self.activation), use_bias=self.use_bias,
+            filters=self.filters, output_padding=self.output_padding,
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
             kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
             bias_regularizer=regularizers.serialize(self.bias_regularizer),
-            activity_regularizer=regularizers.serialize(self.activity_regularizer),
             kernel_constraint=constraints.serialize(self.kernel_constraint),
             bias_constraint=constraints.serialize(self.bias_constraint))
         return cfg
