@@ -114,8 +114,7 @@ class Model(Trainer, Layer):
         if index is not None and name is not None:
             raise ValueError("Provide only a layer name or a layer index. Received: "
                              f"index={index}, name={name}.")
-        layers = self._graph.layers if self._graph is not None and \
-            type(self).__name__ == "Functional" else self.layers
+        layers = self.layers
         if index is not None:
             if len(layers) <= index:
                 raise ValueError(f"Was asked to retrieve layer at index {index} but model only "

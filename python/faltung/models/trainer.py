@@ -169,9 +169,6 @@ class Trainer:
         """(xs, ys, sws): flat lists aligned with the inputs and outputs, one sample count."""
         if x is None:
             raise ValueError("Unexpected value for `x`: None. Expected a NumPy array.")
-        if getattr(self, "_layers", None) is not None and type(self).__name__ == "Sequential" \
-                and not self.layers:
-            self._raise_empty()
         if not self.built:
             self._ensure_built(x if not isinstance(x, dict) else list(x.values()))
         xs = self._flat_data(x)
