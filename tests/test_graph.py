@@ -495,3 +495,58 @@ def test_layer_order_is_keras_depth_order():
     model = faltung.Model(inp, L.Dense(2, name="head")(L.Concatenate(name="cat")([a, b2, c])))
     assert [l.name for l in model.layers][1:] == ["b1", "a", "b2", "c", "cat", "head"]
     assert [w.name for w in model.weights][:2] == ["b1/kernel", "b1/bias"]
+
+
+def test_fine_tuning_a_base_called_with_training_false():
+    # Keras's transfer-learning recipe: base(x, training=False) keeps the base's batch norm on
+    # its moving statistics (and dropout off) even while fine-tuning trains the base's weights.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6, 6, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    base_in = L.Input((6, 6, 2))
+    h = L.Dropout(0.5)(L.BatchNormalization()(L.Conv2D(4, 3)(base_in)))
+    base = faltung.Model(base_in, L.Flatten()(h), name="base")
+    inp = L.Input((6, 6, 2))
+    model = faltung.Model(inp, L.Dense(3, activation="softmax")(base(inp, training=False)))
+    model.compile(faltung.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    bn = base.layers[2]
+    mean = bn.moving_mean.value.copy()
+    kernel = base.layers[1].kernel.value.copy()
+    model.train_on_batch(x, y)
+    assert np.array_equal(bn.moving_mean.value, mean)          # inference statistics only
+    assert not np.array_equal(base.layers[1].kernel.value, kernel)  # but the base trains
+    # the step's gradient is the inference-mode network's: dropout off, moving statistics
+    probe = faltung.Model(inp, model.layers[-1](base(inp, training=False)))
+    assert np.allclose(probe.predict(x, verbose=0), model.predict(x, verbose=0))
+    base.trainable = False
+    model.compile(faltung.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    kernel = base.layers[1].kernel.value.copy()
+    model.train_on_batch(x, y)
+    assert np.array_equal(base.layers[1].kernel.value, kernel)
+
+
+def test_batch_norm_in_inference_mode_inside_training_step_matches_finite_differences():
+    # gamma and beta of a trainable BN called with training=False still get gradients
+    # (of the inference-mode affine map), as in Keras.
+    inp = L.Input((5, 3))
+    bn = L.BatchNormalization()
+    model = faltung.Model(inp, L.Dense(2)(bn(inp, training=False)))
+    bn.moving_mean.value[...] = [0.3, -0.2, 0.1]
+    bn.moving_variance.value[...] = [2.0, 0.5, 1.5]
+    bn.gamma.value[...] = [1.2, 0.7, -0.4]
+    x = _x(4, 5, 3).astype(np.float32)
+    r = _x(4, 5, 2, seed=4).astype(np.float32)
+    model.forward(x, training=True)
+    model.backward(r, need_dx=False)
+    eps = 1e-2
+    f = lambda: float((model.forward(x).astype(np.float64) * r).sum())  # noqa: E731
+    for v in (bn.gamma, bn.beta):
+        g = v.grad.copy()
+        for i in range(3):
+            old = v.value[i]
+            v.value[i] = old + eps
+            up = f()
+            v.value[i] = old - eps
+            down = f()
+            v.value[i] = old
+            assert g[i] == pytest.approx((up - down) / (2 * eps), rel=1e-3, abs=1e-3)

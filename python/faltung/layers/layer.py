@@ -11,7 +11,10 @@ The brick contract:
   that return several. Layers that take a mask accept `mask=`.
 - During a training forward a layer calls `self.save_for_backward(*values)`; its backward
   reads them back with `self.saved_for_backward()`, which raises one uniform error when no
-  training forward of the same call saved anything.
+  training forward of the same call saved anything. Layers whose computation differs in
+  training (dropout, batch norm) ask `self.behaves_as_training(training)`, which is False
+  for a call made with training=False inside a training step: such a call computes as at
+  inference and still saves for its backward.
 - `backward(dy, need_dx=True) -> dx`: dy has the structure of the outputs (a list with None
   for outputs that received no gradient), dx the structure of the inputs. It sets the
   `grad` of the layer's weights (assigning, not adding: the graph sums the grads of a layer
@@ -34,11 +37,15 @@ _active = threading.local()  # .layer, .ctx: the layer call this thread is runni
 
 
 class CallContext:
-    """What one call of a layer saved for its backward (`saved` is None until then)."""
-    __slots__ = ("saved",)
+    """What one call of a layer saved for its backward (`saved` is None until then).
+    `inference` marks a call made with training=False inside a training step (Keras's
+    `base(x, training=False)` for fine-tuning): the layer behaves as at inference (batch
+    norm uses its moving statistics, dropout is off) but still saves for its backward."""
+    __slots__ = ("saved", "inference")
 
-    def __init__(self):
+    def __init__(self, inference=False):
         self.saved = None
+        self.inference = inference
 
 
 def _enter(layer, ctx):
@@ -250,6 +257,11 @@ class Layer:
                              "training=True) of the same call, and none saved anything (no "
                              "training forward, or a backward already used and freed it).")
         return saved
+
+    def behaves_as_training(self, training):
+        """Whether this call computes as in training (batch statistics, dropout): `training`,
+        unless the call runs in inference mode inside a training step (CallContext)."""
+        return bool(training) and not self._context().inference
 
     def has_saved(self):
         return self._context().saved is not None

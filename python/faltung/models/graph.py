@@ -137,9 +137,11 @@ class Graph:
         self._single_arg = [isinstance(n.call_args, KerasTensor) for n in self.nodes]
 
     # -- forward -------------------------------------------------------------------------
-    def forward(self, flat_inputs, training=False, input_masks=None):
+    def forward(self, flat_inputs, training=False, input_masks=None, inference=False):
         """Values of the output tensors (flat), their masks (flat), and the per-node call
-        contexts that backward needs (None unless training)."""
+        contexts that backward needs (None unless training). A call recorded with
+        training=False (and every call when `inference`) computes as at inference; in a
+        training run it still saves for backward."""
         values = {id(t): v for t, v in zip(self.inputs, flat_inputs)}
         masks = {}
         if input_masks is not None:
@@ -156,7 +158,8 @@ class Graph:
             if kwargs:
                 kwargs = pack_like(kwargs, [values[id(x)] if isinstance(x, KerasTensor) else x
                                             for x in flatten(kwargs)])
-            node_training = kwargs.pop("training", training) if kwargs else training
+            node_training = kwargs.pop("training", None) if kwargs else None
+            as_inference = inference or node_training is not None and not node_training
             in_mask = None
             if masks:
                 flat_masks = [masks.get(id(t)) for t in node.args_tensors]
@@ -164,8 +167,12 @@ class Graph:
                     in_mask = pack_like(node.call_args, flat_masks)
                     if "mask" not in kwargs and _takes_mask(layer):
                         kwargs = dict(kwargs, mask=in_mask)
-            ctx = CallContext()
-            out = run_forward(layer, ctx, args, bool(node_training), **kwargs)
+            if training:  # record for backward; compute as at inference if asked to
+                ctx = CallContext(inference=as_inference)
+                out = run_forward(layer, ctx, args, True, **kwargs)
+            else:         # a call recorded with training=True (MC dropout) keeps it
+                ctx = CallContext()
+                out = run_forward(layer, ctx, args, bool(node_training), **kwargs)
             if training:
                 ctxs.append(ctx)
             outs = [out] if isinstance(node.outputs, KerasTensor) else flatten(out)

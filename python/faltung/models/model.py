@@ -250,7 +250,8 @@ class Model(Trainer, Layer):
         g = self._graph
         flat = flatten(inputs) if len(g.inputs) > 1 or isinstance(inputs, dict) else [inputs]
         masks = None if mask is None else (flatten(mask) if len(g.inputs) > 1 else [mask])
-        outs, _, ctxs = g.forward(flat, training, masks)
+        inference = bool(training) and self._context().inference  # called with training=False
+        outs, _, ctxs = g.forward(flat, training, masks, inference)
         if training:
             self.save_for_backward(ctxs)
         return self._pack_outputs(outs)

@@ -99,7 +99,7 @@ class BatchNormalization(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         ax = self._axis(x.ndim)
-        if training and self.trainable:
+        if self.behaves_as_training(training) and self.trainable:
             y, mean, var, inv_std = N.batch_norm_train(x, self._value(self.gamma), self._value(self.beta),
                                                        self.epsilon, ax)
             m = self.momentum
@@ -111,15 +111,25 @@ class BatchNormalization(Layer):
         scale = inv if self.gamma is None else self.gamma.value * inv
         shift = -self.moving_mean.value * scale + (0 if self.beta is None else self.beta.value)
         scale, shift = scale.astype(np.float32), np.asarray(shift, np.float32)
-        if training:
-            self.save_for_backward("inference", scale)
+        if training:  # a trainable layer in inference mode still learns gamma and beta
+            self.save_for_backward("inference", scale, x if self.trainable else None, inv)
         return N.channel_affine(x, scale, shift, ax)
 
     def backward(self, dy, need_dx=True):
         saved = self.saved_for_backward()
         ax = self._axis(dy.ndim)
-        if saved[0] == "inference":  # frozen layer: y = x * scale + shift, no weight grads
-            return N.channel_affine(dy, saved[1], None, ax) if need_dx else None
+        if saved[0] == "inference":  # y = x * scale + shift with the moving statistics
+            _, scale, x, inv = saved
+            if x is not None:  # dgamma = sum(dy * x_hat), dbeta = sum(dy) over all but the axis
+                axes = tuple(i for i in range(dy.ndim) if i != ax)
+                shape = [1] * dy.ndim
+                shape[ax] = -1
+                if self.gamma is not None:
+                    x_hat = (x - self.moving_mean.value.reshape(shape)) * inv.reshape(shape)
+                    self.gamma.grad = np.asarray((dy * x_hat).sum(axis=axes), np.float32)
+                if self.beta is not None:
+                    self.beta.grad = np.asarray(dy.sum(axis=axes), np.float32)
+            return N.channel_affine(dy, scale, None, ax) if need_dx else None
         _, x, mean, inv_std = saved
         dx, dg, db = N.batch_norm_train_backward(dy, x, mean, inv_std, self._value(self.gamma), ax, need_dx,
                                                  self.gamma is not None, self.beta is not None)

@@ -74,7 +74,7 @@ class Dropout(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        if not training or self.rate == 0:
+        if not self.behaves_as_training(training) or self.rate == 0:
             return x
         rng = self._rng if self._rng is not None else initializers.rng()
         seed = int(rng.integers(0, 2 ** 63 - 1))
