@@ -74,7 +74,6 @@ struct RnnPlan {
   std::vector<int64_t> lo, hi;      // (T) step s works on sorted positions [lo[s], hi[s])
   std::vector<int64_t> off;         // (T+1) step s owns packed rows [off[s], off[s+1])
   std::vector<uint8_t> active;      // (N) packed row unmasked; empty when every row is
-  bool identity_perm = true;        // perm[p] == p
 };
 // mask (B,T) in input time or nullptr.
 RnnPlan rnn_plan(const RnnConfig& c, const uint8_t* mask);
