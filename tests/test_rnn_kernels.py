@@ -512,3 +512,28 @@ def test_forward_matches_keras(case):
     # Keras returns (sequences, h[, c]); its sequences are in processing order, as ours
     for name, k, o in zip(("hs", "h_T", "c_T"), out, ours):
         assert_close(o, k, 2e-5, name)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_masked_output_before_the_first_step_vs_keras(cell):
+    """With an initial state and masked first steps (left padding), faltung outputs the carried
+    h0 there, as Keras's JAX and numpy backends do; its TensorFlow and PyTorch backends output
+    zeros (their 'previous output' starts at zero). Everything else agrees."""
+    keras = pytest.importorskip("keras")
+    case = Case(cell, 4, 6, 3, 5, mask="suffix", h0=True, seed=5)
+    layer = _keras_layer(keras, case)
+    x = case.x.astype(np.float32)
+    layer.build(x.shape)
+    layer.set_weights([w.astype(np.float32) for w in (case.kernel, case.recurrent_kernel, case.bias)])
+    state = [case.h0.astype(np.float32)] + ([case.c0.astype(np.float32)] if cell == "lstm" else [])
+    out = [keras.ops.convert_to_numpy(o) for o in
+           layer(x, initial_state=state, mask=keras.ops.convert_to_tensor(case.mask))]
+    ours, _ = case.forward(np.float32)
+    for k, o in zip(out[1:], ours[1:]):
+        assert_close(o, k, 2e-5, "states")
+    before_first = ~np.logical_or.accumulate(case.mask, axis=1)  # (B, T) leading masked steps
+    assert before_first.any()
+    hs = ours[0].copy()
+    if keras.backend.backend() in ("tensorflow", "torch"):
+        hs[before_first] = 0.0
+    assert_close(hs, out[0], 2e-5, "hs")

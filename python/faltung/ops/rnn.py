@@ -19,6 +19,9 @@ loop (keras/src/backend/jax/rnn.py and numpy/rnn.py):
 - activation / recurrent_activation: a Keras name ("tanh", "relu6", "swish", ...), None
   (linear), or a faltung activation object; elementwise ones only.
 
+T = 0 (faltung's choice; Keras's loop fails on an empty sequence): hs is (B, 0, U) and the
+last states are the initial ones.
+
 Each forward returns `saved` (an opaque tuple) when training=True, else None; the matching
 backward takes it and the gradients of the outputs and returns the gradients of the inputs
 (it never reruns the forward).
