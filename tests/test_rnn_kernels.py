@@ -318,18 +318,19 @@ def test_backward_float32():
 
 # -- threads: the fast kernels at sizes that use the team, against the oracle ------------------
 
+# Sizes where the kernels use the team (2*B*U*G*U >= 1e5 flops per step).
 THREAD_CASES = []
 for cell in ("simple_rnn", "lstm", "gru"):
     THREAD_CASES += [
-        Case(cell, 40, 9, 7, 24, h0=True),  # tall blocks: split by rows
-        Case(cell, 4, 9, 7, 80, h0=True, seed=1),  # short blocks: split by units
+        Case(cell, 40, 9, 7, 40, h0=True),  # tall blocks: split by rows
+        Case(cell, 4, 9, 7, 128, h0=True, seed=1),  # short blocks: split by units
         Case(cell, 37, 11, 5, 40, mask="prefix", go_backwards=True, rmask=True, seed=2),
         Case(cell, 37, 11, 5, 40, mask="suffix", h0=True, seed=3),
         Case(cell, 30, 8, 5, 48, mask="arbitrary", zero_output=True, h0=True, rmask=True, seed=4),
     ]
 THREAD_CASES += [
-    Case("gru", 40, 9, 7, 24, reset_after=False, h0=True),
-    Case("gru", 4, 9, 7, 80, reset_after=False, mask="arbitrary", rmask=True, seed=1),
+    Case("gru", 40, 9, 7, 40, reset_after=False, h0=True),
+    Case("gru", 4, 9, 7, 128, reset_after=False, mask="arbitrary", rmask=True, seed=1),
     Case("gru", 37, 11, 5, 40, reset_after=False, mask="prefix", go_backwards=True, seed=2),
 ]
 
