@@ -11,6 +11,10 @@ extern "C" {
 #define FALTUNG_VERSION "dev"
 #endif
 
+namespace faltung::py_binding {
+void bind_rnn(py::module_& m);  // cpp/bindings/rnn.cpp
+}  // namespace faltung::py_binding
+
 namespace fb = faltung::py_binding;
 namespace py = pybind11;
 
@@ -62,4 +66,5 @@ PYBIND11_MODULE(_core, m) {
   fb::bind_conv_winograd(m);
   fb::bind_optim(m);
   fb::bind_embedding(m);
+  fb::bind_rnn(m);
 }

@@ -11,3 +11,5 @@ from faltung.ops.pooling import (average_pool, average_pool_backward, max_pool, 
 from faltung.ops.normalization import batch_normalization  # noqa: F401
 from faltung.ops.convolution_transpose import conv_transpose, conv_transpose_backward  # noqa: F401
 from faltung.ops.embedding import embedding, embedding_backward  # noqa: F401
+from faltung.ops.rnn import (simple_rnn_forward, simple_rnn_backward, lstm_forward,  # noqa: F401
+                             lstm_backward, gru_forward, gru_backward)

@@ -1,0 +1,372 @@
+// Recurrent kernels, the plan and the forward: SimpleRNN, LSTM, GRU (see faltung/rnn.hpp for
+// the equations, the plan and the algorithm; rnn_kernels.hpp for the buffers and the team's
+// split of a step; rnn_backward.cpp for the backward). B batch, T steps, F features, U units,
+// G gates, GU = G*U, N packed rows; s processing step, t(s) input time, p sorted position,
+// b = perm[p] batch index. Packed arrays are time-major: step s owns rows off[s] + (p - lo[s])
+// for p in [lo[s], hi[s]).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "faltung/rnn.hpp"
+#include "rnn_kernels.hpp"
+
+namespace faltung {
+
+namespace {
+
+using namespace rnn_detail;
+
+// ---- forward ---------------------------------------------------------------------------
+
+template <typename Real>
+struct Forward {
+  const RnnConfig& c;
+  const RnnPlan& pl;
+  const RnnWeights<Real>& w;
+  const Real *x, *h0, *c0;
+  Real *hs, *h_T, *c_T;
+  bool training;
+  // saved / workspace buffers (see the top of the file)
+  Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
+  Real *Xp, *xbias, *h, *cs;
+  int64_t B, T, F, U, GU;
+
+  Forward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
+          const Real* h0_, const Real* c0_, Real* hs_, Real* h_T_, Real* c_T_, Real* saved,
+          void* workspace)
+      : c(c_), pl(pl_), w(w_), x(x_), h0(h0_), c0(c0_), hs(hs_), h_T(h_T_), c_T(c_T_),
+        training(saved != nullptr), B(c_.B), T(c_.T), F(c_.F), U(c_.U), GU(c_.GU()) {
+    const ForwardLayout L = forward_layout(c, pl.N, training);
+    Real* ws = aligned<Real>(workspace);
+    Xp = at(ws, L.Xp), xbias = at(ws, L.xbias), h = at(ws, L.h), cs = at(ws, L.c);
+    if (training) {
+      const SavedLayout S = saved_layout(c, pl.N);
+      G = at(saved, S.G), Zpre = at(saved, S.Zpre), Hm = at(saved, S.Hm);
+      Hprev = at(saved, S.Hprev), Cprev = at(saved, S.Cprev), Ac = at(saved, S.Ac);
+      Cnew = at(saved, S.Cnew), GH = at(saved, S.GH), Q = at(saved, S.Q);
+    } else {
+      G = at(ws, L.G), Hm = at(ws, L.Hm), Ac = at(ws, L.Ac), GH = at(ws, L.GH), Q = at(ws, L.Q);
+      Zpre = Hprev = Cprev = Cnew = nullptr;
+    }
+  }
+
+  int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
+  // Row 0 of step s's block in a per-step buffer: packed (training) or one block (B,.).
+  int64_t block_row(int64_t s) const { return training ? pl.off[s] : 0; }
+  bool active(int64_t s, int64_t p) const {
+    return pl.active.empty() || pl.active[pl.off[s] + (p - pl.lo[s])];
+  }
+  Real* out_row(int64_t s, int64_t p) const { return hs + (pl.perm[p] * T + s) * U; }
+
+  // x gathered into packed rows, G filled with the input bias, states from h0 / c0.
+  void prologue(int k, int nt) {
+    if (k == 0) input_bias(c, w.bias, xbias);
+    for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
+      const int64_t b = pl.perm[p];
+      for (int64_t u = 0; u < U; ++u) h[p * U + u] = h0 ? h0[b * U + u] : Real(0);
+      if (cs)
+        for (int64_t u = 0; u < U; ++u) cs[p * U + u] = c0 ? c0[b * U + u] : Real(0);
+    }
+#pragma omp barrier
+    for_packed_rows(pl, split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt),
+                    [&](int64_t r, int64_t s, int64_t p) {
+                      std::memcpy(Xp + r * F, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
+                      std::memcpy(G + r * GU, xbias, GU * sizeof(Real));
+                    });
+#pragma omp barrier
+    // the input projection of all steps: G (N,GU) += Xp (N,F) @ W (F,GU)
+    team_gemm<Real>(k, nt, false, false, pl.N, GU, F, Real(1), Xp, F, w.kernel, GU, Real(1), G, GU);
+#pragma omp barrier
+  }
+
+  // Hm block rows of q = h * m (the recurrent GEMM's input).
+  void pack(int64_t s, const Rect& q) {
+    Real* Hm_s = Hm + block_row(s) * U;
+    const int64_t lo = pl.lo[s];
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      const Real* hp = h + p * U;
+      Real* hm = Hm_s + (p - lo) * U;
+      if (w.recurrent_mask) {
+        const Real* m = w.recurrent_mask + pl.perm[p] * U;
+        for (int64_t u = q.u0; u < q.u1; ++u) hm[u] = hp[u] * m[u];
+      } else {
+        std::memcpy(hm + q.u0, hp + q.u0, (q.u1 - q.u0) * sizeof(Real));
+      }
+    }
+  }
+
+  // The output of a masked step: the carried h, or zeros.
+  void masked_output(int64_t s, int64_t p, int64_t u0, int64_t u1) {
+    Real* o = out_row(s, p);
+    if (c.zero_output_for_mask)
+      std::fill(o + u0, o + u1, Real(0));
+    else
+      std::memcpy(o + u0, h + p * U + u0, (u1 - u0) * sizeof(Real));
+  }
+
+  // Copies the preactivations of gates [g0, g1) at units [u0, u1) of packed row r.
+  void keep_pre(int64_t r, int64_t g0, int64_t g1, int64_t u0, int64_t n) {
+    if (!Zpre) return;
+    for (int64_t g = g0; g < g1; ++g)
+      std::memcpy(Zpre + r * GU + g * U + u0, G + r * GU + g * U + u0, n * sizeof(Real));
+  }
+
+  // SimpleRNN epilogue: h = a(z).
+  void simple_epilogue(int64_t s, const Rect& q) {
+    const int64_t n = q.u1 - q.u0;
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
+      const int64_t r = pl.off[s] + (p - pl.lo[s]);
+      Real* z = G + r * GU + q.u0;
+      keep_pre(r, 0, 1, q.u0, n);
+      act(c.act, c.act_params, z, z, n);
+      std::memcpy(h + p * U + q.u0, z, n * sizeof(Real));
+      std::memcpy(out_row(s, p) + q.u0, z, n * sizeof(Real));
+    }
+  }
+
+  // LSTM epilogue: i, f, o = ra(.), g = a(.), c = f c + i g, h = o a(c).
+  void lstm_epilogue(int64_t s, const Rect& q) {
+    const int64_t n = q.u1 - q.u0, u0 = q.u0;
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
+      const int64_t r = pl.off[s] + (p - pl.lo[s]), rb = block_row(s) + (p - pl.lo[s]);
+      Real* zr = G + r * GU;
+      Real *gi = zr + u0, *gf = zr + U + u0, *gg = zr + 2 * U + u0, *go = zr + 3 * U + u0;
+      keep_pre(r, 0, 4, u0, n);
+      act(c.rec_act, c.rec_act_params, gi, gi, n);
+      act(c.rec_act, c.rec_act_params, gf, gf, n);
+      act(c.act, c.act_params, gg, gg, n);
+      act(c.rec_act, c.rec_act_params, go, go, n);
+      Real* cp = cs + p * U + u0;
+      if (Cprev) std::memcpy(Cprev + r * U + u0, cp, n * sizeof(Real));
+      for (int64_t u = 0; u < n; ++u) cp[u] = gf[u] * cp[u] + gi[u] * gg[u];  // c_t, in place
+      if (Cnew) std::memcpy(Cnew + r * U + u0, cp, n * sizeof(Real));
+      Real* ac = Ac + rb * U + u0;
+      act(c.act, c.act_params, ac, cp, n);
+      Real *hp = h + p * U + u0, *o = out_row(s, p) + u0;
+      for (int64_t u = 0; u < n; ++u) hp[u] = o[u] = go[u] * ac[u];
+    }
+  }
+
+  // GRU reset_after epilogue: z, r = ra(.), hh = a(x_h + r (gh + rb_h)), h = z h + (1-z) hh.
+  void gru_epilogue(int64_t s, const Rect& q) {
+    const int64_t n = q.u1 - q.u0, u0 = q.u0;
+    const Real* rb_h = w.bias ? w.bias + GU + 2 * U + u0 : nullptr;
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
+      const int64_t r = pl.off[s] + (p - pl.lo[s]), rb = block_row(s) + (p - pl.lo[s]);
+      Real* zr = G + r * GU;
+      Real *gz = zr + u0, *gr = zr + U + u0, *gh = zr + 2 * U + u0;
+      Real* rh = GH + rb * U + u0;
+      if (rb_h)
+        for (int64_t u = 0; u < n; ++u) rh[u] += rb_h[u];
+      keep_pre(r, 0, 2, u0, n);
+      act(c.rec_act, c.rec_act_params, gz, gz, n);
+      act(c.rec_act, c.rec_act_params, gr, gr, n);
+      for (int64_t u = 0; u < n; ++u) gh[u] += gr[u] * rh[u];
+      keep_pre(r, 2, 3, u0, n);
+      act(c.act, c.act_params, gh, gh, n);
+      update_h(s, p, r, gz, gh, u0, n);
+    }
+  }
+
+  // GRU h = z h_{t-1} + (1 - z) hh (h_{t-1} kept when training with a recurrent mask).
+  void update_h(int64_t s, int64_t p, int64_t r, const Real* gz, const Real* hh, int64_t u0,
+                int64_t n) {
+    Real *hp = h + p * U + u0, *o = out_row(s, p) + u0;
+    if (Hprev) std::memcpy(Hprev + r * U + u0, hp, n * sizeof(Real));
+    for (int64_t u = 0; u < n; ++u) hp[u] = o[u] = gz[u] * hp[u] + (Real(1) - gz[u]) * hh[u];
+  }
+
+  // GRU without reset_after, before the h gate's GEMM: z, r = ra(.), Q = r * Hm.
+  void gru_gates_zr(int64_t s, const Rect& q) {
+    const int64_t n = q.u1 - q.u0, u0 = q.u0;
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      const int64_t rb = block_row(s) + (p - pl.lo[s]);
+      Real* qq = Q + rb * U + u0;
+      if (!active(s, p)) {  // finite rows: Q feeds the GEMMs
+        std::fill(qq, qq + n, Real(0));
+        continue;
+      }
+      const int64_t r = pl.off[s] + (p - pl.lo[s]);
+      Real *gz = G + r * GU + u0, *gr = G + r * GU + U + u0;
+      keep_pre(r, 0, 2, u0, n);
+      act(c.rec_act, c.rec_act_params, gz, gz, n);
+      act(c.rec_act, c.rec_act_params, gr, gr, n);
+      const Real* hm = Hm + rb * U + u0;
+      for (int64_t u = 0; u < n; ++u) qq[u] = gr[u] * hm[u];
+    }
+  }
+  // ... and after it: hh = a(.), h = z h + (1-z) hh.
+  void gru_gate_h(int64_t s, const Rect& q) {
+    const int64_t n = q.u1 - q.u0, u0 = q.u0;
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
+      const int64_t r = pl.off[s] + (p - pl.lo[s]);
+      Real *gz = G + r * GU + u0, *gh = G + r * GU + 2 * U + u0;
+      keep_pre(r, 2, 3, u0, n);
+      act(c.act, c.act_params, gh, gh, n);
+      update_h(s, p, r, gz, gh, u0, n);
+    }
+  }
+
+  void step(int64_t s, int k, int nt) {
+    const int64_t lo = pl.lo[s], hi = pl.hi[s];
+    const Rect q = step_rect(lo, hi, U, k, nt);
+    Real* Hm_s = Hm + block_row(s) * U;
+    Real* G_s = G + pl.off[s] * GU;
+    pack(s, q);
+    if (q.by_units) {
+#pragma omp barrier
+    }
+    switch (c.cell) {
+      case RnnCell::simple_rnn:
+        step_gemm<Real>(q, lo, U, GU, 0, 1, Hm_s, U, w.recurrent_kernel, Real(1), G_s, GU);
+        simple_epilogue(s, q);
+        break;
+      case RnnCell::lstm:
+        step_gemm<Real>(q, lo, U, GU, 0, 4, Hm_s, U, w.recurrent_kernel, Real(1), G_s, GU);
+        lstm_epilogue(s, q);
+        break;
+      case RnnCell::gru:
+        step_gemm<Real>(q, lo, U, GU, 0, 2, Hm_s, U, w.recurrent_kernel, Real(1), G_s, GU);
+        if (c.reset_after) {
+          Real* GH_s = GH + block_row(s) * U;  // (h m) R_h, the bias is added in the epilogue
+          step_gemm<Real>(q, lo, U, GU, 2, 3, Hm_s, U, w.recurrent_kernel, Real(0), GH_s, U);
+          gru_epilogue(s, q);
+        } else {
+          gru_gates_zr(s, q);
+          if (q.by_units) {
+#pragma omp barrier
+          }
+          Real* Q_s = Q + block_row(s) * U;
+          step_gemm<Real>(q, lo, U, GU, 2, 3, Q_s, U, w.recurrent_kernel, Real(1), G_s + 2 * U, GU);
+          gru_gate_h(s, q);
+        }
+        break;
+    }
+    for_idle_rows(pl, B, s, k, nt, [&](int64_t p) { masked_output(s, p, 0, U); });
+#pragma omp barrier
+  }
+
+  void epilogue(int k, int nt) {
+    for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
+      const int64_t b = pl.perm[p];
+      std::memcpy(h_T + b * U, h + p * U, U * sizeof(Real));
+      if (cs && c_T) std::memcpy(c_T + b * U, cs + p * U, U * sizeof(Real));
+    }
+  }
+
+  void run() {
+    const int nt_want = team_size(c, pl);
+#pragma omp parallel num_threads(nt_want)
+    {
+      const int k = omp_get_thread_num(), nt = omp_get_num_threads();
+      prologue(k, nt);
+      for (int64_t s = 0; s < T; ++s) step(s, k, nt);
+      epilogue(k, nt);
+    }
+  }
+};
+
+}  // namespace
+
+using namespace rnn_detail;
+
+void rnn_check(const RnnConfig& c) {
+  const char* op = c.cell == RnnCell::simple_rnn ? "simple_rnn" : c.cell == RnnCell::lstm ? "lstm" : "gru";
+  FALTUNG_CHECK(c.B >= 0 && c.T >= 0 && c.F >= 0,
+                std::string(op) + ": expected non-negative sizes, received B=" + std::to_string(c.B) +
+                    ", T=" + std::to_string(c.T) + ", F=" + std::to_string(c.F));
+  FALTUNG_CHECK(c.U > 0, std::string(op) + ": expected units > 0, received " + std::to_string(c.U));
+}
+
+RnnPlan rnn_plan(const RnnConfig& c, const uint8_t* mask) {
+  const int64_t B = c.B, T = c.T;
+  RnnPlan pl;
+  pl.perm.resize(B);
+  std::iota(pl.perm.begin(), pl.perm.end(), int64_t(0));
+  pl.lo.assign(T, 0);
+  pl.hi.assign(T, B);
+  pl.off.resize(T + 1);
+  if (mask) {
+    // each sample's unmasked interval [first, last + 1) in processing order; none: [T, T)
+    std::vector<int64_t> s0(B, T), s1(B, T);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = 0; s < T; ++s)
+        if (mask[b * T + (c.go_backwards ? T - 1 - s : s)]) {
+          if (s0[b] == T) s0[b] = s;
+          s1[b] = s + 1;
+        }
+    // sorted by first step, then by last step descending: right-padded masks (all first 0)
+    // and left-padded ones (all last T) give each step a prefix of the sorted samples
+    std::stable_sort(pl.perm.begin(), pl.perm.end(), [&](int64_t a, int64_t b) {
+      return s0[a] != s0[b] ? s0[a] < s0[b] : s1[a] > s1[b];
+    });
+    for (int64_t s = 0; s < T; ++s) {
+      int64_t lo = B, hi = 0;
+      for (int64_t p = 0; p < B; ++p) {
+        const int64_t b = pl.perm[p];
+        if (s0[b] <= s && s < s1[b]) lo = std::min(lo, p), hi = p + 1;
+      }
+      pl.lo[s] = lo < hi ? lo : 0;
+      pl.hi[s] = lo < hi ? hi : 0;
+    }
+  }
+  pl.off[0] = 0;
+  for (int64_t s = 0; s < T; ++s) pl.off[s + 1] = pl.off[s] + (pl.hi[s] - pl.lo[s]);
+  pl.N = pl.off[T];
+  if (mask) {
+    bool all = true;
+    pl.active.resize(pl.N);
+    for (int64_t s = 0; s < T; ++s)
+      for (int64_t p = pl.lo[s]; p < pl.hi[s]; ++p) {
+        const uint8_t a = mask[pl.perm[p] * T + (c.go_backwards ? T - 1 - s : s)] != 0;
+        pl.active[pl.off[s] + (p - pl.lo[s])] = a;
+        all = all && a;
+      }
+    if (all) pl.active.clear();
+  }
+  return pl;
+}
+
+int64_t rnn_saved_size(const RnnConfig& c, const RnnPlan& plan) {
+  return saved_layout(c, plan.N).total;
+}
+
+template <typename Real>
+int64_t rnn_forward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool training) {
+  return forward_layout(c, plan.N, training).total * int64_t(sizeof(Real)) + kAlignSlack;
+}
+
+template <typename Real>
+int64_t rnn_backward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool need_dx,
+                                    bool need_dweights) {
+  return backward_layout(c, plan.N, need_dx, need_dweights).total * int64_t(sizeof(Real)) +
+         kAlignSlack;
+}
+
+template <typename Real>
+void rnn_forward(const RnnConfig& c, const RnnPlan& plan, const RnnWeights<Real>& w,
+                 const Real* x, const Real* h0, const Real* c0, Real* hs, Real* h_T, Real* c_T,
+                 Real* saved, void* workspace) {
+  rnn_check(c);
+  Forward<Real>(c, plan, w, x, h0, c0, hs, h_T, c_T, saved, workspace).run();
+}
+
+#define FALTUNG_RNN_INSTANTIATE(Real)                                                              \
+  template int64_t rnn_forward_workspace_size<Real>(const RnnConfig&, const RnnPlan&, bool);      \
+  template int64_t rnn_backward_workspace_size<Real>(const RnnConfig&, const RnnPlan&, bool, bool); \
+  template void rnn_forward<Real>(const RnnConfig&, const RnnPlan&, const RnnWeights<Real>&,       \
+                                  const Real*, const Real*, const Real*, Real*, Real*, Real*,      \
+                                  Real*, void*);
+FALTUNG_RNN_INSTANTIATE(float)
+FALTUNG_RNN_INSTANTIATE(double)
+#undef FALTUNG_RNN_INSTANTIATE
+
+}  // namespace faltung

@@ -1,0 +1,311 @@
+// Backward of the recurrent kernels (notation and buffers: faltung/rnn.hpp, rnn_kernels.hpp).
+// Per step, from the last one: the gate gradients from the state gradient (dZ, the gradient of
+// the step's recurrent GEMM output), the GEMM back (dh_{t-1} = dZ R^T * m), and after the loop
+// dW = Xp^T dZ, dR = Hm^T dZ, dx = dZ W^T as single GEMMs over all packed rows. A masked step
+// passes the state gradients through and adds its carried output's gradient.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "faltung/rnn.hpp"
+#include "rnn_kernels.hpp"
+
+namespace faltung {
+
+namespace {
+
+using namespace rnn_detail;
+
+// ---- backward --------------------------------------------------------------------------
+
+template <typename Real>
+struct Backward {
+  const RnnConfig& c;
+  const RnnPlan& pl;
+  const RnnWeights<Real>& w;
+  const Real *x, *dhs, *dh_T, *dc_T;
+  Real *dx, *dW, *dR, *db, *dh0, *dc0;
+  // saved
+  const Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
+  // workspace
+  Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ;
+  int64_t B, T, F, U, GU;
+
+  Backward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
+           const Real* saved, const Real* dhs_, const Real* dh_T_, const Real* dc_T_, Real* dx_,
+           Real* dW_, Real* dR_, Real* db_, Real* dh0_, Real* dc0_, void* workspace)
+      : c(c_), pl(pl_), w(w_), x(x_), dhs(dhs_), dh_T(dh_T_), dc_T(dc_T_), dx(dx_), dW(dW_),
+        dR(dR_), db(db_), dh0(dh0_), dc0(dc0_), B(c_.B), T(c_.T), F(c_.F), U(c_.U), GU(c_.GU()) {
+    const SavedLayout S = saved_layout(c, pl.N);
+    G = at(saved, S.G), Zpre = at(saved, S.Zpre), Hm = at(saved, S.Hm);
+    Hprev = at(saved, S.Hprev) ? at(saved, S.Hprev) : Hm;  // h_{t-1}; Hm without a mask
+    Cprev = at(saved, S.Cprev), Ac = at(saved, S.Ac), Cnew = at(saved, S.Cnew);
+    GH = at(saved, S.GH), Q = at(saved, S.Q);
+    const BackwardLayout L = backward_layout(c, pl.N, dx != nullptr, dW != nullptr);
+    Real* ws = aligned<Real>(workspace);
+    Xp = at(ws, L.Xp), dZ = at(ws, L.dZ), dXh = at(ws, L.dXh), dxp = at(ws, L.dxp);
+    dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ);
+  }
+
+  int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
+  bool active(int64_t s, int64_t p) const {
+    return pl.active.empty() || pl.active[pl.off[s] + (p - pl.lo[s])];
+  }
+  const Real* dout_row(int64_t s, int64_t p) const {
+    return dhs ? dhs + (pl.perm[p] * T + s) * U : nullptr;
+  }
+  const Real* pre(int64_t r, int64_t g) const { return Zpre ? Zpre + r * GU + g * U : nullptr; }
+
+  void prologue(int k, int nt) {
+    for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
+      const int64_t b = pl.perm[p];
+      for (int64_t u = 0; u < U; ++u) dH[p * U + u] = dh_T ? dh_T[b * U + u] : Real(0);
+      if (dC)
+        for (int64_t u = 0; u < U; ++u) dC[p * U + u] = dc_T ? dc_T[b * U + u] : Real(0);
+    }
+    if (Xp)
+      for_packed_rows(pl, split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt),
+                      [&](int64_t r, int64_t s, int64_t p) {
+                        std::memcpy(Xp + r * F, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
+                      });
+    if (dx)  // steps without a packed row get no gradient
+      std::fill(dx + split_lo(B * T, k, nt) * F, dx + split_lo(B * T, k + 1, nt) * F, Real(0));
+#pragma omp barrier
+  }
+
+  // A masked step passes the state gradient through; its carried output adds its gradient.
+  void carry(int64_t s, int64_t p, int64_t u0, int64_t u1) {
+    const Real* d = dout_row(s, p);
+    if (!d || c.zero_output_for_mask) return;
+    Real* dh = dH + p * U;
+    for (int64_t u = u0; u < u1; ++u) dh[u] += d[u];
+  }
+  // dh_tot = dH + dhs, in dH.
+  Real* total_dh(int64_t s, int64_t p, int64_t u0, int64_t n) {
+    Real* dh = dH + p * U + u0;
+    if (const Real* d = dout_row(s, p))
+      for (int64_t u = 0; u < n; ++u) dh[u] += d[u + u0];
+    return dh;
+  }
+  void zero_dz(int64_t r, int64_t u0, int64_t n) {
+    for (int64_t g = 0; g < c.gates(); ++g) std::fill_n(dZ + r * GU + g * U + u0, n, Real(0));
+    if (dXh) std::fill_n(dXh + r * U + u0, n, Real(0));
+  }
+
+  // Step s's gradient at rows/units q, from dH (the gradient of h_s) and dhs:
+  // dZ rows and dC (LSTM), and dH = the part of dh_{s-1} that does not go through the GEMM.
+  void gates_back(int64_t s, const Rect& q) {
+    const int64_t n = q.u1 - q.u0, u0 = q.u0;
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      const int64_t r = pl.off[s] + (p - pl.lo[s]);
+      if (!active(s, p)) {
+        carry(s, p, u0, q.u1);
+        zero_dz(r, u0, n);
+        continue;
+      }
+      Real* dh = total_dh(s, p, u0, n);
+      const Real* gr = G + r * GU;
+      Real* dz = dZ + r * GU;
+      switch (c.cell) {
+        case RnnCell::simple_rnn:  // h = a(z)
+          std::memcpy(dz + u0, dh, n * sizeof(Real));
+          act_grad(c.act, c.act_params, dz + u0, pre(r, 0) ? pre(r, 0) + u0 : nullptr, gr + u0, n);
+          std::fill_n(dh, n, Real(0));
+          break;
+        case RnnCell::lstm: {
+          const Real *gi = gr + u0, *gf = gr + U + u0, *gg = gr + 2 * U + u0, *go = gr + 3 * U + u0;
+          const Real *ac = Ac + r * U + u0, *cp = Cprev + r * U + u0;
+          Real *di = dz + u0, *df = dz + U + u0, *dg = dz + 2 * U + u0, *dout = dz + 3 * U + u0;
+          Real* dc = dC + p * U + u0;
+          // h = o a(c): do = dh a(c); dc += dh o a'(c)   (dg is scratch for dh o a'(c))
+          for (int64_t u = 0; u < n; ++u) {
+            dout[u] = dh[u] * ac[u];
+            dg[u] = dh[u] * go[u];
+          }
+          act_grad(c.act, c.act_params, dg, Cnew ? Cnew + r * U + u0 : nullptr, ac, n);
+          // c = f c_{t-1} + i g: di = dc g, df = dc c_{t-1}, dg = dc i, dc_{t-1} = dc f
+          for (int64_t u = 0; u < n; ++u) {
+            const Real dct = dc[u] + dg[u];
+            di[u] = dct * gg[u];
+            df[u] = dct * cp[u];
+            dg[u] = dct * gi[u];
+            dc[u] = dct * gf[u];
+          }
+          act_grad(c.rec_act, c.rec_act_params, di, pre(r, 0) ? pre(r, 0) + u0 : nullptr, gi, n);
+          act_grad(c.rec_act, c.rec_act_params, df, pre(r, 1) ? pre(r, 1) + u0 : nullptr, gf, n);
+          act_grad(c.act, c.act_params, dg, pre(r, 2) ? pre(r, 2) + u0 : nullptr, gg, n);
+          act_grad(c.rec_act, c.rec_act_params, dout, pre(r, 3) ? pre(r, 3) + u0 : nullptr, go, n);
+          std::fill_n(dh, n, Real(0));
+          break;
+        }
+        case RnnCell::gru: {
+          const Real *gz = gr + u0, *grr = gr + U + u0, *gh = gr + 2 * U + u0;
+          const Real* hp = Hprev + r * U + u0;
+          Real *dzz = dz + u0, *dzr = dz + U + u0, *dzh = dz + 2 * U + u0;
+          // h = z h_{t-1} + (1 - z) hh: dz = dh (h_{t-1} - hh), dhh = dh (1 - z), dh_{t-1} = dh z
+          Real* dhh = c.reset_after ? dXh + r * U + u0 : dzh;
+          for (int64_t u = 0; u < n; ++u) {
+            dzz[u] = dh[u] * (hp[u] - gh[u]);
+            dhh[u] = dh[u] * (Real(1) - gz[u]);
+            dh[u] = dh[u] * gz[u];
+          }
+          act_grad(c.rec_act, c.rec_act_params, dzz, pre(r, 0) ? pre(r, 0) + u0 : nullptr, gz, n);
+          act_grad(c.act, c.act_params, dhh, pre(r, 2) ? pre(r, 2) + u0 : nullptr, gh, n);
+          if (c.reset_after) {  // hh = a(x_h + r gh'): d(gh') = dhh r, dr = dhh gh'
+            const Real* rh = GH + r * U + u0;
+            for (int64_t u = 0; u < n; ++u) {
+              dzh[u] = dhh[u] * grr[u];
+              dzr[u] = dhh[u] * rh[u];
+            }
+            act_grad(c.rec_act, c.rec_act_params, dzr, pre(r, 1) ? pre(r, 1) + u0 : nullptr, grr, n);
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  // GRU without reset_after, between the two GEMMs back: from dQ = dZ_h R_h^T,
+  // dr = dQ hm (-> dZ_r), and dHm = dQ r (the second GEMM adds dZ_zr R_zr^T).
+  void gru_gate_r_back(int64_t s, const Rect& q) {
+    const int64_t n = q.u1 - q.u0, u0 = q.u0, lo = pl.lo[s];
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      if (!active(s, p)) continue;
+      const int64_t r = pl.off[s] + (p - lo);
+      const Real *dq = dQ + (p - lo) * U + u0, *hm = Hm + r * U + u0, *grr = G + r * GU + U + u0;
+      Real *dzr = dZ + r * GU + U + u0, *dhm = dHm + (p - lo) * U + u0;
+      for (int64_t u = 0; u < n; ++u) {
+        dzr[u] = dq[u] * hm[u];
+        dhm[u] = dq[u] * grr[u];
+      }
+      act_grad(c.rec_act, c.rec_act_params, dzr, pre(r, 1) ? pre(r, 1) + u0 : nullptr, grr, n);
+    }
+  }
+
+  // dh_{s-1} += dHm * m at the active rows of q.
+  void combine(int64_t s, const Rect& q) {
+    const int64_t lo = pl.lo[s];
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      if (!active(s, p)) continue;
+      const Real* dhm = dHm + (p - lo) * U;
+      Real* dh = dH + p * U;
+      if (w.recurrent_mask) {
+        const Real* m = w.recurrent_mask + pl.perm[p] * U;
+        for (int64_t u = q.u0; u < q.u1; ++u) dh[u] += dhm[u] * m[u];
+      } else {
+        for (int64_t u = q.u0; u < q.u1; ++u) dh[u] += dhm[u];
+      }
+    }
+  }
+
+  void step(int64_t s, int k, int nt) {
+    const int64_t lo = pl.lo[s], hi = pl.hi[s];
+    const Rect q = step_rect(lo, hi, U, k, nt);
+    const Real* R = w.recurrent_kernel;
+    Real* dZ_s = dZ + pl.off[s] * GU;
+    gates_back(s, q);
+    for_idle_rows(pl, B, s, k, nt, [&](int64_t p) { carry(s, p, 0, U); });
+    if (q.by_units) {
+#pragma omp barrier
+    }
+    if (is_gru(c) && !c.reset_after) {
+      step_gemm_back<Real>(q, lo, GU, 2 * U, 3 * U, dZ_s, GU, R, Real(0), dQ, U);
+      gru_gate_r_back(s, q);
+      if (q.by_units) {
+#pragma omp barrier
+      }
+      step_gemm_back<Real>(q, lo, GU, 0, 2 * U, dZ_s, GU, R, Real(1), dHm, U);
+    } else {
+      step_gemm_back<Real>(q, lo, GU, 0, GU, dZ_s, GU, R, Real(0), dHm, U);
+    }
+    combine(s, q);
+#pragma omp barrier
+  }
+
+  // The weight gradients (one GEMM each over all packed rows), dx, dh0, dc0.
+  void epilogue(int k, int nt) {
+    for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
+      const int64_t b = pl.perm[p];
+      if (dh0) std::memcpy(dh0 + b * U, dH + p * U, U * sizeof(Real));
+      if (dc0 && dC) std::memcpy(dc0 + b * U, dC + p * U, U * sizeof(Real));
+    }
+    const int64_t N = pl.N;
+    const Real* W = w.kernel;
+    const bool split_h = is_gru(c) && c.reset_after;  // the h gate's input side is dXh
+    const int64_t GUz = split_h ? 2 * U : GU;          // columns of dZ shared by both sides
+    if (dW) {
+      // dW = Xp^T dZ_input;  dR = Hm^T dZ (GRU without reset_after: Q^T for the h gate)
+      team_gemm<Real>(k, nt, true, false, F, GUz, N, Real(1), Xp, F, dZ, GU, Real(0), dW, GU);
+      if (split_h)
+        team_gemm<Real>(k, nt, true, false, F, U, N, Real(1), Xp, F, dXh, U, Real(0), dW + 2 * U, GU);
+      if (is_gru(c) && !c.reset_after) {
+        team_gemm<Real>(k, nt, true, false, U, 2 * U, N, Real(1), Hm, U, dZ, GU, Real(0), dR, GU);
+        team_gemm<Real>(k, nt, true, false, U, U, N, Real(1), Q, U, dZ + 2 * U, GU, Real(0), dR + 2 * U, GU);
+      } else {
+        team_gemm<Real>(k, nt, true, false, U, GU, N, Real(1), Hm, U, dZ, GU, Real(0), dR, GU);
+      }
+      if (db) {  // column sums; GRU reset_after: row 0 input side, row 1 recurrent side
+        const int64_t ncol = split_h ? 2 * GU : GU;
+        for (int64_t j = split_lo(ncol, k, nt); j < split_lo(ncol, k + 1, nt); ++j) {
+          const Real* col;
+          int64_t ld;
+          if (split_h && j >= 2 * U && j < GU) {
+            col = dXh + (j - 2 * U), ld = U;
+          } else {
+            col = dZ + (j % GU), ld = GU;
+          }
+          Real acc = 0;
+          for (int64_t r = 0; r < N; ++r) acc += col[r * ld];
+          db[j] = acc;
+        }
+      }
+    }
+    if (dx) {
+      // dxp = dZ_input W^T, then scattered to (B,T,F)
+      team_gemm<Real>(k, nt, false, true, N, F, GUz, Real(1), dZ, GU, W, GU, Real(0), dxp, F);
+      if (split_h) {
+#pragma omp barrier
+      }
+      if (split_h)
+        team_gemm<Real>(k, nt, false, true, N, F, U, Real(1), dXh, U, W + 2 * U, GU, Real(1), dxp, F);
+#pragma omp barrier
+      for_packed_rows(pl, split_lo(N, k, nt), split_lo(N, k + 1, nt),
+                      [&](int64_t r, int64_t s, int64_t p) {
+                        std::memcpy(dx + (pl.perm[p] * T + t_of(s)) * F, dxp + r * F, F * sizeof(Real));
+                      });
+    }
+  }
+
+  void run() {
+    const int nt_want = team_size(c, pl);
+#pragma omp parallel num_threads(nt_want)
+    {
+      const int k = omp_get_thread_num(), nt = omp_get_num_threads();
+      prologue(k, nt);
+      for (int64_t s = T - 1; s >= 0; --s) step(s, k, nt);
+      epilogue(k, nt);
+    }
+  }
+};
+
+}  // namespace
+
+template <typename Real>
+void rnn_backward(const RnnConfig& c, const RnnPlan& plan, const RnnWeights<Real>& w,
+                  const Real* x, const Real* saved, const Real* dhs, const Real* dh_T,
+                  const Real* dc_T, Real* dx, Real* dW, Real* dR, Real* db, Real* dh0,
+                  Real* dc0, void* workspace) {
+  rnn_check(c);
+  Backward<Real>(c, plan, w, x, saved, dhs, dh_T, dc_T, dx, dW, dR, db, dh0, dc0, workspace).run();
+}
+
+#define FALTUNG_RNN_INSTANTIATE(Real)                                                              \
+  template void rnn_backward<Real>(const RnnConfig&, const RnnPlan&, const RnnWeights<Real>&,      \
+                                   const Real*, const Real*, const Real*, const Real*,             \
+                                   const Real*, Real*, Real*, Real*, Real*, Real*, Real*, void*);
+FALTUNG_RNN_INSTANTIATE(float)
+FALTUNG_RNN_INSTANTIATE(double)
+#undef FALTUNG_RNN_INSTANTIATE
+
+}  // namespace faltung

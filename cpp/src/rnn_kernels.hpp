@@ -1,0 +1,261 @@
+// Internal to cpp/src (not part of the C++ API): what rnn.cpp (plan, forward) and
+// rnn_backward.cpp share: the buffer layouts, the team's split of a step, the GEMM helpers.
+// Notation as in faltung/rnn.hpp.
+//
+// Packed arrays are time-major: step s owns rows off[s] + (p - lo[s]) for p in [lo[s], hi[s]).
+// Buffers (elements of Real):
+//   saved (forward with training, read by backward), all (N, .) packed:
+//     G      (N,GU) gate activations: SimpleRNN h; LSTM i f g o; GRU z r hh
+//     Zpre   (N,GU) the preactivations, only if an activation's derivative reads its input
+//     Hm     (N,U)  the recurrent GEMM's input h_{t-1} * m
+//     Hprev  (N,U)  GRU with a recurrent mask: h_{t-1} (without one, Hm is h_{t-1})
+//     Cprev  (N,U)  LSTM c_{t-1};  Ac (N,U) LSTM a(c_t);  Cnew (N,U) LSTM c_t if a reads it
+//     GH     (N,U)  GRU reset_after: (h_{t-1} m) R_h + rb_h
+//     Q      (N,U)  GRU not reset_after: r * h_{t-1} m (the h gate's GEMM input)
+//   forward workspace: Xp (N,F) gathered x; xbias (GU); h, c (B,U) the states in sorted
+//     order; without training G (N,GU) and one step's block (B,U) of Hm, Ac, GH, Q.
+//   backward workspace: Xp (N,F) if dweights; dZ (N,GU) the gradient of the recurrent GEMM's
+//     output (GRU reset_after: dG, with dXh (N,U) the input side of the h gate); dxp (N,F) if
+//     dx; dH, dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU.
+//
+// Threads: one parallel region per call. Per step each thread owns a rectangle of the
+// block (rows [r0,r1) of sorted positions x units [u0,u1) of every gate): rows when the
+// block is tall, else units (the GEMM then needs every unit of its input: one barrier
+// between the input's writers and the GEMM). Every step ends at a barrier.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "faltung/common.hpp"
+#include "faltung/rnn.hpp"
+
+namespace faltung::rnn_detail {
+
+// Whether act_backward reads the forward input x (else only the output y, or nothing).
+// Mirrors act_backward in activations.cpp: sigmoid, tanh and exponential read y.
+inline bool reads_input(Act a) {
+  return !(a == Act::linear || a == Act::sigmoid || a == Act::tanh || a == Act::exponential);
+}
+inline bool needs_preactivations(const RnnConfig& c) {
+  return reads_input(c.act) || (c.cell != RnnCell::simple_rnn && reads_input(c.rec_act));
+}
+inline bool is_gru(const RnnConfig& c) { return c.cell == RnnCell::gru; }
+inline bool is_lstm(const RnnConfig& c) { return c.cell == RnnCell::lstm; }
+
+// Offsets (in elements) of named buffers carved from one allocation; -1 = absent. Each
+// buffer starts on a 64-byte boundary (16 elements).
+struct Carve {
+  int64_t total = 0;
+  int64_t take(int64_t n) {
+    const int64_t o = total;
+    total += (std::max<int64_t>(n, 0) + 15) / 16 * 16;
+    return o;
+  }
+};
+template <typename Real>
+Real* at(Real* base, int64_t off) {
+  return off < 0 ? nullptr : base + off;
+}
+// Workspace pointers are rounded up to 64 bytes; the sizes include that slack.
+constexpr int64_t kAlignSlack = 64;
+template <typename Real>
+Real* aligned(void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<Real*>((a + 63) & ~uintptr_t(63));
+}
+
+struct SavedLayout {
+  int64_t G = -1, Zpre = -1, Hm = -1, Hprev = -1, Cprev = -1, Ac = -1, Cnew = -1, GH = -1,
+          Q = -1, total = 0;
+};
+inline SavedLayout saved_layout(const RnnConfig& c, int64_t N) {
+  const int64_t U = c.U, GU = c.GU();
+  SavedLayout L;
+  Carve k;
+  L.G = k.take(N * GU);
+  if (needs_preactivations(c)) L.Zpre = k.take(N * GU);
+  L.Hm = k.take(N * U);
+  if (is_gru(c) && c.has_recurrent_mask) L.Hprev = k.take(N * U);
+  if (is_lstm(c)) {
+    L.Cprev = k.take(N * U);
+    L.Ac = k.take(N * U);
+    if (reads_input(c.act)) L.Cnew = k.take(N * U);
+  }
+  if (is_gru(c)) (c.reset_after ? L.GH : L.Q) = k.take(N * U);
+  L.total = k.total;
+  return L;
+}
+
+struct ForwardLayout {
+  int64_t Xp = -1, xbias = -1, h = -1, c = -1;                   // always
+  int64_t G = -1, Hm = -1, Ac = -1, GH = -1, Q = -1, total = 0;  // without training
+};
+inline ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
+  const int64_t B = c.B, U = c.U, GU = c.GU();
+  ForwardLayout L;
+  Carve k;
+  L.Xp = k.take(N * c.F);
+  L.xbias = k.take(GU);
+  L.h = k.take(B * U);
+  if (is_lstm(c)) L.c = k.take(B * U);
+  if (!training) {
+    L.G = k.take(N * GU);
+    L.Hm = k.take(B * U);
+    if (is_lstm(c)) L.Ac = k.take(B * U);
+    if (is_gru(c)) (c.reset_after ? L.GH : L.Q) = k.take(B * U);
+  }
+  L.total = k.total;
+  return L;
+}
+
+struct BackwardLayout {
+  int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, total = 0;
+};
+inline BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool need_dweights) {
+  const int64_t B = c.B, U = c.U, GU = c.GU();
+  BackwardLayout L;
+  Carve k;
+  if (need_dweights) L.Xp = k.take(N * c.F);
+  L.dZ = k.take(N * GU);
+  if (is_gru(c) && c.reset_after) L.dXh = k.take(N * U);
+  if (need_dx) L.dxp = k.take(N * c.F);
+  L.dH = k.take(B * U);
+  if (is_lstm(c)) L.dC = k.take(B * U);
+  L.dHm = k.take(B * U);
+  if (is_gru(c) && !c.reset_after) L.dQ = k.take(B * U);
+  L.total = k.total;
+  return L;
+}
+
+// [a, b) of n items for thread k of nt.
+inline int64_t split_lo(int64_t n, int k, int nt) { return n * k / nt; }
+
+// The part of step s's block that thread k of nt owns: rows [r0, r1) x units [u0, u1).
+struct Rect {
+  int64_t r0, r1, u0, u1;
+  bool by_units;
+  bool empty() const { return r1 <= r0 || u1 <= u0; }
+};
+constexpr int64_t kMinRowsPerThread = 8;    // below this, split the units instead ...
+constexpr int64_t kMinUnitsPerThread = 16;  // ... if there are this many per thread
+inline Rect step_rect(int64_t lo, int64_t hi, int64_t U, int k, int nt) {
+  const int64_t rows = hi - lo;
+  if (nt == 1 || rows >= kMinRowsPerThread * nt || U < kMinUnitsPerThread * nt)
+    return {lo + split_lo(rows, k, nt), lo + split_lo(rows, k + 1, nt), 0, U, false};
+  const int64_t chunk = ((U + nt - 1) / nt + 7) / 8 * 8;  // multiples of 8 units
+  return {lo, hi, std::min(U, k * chunk), std::min(U, (k + 1) * chunk), true};
+}
+
+// gemm with K possibly 0 (OpenBLAS rejects lda = 0): then C = beta * C.
+template <typename Real>
+void gemm0(bool ta, bool tb, int64_t M, int64_t N, int64_t K, Real alpha, const Real* A,
+           int64_t lda, const Real* B, int64_t ldb, Real beta, Real* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K > 0) {
+    gemm<Real>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == Real(0) ? Real(0) : beta * C[i * ldc + j];
+}
+
+// Thread k's share of C (M,N) = alpha op(A) op(B) + beta C: rows of C when tall, else
+// columns (as parallel_gemm splits, but inside the caller's parallel region).
+template <typename Real>
+void team_gemm(int k, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, Real alpha,
+               const Real* A, int64_t lda, const Real* B, int64_t ldb, Real beta, Real* C,
+               int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (nt == 1 || 2.0 * M * N * K < 1e5) {
+    if (k == 0) gemm0<Real>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (M >= 16 * nt || M >= N) {
+    const int64_t m0 = split_lo(M, k, nt), m1 = split_lo(M, k + 1, nt);
+    gemm0<Real>(ta, tb, m1 - m0, N, K, alpha, ta ? A + m0 : A + m0 * lda, lda, B, ldb, beta,
+                C + m0 * ldc, ldc);
+  } else {
+    const int64_t n0 = split_lo(N, k, nt), n1 = split_lo(N, k + 1, nt);
+    gemm0<Real>(ta, tb, M, n1 - n0, K, alpha, A, lda, tb ? B + n0 * ldb : B + n0, ldb, beta,
+                C + n0, ldc);
+  }
+}
+
+// Step s's recurrent product for rectangle q, gates [g0, g1):
+// C[rows, (g - g0)*U + (u0..u1)] = beta C + A[rows] (K = U) @ R[:, g*U + (u0..u1)].
+// A and C are the step's blocks (row 0 = sorted position lo; C starts at gate g0's column),
+// R has leading dimension GU.
+template <typename Real>
+void step_gemm(const Rect& q, int64_t lo, int64_t U, int64_t GU, int64_t g0, int64_t g1,
+               const Real* A, int64_t lda, const Real* R, Real beta, Real* C, int64_t ldc) {
+  if (q.empty()) return;
+  const Real* A_q = A + (q.r0 - lo) * lda;
+  Real* C_q = C + (q.r0 - lo) * ldc;
+  if (!q.by_units) {  // all units: the gates are contiguous columns
+    gemm0<Real>(false, false, q.r1 - q.r0, (g1 - g0) * U, U, Real(1), A_q, lda, R + g0 * U, GU,
+                beta, C_q, ldc);
+    return;
+  }
+  for (int64_t g = g0; g < g1; ++g)
+    gemm0<Real>(false, false, q.r1 - q.r0, q.u1 - q.u0, U, Real(1), A_q, lda, R + g * U + q.u0,
+                GU, beta, C_q + (g - g0) * U + q.u0, ldc);
+}
+
+// Backward of step_gemm: dA[rows, u0..u1] = beta dA + dC[rows, k0..k1] @ R[u0..u1, k0..k1]^T.
+template <typename Real>
+void step_gemm_back(const Rect& q, int64_t lo, int64_t GU, int64_t k0, int64_t k1,
+                    const Real* dC, int64_t ldc, const Real* R, Real beta, Real* dA, int64_t lda) {
+  if (q.empty()) return;
+  gemm0<Real>(false, true, q.r1 - q.r0, q.u1 - q.u0, k1 - k0, Real(1), dC + (q.r0 - lo) * ldc + k0,
+              ldc, R + q.u0 * GU + k0, GU, beta, dA + (q.r0 - lo) * lda + q.u0, lda);
+}
+
+// Packed rows [r0, r1): fn(row, s, p).
+template <typename Fn>
+void for_packed_rows(const RnnPlan& pl, int64_t r0, int64_t r1, Fn fn) {
+  if (r0 >= r1) return;
+  int64_t s = std::upper_bound(pl.off.begin(), pl.off.end(), r0) - pl.off.begin() - 1;
+  for (int64_t r = r0; r < r1; ++r) {
+    while (r >= pl.off[s + 1]) ++s;
+    fn(r, s, pl.lo[s] + (r - pl.off[s]));
+  }
+}
+
+// Rows outside step s's block: the sorted positions [0, lo) and [hi, B), split over the team.
+template <typename Fn>
+void for_idle_rows(const RnnPlan& pl, int64_t B, int64_t s, int k, int nt, Fn fn) {
+  const int64_t lo = pl.lo[s], hi = pl.hi[s], n = lo + (B - hi);
+  for (int64_t j = split_lo(n, k, nt); j < split_lo(n, k + 1, nt); ++j) fn(j < lo ? j : hi + (j - lo));
+}
+
+inline int team_size(const RnnConfig& c, const RnnPlan& pl) {
+  if (omp_in_parallel()) return 1;
+  const double step_flops = 2.0 * c.B * c.U * c.GU(), input_flops = 2.0 * pl.N * c.F * c.GU();
+  if (step_flops < 1e5 && input_flops < 2e6) return 1;  // waking the pool costs more
+  return get_num_threads();
+}
+
+// The input-side bias of every gate column (GU): what the input projection starts from.
+// GRU reset_after adds the recurrent bias of z and r there too (it is outside r's product).
+template <typename Real>
+void input_bias(const RnnConfig& c, const Real* bias, Real* xb) {
+  const int64_t U = c.U, GU = c.GU();
+  for (int64_t j = 0; j < GU; ++j) xb[j] = bias ? bias[j] : Real(0);
+  if (bias && is_gru(c) && c.reset_after)
+    for (int64_t j = 0; j < 2 * U; ++j) xb[j] += bias[GU + j];
+}
+
+template <typename Real>
+void act(Act a, const ActParams& p, Real* y, const Real* x, int64_t n) {
+  act_forward<Real>(a, y, x, n, p);
+}
+// dz = dz * a'(x) with y = a(x) (in place).
+template <typename Real>
+void act_grad(Act a, const ActParams& p, Real* dz, const Real* x, const Real* y, int64_t n) {
+  act_backward<Real>(a, dz, dz, x ? x : y, y, n, p);
+}
+
+}  // namespace faltung::rnn_detail
