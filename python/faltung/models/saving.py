@@ -106,9 +106,11 @@ def _write_weights(model, h5file):
 
 def _sublayers(layer):
     """Layers a layer holds as attributes, saved below it as Keras's saving_lib walks them
-    (an RNN's weights live on its `cell`: `layers/lstm/cell/vars/0`)."""
+    (an RNN's weights live on its `cell`: `layers/lstm/cell/vars/0`; a Bidirectional's on
+    `forward_layer/cell` and `backward_layer/cell`; a TimeDistributed's on `layer`)."""
     from faltung.layers.layer import Layer
-    return [(attr, getattr(layer, attr)) for attr in ("cell",)
+    return [(attr, getattr(layer, attr))
+            for attr in ("cell", "forward_layer", "backward_layer", "layer")
             if isinstance(layer.__dict__.get(attr), Layer)]
 
 
