@@ -18,3 +18,5 @@ from faltung.layers.reshaping.permute import Permute
 from faltung.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                     Subtract, add, average, concatenate, dot, maximum, minimum,
                                     multiply, subtract)
+from faltung.layers.rnn import (GRU, Bidirectional, GRUCell, LSTM, LSTMCell, RNN, SimpleRNN,  # noqa: F401
+                                SimpleRNNCell, TimeDistributed)

@@ -241,9 +241,15 @@ class Graph:
                     v.grad = g if v.grad is None else v.grad + g
             if not want_dx[i]:
                 continue
-            if node.kwargs_tensors:
+            if node.kwargs_tensors:  # (dx, {keyword: gradients}) for tensor keyword arguments
                 dx, dkw = dx
-                flat_dx = flatten(dx) + flatten(dkw)
+                flat_dx = [dx] if self._single_arg[i] else flatten(dx)
+                for key in sorted(node.call_kwargs):
+                    n_t = sum(isinstance(t, KerasTensor) for t in flatten(node.call_kwargs[key]))
+                    if n_t:
+                        got = dkw.get(key)
+                        flat_dx += [None] * n_t if got is None else \
+                            [g for g in flatten(got)][:n_t]
             else:
                 flat_dx = [dx] if self._single_arg[i] else flatten(dx)
             for t, d in zip(node.input_tensors, flat_dx):

@@ -104,6 +104,24 @@ def _write_weights(model, h5file):
     _write_layers(model, h5file, "")
 
 
+def _sublayers(layer):
+    """Layers a layer holds as attributes, saved below it as Keras's saving_lib walks them
+    (an RNN's weights live on its `cell`: `layers/lstm/cell/vars/0`; a Bidirectional's on
+    `forward_layer/cell` and `backward_layer/cell`; a TimeDistributed's on `layer`)."""
+    from faltung.layers.layer import Layer
+    return [(attr, getattr(layer, attr))
+            for attr in ("cell", "forward_layer", "backward_layer", "layer")
+            if isinstance(layer.__dict__.get(attr), Layer)]
+
+
+def _write_layer(layer, root, full):
+    group = root.create_group(full).create_group("vars")
+    for i, v in enumerate(_own_vars(layer)):
+        group.create_dataset(str(i), data=np.asarray(v.value, np.float32))
+    for attr, sub in _sublayers(layer):
+        _write_layer(sub, root, f"{full}/{attr}")
+
+
 def _write_layers(model, root, prefix):
     for path, layer in _layer_paths(model):
         full = prefix + path
@@ -111,9 +129,7 @@ def _write_layers(model, root, prefix):
             root.create_group(full).create_group("vars")
             _write_layers(layer, root, full + "/")
             continue
-        group = root.create_group(full).create_group("vars")
-        for i, v in enumerate(_own_vars(layer)):
-            group.create_dataset(str(i), data=np.asarray(v.value, np.float32))
+        _write_layer(layer, root, full)
 
 
 def _read_layers(model, root, prefix, skip_mismatch):
@@ -122,33 +138,38 @@ def _read_layers(model, root, prefix, skip_mismatch):
         if _is_model(layer):
             _read_layers(layer, root, full + "/", skip_mismatch)
             continue
-        variables = _own_vars(layer)
-        if not variables:
-            continue
-        key = full + "/vars"
-        if key not in root:
-            raise ValueError(f"Layer '{layer.name}' expects {len(variables)} weights, but the "
-                             f"saved file has no group '{key}'.")
-        group = root[key]
-        if len(group) != len(variables):
-            msg = (f"Layer '{layer.name}' expected {len(variables)} variables, but received "
-                   f"{len(group)} variables during loading. Expected: {[v.name for v in variables]}")
+        _read_layer(layer, root, full, skip_mismatch)
+
+
+def _read_layer(layer, root, full, skip_mismatch):
+    for attr, sub in _sublayers(layer):
+        _read_layer(sub, root, f"{full}/{attr}", skip_mismatch)
+    variables = _own_vars(layer)
+    if not variables:
+        return
+    key = full + "/vars"
+    if key not in root:
+        raise ValueError(f"Layer '{layer.name}' expects {len(variables)} weights, but the "
+                         f"saved file has no group '{key}'.")
+    group = root[key]
+    if len(group) != len(variables):
+        msg = (f"Layer '{layer.name}' expected {len(variables)} variables, but received "
+               f"{len(group)} variables during loading. Expected: {[v.name for v in variables]}")
+        if skip_mismatch:
+            warnings.warn(msg)
+            return
+        raise ValueError(msg)
+    values = [np.asarray(group[str(i)]) for i in range(len(variables))]
+    for v, val in zip(variables, values):
+        if val.shape != v.shape:
+            msg = (f"Layer '{layer.name}' weight shape {v.shape} is not compatible with "
+                   f"provided weight shape {val.shape}.")
             if skip_mismatch:
                 warnings.warn(msg)
-                continue
+                return
             raise ValueError(msg)
-        values = [np.asarray(group[str(i)]) for i in range(len(variables))]
-        for v, val in zip(variables, values):
-            if val.shape != v.shape:
-                msg = (f"Layer '{layer.name}' weight shape {v.shape} is not compatible with "
-                       f"provided weight shape {val.shape}.")
-                if skip_mismatch:
-                    warnings.warn(msg)
-                    break
-                raise ValueError(msg)
-        else:
-            for v, val in zip(variables, values):
-                v.value[...] = val
+    for v, val in zip(variables, values):
+        v.value[...] = val
 
 
 def save_weights(model, filepath, overwrite=True):

@@ -1,0 +1,71 @@
+"""SimpleRNN / LSTM / GRU / Bidirectional against Keras 3 itself, on the same weights (skipped
+where keras is not installed: run in the benchmark venv with KERAS_BACKEND=torch)."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+
+import faltung  # noqa: E402
+from faltung import layers as L  # noqa: E402
+
+
+def _pair(name, **kw):
+    return getattr(L, name)(4, **kw), getattr(keras.layers, name)(4, **kw)
+
+
+CASES = [dict(), dict(return_sequences=True), dict(go_backwards=True, return_sequences=True),
+         dict(return_state=True), dict(activation="relu"), dict(use_bias=False)]
+
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("kw", CASES)
+def test_layer_matches_keras(name, kw):
+    x = np.random.default_rng(0).normal(size=(3, 6, 5)).astype(np.float32)
+    mine, theirs = _pair(name, **kw)
+    ref = theirs(x)
+    mine(x)
+    assert [w.shape for w in mine.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
+    mine.set_weights(theirs.get_weights())
+    out = mine(x)
+    ref = ref if isinstance(ref, (list, tuple)) else [ref]
+    out = out if isinstance(out, list) else [out]
+    for a, b in zip(out, ref):
+        assert np.allclose(a, keras.ops.convert_to_numpy(b), atol=1e-5)
+
+
+def test_gru_reset_before_matches_keras():
+    x = np.random.default_rng(1).normal(size=(2, 4, 3)).astype(np.float32)
+    mine, theirs = _pair("GRU", reset_after=False, return_sequences=True)
+    ref = keras.ops.convert_to_numpy(theirs(x))
+    mine(x)
+    mine.set_weights(theirs.get_weights())
+    assert np.allclose(mine(x), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_masked_sequences_match_keras(name):
+    tokens = np.array([[3, 1, 4, 0, 0], [5, 9, 2, 6, 5]])
+
+    def build(lib):
+        inp = lib.Input((5,), dtype="int32")
+        emb = lib.layers.Embedding(10, 3, mask_zero=True)
+        rnn = getattr(lib.layers, name)(4, return_sequences=True)
+        return lib.Model(inp, rnn(emb(inp)))
+    theirs, mine = build(keras), build(faltung)
+    mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
+    assert np.allclose(mine.predict(tokens, verbose=0), theirs.predict(tokens, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave"])
+def test_bidirectional_matches_keras(mode):
+    x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype(np.float32)
+    mine = L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode=mode)
+    theirs = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True),
+                                        merge_mode=mode)
+    ref = keras.ops.convert_to_numpy(theirs(x))
+    mine(x)
+    mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
+    assert np.allclose(mine(x), ref, atol=1e-5)

@@ -1,0 +1,354 @@
+"""SimpleRNN, LSTM, GRU and RNN(cell) as Keras layers: shapes and options, gradients through
+return_state / initial_state / masks / go_backwards / stateful batches (finite differences),
+Keras's weight layout, configs, errors, and training on real data. The kernels themselves
+are checked against the float64 reference in tests/test_rnn_kernels.py."""
+import numpy as np
+import pytest
+
+import faltung
+from faltung import layers as L
+
+CLASSES = [L.SimpleRNN, L.LSTM, L.GRU]
+N_STATES = {L.SimpleRNN: 1, L.LSTM: 2, L.GRU: 1}
+
+
+def _x(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("seq,state", [(False, False), (True, False), (False, True), (True, True)])
+def test_output_shapes_match_symbolic_shapes(cls, seq, state):
+    layer = cls(5, return_sequences=seq, return_state=state)
+    inp = L.Input((7, 3))
+    sym = layer(inp)
+    out = layer(_x(2, 7, 3))
+    sym, out = (sym, out) if state else ([sym], [out])
+    assert len(out) == 1 + state * N_STATES[cls]
+    for s, o in zip(sym, out):
+        assert s.shape[1:] == o.shape[1:] and o.shape[0] == 2
+    assert out[0].shape == ((2, 7, 5) if seq else (2, 5))
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_weights_have_keras_shapes_and_order(cls):
+    layer = cls(4)
+    layer(_x(1, 2, 3))
+    n = {L.SimpleRNN: 1, L.LSTM: 4, L.GRU: 3}[cls]
+    bias = (2, 12) if cls is L.GRU else (4 * n,)
+    assert [w.shape for w in layer.get_weights()] == [(3, 4 * n), (4, 4 * n), bias]
+    assert [w.name.split("/")[-1] for w in layer.weights] == ["kernel", "recurrent_kernel", "bias"]
+    if cls is L.LSTM:  # unit_forget_bias: the forget gate's bias starts at 1
+        assert np.array_equal(layer.cell.bias.value, np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
+    assert L.GRU(4, reset_after=False).cell._bias_shape() == (12,)
+
+
+def _last_and_states(model_out):
+    return model_out if isinstance(model_out, list) else [model_out]
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("opts", [dict(), dict(go_backwards=True), dict(return_sequences=True),
+                                  dict(return_sequences=True, go_backwards=True)])
+def test_gradients_through_return_state_and_initial_state(cls, opts):
+    """A model x, h0(, c0) -> layer(x, initial_state) -> [output, states]: the input,
+    initial-state and weight gradients against central differences (float32 layers)."""
+    n = N_STATES[cls]
+    x_in = L.Input((4, 3))
+    s_in = [L.Input((5,)) for _ in range(n)]
+    layer = cls(5, return_state=True, **opts)
+    outs = layer(x_in, initial_state=s_in)
+    model = faltung.Model([x_in] + s_in, outs)
+    rng = np.random.default_rng(1)
+    data = [_x(2, 4, 3, seed=2)] + [_x(2, 5, seed=3 + i) for i in range(n)]
+    ys = model.forward(data, training=True)
+    rs = [rng.normal(size=y.shape).astype(np.float32) for y in ys]
+    grads = model.backward(rs, need_dx=True)
+
+    def f():
+        return sum(float((r.astype(np.float64) * y).sum()) for r, y in zip(rs, model.forward(data)))
+    eps = 1e-2
+    checks = [(a, g) for a, g in zip(data, grads)] + \
+             [(v.value, v.grad.copy()) for v in layer.trainable_weights]
+    for arr, g in checks:
+        for idx in [tuple(rng.integers(0, s) for s in arr.shape) for _ in range(3)]:
+            old = arr[idx]
+            arr[idx] = old + eps
+            up = f()
+            arr[idx] = old - eps
+            down = f()
+            arr[idx] = old
+            assert g[idx] == pytest.approx((up - down) / (2 * eps), rel=3e-2, abs=3e-3)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_masked_padding_changes_nothing(cls):
+    """Embedding(mask_zero) -> RNN: right-padded sequences give the outputs of the unpadded
+    ones, and the padded steps get no gradient."""
+    faltung.utils.set_random_seed(4)
+    inp = L.Input((None,), dtype="int32")
+    emb = L.Embedding(10, 4, mask_zero=True)
+    rnn = cls(6)
+    model = faltung.Model(inp, L.Dense(2)(rnn(emb(inp))))
+    short = np.array([[3, 5, 2], [7, 1, 9]])
+    padded = np.concatenate([short, np.zeros((2, 4), int)], axis=1)
+    assert np.allclose(model.predict(short, verbose=0), model.predict(padded, verbose=0), atol=1e-6)
+    seq = faltung.Model(inp, cls(6, return_sequences=True)(emb(inp)))
+    out = seq.predict(padded, verbose=0)
+    assert np.allclose(out[:, 3:], out[:, 2:3])  # masked steps repeat the last output (Keras)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_go_backwards_equals_reversed_input(cls):
+    fwd, bwd = cls(4, return_sequences=True), cls(4, return_sequences=True, go_backwards=True)
+    x = _x(3, 6, 2)
+    fwd(x)
+    bwd(x)
+    bwd.set_weights(fwd.get_weights())
+    assert np.allclose(bwd(x), fwd(x[:, ::-1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_stateful_batches_continue_the_sequence(cls):
+    full = cls(4, return_sequences=True)
+    part = cls(4, return_sequences=True, stateful=True)
+    x = _x(2, 6, 3)
+    full(x)
+    faltung.Sequential([L.Input(batch_shape=(2, 3, 3)), part])
+    part.set_weights(full.get_weights())
+    whole = full(x)
+    assert np.allclose(np.concatenate([part(x[:, :3]), part(x[:, 3:])], 1), whole, atol=1e-6)
+    part.reset_states()
+    assert np.allclose(part(x[:, :3]), whole[:, :3], atol=1e-6)
+    with pytest.raises(ValueError, match="batch size of the input sequences must be the same"):
+        part(x[:1, :3])
+
+
+def test_stateful_training_carries_state_and_truncates_backprop():
+    model = faltung.Sequential([L.Input(batch_shape=(4, 5, 2)), L.LSTM(3, stateful=True),
+                                L.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = _x(8, 5, 2), _x(8, 1, seed=1)
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert np.abs(model.layers[0].states[0]).sum() > 0
+    model.layers[0].reset_states()
+    assert np.abs(model.layers[0].states[0]).sum() == 0
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_dropout_only_in_training(cls):
+    layer = cls(5, dropout=0.5, recurrent_dropout=0.3, seed=3)
+    x = _x(4, 6, 3)
+    a, b = layer(x), layer(x)
+    assert np.array_equal(a, b)
+    model = faltung.Sequential([L.Input((6, 3)), layer])
+    model.forward(x, training=True)
+    t = model.forward(x, training=True)
+    assert not np.allclose(t, a)
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((4, 5), np.float32), verbose=0)  # backward through both masks
+
+
+def test_bool_and_int_inputs_are_cast():
+    layer = L.LSTM(3)
+    x = np.random.default_rng(0).random((2, 4, 5)) > 0.5
+    assert np.allclose(layer(x), layer(x.astype(np.float32)))
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    pytest.importorskip("h5py")
+    inp = L.Input((5, 3))
+    h, s1, s2 = L.LSTM(4, return_sequences=True, return_state=True, name="enc")(inp)
+    out = L.GRU(4, reset_after=False, go_backwards=True, name="dec")(h, initial_state=s1)
+    model = faltung.Model(inp, L.Dense(2)(L.Concatenate()([out, s2, L.SimpleRNN(2)(h)])))
+    model.compile("adam", "mse")
+    path = tmp_path / "rnn.keras"
+    model.save(path)
+    back = faltung.models.load_model(path)
+    x = _x(3, 5, 3)
+    assert np.allclose(model.predict(x, verbose=0), back.predict(x, verbose=0), atol=1e-6)
+    cfg = model.get_layer("dec").get_config()
+    assert cfg["reset_after"] is False and cfg["go_backwards"] is True and cfg["units"] == 4
+    clone = L.GRU.from_config(cfg)
+    assert clone.reset_after is False and clone.units == 4
+
+
+class MinimalCell:
+    """A Keras-style user cell (Keras's RNN docstring example), in numpy."""
+    state_size = 3
+
+    def __init__(self):
+        self.w = np.full((2, 3), 0.1, np.float32)
+
+    def call(self, inputs, states):
+        h = np.tanh(inputs @ self.w + states[0] if isinstance(states, list) else states)
+        return h, [h]
+
+
+def test_user_cell_runs_for_inference_and_refuses_training():
+    layer = L.RNN(MinimalCell(), return_sequences=True)
+    inp = L.Input((4, 2))
+    model = faltung.Model(inp, layer(inp))
+    assert model.predict(_x(2, 4, 2), verbose=0).shape == (2, 4, 3)
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="cannot train through the user-written cell"):
+        model.train_on_batch(_x(2, 4, 2), np.zeros((2, 4, 3), np.float32))
+
+
+def test_rnn_of_builtin_cell_equals_the_layer():
+    cell_layer = L.RNN(L.GRUCell(4), return_sequences=True)
+    layer = L.GRU(4, return_sequences=True)
+    x = _x(2, 5, 3)
+    cell_layer(x)
+    layer(x)
+    cell_layer.set_weights(layer.get_weights())
+    assert np.allclose(cell_layer(x), layer(x), atol=1e-6)
+    h, states = layer.cell.call(x[:, 0], [np.zeros((2, 4), np.float32)])
+    assert np.allclose(h, layer(x[:, :1])[:, 0], atol=1e-6)
+
+
+def test_bad_input_names_the_layer_and_shapes():
+    layer = L.LSTM(3, name="lstm_x")
+    layer(_x(2, 4, 5))
+    with pytest.raises(ValueError, match=r'layer "lstm_x" .*expected shape=\(None, 4, 5\), '
+                                         r"found shape=\(2, 4, 6\)"):
+        layer(_x(2, 4, 6))
+    with pytest.raises(ValueError, match="expected ndim=3"):
+        L.GRU(3)(_x(2, 4))
+    with pytest.raises(ValueError, match=r"expects 2 initial state\(s\), received 1"):
+        layer(_x(2, 4, 5), initial_state=[np.zeros((2, 3), np.float32)])
+    with pytest.raises(ValueError, match=r"expected an initial state of shape \(2, 3\), received "
+                                         r"shape \(2, 4\)"):
+        layer(_x(2, 4, 5), initial_state=[np.zeros((2, 4), np.float32)] * 2)
+    with pytest.raises(ValueError, match=r"expected a mask of shape \(2, 4\) \(batch, time\), "
+                                         r"received shape \(2, 3\)"):
+        layer(_x(2, 4, 5), mask=np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match="batch size must be static"):
+        faltung.Sequential([L.Input((4, 5)), L.LSTM(3, stateful=True)])
+    with pytest.raises(ValueError, match="`units`"):
+        L.SimpleRNN(0)
+
+
+def test_lstm_learns_fashion_mnist_rows():
+    try:
+        (x, y), (xt, yt) = faltung.datasets.fashion_mnist.load_data()
+    except (FileNotFoundError, RuntimeError) as e:
+        pytest.skip(f"Fashion-MNIST not installed: {e}")
+    faltung.utils.set_random_seed(0)
+    x, xt = x[:3000].astype(np.float32) / 255, xt[:500].astype(np.float32) / 255
+    model = faltung.Sequential([L.Input((28, 28)), L.LSTM(32), L.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y[:3000], batch_size=32, epochs=2, verbose=0)
+    assert model.evaluate(xt, yt[:500], verbose=0)[1] > 0.6
+
+
+# -- Bidirectional and TimeDistributed ---------------------------------------------------------
+def _fd_model(model, data, rng, tol=3e-2):
+    ys = model.forward(data, training=True)
+    ys = ys if isinstance(ys, list) else [ys]
+    rs = [rng.normal(size=y.shape).astype(np.float32) for y in ys]
+    grads = model.backward(rs if len(rs) > 1 else rs[0], need_dx=True)
+    grads = grads if isinstance(grads, list) else [grads]
+
+    def f():
+        out = model.forward(data)
+        out = out if isinstance(out, list) else [out]
+        return sum(float((r.astype(np.float64) * y).sum()) for r, y in zip(rs, out))
+    eps = 1e-2
+    arrays = data if isinstance(data, list) else [data]
+    checks = list(zip(arrays, grads)) + [(v.value, v.grad.copy()) for v in model.trainable_weights]
+    for arr, g in checks:
+        for idx in [tuple(rng.integers(0, s) for s in arr.shape) for _ in range(3)]:
+            old = arr[idx]
+            arr[idx] = old + eps
+            up = f()
+            arr[idx] = old - eps
+            down = f()
+            arr[idx] = old
+            assert g[idx] == pytest.approx((up - down) / (2 * eps), rel=tol, abs=3e-3)
+
+
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("seq", [False, True])
+def test_bidirectional_merge_modes_gradients(mode, seq):
+    inp = L.Input((4, 3))
+    outs = L.Bidirectional(L.GRU(3, return_sequences=seq, return_state=True), merge_mode=mode)(inp)
+    model = faltung.Model(inp, outs)
+    _fd_model(model, _x(2, 4, 3, seed=5), np.random.default_rng(6))
+
+
+def test_bidirectional_equals_forward_and_reversed_backward_layers():
+    x = _x(2, 6, 3)
+    bi = L.Bidirectional(L.LSTM(4, return_sequences=True))
+    y = bi(x)
+    fwd = L.LSTM(4, return_sequences=True)
+    bwd = L.LSTM(4, return_sequences=True, go_backwards=True)
+    fwd(x)
+    bwd(x)
+    fwd.set_weights(bi.get_weights()[:3])
+    bwd.set_weights(bi.get_weights()[3:])
+    assert np.allclose(y, np.concatenate([fwd(x), bwd(x)[:, ::-1]], -1), atol=1e-6)
+    assert bi.weights[0] is bi.forward_layer.cell.kernel
+
+
+def test_bidirectional_masks_and_initial_state_gradients():
+    faltung.utils.set_random_seed(2)
+    x_in = L.Input((5,), dtype="int32")
+    s_in = [L.Input((3,)) for _ in range(4)]
+    emb = L.Embedding(8, 3, mask_zero=True)(x_in)
+    out = L.Bidirectional(L.LSTM(3, return_sequences=True))(emb, initial_state=s_in)
+    model = faltung.Model([x_in] + s_in, L.Dense(2)(out))
+    tokens = np.array([[1, 4, 2, 0, 0], [3, 3, 5, 6, 1]])
+    states = [_x(2, 3, seed=10 + i) for i in range(4)]
+    seq = faltung.Model([x_in] + s_in, out).predict([tokens] + states, verbose=0)
+    assert np.array_equal(seq[0, 3:], np.zeros((2, 6)))  # masked steps output zeros (Keras)
+    rng = np.random.default_rng(3)
+    ys = model.forward([tokens] + states, training=True)
+    r = rng.normal(size=ys.shape).astype(np.float32)
+    grads = model.backward(r, need_dx=True)
+    assert grads[0] is None and all(g.shape == (2, 3) for g in grads[1:])
+
+    def f():
+        return float((r.astype(np.float64) * model.forward([tokens] + states)).sum())
+    for s, g in zip(states, grads[1:]):
+        old = s[1, 2]
+        s[1, 2] = old + 1e-2
+        up = f()
+        s[1, 2] = old - 1e-2
+        down = f()
+        s[1, 2] = old
+        assert g[1, 2] == pytest.approx((up - down) / 2e-2, rel=3e-2, abs=3e-3)
+
+
+def test_bidirectional_config_and_keras_file(tmp_path):
+    pytest.importorskip("h5py")
+    model = faltung.Sequential([L.Input((6, 4)),
+                                L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode="sum"),
+                                L.Bidirectional(L.GRU(3)), L.Dense(2)])
+    model.compile("adam", "mse")
+    path = tmp_path / "bi.keras"
+    model.save(path)
+    back = faltung.models.load_model(path)
+    x = _x(3, 6, 4)
+    assert np.allclose(model.predict(x, verbose=0), back.predict(x, verbose=0), atol=1e-6)
+    assert back.layers[0].merge_mode == "sum" and back.layers[0].backward_layer.go_backwards
+    with pytest.raises(ValueError, match="Invalid merge mode"):
+        L.Bidirectional(L.LSTM(2), merge_mode="max")
+
+
+def test_time_distributed_dense_and_conv():
+    x = _x(2, 5, 3)
+    td = L.TimeDistributed(L.Dense(4))
+    y = td(x)
+    dense = L.Dense(4)
+    dense(x)
+    dense.set_weights(td.get_weights())
+    assert np.allclose(y, dense(x), atol=1e-6)
+    frames = _x(2, 3, 6, 6, 1)
+    conv_td = L.TimeDistributed(L.Conv2D(2, 3))
+    out = conv_td(frames)
+    assert out.shape == (2, 3, 4, 4, 2)
+    assert np.allclose(out[:, 1], conv_td.layer(frames[:, 1]), atol=1e-5)
+    inp = L.Input((3, 6, 6, 1))
+    model = faltung.Model(inp, L.TimeDistributed(L.Conv2D(2, 3, activation="tanh"))(inp))
+    _fd_model(model, frames, np.random.default_rng(7))
