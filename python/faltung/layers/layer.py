@@ -305,6 +305,10 @@ class Layer:
         x = self.convert_input(inputs)
         if not self.built:
             self.build(N.map_structure(lambda a: (None,) + tuple(a.shape[1:]), x))
+        if "mask" in kwargs:
+            from faltung.models.graph import _takes_mask
+            if not _takes_mask(self):  # as Keras: a layer without a mask argument ignores it
+                kwargs.pop("mask")
         return self.forward(x, training=bool(training), **kwargs)
 
     def check_input_shape(self, shapes):

@@ -274,7 +274,8 @@ class Model(Trainer, Layer):
         from faltung.layers import node as N
         if not any(isinstance(t, N.KerasTensor) for t in N.flatten(inputs)) and self.built:
             flat = self._flat_data(inputs)
-            return self.forward(flat[0] if len(flat) == 1 else flat, training=bool(training))
+            return self.forward(flat[0] if len(flat) == 1 else flat, training=bool(training),
+                                mask=mask)
         return super().__call__(inputs, training=training, mask=mask, **kwargs)
 
     def _ensure_built(self, x):
