@@ -1,6 +1,7 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory] [--repeats 15] [--threads 2]
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph]
+                                  [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
 dependency of faltung. Each case runs in rounds: in every round each side is timed once
@@ -13,6 +14,15 @@ timed in its default NCHW layout and in channels_last, and each round's ratio is
 the faster of the two in that round ("best layout"; the minimum of two noisy times favours
 PyTorch slightly). Run it on a quiet machine all the same: a busy neighbour makes 2-thread
 timings 3-5x slower.
+
+`inception` and `densenet` time a training step of a functional-API model with branches and
+concatenations (model.train_on_batch, loss "mse", Adam) against the same nn.Module trained by
+hand; the two sides have the same shapes and FLOPs, not the same weights. `graph` reports,
+for those faltung models and for a small (batch 4, 8x8) DenseNet block of 4 and of 16 layers,
+the share of a training step that the graph runner (faltung.models.graph.Graph.forward and
+backward) spends outside the layers' own forward/backward calls, from timing wrappers around
+faltung.models.graph.run_forward/run_backward, Graph.forward/backward, the loss and the
+optimizer, in the same process; it does not involve PyTorch.
 """
 import argparse
 import copy
@@ -56,7 +66,7 @@ def compare(name, sides, rounds):
     med = {k: statistics.median(v) for k, v in res.items()}
     ratio = statistics.median(ratios)
     q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else (ratio,) * 3
-    ROWS.append((name, med, ratio))
+    ROWS.append((name, med, ratio, q1, q3))
     cols = "  ".join(f"{k} {v * 1e3:9.3f} ms" for k, v in med.items())
     print(f"{name:<44} {cols}  ratio {ratio:5.2f} (rounds {q1:.2f}-{q3:.2f})", flush=True)
 
@@ -290,8 +300,238 @@ def bench_memory(repeats):
               f"  ratio {peaks['faltung'] / best:.2f}", flush=True)
 
 
+# --------------------------------------------------- functional-API graphs (branches, concat)
+def inception_faltung(H=32, W=32, C=64):
+    """GoogLeNet-style block: 1x1 (64) | 1x1 (96) -> 3x3 (128) | 1x1 (16) -> 5x5 (32) |
+    3x3 max pool stride 1 'same' -> 1x1 (32), concatenated to 256 channels."""
+    inp = faltung.Input((H, W, C))
+    b1 = layers.Conv2D(64, 1, padding="same", activation="relu")(inp)
+    b2 = layers.Conv2D(96, 1, padding="same", activation="relu")(inp)
+    b2 = layers.Conv2D(128, 3, padding="same", activation="relu")(b2)
+    b3 = layers.Conv2D(16, 1, padding="same", activation="relu")(inp)
+    b3 = layers.Conv2D(32, 5, padding="same", activation="relu")(b3)
+    b4 = layers.MaxPooling2D(3, strides=1, padding="same")(inp)
+    b4 = layers.Conv2D(32, 1, padding="same", activation="relu")(b4)
+    out = layers.Concatenate(axis=-1)([b1, b2, b3, b4])
+    return faltung.Model(inp, out)
+
+
+class InceptionTorch(torch.nn.Module):
+    def __init__(self, C=64):
+        super().__init__()
+        nn = torch.nn
+        self.b1 = nn.Conv2d(C, 64, 1)
+        self.b2a, self.b2b = nn.Conv2d(C, 96, 1), nn.Conv2d(96, 128, 3, padding=1)
+        self.b3a, self.b3b = nn.Conv2d(C, 16, 1), nn.Conv2d(16, 32, 5, padding=2)
+        self.pool, self.b4 = nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(C, 32, 1)
+
+    def forward(self, x):
+        r = torch.nn.functional.relu
+        return torch.cat([r(self.b1(x)), r(self.b2b(r(self.b2a(x)))), r(self.b3b(r(self.b3a(x)))),
+                          r(self.b4(self.pool(x)))], dim=1)
+
+
+def densenet_faltung(H=32, W=32, C=64, n_layers=4, growth=32, bottleneck=128):
+    """DenseNet-BC dense block: each layer BN -> ReLU -> 1x1 conv (bottleneck) -> BN -> ReLU ->
+    3x3 conv (growth) on the concatenation of the block input and all earlier outputs. The
+    convolutions have no bias, as in Keras's DenseNet."""
+    inp = faltung.Input((H, W, C))
+    x = inp
+    for _ in range(n_layers):
+        h = layers.BatchNormalization()(x)
+        h = layers.ReLU()(h)
+        h = layers.Conv2D(bottleneck, 1, padding="same", use_bias=False)(h)
+        h = layers.BatchNormalization()(h)
+        h = layers.ReLU()(h)
+        h = layers.Conv2D(growth, 3, padding="same", use_bias=False)(h)
+        x = layers.Concatenate(axis=-1)([x, h])
+    return faltung.Model(inp, x)
+
+
+class DenseNetTorch(torch.nn.Module):
+    def __init__(self, C=64, n_layers=4, growth=32, bottleneck=128):
+        super().__init__()
+        nn = torch.nn
+        mods = []
+        for i in range(n_layers):
+            cin = C + i * growth
+            mods.append(nn.Sequential(  # Keras's BatchNormalization defaults: eps 1e-3, momentum 0.99
+                nn.BatchNorm2d(cin, eps=1e-3, momentum=0.01), nn.ReLU(),
+                nn.Conv2d(cin, bottleneck, 1, bias=False),
+                nn.BatchNorm2d(bottleneck, eps=1e-3, momentum=0.01), nn.ReLU(),
+                nn.Conv2d(bottleneck, growth, 3, padding=1, bias=False)))
+        self.layers = nn.ModuleList(mods)
+
+    def forward(self, x):
+        for m in self.layers:
+            x = torch.cat([x, m(x)], dim=1)
+        return x
+
+
+def _graph_step_sides(f_model, t_factory, x):
+    """faltung train_on_batch vs a hand-written PyTorch step (NCHW and channels_last) on the
+    same input, each against a fixed random target of its output's shape."""
+    rng = np.random.default_rng(1)
+    f_out = np.asarray(f_model(x))
+    y = rng.standard_normal(f_out.shape).astype(np.float32)
+    f_model.compile(optimizer="adam", loss="mse")
+    sides = {"faltung": lambda: f_model.train_on_batch(x, y)}
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
+    for cl in (False, True):
+        tm = t_factory().train()
+        xs, ys = xt, yt
+        if cl:
+            tm = tm.to(memory_format=torch.channels_last)
+            xs = xt.contiguous(memory_format=torch.channels_last)
+            ys = yt.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            t_shape = tuple(tm(xs).shape)
+        n, c, h, w = t_shape
+        if (n, h, w, c) != f_out.shape:
+            raise AssertionError(f"output shapes differ: faltung {f_out.shape}, torch NCHW {t_shape}")
+        opt = torch.optim.Adam(tm.parameters(), lr=1e-3, eps=1e-7)
+
+        def t(tm=tm, opt=opt, xs=xs, ys=ys):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.mse_loss(tm(xs), ys).backward()
+            opt.step()
+        sides["torch_cl" if cl else "torch_nchw"] = t
+    return sides, f_out.shape
+
+
+def bench_inception(repeats):
+    rng = np.random.default_rng(0)
+    N, H, W, C = 32, 32, 32, 64
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    sides, shape = _graph_step_sides(inception_faltung(H=H, W=W, C=C), lambda: InceptionTorch(C), x)
+    compare(f"Inception block train step, batch {N} ({H}x{W}x{C} -> {shape[-1]})", sides, repeats)
+
+
+def bench_densenet(repeats):
+    rng = np.random.default_rng(0)
+    N, H, W, C = 32, 32, 32, 64
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    sides, shape = _graph_step_sides(densenet_faltung(H=H, W=W, C=C), lambda: DenseNetTorch(C), x)
+    compare(f"DenseNet-BC block (4 layers) train step, batch {N} ({H}x{W}x{C} -> {shape[-1]})",
+            sides, repeats)
+
+
+# ------------------------------------------------------------ what the graph runner costs
+def _graph_overhead(name, model, x, steps):
+    """Time `steps` train_on_batch calls with timing wrappers around Graph.forward/backward,
+    the layer calls that graph.py makes (faltung.models.graph.run_forward/run_backward), the
+    loss and the optimizer. Overhead = time in Graph.forward+backward minus time inside the
+    wrapped layer calls, as a share of the whole (instrumented) train_on_batch; median over
+    the steps. It includes what the runner does between layer calls: argument packing, call
+    contexts, freeing values, and summing the gradients of tensors with several consumers.
+    Also printed: the same share less the wrappers' own cost (calibrated on an empty call), and
+    `steps` uninstrumented steps, interleaved, to show what the instrumentation adds."""
+    import faltung.models.graph as G
+    from time import perf_counter
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal(np.asarray(model(x)).shape).astype(np.float32)
+    model.compile(optimizer="adam", loss="mse")
+    acc = {"graph": 0.0, "layers": 0.0, "loss": 0.0, "opt": 0.0, "calls": 0}
+
+    def timed(fn, key, count=False):
+        def wrapper(*a, **k):
+            t0 = perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[key] += perf_counter() - t0
+                if count:
+                    acc["calls"] += 1
+        return wrapper
+
+    # what one wrapper adds around the wrapped call but outside its own t0..t1 (the call into
+    # the wrapper, try/finally, the bookkeeping): it lands in the graph overhead, so measure it
+    cal = timed(lambda *a, **k: None, "layers", count=True)
+    t0 = perf_counter()
+    for _ in range(20000):
+        cal(1, 2, 3, training=True)
+    wrap_cost = (perf_counter() - t0 - acc["layers"]) / 20000
+    orig = (G.run_forward, G.run_backward)
+    graph = model._graph
+
+    def install():
+        G.run_forward, G.run_backward = timed(orig[0], "layers", True), timed(orig[1], "layers", True)
+        graph.forward, graph.backward = timed(Graph_forward, "graph"), timed(Graph_backward, "graph")
+        model._losses = timed(losses, "loss")
+        model.optimizer.apply = timed(opt_apply, "opt")
+
+    def uninstall():
+        G.run_forward, G.run_backward = orig
+        for obj, attr in ((graph, "forward"), (graph, "backward"), (model, "_losses"),
+                          (model.optimizer, "apply")):
+            obj.__dict__.pop(attr, None)
+
+    Graph_forward, Graph_backward = graph.forward, graph.backward
+    losses, opt_apply = model._losses, model.optimizer.apply
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    # instrumented and plain steps alternate (which goes first too), so that the plain time,
+    # what the instrumentation adds to a step, sees the same drift of the host
+    rows, plain = [], []
+    try:
+        for i in range(2 * steps):
+            instrumented = (i % 4) in (0, 3)
+            if instrumented:
+                install()
+                for k in acc:
+                    acc[k] = 0 if k == "calls" else 0.0
+            t0 = perf_counter()
+            model.train_on_batch(x, y)
+            total = perf_counter() - t0
+            if instrumented:
+                uninstall()
+                rows.append((total, acc["graph"], acc["layers"], acc["loss"], acc["opt"], acc["calls"]))
+            else:
+                plain.append(total)
+    finally:
+        uninstall()
+    med = lambda vals: statistics.median(vals)  # noqa: E731
+    total = med([r[0] for r in rows])
+    over = [r[1] - r[2] for r in rows]
+    share = [(r[1] - r[2]) / r[0] for r in rows]
+    share_corr = [(r[1] - r[2] - r[5] * wrap_cost) / r[0] for r in rows]
+    q1, _, q3 = statistics.quantiles(share, n=4, method="inclusive")
+    calls = rows[0][5]
+    n_nodes = len(graph.nodes)
+    rest = [r[0] - r[1] - r[3] - r[4] for r in rows]
+    print(f"{name}: {n_nodes} nodes, {calls} layer calls per step; step {total * 1e3:.3f} ms "
+          f"(uninstrumented {med(plain) * 1e3:.3f} ms)\n"
+          f"    layers {med([r[2] for r in rows]) * 1e3:.3f} ms, graph runner outside layers "
+          f"{med(over) * 1e3:.3f} ms, loss {med([r[3] for r in rows]) * 1e3:.3f} ms, optimizer "
+          f"{med([r[4] for r in rows]) * 1e3:.3f} ms, rest of train_on_batch "
+          f"{med(rest) * 1e3:.3f} ms\n"
+          f"    graph overhead {100 * med(share):.2f}% of the step (steps {100 * q1:.2f}-"
+          f"{100 * q3:.2f}%), {100 * med(share_corr):.2f}% without the wrappers' own cost "
+          f"({wrap_cost * 1e6:.2f} us a call); per node (forward+backward) "
+          f"{med(over) / n_nodes * 1e6:.1f} us, {(med(over) - calls * wrap_cost) / n_nodes * 1e6:.1f} "
+          f"us without the wrappers", flush=True)
+
+
+def bench_graph(repeats):
+    """Graph-runner overhead (no PyTorch): the two batch-32 blocks, then a deeper, cheaper
+    graph where the per-node cost shows."""
+    rng = np.random.default_rng(0)
+    steps = max(50, 4 * repeats)  # instrumented steps; as many plain ones alternate with them
+    for name, build, shape, n in [
+            ("Inception block, batch 32, 32x32x64", inception_faltung, (32, 32, 32, 64), steps),
+            ("DenseNet-BC block (4 layers), batch 32, 32x32x64", densenet_faltung, (32, 32, 32, 64), steps),
+            ("DenseNet-BC block (4 layers), batch 4, 8x8x64",
+             lambda: densenet_faltung(8, 8), (4, 8, 8, 64), 10 * steps),
+            ("DenseNet-BC block (16 layers), batch 4, 8x8x64",
+             lambda: densenet_faltung(8, 8, n_layers=16), (4, 8, 8, 64), 10 * steps)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        _graph_overhead(name, build(), x, n)
+
+
 SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
-            "pool": bench_pool, "step": bench_step, "memory": bench_memory}
+            "pool": bench_pool, "step": bench_step, "memory": bench_memory,
+            "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph}
 
 
 def main():
@@ -312,11 +552,12 @@ def main():
         SECTIONS[s](a.repeats)
     # the times are each side's median; the ratio is the median of the rounds' ratios, so it
     # need not equal the quotient of the two times
-    print("\n| case | faltung ms | PyTorch ms (best layout) | ratio faltung/PyTorch (median of rounds) |")
-    print("|---|---:|---:|---:|")
-    for name, med, ratio in ROWS:
+    print("\n| case | faltung ms | PyTorch ms (best layout) | ratio faltung/PyTorch (median of rounds) "
+          "| ratio quartiles |")
+    print("|---|---:|---:|---:|---:|")
+    for name, med, ratio, q1, q3 in ROWS:
         best = min(v for k, v in med.items() if k != "faltung")
-        print(f"| {name} | {med['faltung'] * 1e3:.2f} | {best * 1e3:.2f} | {ratio:.2f} |")
+        print(f"| {name} | {med['faltung'] * 1e3:.2f} | {best * 1e3:.2f} | {ratio:.2f} | {q1:.2f}-{q3:.2f} |")
 
 
 if __name__ == "__main__":
