@@ -13,6 +13,10 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
+from faltung import _cpu  # noqa: E402
+
+_cpu.configure(os.environ)  # AVX-512 GEMM kernels on AMD CPUs OpenBLAS does not know yet
+
 from faltung._core import build_info, get_num_threads, release_workspaces, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
