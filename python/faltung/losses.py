@@ -310,7 +310,7 @@ class _Elementwise(Loss):
         t = _same_rank(self.name, np.asarray(y_true, dtype=p.dtype), p)
         values, g = elementwise(self._kind, t, p, need_grad, **self._kwargs())
         if g is not None and scale != 1.0:
-            g = g * scale
+            g *= scale  # g is a fresh array of elementwise's: no second full-size temporary
         return values, g, None
 
     def _values_shape(self, p):
