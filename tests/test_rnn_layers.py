@@ -59,26 +59,8 @@ def test_gradients_through_return_state_and_initial_state(cls, opts):
     layer = cls(5, return_state=True, **opts)
     outs = layer(x_in, initial_state=s_in)
     model = faltung.Model([x_in] + s_in, outs)
-    rng = np.random.default_rng(1)
     data = [_x(2, 4, 3, seed=2)] + [_x(2, 5, seed=3 + i) for i in range(n)]
-    ys = model.forward(data, training=True)
-    rs = [rng.normal(size=y.shape).astype(np.float32) for y in ys]
-    grads = model.backward(rs, need_dx=True)
-
-    def f():
-        return sum(float((r.astype(np.float64) * y).sum()) for r, y in zip(rs, model.forward(data)))
-    eps = 1e-2
-    checks = [(a, g) for a, g in zip(data, grads)] + \
-             [(v.value, v.grad.copy()) for v in layer.trainable_weights]
-    for arr, g in checks:
-        for idx in [tuple(rng.integers(0, s) for s in arr.shape) for _ in range(3)]:
-            old = arr[idx]
-            arr[idx] = old + eps
-            up = f()
-            arr[idx] = old - eps
-            down = f()
-            arr[idx] = old
-            assert g[idx] == pytest.approx((up - down) / (2 * eps), rel=3e-2, abs=3e-3)
+    _fd_model(model, data, np.random.default_rng(1))
 
 
 @pytest.mark.parametrize("cls", CLASSES)

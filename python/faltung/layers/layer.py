@@ -354,3 +354,47 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+class Composite(Layer):
+    """A layer whose weights live on inner layers (an RNN's cell, a wrapper's layers), listed
+    by `_inner_layers()`; weights, grads and get/set_weights go through them in that order."""
+
+    def _inner_layers(self):
+        raise NotImplementedError
+
+    @property
+    def weights(self):
+        return [w for l in self._inner_layers() for w in l.weights]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [w for l in self._inner_layers() for w in l.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [w for l in self._inner_layers() for w in l.non_trainable_weights]
+
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+    variables = weights
+
+    def get_weights(self):
+        return [w.value.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        if len(weights) != len(self.weights):
+            raise ValueError(f"Layer {self.name}: expected a list of {len(self.weights)} "
+                             f"weights, received {len(weights)}")
+        for layer in self._inner_layers():
+            n = len(layer.weights)
+            layer.set_weights(weights[:n])
+            weights = weights[n:]
+
+    def count_params(self):
+        return int(sum(int(np.prod(w.shape)) for w in self.weights))

@@ -16,11 +16,11 @@ autograd to differentiate arbitrary Python).
 import numpy as np
 
 from faltung import backend, initializers
-from faltung.layers.layer import Layer
+from faltung.layers.layer import Composite, Layer
 from faltung.layers.rnn.cells import _Cell
 
 
-class RNN(Layer):
+class RNN(Composite):
     """Base class for recurrent layers (Keras's `RNN`).
 
     Args:
@@ -69,34 +69,8 @@ class RNN(Layer):
         """The output size: the cell's `output_size`, else its first state size (Keras)."""
         return getattr(self.cell, "output_size", None) or self.state_size[0]
 
-    # -- weights live on the cell, as in Keras -------------------------------------------
-    @property
-    def weights(self):
-        return self.cell.weights if isinstance(self.cell, Layer) else []
-
-    @property
-    def trainable_weights(self):
-        return self.cell.trainable_weights if self.trainable and isinstance(self.cell, Layer) \
-            else []
-
-    @property
-    def non_trainable_weights(self):
-        if not isinstance(self.cell, Layer):
-            return []
-        return self.cell.weights if not self.trainable else self.cell.non_trainable_weights
-
-    trainable_variables = trainable_weights
-    non_trainable_variables = non_trainable_weights
-    variables = weights
-
-    def get_weights(self):
-        return [w.value.copy() for w in self.weights]
-
-    def set_weights(self, weights):
-        self.cell.set_weights(weights)
-
-    def count_params(self):
-        return int(sum(int(np.prod(w.shape)) for w in self.weights))
+    def _inner_layers(self):  # the weights live on the cell, as in Keras
+        return [self.cell] if isinstance(self.cell, Layer) else []
 
     # -- shapes ----------------------------------------------------------------------------
     def _sequence_shape(self, input_shape):

@@ -3,12 +3,12 @@ sub-calls with their own CallContexts, so a wrapper used twice in a graph keeps 
 saved values, like any other brick."""
 import numpy as np
 
-from faltung.layers.layer import CallContext, Layer, run_backward, run_forward
+from faltung.layers.layer import CallContext, Composite, Layer, run_backward, run_forward
 
 _MERGE_MODES = ("sum", "mul", "ave", "concat", None)
 
 
-class Bidirectional(Layer):
+class Bidirectional(Composite):
     """Bidirectional wrapper for RNNs (Keras's `Bidirectional`).
 
     Args:
@@ -66,36 +66,8 @@ class Bidirectional(Layer):
         self.return_state = f.return_state
         self._initial_weights = weights
 
-    @property
-    def weights(self):
-        return self.forward_layer.weights + self.backward_layer.weights
-
-    @property
-    def trainable_weights(self):
-        if not self.trainable:
-            return []
-        return self.forward_layer.trainable_weights + self.backward_layer.trainable_weights
-
-    @property
-    def non_trainable_weights(self):
-        if not self.trainable:
-            return self.weights
-        return self.forward_layer.non_trainable_weights + self.backward_layer.non_trainable_weights
-
-    trainable_variables = trainable_weights
-    non_trainable_variables = non_trainable_weights
-    variables = weights
-
-    def get_weights(self):
-        return [w.value.copy() for w in self.weights]
-
-    def set_weights(self, weights):
-        n = len(self.forward_layer.weights)
-        self.forward_layer.set_weights(weights[:n])
-        self.backward_layer.set_weights(weights[n:])
-
-    def count_params(self):
-        return int(sum(int(np.prod(w.shape)) for w in self.weights))
+    def _inner_layers(self):
+        return [self.forward_layer, self.backward_layer]
 
     def reset_states(self, states=None):
         self.forward_layer.reset_states()
@@ -223,7 +195,7 @@ class Bidirectional(Layer):
         return cls(**config)
 
 
-class TimeDistributed(Layer):
+class TimeDistributed(Composite):
     """Applies a layer to every temporal slice of an input (Keras's `TimeDistributed`).
 
     Input (batch, time, ...) is viewed as (batch * time, ...) for one call of the inner layer
@@ -241,23 +213,8 @@ class TimeDistributed(Layer):
         super().__init__(**kwargs)
         self.layer = layer
 
-    weights = property(lambda self: self.layer.weights)
-    trainable_weights = property(lambda self: self.layer.trainable_weights if self.trainable
-                                 else [])
-    non_trainable_weights = property(lambda self: self.layer.non_trainable_weights
-                                     if self.trainable else self.layer.weights)
-    trainable_variables = trainable_weights
-    non_trainable_variables = non_trainable_weights
-    variables = weights
-
-    def get_weights(self):
-        return self.layer.get_weights()
-
-    def set_weights(self, weights):
-        self.layer.set_weights(weights)
-
-    def count_params(self):
-        return self.layer.count_params()
+    def _inner_layers(self):
+        return [self.layer]
 
     def _child_shape(self, input_shape):
         input_shape = tuple(input_shape)
