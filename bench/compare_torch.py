@@ -1,6 +1,6 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph]
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn]
                                   [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
@@ -23,6 +23,14 @@ the share of a training step that the graph runner (faltung.models.graph.Graph.f
 backward) spends outside the layers' own forward/backward calls, from timing wrappers around
 faltung.models.graph.run_forward/run_backward, Graph.forward/backward, the loss and the
 optimizer, in the same process; it does not involve PyTorch.
+
+`rnn` times the recurrent layers LSTM, GRU and SimpleRNN (return_sequences=True) against
+torch.nn.LSTM/GRU/RNN(batch_first=True) on the same input, at (batch 32, T 100, input 128,
+units 256) and (batch 64, T 50, input 64, units 128): forward is layer.forward(x,
+training=False) against the module under torch.no_grad(); forward+backward is
+layer.forward(x, training=True) then layer.backward(dy) against out, _ = m(x) with
+x.requires_grad_() and out.backward(dy), dy a fixed random array of the output's shape. The
+script checks that both sides' outputs have the same shape; the weights differ.
 """
 import argparse
 import copy
@@ -529,9 +537,52 @@ def bench_graph(repeats):
         _graph_overhead(name, build(), x, n)
 
 
+# ------------------------------------------------------------------------ recurrent layers
+def bench_rnn(repeats):
+    rng = np.random.default_rng(0)
+    kinds = [("LSTM", layers.LSTM, torch.nn.LSTM), ("GRU", layers.GRU, torch.nn.GRU),
+             ("SimpleRNN", layers.SimpleRNN, torch.nn.RNN)]
+    for N, T, D, U in [(32, 100, 128, 256), (64, 50, 64, 128)]:
+        x = rng.standard_normal((N, T, D)).astype(np.float32)
+        xt = torch.from_numpy(x)
+        for name, f_cls, t_cls in kinds:
+            fl = f_cls(U, return_sequences=True)
+            fl.build((None, T, D))
+            tm = t_cls(D, U, batch_first=True)
+            y = np.asarray(fl.forward(x, training=False))
+            with torch.no_grad():
+                t_shape = tuple(tm(xt)[0].shape)
+            if t_shape != y.shape:
+                raise AssertionError(f"{name} output shapes differ: faltung {y.shape}, torch {t_shape}")
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            dy_t = torch.from_numpy(dy)
+            xg = xt.clone().requires_grad_(True)
+
+            def f(fl=fl):
+                fl.forward(x, training=False)
+
+            def t(tm=tm):
+                with torch.no_grad():
+                    tm(xt)
+
+            def fb(fl=fl, dy=dy):
+                fl.forward(x, training=True)
+                fl.backward(dy)
+
+            def tb(tm=tm, xg=xg, dy_t=dy_t):
+                tm.zero_grad(set_to_none=True)
+                xg.grad = None
+                out, _ = tm(xg)
+                out.backward(dy_t)
+            label = f"{name} {U} units, batch {N}, T {T}, input {D}"
+            compare(f"{label} fwd", {"faltung": f, "torch": t}, repeats)
+            compare(f"{label} fwd+bwd", {"faltung": fb, "torch": tb}, repeats)
+
+
 SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
             "pool": bench_pool, "step": bench_step, "memory": bench_memory,
-            "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph}
+            "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph,
+            "rnn": bench_rnn}
 
 
 def main():
