@@ -11,6 +11,7 @@ import pytest
 import faltung
 from faltung import layers as L
 from faltung.layers import Layer, Variable
+from reference.gradcheck import central_difference
 
 
 # -- float64 test bricks -------------------------------------------------------------------
@@ -117,24 +118,13 @@ def _fd_check(model, xs, seed=0, eps=1e-6, tol=1e-6):
     grads = [dxs] if single_in else dxs
     for a, g in zip(arrays, grads):
         for idx in [tuple(rng.integers(0, s) for s in a.shape) for _ in range(4)]:
-            old = a[idx]
-            a[idx] = old + eps
-            up = f()
-            a[idx] = old - eps
-            down = f()
-            a[idx] = old
-            assert g[idx] == pytest.approx((up - down) / (2 * eps), rel=tol, abs=tol)
+            assert g[idx] == pytest.approx(central_difference(f, a, idx, eps), rel=tol, abs=tol)
     weight_grads = [(v, v.grad.copy()) for v in model.trainable_weights]
     assert weight_grads and all(g is not None for _, g in weight_grads)
     for v, g in weight_grads:
         for idx in [tuple(rng.integers(0, s) for s in v.shape) for _ in range(3)]:
-            old = v.value[idx]
-            v.value[idx] = old + eps
-            up = f()
-            v.value[idx] = old - eps
-            down = f()
-            v.value[idx] = old
-            assert g[idx] == pytest.approx((up - down) / (2 * eps), rel=tol, abs=tol), v.name
+            assert g[idx] == pytest.approx(central_difference(f, v.value, idx, eps),
+                                           rel=tol, abs=tol), v.name
 
 
 def _x(*shape, seed=1):
@@ -230,17 +220,8 @@ def test_loss_weights_step_equals_finite_difference_of_weighted_loss():
         return float(ce(y[0], c)) + 0.5 * float(mse(y[1], r))
 
     before = [v.value.copy() for v in model.trainable_weights]
-    fd = []
-    eps = 1e-2
-    for v in model.trainable_weights:
-        idx = (0,) * v.value.ndim
-        old = v.value[idx]
-        v.value[idx] = old + eps
-        up = total()
-        v.value[idx] = old - eps
-        down = total()
-        v.value[idx] = old
-        fd.append((up - down) / (2 * eps))
+    fd = [central_difference(total, v.value, (0,) * v.value.ndim, 1e-2)
+          for v in model.trainable_weights]
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     c, r = model.predict(x, verbose=0)
     assert logs["reg_loss"] == pytest.approx(float(mse(y[1], r)), rel=1e-5)  # logged unweighted
@@ -538,15 +519,9 @@ def test_batch_norm_in_inference_mode_inside_training_step_matches_finite_differ
     r = _x(4, 5, 2, seed=4).astype(np.float32)
     model.forward(x, training=True)
     model.backward(r, need_dx=False)
-    eps = 1e-2
     f = lambda: float((model.forward(x).astype(np.float64) * r).sum())  # noqa: E731
     for v in (bn.gamma, bn.beta):
         g = v.grad.copy()
         for i in range(3):
-            old = v.value[i]
-            v.value[i] = old + eps
-            up = f()
-            v.value[i] = old - eps
-            down = f()
-            v.value[i] = old
-            assert g[i] == pytest.approx((up - down) / (2 * eps), rel=1e-3, abs=1e-3)
+            assert g[i] == pytest.approx(central_difference(f, v.value, i, 1e-2),
+                                         rel=1e-3, abs=1e-3)

@@ -14,3 +14,15 @@ def numeric_grad(f, x, r, eps=1e-6):
         flat[i] = old
         gf[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def central_difference(f, x, idx, eps=1e-6):
+    """(f() with x[idx] + eps - f() with x[idx] - eps) / 2 eps for a scalar f() that reads x;
+    x[idx] is restored. For sampled entries of large arrays (weights of whole models)."""
+    old = x[idx]
+    x[idx] = old + eps
+    up = f()
+    x[idx] = old - eps
+    down = f()
+    x[idx] = old
+    return (up - down) / (2 * eps)
