@@ -79,10 +79,6 @@ class KerasTensor:
                         "models run only layers, so array math on KerasTensors is not traced).")
 
 
-def is_keras_tensor(x):
-    return isinstance(x, KerasTensor)
-
-
 class Node:
     """One call of `layer`: `call_args` (the `inputs` argument: a tensor or a structure of
     tensors) and `call_kwargs` (may hold tensors, e.g. `initial_state`) -> `outputs`."""

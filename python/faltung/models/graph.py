@@ -249,7 +249,7 @@ class Graph:
                     if n_t:
                         got = dkw.get(key)
                         flat_dx += [None] * n_t if got is None else \
-                            [g for g in flatten(got)][:n_t]
+                            flatten(got)[:n_t]
             else:
                 flat_dx = [dx] if self._single_arg[i] else flatten(dx)
             for t, d in zip(node.input_tensors, flat_dx):

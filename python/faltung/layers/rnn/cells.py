@@ -147,8 +147,8 @@ class SimpleRNNCell(_Cell):
                                     self.activation.name, zero_out, rmask, training)
 
     @staticmethod
-    def _back(R, saved, dhs, d_states, need_dx):
-        return R.simple_rnn_backward(saved, dhs, d_states[0], need_dx=need_dx)
+    def _back(R, saved, dhs, d_states, need_dx, need_dweights):
+        return R.simple_rnn_backward(saved, dhs, d_states[0], need_dx, need_dweights)
 
 
 class LSTMCell(_Cell):
@@ -191,8 +191,8 @@ class LSTMCell(_Cell):
                               rmask, training)
 
     @staticmethod
-    def _back(R, saved, dhs, d_states, need_dx):
-        return R.lstm_backward(saved, dhs, d_states[0], d_states[1], need_dx=need_dx)
+    def _back(R, saved, dhs, d_states, need_dx, need_dweights):
+        return R.lstm_backward(saved, dhs, d_states[0], d_states[1], need_dx, need_dweights)
 
     def get_config(self):
         cfg = super().get_config()
@@ -230,8 +230,8 @@ class GRUCell(_Cell):
                              rmask, training)
 
     @staticmethod
-    def _back(R, saved, dhs, d_states, need_dx):
-        return R.gru_backward(saved, dhs, d_states[0], need_dx=need_dx)
+    def _back(R, saved, dhs, d_states, need_dx, need_dweights):
+        return R.gru_backward(saved, dhs, d_states[0], need_dx, need_dweights)
 
     def get_config(self):
         cfg = super().get_config()

@@ -214,7 +214,7 @@ class RNN(Composite):
                 dhs[:, -1] = d_out
             else:                            # the last output is the final state h_T
                 d_states[0] = d_out if d_states[0] is None else d_states[0] + d_out
-        grads = self.cell._back(R, saved, dhs, d_states, need_dx or given)
+        grads = self.cell._back(R, saved, dhs, d_states, need_dx or given, self.trainable)
         dx, dk, drk, db = grads[:4]
         d_init = list(grads[4:])
         if self.trainable:
