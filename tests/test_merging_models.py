@@ -141,3 +141,12 @@ def test_bricks_take_the_read_only_gradients_of_add(make):
     y = model.forward([x, rand((2,) + h.shape[1:], 2)], training=True)
     dx, db = model.backward(rand(y.shape, 1))
     assert dx.shape == x.shape and np.all(np.isfinite(dx)) and not db.flags.writeable
+
+
+def test_merges_propagate_nan_and_inf():
+    from faltung import layers as L
+    a = np.array([[1.0, np.nan, np.inf]], np.float32)
+    b = np.array([[2.0, 1.0, 1.0]], np.float32)
+    assert np.isnan(L.Add()([a, b])[0, 1]) and np.isinf(L.Add()([a, b])[0, 2])
+    assert np.isnan(L.Concatenate()([a, b])[0, 1])
+    assert np.isnan(L.Maximum()([a, b])[0, 1])

@@ -332,3 +332,28 @@ def test_frozen_recurrent_layer_gets_no_weight_gradients():
     model.fit(_x(8, 4, 3), _x(8, 1, seed=1), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.layers[0].get_weights()))
     assert all(w.grad is None for w in model.layers[0].weights)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_nan_input_propagates(cls):
+    # A NaN reaches every later output of its sample (nothing hides it from TerminateOnNaN)
+    # and leaves the other samples alone.
+    layer = cls(3, return_sequences=True)
+    x = _x(2, 4, 2)
+    layer(x)
+    bad = x.copy()
+    bad[0, 1, 0] = np.nan
+    out = layer(bad)
+    assert np.isnan(out[0, 1:]).all() and np.isfinite(out[0, :1]).all()
+    assert np.allclose(out[1], layer(x)[1])
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15: faltung's float32 tanh returns NaN for +-inf "
+                                       "(Keras saturates to +-1)")
+@pytest.mark.parametrize("cls", CLASSES)
+def test_inf_input_saturates(cls):
+    layer = cls(3, return_sequences=True)
+    x = _x(2, 4, 2)
+    layer(x)
+    x[0, 1, 0] = np.inf
+    assert np.isfinite(layer(x)).all()
