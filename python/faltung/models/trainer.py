@@ -226,21 +226,17 @@ class Trainer:
                          "Call `model.add(layer)`.")
 
     # -- loss and steps ----------------------------------------------------------------
-    @staticmethod
-    def _regularizer_of(v):
-        return v.regularizer
-
     def _regularization(self):
         total = 0.0
         for v in self.weights:
-            reg = self._regularizer_of(v)
+            reg = v.regularizer
             if reg is not None:
                 total += float(reg(v.value))
         return total
 
     def _add_regularization_grads(self):
         for v in self.trainable_weights:
-            reg = self._regularizer_of(v)
+            reg = v.regularizer
             if reg is not None and hasattr(reg, "grad"):
                 g = np.asarray(reg.grad(v.value), np.float32)
                 v.grad = g if v.grad is None else v.grad + g
