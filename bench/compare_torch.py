@@ -1,6 +1,6 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn]
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc]
                                   [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
@@ -31,6 +31,15 @@ training=False) against the module under torch.no_grad(); forward+backward is
 layer.forward(x, training=True) then layer.backward(dy) against out, _ = m(x) with
 x.requires_grad_() and out.backward(dy), dy a fixed random array of the output's shape. The
 script checks that both sides' outputs have the same shape; the weights differ.
+
+`ctc` times the CTC loss per sample (reduction none) at (T 100, N 32, C 28, S 20), (T 500, N 16,
+C 100, S 100) and (T 1000, N 8, C 5000, S 50), labels of full length S, inputs of full length T:
+"logits" is faltung.ops.ctc_loss(logits) against log_softmax + torch.nn.functional.ctc_loss (what
+keras.ops.ctc_loss runs on torch), "log-probs" is ctc_loss(from_log_probs=True) against ctc_loss
+alone, each forward and forward+backward (faltung.ops.ctc_loss_and_grad against loss.sum()
+.backward()); PyTorch gets its native time-major layout, transposed outside the timing. The
+script checks that both sides' losses agree. `ctc` also times faltung's beam search (batch 16,
+T 150, 28 classes, beam width 100).
 """
 import argparse
 import copy
@@ -579,10 +588,58 @@ def bench_rnn(repeats):
             compare(f"{label} fwd+bwd", {"faltung": fb, "torch": tb}, repeats)
 
 
+def bench_ctc(repeats):
+    rng = np.random.default_rng(0)
+    fn = torch.nn.functional
+    for T, N, C, S in [(100, 32, 28, 20), (500, 16, 100, 100), (1000, 8, 5000, 50)]:
+        logits = rng.standard_normal((N, T, C)).astype(np.float32)
+        labels = rng.integers(1, C, size=(N, S)).astype(np.int32)
+        ll = np.full(N, S, np.int32)
+        il = np.full(N, T, np.int32)
+        logp = np.log(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
+        t_logits = torch.from_numpy(logits.transpose(1, 0, 2).copy())  # (T, N, C)
+        t_logp = torch.from_numpy(logp.transpose(1, 0, 2).copy())
+        t_labels, t_ll, t_il = (torch.from_numpy(a.astype(np.int64)) for a in (labels, ll, il))
+
+        def t_loss(z, from_logits):
+            lp = fn.log_softmax(z, dim=-1) if from_logits else z
+            return fn.ctc_loss(lp, t_labels, t_il, t_ll, blank=0, reduction="none")
+
+        with torch.no_grad():
+            want = t_loss(t_logits, True).numpy()
+        got = faltung.ops.ctc_loss(labels, logits, ll, il)
+        if not np.allclose(got, want, rtol=1e-3):
+            raise AssertionError(f"CTC losses differ: faltung {got[:3]}, torch {want[:3]}")
+        for kind, x, tx, from_logits in [("logits", logits, t_logits, True),
+                                         ("log-probs", logp, t_logp, False)]:
+            def f(x=x, fl=from_logits):
+                faltung.ops.ctc_loss(labels, x, ll, il, from_log_probs=not fl)
+
+            def t(tx=tx, fl=from_logits):
+                with torch.no_grad():
+                    t_loss(tx, fl)
+
+            def fb(x=x, fl=from_logits):
+                faltung.ops.ctc_loss_and_grad(labels, x, ll, il, from_log_probs=not fl)
+
+            def tb(tx=tx, fl=from_logits):
+                z = tx.detach().requires_grad_(True)
+                t_loss(z, fl).sum().backward()
+            label = f"CTC {kind} T {T}, N {N}, C {C}, S {S}"
+            compare(f"{label} fwd", {"faltung": f, "torch": t}, repeats)
+            compare(f"{label} fwd+bwd", {"faltung": fb, "torch": tb}, repeats)
+    x = rng.standard_normal((16, 150, 28)).astype(np.float32) * 3
+    lengths = np.full(16, 150, np.int32)
+    times = [timeit(lambda: faltung.ops.ctc_decode(x, lengths, strategy="beam_search",
+                                                   beam_width=100)) for _ in range(repeats)]
+    print(f"CTC beam search batch 16, T 150, C 28, beam 100: faltung {statistics.median(times) * 1e3:.1f} ms "
+          f"(median of {repeats})", flush=True)
+
+
 SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
             "pool": bench_pool, "step": bench_step, "memory": bench_memory,
             "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph,
-            "rnn": bench_rnn}
+            "rnn": bench_rnn, "ctc": bench_ctc}
 
 
 def main():

@@ -211,33 +211,53 @@ struct Ctc {
   // and the gradient then propagate the NaN.)
   bool feasible_after(int64_t b) const { return !(ws[lay.logp + b] <= kLogZero<Real> / 2); }
 
+  // Everything for sample b on the calling thread.
+  void run_sample(int64_t b, Real* occ) {
+    for (int64_t t = 0; t < c.T; ++t) normalise_row(b, t);
+    if (!feasible(b) || input_len[b] == 0) return;
+    run_alpha(b);
+    if (!grad) return;
+    run_gamma(b);
+    for (int64_t t = 0; t < input_len[b]; ++t) occupancy_row(b, t, occ);
+  }
+
+  // Two schedules. With at least two samples per thread, each sample runs start to end on one
+  // thread (dynamic schedule, no barrier, its rows stay in cache). With fewer (batch 1, or a
+  // few long sequences) the work runs in three phases split over the team: the rows of x, then
+  // the alpha and gamma recursions as independent tasks (so alpha and gamma of one sample run
+  // at once), then the gradient rows.
   void run() {
     setup();
     const int64_t rows = c.B * c.T;
-    // The feasible samples' recursions (alpha, and gamma with grad) as independent tasks.
-    std::vector<int64_t> tasks;
-    for (int64_t b = 0; b < c.B; ++b) {
-      if (!feasible(b) || input_len[b] == 0) continue;
-      tasks.push_back(2 * b);
-      if (grad) tasks.push_back(2 * b + 1);
-    }
-    const int64_t ntasks = int64_t(tasks.size());
-    const int64_t work = rows * c.C + c.T * lay.Lp * ntasks;
+    const int64_t work = rows * (c.C + lay.Lp);
     const int nt = work < (1 << 14) ? 1 : get_num_threads();
-    std::vector<Real> occ_buf(size_t(nt) * lay.Lp);  // per-thread occupancy row (Lp elements)
-#pragma omp parallel num_threads(nt)
-    {
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) normalise_row(r / c.T, r % c.T);
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t k = 0; k < ntasks; ++k) {
-        if (tasks[k] & 1) run_gamma(tasks[k] / 2);
-        else run_alpha(tasks[k] / 2);
+    std::vector<Real> occ_buf(size_t(nt) * lay.Lp);  // per-thread occupancy row
+    if (c.B >= 2 * nt) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+      for (int64_t b = 0; b < c.B; ++b)
+        run_sample(b, occ_buf.data() + omp_get_thread_num() * lay.Lp);
+    } else {
+      std::vector<int64_t> tasks;  // 2b: alpha of sample b, 2b+1: its gamma
+      for (int64_t b = 0; b < c.B; ++b) {
+        if (!feasible(b) || input_len[b] == 0) continue;
+        tasks.push_back(2 * b);
+        if (grad) tasks.push_back(2 * b + 1);
       }
-      if (grad) {
-        Real* occ = occ_buf.data() + omp_get_thread_num() * lay.Lp;
+      const int64_t ntasks = int64_t(tasks.size());
+#pragma omp parallel num_threads(nt)
+      {
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) occupancy_row(r / c.T, r % c.T, occ);
+        for (int64_t r = 0; r < rows; ++r) normalise_row(r / c.T, r % c.T);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t k = 0; k < ntasks; ++k) {
+          if (tasks[k] & 1) run_gamma(tasks[k] / 2);
+          else run_alpha(tasks[k] / 2);
+        }
+        if (grad) {
+          Real* occ = occ_buf.data() + omp_get_thread_num() * lay.Lp;
+#pragma omp for schedule(static)
+          for (int64_t r = 0; r < rows; ++r) occupancy_row(r / c.T, r % c.T, occ);
+        }
       }
     }
     for (int64_t b = 0; b < c.B; ++b) {

@@ -27,10 +27,11 @@
 //
 // Memory (the warp-ctc pattern): ctc_workspace_size(config) is the number of Real elements the
 // loss needs; the caller passes a buffer of that size. Its layout is computed in one place
-// (ctc.cpp's CtcLayout), never elsewhere. Threads: one OpenMP region per call; the rows (b, t)
-// of the softmax and gradient passes are split over the team, and the alpha and gamma
-// recursions of every sample are 2B independent tasks, so a single long sequence still uses
-// two threads (alpha on one, gamma on the other).
+// (ctc.cpp's CtcLayout), never elsewhere. Threads: one OpenMP region per call. With at least
+// two samples per thread each sample runs whole on one thread; with fewer, the rows (b, t) of
+// the softmax and gradient passes are split over the team and the alpha and gamma recursions
+// are 2B independent tasks, so a single long sequence still uses two threads (alpha on one,
+// gamma on the other).
 #pragma once
 #include <cstdint>
 
