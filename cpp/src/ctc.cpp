@@ -26,9 +26,11 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "elementwise.hpp"
+#include "simd.hpp"
 
 namespace faltung {
 
@@ -69,6 +71,32 @@ template <typename Real>
 inline Real lse2(Real a, Real b) {
   const Real m = std::max(a, b);
   return m + vlog_ge1(vexp(a - m) + vexp(b - m));
+}
+
+// The max m of a row and sum_k exp(x[k] - m); e (C) receives exp(x[k] - m). The max and the
+// sum run over whole vectors (simd.hpp) first: GCC does not vectorize a plain float reduction,
+// whose order it may not change. The exp loop has no reduction and vectorizes as it stands.
+template <typename Real>
+std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
+  using V = typename simd::Vec<Real>::type;
+  constexpr int W = simd::Vec<Real>::width;
+  const Real inf = std::numeric_limits<Real>::infinity();
+  V vm = V{} - inf;
+  int64_t k = 0;
+  for (; k + W <= C; k += W) {
+    const V v = simd::load<V>(x + k);
+    vm = v > vm ? v : vm;
+  }
+  Real m = -inf;
+  for (int j = 0; j < W; ++j) m = std::max(m, vm[j]);
+  for (; k < C; ++k) m = std::max(m, x[k]);
+  for (k = 0; k < C; ++k) e[k] = vexp(x[k] - m);
+  V vs = V{};
+  for (k = 0; k + W <= C; k += W) vs += simd::load<V>(e + k);
+  Real sum = 0;
+  for (int j = 0; j < W; ++j) sum += vs[j];
+  for (; k < C; ++k) sum += e[k];
+  return {m, sum};
 }
 
 // The workspace layout, computed here and nowhere else. Lp = 2S+1 slots plus two pads (alpha
@@ -127,7 +155,8 @@ struct Ctc {
   }
 
   // Row (b, t): log-normaliser, the gathered ylab row and, with grad, y_t (or 0) into grad.
-  void normalise_row(int64_t b, int64_t t) {
+  // scratch: C elements, used when there is no grad row to hold exp(x - max).
+  void normalise_row(int64_t b, int64_t t, Real* scratch) {
     const int64_t C = c.C;
     const Real* xr = x + (b * c.T + t) * C;
     Real* g = grad ? grad + (b * c.T + t) * C : nullptr;
@@ -137,17 +166,12 @@ struct Ctc {
     }
     Real lse = 0;
     if (!c.log_probs) {
-      Real m = -std::numeric_limits<Real>::infinity();
-      for (int64_t k = 0; k < C; ++k) m = std::max(m, xr[k]);
-      Real sum = 0;
+      const auto [m, sum] = row_max_sumexp(xr, C, g ? g : scratch);
+      lse = m + std::log(sum);
       if (g) {
-        for (int64_t k = 0; k < C; ++k) sum += (g[k] = vexp(xr[k] - m));
         const Real inv = Real(1) / sum;
         for (int64_t k = 0; k < C; ++k) g[k] *= inv;
-      } else {
-        for (int64_t k = 0; k < C; ++k) sum += vexp(xr[k] - m);
       }
-      lse = m + std::log(sum);
     } else if (g) {
       std::fill(g, g + C, Real(0));
     }
@@ -212,8 +236,8 @@ struct Ctc {
   bool feasible_after(int64_t b) const { return !(ws[lay.logp + b] <= kLogZero<Real> / 2); }
 
   // Everything for sample b on the calling thread.
-  void run_sample(int64_t b, Real* occ) {
-    for (int64_t t = 0; t < c.T; ++t) normalise_row(b, t);
+  void run_sample(int64_t b, Real* occ, Real* scratch) {
+    for (int64_t t = 0; t < c.T; ++t) normalise_row(b, t, scratch);
     if (!feasible(b) || input_len[b] == 0) return;
     run_alpha(b);
     if (!grad) return;
@@ -231,11 +255,16 @@ struct Ctc {
     const int64_t rows = c.B * c.T;
     const int64_t work = rows * (c.C + lay.Lp);
     const int nt = work < (1 << 14) ? 1 : get_num_threads();
-    std::vector<Real> occ_buf(size_t(nt) * lay.Lp);  // per-thread occupancy row
+    // per thread: an occupancy row (Lp) and, for the loss alone, a row of exp(x - max) (C)
+    const int64_t per_thread = lay.Lp + (grad ? 0 : c.C);
+    std::vector<Real> thread_buf(size_t(nt * per_thread));
+    auto occ_of = [&](int i) { return thread_buf.data() + i * per_thread; };
     if (c.B >= 2 * nt) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-      for (int64_t b = 0; b < c.B; ++b)
-        run_sample(b, occ_buf.data() + omp_get_thread_num() * lay.Lp);
+      for (int64_t b = 0; b < c.B; ++b) {
+        Real* occ = occ_of(omp_get_thread_num());
+        run_sample(b, occ, occ + lay.Lp);
+      }
     } else {
       std::vector<int64_t> tasks;  // 2b: alpha of sample b, 2b+1: its gamma
       for (int64_t b = 0; b < c.B; ++b) {
@@ -246,15 +275,15 @@ struct Ctc {
       const int64_t ntasks = int64_t(tasks.size());
 #pragma omp parallel num_threads(nt)
       {
+        Real* occ = occ_of(omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) normalise_row(r / c.T, r % c.T);
+        for (int64_t r = 0; r < rows; ++r) normalise_row(r / c.T, r % c.T, occ + lay.Lp);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t k = 0; k < ntasks; ++k) {
           if (tasks[k] & 1) run_gamma(tasks[k] / 2);
           else run_alpha(tasks[k] / 2);
         }
         if (grad) {
-          Real* occ = occ_buf.data() + omp_get_thread_num() * lay.Lp;
 #pragma omp for schedule(static)
           for (int64_t r = 0; r < rows; ++r) occupancy_row(r / c.T, r % c.T, occ);
         }
