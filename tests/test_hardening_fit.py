@@ -103,3 +103,10 @@ def test_class_weight_keys_must_be_classes(cw):
 
 def test_valid_class_weight_trains():
     assert np.isfinite(_fit(class_weight={0: 1.0, 3: 2.0}).history["loss"]).all()
+
+
+def test_sparse_loss_refuses_labels_beyond_int32():
+    from faltung.ops.nn import softmax_cross_entropy_with_grad
+    logits = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"label value of 4294967297, which is outside the valid range of \[0, 4\)"):
+        softmax_cross_entropy_with_grad(logits, np.array([0, 2 ** 32 + 1], np.int64), sparse=True)
