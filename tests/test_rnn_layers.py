@@ -348,8 +348,6 @@ def test_nan_input_propagates(cls):
     assert np.allclose(out[1], layer(x)[1])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: faltung's float32 tanh returns NaN for +-inf "
-                                       "(Keras saturates to +-1)")
 @pytest.mark.parametrize("cls", CLASSES)
 def test_inf_input_saturates(cls):
     layer = cls(3, return_sequences=True)

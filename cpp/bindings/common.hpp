@@ -40,6 +40,8 @@ inline void check_shape(const py::array& a, const std::vector<int64_t>& expected
 // A new C-contiguous array of the given shape (uninitialized).
 template <typename T>
 Arr<T> empty(const std::vector<int64_t>& shape) {
+  int64_t n = 1;  // refuse before allocating what memory could not hold (or int64 wraps)
+  for (int64_t d : shape) n = size_mul(n, d, "allocation", "the result's element count");
   return Arr<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 

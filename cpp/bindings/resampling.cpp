@@ -24,7 +24,8 @@ Arr<T> nearest(Arr<T> x, Pair size) {
   check_rank(x, 4, op, "x");
   check_positive(size, op, "size");
   const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
-  auto y = empty<T>({N, H * size[0], W * size[1], C});
+  auto y = empty<T>({N, size_mul(H, size[0], op.c_str(), "output height H * size[0]"),
+                      size_mul(W, size[1], op.c_str(), "output width W * size[1]"), C});
   T* yp = y.mutable_data();
   const T* xp = x.data();
   {

@@ -23,6 +23,14 @@ constexpr double kSqrt2 = 1.4142135623730950488;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
 constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2/pi)
 constexpr double kGeluC = 0.044715;
+// Beyond +-kFlat the derivatives of gelu, silu, mish and hard_silu are exactly 0 or 1 in
+// float and double; their backward clamps x there so that inf * 0 does not give NaN.
+constexpr double kFlat = 1e4;
+
+// The slope part that relu subtracts, s max(th - x, 0); zero (not 0 * inf = NaN) when s = 0.
+template <typename T> inline T relu_negative(T v, T s, T th) {
+  return s == T(0) ? T(0) : s * std::max(th - v, T(0));
+}
 
 struct NameAct {
   const char* name;
@@ -65,14 +73,17 @@ void act_forward(Act a, T* y, const T* x, int64_t N, const ActParams& p) {
       break;
     case Act::relu: {
       const T s = T(p.negative_slope), th = T(p.threshold), mx = T(p.max_value);
+      // NaN propagates (std::max(v, 0) returns v when v is NaN), as in Keras and PyTorch
       if (s == T(0) && th == T(0) && !p.has_max) {
-        map_x(y, x, N, kCheap, [](T v) { return v > T(0) ? v : T(0); });
+        map_x(y, x, N, kCheap, [](T v) { return std::max(v, T(0)); });
       } else if (!p.has_max) {
-        map_x(y, x, N, kCheap, [=](T v) { return (v > th ? v : T(0)) - s * std::max(th - v, T(0)); });
+        map_x(y, x, N, kCheap, [=](T v) {
+          return v == v ? (v > th ? v : T(0)) - relu_negative(v, s, th) : v;
+        });
       } else {
         map_x(y, x, N, kCheap, [=](T v) {
           const T pos = std::min(std::max(v > th ? v : T(0), T(0)), mx);
-          return pos - s * std::max(th - v, T(0));
+          return v == v ? pos - relu_negative(v, s, th) : v;
         });
       }
       break;
@@ -80,7 +91,12 @@ void act_forward(Act a, T* y, const T* x, int64_t N, const ActParams& p) {
     case Act::sigmoid: map_x(y, x, N, kCostly, [](T v) { return sigmoid(v); }); break;
     case Act::tanh: map_x(y, x, N, kCostly, [](T v) { return vtanh(v); }); break;
     case Act::softplus: map_x(y, x, N, kCostly, [](T v) { return softplus(v); }); break;
-    case Act::softsign: map_x(y, x, N, kCheap, [](T v) { return v / (T(1) + std::abs(v)); }); break;
+    case Act::softsign:  // +-inf -> +-1 (inf / inf would be NaN)
+      map_x(y, x, N, kCheap, [](T v) {
+        const T c = clamp_nan(v, std::numeric_limits<T>::max());
+        return c / (T(1) + std::abs(c));
+      });
+      break;
     case Act::elu: {
       const T al = T(p.alpha);
       map_x(y, x, N, kCostly, [=](T v) { return std::max(v, T(0)) + al * vexpm1(std::min(v, T(0))); });
@@ -93,23 +109,29 @@ void act_forward(Act a, T* y, const T* x, int64_t N, const ActParams& p) {
       break;
     }
     case Act::gelu:
-      map_x(y, x, N, kCostly, [](T v) { return T(0.5) * v * (T(1) + verf(v / T(kSqrt2))); });
+      map_x(y, x, N, kCostly, [](T v) {
+        const T u = finite_below(v);
+        return T(0.5) * u * (T(1) + verf(u / T(kSqrt2)));
+      });
       break;
     case Act::gelu_approx:
       map_x(y, x, N, kCostly, [](T v) {
-        return T(0.5) * v * (T(1) + vtanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v)));
+        const T u = finite_below(v);
+        return T(0.5) * u * (T(1) + vtanh(T(kSqrt2OverPi) * (u + T(kGeluC) * u * u * u)));
       });
       break;
-    case Act::silu: map_x(y, x, N, kCostly, [](T v) { return v * sigmoid(v); }); break;
+    case Act::silu: map_x(y, x, N, kCostly, [](T v) { return finite_below(v) * sigmoid(v); }); break;
     case Act::exponential: map_x(y, x, N, kCostly, [](T v) { return vexp(v); }); break;
     case Act::hard_sigmoid:
       map_x(y, x, N, kCheap, [](T v) { return std::min(std::max(v / T(6) + T(0.5), T(0)), T(1)); });
       break;
     case Act::hard_silu:
       map_x(y, x, N, kCheap,
-            [](T v) { return v * std::min(std::max(v / T(6) + T(0.5), T(0)), T(1)); });
+            [](T v) { return finite_below(v) * std::min(std::max(v / T(6) + T(0.5), T(0)), T(1)); });
       break;
-    case Act::mish: map_x(y, x, N, kCostly, [](T v) { return v * vtanh(softplus(v)); }); break;
+    case Act::mish:
+      map_x(y, x, N, kCostly, [](T v) { return finite_below(v) * vtanh(softplus(v)); });
+      break;
   }
 }
 
@@ -163,21 +185,24 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
       break;
     }
     case Act::gelu:  // y = x Phi(x): dy/dx = Phi(x) + x phi(x)
-      map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
+      map_dv(dx, dy, x, N, kCostly, [](T d, T x_) {
+        const T v = clamp_nan(x_, T(kFlat));
         const T cdf = T(0.5) * (T(1) + verf(v / T(kSqrt2)));
         const T pdf = T(kInvSqrt2Pi) * vexp(T(-0.5) * v * v);
         return d * (cdf + v * pdf);
       });
       break;
     case Act::gelu_approx:  // y = x/2 (1 + tanh(u)), u = c1 (x + c2 x^3)
-      map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
+      map_dv(dx, dy, x, N, kCostly, [](T d, T x_) {
+        const T v = clamp_nan(x_, T(kFlat));
         const T t = vtanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v));
         const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluC) * v * v);
         return d * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
       });
       break;
     case Act::silu:  // y = x s(x): dy/dx = s (1 + x (1 - s))
-      map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
+      map_dv(dx, dy, x, N, kCostly, [](T d, T x_) {
+        const T v = clamp_nan(x_, T(kFlat));
         const T s = sigmoid(v);
         return d * s * (T(1) + v * (T(1) - s));
       });
@@ -188,13 +213,15 @@ void act_backward(Act a, T* dx, const T* dy, const T* x, const T* y, int64_t N,
              [](T d, T v) { return d * T(v > T(-3) && v < T(3)) / T(6); });
       break;
     case Act::hard_silu:  // y = x h(x): dy/dx = h(x) + x h'(x)
-      map_dv(dx, dy, x, N, kCheap, [](T d, T v) {
+      map_dv(dx, dy, x, N, kCheap, [](T d, T x_) {
+        const T v = clamp_nan(x_, T(kFlat));
         const T h = std::min(std::max(v / T(6) + T(0.5), T(0)), T(1));
         return d * (h + T(v > T(-3) && v < T(3)) * v / T(6));
       });
       break;
     case Act::mish:  // y = x tanh(sp(x)): dy/dx = t + x (1 - t^2) sigmoid(x)
-      map_dv(dx, dy, x, N, kCostly, [](T d, T v) {
+      map_dv(dx, dy, x, N, kCostly, [](T d, T x_) {
+        const T v = clamp_nan(x_, T(kFlat));
         const T t = vtanh(softplus(v));
         return d * (t + v * (T(1) - t * t) * sigmoid(v));
       });

@@ -23,6 +23,27 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return os.str();
 }
 
+namespace {
+[[noreturn]] void size_error(const char* op, const char* what, const std::string& expr) {
+  throw std::invalid_argument(std::string(op) + ": " + what + " = " + expr + " is beyond what memory could hold (at most " +
+                              std::to_string(kMaxSize) + " elements)");
+}
+}  // namespace
+
+int64_t size_mul(int64_t a, int64_t b, const char* op, const char* what) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r) || r > kMaxSize)
+    size_error(op, what, std::to_string(a) + " * " + std::to_string(b));
+  return r;
+}
+
+int64_t size_add(int64_t a, int64_t b, const char* op, const char* what) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r) || r > kMaxSize)
+    size_error(op, what, std::to_string(a) + " + " + std::to_string(b));
+  return r;
+}
+
 void set_num_threads(int n) {
   FALTUNG_CHECK(n >= 1, "set_num_threads: expected n >= 1, received " + std::to_string(n));
   omp_set_num_threads(n);

@@ -46,10 +46,14 @@ void check_conv2d_shape(const Conv2dShape& s) {
                                          " are not divisible by groups=" + std::to_string(s.groups));
   FALTUNG_CHECK(s.OH > 0 && s.OW > 0, where + "output sizes must be positive (is the kernel larger than the "
                                               "padded, dilated input?); " + geom_str(s));
-  const int64_t ekh = (s.KH - 1) * s.dil_h + 1, ekw = (s.KW - 1) * s.dil_w + 1;
+  const char* op = "conv2d";
+  const int64_t ekh = size_mul(s.KH - 1, s.dil_h, op, "(kernel height - 1) * dilation_rate") + 1;
+  const int64_t ekw = size_mul(s.KW - 1, s.dil_w, op, "(kernel width - 1) * dilation_rate") + 1;
+  const int64_t span_h = size_mul(s.OH - 1, s.stride_h, op, "(output height - 1) * strides");
+  const int64_t span_w = size_mul(s.OW - 1, s.stride_w, op, "(output width - 1) * strides");
   FALTUNG_CHECK(s.pad_top >= 0 && s.pad_top < ekh && s.pad_left >= 0 && s.pad_left < ekw,
                 where + "padding must be in [0, dilated kernel size); " + geom_str(s));
-  FALTUNG_CHECK((s.OH - 1) * s.stride_h - s.pad_top <= s.H - 1 && (s.OW - 1) * s.stride_w - s.pad_left <= s.W - 1,
+  FALTUNG_CHECK(span_h - s.pad_top <= s.H - 1 && span_w - s.pad_left <= s.W - 1,
                 where + "output too large: the last window starts past the input; " + geom_str(s));
 }
 

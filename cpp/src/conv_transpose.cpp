@@ -37,18 +37,25 @@ namespace faltung {
 
 ConvTransposeDim conv_transpose_dim(int64_t in, int64_t k, int64_t stride, int64_t dil, bool same,
                                     int64_t output_padding) {
-  const int64_t ke = (k - 1) * dil + 1;  // dilated kernel extent
+  const char* where = "conv_transpose";
+  // dilated kernel extent
+  const int64_t ke = size_add(size_mul(k - 1, dil, where, "(kernel_size - 1) * dilation_rate"), 1, where,
+                              "the dilated kernel extent");
+  const int64_t span = size_mul(in - 1, stride, where, "(input size - 1) * strides");
+  const int64_t outpad = size_add(output_padding, 0, where, "output_padding");
   const bool none = output_padding < 0;
   if (!same) {
     // Full output plus output_padding zeros on the right; default pads up to the stride.
-    const int64_t op = none ? std::max(ke, stride) - ke : output_padding;
-    return {(in - 1) * stride + ke + op, 0};
+    const int64_t op = none ? std::max(ke, stride) - ke : outpad;
+    return {size_add(size_add(span, ke, where, "the output size"), op, where, "the output size"), 0};
   }
   // "same": Keras pads the stride-dilated input by pad_len in total, left side first
   // (rounded up) but at most ke - 1; whatever the left side does not get is cut here.
-  const int64_t pad_len = none ? stride + ke - 2 : ke + ke % 2 - 2 + output_padding;
+  const int64_t pad_len = none ? size_add(stride, ke - 2, where, "strides + the dilated kernel extent")
+                               : ke + ke % 2 - 2 + outpad;
   const int64_t left = std::min(pad_len / 2 + pad_len % 2, ke - 1);
-  const int64_t out = none ? in * stride : (in - 1) * stride + ke % 2 + output_padding;
+  const int64_t out = none ? size_mul(in, stride, where, "input size * strides")
+                           : size_add(span + ke % 2, outpad, where, "the output size");
   return {out, ke - 1 - left};
 }
 

@@ -65,6 +65,14 @@ void map_dv(T* dx, const T* dy, const T* v, int64_t N, int64_t thr, G g) {
   });
 }
 
+// min(max(x, -b), b), keeping NaN (std::max(x, -b) returns x when x is NaN).
+template <typename T> inline T clamp_nan(T x, T b) { return std::min(std::max(x, -b), b); }
+// x with -inf replaced by the lowest finite value: x * g(x) for a g that vanishes at -inf
+// (silu, gelu, mish, hard_silu) gives -0 at -inf instead of -inf * 0 = NaN.
+template <typename T> inline T finite_below(T x) {
+  return std::max(x, std::numeric_limits<T>::lowest());
+}
+
 // ---- vectorizable float exp / tanh -----------------------------------------------------
 // libm's expf/tanhf are scalar calls that stop GCC from vectorizing a loop. These are
 // branch-free (blends, floor, integer ops), so loops over them compile to AVX2. Double
@@ -72,9 +80,12 @@ void map_dv(T* dx, const T* dy, const T* v, int64_t N, int64_t thr, G g) {
 
 // exp(x) = 2^n exp(r), n = round(x / ln2), |r| <= ln2/2; exp(r) by its Taylor series to
 // degree 7 (truncation error < 6e-9 relative; measured max error ~1.3 ulp).
-// x < -87.3 gives 0 (the true value is denormal or 0), x > 88.72 gives +inf.
+// x < -87.3 gives 0 (the true value is denormal or 0), x > 88.72 gives +inf, NaN gives NaN.
 inline float exp_f(float x) {
-  const float xc = std::min(std::max(x, -87.3f), 88.7f);
+  // NaN-free clamp (std::max(a, b) returns a when either is NaN): NaN becomes -87.3 here,
+  // so the int32 conversion below always sees a finite value; the NaN comes back through
+  // the x == x select at the end.
+  const float xc = std::min(88.7f, std::max(-87.3f, x));
   // round to nearest by the 1.5 * 2^23 trick (no libm call)
   const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
   float r = xc - n * 0.693359375f;  // ln2 split in a short high part ...
@@ -88,15 +99,18 @@ inline float exp_f(float x) {
   float y = p * scale * (1.f + (n - n1));
   y = x > 88.72283f ? std::numeric_limits<float>::infinity() : y;
   y = x < -87.3f ? 0.f : y;
-  return y;
+  return x == x ? y : x;
 }
 
 // tanh(x): odd Taylor polynomial to x^7 for |x| < 0.2 (error < 2e-11), else
-// (1 - e) / (1 + e) with e = exp(-2|x|), with the sign of x.
+// (1 - e) / (1 + e) with e = exp(-2|x|), with the sign of x. The polynomial sees x clamped
+// to [-0.2, 0.2] (NaN stays NaN): unclamped, x^7 overflows for |x| >= 5e5 and the blend's
+// 0 * inf would give NaN.
 inline float tanh_f(float x) {
   const float a = std::abs(x);
-  const float z = x * x;
-  const float small = x * (1.f + z * (-1.f / 3 + z * (2.f / 15 + z * (-17.f / 315))));
+  const float xs = clamp_nan(x, 0.2f);
+  const float z = xs * xs;
+  const float small = xs * (1.f + z * (-1.f / 3 + z * (2.f / 15 + z * (-17.f / 315))));
   const float e = exp_f(-2.f * a);
   const float big = std::copysign((1.f - e) / (1.f + e), x);
   const float w = float(a < 0.2f);

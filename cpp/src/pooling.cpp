@@ -17,8 +17,9 @@ namespace faltung {
 namespace {
 // Padding before the first element for a "same" pooling (TF rule, extra pad at the end).
 int64_t same_pad_before(int64_t in, int64_t k, int64_t s) {
-  const int64_t out = (in + s - 1) / s;
-  const int64_t total = std::max<int64_t>((out - 1) * s + k - in, 0);
+  const int64_t out = in / s + (in % s != 0);
+  // (out - 1) * s + k - in, ordered so that a huge k or s cannot overflow
+  const int64_t total = std::max<int64_t>(k - (in - (out - 1) * s), 0);
   return total / 2;
 }
 }  // namespace
@@ -30,7 +31,8 @@ Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
                     shape_str({N, H, W, C}));
   FALTUNG_CHECK(KH >= 1 && KW >= 1, op + ": expected a positive pool size, received " + shape_str({KH, KW}));
   FALTUNG_CHECK(SH >= 1 && SW >= 1, op + ": expected positive strides, received " + shape_str({SH, SW}));
-  FALTUNG_CHECK(H * W < (int64_t(1) << 31), op + ": H*W must fit in int32 for the argmax indices");
+  FALTUNG_CHECK(size_mul(H, W, op.c_str(), "H * W") < (int64_t(1) << 31),
+                op + ": H*W must fit in int32 for the argmax indices");
   Pool2dShape s{N, H, W, C, KH, KW, SH, SW, 0, 0, 0, 0};
   if (padding == "valid") {
     s.OH = H >= KH ? (H - KH) / SH + 1 : 0;
@@ -39,8 +41,8 @@ Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
                   op + ": pool size " + shape_str({KH, KW}) + " is larger than the input's spatial size " +
                       shape_str({H, W}) + " under padding=\"valid\": the output would be empty");
   } else if (padding == "same") {
-    s.OH = (H + SH - 1) / SH;
-    s.OW = (W + SW - 1) / SW;
+    s.OH = H / SH + (H % SH != 0);  // ceil(H / SH) without the overflow of H + SH - 1
+    s.OW = W / SW + (W % SW != 0);
     s.pad_top = same_pad_before(H, KH, SH);
     s.pad_left = same_pad_before(W, KW, SW);
   } else {

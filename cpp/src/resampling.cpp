@@ -2,6 +2,8 @@
 // forward and adjoint backward. N batch, H/W input size, C channels, OH/OW output size.
 #include "faltung/resampling.hpp"
 
+#include "faltung/common.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,7 +28,8 @@ inline Tap tap(int64_t o, int64_t in, int64_t out) {
 template <typename T>
 void upsample_nearest2d_forward(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C,
                                 int64_t SH, int64_t SW) {
-  const int64_t OH = H * SH, OW = W * SW;
+  const char* op = "upsample_nearest2d";
+  const int64_t OH = size_mul(H, SH, op, "output height H * SH"), OW = size_mul(W, SW, op, "output width W * SW");
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -40,7 +43,8 @@ void upsample_nearest2d_forward(T* out, const T* inp, int64_t N, int64_t H, int6
 template <typename T>
 void upsample_nearest2d_backward(T* dinp, const T* dout, int64_t N, int64_t H, int64_t W, int64_t C,
                                  int64_t SH, int64_t SW) {
-  const int64_t OH = H * SH, OW = W * SW;
+  const char* op = "upsample_nearest2d_backward";
+  const int64_t OH = size_mul(H, SH, op, "output height H * SH"), OW = size_mul(W, SW, op, "output width W * SW");
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t h = 0; h < H; ++h) {

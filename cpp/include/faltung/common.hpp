@@ -22,6 +22,16 @@ namespace faltung {
 // "(2, 3, 4)" for error messages.
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// Size arithmetic for shape computations. A size is an element count or extent that memory
+// could hold: 0 <= size <= kMaxSize (2^48 elements, 1 PiB of float32). size_mul / size_add
+// return a * b / a + b, or throw std::invalid_argument "<op>: <what> ... beyond what memory
+// could hold" when the result (or a wrap-around of int64) would exceed kMaxSize, so a huge
+// argument is refused before anything is allocated instead of wrapping to a small number.
+// Operands may be negative (an offset, a padding); only the result is checked.
+constexpr int64_t kMaxSize = int64_t(1) << 48;
+int64_t size_mul(int64_t a, int64_t b, const char* op, const char* what);
+int64_t size_add(int64_t a, int64_t b, const char* op, const char* what);
+
 // OpenMP thread count used by faltung kernels (the process' one pool).
 void set_num_threads(int n);
 int get_num_threads();

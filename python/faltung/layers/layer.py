@@ -32,6 +32,7 @@ import threading
 import numpy as np
 
 from faltung import backend, constraints, regularizers
+from faltung.ops.argument_validation import check_output_size
 
 _active = threading.local()  # .layer, .ctx: the layer call this thread is running
 
@@ -208,6 +209,7 @@ class Layer:
         super().build(input_shape) at the end."""
         self.input_shape = tuple(input_shape)
         self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        check_output_size(self, self.output_shape)
         self.built = True
 
     def compute_output_shape(self, input_shape):

@@ -27,6 +27,12 @@ def _as_labels(y, what="y"):
         raise TypeError(f"Expected numeric data for `{what}`, received {type(y).__name__}") from e
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"Expected numeric data for `{what}`, received an array of dtype {arr.dtype}")
+    if arr.dtype.kind in "iu" and arr.size and arr.dtype.itemsize >= 4:
+        info = np.iinfo(np.int32)  # a label of 2**32 + 1 must not wrap around to class 1
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"Received a label value of {hi if hi > info.max else lo} in `{what}`, "
+                             "which is outside the range of int32 labels")
     return arr.astype(np.int32) if arr.dtype.kind in "biu" else arr.astype(np.float32, copy=False)
 
 
@@ -43,6 +49,17 @@ def _apply_mask(sample_weight, mask, reduction):
     while sw.ndim < m.ndim:
         sw = sw[..., None]
     return m * sw
+
+
+def _count(value, name, minimum=1, default=None):
+    """A count argument (batch_size, epochs, steps) as an int, worded as Keras (its PyTorch
+    data pipeline) words a bad one; None gives `default`."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} should be a {kind} integer value, but got {name}={value!r}")
+    return int(value)
 
 
 def _batches(n, batch_size, shuffle):
@@ -176,6 +193,8 @@ class Trainer:
             if a.ndim == 0:
                 raise ValueError("Expected `x` with a batch dimension, received a scalar.")
         n = xs[0].shape[0]
+        if n == 0:
+            raise ValueError("num_samples should be a positive integer value, but got num_samples=0")
         counts = {f"x[{i}]" if len(xs) > 1 else "x": a.shape[0] for i, a in enumerate(xs)}
         names = self.output_names
         n_out = len(names)
@@ -213,6 +232,12 @@ class Trainer:
                                  "output.")
             cls = ys[0].reshape(n, -1)
             cls = cls[:, 0] if cls.shape[1] == 1 else np.argmax(cls, axis=1)
+            n_classes = max(2, int(self._graph.outputs[0].shape[-1] or 2))
+            if not isinstance(class_weight, dict) or any(
+                    isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n_classes
+                    for k in class_weight):
+                raise ValueError("Expected `class_weight` to be a dict with keys from 0 to one less "
+                                 f"than the number of classes, found {class_weight}")
             cw = np.array([class_weight.get(int(c), 1.0) for c in cls], np.float32)
             sws = [cw if sws[0] is None else sws[0] * cw]
         if len(set(counts.values())) > 1:
@@ -345,7 +370,13 @@ class Trainer:
         self._require_loss()
         if y is None:
             raise ValueError("`fit` needs targets: pass `y`.")
-        batch_size = 32 if batch_size is None else int(batch_size)
+        batch_size = _count(batch_size, "batch_size", default=32)
+        epochs = _count(epochs, "epochs", minimum=0)
+        initial_epoch = _count(initial_epoch, "initial_epoch", minimum=0)
+        steps_per_epoch = _count(steps_per_epoch, "steps_per_epoch")
+        validation_steps = _count(validation_steps, "validation_steps")
+        validation_batch_size = _count(validation_batch_size, "validation_batch_size")
+        validation_freq = _count(validation_freq, "validation_freq")
         if validation_data is None and validation_split:
             if not 0.0 < validation_split < 1.0:
                 raise ValueError("`validation_split` must be in [0, 1). "
@@ -435,7 +466,8 @@ class Trainer:
         self._require_loss()
         if y is None:
             raise ValueError("`evaluate` needs targets: pass `y`.")
-        batch_size = 32 if batch_size is None else int(batch_size)
+        batch_size = _count(batch_size, "batch_size", default=32)
+        steps = _count(steps, "steps")
         n_steps = math.ceil(data[0][0].shape[0] / batch_size) if steps is None else steps
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
@@ -448,7 +480,8 @@ class Trainer:
         list/dict of arrays for a model with several outputs."""
         from faltung.callbacks import CallbackList
         xs, _, _ = self._prepare(x)
-        batch_size = 32 if batch_size is None else int(batch_size)
+        batch_size = _count(batch_size, "batch_size", default=32)
+        steps = _count(steps, "steps")
         batches = _batches(xs[0].shape[0], batch_size, False)[:steps]
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,

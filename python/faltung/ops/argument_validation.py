@@ -62,3 +62,26 @@ def standardize_data_format(data_format):
                          "features)). Received: data_format=channels_first; transpose the data and "
                          "use data_format='channels_last' only.")
     return data_format
+
+
+MAX_SIZE = 2 ** 48  # elements; kMaxSize in cpp/include/faltung/common.hpp
+
+
+def check_output_size(layer, output_shape):
+    """ValueError naming the layer, and its large integer arguments, when one sample of its
+    output would hold more than MAX_SIZE elements: refused at build, before any allocation
+    (the C++ kernels refuse such sizes too, but cannot name the layer)."""
+    from faltung.layers.node import is_shape
+    shapes = [output_shape] if is_shape(output_shape) else list(output_shape)
+    for shape in shapes:
+        n = 1
+        for d in tuple(shape)[1:]:
+            n *= 1 if d is None else int(d)
+        if n > MAX_SIZE:
+            def large(v):
+                vs = v if isinstance(v, (tuple, list)) else (v,)
+                return any(type(x) is int and abs(x) > 2 ** 16 for x in vs)
+            args = ", ".join(f"{k}={v}" for k, v in layer.get_config().items() if large(v))
+            raise ValueError(f'Layer "{layer.name}" ({type(layer).__name__}): its output shape '
+                             f"{tuple(shape)} holds {n} elements per sample, beyond what memory could "
+                             f"hold (at most 2**48)" + (f"; received {args}" if args else ""))

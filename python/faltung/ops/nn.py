@@ -243,6 +243,11 @@ def softmax_cross_entropy_with_grad(logits, labels, sparse, scale=1.0, need_grad
         elif labels.dtype.kind not in "iub":
             raise ValueError(f"sparse_softmax_cross_entropy: expected integer `labels`, "
                              f"received dtype {labels.dtype}")
+        if labels.size and labels.dtype.kind in "iuf" and not (
+                -2 ** 31 <= labels.min() and labels.max() < 2 ** 31):  # the cast must not wrap
+            bad = labels.max() if labels.max() >= 2 ** 31 else labels.min()
+            raise ValueError(f"sparse_softmax_cross_entropy: received a label value of {bad}, which "
+                             f"is outside the valid range of [0, {logits.shape[-1]})")
         labels = np.ascontiguousarray(labels, dtype=np.int32)
         return kernel_for("sparse_softmax_xent", dtype)(logits, labels, float(scale), need_grad)
     return kernel_for("softmax_xent", dtype)(logits, as_array(labels, dtype), float(scale), need_grad)
