@@ -129,3 +129,26 @@ def test_faltung_only_list_is_exactly_what_keras_lacks():
     lacking |= {n for n in dir(faltung.losses) if isinstance(getattr(faltung.losses, n), type)
                 and not n.startswith("_") and not hasattr(keras.losses, n)}
     assert lacking == FALTUNG_ONLY
+
+
+@pytest.mark.parametrize("optimizer", [("RMSprop", dict(momentum=0.5, centered=True)),
+                                       ("Adam", dict(amsgrad=True)), ("Adamax", {}),
+                                       ("Adagrad", {})], ids=lambda o: o[0])
+def test_optimizer_slots_move_in_keras_order_both_ways(optimizer, tmp_path):
+    """Equal-shaped weights, so slots in a wrong order would load without an error."""
+    name, kwargs = optimizer
+    x, y = SCRIPT.normal(8, 4), SCRIPT.normal(8, 4)
+    backend.clear_session()
+    set_random_seed(0)
+    mine = faltung.Sequential([L.Input((4,)), L.Dense(4, activation="tanh"), L.Dense(4)])
+    mine.compile(optimizer=getattr(faltung.optimizers, name)(0.05, **kwargs), loss="mse")
+    mine.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    mine.save(tmp_path / "f.keras")
+    theirs = keras.models.load_model(tmp_path / "f.keras")
+    theirs.save(tmp_path / "k.keras")
+    again = load_model(tmp_path / "k.keras")
+    for model in (mine, theirs, again):
+        model.train_on_batch(x, y)
+    for a, b, c in zip(mine.get_weights(), theirs.get_weights(), again.get_weights()):
+        np.testing.assert_allclose(np.asarray(b), a, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-5)

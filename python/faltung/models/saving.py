@@ -537,6 +537,10 @@ def _load_optimizer_state(model, filepath):
         n = len(opt.variables)
         if len(values) == n + 1 and _has_lr_variable(opt):  # Keras's layout
             opt.learning_rate = float(values.pop(1))
+            slots = [None] * (n - 1)
+            for value, i in zip(values[1:], _keras_slot_order(opt)):
+                slots[i] = value
+            values = values[:1] + slots
         opt.set_weights(values)
     except (ValueError, AttributeError) as e:
         warnings.warn(f"Skipping the saved optimizer state ({e}).")
@@ -548,14 +552,27 @@ def _has_lr_variable(opt):
     return not isinstance(opt._learning_rate, LearningRateSchedule)
 
 
+def _keras_slot_order(opt):
+    """Position in faltung's slot list (per variable: its slots in `_slot_names` order) of
+    each slot in Keras's order. Keras creates the slots in groups (`add_optimizer_variables`
+    over all variables per group): Adam's momentum and velocity interleaved per variable,
+    then every velocity_hat; RMSprop's velocities, then momentums, then average gradients."""
+    names = list(opt._slot_names)
+    groups = [[n] for n in names] if type(opt).__name__ == "RMSprop" else \
+        [[n for n in names if n != "velocity_hat"], [n for n in names if n == "velocity_hat"]]
+    n_vars = len(opt._slot_list) // max(len(names), 1)
+    return [v * len(names) + names.index(n)
+            for group in groups for v in range(n_vars) for n in group]
+
+
 def _keras_optimizer_vars(opt):
     """Optimizer variables as Keras 3 saves them: iterations, the learning rate (unless it is
-    a schedule), then the slots of each trainable variable in order."""
+    a schedule), then the slots in Keras's order."""
     iterations, *slots = opt.get_weights()
     head = [iterations]
     if _has_lr_variable(opt):
         head.append(np.asarray(opt.learning_rate, np.float32))
-    return head + slots
+    return head + [slots[i] for i in _keras_slot_order(opt)]
 
 
 def _objects(spec, get):
