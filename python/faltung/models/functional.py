@@ -72,8 +72,9 @@ class Functional(Model):
         layers = []
         for layer in g.layers:
             nodes = [n for n in layer._inbound_nodes if id(n) in own_nodes and not n.is_input]
-            inbound = [{"args": [tensors(n.call_args)], "kwargs": tensors(n.call_kwargs)}
-                       for n in nodes]
+            constants = layer.call_constants() if hasattr(layer, "call_constants") else []
+            inbound = [{"args": [tensors(n.call_args)] + constants,
+                        "kwargs": tensors(n.call_kwargs)} for n in nodes]
             layers.append(dict(serialize_layer(layer), name=layer.name, inbound_nodes=inbound))
 
         def endpoints(struct):
@@ -127,7 +128,11 @@ class Functional(Model):
                         kwargs = resolve(nodes[0].get("kwargs") or {})
                     except LookupError:
                         break
-                    made[layer.name].append(layer(args[0], **kwargs))
+                    if len(args) > 1 and not hasattr(layer, "call_constants"):
+                        raise ValueError(f"Layer '{layer.name}' is called with {len(args)} "
+                                         "positional arguments in the saved config; faltung "
+                                         "layers take one (a tensor or a list of tensors).")
+                    made[layer.name].append(layer(*args, **kwargs))
                     nodes.pop(0)
                     progress = True
             if not progress:

@@ -31,8 +31,8 @@ def _h5py():
     try:
         import h5py
     except ImportError as e:
-        raise ImportError("Saving and loading weights requires h5py: `pip install h5py` "
-                          "(or `pip install faltung[h5]`).") from e
+        raise ImportError("faltung's model files need h5py, a dependency of faltung that is "
+                          "missing here: `pip install h5py`.") from e
     return h5py
 
 
@@ -244,10 +244,30 @@ def _leaf_layers(model):
 
 
 # -- config (de)serialization -------------------------------------------------------------
+# faltung classes that Keras 3 lacks: written under their faltung module with a registered
+# name, so faltung reads them back and Keras names the class it cannot locate.
+FALTUNG_ONLY = {"MaxUnpooling2D", "AverageUnpooling2D", "Highway", "LossFunctionWrapper"}
+
+
+def _keras_module(obj):
+    """The public Keras 3 module of a faltung object's class (`keras.optimizers` for Adam,
+    as Keras's deserializer imports it), or None for objects Keras has no module for."""
+    from faltung import constraints, initializers, losses, metrics, optimizers, regularizers
+    from faltung.layers.layer import Layer
+    from faltung.optimizers.schedules import LearningRateSchedule
+    for base, module in ((optimizers.Optimizer, "keras.optimizers"),
+                         (LearningRateSchedule, "keras.optimizers.schedules"),
+                         (losses.Loss, "keras.losses"), (metrics.Metric, "keras.metrics"),
+                         (initializers.Initializer, "keras.initializers"),
+                         (regularizers.Regularizer, "keras.regularizers"),
+                         (constraints.Constraint, "keras.constraints"), (Layer, "keras.layers")):
+        if isinstance(obj, base):
+            return module
+    return None
+
+
 def _jsonable(v):
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, list):
+    if isinstance(v, (tuple, list)):
         return [_jsonable(x) for x in v]
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
@@ -257,37 +277,64 @@ def _jsonable(v):
         return v
     if hasattr(v, "get_config"):
         return serialize_object(v)
-    return getattr(v, "name", str(v))
+    return getattr(v, "__name__", None) or getattr(v, "name", str(v))
+
+
+def _header(obj):
+    """module / class_name / registered_name as Keras 3 writes them."""
+    name = type(obj).__name__
+    from faltung.models.functional import Functional
+    from faltung.models.sequential import Sequential
+    if type(obj) is Sequential:
+        return {"module": "keras", "class_name": name, "registered_name": None}
+    if type(obj) is Functional:
+        return {"module": "keras.src.models.functional", "class_name": name,
+                "registered_name": name}
+    if name in FALTUNG_ONLY:
+        return {"module": type(obj).__module__, "class_name": name,
+                "registered_name": f"faltung>{name}"}
+    module = getattr(obj, "keras_module", None) or _keras_module(obj)
+    if module is None:
+        raise ValueError(f"Cannot serialize {obj!r}: {name} is not a Keras layer, optimizer, "
+                         "loss, metric, initializer, regularizer or constraint.")
+    return {"module": module, "class_name": name,
+            "registered_name": name if module.startswith("keras.src.") else None}
 
 
 def serialize_object(obj):
     if obj is None:
         return None
+    if callable(obj) and not hasattr(obj, "get_config"):  # a built-in loss/metric function
+        return obj.__name__
     cfg = obj.get_config() if hasattr(obj, "get_config") else {}
-    return {"module": type(obj).__module__.replace("faltung", "keras", 1),
-            "class_name": type(obj).__name__, "config": _jsonable(cfg), "registered_name": None}
+    return dict(_header(obj), config=_jsonable(cfg))
 
 
 def serialize_layer(layer):
-    out = {"module": "keras.layers", "class_name": type(layer).__name__,
-           "config": _jsonable(layer.get_config()), "registered_name": None}
-    if layer.built and getattr(layer, "input_shape", None) is not None \
+    out = serialize_object(layer)
+    is_op = out["module"].startswith("keras.src.ops")  # ops have no build step in Keras
+    if layer.built and getattr(layer, "input_shape", None) is not None and not is_op \
             and type(layer).__name__ != "InputLayer":
-        out["build_config"] = {"input_shape": list(layer.input_shape)}
+        out["build_config"] = {"input_shape": _jsonable(layer.input_shape)}
     return out
 
 
-def _layer_class(name):
+def _layer_class(name, module=None):
     import faltung.layers
     from faltung.layers.layer import Layer
     from faltung.models.functional import Functional
+    from faltung.models.keras_ops import OPS
     from faltung.models.sequential import Sequential
-    special = {"Sequential": Sequential, "Functional": Functional}
-    cls = special.get(name) or getattr(faltung.layers, name, None)
+    special = {"Sequential": Sequential, "Functional": Functional, "Model": Functional}
+    if module and module.startswith("keras.src.ops"):
+        cls = OPS.get(name)
+    else:
+        cls = special.get(name) or getattr(faltung.layers, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise ValueError(f"Could not locate class '{name}'. Make sure custom classes are "
-                         "decorated with `@keras.saving.register_keras_serializable()` "
-                         "(faltung: it must be a layer class in `faltung.layers`).")
+        raise ValueError(f"Could not locate class '{name}'"
+                         + (f" (module '{module}')" if module else "") + ". faltung reads the "
+                         "layer classes of `faltung.layers` and the Keras ops of masked models "
+                         "(NotEqual, Any); custom classes cannot be loaded.")
     return cls
 
 
@@ -306,9 +353,26 @@ def _initializer_config(value):
     return dict(value, config={k: v for k, v in value["config"].items() if k in params})
 
 
-# Keras 3 config keys that faltung layers do not take, dropped when they hold this value.
-_KERAS_DEFAULTS = {"sparse": False, "ragged": False, "optional": False, "lora_rank": None,
-                   "lora_alpha": None, "quantization_config": None}
+# Keras 3 layer arguments that faltung's layers do not take, with the value at which they
+# leave the computation unchanged. At that value they are ignored; at any other value
+# loading stops with an error naming the layer and the argument.
+_NEUTRAL = {"sparse": False, "ragged": False, "optional": False, "lora_rank": None,
+            "lora_alpha": None, "quantization_config": None, "renorm": False,
+            "renorm_clipping": None, "renorm_momentum": 0.99, "synchronized": False,
+            "activity_regularizer": None, "input_axes": None, "output_axes": None}
+# Arguments that matter only when another one is away from its neutral value.
+_ONLY_WITH = {"renorm_clipping": "renorm", "renorm_momentum": "renorm"}
+
+
+def _accepted_args(cls):
+    import inspect
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {p.name for p in inspect.signature(init).parameters.values()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names
 
 
 def _config_value(key, v):
@@ -319,17 +383,58 @@ def _config_value(key, v):
     return v
 
 
+def _layer_arguments(cls, cfg):
+    """The config of a saved layer as arguments of faltung's class: Keras-only arguments at
+    their neutral values dropped, any other Keras-only argument refused."""
+    config, accepted = cfg["config"], _accepted_args(cls)
+    out = {}
+    for key, value in config.items():
+        if key in accepted or key not in _NEUTRAL:
+            out[key] = _config_value(key, value)
+            continue
+        gate = _ONLY_WITH.get(key)
+        if value == _NEUTRAL[key] or (gate and config.get(gate, _NEUTRAL[gate]) == _NEUTRAL[gate]):
+            continue
+        raise ValueError(f"{cfg['class_name']} '{config.get('name')}': argument `{key}`="
+                         f"{value!r} changes what the layer computes and faltung does not "
+                         f"support it (only {key}={_NEUTRAL[key]!r}).")
+    return out
+
+
+def _refuse_lambdas(cfg, safe_mode):
+    """Keras's safe_mode: a `lambda` in a config is Python bytecode; faltung never runs it."""
+    if isinstance(cfg, dict):
+        if cfg.get("class_name") in ("__lambda__", "Lambda"):
+            if safe_mode:
+                raise ValueError(
+                    "Requested the deserialization of a `lambda` object. This carries a "
+                    "potential risk of arbitrary code execution and thus it is disallowed by "
+                    "default (safe_mode=True).")
+            raise ValueError("This file holds a `lambda` (Python bytecode); faltung never "
+                             "executes code from a file, even with safe_mode=False.")
+        for v in cfg.values():
+            _refuse_lambdas(v, safe_mode)
+    elif isinstance(cfg, list):
+        for v in cfg:
+            _refuse_lambdas(v, safe_mode)
+
+
 def deserialize_layer(cfg):
     """A layer (or model) from {"class_name", "config", "build_config"?}, as in config.json.
     Also reads the config of Keras 3 files for the layer classes faltung has."""
-    cls = _layer_class(cfg["class_name"])
-    config = {k: _config_value(k, v) for k, v in cfg["config"].items()
-              if not (k in _KERAS_DEFAULTS and v == _KERAS_DEFAULTS[k])}
-    layer = cls.from_config(config)
+    cls = _layer_class(cfg["class_name"], cfg.get("module"))
+    layer = cls.from_config(_layer_arguments(cls, cfg))
     build = cfg.get("build_config")
     if build and not layer.built:
-        layer.build(tuple(build["input_shape"]))
+        layer.build(_shape(build["input_shape"]))
     return layer
+
+
+def _shape(s):
+    """A JSON shape (list) as a tuple; a list of shapes as a list of tuples."""
+    if s and all(isinstance(x, list) for x in s):
+        return [tuple(x) for x in s]
+    return tuple(s)
 
 
 # -- whole model ---------------------------------------------------------------------------
@@ -343,10 +448,11 @@ def save_model(model, filepath, overwrite=True):
     h5py = _h5py()
     if not model.built:
         raise ValueError(f"Model {model.name} is not built: build it before saving.")
+    from faltung.models.functional import Functional
     config = serialize_layer(model)
-    config["module"] = "keras"
-    if model.built and model.input_shape is not None:
-        config["build_config"] = {"input_shape": list(model.input_shape)}
+    # Keras writes no input shape for a functional model (its graph holds the shapes)
+    config["build_config"] = {"input_shape": None if isinstance(model, Functional)
+                              else _jsonable(model.input_shape)}
     config["compile_config"] = _jsonable(model.get_compile_config())
     metadata = {"keras_version": "3.0.0", "faltung_version": _version(),
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
@@ -356,7 +462,7 @@ def save_model(model, filepath, overwrite=True):
         opt = model.optimizer if model.compiled else None
         if opt is not None and getattr(opt, "built", False):
             group = f.create_group("optimizer").create_group("vars")
-            for i, v in enumerate(opt.get_weights()):
+            for i, v in enumerate(_keras_optimizer_vars(opt)):
                 group.create_dataset(str(i), data=v)
 
     def write(tmp):
@@ -402,9 +508,11 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                                 "is an accessible `.keras` zip file.")
     with zipfile.ZipFile(filepath, "r") as zf:
         config = json.loads(zf.read("config.json"))
+    _refuse_lambdas(config, safe_mode)
     model = deserialize_layer(config)
-    if not model.built and config.get("build_config"):
-        model.build(tuple(config["build_config"]["input_shape"]))
+    shape = (config.get("build_config") or {}).get("input_shape")
+    if not model.built and shape:
+        model.build(_shape(shape))
     load_weights(model, filepath)
     cc = config.get("compile_config")
     if compile and cc:
@@ -423,17 +531,69 @@ def _load_optimizer_state(model, filepath):
                 return
             group = f["optimizer/vars"]
             values = [np.asarray(group[str(i)]) for i in range(len(group))]
+    opt = model.optimizer
     try:
-        model.optimizer.build(model.trainable_weights)
-        model.optimizer.set_weights(values)
+        opt.build(model.trainable_weights)
+        n = len(opt.variables)
+        if len(values) == n + 1 and _has_lr_variable(opt):  # Keras's layout
+            opt.learning_rate = float(values.pop(1))
+            slots = [None] * (n - 1)
+            for value, i in zip(values[1:], _keras_slot_order(opt)):
+                slots[i] = value
+            values = values[:1] + slots
+        opt.set_weights(values)
     except (ValueError, AttributeError) as e:
         warnings.warn(f"Skipping the saved optimizer state ({e}).")
 
 
+def _has_lr_variable(opt):
+    """Keras keeps a float learning rate as an optimizer variable (not a schedule's)."""
+    from faltung.optimizers.schedules import LearningRateSchedule
+    return not isinstance(opt._learning_rate, LearningRateSchedule)
+
+
+def _keras_slot_order(opt):
+    """Position in faltung's slot list (per variable: its slots in `_slot_names` order) of
+    each slot in Keras's order. Keras creates the slots in groups (`add_optimizer_variables`
+    over all variables per group): Adam's momentum and velocity interleaved per variable,
+    then every velocity_hat; RMSprop's velocities, then momentums, then average gradients."""
+    names = list(opt._slot_names)
+    groups = [[n] for n in names] if type(opt).__name__ == "RMSprop" else \
+        [[n for n in names if n != "velocity_hat"], [n for n in names if n == "velocity_hat"]]
+    n_vars = len(opt._slot_list) // max(len(names), 1)
+    return [v * len(names) + names.index(n)
+            for group in groups for v in range(n_vars) for n in group]
+
+
+def _keras_optimizer_vars(opt):
+    """Optimizer variables as Keras 3 saves them: iterations, the learning rate (unless it is
+    a schedule), then the slots in Keras's order."""
+    iterations, *slots = opt.get_weights()
+    head = [iterations]
+    if _has_lr_variable(opt):
+        head.append(np.asarray(opt.learning_rate, np.float32))
+    return head + [slots[i] for i in _keras_slot_order(opt)]
+
+
+def _objects(spec, get):
+    """Serialized objects ({"class_name", "config"}) in a compile argument, made with `get`;
+    strings, numbers and the per-output structure stay as they are."""
+    if isinstance(spec, dict):
+        if "class_name" in spec:
+            return get(spec)
+        return {k: _objects(v, get) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_objects(v, get) for v in spec]
+    return spec
+
+
 def _recompile(model, cc):
+    from faltung import losses, metrics
     try:
-        model.compile(optimizer=cc.get("optimizer") or "rmsprop", loss=cc.get("loss"),
-                      metrics=cc.get("metrics"), loss_weights=cc.get("loss_weights"),
-                      weighted_metrics=cc.get("weighted_metrics"))
+        model.compile(optimizer=cc.get("optimizer") or "rmsprop",
+                      loss=_objects(cc.get("loss"), losses.get),
+                      metrics=_objects(cc.get("metrics"), metrics.get),
+                      loss_weights=cc.get("loss_weights"),
+                      weighted_metrics=_objects(cc.get("weighted_metrics"), metrics.get))
     except Exception as e:  # a model without its compile state is still usable
         warnings.warn(f"Could not re-compile the loaded model ({e}); call `compile()` again.")
