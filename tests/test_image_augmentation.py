@@ -277,6 +277,16 @@ def test_fit_accepts_py_dataset_and_generators():
     model.fit(data, epochs=2, verbose=0, validation_data=Batches())
     assert data.epochs_ended == 2
 
+    class SequenceLike:  # keras.utils.Sequence's protocol without faltung's base class
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return x[6 * i:6 * i + 6], y[6 * i:6 * i + 6]
+
+    assert model.evaluate(SequenceLike(), verbose=0)[0] == pytest.approx(
+        model.evaluate(x, y, batch_size=6, verbose=0)[0], rel=1e-6)
+
     def endless():
         while True:
             for i in range(3):

@@ -74,6 +74,10 @@ def test_normalization_adapt_and_given_statistics_match_keras():
     batches = layers.Normalization(axis=None)
     batches.adapt(iter([X[:1], X[1:]]))
     np.testing.assert_allclose(batches.get_weights()[0], X.mean(), rtol=1e-5)
+    from faltung.preprocessing.image import ImageDataGenerator
+    flow = layers.Normalization()
+    flow.adapt(ImageDataGenerator().flow(X, np.arange(2), batch_size=1, shuffle=False))
+    np.testing.assert_allclose(flow.get_weights()[1], KERAS["norm_variance"].ravel(), rtol=1e-4)
 
 
 @pytest.mark.parametrize("name, kwargs", [

@@ -21,6 +21,12 @@ def is_dataset(x):
         hasattr(x, "__getitem__") and hasattr(x, "__len__"))
 
 
+def is_indexed(data):
+    """A dataset read as data[i] (a PyDataset / Sequence: __getitem__ and __len__), rather than
+    with next() (ImageDataGenerator's iterators have both and are read by index, as in Keras)."""
+    return isinstance(data, PyDataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+
+
 def unpack(batch):
     """(x, y, sample_weight) of one batch, with None for what it leaves out."""
     if isinstance(batch, tuple):
@@ -63,7 +69,7 @@ class DatasetBatches:
 
     def __init__(self, data, prepare, steps=None):
         self.data, self.prepare = data, prepare
-        self.indexed = isinstance(data, PyDataset) or not hasattr(data, "__next__")
+        self.indexed = is_indexed(data)
         if steps is None and self.indexed:
             steps = len(data)
         self.steps = steps

@@ -65,15 +65,19 @@ class Normalization(Layer):
         return stats.reshape(shape)
 
     def adapt(self, data, batch_size=None, steps=None):
-        """Computes mean and variance of `data` (an array, or an iterable of array batches)
-        over every axis but `axis`."""
+        """Computes mean and variance of `data` over every axis but `axis`: an array, or
+        batches (a PyDataset or an iterable; from `(x, y)` batches the x), `steps` of them at
+        most. `batch_size` is accepted for Keras's signature (the statistics are exact)."""
+        from faltung.models.data_adapters import is_dataset, is_indexed
         if self.input_mean is not None:
             raise ValueError(f"Layer {self.name}: `adapt` cannot be used when `mean` and `variance` were "
                              "passed to the constructor.")
-        if isinstance(data, np.ndarray) or np.ndim(data) > 0 and not hasattr(data, "__next__"):
-            data = np.asarray(data, np.float64)
+        if is_dataset(data):
+            batches = (data[i] for i in range(len(data))) if is_indexed(data) else iter(data)
+            parts = [b[0] if isinstance(b, tuple) else b for _, b in zip(range(steps or 2 ** 62), batches)]
+            data = np.concatenate([np.asarray(b, np.float64) for b in parts])
         else:
-            data = np.concatenate([np.asarray(b[0] if isinstance(b, tuple) else b, np.float64) for b in data])
+            data = np.asarray(data, np.float64)
         if not self.built:
             self.build((None,) + data.shape[1:])
         self.check_input(data)
