@@ -56,6 +56,19 @@ def test_affine_transform_matches_scipy(mode, order):
     np.testing.assert_allclose(got, want, atol=1e-12)
 
 
+def test_affine_transform_same_with_one_thread():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 9, 11, 3)).astype(np.float32)
+    m = random_matrices(rng, 5)
+    threads = faltung.get_num_threads()
+    try:
+        faltung.set_num_threads(1)
+        one = affine_transform(x, m, fill_mode="reflect")
+    finally:
+        faltung.set_num_threads(threads)
+    np.testing.assert_array_equal(affine_transform(x, m, fill_mode="reflect"), one)
+
+
 def test_affine_transform_identity_and_one_matrix_for_all():
     x = np.random.default_rng(0).normal(size=(4, 5, 6, 3)).astype(np.float32)
     identity = np.array([[1.0, 0, 0], [0, 1, 0]])
@@ -97,6 +110,7 @@ def seeded_generator():
 
 
 def test_generator_matches_keras_batches_with_seed():
+    assert faltung.preprocessing.image.ImageDataGenerator is ImageDataGenerator  # keras.preprocessing.image
     images = KERAS["gen_x"]
     gen = seeded_generator()
     gen.fit(images)
