@@ -14,6 +14,7 @@ extern "C" {
 namespace faltung::py_binding {
 void bind_rnn(py::module_& m);  // cpp/bindings/rnn.cpp
 void bind_ctc(py::module_& m);  // cpp/bindings/ctc.cpp
+void bind_image_transform(py::module_& m);  // cpp/bindings/image_transform.cpp
 }  // namespace faltung::py_binding
 
 namespace fb = faltung::py_binding;
@@ -69,4 +70,5 @@ PYBIND11_MODULE(_core, m) {
   fb::bind_embedding(m);
   fb::bind_rnn(m);
   fb::bind_ctc(m);
+  fb::bind_image_transform(m);
 }

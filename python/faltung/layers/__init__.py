@@ -20,3 +20,4 @@ from faltung.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Min
                                     multiply, subtract)
 from faltung.layers.rnn import (GRU, Bidirectional, GRUCell, LSTM, LSTMCell, RNN, SimpleRNN,  # noqa: F401
                                 SimpleRNNCell, TimeDistributed)
+from faltung.layers.preprocessing import *  # noqa: F401,F403

@@ -363,12 +363,22 @@ class Trainer:
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
         """Train for `epochs` epochs; returns a `History`. validation_split takes the LAST
-        fraction of the samples (before shuffling), as Keras does."""
+        fraction of the samples (before shuffling), as Keras does. `x` may be a dataset of
+        batches (a `PyDataset`, the iterator of `ImageDataGenerator.flow`, a generator; see
+        faltung.models.data_adapters); `validation_data` too."""
         from faltung.callbacks import CallbackList
+        from faltung.models import data_adapters
         self._assert_compiled("fit")
-        xs, ys, sws = self._prepare(x, y, sample_weight, class_weight)
+        if data_adapters.is_dataset(x):
+            data_adapters.check_dataset_arguments(y, sample_weight, "fit")
+            if validation_split:
+                raise ValueError("`validation_split` is only supported for array inputs, not for a "
+                                 "dataset `x`.")
+            xs = None
+        else:
+            xs, ys, sws = self._prepare(x, y, sample_weight, class_weight)
         self._require_loss()
-        if y is None:
+        if xs is not None and y is None:
             raise ValueError("`fit` needs targets: pass `y`.")
         batch_size = _count(batch_size, "batch_size", default=32)
         epochs = _count(epochs, "epochs", minimum=0)
@@ -377,7 +387,11 @@ class Trainer:
         validation_steps = _count(validation_steps, "validation_steps")
         validation_batch_size = _count(validation_batch_size, "validation_batch_size")
         validation_freq = _count(validation_freq, "validation_freq")
-        if validation_data is None and validation_split:
+        if xs is None:
+            train = data_adapters.DatasetBatches(
+                x, lambda bx, by, bsw: self._prepare(bx, by, bsw, class_weight), steps_per_epoch)
+        val = None
+        if xs is not None and validation_data is None and validation_split:
             if not 0.0 < validation_split < 1.0:
                 raise ValueError("`validation_split` must be in [0, 1). "
                                  f"Received: validation_split={validation_split}")
@@ -391,36 +405,32 @@ class Trainer:
             tail, head = slice(split, None), slice(None, split)
             val = (_take(xs, tail), _take(ys, tail), _take(sws, tail))
             xs, ys, sws = _take(xs, head), _take(ys, head), _take(sws, head)
+        if xs is not None:
+            train = data_adapters.ArrayBatches(xs, ys, sws, batch_size, shuffle, steps_per_epoch)
+        if data_adapters.is_dataset(validation_data):
+            val = data_adapters.DatasetBatches(validation_data, self._prepare, validation_steps)
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("`validation_data` should be a tuple `(x_val, y_val)` or "
                                  f"`(x_val, y_val, val_sample_weight)`. Received: {validation_data!r}")
             val = self._prepare(*validation_data)
-        else:
-            val = None
-        n = xs[0].shape[0]
-        steps = steps_per_epoch or max(1, math.ceil(n / batch_size))
+        steps = train.steps
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         cbs.on_train_begin()
-        queue = []
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
             sums, count = None, 0
-            if steps_per_epoch is None:
-                queue = _batches(n, batch_size, shuffle)
-            for step in range(steps):
-                if not queue:
-                    queue = _batches(n, batch_size, shuffle)
-                idx = queue.pop(0) if steps_per_epoch else queue[step]
+            for step, (bxs, bys, bsws) in enumerate(train.epoch()):
                 cbs.on_train_batch_begin(step)
-                values = self._train_batch(_take(xs, idx), _take(ys, idx), _take(sws, idx))
-                sums = [v * len(idx) + (sums[i] if sums else 0.0) for i, v in enumerate(values)]
-                count += len(idx)
+                values = self._train_batch(bxs, bys, bsws)
+                size = bxs[0].shape[0]
+                sums = [v * size + (sums[i] if sums else 0.0) for i, v in enumerate(values)]
+                count += size
                 logs = self._logs(sums, count)
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
@@ -440,16 +450,19 @@ class Trainer:
         return hist
 
     def _evaluate(self, data, batch_size, cbs, steps=None):
-        xs, ys, sws = data
+        """data: prepared (xs, ys, sws) arrays or a DatasetBatches."""
+        from faltung.models import data_adapters
+        if isinstance(data, tuple):
+            data = data_adapters.ArrayBatches(*data, batch_size, False)
         self.reset_metrics()
-        batches = _batches(xs[0].shape[0], batch_size, False)[:steps]
         cbs.on_test_begin()
         sums, count = [0.0] * (1 + len(self._loss_names)), 0
-        for step, idx in enumerate(batches):
+        for step, (bxs, bys, bsws) in enumerate(data.epoch(steps)):
             cbs.on_test_batch_begin(step)
-            values = self._test_batch(_take(xs, idx), _take(ys, idx), _take(sws, idx))
-            sums = [s + v * len(idx) for s, v in zip(sums, values)]
-            count += len(idx)
+            values = self._test_batch(bxs, bys, bsws)
+            size = bxs[0].shape[0]
+            sums = [s + v * size for s, v in zip(sums, values)]
+            count += size
             logs = self._logs(sums, count)
             cbs.on_test_batch_end(step, logs)
         logs = self._logs(sums, count)
@@ -461,14 +474,23 @@ class Trainer:
         """Loss (and metrics) over the data: a scalar when there is nothing else, else
         [loss, others...] in Keras's order (a dict with return_dict=True)."""
         from faltung.callbacks import CallbackList
+        from faltung.models import data_adapters
         self._assert_compiled("evaluate")
-        data = self._prepare(x, y, sample_weight)
+        if data_adapters.is_dataset(x):
+            data_adapters.check_dataset_arguments(y, sample_weight, "evaluate")
+            data = None
+        else:
+            data = self._prepare(x, y, sample_weight)
         self._require_loss()
-        if y is None:
+        if data is not None and y is None:
             raise ValueError("`evaluate` needs targets: pass `y`.")
         batch_size = _count(batch_size, "batch_size", default=32)
         steps = _count(steps, "steps")
-        n_steps = math.ceil(data[0][0].shape[0] / batch_size) if steps is None else steps
+        if data is None:
+            data = data_adapters.DatasetBatches(x, self._prepare, steps)
+            n_steps = data.steps
+        else:
+            n_steps = math.ceil(data[0][0].shape[0] / batch_size) if steps is None else steps
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=n_steps)
@@ -479,18 +501,23 @@ class Trainer:
         """Outputs for x, computed in batches of `batch_size` (default 32): an array, or a
         list/dict of arrays for a model with several outputs."""
         from faltung.callbacks import CallbackList
-        xs, _, _ = self._prepare(x)
+        from faltung.models import data_adapters
+        prepared = None if data_adapters.is_dataset(x) else self._prepare(x)
         batch_size = _count(batch_size, "batch_size", default=32)
         steps = _count(steps, "steps")
-        batches = _batches(xs[0].shape[0], batch_size, False)[:steps]
+        if prepared is None:  # a dataset: a batch's targets, if any, are ignored
+            source = data_adapters.DatasetBatches(x, lambda bx, by, bsw: self._prepare(bx), steps)
+        else:
+            source = data_adapters.ArrayBatches(*prepared, batch_size, False)
+        n_steps = source.steps if steps is None or source.steps is None else min(steps, source.steps)
         verbose = 1 if verbose == "auto" else verbose
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                           epochs=1, steps=len(batches))
+                           epochs=1, steps=n_steps)
         cbs.on_predict_begin()
         outs = []
-        for step, idx in enumerate(batches):
+        for step, (bxs, _, _) in enumerate(source.epoch(steps)):
             cbs.on_predict_batch_begin(step)
-            outs.append(self._graph.forward(_take(xs, idx), False)[0])
+            outs.append(self._graph.forward(bxs, False)[0])
             cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs[-1])})
         cbs.on_predict_end()
         if not outs:
@@ -524,3 +551,33 @@ class Trainer:
         self._assert_compiled("test_on_batch")
         xs, ys, sws = self._prepare(x, y, sample_weight)
         return self._batch_result(self._test_batch(xs, ys, sws), return_dict)
+
+    # -- Keras 2 names, kept because older code calls them ---------------------------------
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1, callbacks=None,
+                      validation_data=None, validation_steps=None, validation_freq=1,
+                      class_weight=None, max_queue_size=10, workers=1, use_multiprocessing=False,
+                      shuffle=True, initial_epoch=0):
+        """Deprecated: `fit` takes generators and datasets itself."""
+        _deprecated("fit_generator", "fit")
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=verbose,
+                        callbacks=callbacks, validation_data=validation_data,
+                        validation_steps=validation_steps, validation_freq=validation_freq,
+                        class_weight=class_weight, initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator, steps=None, callbacks=None, max_queue_size=10, workers=1,
+                           use_multiprocessing=False, verbose=0):
+        """Deprecated: `evaluate` takes generators and datasets itself."""
+        _deprecated("evaluate_generator", "evaluate")
+        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose)
+
+    def predict_generator(self, generator, steps=None, callbacks=None, max_queue_size=10, workers=1,
+                          use_multiprocessing=False, verbose=0):
+        """Deprecated: `predict` takes generators and datasets itself."""
+        _deprecated("predict_generator", "predict")
+        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose)
+
+
+def _deprecated(old, new):
+    import warnings
+    warnings.warn(f"`Model.{old}` is deprecated and will be removed in a future version. Please use "
+                  f"`Model.{new}`, which supports generators.", stacklevel=3)

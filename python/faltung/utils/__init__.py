@@ -27,3 +27,4 @@ def to_categorical(x, num_classes=None):
     np.put_along_axis(out, x[..., None], 1.0, axis=-1)
     return out
 from faltung.utils.progbar import Progbar  # noqa: E402,F401  (keras.utils.Progbar)
+from faltung.utils.py_dataset import PyDataset  # noqa: E402,F401  (keras.utils.PyDataset)
