@@ -130,7 +130,8 @@ struct Ctc {
   CtcLayout lay;
 
   int64_t L(int64_t b) const { return 2 * int64_t(label_len[b]) + 1; }
-  int64_t ext(int64_t b, int64_t s) const { return s & 1 ? labels[b * c.S + s / 2] : c.blank; }
+  std::vector<int32_t> ext_;  // (B, Lp) the extended labels l'_s, filled by setup
+  int32_t ext(int64_t b, int64_t s) const { return ext_[b * lay.Lp + s]; }
   Real* row(int64_t off, int64_t b, int64_t t) const { return ws + off + (b * c.T + t) * lay.Lp; }
   bool feasible(int64_t b) const { return ws[lay.logp + b] == Real(0); }
 
@@ -145,6 +146,9 @@ struct Ctc {
   // table skip[s + 2] = 0 if slot s may be entered from s - 2, else kLogZero; the two slots
   // past L_b are kLogZero so that gamma's s + 2 reads nothing.
   void setup() {
+    ext_.assign(size_t(c.B * lay.Lp), int32_t(c.blank));
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t k = 0; k < label_len[b]; ++k) ext_[b * lay.Lp + 2 * k + 1] = labels[b * c.S + k];
     for (int64_t b = 0; b < c.B; ++b) {
       ws[lay.logp + b] = needed_steps(b) <= input_len[b] ? Real(0) : kLogZero<Real>;
       Real* sk = ws + lay.skip + b * lay.Lp;
@@ -178,7 +182,8 @@ struct Ctc {
     ws[lay.lse + b * c.T + t] = lse;
     Real* yl = row(lay.ylab, b, t);
     const int64_t Lb = L(b);
-    for (int64_t s = 0; s < Lb; ++s) yl[s] = std::max(xr[ext(b, s)] - lse, kLogZero<Real>);
+    const int32_t* e = ext_.data() + b * lay.Lp;
+    for (int64_t s = 0; s < Lb; ++s) yl[s] = std::max(xr[e[s]] - lse, kLogZero<Real>);
   }
 
   void run_alpha(int64_t b) {
