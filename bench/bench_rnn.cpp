@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "faltung/common.hpp"
 #include "faltung/rnn.hpp"
 
 extern "C" void scipy_openblas_set_num_threads(int);
@@ -92,11 +93,48 @@ void BM_rnn_backward(benchmark::State& st) {
   st.counters["GFLOP"] = benchmark::Counter(2 * p.flops() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The GEMM bound: only the matrix products of one forward (train = 0) or one backward
+// (train = 1) call, on zeroed scratch with faltung::gemm (single-threaded OpenBLAS), no gate
+// math: forward Xp W (N x F x GU) and per step h R (B x U x GU); backward per step dZ R^T
+// (B x GU x U), then dx = dZ W^T, dW = Xp^T dZ, dR = H^T dZ over all N rows. Run with
+// OMP_NUM_THREADS=1 beside BM_rnn_forward/backward: the ratio of the times is how close the
+// kernel gets to the time OpenBLAS needs for its products.
+void BM_rnn_gemm_bound(benchmark::State& st) {
+  scipy_openblas_set_num_threads(1);
+  Problem p(RnnCell(st.range(0)), st.range(1), st.range(2), st.range(3), st.range(4), false);
+  const bool backward = st.range(5);
+  const int64_t B = p.c.B, T = p.c.T, F = p.c.F, U = p.c.U, GU = p.c.GU(), N = B * T;
+  std::vector<float> Z(N * GU), H(N * U), X(N * F);
+  for (auto _ : st) {
+    if (!backward) {
+      faltung::gemm<float>(false, false, N, GU, F, 1.f, p.x.data(), F, p.W.data(), GU, 0.f, Z.data(), GU);
+      for (int64_t t = 0; t < T; ++t)
+        faltung::gemm<float>(false, false, B, GU, U, 1.f, H.data() + t * B * U, U, p.R.data(), GU,
+                             1.f, Z.data() + t * B * GU, GU);
+    } else {
+      for (int64_t t = 0; t < T; ++t)
+        faltung::gemm<float>(false, true, B, U, GU, 1.f, Z.data() + t * B * GU, GU, p.R.data(), GU,
+                             1.f, H.data() + t * B * U, U);
+      faltung::gemm<float>(false, true, N, F, GU, 1.f, Z.data(), GU, p.W.data(), GU, 0.f, X.data(), F);
+      faltung::gemm<float>(true, false, F, GU, N, 1.f, p.x.data(), F, Z.data(), GU, 0.f, p.dW.data(), GU);
+      faltung::gemm<float>(true, false, U, GU, N, 1.f, H.data(), U, Z.data(), GU, 0.f, p.dR.data(), GU);
+    }
+    benchmark::DoNotOptimize(Z.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP"] = benchmark::Counter((backward ? 2 : 1) * p.flops() * 1e-9,
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void shapes(benchmark::internal::Benchmark* b, bool with_training) {
   b->ArgNames({"cell", "B", "T", "F", "U", "train", "pad"});
   const int64_t lstm = int64_t(RnnCell::lstm), gru = int64_t(RnnCell::gru),
                 simple = int64_t(RnnCell::simple_rnn);
   for (int64_t train : with_training ? std::vector<int64_t>{0, 1} : std::vector<int64_t>{1}) {
+    for (int64_t cell : {lstm, gru, simple}) {  // the (and compare_torch's) two sizes
+      b->Args({cell, 32, 100, 128, 256, train, 0});
+      b->Args({cell, 64, 50, 64, 128, train, 0});
+    }
     b->Args({lstm, 32, 100, 64, 128, train, 0});
     b->Args({lstm, 64, 50, 128, 256, train, 0});
     b->Args({lstm, 8, 100, 64, 256, train, 0});  // few samples: the team splits units
@@ -110,5 +148,14 @@ void shapes(benchmark::internal::Benchmark* b, bool with_training) {
 }  // namespace
 
 BENCHMARK(BM_rnn_forward)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, true); });
+BENCHMARK(BM_rnn_gemm_bound)->Apply([](benchmark::internal::Benchmark* b) {
+  b->ArgNames({"cell", "B", "T", "F", "U", "backward"});
+  for (int64_t cell : {int64_t(RnnCell::lstm), int64_t(RnnCell::gru), int64_t(RnnCell::simple_rnn)})
+    for (int64_t bwd : {0, 1}) {
+      b->Args({cell, 32, 100, 128, 256, bwd});
+      b->Args({cell, 64, 50, 64, 128, bwd});
+    }
+  b->UseRealTime();
+});
 BENCHMARK(BM_rnn_backward)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, false); });
 BENCHMARK_MAIN();
