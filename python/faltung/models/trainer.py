@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from faltung import backend
+from faltung.distribution import replica
 
 
 def _as_labels(y, what="y"):
@@ -46,7 +47,7 @@ def _apply_mask(sample_weight, mask, reduction):
 
 
 def _batches(n, batch_size, shuffle):
-    idx = np.random.permutation(n) if shuffle else np.arange(n)
+    idx = replica.same_order(np.random.permutation(n)) if shuffle else np.arange(n)
     return [idx[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
@@ -293,13 +294,14 @@ class Trainer:
     def _train_batch(self, xs, ys, sws):
         self._require_loss()
         trainable = self.trainable_weights
+        graph = replica.graph_of(self)  # with DataParallel: this rank's rows, gathered
         for v in trainable:
             v.grad = None
-        preds, masks, ctxs = self._graph.forward(xs, True)
+        preds, masks, ctxs = graph.forward(xs, True)
         loss, logged, dys = self._losses(ys, preds, masks, sws, True)
         loss += self._regularization()
         if trainable:
-            self._graph.backward(ctxs, dys, False)
+            graph.backward(ctxs, dys, False)
             self._add_regularization_grads()
             self.optimizer.apply(trainable)
         else:
@@ -310,7 +312,7 @@ class Trainer:
 
     def _test_batch(self, xs, ys, sws):
         self._require_loss()
-        preds, masks, _ = self._graph.forward(xs, False)
+        preds, masks, _ = replica.graph_of(self).forward(xs, False)
         loss, logged, _ = self._losses(ys, preds, masks, sws, False)
         self._update_metrics(ys, preds, masks, sws)
         return [loss + self._regularization()] + logged
@@ -370,6 +372,7 @@ class Trainer:
         n = xs[0].shape[0]
         steps = steps_per_epoch or max(1, math.ceil(n / batch_size))
         verbose = 1 if verbose == "auto" else verbose
+        callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -438,6 +441,7 @@ class Trainer:
         batch_size = 32 if batch_size is None else int(batch_size)
         n_steps = math.ceil(data[0][0].shape[0] / batch_size) if steps is None else steps
         verbose = 1 if verbose == "auto" else verbose
+        callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=n_steps)
         logs = self._evaluate(data, batch_size, cbs, steps)
@@ -451,13 +455,14 @@ class Trainer:
         batch_size = 32 if batch_size is None else int(batch_size)
         batches = _batches(xs[0].shape[0], batch_size, False)[:steps]
         verbose = 1 if verbose == "auto" else verbose
+        callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=len(batches))
         cbs.on_predict_begin()
         outs = []
         for step, idx in enumerate(batches):
             cbs.on_predict_batch_begin(step)
-            outs.append(self._graph.forward(_take(xs, idx), False)[0])
+            outs.append(replica.graph_of(self).forward(_take(xs, idx), False)[0])
             cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs[-1])})
         cbs.on_predict_end()
         if not outs:
@@ -474,7 +479,7 @@ class Trainer:
 
     def predict_on_batch(self, x):
         xs, _, _ = self._prepare(x)
-        return self._predicted(self._graph.forward(xs, False)[0])
+        return self._predicted(replica.graph_of(self).forward(xs, False)[0])
 
     def _batch_result(self, values, return_dict):
         logs = self._logs(values, 1)

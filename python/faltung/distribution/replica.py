@@ -1,0 +1,194 @@
+"""The trainer's hooks for a DataParallel distribution over P > 1 MPI processes.
+
+With no distribution (or one process) every hook is the identity, so models/trainer.py
+runs exactly as before. With DataParallel:
+
+- `graph_of(model)` is a ShardedGraph around the model's graph. Its forward takes the
+  global batch, runs the layers on this rank's rows (comm.shard_bounds: rank r of P takes
+  a contiguous block, the first n % P ranks one row more) and all-gathers the outputs and
+  their masks. Losses and metrics are then computed on the global batch, identically on
+  every rank, so the logged values are the global ones and any loss reduction, mask or
+  sample weight gives the one-process value. Its backward takes the global output
+  gradients, back-propagates this rank's rows, and sums the weight gradients over the
+  ranks in one all-reduce of one flat buffer: the sum of the per-rank gradients of the
+  global loss is the one-process gradient, also for an uneven last batch (a rank with no
+  rows contributes zeros). The same all-reduce averages the change of every float
+  non-trainable weight (BatchNormalization's moving statistics, which each replica
+  computes from its own rows, as Keras's default), so every rank holds identical weights
+  after every step. The first training step of a model broadcasts rank 0's weights and
+  optimizer state.
+- `same_order(permutation)`: rank 0's shuffle, so every rank walks the same global
+  batches whatever its own random state (dropout draws differ per rank).
+- `rank_callbacks(callbacks, verbose)` and `is_writer()`: the progress bar, CSVLogger,
+  ModelCheckpoint and `model.save` act on rank 0 only.
+
+Run the script with `mpiexec -n P python -m mpi4py script.py`: mpi4py's `-m` runner
+aborts every rank when one raises, instead of leaving the others waiting in a collective.
+"""
+import weakref
+
+import numpy as np
+
+from faltung.distribution.comm import shard_bounds
+
+_sharded = weakref.WeakKeyDictionary()  # model -> its ShardedGraph
+_DTYPES = [np.dtype(t) for t in ("float32", "float64", "int32", "int64", "bool", "uint8",
+                                 "int8", "float16")]
+_MAX_NDIM = 8
+
+
+def _active():
+    """The DataParallel in use when it spans more than one process, else None."""
+    from faltung import distribution
+    d = distribution.distribution()
+    return d if d is not None and d.comm.size > 1 else None
+
+
+def graph_of(model):
+    """What the trainer runs forward and backward: the model's graph, or its ShardedGraph."""
+    d = _active()
+    if d is None:
+        return model._graph
+    sg = _sharded.get(model)
+    if sg is None or sg.graph is not model._graph or sg.comm is not d.comm:
+        sg = _sharded[model] = ShardedGraph(model, d.comm)
+    return sg
+
+
+def same_order(permutation):
+    """Rank 0's `permutation` on every rank."""
+    d = _active()
+    if d is None:
+        return permutation
+    return d.comm.bcast(np.ascontiguousarray(permutation, np.int64))
+
+
+def is_writer():
+    """Whether this process writes files: rank 0, or the only process."""
+    d = _active()
+    return d is None or d.comm.rank == 0
+
+
+def rank_callbacks(callbacks, verbose):
+    """(callbacks, verbose) for this rank: on ranks other than 0 no progress bar and none
+    of the callbacks that write files."""
+    if is_writer():
+        return callbacks, verbose
+    from faltung.callbacks import CSVLogger, ModelCheckpoint, ProgbarLogger
+    writers = (CSVLogger, ModelCheckpoint, ProgbarLogger)
+    return [c for c in callbacks or [] if not isinstance(c, writers)], 0
+
+
+def _unique(variables):
+    seen = set()
+    return [v for v in variables if not (id(v) in seen or seen.add(id(v)))]
+
+
+class ShardedGraph:
+    """forward/backward of a model's graph with the batch split over the ranks (see the
+    module docstring). Holds the rows of the last forward for the backward that follows."""
+
+    def __init__(self, model, comm):
+        self.model, self.graph, self.comm = model, model._graph, comm
+        self.synced = False
+        self.rows = (0, 0)
+        self.base = []  # float non-trainable weights as of the last all-reduce
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, flat_inputs, training=False):
+        """(global outputs, global masks, this rank's contexts) for the global batch."""
+        if training and not self.synced:
+            self._broadcast_state()
+        comm = self.comm
+        n = flat_inputs[0].shape[0]
+        a, b = self.rows = shard_bounds(n, comm.size, comm.rank)
+        n_out = len(self.graph.outputs)
+        if b > a:
+            outs, masks, ctxs = self.graph.forward([x[a:b] for x in flat_inputs], training)
+        else:
+            outs, masks, ctxs = [None] * n_out, [None] * n_out, []
+        local = list(outs) + list(masks)
+        metas = [None if t is None else (t.shape[1:], t.dtype) for t in local]
+        if n < comm.size:  # some rank has no rows: it learns shapes and dtypes from rank 0
+            metas = self._bcast_metas(metas)
+        full = [None if m is None else comm.allgather_rows(t, n, m) for t, m in zip(local, metas)]
+        return full[:n_out], full[n_out:], ctxs
+
+    def _bcast_metas(self, metas):
+        """Rank 0's (trailing shape, dtype) or None per array, on every rank."""
+        code = np.zeros((len(metas), 3 + _MAX_NDIM), np.int64)
+        if self.comm.rank == 0:
+            for i, m in enumerate(metas):
+                if m is not None:
+                    shape, dtype = m
+                    if len(shape) > _MAX_NDIM or np.dtype(dtype) not in _DTYPES:
+                        raise ValueError(f"DataParallel: cannot gather a model output of shape "
+                                         f"(batch, *{tuple(shape)}) and dtype {dtype}")
+                    code[i, :3] = 1, _DTYPES.index(np.dtype(dtype)), len(shape)
+                    code[i, 3:3 + len(shape)] = shape
+        self.comm.bcast(code)
+        return [(tuple(c[3:3 + c[2]]), _DTYPES[c[1]]) if c[0] else None for c in code]
+
+    # -- backward ------------------------------------------------------------------------
+    def backward(self, ctxs, flat_dys, need_dx=True):
+        """Back-propagates this rank's rows of the global output gradients `flat_dys` and
+        leaves in every trainable weight's grad its sum over the ranks (None where no rank
+        has one). Input gradients are not returned (None)."""
+        a, b = self.rows
+        if b > a:
+            self.graph.backward(ctxs, [None if d is None else d[a:b] for d in flat_dys], False)
+        self._allreduce()
+        return [None] * len(self.graph.inputs)
+
+    def _allreduce(self):
+        """One all-reduce of [every grad, one has-grad flag per trainable weight, the change
+        of every float non-trainable weight / P]."""
+        trainable = _unique(self.model.trainable_weights)
+        moving = self._moving()
+        sizes = [v.value.size for v in trainable]
+        n_grad = sum(sizes)
+        buf = np.zeros(n_grad + len(trainable) + sum(v.value.size for v in moving), np.float32)
+        off = 0
+        for i, (v, s) in enumerate(zip(trainable, sizes)):
+            if v.grad is not None:
+                buf[off:off + s] = np.ravel(v.grad)
+                buf[n_grad + i] = 1.0
+            off += s
+        off = n_grad + len(trainable)
+        for v, base in zip(moving, self.base):
+            buf[off:off + v.value.size] = (v.value - base).ravel() / self.comm.size
+            off += v.value.size
+        self.comm.allreduce_sum(buf)
+        off = 0
+        for i, (v, s) in enumerate(zip(trainable, sizes)):
+            v.grad = buf[off:off + s].reshape(v.value.shape) if buf[n_grad + i] else None
+            off += s
+        off = n_grad + len(trainable)
+        for v, base in zip(moving, self.base):
+            v.value[...] = base + buf[off:off + v.value.size].reshape(base.shape)
+            base[...] = v.value
+            off += v.value.size
+
+    def _moving(self):
+        return [v for v in _unique(self.model.non_trainable_weights)
+                if v.value.dtype == np.float32]
+
+    # -- state ---------------------------------------------------------------------------
+    def _broadcast_state(self):
+        """Rank 0's weights and optimizer state on every rank (before the first step)."""
+        comm = self.comm
+        for v in _unique(self.model.weights):
+            comm.bcast(v.value)
+        self.base = [v.value.copy() for v in self._moving()]
+        opt = self.model.optimizer
+        state = opt.variables  # [iterations] + slot arrays (none before the first step)
+        counts = comm.bcast(np.array([len(state)], np.int64))
+        mismatch = comm.allreduce_sum(np.array([counts[0] != len(state)], np.float32))
+        if mismatch[0]:
+            raise ValueError(f"DataParallel: the optimizer holds {len(state)} state arrays on "
+                             f"rank {comm.rank} and {counts[0]} on rank 0; build it the same "
+                             "way on every rank.")
+        opt.iterations = int(comm.bcast(np.array([opt.iterations], np.int64))[0])
+        for slot in state[1:]:
+            comm.bcast(slot)
+        self.synced = True

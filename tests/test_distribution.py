@@ -1,0 +1,130 @@
+"""faltung.distribution: DataParallel over MPI processes (mpi4py).
+
+The 2-process tests start `mpiexec -n 2 python -m mpi4py tests/distributed_scripts/
+train_compare.py` once and check what its rank 0 reports; they are skipped when mpi4py or
+mpiexec is missing (`pip install 'faltung[mpi]'` provides both).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from faltung import distribution
+from faltung.distribution.comm import shard_bounds
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_scripts", "train_compare.py")
+MODELS = ["mlp", "cnn", "lstm"]
+
+
+def _mpiexec():
+    """mpiexec next to this Python (PyPI's mpich wheel installs it there), else on PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return local if os.path.exists(local) else shutil.which("mpiexec")
+
+
+def _run(cmd, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # 2 ranks on 2 cores: one thread each
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {}
+    files = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            r = json.loads(line[7:])
+            results[r["model"]] = r
+        elif line.startswith("FILES "):
+            files = json.loads(line[6:])
+    return results, files
+
+
+def _two_ranks_cmd(script):
+    """mpiexec -n 2 python -m mpi4py script, or a skip saying what is missing."""
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'faltung[mpi]')")
+    mpiexec = _mpiexec()
+    if mpiexec is None:
+        pytest.skip("mpiexec not found (pip install mpich, or apt install mpich)")
+    return [mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", script]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mpi")
+    return _run(_two_ranks_cmd(SCRIPT) + [str(tmp)], tmp)
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_two_ranks_train_as_one_process(two_ranks, kind):
+    r = two_ranks[0][kind]
+    assert r["steps"] == r["ref_steps"] == 10  # 2 epochs of ceil(33 / 8) global batches
+    assert r["ranks"] == 0.0                   # identical weights on every rank, every step
+    assert r["moved"] > 1e-2                   # training did change the weights
+    assert r["weights"] < 2e-5, r
+    assert r["loss"] < 1e-5 and r["accuracy"] < 1e-6, r
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_two_ranks_evaluate_and_predict_gather(two_ranks, kind):
+    r = two_ranks[0][kind]
+    assert r["predict_shape"] == [33, 3]
+    assert r["evaluate"] < 1e-6 and r["predict"] < 1e-6, r
+
+
+def test_only_rank0_writes(two_ranks):
+    files = two_ranks[1]
+    for kind in MODELS:
+        for what in ("log", "ckpt", "model"):
+            ext = "csv" if what == "log" else "keras"
+            assert f"{kind}_{what}_rank0.{ext}" in files
+    assert not [f for f in files if "rank1" in f], files
+
+
+def test_exception_on_one_rank_stops_every_rank(tmp_path):
+    script = os.path.join(os.path.dirname(SCRIPT), "fail_on_one_rank.py")
+    proc = subprocess.run(_two_ranks_cmd(script), cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=60)
+    assert proc.returncode != 0
+    assert "deliberate failure on rank 1" in proc.stderr
+
+
+def test_same_script_runs_in_one_process(tmp_path):
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'faltung[mpi]')")
+    results, files = _run([sys.executable, SCRIPT, str(tmp_path), "mlp"], tmp_path)
+    r = results["mlp"]
+    assert r["steps"] == 10 and r["ranks"] == 0.0
+    assert r["weights"] == 0.0 and r["loss"] == 0.0 and r["evaluate"] == 0.0
+    assert "mlp_model_rank0.keras" in files
+
+
+def test_data_parallel_without_mpi4py_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # `import mpi4py` now fails
+    with pytest.raises(ImportError, match=r"pip install 'faltung\[mpi\]'.*mpi4py.*mpich"):
+        distribution.DataParallel()
+    assert distribution.list_devices() == ["cpu:0"]
+    assert distribution.get_device_count() == 1
+    assert (distribution.num_processes(), distribution.process_id()) == (1, 0)
+
+
+def test_set_distribution_rejects_other_objects():
+    with pytest.raises(TypeError, match="DataParallel or None. Received: 'auto'"):
+        distribution.set_distribution("auto")
+    distribution.set_distribution(None)
+    assert distribution.get_distribution() is None and distribution.distribution() is None
+
+
+def test_list_devices_rejects_gpu():
+    with pytest.raises(ValueError, match="`device_type` must be None or 'cpu'. Received: "
+                                         "device_type='gpu'"):
+        distribution.list_devices("gpu")
+
+
+@pytest.mark.parametrize("n,size", [(1, 2), (2, 2), (7, 2), (33, 4), (3, 5), (0, 3)])
+def test_shard_bounds_split_like_array_split(n, size):
+    expected = np.array_split(np.arange(n), size)  # oracle: the first n % size get one more
+    for rank in range(size):
+        a, b = shard_bounds(n, size, rank)
+        np.testing.assert_array_equal(np.arange(n)[a:b], expected[rank])
