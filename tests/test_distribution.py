@@ -17,7 +17,7 @@ from faltung import distribution
 from faltung.distribution.comm import shard_bounds
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_scripts", "train_compare.py")
-MODELS = ["mlp", "cnn", "lstm"]
+MODELS = ["mlp", "cnn", "cnn_bn", "lstm"]  # cnn_bn: BatchNormalization(synchronized=True)
 
 
 def _mpiexec():
@@ -128,3 +128,38 @@ def test_shard_bounds_split_like_array_split(n, size):
     for rank in range(size):
         a, b = shard_bounds(n, size, rank)
         np.testing.assert_array_equal(np.arange(n)[a:b], expected[rank])
+
+
+@pytest.mark.parametrize("shape,axis,affine", [((6, 5, 5, 3), -1, True), ((1, 4), -1, True),
+                                               ((4, 3, 5), 1, False)],
+                         ids=["img-6x5x5x3", "batch1-dense", "seq-axis1-no-affine"])
+def test_synchronized_batch_norm_in_one_process_matches_the_kernel(monkeypatch, shape, axis,
+                                                                   affine):
+    """The synchronized path (global sums; here over one process) against the C++ batch
+    norm, whose backward tests/test_batch_normalization.py checks by finite differences."""
+    from faltung import layers
+    from faltung.distribution import replica
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    results = []
+    for synchronized in (False, True):
+        monkeypatch.setattr(replica, "is_distributed", lambda: synchronized)
+        bn = layers.BatchNormalization(axis=axis, momentum=0.5, center=affine, scale=affine,
+                                       synchronized=True)
+        bn.build(shape)
+        if affine:
+            bn.gamma.value[...] = rng.uniform(0.5, 2, bn.gamma.value.shape) if not results \
+                else results[0][4]
+        y = bn.forward(x, training=True)
+        dx = bn.backward(dy)
+        grads = [] if not affine else [bn.gamma.grad, bn.beta.grad]
+        results.append((y, dx, bn.moving_mean.value.copy(), bn.moving_variance.value.copy(),
+                        bn.gamma.value.copy() if affine else None, grads))
+    (y0, dx0, mm0, mv0, _, g0), (y1, dx1, mm1, mv1, _, g1) = results
+    np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx1, dx0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(mm1, mm0, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(mv1, mv0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

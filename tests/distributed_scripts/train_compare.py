@@ -1,6 +1,7 @@
 """Run as `mpiexec -n P python -m mpi4py train_compare.py OUTDIR` (tests/test_distribution.py).
 
-For an MLP, a small CNN and an LSTM model: fit with DataParallel over the P processes
+For an MLP, a small CNN, a CNN with BatchNormalization(synchronized=True) and an LSTM
+model: fit with DataParallel over the P processes
 (each rank starts from different weights, so rank 0's must be broadcast; 33 samples in
 global batches of 8, so the last batch of each epoch has 1 row and the other ranks none),
 then, on rank 0 alone, fit the same model from rank 0's initial weights on the same
@@ -33,6 +34,11 @@ def build(kind):
         model = keras.Sequential([layers.Input((8, 8, 2)), layers.Conv2D(4, 3, activation="relu"),
                                   layers.MaxPooling2D(2), layers.Flatten(),
                                   layers.Dense(3, activation="softmax")])
+    elif kind == "cnn_bn":  # batch statistics of the global batch on every rank
+        model = keras.Sequential([layers.Input((8, 8, 2)), layers.Conv2D(4, 3, use_bias=False),
+                                  layers.BatchNormalization(synchronized=True, momentum=0.5),
+                                  layers.ReLU(), layers.Flatten(),
+                                  layers.Dense(3, activation="softmax")])
     else:
         model = keras.Sequential([layers.Input((5, 3)), layers.LSTM(6), layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
@@ -42,7 +48,7 @@ def build(kind):
 
 def data(kind, n=33):
     rng = np.random.default_rng(7)
-    shape = {"mlp": (10,), "cnn": (8, 8, 2), "lstm": (5, 3)}[kind]
+    shape = {"mlp": (10,), "cnn": (8, 8, 2), "cnn_bn": (8, 8, 2), "lstm": (5, 3)}[kind]
     return rng.normal(size=(n,) + shape).astype("float32"), rng.integers(0, 3, n)
 
 
@@ -110,7 +116,7 @@ def run(kind):
 
 
 if __name__ == "__main__":
-    for kind in sys.argv[2:] or ["mlp", "cnn", "lstm"]:
+    for kind in sys.argv[2:] or ["mlp", "cnn", "cnn_bn", "lstm"]:
         run(kind)
     COMM.Barrier()
     if RANK == 0:

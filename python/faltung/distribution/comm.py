@@ -50,24 +50,18 @@ class Comm:
         self.comm.Bcast(arr, root=0)
         return arr
 
-    def allgather_rows(self, local, n, like=None):
+    def allgather_rows(self, local, n):
         """The n-row array whose rows shard_bounds(n, P, r) are rank r's `local` (same
-        trailing shape and dtype on every rank). A rank without rows passes local=None
-        and `like` = (trailing shape, dtype) from a rank that has some."""
-        trail, dtype = like if local is None else (local.shape[1:], local.dtype)
-        out = np.empty((n,) + tuple(trail), dtype)
+        trailing shape and dtype on every rank; zero rows on a rank that has none)."""
+        out = np.empty((n,) + local.shape[1:], local.dtype)
         row_bytes = out[:1].nbytes if n else 0
         counts = [(b - a) * row_bytes for a, b in
                   (shard_bounds(n, self.size, r) for r in range(self.size))]
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()
-        send = (np.zeros(0, np.uint8) if local is None else
-                np.ascontiguousarray(local).reshape(-1).view(np.uint8))
+        send = np.ascontiguousarray(local).reshape(-1).view(np.uint8)
         self.comm.Allgatherv(send, [out.reshape(-1).view(np.uint8), counts, displs,
                                     _byte_type()])
         return out
-
-    def abort(self, code=1):
-        self.comm.Abort(code)
 
 
 def _byte_type():

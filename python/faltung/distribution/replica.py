@@ -12,11 +12,13 @@ runs exactly as before. With DataParallel:
   gradients, back-propagates this rank's rows, and sums the weight gradients over the
   ranks in one all-reduce of one flat buffer: the sum of the per-rank gradients of the
   global loss is the one-process gradient, also for an uneven last batch (a rank with no
-  rows contributes zeros). The same all-reduce averages the change of every float
+  rows runs a stand-in row with zero output gradients, so it contributes zeros). The same all-reduce averages the change of every float
   non-trainable weight (BatchNormalization's moving statistics, which each replica
   computes from its own rows, as Keras's default), so every rank holds identical weights
   after every step. The first training step of a model broadcasts rank 0's weights and
   optimizer state.
+- `sum_over_replicas(values)`: the all-reduce that BatchNormalization(synchronized=True)
+  calls in its forward and backward for the global batch's statistics.
 - `same_order(permutation)`: rank 0's shuffle, so every rank walks the same global
   batches whatever its own random state (dropout draws differ per rank).
 - `rank_callbacks(callbacks, verbose)` and `is_writer()`: the progress bar, CSVLogger,
@@ -32,9 +34,7 @@ import numpy as np
 from faltung.distribution.comm import shard_bounds
 
 _sharded = weakref.WeakKeyDictionary()  # model -> its ShardedGraph
-_DTYPES = [np.dtype(t) for t in ("float32", "float64", "int32", "int64", "bool", "uint8",
-                                 "int8", "float16")]
-_MAX_NDIM = 8
+_current = {"stand_in": False}  # is this rank running a stand-in row (see forward)?
 
 
 def _active():
@@ -53,6 +53,29 @@ def graph_of(model):
     if sg is None or sg.graph is not model._graph or sg.comm is not d.comm:
         sg = _sharded[model] = ShardedGraph(model, d.comm)
     return sg
+
+
+def is_distributed():
+    """Whether a DataParallel over more than one process is in use."""
+    return _active() is not None
+
+
+def sum_over_replicas(values):
+    """float64 `values` summed over the ranks (a stand-in row adds nothing); the values
+    themselves in one process. For layers that reduce over the global batch
+    (BatchNormalization(synchronized=True)); every rank must call it at the same point."""
+    d = _active()
+    values = np.array(values, np.float64)
+    if d is None:
+        return values
+    if _current["stand_in"]:
+        values[...] = 0.0
+    return d.comm.allreduce_sum(values)
+
+
+def is_stand_in():
+    """Whether this rank is running a stand-in row (it has no rows of the batch)."""
+    return _current["stand_in"]
 
 
 def same_order(permutation):
@@ -96,38 +119,24 @@ class ShardedGraph:
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, flat_inputs, training=False):
-        """(global outputs, global masks, this rank's contexts) for the global batch."""
+        """(global outputs, global masks, this rank's contexts) for the global batch. A rank
+        without rows (a batch smaller than P) runs row 0 as a stand-in whose outputs are
+        dropped and whose output gradients are zeros, so that every rank makes the same
+        collective calls (synchronized BatchNormalization counts it as no row)."""
         if training and not self.synced:
             self._broadcast_state()
         comm = self.comm
         n = flat_inputs[0].shape[0]
         a, b = self.rows = shard_bounds(n, comm.size, comm.rank)
-        n_out = len(self.graph.outputs)
-        if b > a:
-            outs, masks, ctxs = self.graph.forward([x[a:b] for x in flat_inputs], training)
-        else:
-            outs, masks, ctxs = [None] * n_out, [None] * n_out, []
-        local = list(outs) + list(masks)
-        metas = [None if t is None else (t.shape[1:], t.dtype) for t in local]
-        if n < comm.size:  # some rank has no rows: it learns shapes and dtypes from rank 0
-            metas = self._bcast_metas(metas)
-        full = [None if m is None else comm.allgather_rows(t, n, m) for t, m in zip(local, metas)]
-        return full[:n_out], full[n_out:], ctxs
-
-    def _bcast_metas(self, metas):
-        """Rank 0's (trailing shape, dtype) or None per array, on every rank."""
-        code = np.zeros((len(metas), 3 + _MAX_NDIM), np.int64)
-        if self.comm.rank == 0:
-            for i, m in enumerate(metas):
-                if m is not None:
-                    shape, dtype = m
-                    if len(shape) > _MAX_NDIM or np.dtype(dtype) not in _DTYPES:
-                        raise ValueError(f"DataParallel: cannot gather a model output of shape "
-                                         f"(batch, *{tuple(shape)}) and dtype {dtype}")
-                    code[i, :3] = 1, _DTYPES.index(np.dtype(dtype)), len(shape)
-                    code[i, 3:3 + len(shape)] = shape
-        self.comm.bcast(code)
-        return [(tuple(c[3:3 + c[2]]), _DTYPES[c[1]]) if c[0] else None for c in code]
+        rows = slice(a, b) if b > a else slice(0, 1)
+        _current["stand_in"] = b == a
+        try:
+            outs, masks, ctxs = self.graph.forward([x[rows] for x in flat_inputs], training)
+        finally:
+            _current["stand_in"] = False
+        full = [None if t is None else comm.allgather_rows(t[:b - a], n)
+                for t in list(outs) + list(masks)]
+        return full[:len(outs)], full[len(outs):], ctxs
 
     # -- backward ------------------------------------------------------------------------
     def backward(self, ctxs, flat_dys, need_dx=True):
@@ -135,8 +144,12 @@ class ShardedGraph:
         leaves in every trainable weight's grad its sum over the ranks (None where no rank
         has one). Input gradients are not returned (None)."""
         a, b = self.rows
-        if b > a:
-            self.graph.backward(ctxs, [None if d is None else d[a:b] for d in flat_dys], False)
+        _current["stand_in"] = b == a
+        try:
+            self.graph.backward(ctxs, [None if d is None else d[a:b] if b > a else
+                                       np.zeros_like(d[:1]) for d in flat_dys], False)
+        finally:
+            _current["stand_in"] = False
         self._allreduce()
         return [None] * len(self.graph.inputs)
 
