@@ -163,3 +163,60 @@ def test_synchronized_batch_norm_in_one_process_matches_the_kernel(monkeypatch, 
     np.testing.assert_allclose(mv1, mv0, rtol=1e-5, atol=1e-6)
     for a, b in zip(g1, g0):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+class _OneRankComm:
+    """The Comm interface over one rank, logging when gradient all-reduces start."""
+    rank, size = 0, 1
+
+    def __init__(self, log):
+        self.log = log
+
+    def allgather_rows(self, local, n):
+        return np.array(local)
+
+    def bcast(self, arr):
+        return arr
+
+    allreduce_sum = bcast
+
+    def iallreduce_sum(self, buf):
+        self.log.append(("all-reduce", buf.size))
+        return None
+
+    def test_all(self, requests):
+        pass
+
+    wait_all = test_all
+
+
+def test_gradient_buckets_start_while_backward_runs(monkeypatch):
+    """With buckets of one weight each, the last layer's gradients are on their way before
+    the first layer's backward runs; the gradients are those of the plain graph."""
+    import faltung as keras
+    from faltung import layers
+    from faltung.distribution import replica
+    monkeypatch.setattr(replica, "BUCKET_BYTES", 1)
+    model = keras.Sequential([layers.Input((5,)), layers.Dense(4, name="first"),
+                              layers.Dense(2, name="last")])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    dy = np.ones((3, 2), np.float32)
+    _, _, ctxs = model._graph.forward([x], True)
+    model._graph.backward(ctxs, [dy], False)
+    expected = [v.grad.copy() for v in model.trainable_weights]
+    log = []
+    for layer in model.layers:
+        def logged(dy, need_dx=True, layer=layer, inner=layer.backward):
+            log.append(("backward", layer.name))
+            return inner(dy, need_dx=need_dx)
+        monkeypatch.setattr(layer, "backward", logged)
+    sharded = replica.ShardedGraph(model, _OneRankComm(log))
+    sharded.synced = True
+    _, _, ctxs = sharded.forward([x], True)
+    sharded.backward(ctxs, [dy])
+    # each bucket: the weight's values and one has-grad flag (kernel, then bias)
+    assert log == [("backward", "last"), ("all-reduce", 4 * 2 + 1), ("all-reduce", 2 + 1),
+                   ("backward", "first"), ("all-reduce", 5 * 4 + 1), ("all-reduce", 4 + 1)]
+    for v, g in zip(model.trainable_weights, expected):
+        np.testing.assert_array_equal(v.grad, g)

@@ -20,6 +20,9 @@ from mpi4py import MPI
 
 import faltung as keras
 from faltung import layers
+from faltung.distribution import replica
+
+replica.BUCKET_BYTES = 256  # many gradient buckets, each reduced as backward reaches it
 
 COMM = MPI.COMM_WORLD
 RANK = COMM.Get_rank()

@@ -45,6 +45,24 @@ class Comm:
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         return buf
 
+    def iallreduce_sum(self, buf):
+        """Starts summing `buf` over all ranks in place; returns the MPI request."""
+        from mpi4py import MPI
+        return self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+
+    @staticmethod
+    def test_all(requests):
+        """Lets MPI progress the pending requests (MPICH moves a non-blocking collective
+        on only inside MPI calls, unless MPIR_CVAR_ASYNC_PROGRESS=1)."""
+        from mpi4py import MPI
+        if requests:
+            MPI.Request.Testall(requests)
+
+    @staticmethod
+    def wait_all(requests):
+        from mpi4py import MPI
+        MPI.Request.Waitall(requests)
+
     def bcast(self, arr):
         """Rank 0's values of the contiguous array `arr`, in place on every rank."""
         self.comm.Bcast(arr, root=0)

@@ -10,10 +10,13 @@ runs exactly as before. With DataParallel:
   every rank, so the logged values are the global ones and any loss reduction, mask or
   sample weight gives the one-process value. Its backward takes the global output
   gradients, back-propagates this rank's rows, and sums the weight gradients over the
-  ranks in one all-reduce of one flat buffer: the sum of the per-rank gradients of the
-  global loss is the one-process gradient, also for an uneven last batch (a rank with no
-  rows runs a stand-in row with zero output gradients, so it contributes zeros). The same all-reduce averages the change of every float
-  non-trainable weight (BatchNormalization's moving statistics, which each replica
+  ranks: in buckets of about BUCKET_BYTES, each a non-blocking all-reduce started as soon
+  as backward has finished its weights (the graph's `after_node` hook), so that it
+  overlaps the backward of the layers below; the optimizer waits for them all. The sum
+  of the per-rank gradients of the global loss is the one-process gradient, also for an
+  uneven last batch (a rank with no rows runs a stand-in row with zero output
+  gradients, so it contributes zeros). One more all-reduce averages the change of every
+  float non-trainable weight (BatchNormalization's moving statistics, which each replica
   computes from its own rows, as Keras's default), so every rank holds identical weights
   after every step. The first training step of a model broadcasts rank 0's weights and
   optimizer state.
@@ -35,6 +38,7 @@ from faltung.distribution.comm import shard_bounds
 
 _sharded = weakref.WeakKeyDictionary()  # model -> its ShardedGraph
 _current = {"stand_in": False}  # is this rank running a stand-in row (see forward)?
+BUCKET_BYTES = 1 << 20  # gradient bytes per non-blocking all-reduce
 
 
 def _active():
@@ -107,6 +111,36 @@ def _unique(variables):
     return [v for v in variables if not (id(v) in seen or seen.add(id(v)))]
 
 
+class _Bucket:
+    """Trainable weights whose gradients one non-blocking all-reduce sums: a flat float32
+    buffer [grad of each weight, one has-grad flag per weight]."""
+
+    def __init__(self, variables, ready_at):
+        self.variables, self.ready_at = variables, ready_at
+        self.request = None
+
+    def start(self, comm):
+        sizes = [v.value.size for v in self.variables]
+        self.buf = buf = np.zeros(sum(sizes) + len(sizes), np.float32)
+        off, flags = 0, sum(sizes)
+        for i, (v, n) in enumerate(zip(self.variables, sizes)):
+            if v.grad is not None:
+                buf[off:off + n] = np.ravel(v.grad)
+                buf[flags + i] = 1.0
+            off += n
+        self.request = comm.iallreduce_sum(buf)
+        return self
+
+    def finish(self):
+        """After the request completed: every weight's grad is the sum over the ranks."""
+        off, flags = 0, len(self.buf) - len(self.variables)
+        for i, v in enumerate(self.variables):
+            n = v.value.size
+            v.grad = self.buf[off:off + n].reshape(v.value.shape) if self.buf[flags + i] else None
+            off += n
+        self.buf = self.request = None
+
+
 class ShardedGraph:
     """forward/backward of a model's graph with the batch split over the ranks (see the
     module docstring). Holds the rows of the last forward for the backward that follows."""
@@ -116,6 +150,7 @@ class ShardedGraph:
         self.synced = False
         self.rows = (0, 0)
         self.base = []  # float non-trainable weights as of the last all-reduce
+        self.plan, self.plan_key = [], None  # the gradient buckets (see _buckets)
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, flat_inputs, training=False):
@@ -142,43 +177,65 @@ class ShardedGraph:
     def backward(self, ctxs, flat_dys, need_dx=True):
         """Back-propagates this rank's rows of the global output gradients `flat_dys` and
         leaves in every trainable weight's grad its sum over the ranks (None where no rank
-        has one). Input gradients are not returned (None)."""
+        has one). A bucket's non-blocking all-reduce starts as soon as backward has
+        finished its weights' gradients; the rest of backward runs meanwhile. Input
+        gradients are not returned (None)."""
         a, b = self.rows
+        buckets = self._buckets()
+        started = []
+
+        def after_node(i):  # node i's backward ran: the gradients of nodes >= i are final
+            while len(started) < len(buckets) and buckets[len(started)].ready_at >= i:
+                started.append(buckets[len(started)].start(self.comm))
+            self.comm.test_all([bk.request for bk in started])  # lets MPI progress them
+
         _current["stand_in"] = b == a
         try:
             self.graph.backward(ctxs, [None if d is None else d[a:b] if b > a else
-                                       np.zeros_like(d[:1]) for d in flat_dys], False)
+                                       np.zeros_like(d[:1]) for d in flat_dys], False,
+                                after_node=after_node)
         finally:
             _current["stand_in"] = False
-        self._allreduce()
+        after_node(-1)
+        self.comm.wait_all([bk.request for bk in buckets])
+        for bk in buckets:
+            bk.finish()
+        self._average_moving()
         return [None] * len(self.graph.inputs)
 
-    def _allreduce(self):
-        """One all-reduce of [every grad, one has-grad flag per trainable weight, the change
-        of every float non-trainable weight / P]."""
+    def _buckets(self):
+        """The trainable weights in buckets of about BUCKET_BYTES, in the order backward
+        finishes their gradients (the same plan on every rank; remade when the set of
+        trainable weights changes)."""
         trainable = _unique(self.model.trainable_weights)
+        key = [id(v) for v in trainable]
+        if self.plan_key != key:
+            ready = {}  # a weight's gradient is final after the first node that uses it
+            for i, node in enumerate(self.graph.nodes):
+                for v in node.layer.weights:
+                    ready.setdefault(id(v), i)
+            order = sorted(trainable, key=lambda v: -ready.get(id(v), -1))
+            self.plan, group, size = [], [], 0
+            for v in order:
+                group.append(v)
+                size += v.value.nbytes
+                if size >= BUCKET_BYTES or v is order[-1]:
+                    self.plan.append(_Bucket(group, min(ready.get(id(w), -1) for w in group)))
+                    group, size = [], 0
+            self.plan_key = key
+        return self.plan
+
+    def _average_moving(self):
+        """Every float non-trainable weight (moving statistics) moves by the mean of its
+        changes on the ranks since the last step."""
         moving = self._moving()
-        sizes = [v.value.size for v in trainable]
-        n_grad = sum(sizes)
-        buf = np.zeros(n_grad + len(trainable) + sum(v.value.size for v in moving), np.float32)
+        if not moving:
+            return
+        delta = np.concatenate([(v.value - base).ravel() for v, base in zip(moving, self.base)])
+        self.comm.allreduce_sum(delta / np.float32(self.comm.size))
         off = 0
-        for i, (v, s) in enumerate(zip(trainable, sizes)):
-            if v.grad is not None:
-                buf[off:off + s] = np.ravel(v.grad)
-                buf[n_grad + i] = 1.0
-            off += s
-        off = n_grad + len(trainable)
         for v, base in zip(moving, self.base):
-            buf[off:off + v.value.size] = (v.value - base).ravel() / self.comm.size
-            off += v.value.size
-        self.comm.allreduce_sum(buf)
-        off = 0
-        for i, (v, s) in enumerate(zip(trainable, sizes)):
-            v.grad = buf[off:off + s].reshape(v.value.shape) if buf[n_grad + i] else None
-            off += s
-        off = n_grad + len(trainable)
-        for v, base in zip(moving, self.base):
-            v.value[...] = base + buf[off:off + v.value.size].reshape(base.shape)
+            v.value[...] = base + delta[off:off + v.value.size].reshape(base.shape)
             base[...] = v.value
             off += v.value.size
 
