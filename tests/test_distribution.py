@@ -42,13 +42,13 @@ def _run(cmd, tmp_path):
     return results, files
 
 
-def _two_ranks_cmd(script):
+def _two_ranks_cmd(script, runner=("-m", "mpi4py")):
     """mpiexec -n 2 python -m mpi4py script, or a skip saying what is missing."""
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'faltung[mpi]')")
     mpiexec = _mpiexec()
     if mpiexec is None:
         pytest.skip("mpiexec not found (pip install mpich, or apt install mpich)")
-    return [mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", script]
+    return [mpiexec, "-n", "2", sys.executable, *runner, script]
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +83,17 @@ def test_only_rank0_writes(two_ranks):
     assert not [f for f in files if "rank1" in f], files
 
 
-def test_exception_on_one_rank_stops_every_rank(tmp_path):
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_failure_on_one_rank_stops_every_rank(tmp_path, how):
+    """Rank 1 raises (plain `python script.py`: DataParallel's excepthook aborts) or is
+    killed mid-epoch; rank 0 must not hang in its next all-reduce (timeout = failure)."""
     script = os.path.join(os.path.dirname(SCRIPT), "fail_on_one_rank.py")
-    proc = subprocess.run(_two_ranks_cmd(script), cwd=tmp_path, capture_output=True, text=True,
+    proc = subprocess.run(_two_ranks_cmd(script, runner=()) + [how], cwd=tmp_path,
+                          capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=60)
     assert proc.returncode != 0
-    assert "deliberate failure on rank 1" in proc.stderr
+    if how == "raise":
+        assert "ValueError: deliberate failure on rank 1" in proc.stderr
 
 
 def test_same_script_runs_in_one_process(tmp_path):

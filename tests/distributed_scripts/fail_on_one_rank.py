@@ -1,7 +1,11 @@
-"""Run as `mpiexec -n 2 python -m mpi4py fail_on_one_rank.py`: rank 1 raises in the middle
-of `fit` while rank 0 is about to wait in the next all-reduce. mpi4py's `-m` runner turns
-the uncaught exception into MPI_Abort, so every rank stops (tests/test_distribution.py
-checks that the job ends with the error instead of hanging)."""
+"""Run as `mpiexec -n 2 python fail_on_one_rank.py raise|kill`: in the middle of `fit`,
+rank 1 raises (without mpi4py's `-m` runner: DataParallel's excepthook aborts every rank)
+or is killed (mpiexec ends the job), while rank 0 is about to wait in the next
+all-reduce. tests/test_distribution.py checks that the job ends instead of hanging."""
+import os
+import signal
+import sys
+
 import numpy as np
 
 import faltung as keras
@@ -13,6 +17,8 @@ rank = keras.distribution.process_id()
 
 def fail(batch, logs):
     if rank == 1 and batch == 2:
+        if sys.argv[1] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
         raise ValueError("deliberate failure on rank 1")
 
 

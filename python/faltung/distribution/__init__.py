@@ -14,6 +14,8 @@ process); `DataParallel` takes no `device_mesh` and only `auto_shard_dataset=Tru
 process passes the same global arrays and computes its share of each batch);
 `get_distribution` is an alias of Keras's `distribution`.
 """
+import sys
+
 from faltung.distribution.comm import INSTALL_HINT, Comm, world
 
 _state = {"distribution": None}
@@ -61,6 +63,9 @@ class DataParallel:
         auto_shard_dataset: must be True: every process passes the same global data.
 
     Raises ImportError saying what to install when mpi4py or an MPI library is missing.
+    Over several processes it sets `sys.excepthook` (unless the script set its own) so
+    that an uncaught exception on one process aborts them all instead of leaving the
+    others waiting (as `python -m mpi4py` does).
     """
 
     def __init__(self, device_mesh=None, devices=None, auto_shard_dataset=True):
@@ -79,6 +84,8 @@ class DataParallel:
         self.devices = all_devices
         self.batch_dim_name = "batch"
         self.auto_shard_dataset = True
+        if self.comm.size > 1 and sys.excepthook is sys.__excepthook__:
+            sys.excepthook = _abort_all_ranks
 
     @property
     def num_processes(self):
@@ -98,6 +105,14 @@ class DataParallel:
 
     def __repr__(self):
         return f"<DataParallel num_processes={self.comm.size} process_id={self.comm.rank}>"
+
+
+def _abort_all_ranks(kind, value, tb):
+    """An exception no one caught on one rank stops every rank (MPI_Abort) rather than
+    leave the others waiting in the next collective (what `python -m mpi4py` does)."""
+    sys.__excepthook__(kind, value, tb)
+    sys.stderr.flush()
+    world().Abort(1)
 
 
 def set_distribution(value):
