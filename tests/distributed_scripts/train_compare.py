@@ -1,11 +1,11 @@
 """Run as `mpiexec -n P python -m mpi4py train_compare.py OUTDIR` (tests/test_distribution.py).
 
 For an MLP, a small CNN, a CNN with BatchNormalization(synchronized=True) and an LSTM
-model: fit with DataParallel over the P processes
-(each rank starts from different weights, so rank 0's must be broadcast; 33 samples in
-global batches of 8, so the last batch of each epoch has 1 row and the other ranks none),
-then, on rank 0 alone, fit the same model from rank 0's initial weights on the same
-global batches in one process. Rank 0 prints one line per model:
+model: fit with DataParallel over the P processes (each rank starts from different
+weights, so rank 0's must be broadcast; 33 samples in global batches of 8, so the last
+batch of each epoch has 1 row and the other ranks none; sample weights and validation
+data), then, on rank 0 alone, fit the same model from rank 0's initial weights on the
+same global batches in one process. Rank 0 prints one line per model:
     RESULT {"model": ..., "weights": max |distributed - one process| over all steps,
             "ranks": max |rank r - rank 0| over all steps and ranks, ...}
 Also evaluate and predict with DataParallel against one process on the same weights,
@@ -55,6 +55,9 @@ def data(kind, n=33):
     return rng.normal(size=(n,) + shape).astype("float32"), rng.integers(0, 3, n)
 
 
+SAMPLE_WEIGHT = np.random.default_rng(8).uniform(0.5, 1.5, 33).astype("float32")
+
+
 def flat(model):
     return np.concatenate([w.ravel() for w in model.get_weights()])
 
@@ -79,6 +82,7 @@ def fit_recording(model, x, y, callbacks=(), distributed=True):
 
     np.random.seed(0)  # the shuffle: rank 0's order is used on every rank
     hist = model.fit(x, y, batch_size=8, epochs=2, shuffle=True, verbose=0,
+                     sample_weight=SAMPLE_WEIGHT, validation_data=(x[:9], y[:9]),
                      callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=after_step),
                                 *callbacks])
     return steps, spread[0], hist.history
@@ -112,6 +116,7 @@ def run(kind):
         "moved": float(np.max(np.abs(steps[-1] - np.concatenate([w.ravel() for w in initial])))),
         "loss": max(abs(a - b) for a, b in zip(hist["loss"], ref_hist["loss"])),
         "accuracy": max(abs(a - b) for a, b in zip(hist["accuracy"], ref_hist["accuracy"])),
+        "val_loss": max(abs(a - b) for a, b in zip(hist["val_loss"], ref_hist["val_loss"])),
         "evaluate": max(abs(a - b) for a, b in zip(ev, ev_one)),
         "predict": float(np.max(np.abs(pred - pred_one))), "predict_shape": list(pred.shape),
     }
