@@ -117,7 +117,7 @@ class _Bucket:
 
     def __init__(self, variables, ready_at):
         self.variables, self.ready_at = variables, ready_at
-        self.request = None
+        self.buf = self.request = None  # while the all-reduce runs
 
     def start(self, comm):
         sizes = [v.value.size for v in self.variables]
