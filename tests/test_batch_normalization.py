@@ -137,5 +137,3 @@ def test_errors():
     with pytest.raises(ValueError, match=r"batch_norm_backward: expected `dy` of shape \(2, 3\), received shape \(2, 4\)"):
         _core.batch_norm_backward_f32(np.zeros((2, 4), np.float32), np.zeros((2, 3), np.float32),
                                       np.zeros(3, np.float32), np.ones(3, np.float32), None)
-    with pytest.raises(ValueError, match=r"synchronized=True"):
-        L.BatchNormalization(synchronized=True)

@@ -210,9 +210,11 @@ class Graph:
             want_dx.append(wants)
         return active, want_dx, req
 
-    def backward(self, ctxs, flat_dys, need_dx=True):
+    def backward(self, ctxs, flat_dys, need_dx=True, after_node=None):
         """Gradients for the input tensors (flat; None where none flows) from the output
-        gradients `flat_dys` (None for outputs without one); sets the weights' grads."""
+        gradients `flat_dys` (None for outputs without one); sets the weights' grads.
+        `after_node(i)`, if given, is called when node i's backward has run (data
+        parallelism starts reducing the gradients that are final by then)."""
         active, want_dx, req = self._active(need_dx)
         grads = {}
         for t, g in zip(self.outputs, flat_dys):
@@ -239,6 +241,8 @@ class Graph:
             for v, g in stash:
                 if g is not None:
                     v.grad = g if v.grad is None else v.grad + g
+            if after_node is not None:
+                after_node(i)
             if not want_dx[i]:
                 continue
             if node.kwargs_tensors:  # (dx, {keyword: gradients}) for tensor keyword arguments

@@ -12,6 +12,7 @@ from faltung import backend
 from faltung.layers.layer import Layer
 from faltung.layers.node import flatten, pack_like
 from faltung.models.trainer import Trainer
+from faltung.distribution import replica
 from faltung.models import summary as summary_utils
 
 
@@ -292,6 +293,8 @@ class Model(Trainer, Layer):
 
     def save_weights(self, filepath, overwrite=True):
         from faltung.models import saving
+        if not replica.is_writer():  # DataParallel: rank 0 writes
+            return
         saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False):
@@ -300,6 +303,8 @@ class Model(Trainer, Layer):
 
     def save(self, filepath, overwrite=True):
         from faltung.models import saving
+        if not replica.is_writer():  # DataParallel: rank 0 writes
+            return
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def to_json(self, **kwargs):

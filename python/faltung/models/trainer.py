@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from faltung import backend
+from faltung.distribution import replica
 
 
 def _as_labels(y, what="y"):
@@ -63,7 +64,7 @@ def _count(value, name, minimum=1, default=None):
 
 
 def _batches(n, batch_size, shuffle):
-    idx = np.random.permutation(n) if shuffle else np.arange(n)
+    idx = replica.same_order(np.random.permutation(n)) if shuffle else np.arange(n)
     return [idx[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
@@ -318,13 +319,14 @@ class Trainer:
     def _train_batch(self, xs, ys, sws):
         self._require_loss()
         trainable = self.trainable_weights
+        graph = replica.graph_of(self)  # with DataParallel: this rank's rows, gathered
         for v in trainable:
             v.grad = None
-        preds, masks, ctxs = self._graph.forward(xs, True)
+        preds, masks, ctxs = graph.forward(xs, True)
         loss, logged, dys = self._losses(ys, preds, masks, sws, True)
         loss += self._regularization()
         if trainable:
-            self._graph.backward(ctxs, dys, False)
+            graph.backward(ctxs, dys, False)
             self._add_regularization_grads()
             self.optimizer.apply(trainable)
         else:
@@ -335,7 +337,7 @@ class Trainer:
 
     def _test_batch(self, xs, ys, sws):
         self._require_loss()
-        preds, masks, _ = self._graph.forward(xs, False)
+        preds, masks, _ = replica.graph_of(self).forward(xs, False)
         loss, logged, _ = self._losses(ys, preds, masks, sws, False)
         self._update_metrics(ys, preds, masks, sws)
         return [loss + self._regularization()] + logged
@@ -416,6 +418,7 @@ class Trainer:
             val = self._prepare(*validation_data)
         steps = train.steps
         verbose = 1 if verbose == "auto" else verbose
+        callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -492,6 +495,7 @@ class Trainer:
         else:
             n_steps = math.ceil(data[0][0].shape[0] / batch_size) if steps is None else steps
         verbose = 1 if verbose == "auto" else verbose
+        callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=n_steps)
         logs = self._evaluate(data, batch_size, cbs, steps)
@@ -511,13 +515,14 @@ class Trainer:
             source = data_adapters.ArrayBatches(*prepared, batch_size, False)
         n_steps = source.steps if steps is None or source.steps is None else min(steps, source.steps)
         verbose = 1 if verbose == "auto" else verbose
+        callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=n_steps)
         cbs.on_predict_begin()
         outs = []
         for step, (bxs, _, _) in enumerate(source.epoch(steps)):
             cbs.on_predict_batch_begin(step)
-            outs.append(self._graph.forward(bxs, False)[0])
+            outs.append(replica.graph_of(self).forward(bxs, False)[0])
             cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs[-1])})
         cbs.on_predict_end()
         if not outs:
@@ -534,7 +539,7 @@ class Trainer:
 
     def predict_on_batch(self, x):
         xs, _, _ = self._prepare(x)
-        return self._predicted(self._graph.forward(xs, False)[0])
+        return self._predicted(replica.graph_of(self).forward(xs, False)[0])
 
     def _batch_result(self, values, return_dict):
         logs = self._logs(values, 1)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from faltung import constraints, initializers, regularizers
+from faltung.distribution import replica
 from faltung.layers.layer import Layer
 from faltung.ops import normalization as N
 
@@ -26,7 +27,10 @@ class BatchNormalization(Layer):
         moving_variance_initializer: Keras names and defaults.
         beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: stored
             on the weights (applied by the training loop).
-        synchronized: must be False (single process).
+        synchronized: with a faltung.distribution.DataParallel over several processes,
+            the batch statistics (and their gradients) are those of the global batch,
+            summed over the processes by MPI all-reduce; in one process it changes
+            nothing. (Keras accepts True only on TensorFlow; faltung's addition.)
 
     Weights (Keras order): gamma, beta, moving_mean, moving_variance (the last two
     non-trainable), each of shape (channels,).
@@ -44,9 +48,7 @@ class BatchNormalization(Layer):
                  beta_constraint=None, gamma_constraint=None, synchronized=False, **kwargs):
         super().__init__(**kwargs)
         self.axis = int(axis)
-        if synchronized:
-            raise ValueError("Argument synchronized=True is only supported with the TensorFlow backend.")
-        self.synchronized = False
+        self.synchronized = bool(synchronized)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         if not self.epsilon > 0:
@@ -100,11 +102,11 @@ class BatchNormalization(Layer):
         self.check_input(x)
         ax = self._axis(x.ndim)
         if self.behaves_as_training(training) and self.trainable:
+            if self.synchronized and replica.is_distributed():
+                return self._forward_synchronized(x, ax)
             y, mean, var, inv_std = N.batch_norm_train(x, self._value(self.gamma), self._value(self.beta),
                                                        self.epsilon, ax)
-            m = self.momentum
-            self.moving_mean.value[...] = self.moving_mean.value * m + mean * (1.0 - m)
-            self.moving_variance.value[...] = self.moving_variance.value * m + var * (1.0 - m)
+            self._update_moving(mean, var)
             self.save_for_backward("train", x, mean, inv_std)
             return y
         inv = 1.0 / np.sqrt(self.moving_variance.value + np.float32(self.epsilon))
@@ -115,9 +117,58 @@ class BatchNormalization(Layer):
             self.save_for_backward("inference", scale, x if self.trainable else None, inv)
         return N.channel_affine(x, scale, shift, ax)
 
+    def _update_moving(self, mean, var):
+        m = self.momentum
+        self.moving_mean.value[...] = self.moving_mean.value * m + mean * (1.0 - m)
+        self.moving_variance.value[...] = self.moving_variance.value * m + var * (1.0 - m)
+
+    def _forward_synchronized(self, x, ax):
+        """Training forward with the global batch's mean and biased variance: per channel,
+        (count, sum x, sum x^2) summed over the processes in float64."""
+        axes = tuple(i for i in range(x.ndim) if i != ax)
+        c = x.shape[ax]
+        x64 = x.astype(np.float64)
+        local = np.concatenate([[x.size // c], x64.sum(axis=axes), (x64 * x64).sum(axis=axes)])
+        total = replica.sum_over_replicas(local)
+        mean = total[1:c + 1] / total[0]
+        var = np.maximum(total[c + 1:] / total[0] - mean * mean, 0.0)
+        inv_std = 1.0 / np.sqrt(var + self.epsilon)
+        scale = inv_std if self.gamma is None else self.gamma.value * inv_std
+        shift = -mean * scale + (0 if self.beta is None else self.beta.value)
+        self._update_moving(mean.astype(np.float32), var.astype(np.float32))
+        self.save_for_backward("synchronized", x, mean, inv_std, total[0])
+        return N.channel_affine(x, scale.astype(np.float32), shift.astype(np.float32), ax)
+
+    def _backward_synchronized(self, dy, ax, need_dx):
+        """dx = gamma * inv_std / N * (N dy - sum dy - x_hat sum(dy x_hat)) with the sums
+        over the global batch; gamma/beta get this process's share of their gradients
+        (the data-parallel all-reduce sums the shares)."""
+        _, x, mean, inv_std, count = self.saved_for_backward()
+        axes = tuple(i for i in range(dy.ndim) if i != ax)
+        shape = [1] * dy.ndim
+        shape[ax] = -1
+        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+        local = np.concatenate([dy.sum(axis=axes, dtype=np.float64),
+                                (dy * x_hat).sum(axis=axes, dtype=np.float64)])
+        if self.gamma is not None:
+            self.gamma.grad = local[len(mean):].astype(np.float32)
+        if self.beta is not None:
+            self.beta.grad = local[:len(mean)].astype(np.float32)
+        if not need_dx:
+            return None
+        total = replica.sum_over_replicas(local)
+        if replica.is_stand_in():  # a process without rows: its stand-in row is no sample
+            return np.zeros_like(dy)
+        sum_dy, sum_dy_xhat = total[:len(mean)].reshape(shape), total[len(mean):].reshape(shape)
+        g = inv_std if self.gamma is None else self.gamma.value * inv_std
+        dx = g.reshape(shape) / count * (count * dy - sum_dy - x_hat * sum_dy_xhat)
+        return dx.astype(np.float32)
+
     def backward(self, dy, need_dx=True):
         saved = self.saved_for_backward()
         ax = self._axis(dy.ndim)
+        if saved[0] == "synchronized":
+            return self._backward_synchronized(dy, ax, need_dx)
         if saved[0] == "inference":  # y = x * scale + shift with the moving statistics
             _, scale, x, inv = saved
             if x is not None:  # dgamma = sum(dy * x_hat), dbeta = sum(dy) over all but the axis
