@@ -23,6 +23,6 @@ __version__ = "0.1.0"
 
 from faltung import backend, utils, initializers, activations, ops, layers  # noqa: E402
 from faltung import losses, optimizers, metrics, regularizers, constraints, datasets  # noqa: E402
-from faltung import models, callbacks, saving, applications, preprocessing  # noqa: E402
+from faltung import models, callbacks, saving, applications, preprocessing, distribution  # noqa: E402
 from faltung.models import Sequential, Model, load_model  # noqa: E402
 from faltung.layers import Input  # noqa: E402
