@@ -13,6 +13,7 @@ extern "C" {
 
 namespace faltung::py_binding {
 void bind_rnn(py::module_& m);  // cpp/bindings/rnn.cpp
+void bind_ctc(py::module_& m);  // cpp/bindings/ctc.cpp
 }  // namespace faltung::py_binding
 
 namespace fb = faltung::py_binding;
@@ -67,4 +68,5 @@ PYBIND11_MODULE(_core, m) {
   fb::bind_optim(m);
   fb::bind_embedding(m);
   fb::bind_rnn(m);
+  fb::bind_ctc(m);
 }

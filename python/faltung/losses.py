@@ -12,6 +12,7 @@ import numpy as np
 
 from faltung._loss_math import EPSILON, bce, elementwise, probs_ce, softmax_ce
 from faltung.backend import to_snake_case
+from faltung.ops.ctc import ctc_loss, ctc_loss_and_grad
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -400,6 +401,86 @@ class LossFunctionWrapper(Loss):
         return {**super().get_config(), "fn": getattr(self.fn, "__name__", str(self.fn)), **self.fn_kwargs}
 
 
+class CTC(Loss):
+    """Connectionist temporal classification loss, as Keras 3's `keras.losses.CTC`.
+
+    y_true: (batch, max_label_length) integer labels padded with 0 (0 is the blank class and
+    is never a label; a sample's label length is its number of non-zero entries). y_pred:
+    (batch, time, classes) logits, not softmax-normalised. The per-sample value is
+    -log P(labels | y_pred) (`faltung.ops.ctc_loss`), +inf for a label its input cannot align.
+
+    Per-sample input lengths (faltung-only; Keras's CTC assumes every input has full length):
+    when the model's output carries a Keras mask (`Masking`, `Embedding(mask_zero=True)`,
+    propagated through recurrent layers), a sample's logit length is its number of unmasked
+    steps (the mask must be right-padded), instead of the mask weighting the loss."""
+
+    takes_output_mask = True  # the trainer passes the output's mask to the loss itself
+
+    def __init__(self, reduction="sum_over_batch_size", name="ctc", dtype=None):
+        super().__init__(name, reduction, dtype)
+
+    def _run(self, y_true, y_pred, sample_weight, need_grad, mask=None):
+        if mask is not None:
+            y_true = _CtcTarget(y_true, _lengths_from_mask(self.name, mask, np.shape(y_pred)))
+        return super()._run(y_true, y_pred, sample_weight, need_grad)
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, mask=None):
+        return self._run(y_true, y_pred, sample_weight, True, mask)
+
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        return self._run(y_true, y_pred, sample_weight, False, mask)[0]
+
+    def _forward(self, y_true, y_pred, need_grad, scale):
+        lengths = None
+        if isinstance(y_true, _CtcTarget):
+            y_true, lengths = y_true.labels, y_true.lengths
+        t = np.asarray(y_true)
+        if t.ndim != 2:
+            raise ValueError("Targets `y_true` are expected to be a tensor of shape "
+                             "`(batch_size, max_length)` in integer format. "
+                             f"Received: y_true.shape={t.shape}")
+        if y_pred.ndim != 3:
+            raise ValueError("Logits `y_pred` are expected to be a tensor of shape "
+                             "`(batch_size, max_length, num_classes)`. "
+                             f"Received: y_pred.shape={y_pred.shape}")
+        if lengths is None:
+            lengths = np.full(y_pred.shape[0], y_pred.shape[1], np.int32)
+        label_length = np.count_nonzero(t, axis=-1)
+        if not need_grad:
+            return ctc_loss(t, y_pred, label_length, lengths), None, None
+        values, g = ctc_loss_and_grad(t, y_pred, label_length, lengths)
+        if scale != 1.0:
+            g *= scale
+        return values, g, None
+
+    def _values_shape(self, p):
+        return p.shape[:1]
+
+
+class _CtcTarget:
+    """Labels plus per-sample logit lengths, handed from CTC._run to CTC._forward."""
+
+    def __init__(self, labels, lengths):
+        self.labels, self.lengths = labels, lengths
+
+
+def _lengths_from_mask(name, mask, pred_shape):
+    m = np.asarray(mask, bool)
+    if m.shape != tuple(pred_shape[:2]):
+        raise ValueError(f"{name}: expected the output mask of shape {tuple(pred_shape[:2])} "
+                         f"(batch, time), received shape {m.shape}")
+    lengths = m.sum(axis=1)
+    if not np.array_equal(m, np.arange(m.shape[1]) < lengths[:, None]):
+        raise ValueError(f"{name}: the output mask must be right-padded (each sample's unmasked "
+                         "steps first) to give per-sample logit lengths")
+    return lengths.astype(np.int32)
+
+
+def ctc(y_true, y_pred):
+    """Per-sample values of CTC (Keras's `keras.losses.ctc`)."""
+    return CTC().call(y_true, y_pred)
+
+
 class _AutoCrossentropy(Loss):
     """"crossentropy"/"ce": binary, sparse categorical or categorical crossentropy chosen
     from the shapes at the first call, as Keras's compile does (y_pred's last dim 1 ->
@@ -485,7 +566,7 @@ _FUNCTION_CLASSES = {
     mean_absolute_percentage_error: MeanAbsolutePercentageError,
     mean_squared_logarithmic_error: MeanSquaredLogarithmicError, hinge: Hinge,
     squared_hinge: SquaredHinge, categorical_hinge: CategoricalHinge, log_cosh: LogCosh,
-    kl_divergence: KLDivergence, poisson: Poisson,
+    kl_divergence: KLDivergence, poisson: Poisson, ctc: CTC,
 }
 
 _ALIASES = {
@@ -499,7 +580,7 @@ _ALIASES = {
     "hinge": Hinge, "squared_hinge": SquaredHinge, "categorical_hinge": CategoricalHinge,
     "huber": Huber, "huber_loss": Huber, "log_cosh": LogCosh, "logcosh": LogCosh,
     "kl_divergence": KLDivergence, "kld": KLDivergence, "kullback_leibler_divergence": KLDivergence,
-    "poisson": Poisson,
+    "poisson": Poisson, "ctc": CTC,
 }
 _CLASSES = {c.__name__: c for c in set(_ALIASES.values())}
 

@@ -258,13 +258,17 @@ class Trainer:
             if y is None:
                 raise ValueError(f"Model '{self.name}': output '{names[i]}' has a loss but "
                                  "received no target in `y`.")
+            kw = {"sample_weight": sw}
             if m is not None:
-                sw = _apply_mask(sw, m, loss.reduction)
+                if getattr(loss, "takes_output_mask", False):  # CTC: the mask gives lengths
+                    kw["mask"] = m
+                else:
+                    kw["sample_weight"] = _apply_mask(sw, m, loss.reduction)
             try:
                 if need_grad:
-                    value, dy = loss.value_and_grad(y, p, sample_weight=sw)
+                    value, dy = loss.value_and_grad(y, p, **kw)
                 else:
-                    value = loss(y, p, sample_weight=sw)
+                    value = loss(y, p, **kw)
             except ValueError as e:
                 if len(names) == 1:
                     raise

@@ -13,3 +13,4 @@ from faltung.ops.convolution_transpose import conv_transpose, conv_transpose_bac
 from faltung.ops.embedding import embedding, embedding_backward  # noqa: F401
 from faltung.ops.rnn import (simple_rnn_forward, simple_rnn_backward, lstm_forward,  # noqa: F401
                              lstm_backward, gru_forward, gru_backward)
+from faltung.ops.ctc import ctc_loss, ctc_loss_and_grad, ctc_decode  # noqa: F401

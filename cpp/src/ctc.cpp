@@ -1,0 +1,306 @@
+// CTC loss forward and backward (see faltung/ctc.hpp for the definitions).
+//
+// Per sample b with input length T_b and extended label length L_b = 2 S_b + 1:
+//   ylab_t(s)  = log y_t(l'_s)                                   (T_b x L_b, gathered once)
+//   alpha_0(0) = ylab_0(0), alpha_0(1) = ylab_0(1)
+//   alpha_t(s) = lse(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2) if skip(s)) + ylab_t(s)
+//   gamma_{T_b-1}(L_b-1) = ylab, gamma_{T_b-1}(L_b-2) = ylab
+//   gamma_t(s) = lse(gamma_{t+1}(s), gamma_{t+1}(s+1), gamma_{t+1}(s+2) if skip(s+2)) + ylab_t(s)
+//   log P      = lse(alpha_{T_b-1}(L_b-1), alpha_{T_b-1}(L_b-2))
+//   occupancy  = exp(alpha_t(s) + gamma_t(s) - ylab_t(s) - log P)
+// skip(s): slot s holds a label (s odd) different from slot s-2's label.
+//
+// "log 0" is a large finite negative (kLogZero), not -inf: the recursions are branch-free
+// vector loops over s, and -inf - -inf would make NaN where log-sum-exp needs 0. A sum of two or
+// three kLogZero stays finite and exp() of it is 0. Genuine NaN inputs still propagate.
+// The pragma: see activations.cpp (lets GCC vectorize the clamps and blends).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+#include "faltung/ctc.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "elementwise.hpp"
+
+namespace faltung {
+
+using elementwise::vexp;
+
+namespace {
+
+template <typename Real> constexpr Real kLogZero = Real(-1e30);
+template <> constexpr double kLogZero<double> = -1e300;
+
+// log(x) for x >= 1 (the argument of every log-sum-exp below lies in [1, 3]): x = 2^e m with
+// m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(u), u = (m-1)/(m+1) in [-0.172, 0.172], odd series
+// to u^11 (truncation error < 2e-11). Branch-free, so loops over it vectorize; double keeps libm.
+inline float log_ge1_f(float x) {
+  int32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  int32_t e = (bits >> 23) - 127;
+  int32_t mbits = (bits & 0x007fffff) | 0x3f800000;  // m in [1, 2)
+  float m;
+  std::memcpy(&m, &mbits, sizeof(m));
+  const bool big = m > 1.41421356f;
+  m = big ? 0.5f * m : m;
+  e = big ? e + 1 : e;
+  const float u = (m - 1.f) / (m + 1.f), z = u * u;
+  const float lm = 2.f * u * (1.f + z * (1.f / 3 + z * (1.f / 5 + z * (1.f / 7 + z * (1.f / 9 + z * (1.f / 11))))));
+  return lm + float(e) * 0.693147180559945309f;
+}
+template <typename Real> inline Real vlog_ge1(Real x) { return std::log(x); }
+template <> inline float vlog_ge1<float>(float x) { return log_ge1_f(x); }
+
+// log(e^a + e^b + e^c)
+template <typename Real>
+inline Real lse3(Real a, Real b, Real c) {
+  const Real m = std::max(std::max(a, b), c);
+  return m + vlog_ge1(vexp(a - m) + vexp(b - m) + vexp(c - m));
+}
+template <typename Real>
+inline Real lse2(Real a, Real b) {
+  const Real m = std::max(a, b);
+  return m + vlog_ge1(vexp(a - m) + vexp(b - m));
+}
+
+// The workspace layout, computed here and nowhere else. Lp = 2S+1 slots plus two pads (alpha
+// rows keep two kLogZero pads in front, gamma rows two behind, so that s-2 and s+2 are valid).
+struct CtcLayout {
+  int64_t Lp, lse, ylab, alpha, gamma, skip, logp, total;
+  CtcLayout(const CtcConfig& c, bool with_grad) {
+    Lp = 2 * c.S + 3;
+    const int64_t rows = c.B * c.T;
+    lse = 0;                                   // (B,T)    log-normaliser of each row of x
+    ylab = lse + rows;                         // (B,T,Lp) log y_t(l'_s)
+    alpha = ylab + rows * Lp;                  // (B,T,Lp) alpha_t(s) at s + 2
+    gamma = alpha + rows * Lp;                 // (B,T,Lp) gamma_t(s) at s (gradient only)
+    skip = gamma + (with_grad ? rows * Lp : 0);  // (B,Lp) skip table, see Ctc::setup
+    logp = skip + c.B * Lp;                    // (B)      log P(l|x), kLogZero if infeasible
+    total = logp + c.B;
+  }
+};
+
+std::string arg_error(const char* what, int64_t b, int64_t value, const std::string& range) {
+  return "ctc: " + std::string(what) + "[" + std::to_string(b) + "] = " + std::to_string(value) +
+         " is outside " + range;
+}
+
+template <typename Real>
+struct Ctc {
+  const CtcConfig& c;
+  const Real* x;
+  const int32_t *labels, *label_len, *input_len;
+  Real *loss, *grad, *ws;
+  CtcLayout lay;
+
+  int64_t L(int64_t b) const { return 2 * int64_t(label_len[b]) + 1; }
+  int64_t ext(int64_t b, int64_t s) const { return s & 1 ? labels[b * c.S + s / 2] : c.blank; }
+  Real* row(int64_t off, int64_t b, int64_t t) const { return ws + off + (b * c.T + t) * lay.Lp; }
+  bool feasible(int64_t b) const { return ws[lay.logp + b] == Real(0); }
+
+  // Steps a label needs: one per label, plus a blank between equal neighbours.
+  int64_t needed_steps(int64_t b) const {
+    int64_t n = label_len[b];
+    for (int64_t k = 1; k < label_len[b]; ++k) n += labels[b * c.S + k] == labels[b * c.S + k - 1];
+    return n;
+  }
+
+  // Serial setup (B x Lp work): feasibility (logp 0 = feasible, kLogZero = not) and the skip
+  // table skip[s + 2] = 0 if slot s may be entered from s - 2, else kLogZero; the two slots
+  // past L_b are kLogZero so that gamma's s + 2 reads nothing.
+  void setup() {
+    for (int64_t b = 0; b < c.B; ++b) {
+      ws[lay.logp + b] = needed_steps(b) <= input_len[b] ? Real(0) : kLogZero<Real>;
+      Real* sk = ws + lay.skip + b * lay.Lp;
+      std::fill(sk, sk + lay.Lp, kLogZero<Real>);
+      for (int64_t s = 3; s < L(b); s += 2)
+        if (ext(b, s) != ext(b, s - 2)) sk[s] = Real(0);  // indexed by s: alpha reads sk[s]
+    }
+  }
+
+  // Row (b, t): log-normaliser, the gathered ylab row and, with grad, y_t (or 0) into grad.
+  void normalise_row(int64_t b, int64_t t) {
+    const int64_t C = c.C;
+    const Real* xr = x + (b * c.T + t) * C;
+    Real* g = grad ? grad + (b * c.T + t) * C : nullptr;
+    if (t >= input_len[b] || !feasible(b)) {
+      if (g) std::fill(g, g + C, Real(0));
+      return;
+    }
+    Real lse = 0;
+    if (!c.log_probs) {
+      Real m = -std::numeric_limits<Real>::infinity();
+      for (int64_t k = 0; k < C; ++k) m = std::max(m, xr[k]);
+      Real sum = 0;
+      if (g) {
+        for (int64_t k = 0; k < C; ++k) sum += (g[k] = vexp(xr[k] - m));
+        const Real inv = Real(1) / sum;
+        for (int64_t k = 0; k < C; ++k) g[k] *= inv;
+      } else {
+        for (int64_t k = 0; k < C; ++k) sum += vexp(xr[k] - m);
+      }
+      lse = m + std::log(sum);
+    } else if (g) {
+      std::fill(g, g + C, Real(0));
+    }
+    ws[lay.lse + b * c.T + t] = lse;
+    Real* yl = row(lay.ylab, b, t);
+    const int64_t Lb = L(b);
+    for (int64_t s = 0; s < Lb; ++s) yl[s] = std::max(xr[ext(b, s)] - lse, kLogZero<Real>);
+  }
+
+  void run_alpha(int64_t b) {
+    const int64_t Lb = L(b), Tb = input_len[b];
+    const Real* sk = ws + lay.skip + b * lay.Lp;
+    Real* a = row(lay.alpha, b, 0);
+    std::fill(a, a + lay.Lp, kLogZero<Real>);
+    const Real* y0 = row(lay.ylab, b, 0);
+    a[2] = y0[0];
+    if (Lb > 1) a[3] = y0[1];
+    for (int64_t t = 1; t < Tb; ++t) {
+      const Real* ap = row(lay.alpha, b, t - 1) + 2;
+      Real* at = row(lay.alpha, b, t) + 2;
+      const Real* yl = row(lay.ylab, b, t);
+      at[-2] = at[-1] = kLogZero<Real>;
+      for (int64_t s = 0; s < Lb; ++s) at[s] = lse3(ap[s], ap[s - 1], ap[s - 2] + sk[s]) + yl[s];
+    }
+    const Real* al = row(lay.alpha, b, Tb - 1) + 2;
+    ws[lay.logp + b] = Lb > 1 ? lse2(al[Lb - 1], al[Lb - 2]) : al[0];
+  }
+
+  void run_gamma(int64_t b) {
+    const int64_t Lb = L(b), Tb = input_len[b];
+    const Real* sk = ws + lay.skip + b * lay.Lp + 2;  // sk[s] = skip table at s + 2
+    Real* g = row(lay.gamma, b, Tb - 1);
+    std::fill(g, g + lay.Lp, kLogZero<Real>);
+    const Real* yT = row(lay.ylab, b, Tb - 1);
+    g[Lb - 1] = yT[Lb - 1];
+    if (Lb > 1) g[Lb - 2] = yT[Lb - 2];
+    for (int64_t t = Tb - 2; t >= 0; --t) {
+      const Real* gn = row(lay.gamma, b, t + 1);
+      Real* gt = row(lay.gamma, b, t);
+      const Real* yl = row(lay.ylab, b, t);
+      gt[Lb] = gt[Lb + 1] = kLogZero<Real>;
+      for (int64_t s = 0; s < Lb; ++s) gt[s] = lse3(gn[s], gn[s + 1], gn[s + 2] + sk[s]) + yl[s];
+    }
+  }
+
+  // grad row (b, t) -= occupancy of each slot, scattered to its class.
+  void occupancy_row(int64_t b, int64_t t, Real* occ) {
+    if (t >= input_len[b] || !feasible_after(b)) return;
+    const int64_t Lb = L(b);
+    const Real* a = row(lay.alpha, b, t) + 2;
+    const Real* gm = row(lay.gamma, b, t);
+    const Real* yl = row(lay.ylab, b, t);
+    const Real lp = ws[lay.logp + b];
+    for (int64_t s = 0; s < Lb; ++s) occ[s] = vexp(a[s] + gm[s] - yl[s] - lp);
+    Real* g = grad + (b * c.T + t) * c.C;
+    for (int64_t s = 0; s < Lb; ++s) g[ext(b, s)] -= occ[s];
+  }
+  // After run_alpha, logp holds log P; an infeasible sample kept kLogZero (and a feasible one
+  // can underflow to it only if P < e^-1e30, i.e. never for finite inputs).
+  // (Written as a negation so that a NaN log P, from NaN inputs, counts as feasible: the loss
+  // and the gradient then propagate the NaN.)
+  bool feasible_after(int64_t b) const { return !(ws[lay.logp + b] <= kLogZero<Real> / 2); }
+
+  void run() {
+    setup();
+    const int64_t rows = c.B * c.T;
+    // The feasible samples' recursions (alpha, and gamma with grad) as independent tasks.
+    std::vector<int64_t> tasks;
+    for (int64_t b = 0; b < c.B; ++b) {
+      if (!feasible(b) || input_len[b] == 0) continue;
+      tasks.push_back(2 * b);
+      if (grad) tasks.push_back(2 * b + 1);
+    }
+    const int64_t ntasks = int64_t(tasks.size());
+    const int64_t work = rows * c.C + c.T * lay.Lp * ntasks;
+    const int nt = work < (1 << 14) ? 1 : get_num_threads();
+    std::vector<Real> occ_buf(size_t(nt) * lay.Lp);  // per-thread occupancy row (Lp elements)
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) normalise_row(r / c.T, r % c.T);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t k = 0; k < ntasks; ++k) {
+        if (tasks[k] & 1) run_gamma(tasks[k] / 2);
+        else run_alpha(tasks[k] / 2);
+      }
+      if (grad) {
+        Real* occ = occ_buf.data() + omp_get_thread_num() * lay.Lp;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) occupancy_row(r / c.T, r % c.T, occ);
+      }
+    }
+    for (int64_t b = 0; b < c.B; ++b) {
+      if (input_len[b] == 0 && label_len[b] == 0) { loss[b] = 0; continue; }
+      if (feasible_after(b) && input_len[b] > 0) loss[b] = -ws[lay.logp + b];
+      else loss[b] = c.zero_infinity ? Real(0) : std::numeric_limits<Real>::infinity();
+    }
+  }
+};
+
+}  // namespace
+
+void ctc_check(const CtcConfig& c, const int32_t* labels, const int32_t* label_lengths,
+               const int32_t* input_lengths) {
+  FALTUNG_CHECK(c.B >= 0 && c.T >= 0 && c.S >= 0 && c.C >= 1,
+                "ctc: expected non-negative sizes and at least one class, received B=" +
+                    std::to_string(c.B) + ", T=" + std::to_string(c.T) + ", C=" +
+                    std::to_string(c.C) + ", S=" + std::to_string(c.S));
+  FALTUNG_CHECK(c.blank >= 0 && c.blank < c.C,
+                "ctc: the blank index (mask_index) " + std::to_string(c.blank) +
+                    " is outside [0, " + std::to_string(c.C) + ")");
+  for (int64_t b = 0; b < c.B; ++b) {
+    FALTUNG_CHECK(input_lengths[b] >= 0 && input_lengths[b] <= c.T,
+                  arg_error("output_length", b, input_lengths[b],
+                            "[0, " + std::to_string(c.T) + "] (the time axis of `output`)"));
+    FALTUNG_CHECK(label_lengths[b] >= 0 && label_lengths[b] <= c.S,
+                  arg_error("target_length", b, label_lengths[b],
+                            "[0, " + std::to_string(c.S) + "] (the label axis of `target`)"));
+    FALTUNG_CHECK(label_lengths[b] <= c.T,
+                  "ctc: target_length[" + std::to_string(b) + "] = " +
+                      std::to_string(label_lengths[b]) + " exceeds the time axis of `output` (" +
+                      std::to_string(c.T) + " steps): no alignment can exist; the model's "
+                      "output sequence is shorter than its labels");
+    for (int64_t k = 0; k < label_lengths[b]; ++k) {
+      const int64_t v = labels[b * c.S + k];
+      FALTUNG_CHECK(v >= 0 && v < c.C && v != c.blank,
+                    "ctc: target[" + std::to_string(b) + ", " + std::to_string(k) + "] = " +
+                        std::to_string(v) + " is not a label: labels lie in [0, " +
+                        std::to_string(c.C) + ") and differ from the blank index " +
+                        std::to_string(c.blank));
+    }
+  }
+}
+
+int64_t ctc_workspace_size(const CtcConfig& c, bool with_grad) {
+  return CtcLayout(c, with_grad).total;
+}
+
+template <typename Real>
+void ctc_loss(const CtcConfig& c, const Real* x, const int32_t* labels,
+              const int32_t* label_lengths, const int32_t* input_lengths, Real* loss, Real* grad,
+              Real* workspace) {
+  ctc_check(c, labels, label_lengths, input_lengths);
+  Ctc<Real>{c, x, labels, label_lengths, input_lengths, loss, grad, workspace,
+            CtcLayout(c, grad != nullptr)}
+      .run();
+}
+
+#define FALTUNG_INSTANTIATE(Real)                                                            \
+  template void ctc_loss<Real>(const CtcConfig&, const Real*, const int32_t*, const int32_t*, \
+                               const int32_t*, Real*, Real*, Real*);
+FALTUNG_INSTANTIATE(float)
+FALTUNG_INSTANTIATE(double)
+#undef FALTUNG_INSTANTIATE
+
+}  // namespace faltung
