@@ -138,6 +138,21 @@ def test_fan_out_sums_gradients():
     _fd_check(faltung.Model(inp, out), _x(5, 3))
 
 
+@pytest.mark.parametrize("add_first", [True, False])
+def test_fan_out_sums_never_write_into_a_gradient_another_tensor_shares(add_first):
+    """Add's backward hands the same dy to both inputs and Concatenate hands out views of its
+    dy: a sum of three or more contributions (accumulated in place after the second) must not
+    write into such a shared array."""
+    inp = L.Input((3,))
+    h1, h2 = Lin(4, 20)(inp), Lin(4, 21)(inp)
+    branches = [L.Add()([h1, h2]), Lin(4, 22)(h1), L.Concatenate()([h1, h2])]
+    if not add_first:
+        branches.reverse()
+    a, b, c = (Lin(2, 23 + k)(t) for k, t in enumerate(branches))
+    out = Mul2()([L.Add()([a, b]), c])
+    _fd_check(faltung.Model(inp, out), _x(5, 3))
+
+
 def test_shared_layer_in_series_and_in_parallel():
     inp = L.Input((4,))
     shared = Lin(4, 3)

@@ -14,6 +14,8 @@ order of `model.layers`, `model.weights` and the weight-file paths). It then run
 """
 import inspect
 
+import numpy as np
+
 from faltung.layers.layer import CallContext, Layer, run_backward, run_forward
 from faltung.layers.node import KerasTensor, flatten, pack_like
 
@@ -216,10 +218,23 @@ class Graph:
         `after_node(i)`, if given, is called when node i's backward has run (data
         parallelism starts reducing the gradients that are final by then)."""
         active, want_dx, req = self._active(need_dx)
-        grads = {}
+        grads, owned = {}, set()
+
+        def accumulate(key, g):
+            """Sums the gradients of a tensor used more than once. The first is kept as given
+            (it may be a view of another gradient, e.g. Concatenate's slices of its dy); the
+            second makes one new array, which later ones are added into in place."""
+            if key not in grads:
+                grads[key] = g
+            elif key in owned:
+                np.add(grads[key], g, out=grads[key])
+            else:
+                grads[key] = grads[key] + g
+                owned.add(key)
+
         for t, g in zip(self.outputs, flat_dys):
             if g is not None:
-                grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
+                accumulate(id(t), g)
         for i in range(len(self.nodes) - 1, -1, -1):
             node, ctx = self.nodes[i], ctxs[i]
             if isinstance(node.outputs, KerasTensor):
@@ -258,5 +273,5 @@ class Graph:
                 flat_dx = [dx] if self._single_arg[i] else flatten(dx)
             for t, d in zip(node.input_tensors, flat_dx):
                 if d is not None and req.get(id(t), False):
-                    grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
+                    accumulate(id(t), d)
         return [grads.get(id(t)) for t in self.inputs]
