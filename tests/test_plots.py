@@ -80,7 +80,7 @@ def test_plot_history_writes_one_panel_per_quantity(plt, tmp_path):
     fig = plot_history(history, path=str(tmp_path / "history.png"))
     assert (tmp_path / "history.png").read_bytes()[:8] == PNG
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["accuracy", "loss"]
+    assert titles == ["loss", "accuracy"]
     loss_ax = fig.axes[titles.index("loss")]
     assert [line.get_label() for line in loss_ax.get_lines()] == ["train", "validation"]
     np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), history.history["val_loss"])

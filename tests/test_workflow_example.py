@@ -57,3 +57,15 @@ def test_saved_model_predicts_the_same_in_keras(run):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs.predict(x, verbose=0)),
                                    ours.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
         assert [layer.trainable for layer in theirs.layers] == [layer.trainable for layer in ours.layers]
+
+
+def test_saved_files_get_the_permissions_open_would_give(tmp_path):
+    # the atomic save goes through a 0600 temporary file; the result must not stay private
+    model = faltung.Sequential([faltung.layers.Input((3,)), faltung.layers.Dense(2)])
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    with open(tmp_path / "plain", "w"):
+        pass
+    plain = (tmp_path / "plain").stat().st_mode & 0o777
+    assert (tmp_path / "m.keras").stat().st_mode & 0o777 == plain
+    assert (tmp_path / "m.weights.h5").stat().st_mode & 0o777 == plain

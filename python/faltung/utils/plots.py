@@ -23,7 +23,7 @@ def _finish(plt, fig, path):
 
 def plot_history(history, path=None, keys=None, figsize=None):
     """Loss and every metric per epoch, training vs validation: one subplot per quantity
-    ("loss", "accuracy", ..., and "learning_rate" when a callback logged it), the
+    (loss first, then "accuracy", ..., and "learning_rate" when a callback logged it), the
     "val_" curve beside its training curve. `history` is the `History` that `fit` returns
     or its `.history` dict; `keys` limits the quantities. A per-class (array) metric is
     drawn as its mean. Returns the matplotlib Figure; with `path`, writes it there (any
@@ -34,12 +34,14 @@ def plot_history(history, path=None, keys=None, figsize=None):
                          f"per-epoch lists. Received: {type(history).__name__}")
     names = [k for k in logs if not k.startswith("val_")]
     names += [k[4:] for k in logs if k.startswith("val_") and k[4:] not in logs]
+    names.sort(key=lambda k: k != "loss")  # loss first, the rest in the history's order
     if keys is not None:
         missing = [k for k in keys if k not in names]
         if missing:
             raise ValueError(f"plot_history: unknown keys {missing}. The history has {names}")
         names = list(keys)
     plt = _pyplot("plot_history")
+    from matplotlib.ticker import MaxNLocator
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=figsize or (4.5 * cols, 3.5 * rows),
@@ -51,6 +53,7 @@ def plot_history(history, path=None, keys=None, figsize=None):
                 ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
