@@ -120,3 +120,11 @@ def test_batches_with_another_number_of_classes_are_refused():
     m.update_state(np.eye(3), np.eye(3))
     with pytest.raises(ValueError, match="this batch gives 4 classes, earlier batches gave 3"):
         m.update_state(np.eye(4), np.eye(4))
+
+
+def test_sparse_top_k_from_sorted_ids():
+    # y_pred: the best class ids first (Keras 3's from_sorted_ids=True)
+    m = metrics.SparseTopKCategoricalAccuracy(k=2, from_sorted_ids=True)
+    assert m([2, 1, 0], [[2, 0, 1], [0, 2, 1], [1, 0, 2]]) == pytest.approx(2 / 3)
+    assert m.get_config()["from_sorted_ids"] is True
+    assert "from_sorted_ids" not in metrics.SparseTopKCategoricalAccuracy().get_config()

@@ -171,8 +171,15 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
     return _in_top_k(y_true.argmax(axis=-1), y_pred, k)
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """y_true among the k best classes; with from_sorted_ids, y_pred holds class ids sorted
+    from the best down (Keras 3), and y_true is looked for among its first k."""
     y_pred = np.asarray(y_pred)
+    if from_sorted_ids:
+        y_true = np.asarray(y_true)
+        if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+            y_true = y_true[..., 0]
+        return (y_pred[..., :k] == y_true[..., None]).any(axis=-1).astype(np.float32)
     y_true = _sparse_labels("sparse_top_k_categorical_accuracy", y_true, y_pred)
     return _in_top_k(y_true.astype(np.int64), y_pred, k)
 
@@ -202,9 +209,6 @@ BinaryAccuracy = _wrapper_class("BinaryAccuracy", binary_accuracy, "binary_accur
 TopKCategoricalAccuracy = _wrapper_class(
     "TopKCategoricalAccuracy", top_k_categorical_accuracy, "top_k_categorical_accuracy",
     "argmax(y_true) among the k largest y_pred (ties at the boundary count as in).", k=5)
-SparseTopKCategoricalAccuracy = _wrapper_class(
-    "SparseTopKCategoricalAccuracy", sparse_top_k_categorical_accuracy,
-    "sparse_top_k_categorical_accuracy", "y_true among the k largest y_pred.", k=5)
 MeanSquaredError = _wrapper_class("MeanSquaredError", losses_module.mean_squared_error,
                                   "mean_squared_error", "mean(square(y_pred - y_true), axis=-1).")
 MeanAbsoluteError = _wrapper_class("MeanAbsoluteError", losses_module.mean_absolute_error,
@@ -218,6 +222,22 @@ SparseCategoricalCrossentropy = _wrapper_class(
 BinaryCrossentropy = _wrapper_class(
     "BinaryCrossentropy", losses_module.binary_crossentropy, "binary_crossentropy",
     "Mean binary crossentropy.", from_logits=False, label_smoothing=0.0)
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """Integer y_true among the k largest y_pred (or, with from_sorted_ids, among the first
+    k of y_pred's sorted class ids)."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
+                 from_sorted_ids=False):
+        super().__init__(sparse_top_k_categorical_accuracy, name, dtype, k=k,
+                         from_sorted_ids=from_sorted_ids)
+
+    def get_config(self):  # Keras writes from_sorted_ids only when it is set
+        config = super().get_config()
+        if not config["from_sorted_ids"]:
+            del config["from_sorted_ids"]
+        return config
 
 
 class RootMeanSquaredError(Mean):
