@@ -10,7 +10,8 @@ def test_confusion_matrix_counts():
 
 
 def test_classification_report_values():
-    text = classification_report([0, 1, 2, 2, 1], [0, 2, 2, 2, 1], target_names=["a", "b", "c"])
+    text = classification_report([0, 1, 2, 2, 1], [0, 2, 2, 2, 1], target_names=["a", "b", "c"],
+                                 digits=3)
     row_c = next(line for line in text.splitlines() if line.strip().startswith("c "))
     # class c: precision 2/3, recall 1, f1 0.8, support 2
     assert row_c.split()[1:] == ["0.667", "1.000", "0.800", "2"]

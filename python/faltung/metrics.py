@@ -171,8 +171,15 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
     return _in_top_k(y_true.argmax(axis=-1), y_pred, k)
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """y_true among the k best classes; with from_sorted_ids, y_pred holds class ids sorted
+    from the best down (Keras 3), and y_true is looked for among its first k."""
     y_pred = np.asarray(y_pred)
+    if from_sorted_ids:
+        y_true = np.asarray(y_true)
+        if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+            y_true = y_true[..., 0]
+        return (y_pred[..., :k] == y_true[..., None]).any(axis=-1).astype(np.float32)
     y_true = _sparse_labels("sparse_top_k_categorical_accuracy", y_true, y_pred)
     return _in_top_k(y_true.astype(np.int64), y_pred, k)
 
@@ -202,9 +209,6 @@ BinaryAccuracy = _wrapper_class("BinaryAccuracy", binary_accuracy, "binary_accur
 TopKCategoricalAccuracy = _wrapper_class(
     "TopKCategoricalAccuracy", top_k_categorical_accuracy, "top_k_categorical_accuracy",
     "argmax(y_true) among the k largest y_pred (ties at the boundary count as in).", k=5)
-SparseTopKCategoricalAccuracy = _wrapper_class(
-    "SparseTopKCategoricalAccuracy", sparse_top_k_categorical_accuracy,
-    "sparse_top_k_categorical_accuracy", "y_true among the k largest y_pred.", k=5)
 MeanSquaredError = _wrapper_class("MeanSquaredError", losses_module.mean_squared_error,
                                   "mean_squared_error", "mean(square(y_pred - y_true), axis=-1).")
 MeanAbsoluteError = _wrapper_class("MeanAbsoluteError", losses_module.mean_absolute_error,
@@ -218,6 +222,22 @@ SparseCategoricalCrossentropy = _wrapper_class(
 BinaryCrossentropy = _wrapper_class(
     "BinaryCrossentropy", losses_module.binary_crossentropy, "binary_crossentropy",
     "Mean binary crossentropy.", from_logits=False, label_smoothing=0.0)
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """Integer y_true among the k largest y_pred (or, with from_sorted_ids, among the first
+    k of y_pred's sorted class ids)."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
+                 from_sorted_ids=False):
+        super().__init__(sparse_top_k_categorical_accuracy, name, dtype, k=k,
+                         from_sorted_ids=from_sorted_ids)
+
+    def get_config(self):  # Keras writes from_sorted_ids only when it is set
+        config = super().get_config()
+        if not config["from_sorted_ids"]:
+            del config["from_sorted_ids"]
+        return config
 
 
 class RootMeanSquaredError(Mean):
@@ -236,54 +256,403 @@ class RootMeanSquaredError(Mean):
         return float(np.sqrt(super().result()))
 
 
-class _BinaryCounts(Metric):
-    def __init__(self, thresholds=None, name=None, dtype=None):
+# ----------------------------------------------------------------------------------
+# Confusion-matrix metrics (Keras 3: metrics/confusion_metrics.py, metrics_utils.py)
+# ----------------------------------------------------------------------------------
+_NEG_INF = -1e10  # Keras's threshold when top_k is set: every kept score counts
+
+
+def _parse_thresholds(thresholds, default):
+    values = default if thresholds is None else thresholds
+    values = list(values) if isinstance(values, (list, tuple, np.ndarray)) else [values]
+    if thresholds is not None:
+        bad = [t for t in values if t is None or t < 0 or t > 1]
+        if bad:
+            raise ValueError(f"Threshold values must be in [0, 1]. Received: {bad}")
+    return [float(t) for t in values]
+
+
+def _evenly_spaced(thresholds):
+    """Keras's is_evenly_distributed_thresholds: [0, 1/(n-1), ..., 1] with n >= 3."""
+    n = len(thresholds)
+    return n >= 3 and np.allclose(thresholds, np.arange(n, dtype=np.float32) / (n - 1),
+                                  atol=1e-7)
+
+
+def _same_rank(x1, x2, expand_rank_1=True):
+    """Keras's squeeze_or_expand_to_same_rank: fix a rank difference of one trailing 1."""
+    if x1.ndim == x2.ndim + 1 and x1.shape[-1] == 1:
+        if x2.ndim == 1 and expand_rank_1:
+            x2 = x2[..., None]
+        else:
+            x1 = x1[..., 0]
+    elif x2.ndim == x1.ndim + 1 and x2.shape[-1] == 1:
+        if x1.ndim == 1 and expand_rank_1:
+            x1 = x1[..., None]
+        else:
+            x2 = x2[..., 0]
+    return x1, x2
+
+
+def _filter_top_k(x, k):
+    """Keep the k largest scores of the last axis (first index wins ties); others -> -1e10."""
+    keep = np.zeros(x.shape, bool)
+    np.put_along_axis(keep, np.argsort(-x, axis=-1, kind="stable")[..., :k], True, axis=-1)
+    return np.where(keep, x, np.float32(_NEG_INF)).astype(np.float32)
+
+
+def confusion_counts(name, y_true, y_pred, thresholds, evenly=False, top_k=None, class_id=None,
+                     sample_weight=None, multi_label=False, label_weights=None):
+    """Weighted tp, fp, tn, fn at each threshold, a prediction counting as positive when
+    y_pred > threshold (Keras's update_confusion_matrix_variables, including the bucket
+    method it uses when `evenly`: thresholds spaced evenly over [0, 1]). Each count has shape (thresholds,), or
+    (thresholds, labels) with multi_label (y_pred of rank 2)."""
+    y_pred = np.asarray(y_pred, np.float32)
+    y_true = np.asarray(y_true, np.float32)
+    y_pred, y_true = _same_rank(y_pred, y_true)
+    sw = None
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, np.float32)[..., None]
+        _, sw = _same_rank(y_true, sw, expand_rank_1=False)
+    if top_k is not None:
+        y_pred = _filter_top_k(y_pred, top_k)
+    if class_id is not None:
+        if y_pred.ndim == 1:
+            raise ValueError(f"{name}: when class_id is provided, y_pred must be a 2D array with "
+                             f"shape (num_samples, num_classes), found shape: {y_pred.shape}")
+        y_true, y_pred = y_true[..., class_id, None], y_pred[..., class_id, None]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{name}: y_true and y_pred must have the same shape. Received: "
+                         f"y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}")
+    try:
+        w = np.ones_like(y_pred) if sw is None else np.broadcast_to(sw, y_pred.shape)
+    except ValueError:
+        raise ValueError(f"{name}: `sample_weight` of shape {np.shape(sample_weight)} does not "
+                         f"broadcast to y_pred of shape {y_pred.shape}") from None
+    if label_weights is not None and not multi_label:
+        w = w * np.broadcast_to(np.asarray(label_weights, np.float32), y_pred.shape)
+    if multi_label:
+        if y_pred.ndim != 2:
+            raise ValueError(f"{name}: `y_pred` must have rank 2 when `multi_label=True`. "
+                             f"Received: y_pred.shape={y_pred.shape}")
+    else:
+        y_pred, y_true, w = y_pred.reshape(-1, 1), y_true.reshape(-1, 1), w.reshape(-1, 1)
+    thresholds = np.asarray(thresholds, np.float32)
+    pos_w = np.where(y_true != 0, w, 0).astype(np.float64)  # (N, L)
+    neg_w = np.where(y_true != 0, 0, w).astype(np.float64)
+    if evenly:
+        n = len(thresholds)
+        # bucket b holds predictions in (t_b, t_b+1]; a prediction counts at every t <= t_b
+        bucket = np.ceil(np.clip(y_pred, 0, 1) * np.float32(n - 1)) - 1
+        if thresholds[0] < 0 or thresholds[-1] > 1:  # endpoints -eps and 1 + eps
+            bucket = np.maximum(bucket, 0)
+        bucket, labels = bucket.astype(np.int64), y_pred.shape[1]
+        valid = bucket >= 0  # a prediction of exactly 0 exceeds no threshold of [0, ...]
+        flat = (bucket * labels + np.arange(labels))[valid]
+        tp, fp = (np.bincount(flat, wts[valid], n * labels).reshape(n, labels)
+                  for wts in (pos_w, neg_w))
+        tp, fp = np.cumsum(tp[::-1], 0)[::-1], np.cumsum(fp[::-1], 0)[::-1]
+    else:
+        positive = y_pred[None] > thresholds[:, None, None]  # (T, N, L)
+        tp = (positive * pos_w).sum(axis=1)
+        fp = (positive * neg_w).sum(axis=1)
+    fn, tn = pos_w.sum(axis=0) - tp, neg_w.sum(axis=0) - fp
+    if not multi_label:
+        tp, fp, tn, fn = tp[:, 0], fp[:, 0], tn[:, 0], fn[:, 0]
+    return tp, fp, tn, fn
+
+
+_COUNT_NAMES = ("true_positives", "false_positives", "true_negatives", "false_negatives")
+
+
+def _accumulate(metric, names, values, unit):
+    """Add each value to the metric's attribute of that name (None: start from zeros)."""
+    for name, value in zip(names, values):
+        old = getattr(metric, name)
+        old = np.zeros_like(value) if old is None else old
+        if np.shape(old) != np.shape(value):
+            raise ValueError(f"{metric.name}: this batch gives {np.shape(value)[-1]} {unit}, "
+                             f"earlier batches gave {np.shape(old)[-1]}")
+        setattr(metric, name, old + value)
+
+
+def _divide_no_nan(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
+
+
+def _scalar_or_array(values):
+    """One threshold -> a float, several -> a float32 array, as Keras's results."""
+    return float(values[0]) if len(values) == 1 else np.asarray(values, np.float32)
+
+
+class _ConfusionMetric(Metric):
+    """Accumulates the counts named in `_counts` ("true_positives", ...) per threshold."""
+    _counts = ()
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         super().__init__(name, dtype)
-        self.thresholds = 0.5 if thresholds is None else float(thresholds)
+        self.init_thresholds = thresholds
+        self.top_k, self.class_id = top_k, class_id
+        self.thresholds = _parse_thresholds(thresholds, 0.5 if top_k is None else _NEG_INF)
         self.reset_state()
 
     def reset_state(self):
-        self.tp = self.fp = self.fn = 0.0
+        for count in self._counts:
+            setattr(self, count, np.zeros(len(self.thresholds)))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_pred = np.asarray(y_pred)
-        y_true = np.asarray(y_true).reshape(y_pred.shape) if np.size(y_true) == y_pred.size else None
-        if y_true is None:
-            raise ValueError(f"{self.name}: y_true and y_pred must have the same size. Received: "
-                             f"y_pred.shape={y_pred.shape}")
-        pred = y_pred > self.thresholds
-        true = y_true.astype(bool)
-        w = 1.0 if sample_weight is None else np.broadcast_to(
-            np.asarray(sample_weight, np.float64).reshape(
-                np.shape(sample_weight) + (1,) * (y_pred.ndim - np.ndim(sample_weight))), y_pred.shape)
-        self.tp += float(np.sum((pred & true) * w))
-        self.fp += float(np.sum((pred & ~true) * w))
-        self.fn += float(np.sum((~pred & true) * w))
+        counts = confusion_counts(self.name, y_true, y_pred, self.thresholds,
+                                  _evenly_spaced(self.thresholds), self.top_k, self.class_id,
+                                  sample_weight)
+        new = dict(zip(_COUNT_NAMES, counts))
+        _accumulate(self, self._counts, [new[c] for c in self._counts], "thresholds")
 
     def get_config(self):
-        return {**super().get_config(), "thresholds": self.thresholds}
+        return {**super().get_config(), "thresholds": self.init_thresholds}
 
 
-class Precision(_BinaryCounts):
-    """tp / (tp + fp) of y_pred > thresholds (one threshold, default 0.5)."""
-
-    def __init__(self, thresholds=None, name="precision", dtype=None):
-        super().__init__(thresholds, name, dtype)
+class _ConditionCount(_ConfusionMetric):
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(thresholds, name=name, dtype=dtype)
 
     def result(self):
-        d = self.tp + self.fp
-        return self.tp / d if d else 0.0
+        return _scalar_or_array(getattr(self, self._counts[0]))
 
 
-class Recall(_BinaryCounts):
-    """tp / (tp + fn) of y_pred > thresholds (one threshold, default 0.5)."""
+class TruePositives(_ConditionCount):
+    """Weighted count of y_true == 1 and y_pred > threshold (one result per threshold)."""
+    _counts = ("true_positives",)
 
-    def __init__(self, thresholds=None, name="recall", dtype=None):
-        super().__init__(thresholds, name, dtype)
+
+class FalsePositives(_ConditionCount):
+    """Weighted count of y_true == 0 and y_pred > threshold."""
+    _counts = ("false_positives",)
+
+
+class TrueNegatives(_ConditionCount):
+    """Weighted count of y_true == 0 and y_pred <= threshold."""
+    _counts = ("true_negatives",)
+
+
+class FalseNegatives(_ConditionCount):
+    """Weighted count of y_true == 1 and y_pred <= threshold."""
+    _counts = ("false_negatives",)
+
+
+class Precision(_ConfusionMetric):
+    """tp / (tp + fp), y_pred > thresholds counting as positive (default 0.5; a list gives
+    one result per threshold). `top_k` keeps only the k largest scores of each sample
+    (then the default threshold lets every kept score count); `class_id` looks at one
+    column of (samples, classes) inputs."""
+    _counts = ("true_positives", "false_positives")
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision", dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
 
     def result(self):
-        d = self.tp + self.fn
-        return self.tp / d if d else 0.0
+        return _scalar_or_array(_divide_no_nan(self.true_positives,
+                                               self.true_positives + self.false_positives))
+
+    def get_config(self):
+        return {**super().get_config(), "top_k": self.top_k, "class_id": self.class_id}
+
+
+class Recall(Precision):
+    """tp / (tp + fn), with Precision's `thresholds`, `top_k` and `class_id`."""
+    _counts = ("true_positives", "false_negatives")
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
+
+    def result(self):
+        return _scalar_or_array(_divide_no_nan(self.true_positives,
+                                               self.true_positives + self.false_negatives))
+
+
+class AUC(Metric):
+    """Area under the ROC or precision-recall curve, approximated over `num_thresholds`
+    evenly spaced thresholds (or the given `thresholds`) as Keras 3 does: a Riemann sum
+    ("interpolation": trapezoids for ROC, Davis & Goadrich's interpolation for PR;
+    "minoring"/"majoring": lower/upper rectangles). `multi_label=True` computes one AUC per
+    column of (samples, labels) inputs and averages them (weighted by `label_weights`)."""
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name="auc", dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        super().__init__(name, dtype)
+        self.curve = {"roc": "ROC", "pr": "PR"}.get(str(curve).lower())
+        if self.curve is None:
+            raise ValueError(f'{name}: invalid AUC curve value: "{curve}". Expected values are '
+                             '["PR", "ROC"]')
+        if str(summation_method).lower() not in ("interpolation", "majoring", "minoring"):
+            raise ValueError(f'{name}: invalid AUC summation method value: "{summation_method}". '
+                             'Expected values are ["interpolation", "majoring", "minoring"]')
+        self.summation_method = str(summation_method).lower()
+        self._init_from_thresholds = thresholds is not None
+        if thresholds is not None:
+            inner = sorted(float(t) for t in thresholds)
+            self.num_thresholds = len(inner) + 2
+            self._evenly = _evenly_spaced([0.0] + inner + [1.0])
+        else:
+            if num_thresholds <= 1:
+                raise ValueError(f"{name}: argument `num_thresholds` must be an integer > 1. "
+                                 f"Received: num_thresholds={num_thresholds}")
+            self.num_thresholds = int(num_thresholds)
+            inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            self._evenly = True
+        eps = 1e-7  # Keras's backend.epsilon(): end points just outside [0, 1]
+        self.thresholds = [0.0 - eps] + inner + [1.0 + eps]
+        if num_labels and not multi_label:
+            raise ValueError(f"{name}: `num_labels` is needed only when `multi_label` is True.")
+        self.multi_label, self.num_labels = bool(multi_label), num_labels
+        self.label_weights = None if label_weights is None else np.asarray(label_weights, np.float64)
+        self.from_logits = bool(from_logits)
+        self.reset_state()
+
+    def reset_state(self):
+        """Zero counts of shape (thresholds,) or (thresholds, labels); with multi_label and
+        no num_labels, None until the first batch shows the number of labels."""
+        zeros = None
+        if not self.multi_label or self.num_labels:
+            shape = (self.num_thresholds,) + ((self.num_labels,) if self.multi_label else ())
+            zeros = np.zeros(shape)
+        self.true_positives = self.false_positives = zeros
+        self.true_negatives = self.false_negatives = zeros
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = np.asarray(y_pred, np.float32)
+        if self.from_logits:
+            y_pred = (1.0 / (1.0 + np.exp(-y_pred))).astype(np.float32)
+        counts = confusion_counts(self.name, y_true, y_pred, self.thresholds, self._evenly,
+                                  sample_weight=sample_weight, multi_label=self.multi_label,
+                                  label_weights=None if self.multi_label else self.label_weights)
+        _accumulate(self, _COUNT_NAMES, counts, "labels")
+
+    def _average(self, by_threshold):
+        """Sum the per-interval terms; average the labels' areas when multi_label."""
+        by_label = by_threshold.sum(axis=0)
+        if not self.multi_label:
+            return float(by_label)
+        if self.label_weights is None:
+            return float(by_label.mean())
+        return float(_divide_no_nan((by_label * self.label_weights).sum(), self.label_weights.sum()))
+
+    def _interpolate_pr_auc(self):
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        dtp = tp[:-1] - tp[1:]
+        p = tp + fp
+        dp = p[:-1] - p[1:]
+        prec_slope = _divide_no_nan(dtp, np.maximum(dp, 0))
+        intercept = tp[1:] - prec_slope * p[1:]
+        safe_p_ratio = np.where((p[:-1] > 0) & (p[1:] > 0),
+                                _divide_no_nan(p[:-1], np.maximum(p[1:], 0)), 1.0)
+        return self._average(_divide_no_nan(prec_slope * (dtp + intercept * np.log(safe_p_ratio)),
+                                            np.maximum(tp[1:] + fn[1:], 0)))
+
+    def result(self):
+        if self.true_positives is None:
+            return 0.0
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolate_pr_auc()
+        tp, fp, tn, fn = (self.true_positives, self.false_positives, self.true_negatives,
+                          self.false_negatives)
+        recall = _divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(fp, fp + tn), recall
+        else:
+            x, y = recall, _divide_no_nan(tp, tp + fp)
+        heights = {"interpolation": (y[:-1] + y[1:]) / 2, "minoring": np.minimum(y[:-1], y[1:]),
+                   "majoring": np.maximum(y[:-1], y[1:])}[self.summation_method]
+        return self._average((x[:-1] - x[1:]) * heights)
+
+    def get_config(self):
+        config = {**super().get_config(), "num_thresholds": self.num_thresholds,
+                  "curve": self.curve, "summation_method": self.summation_method,
+                  "multi_label": self.multi_label, "num_labels": self.num_labels,
+                  "label_weights": None if self.label_weights is None else self.label_weights.tolist(),
+                  "from_logits": self.from_logits}
+        if self._init_from_thresholds:
+            config["thresholds"] = self.thresholds[1:-1]
+        return config
+
+
+class FBetaScore(Metric):
+    """F-beta of (samples, classes) inputs: (1 + beta^2) * p * r / (beta^2 * p + r) per
+    class, y_pred counting as positive where it is the sample's maximum (threshold=None,
+    and not 0) or > threshold. `average`: None (one score per class), "micro" (counts
+    pooled over classes), "macro" (mean of the class scores), "weighted" (mean weighted by
+    each class's support)."""
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
+        super().__init__(name, dtype)
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError("Invalid `average` argument value. Expected one of: {None, 'micro', "
+                             f"'macro', 'weighted'}}. Received: average={average}")
+        if not isinstance(beta, float) or beta <= 0.0:
+            raise ValueError(f"Invalid `beta` argument value. It should be a Python float > 0. "
+                             f"Received: beta={beta!r}")
+        if threshold is not None and (not isinstance(threshold, float) or not 0.0 < threshold <= 1.0):
+            raise ValueError("Invalid `threshold` argument value. It should be a Python float "
+                             f"with 0 < threshold <= 1. Received: threshold={threshold!r}")
+        self.average, self.beta, self.threshold = average, beta, threshold
+        self.reset_state()
+
+    def reset_state(self):
+        self.true_positives = self.false_positives = self.false_negatives = None
+        self.intermediate_weights = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)
+        if y_pred.ndim != 2 or y_true.ndim != 2:
+            raise ValueError(f"{type(self).__name__} expects 2D inputs with shape (batch_size, "
+                             f"output_dim). Received input shapes: y_pred.shape={y_pred.shape} "
+                             f"and y_true.shape={y_true.shape}.")
+        _check_same(self.name, y_true, y_pred)
+        if self.threshold is None:
+            pred = (y_pred >= y_pred.max(axis=-1, keepdims=True)) & (np.abs(y_pred) > 1e-9)
+        else:
+            pred = y_pred > self.threshold
+        pred = pred.astype(np.float64)
+        w = np.ones((len(y_true), 1)) if sample_weight is None else \
+            np.asarray(sample_weight, np.float64).reshape(-1, 1)
+        axis = None if self.average == "micro" else 0
+        new = [((v * w).sum(axis=axis)) for v in
+               (pred * y_true, pred * (1 - y_true), (1 - pred) * y_true, y_true * np.ones_like(pred))]
+        _accumulate(self, ("true_positives", "false_positives", "false_negatives",
+                           "intermediate_weights"), new, "classes")
+
+    def result(self):
+        if self.true_positives is None:
+            return 0.0
+        eps = 1e-7  # Keras's backend.epsilon()
+        tp = self.true_positives
+        precision = tp / (tp + self.false_positives + eps)
+        recall = tp / (tp + self.false_negatives + eps)
+        b2 = self.beta ** 2
+        f = precision * recall / (b2 * precision + recall + eps) * (1 + b2)
+        if self.average == "weighted":
+            weights = self.intermediate_weights / (self.intermediate_weights.sum() + eps)
+            return float((f * weights).sum())
+        if self.average is not None:
+            return float(np.mean(f))
+        return np.asarray(f, np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "average": self.average, "beta": self.beta,
+                "threshold": self.threshold}
+
+
+class F1Score(FBetaScore):
+    """FBetaScore with beta = 1: 2 * p * r / (p + r)."""
+
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        super().__init__(average, 1.0, threshold, name, dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["beta"]
+        return config
 
 
 class _AutoAccuracy(MeanMetricWrapper):
@@ -320,6 +689,9 @@ _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     "precision": Precision, "recall": Recall, "mean": Mean, "sum": Sum,
+    "auc": AUC, "f1_score": F1Score, "f_beta_score": FBetaScore,
+    "true_positives": TruePositives, "false_positives": FalsePositives,
+    "true_negatives": TrueNegatives, "false_negatives": FalseNegatives,
 }
 _CLASSES = {c.__name__: c for c in list(_BY_NAME.values()) + [Accuracy]}
 
@@ -345,8 +717,7 @@ def get(identifier):
             raise ValueError(f"Could not interpret metric identifier: {identifier}. Valid names: "
                              f"{sorted(['accuracy', 'acc'] + list(_BY_NAME) + list(_CLASSES))}")
         m = cls()
-        if identifier in _BY_NAME:
-            m.name = identifier
+        m.name = identifier  # Keras names a metric given as a string by that string
         return m
     if callable(identifier):
         return MeanMetricWrapper(identifier)

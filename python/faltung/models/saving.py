@@ -36,6 +36,13 @@ def _h5py():
     return h5py
 
 
+def _new_file_mode():
+    """0666 minus the process's umask: the mode of a file created with open()."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(filepath, write, overwrite=True):
     """Call write(tmp_path) then move tmp_path onto filepath."""
     filepath = os.fspath(filepath)
@@ -46,6 +53,7 @@ def _atomic_write(filepath, write, overwrite=True):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _new_file_mode())  # mkstemp's 0600 -> what open() would have given
         os.replace(tmp, filepath)
     except BaseException:
         if os.path.exists(tmp):

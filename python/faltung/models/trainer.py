@@ -346,7 +346,9 @@ class Trainer:
         count = max(count, 1)
         logs = {"loss": loss_sums[0] / count}
         logs.update({k: v / count for k, v in zip(self._loss_names, loss_sums[1:])})
-        logs.update({m._log_name: float(m.result()) for m in self._metrics})
+        for m in self._metrics:  # per-class results (F1Score(average=None)) stay arrays
+            r = m.result()
+            logs[m._log_name] = float(r) if np.ndim(r) == 0 else np.asarray(r, np.float32)
         return dict(sorted(logs.items()))  # Keras sorts the log keys
 
     def _values(self, logs):

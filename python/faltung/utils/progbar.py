@@ -14,10 +14,12 @@ import math
 import sys
 import time
 
+import numpy as np
+
 
 def _fmt_value(v):
     try:
-        v = float(v)
+        v = float(np.mean(v))  # Keras shows the mean of a per-class (array) result
     except (TypeError, ValueError):
         return f" {v}"
     return f" {v:.4f}" if abs(v) > 1e-3 or v == 0 else f" {v:.4e}"
