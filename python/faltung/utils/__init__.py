@@ -29,3 +29,4 @@ def to_categorical(x, num_classes=None):
 from faltung.utils.progbar import Progbar  # noqa: E402,F401  (keras.utils.Progbar)
 from faltung.utils.py_dataset import PyDataset  # noqa: E402,F401  (keras.utils.PyDataset)
 from faltung.utils.plots import plot_feature_maps, plot_history, plot_model  # noqa: E402,F401
+from faltung.utils import text  # noqa: E402,F401  (CharVocabulary: strings <-> CTC labels)
