@@ -333,3 +333,37 @@ def test_deprecated_generator_aliases():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(pred, model.predict(x, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_py_dataset_workers_read_ahead_in_order_on_threads(workers):
+    """workers > 1: batches are read on a pool of threads, ahead of training, and arrive in
+    order; training gives the same weights as one worker."""
+    import threading
+    import time
+    x, y = image_data(24)
+
+    class Slow(PyDataset):
+        def __init__(self):
+            super().__init__(workers=workers, max_queue_size=4)
+            self.threads = set()
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            self.threads.add(threading.current_thread().name)
+            time.sleep(0.01 * (6 - i))  # later batches finish first on a pool
+            return x[4 * i:4 * i + 4], y[4 * i:4 * i + 4]
+
+    faltung.utils.set_random_seed(3)
+    model = small_model()
+    data = Slow()
+    model.fit(data, epochs=2, verbose=0, shuffle=False)
+    faltung.utils.set_random_seed(3)
+    want = small_model()
+    want.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), want.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    on_pool = {t for t in data.threads if t.startswith("faltung-data")}
+    assert (len(on_pool) > 1) if workers > 1 else not on_pool

@@ -7,6 +7,9 @@ A dataset is a `faltung.utils.PyDataset` or anything shaped like one (`__getitem
 a Python generator / iterator, read with `next()`. A batch is `x`, `(x,)`, `(x, y)` or
 `(x, y, sample_weight)`, as Keras unpacks it.
 """
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from faltung.models.trainer import _batches, _take
@@ -81,19 +84,46 @@ class DatasetBatches:
         steps = self.steps if limit is None else limit if self.steps is None else min(self.steps, limit)
         if self.indexed and hasattr(data, "on_epoch_begin"):
             data.on_epoch_begin()
+        if self.indexed:
+            for batch in _indexed_batches(data, steps):
+                yield self.prepare(*unpack(batch))
+            if hasattr(data, "on_epoch_end"):
+                data.on_epoch_end()
+            return
         step = 0
         while steps is None or step < steps:
-            if self.indexed:
-                batch = data[step % len(data)]
-            else:
-                try:
-                    batch = next(data)
-                except StopIteration:
-                    break
+            try:
+                batch = next(data)
+            except StopIteration:
+                break
             yield self.prepare(*unpack(batch))
             step += 1
-        if self.indexed and hasattr(data, "on_epoch_end"):
-            data.on_epoch_end()
+
+
+def _indexed_batches(data, steps):
+    """data[0], data[1], ... (wrapping around) for `steps` steps, in order. With `workers` > 1
+    (a PyDataset's argument, Keras 3's meaning) a pool of that many threads reads up to
+    `max_queue_size` batches ahead while the model trains, as Keras's thread pool does; faltung's
+    kernels release the GIL, so loading and training overlap. use_multiprocessing=True reads
+    with threads as well (a process pool would have to pickle the dataset and its arrays)."""
+    n = len(data)
+    workers = int(getattr(data, "workers", 1) or 1)
+    if workers <= 1:
+        for step in range(steps):
+            yield data[step % n]
+        return
+    ahead = max(int(getattr(data, "max_queue_size", 10) or 1), workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faltung-data") as pool:
+        pending, submitted = deque(), 0
+        try:
+            while submitted < steps or pending:
+                while submitted < steps and len(pending) < ahead:
+                    pending.append(pool.submit(data.__getitem__, submitted % n))
+                    submitted += 1
+                yield pending.popleft().result()
+        finally:  # an epoch stopped early (stop_training) drops what was read ahead
+            for f in pending:
+                f.cancel()
 
 
 def check_dataset_arguments(y, sample_weight, what):

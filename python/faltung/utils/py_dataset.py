@@ -8,9 +8,11 @@ class PyDataset:
     in an epoch); `on_epoch_begin` / `on_epoch_end` run around each epoch of `fit`.
 
     Args:
-        workers, use_multiprocessing, max_queue_size: accepted with Keras 3's meaning and
-            defaults and kept as attributes; faltung reads the batches in order in the
-            training thread (its image transforms parallelize inside each batch instead).
+        workers, use_multiprocessing, max_queue_size: Keras 3's meaning and defaults. With
+            workers > 1, `fit` / `evaluate` / `predict` read up to max_queue_size batches ahead
+            on that many threads, in order, while the model trains (faltung's kernels release
+            the GIL). use_multiprocessing=True also reads with threads: a process pool would
+            pickle the dataset, which faltung never does.
     """
 
     def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
