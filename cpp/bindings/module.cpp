@@ -1,4 +1,6 @@
-// faltung._core: the pybind11 module. Each kernel family registers itself in its own file.
+// faltung._core_<level>: the pybind11 module, built once per CPU level (CMakeLists.txt) under
+// the name FALTUNG_MODULE_NAME; faltung._core picks one at import. Each kernel family
+// registers itself in its own file.
 #include <omp.h>
 
 extern "C" {
@@ -10,6 +12,10 @@ extern "C" {
 #ifndef FALTUNG_VERSION
 #define FALTUNG_VERSION "dev"
 #endif
+#ifndef FALTUNG_MODULE_NAME
+#define FALTUNG_MODULE_NAME _core_baseline
+#define FALTUNG_CPU_LEVEL "baseline"
+#endif
 
 namespace faltung::py_binding {
 void bind_rnn(py::module_& m);  // cpp/bindings/rnn.cpp
@@ -20,7 +26,23 @@ void bind_image_transform(py::module_& m);  // cpp/bindings/image_transform.cpp
 namespace fb = faltung::py_binding;
 namespace py = pybind11;
 
-PYBIND11_MODULE(_core, m) {
+namespace {
+// The CPU levels this CPU can run, lowest first, from cpuid (the CPU's own answer, also
+// under an emulator, where /proc/cpuinfo describes the host). The x86-64-v3/v4 names check
+// the OS's support for the AVX / AVX-512 register state too.
+py::list cpu_levels() {
+  py::list levels;
+  levels.append("baseline");
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v3")) levels.append("avx2");
+  if (__builtin_cpu_supports("x86-64-v4")) levels.append("avx512");
+#endif
+  return levels;
+}
+}  // namespace
+
+PYBIND11_MODULE(FALTUNG_MODULE_NAME, m) {
   m.doc() = "faltung C++ core";
   // OpenBLAS runs single-threaded: faltung splits GEMMs over its own OpenMP pool, so that
   // two thread pools never fight over the two cores.
@@ -29,6 +51,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &faltung::set_num_threads, py::arg("n"),
         "Set the number of OpenMP threads faltung's kernels use.");
   m.def("get_num_threads", &faltung::get_num_threads);
+  m.def("cpu_levels", &cpu_levels, "The CPU levels (faltung._core_<level>) this CPU can run, lowest first.");
   m.def("release_workspaces", []() {
         py::gil_scoped_release nogil;
         faltung::release_workspaces();
@@ -50,11 +73,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
     d["blas"] = std::string("OpenBLAS (scipy-openblas32) ") + scipy_openblas_get_config();
     d["blas_core"] = std::string(scipy_openblas_get_corename());
-#if defined(__AVX2__) && defined(__FMA__)
-    d["simd"] = "AVX2+FMA";
-#else
-    d["simd"] = "baseline";
-#endif
+    d["cpu_level"] = FALTUNG_CPU_LEVEL;
     return d;
   });
 

@@ -1,7 +1,7 @@
 // Direct convolution, NHWC, register-blocked: no im2col matrix, no GEMM call.
 //
 // N batch, H/W input size, C in-channels, K filters, KH/KW kernel, OH/OW output size,
-// VW lanes of one AVX2 register (8 floats / 4 doubles), KB = 2*VW filters per block,
+// VW lanes of one vector register (simd.hpp: 8 floats at the AVX2 level), KB = 2*VW filters per block,
 // OWB = 6 output pixels per block. groups == 1; any stride, dilation and padding.
 //
 // Why: im2col + GEMM pays for a copy of every receptive field and for GEMM shapes it does not

@@ -7,8 +7,8 @@
 // Transform matrices (Lavin & Gray, interpolation points 0, +-1, +-2, inf for F(4,3)):
 //   forward:  Y = A^T [ (G g G^T) (.) (B^T d B) ] A
 //   filter gradient: dg = G^T [ sum_tiles (B^T d B) (.) (A dY A^T) ] G
-// The value type V is either a scalar T or a GCC vector of T (8 floats / 4 doubles, one AVX2
-// register); the same code serves both, so channel remainders use the scalar path.
+// The value type V is either a scalar T or a GCC vector of T (one register, simd.hpp: 8 floats
+// at the AVX2 level); the same code serves both, so channel remainders use the scalar path.
 #pragma once
 #include <cstdint>
 

@@ -3,17 +3,14 @@
 // streams ~1M parameters in well under a millisecond) and a parallel region per variable
 // costs more than it saves on a shared 2-core machine.
 // The generic loops are the reference. GCC does not vectorize std::sqrt unless
-// -fno-math-errno is set, so the float kernels that divide by a square root have an
-// AVX (8-wide) version, used when the compiler targets AVX2; tails run the scalar loop.
+// -fno-math-errno is set, so the float kernels that divide by a square root have a version
+// over simd.hpp's vectors (the register width of the CPU level); tails run the scalar loop.
 #include "faltung/optim.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define FALTUNG_OPTIM_AVX 1
-#endif
+#include "simd.hpp"
 
 namespace faltung {
 
@@ -65,93 +62,89 @@ void adagrad_range(T* w, T* acc, const T* g, int64_t b, int64_t e, T lr, T eps) 
   }
 }
 
-// ---- AVX float versions of the blocks of 8; return where the scalar tail starts ---------
+// ---- float versions over whole vectors (simd.hpp: 4, 8 or 16 lanes, whichever the CPU
+// level has); they return where the scalar tail starts ----------------------------------
 
-#ifdef FALTUNG_OPTIM_AVX
-int64_t adam_avx(float* w, float* m, float* v, float* vhat, const float* g, int64_t n, float alpha,
+using FV = simd::Vec<float>::type;
+constexpr int kFW = simd::Vec<float>::width;
+
+int64_t adam_vec(float* w, float* m, float* v, float* vhat, const float* g, int64_t n, float alpha,
                  float beta1, float beta2, float eps) {
-  const __m256 c1 = _mm256_set1_ps(1.0f - beta1), c2 = _mm256_set1_ps(1.0f - beta2);
-  const __m256 va = _mm256_set1_ps(alpha), ve = _mm256_set1_ps(eps);
+  const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 gi = _mm256_loadu_ps(g + i);
-    __m256 mi = _mm256_loadu_ps(m + i), vi = _mm256_loadu_ps(v + i);
-    mi = _mm256_fmadd_ps(_mm256_sub_ps(gi, mi), c1, mi);                      // m += (g - m) c1
-    vi = _mm256_fmadd_ps(_mm256_fmsub_ps(gi, gi, vi), c2, vi);                // v += (g^2 - v) c2
-    _mm256_storeu_ps(m + i, mi);
-    _mm256_storeu_ps(v + i, vi);
+  for (; i + kFW <= n; i += kFW) {
+    const FV gi = simd::load<FV>(g + i);
+    FV mi = simd::load<FV>(m + i), vi = simd::load<FV>(v + i);
+    mi += (gi - mi) * c1;  // m += (g - m) c1
+    vi += (gi * gi - vi) * c2;  // v += (g^2 - v) c2
+    simd::store(m + i, mi);
+    simd::store(v + i, vi);
     if (vhat != nullptr) {
-      vi = _mm256_max_ps(_mm256_loadu_ps(vhat + i), vi);
-      _mm256_storeu_ps(vhat + i, vi);
+      const FV h = simd::load<FV>(vhat + i);
+      vi = h > vi ? h : vi;
+      simd::store(vhat + i, vi);
     }
-    const __m256 step = _mm256_div_ps(_mm256_mul_ps(va, mi), _mm256_add_ps(_mm256_sqrt_ps(vi), ve));
-    _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_loadu_ps(w + i), step));  // w -= alpha m / (sqrt v + eps)
+    simd::store(w + i, simd::load<FV>(w + i) - alpha * mi / (simd::sqrt(vi) + eps));  // w -= alpha m / (sqrt v + eps)
   }
   return i;
 }
 
-int64_t rmsprop_avx(float* w, float* v, float* mom, float* avg, const float* g, int64_t n, float lr,
+int64_t rmsprop_vec(float* w, float* v, float* mom, float* avg, const float* g, int64_t n, float lr,
                     float rho, float momentum, float eps) {
-  const __m256 vr = _mm256_set1_ps(rho), vc = _mm256_set1_ps(1.0f - rho), vl = _mm256_set1_ps(lr);
-  const __m256 vmo = _mm256_set1_ps(momentum), ve = _mm256_set1_ps(eps);
+  const float c = 1.0f - rho;
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 gi = _mm256_loadu_ps(g + i);
-    const __m256 vi = _mm256_fmadd_ps(vr, _mm256_loadu_ps(v + i), _mm256_mul_ps(vc, _mm256_mul_ps(gi, gi)));
-    _mm256_storeu_ps(v + i, vi);                                              // v = rho v + (1 - rho) g^2
-    __m256 den = _mm256_add_ps(vi, ve);
+  for (; i + kFW <= n; i += kFW) {
+    const FV gi = simd::load<FV>(g + i);
+    const FV vi = rho * simd::load<FV>(v + i) + c * (gi * gi);
+    simd::store(v + i, vi);  // v = rho v + (1 - rho) g^2
+    FV den = vi + eps;
     if (avg != nullptr) {
-      const __m256 ai = _mm256_fmadd_ps(vr, _mm256_loadu_ps(avg + i), _mm256_mul_ps(vc, gi));
-      _mm256_storeu_ps(avg + i, ai);
-      den = _mm256_add_ps(_mm256_fnmadd_ps(ai, ai, vi), ve);                 // v - avg^2 + eps
+      const FV ai = rho * simd::load<FV>(avg + i) + c * gi;
+      simd::store(avg + i, ai);
+      den = vi - ai * ai + eps;  // v - avg^2 + eps
     }
-    __m256 inc = _mm256_div_ps(_mm256_mul_ps(vl, gi), _mm256_sqrt_ps(den));
+    FV inc = lr * gi / simd::sqrt(den);
     if (mom != nullptr) {
-      inc = _mm256_fmadd_ps(vmo, _mm256_loadu_ps(mom + i), inc);
-      _mm256_storeu_ps(mom + i, inc);                                         // mom = momentum mom + inc
+      inc = momentum * simd::load<FV>(mom + i) + inc;
+      simd::store(mom + i, inc);  // mom = momentum mom + inc
     }
-    _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_loadu_ps(w + i), inc));
+    simd::store(w + i, simd::load<FV>(w + i) - inc);
   }
   return i;
 }
 
-int64_t adagrad_avx(float* w, float* acc, const float* g, int64_t n, float lr, float eps) {
-  const __m256 vl = _mm256_set1_ps(lr), ve = _mm256_set1_ps(eps);
+int64_t adagrad_vec(float* w, float* acc, const float* g, int64_t n, float lr, float eps) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 gi = _mm256_loadu_ps(g + i);
-    const __m256 a = _mm256_fmadd_ps(gi, gi, _mm256_loadu_ps(acc + i));
-    _mm256_storeu_ps(acc + i, a);                                             // acc += g^2
-    const __m256 step = _mm256_div_ps(_mm256_mul_ps(vl, gi), _mm256_sqrt_ps(_mm256_add_ps(a, ve)));
-    _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_loadu_ps(w + i), step));
+  for (; i + kFW <= n; i += kFW) {
+    const FV gi = simd::load<FV>(g + i);
+    const FV a = gi * gi + simd::load<FV>(acc + i);
+    simd::store(acc + i, a);  // acc += g^2
+    simd::store(w + i, simd::load<FV>(w + i) - lr * gi / simd::sqrt(a + eps));
   }
   return i;
 }
-#endif
 
-// Start of the scalar tail: the AVX blocks for float, nothing for other types.
+// Start of the scalar tail: the vector blocks for float, nothing for other types.
 template <typename T>
 int64_t adam_fast(T*, T*, T*, T*, const T*, int64_t, T, T, T, T) { return 0; }
 template <typename T>
 int64_t rmsprop_fast(T*, T*, T*, T*, const T*, int64_t, T, T, T, T) { return 0; }
 template <typename T>
 int64_t adagrad_fast(T*, T*, const T*, int64_t, T, T) { return 0; }
-#ifdef FALTUNG_OPTIM_AVX
 template <>
 int64_t adam_fast<float>(float* w, float* m, float* v, float* vh, const float* g, int64_t n, float a,
                          float b1, float b2, float e) {
-  return adam_avx(w, m, v, vh, g, n, a, b1, b2, e);
+  return adam_vec(w, m, v, vh, g, n, a, b1, b2, e);
 }
 template <>
 int64_t rmsprop_fast<float>(float* w, float* v, float* mo, float* av, const float* g, int64_t n, float lr,
                             float rho, float mom, float e) {
-  return rmsprop_avx(w, v, mo, av, g, n, lr, rho, mom, e);
+  return rmsprop_vec(w, v, mo, av, g, n, lr, rho, mom, e);
 }
 template <>
 int64_t adagrad_fast<float>(float* w, float* acc, const float* g, int64_t n, float lr, float e) {
-  return adagrad_avx(w, acc, g, n, lr, e);
+  return adagrad_vec(w, acc, g, n, lr, e);
 }
-#endif
 
 }  // namespace
 

@@ -53,8 +53,9 @@ Pool2dShape pool2d_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH,
 
 // ---- max pooling ---------------------------------------------------------------------
 
-using F8 = simd::Vec<float>::type;
-using I8 = simd::Vec<int32_t>::type;
+using FV = simd::Vec<float>::type;
+using IV = simd::Vec<int32_t>::type;
+constexpr int kFW = simd::Vec<float>::width;
 
 // inp (N,H,W,C) -> out (N,OH,OW,C), argmax (N,OH,OW,C) or nullptr.
 template <typename T>
@@ -80,18 +81,18 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
         int64_t c0 = 0;  // channels [0, c0) already done in registers
         if constexpr (std::is_same_v<T, float>) {
           if (argmax) {
-            // 8 channels at a time in registers: running max and its index, one store each
+            // One vector of channels at a time in registers: running max and its index, one store each
             // (the memory loop below carries every compare through a store and a reload).
             int32_t* arg_p = argmax + o;
-            for (; c0 + 8 <= C; c0 += 8) {
-              F8 m = simd::load<F8>(first + c0);
-              I8 a = I8{} + int32_t(hs * s.W + ws);
+            for (; c0 + kFW <= C; c0 += kFW) {
+              FV m = simd::load<FV>(first + c0);
+              IV a = IV{} + int32_t(hs * s.W + ws);
               for (int64_t h = hs; h < he; ++h)
                 for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
-                  const F8 v = simd::load<F8>(inp_n + (h * s.W + w) * C + c0);
-                  const I8 gt = v > m;  // all ones where strictly larger: a later max never wins ties
+                  const FV v = simd::load<FV>(inp_n + (h * s.W + w) * C + c0);
+                  const IV gt = v > m;  // all ones where strictly larger: a later max never wins ties
                   m = gt ? v : m;
-                  a = gt ? (I8{} + int32_t(h * s.W + w)) : a;
+                  a = gt ? (IV{} + int32_t(h * s.W + w)) : a;
                 }
               simd::store(out_p + c0, m);
               simd::store(arg_p + c0, a);

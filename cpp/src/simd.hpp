@@ -1,17 +1,39 @@
-// simd.hpp — private to cpp/src: one AVX2 register of T as a GCC vector (8 floats or
-// 4 doubles), so kernels are written once for float and double; the same code with V = T
-// serves channel remainders.
+// simd.hpp — private to cpp/src: one vector register of T as a GCC vector, so kernels are
+// written once for float and double and for every CPU level; the same code with V = T serves
+// channel remainders.
+//
+// The register width follows the instruction set the file is compiled for (CMakeLists.txt
+// builds the core once per CPU level and faltung._core picks one at import):
+//   AVX-512F (x86-64-v4)   64 bytes: 16 floats / 8 doubles, 32 registers
+//   AVX (x86-64-v3)        32 bytes:  8 floats / 4 doubles, 16 registers
+//   otherwise              16 bytes:  4 floats / 2 doubles (SSE2 on the x86-64 baseline,
+//                          NEON on aarch64, or plain scalar code GCC splits the vector into)
+// A 32-byte vector on SSE2 would compile too, but every operation would take two registers,
+// and the direct convolution's 12-accumulator block would no longer fit in 16 registers.
 #pragma once
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
+#include <cmath>
 #include <cstring>
 
 namespace faltung::simd {
 
+#if defined(__AVX512F__)
+constexpr int kBytes = 64;
+#elif defined(__AVX__)
+constexpr int kBytes = 32;
+#else
+constexpr int kBytes = 16;
+#endif
+
 template <class T>
 struct Vec {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int width = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(kBytes)));
+  static constexpr int width = kBytes / sizeof(T);
 };
 
 template <class V, class T>
@@ -28,7 +50,42 @@ inline void store(T* p, V v) {
 
 // One value in every lane, straight from memory (a load-port op; `V{} + x` would cost an
 // add and a shuffle on the FMA ports).
+#if defined(__AVX512F__)
+inline Vec<float>::type bcast(const float* p) { return _mm512_set1_ps(*p); }    // vbroadcastss zmm, m32
+inline Vec<double>::type bcast(const double* p) { return _mm512_set1_pd(*p); }  // vbroadcastsd zmm, m64
+#elif defined(__AVX__)
 inline Vec<float>::type bcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline Vec<double>::type bcast(const double* p) { return _mm256_broadcast_sd(p); }
+#elif defined(__SSE2__)
+inline Vec<float>::type bcast(const float* p) { return _mm_load1_ps(p); }
+inline Vec<double>::type bcast(const double* p) { return _mm_load1_pd(p); }
+#elif defined(__aarch64__)
+inline Vec<float>::type bcast(const float* p) { return vld1q_dup_f32(p); }
+inline Vec<double>::type bcast(const double* p) { return vld1q_dup_f64(p); }
+#else
+template <class T>
+inline typename Vec<T>::type bcast(const T* p) {
+  typename Vec<T>::type v;
+  for (int j = 0; j < Vec<T>::width; ++j) v[j] = *p;
+  return v;
+}
+#endif
+
+// Lane-wise square root of a float vector (GCC vectorizes std::sqrt only under
+// -fno-math-errno, and GCC vectors have no sqrt operator).
+#if defined(__AVX512F__)
+inline Vec<float>::type sqrt(Vec<float>::type v) { return _mm512_sqrt_ps(v); }
+#elif defined(__AVX__)
+inline Vec<float>::type sqrt(Vec<float>::type v) { return _mm256_sqrt_ps(v); }
+#elif defined(__SSE2__)
+inline Vec<float>::type sqrt(Vec<float>::type v) { return _mm_sqrt_ps(v); }
+#elif defined(__aarch64__)
+inline Vec<float>::type sqrt(Vec<float>::type v) { return vsqrtq_f32(v); }
+#else
+inline Vec<float>::type sqrt(Vec<float>::type v) {
+  for (int j = 0; j < Vec<float>::width; ++j) v[j] = std::sqrt(v[j]);
+  return v;
+}
+#endif
 
 }  // namespace faltung::simd
