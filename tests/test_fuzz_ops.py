@@ -891,8 +891,11 @@ def test_fuzz_ctc_decode(case):
         else:
             if n == 0:
                 continue
-            want, want_score, _ = ref_ctc.best_path_search(ref_ctc.softmax(xs[i, :n]), blank, n)
+            want, want_score, probs = ref_ctc.best_path_search(ref_ctc.softmax(xs[i, :n]), blank, n)
+            top = sorted(probs.values())
+            if len(top) > 1 and top[-2] >= top[-1] * (1 - 1e-6):
+                want = None  # a tie (integer inputs): either sequence is right; the score still is
         row = [int(k) for k in decoded[0, i] if k >= 0]
-        assert row == list(want), f"{family}: {row} vs {want}"
+        assert want is None or row == list(want), f"{family}: {row} vs {want}"
         assert abs(float(scores[i, 0]) - want_score) <= (1e-4 if dt == np.float32 else 1e-9) * (1 + abs(want_score))
     COUNTS[family]["matched"] += 1
