@@ -75,6 +75,19 @@ def test_softmax_and_log_softmax_forward(shape, axis, dtype):
     np.testing.assert_allclose(nn.log_softmax(big), [[0, -1e4, -2e4]])
 
 
+@pytest.mark.parametrize("fn", [nn.softmax, nn.log_softmax,
+                                lambda x, axis: nn.softmax_backward(x, x, axis),
+                                lambda x, axis: nn.log_softmax_backward(x, x, axis)])
+def test_softmax_axis_out_of_range_is_refused(fn):
+    # found by the fuzzer: axis 2 of a rank-2 array used to wrap around to axis 0
+    x = np.ones((2, 3), np.float32)
+    for axis in (2, -3):
+        with pytest.raises(ValueError, match=f"axis {axis} is out of bounds for an array of rank 2"):
+            fn(x, axis)
+    with pytest.raises(TypeError):
+        fn(x, 1.0)
+
+
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_softmax_and_log_softmax_backward_finite_differences(axis):
     x = np.random.default_rng(4).standard_normal((3, 5))

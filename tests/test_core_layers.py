@@ -154,6 +154,17 @@ def test_prelu():
     _fd_check(p, x, lambda v, a: np.maximum(v, 0) + a * np.minimum(v, 0), [p.alpha])
 
 
+def test_prelu_on_rank_1_inputs_has_a_scalar_alpha_and_trains():
+    # found by the API fuzzer: alpha became shape (1,) (Keras: ()) and backward raised IndexError
+    model = faltung.Sequential([layers.Input(()), layers.PReLU(alpha_initializer=faltung.initializers.Constant(0.5))])
+    assert model.layers[-1].alpha.shape == ()
+    x = np.array([-2.0, 1.0, -4.0], np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), [-1.0, 1.0, -2.0])
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros(3, np.float32), batch_size=3, epochs=1, verbose=0)
+    # d mse / d alpha = mean(2 * (a x) * x) over the negatives = 2 * 0.5 * (4 + 16) / 3
+    np.testing.assert_allclose(model.layers[-1].alpha.value, 0.5 - 0.01 * 20 / 3, rtol=1e-5)
+
 # -- Dropout -------------------------------------------------------------------------------
 
 def test_dropout_inference_is_identity_and_training_drops():

@@ -98,6 +98,10 @@ def test_index_conversions_follow_keras():
     np.testing.assert_array_equal(ops.embedding(np.array([3, 1], np.uint8), table), table[[3, 1]])
     np.testing.assert_array_equal(ops.embedding([2.9, -0.5, 1.0], table), table[[2, 0, 1]])
     np.testing.assert_array_equal(ops.embedding(np.array([True, False]), table), table[[1, 0]])
+    # a scalar index gives one row of shape (D,), as table[i] (found by the fuzzer: was (1, D))
+    for i in (np.int32(2), np.int64(2), 2, 2.5):
+        assert ops.embedding(i, table).shape == (3,)
+        np.testing.assert_array_equal(ops.embedding(i, table), table[2])
     # a non-contiguous int32 view
     idx = np.arange(8, dtype=np.int32).reshape(2, 4)[:, ::2] % 4
     np.testing.assert_array_equal(ops.embedding(idx, table), table[idx])

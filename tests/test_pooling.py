@@ -95,6 +95,23 @@ def test_ties_go_to_first_maximum_in_row_major_order():
     assert dx[0, :, :, 1].tolist() == [[0, 1], [0, 0]]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_propagates_nan_and_points_argmax_at_the_first_nan(dtype):
+    # 11 channels: 0-7 take the float32 register path, 8-10 the per-channel remainder.
+    # Window (row-major): 1, NaN, 5, NaN; found by the fuzzer (the NaN was dropped: 5).
+    x = np.zeros((1, 2, 2, 11), dtype)
+    x[0, :, :, [2, 9]] = [[1.0, np.nan], [5.0, np.nan]]
+    x[0, :, :, [4, 10]] = [[np.nan, 7.0], [2.0, 1.0]]   # NaN first: later larger values do not replace it
+    want_nan = np.isin(np.arange(11), [2, 9, 4, 10])
+    for naive in (False, True):
+        y, arg = _core.max_pool2d_f32(x, (2, 2), (2, 2), "valid", True, naive) if dtype == np.float32 else \
+            _core.max_pool2d_f64(x, (2, 2), (2, 2), "valid", True, naive)
+        assert np.array_equal(np.isnan(y[0, 0, 0]), want_nan)
+        assert arg[0, 0, 0, [2, 9, 4, 10]].tolist() == [1, 1, 0, 0]
+        assert y[0, 0, 0, 0] == 0
+    assert np.array_equal(np.isnan(P.max_pool(x, 2)[0, 0, 0]), want_nan)  # without argmax
+
+
 def test_same_padding_ignores_pad_for_max_and_counts_in_bounds_for_average():
     x = -np.ones((1, 3, 3, 1), np.float32)     # all negative: a zero pad would win max
     assert P.max_pool(x, 2, 2, "same").max() == -1.0

@@ -59,6 +59,13 @@ def test_value_and_crop_layers_match_keras():
     np.testing.assert_allclose(layers.Rescaling(1 / 127.5, offset=-1)(X), KERAS["rescaling"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("kw", [{"scale": None}, {"scale": 1.0, "offset": None}, {"scale": "x"}])
+def test_rescaling_refuses_non_numbers(kw):
+    # found by the API fuzzer: Rescaling(None) made every output NaN
+    with pytest.raises(TypeError, match="Rescaling: expected a number or an array of numbers"):
+        layers.Rescaling(**kw)
+
+
 def test_normalization_adapt_and_given_statistics_match_keras():
     norm = layers.Normalization()
     norm.adapt(X)

@@ -102,6 +102,9 @@ def test_errors():
         L.ZeroPadding2D((1, 2, 3))
     with pytest.raises(ValueError, match=r"The `padding` argument must be a tuple of 2 integers"):
         L.ZeroPadding1D((1, 2, 3))
+    # found by the API fuzzer: a negative int reached np.pad ("index can't contain negative values")
+    with pytest.raises(ValueError, match=r"Received padding=-1, including values \{-1\} that do not satisfy `value >= 0`"):
+        L.ZeroPadding2D(-1)
     with pytest.raises(ValueError, match=r"`cropping` cannot be negative. Received: cropping=-1"):
         L.Cropping2D(-1)
     with pytest.raises(ValueError, match=r"Values in `cropping` argument should be smaller than the corresponding"):

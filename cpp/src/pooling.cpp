@@ -90,7 +90,9 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
               for (int64_t h = hs; h < he; ++h)
                 for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
                   const FV v = simd::load<FV>(inp_n + (h * s.W + w) * C + c0);
-                  const IV gt = v > m;  // all ones where strictly larger: a later max never wins ties
+                  // all ones where strictly larger (a later max never wins ties) or where
+                  // v is the window's first NaN (NaN propagates, as in numpy and PyTorch)
+                  const IV gt = (v > m) | ((v != v) & (m == m));
                   m = gt ? v : m;
                   a = gt ? (IV{} + int32_t(h * s.W + w)) : a;
                 }
@@ -103,14 +105,15 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
           int32_t* arg_p = argmax + o;
 #pragma omp simd
           for (int64_t c = c0; c < C; ++c) arg_p[c] = int32_t(hs * s.W + ws);
-          // ... and a later element replaces it only if strictly larger (first max wins).
+          // ... and a later element replaces it only if strictly larger (first max wins)
+          // or if it is the first NaN (NaN propagates).
           for (int64_t h = hs; h < he; ++h)
             for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
               const T* x = inp_n + (h * s.W + w) * C;
               const int32_t idx = int32_t(h * s.W + w);
 #pragma omp simd
               for (int64_t c = c0; c < C; ++c) {
-                const bool gt = x[c] > out_p[c];
+                const bool gt = x[c] > out_p[c] || (x[c] != x[c] && out_p[c] == out_p[c]);
                 out_p[c] = gt ? x[c] : out_p[c];
                 arg_p[c] = gt ? idx : arg_p[c];
               }
@@ -120,7 +123,8 @@ void max_pool2d_forward(T* out, int32_t* argmax, const T* inp, const Pool2dShape
             for (int64_t w = (h == hs ? ws + 1 : ws); w < we; ++w) {
               const T* x = inp_n + (h * s.W + w) * C;
 #pragma omp simd
-              for (int64_t c = 0; c < C; ++c) out_p[c] = x[c] > out_p[c] ? x[c] : out_p[c];
+              for (int64_t c = 0; c < C; ++c)
+                out_p[c] = (x[c] > out_p[c] || x[c] != x[c]) ? x[c] : out_p[c];  // NaN propagates
             }
         }
       }
@@ -142,7 +146,7 @@ void max_pool2d_forward_ref(T* out, int32_t* argmax, const T* inp, const Pool2dS
               const int64_t h = oh * s.SH - s.pad_top + kh, w = ow * s.SW - s.pad_left + kw;
               if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
               const T v = inp[((n * s.H + h) * s.W + w) * s.C + c];
-              if (best_i < 0 || v > best) {
+              if (best_i < 0 || v > best || (v != v && best == best)) {  // first NaN wins
                 best = v;
                 best_i = int32_t(h * s.W + w);
               }

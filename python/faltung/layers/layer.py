@@ -83,7 +83,7 @@ class Variable:
 
     def __init__(self, value, name, trainable=True, regularizer=None, constraint=None,
                  dtype=np.float32):
-        self.value = np.ascontiguousarray(value, dtype=dtype)
+        self.value = np.asarray(value, dtype=dtype, order="C")  # a scalar weight stays 0-d
         self.grad = None
         self.name = name
         self.trainable = trainable

@@ -14,8 +14,9 @@ def dtype_of(x):
 
 
 def as_array(x, dtype):
-    """x as a C-contiguous array of dtype (the same array when it already is one)."""
-    return np.ascontiguousarray(x, dtype=dtype)
+    """x as a C-contiguous array of dtype (the same array when it already is one); a scalar
+    stays 0-d (np.ascontiguousarray would make it shape (1,))."""
+    return np.asarray(x, dtype=dtype, order="C")
 
 
 def kernel_for(name, dtype):

@@ -19,7 +19,7 @@ def as_indices(indices, input_dim, op="embedding"):
     before the cast could wrap them into range (int32 arrays are checked by the kernel)."""
     idx = np.asarray(indices)
     if idx.dtype == np.int32:
-        return np.ascontiguousarray(idx)
+        return np.asarray(idx, order="C")  # a 0-d index stays 0-d: the result is then (D,)
     if idx.dtype.kind not in "biuf":
         raise TypeError(f"{op}: expected integer `indices`, received an array of dtype {idx.dtype}")
     if idx.dtype.kind == "f":
@@ -31,7 +31,7 @@ def as_indices(indices, input_dim, op="embedding"):
         shown = int(value) if np.isfinite(value) else value
         raise ValueError(f"{op}: index {shown} at position {pos} of `indices` is outside "
                          f"[0, input_dim={input_dim})")
-    return np.ascontiguousarray(idx, dtype=np.int32)
+    return np.asarray(idx, dtype=np.int32, order="C")
 
 
 def embedding(indices, table):

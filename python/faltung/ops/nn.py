@@ -4,6 +4,8 @@ numpy in, numpy out. float64 inputs run the float64 kernels (for gradient checks
 everything else runs in float32. Backward functions are faltung's addition: each takes
 dL/dy and what the forward saw, and returns dL/dx.
 """
+import operator
+
 import numpy as np
 
 from faltung import _core
@@ -153,11 +155,18 @@ def exponential_backward(dy, y):
 
 # -- softmax family (any axis; the kernels work on the last one) --------------------------
 
+def _axis(kernel, axis, ndim):
+    """axis in [0, ndim), or ValueError (a wrapped-around axis would normalize the wrong one)."""
+    if ndim == 0:
+        raise ValueError(f"{kernel}: expected an array of rank >= 1, received a scalar")
+    if not -ndim <= operator.index(axis) < ndim:
+        raise ValueError(f"{kernel}: axis {axis} is out of bounds for an array of rank {ndim}")
+    return axis % ndim
+
+
 def _rowwise(kernel, x, axis):
     x, dtype = _arr(x)
-    if x.ndim == 0:
-        raise ValueError(f"{kernel}: expected an array of rank >= 1, received a scalar")
-    axis = axis % x.ndim
+    axis = _axis(kernel, axis, x.ndim)
     if axis == x.ndim - 1:
         return kernel_for(kernel, dtype)(x)
     y = kernel_for(kernel, dtype)(np.ascontiguousarray(np.moveaxis(x, axis, -1)))
@@ -167,7 +176,7 @@ def _rowwise(kernel, x, axis):
 def _rowwise_backward(kernel, dy, y, axis):
     dy, dtype = _arr(dy)
     y = as_array(y, dtype)
-    axis = axis % dy.ndim
+    axis = _axis(kernel, axis, dy.ndim)
     if axis == dy.ndim - 1:
         return kernel_for(kernel, dtype)(dy, y)
     mv = lambda a: np.ascontiguousarray(np.moveaxis(a, axis, -1))  # noqa: E731

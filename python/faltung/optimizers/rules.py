@@ -20,7 +20,7 @@ FUSED = hasattr(_core, "optim_adam_f32")
 def _kernel(name, w, g):
     """(fused C++ kernel for w's dtype, g as a contiguous array of w's dtype)."""
     sfx = "_f64" if w.dtype == np.float64 else "_f32"
-    return getattr(_core, f"optim_{name}{sfx}"), np.ascontiguousarray(g, dtype=w.dtype)
+    return getattr(_core, f"optim_{name}{sfx}"), np.asarray(g, dtype=w.dtype, order="C")  # 0-d stays 0-d
 
 
 class _Scratch:

@@ -16,6 +16,10 @@ class Rescaling(Layer):
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
+        for arg, value in (("scale", scale), ("offset", offset)):
+            if value is None or np.asarray(value).dtype.kind not in "biuf":  # None would become NaN
+                raise TypeError(f"Rescaling: expected a number or an array of numbers for `{arg}`, "
+                                f"received {arg}={value!r}")
         self.scale, self.offset = scale, offset
         self._scale = np.asarray(scale, np.float32)
         self._offset = np.asarray(offset, np.float32)

@@ -69,7 +69,8 @@ class ZeroPadding2D(_ZeroPadding):
         super().__init__(**kwargs)
         self.data_format = P.standardize_data_format(data_format)
         if isinstance(padding, int):
-            self.padding = ((padding, padding), (padding, padding))
+            height, width = P.standardize_tuple(padding, 2, "padding", allow_zero=True)  # refuses < 0
+            self.padding = ((height, height), (width, width))
         elif hasattr(padding, "__len__"):
             if len(padding) != 2:
                 raise ValueError(f"`padding` should have two elements. Received: padding={padding}.")
