@@ -142,9 +142,10 @@ struct Ctc {
     return n;
   }
 
-  // Serial setup (B x Lp work): feasibility (logp 0 = feasible, kLogZero = not) and the skip
-  // table skip[s + 2] = 0 if slot s may be entered from s - 2, else kLogZero; the two slots
-  // past L_b are kLogZero so that gamma's s + 2 reads nothing.
+  // Serial setup (B x Lp work): the extended labels, feasibility (logp 0 = feasible,
+  // kLogZero = not) and the skip table sk[s] = 0 if slot s may be entered from slot s - 2, else
+  // kLogZero (alpha reads sk[s], gamma sk[s + 2]; the entries past L_b stay kLogZero, so that
+  // gamma's s + 2 reads nothing).
   void setup() {
     ext_.assign(size_t(c.B * lay.Lp), int32_t(c.blank));
     for (int64_t b = 0; b < c.B; ++b)
@@ -154,7 +155,7 @@ struct Ctc {
       Real* sk = ws + lay.skip + b * lay.Lp;
       std::fill(sk, sk + lay.Lp, kLogZero<Real>);
       for (int64_t s = 3; s < L(b); s += 2)
-        if (ext(b, s) != ext(b, s - 2)) sk[s] = Real(0);  // indexed by s: alpha reads sk[s]
+        if (ext(b, s) != ext(b, s - 2)) sk[s] = Real(0);
     }
   }
 
