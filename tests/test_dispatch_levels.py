@@ -244,6 +244,9 @@ print("nehalem ok", info["cpu_level"])
 
 
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="qemu-x86_64 (Debian qemu-user) is not installed")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="under tools/sanitize.sh: ASan's shadow memory does not fit in qemu-user "
+                           "(the plain suite and .ci/run's qemu stage run this)")
 def test_baseline_runs_on_a_cpu_without_avx():
     env = {k: v for k, v in os.environ.items() if k != "FALTUNG_CPU"}
     env.update(OPENBLAS_CORETYPE="Nehalem", OMP_NUM_THREADS="1")
