@@ -1,9 +1,10 @@
 // Bindings of the CTC family: ctc_loss_f32/_f64, ctc_greedy_decode_f32/_f64,
 // ctc_beam_search_decode_f32/_f64. B batch, T steps, C classes, S label slots.
 // Integer arguments must already be int32 (the ops layer converts them with a range check, so
-// that a cast never wraps a large value into a valid one). Each loss call allocates its
-// workspace once, of the size the kernel states, and releases the GIL around the kernel.
-#include <memory>
+// that a cast never wraps a large value into a valid one). Each loss call takes a workspace of
+// the size the kernel states from a per-thread buffer that grows and is reused, and releases
+// the GIL around the kernel.
+#include <vector>
 
 #include "common.hpp"
 #include "faltung/ctc.hpp"
@@ -19,6 +20,16 @@ I32 as_int32(const py::array& a, const std::string& op, const std::string& what)
     throw py::type_error(op + ": expected `" + what + "` of dtype int32, received dtype " +
                          std::string(py::str(a.dtype())));
   return I32::ensure(a);
+}
+
+// The loss workspace of the calling thread: grown to the size the kernel states, then reused
+// by the next calls (a training loop calls the loss with the same shapes every step; a fresh
+// multi-megabyte buffer per call cost its page faults each time). Freed at thread exit.
+template <typename Real>
+Real* loss_workspace(size_t n) {
+  thread_local std::vector<Real> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
 }
 
 // x (B,T,C), labels (B,S), label_lengths (B), input_lengths (B) -> (loss (B), grad (B,T,C) or None)
@@ -48,7 +59,7 @@ py::tuple ctc_loss_py(const Arr<Real>& x, const py::array& labels_a,
   check_shape(input_lengths, {c.B}, op, "output_length");
   Arr<Real> loss = empty<Real>({c.B});
   Arr<Real> grad = need_grad ? empty<Real>({c.B, c.T, c.C}) : empty<Real>({0});
-  std::unique_ptr<Real[]> ws(new Real[size_t(ctc_workspace_size(c, need_grad))]);
+  Real* ws = loss_workspace<Real>(size_t(ctc_workspace_size(c, need_grad)));
   const Real* xp = x.data();
   const int32_t *lp = labels.data(), *llp = label_lengths.data(), *ilp = input_lengths.data();
   Real* lossp = loss.mutable_data();
@@ -56,7 +67,7 @@ py::tuple ctc_loss_py(const Arr<Real>& x, const py::array& labels_a,
   {
     py::gil_scoped_release nogil;  // ctc_check throws with the GIL released; the guard
                                    // takes it back while the exception unwinds
-    ctc_loss<Real>(c, xp, lp, llp, ilp, lossp, gradp, ws.get());
+    ctc_loss<Real>(c, xp, lp, llp, ilp, lossp, gradp, ws);
   }
   if (!need_grad) return py::make_tuple(loss, py::none());
   return py::make_tuple(loss, grad);
