@@ -96,5 +96,11 @@ def test_masked_outputs_give_per_sample_logit_lengths():
     logits2 = logits.copy()
     logits2[1, 10:] += 3.0
     np.testing.assert_allclose(ops.ctc_loss(y, logits2, label_len, lengths), want, rtol=1e-6)
+    # the function form (LossFunctionWrapper) reads the mask too
+    model.compile(optimizer="sgd", loss=keras.losses.ctc)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), want.mean(), rtol=1e-5)
     # training runs on the masked model
     model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    # a loss that does not read masks refuses one instead of ignoring it
+    with pytest.raises(ValueError, match="does not read an output mask"):
+        keras.losses.MeanSquaredError()(logits, logits, mask=np.ones((8, 14), bool))

@@ -76,15 +76,22 @@ class Loss:
         return values, g * scale, None
 
     # -- reduced loss ------------------------------------------------------------------
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        return self._run(y_true, y_pred, sample_weight, False)[0]
+    # A loss that reads the model output's mask itself (CTC: per-sample lengths) says so here;
+    # the trainer then passes `mask=` instead of turning the mask into sample weights.
+    takes_output_mask = False
 
-    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        return self._run(y_true, y_pred, sample_weight, False, mask)[0]
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, mask=None):
         """(loss, dL/dy_pred). With reduction None/"none", loss is the per-sample array and
-        the gradient is that of its (weighted) sum."""
-        return self._run(y_true, y_pred, sample_weight, True)
+        the gradient is that of its (weighted) sum. `mask` only for takes_output_mask losses."""
+        return self._run(y_true, y_pred, sample_weight, True, mask)
 
-    def _run(self, y_true, y_pred, sample_weight, need_grad):
+    def _run(self, y_true, y_pred, sample_weight, need_grad, mask=None):
+        if mask is not None and not self.takes_output_mask:
+            raise ValueError(f"{self.name}: this loss does not read an output mask; weigh the "
+                             "samples with `sample_weight` instead")
         y_pred = np.asarray(y_pred)
         dt = _float_dtype(y_pred)
         p = y_pred.astype(dt, copy=False)
@@ -397,6 +404,15 @@ class LossFunctionWrapper(Loss):
             return self._inner._values_shape(p)
         return p.shape[:-1]
 
+    @property
+    def takes_output_mask(self):
+        return self._inner is not None and self._inner.takes_output_mask
+
+    def _run(self, y_true, y_pred, sample_weight, need_grad, mask=None):
+        if mask is not None and self.takes_output_mask:  # e.g. losses.ctc: the mask gives lengths
+            return self._inner._run(y_true, y_pred, sample_weight, need_grad, mask)
+        return super()._run(y_true, y_pred, sample_weight, need_grad, mask)
+
     def get_config(self):
         return {**super().get_config(), "fn": getattr(self.fn, "__name__", str(self.fn)), **self.fn_kwargs}
 
@@ -423,12 +439,6 @@ class CTC(Loss):
         if mask is not None:
             y_true = _CtcTarget(y_true, _lengths_from_mask(self.name, mask, np.shape(y_pred)))
         return super()._run(y_true, y_pred, sample_weight, need_grad)
-
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, mask=None):
-        return self._run(y_true, y_pred, sample_weight, True, mask)
-
-    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
-        return self._run(y_true, y_pred, sample_weight, False, mask)[0]
 
     def _forward(self, y_true, y_pred, need_grad, scale):
         lengths = None
@@ -503,10 +513,10 @@ class _AutoCrossentropy(Loss):
             self.resolved = cls(reduction=self.reduction, name=self.name)
         return self.resolved
 
-    def _run(self, y_true, y_pred, sample_weight, need_grad):
+    def _run(self, y_true, y_pred, sample_weight, need_grad, mask=None):
         inner = self._resolve(y_true, y_pred)
         inner.reduction = self.reduction
-        return inner._run(y_true, y_pred, sample_weight, need_grad)
+        return inner._run(y_true, y_pred, sample_weight, need_grad, mask)
 
     def _forward(self, y_true, y_pred, need_grad, scale):
         return self._resolve(y_true, y_pred)._forward(y_true, y_pred, need_grad, scale)

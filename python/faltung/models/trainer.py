@@ -286,7 +286,7 @@ class Trainer:
                                  "received no target in `y`.")
             kw = {"sample_weight": sw}
             if m is not None:
-                if getattr(loss, "takes_output_mask", False):  # CTC: the mask gives lengths
+                if loss.takes_output_mask:  # CTC: the mask gives per-sample lengths
                     kw["mask"] = m
                 else:
                     kw["sample_weight"] = _apply_mask(sw, m, loss.reduction)
