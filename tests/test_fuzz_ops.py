@@ -21,10 +21,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from faltung import ops  # noqa: E402
+from faltung.ops import image  # noqa: E402
 from faltung.ops import convolution, ctc, embedding, normalization, nn, pooling, resampling, rnn  # noqa: E402
 from reference import conv as ref_conv  # noqa: E402
 from reference import conv_transpose as ref_convt  # noqa: E402
 from reference import ctc as ref_ctc  # noqa: E402
+from reference import image_transform as ref_image  # noqa: E402
 from reference import nn as ref_nn  # noqa: E402
 from reference import pooling as ref_pool  # noqa: E402
 from reference import rnn as ref_rnn  # noqa: E402
@@ -694,6 +696,40 @@ def test_fuzz_embedding(case):
     assert got.shape == want.shape
     assert np.array_equal(np.asarray(got, np.float64), want, equal_nan=True)
     COUNTS["embedding"]["matched"] += 1
+
+
+# -- image affine transform (ImageDataGenerator, RandomRotation/Translation/Zoom) ------------
+
+@st.composite
+def affine_case(draw):
+    n, h, w, c = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)),
+                  draw(st.integers(1, 3)))
+    breaker = draw(st.sampled_from([None] * 6 + ["rank", "matrices", "nan", "interpolation", "fill"]))
+    x = draw(arrays((n, h, w, c) if breaker != "rank" else (h, w, c), draw(DTYPES), scale=4.0))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    m = np.concatenate([rng.uniform(-1.5, 1.5, (n, 2, 2)), rng.uniform(-3, 3, (n, 2, 1))], axis=2)
+    if breaker == "matrices":
+        m = m[:, :, :2]
+    elif breaker == "nan":
+        m[0, 1, 2] = np.nan
+    interpolation = "bicubic" if breaker == "interpolation" else draw(st.sampled_from(sorted(image.INTERPOLATION_ORDERS)))
+    fill = "edge" if breaker == "fill" else draw(st.sampled_from(image.SCIPY_FILL_MODES))
+    return x, m, interpolation, fill, draw(st.floats(-2, 2)), breaker
+
+
+@FUZZ
+@given(affine_case())
+def test_fuzz_affine_transform(case):
+    x, m, interpolation, fill, cval, breaker = case
+    got = attempt("affine_transform", breaker is None,
+                  lambda: image.affine_transform(x, m, interpolation, fill, cval))
+    if got is None:
+        return
+    dt = kernel_dtype(x)
+    want = ref_image.affine_transform(seen(x, dt), m, image.INTERPOLATION_ORDERS[interpolation], fill, cval)
+    # a tap of weight 0 on an inf/NaN may make NaN in one and not the other (0 * inf)
+    assert_close("affine_transform", got, want, np.max(np.abs(np.nan_to_num(seen(x, dt))), initial=0) + abs(cval),
+                 dt, nan_strict=False)
 
 
 # -- RNN: SimpleRNN, LSTM, GRU forward and backward -------------------------------------
