@@ -107,6 +107,28 @@ def test_log_prob_gradient_matches_finite_differences():
     np.testing.assert_allclose(grad, want, atol=1e-7)
 
 
+def test_tight_alignments_across_slot_blocks():
+    """Labels nearly as long as their inputs: the kernels compute only the band of slots a path
+    can occupy (in blocks of 16), so most of each row lies outside it. Loss against the float64
+    reference, the gradient against finite differences, float32 against float64."""
+    r = np.random.default_rng(11)
+    T, C, S = 22, 4, 20
+    x = r.normal(size=(3, T, C)) * 2
+    labels = np.stack([np.arange(S) % (C - 1) + 1] * 3)  # no repeats: S steps suffice
+    ll = np.array([20, 17, 9])
+    il = np.array([20, 22, 21])
+    loss, grad = ops.ctc_loss_and_grad(labels, x, ll, il)
+    np.testing.assert_allclose(loss, ref.ctc_loss(x, labels, ll, il, 0), rtol=1e-10)
+    want = numeric_grad(lambda z: ops.ctc_loss(labels, z, ll, il), x, np.ones(3))
+    np.testing.assert_allclose(grad, want, atol=1e-7)
+    loss32, grad32 = ops.ctc_loss_and_grad(labels, x.astype(np.float32), ll, il)
+    np.testing.assert_allclose(loss32, loss, rtol=1e-5)
+    np.testing.assert_allclose(grad32, grad, atol=1e-5)
+    # one step fewer than the label needs: infeasible, +inf and no gradient
+    loss, grad = ops.ctc_loss_and_grad(labels[:1], x[:1], [20], [19])
+    assert loss[0] == np.inf and not grad.any()
+
+
 def test_float32_gradient_matches_float64():
     x, labels, ll, il = random_case(6, 40, 12, 8)
     _, g64 = ops.ctc_loss_and_grad(labels, x, ll, il)

@@ -61,11 +61,15 @@ inline float log_ge1_f(float x) {
 template <typename Real> inline Real vlog_ge1(Real x) { return std::log(x); }
 template <> inline float vlog_ge1<float>(float x) { return log_ge1_f(x); }
 
-// log(e^a + e^b + e^c)
+// log(e^a + e^b + e^c) = m + log(1 + e^(mid-m) + e^(low-m)) with m, mid, low the sorted
+// arguments: two exps, not three. The sort (min/max) drops a NaN in b or c, so (b + c) * 0 (0
+// for the finite arguments the recursions pass, NaN otherwise) carries it into the result;
+// a NaN in a reaches m.
 template <typename Real>
 inline Real lse3(Real a, Real b, Real c) {
-  const Real m = std::max(std::max(a, b), c);
-  return m + vlog_ge1(vexp(a - m) + vexp(b - m) + vexp(c - m));
+  const Real hi = std::max(a, b), lo = std::min(a, b);
+  const Real m = std::max(hi, c), mid = std::max(lo, std::min(hi, c)), low = std::min(lo, c);
+  return m + vlog_ge1(Real(1) + vexp(mid - m) + vexp(low - m)) + (b + c) * Real(0);
 }
 template <typename Real>
 inline Real lse2(Real a, Real b) {
@@ -99,12 +103,20 @@ std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
   return {m, sum};
 }
 
-// The workspace layout, computed here and nowhere else. Lp = 2S+1 slots plus two pads (alpha
-// rows keep two kLogZero pads in front, gamma rows two behind, so that s-2 and s+2 are valid).
+// The recursions run over whole vectors of slots: a sample's 2 S_b + 1 slots rounded up to
+// kSlotBlock (the widest vector, 16 floats), so that no scalar remainder loop runs (at 41 slots
+// and 16 lanes it would cost as much as the vectors). Slots past 2 S_b hold kLogZero-level
+// values that no real slot reads as more than 0.
+constexpr int64_t kSlotBlock = 16;
+int64_t padded_slots(int64_t L) { return (L + kSlotBlock - 1) / kSlotBlock * kSlotBlock; }
+
+// The workspace layout, computed here and nowhere else. Lp = 2S+1 slots rounded up to
+// kSlotBlock, plus two pads (alpha rows keep two kLogZero pads in front, gamma rows two behind,
+// so that s-2 and s+2 are valid).
 struct CtcLayout {
   int64_t Lp, lse, ylab, alpha, gamma, skip, logp, total;
   CtcLayout(const CtcConfig& c, bool with_grad) {
-    Lp = 2 * c.S + 3;
+    Lp = padded_slots(2 * c.S + 1) + 2;
     const int64_t rows = c.B * c.T;
     lse = 0;                                   // (B,T)    log-normaliser of each row of x
     ylab = lse + rows;                         // (B,T,Lp) log y_t(l'_s)
@@ -130,6 +142,7 @@ struct Ctc {
   CtcLayout lay;
 
   int64_t L(int64_t b) const { return 2 * int64_t(label_len[b]) + 1; }
+  int64_t Lpad(int64_t b) const { return padded_slots(L(b)); }
   std::vector<int32_t> ext_;  // (B, Lp) the extended labels l'_s, filled by setup
   int32_t ext(int64_t b, int64_t s) const { return ext_[b * lay.Lp + s]; }
   Real* row(int64_t off, int64_t b, int64_t t) const { return ws + off + (b * c.T + t) * lay.Lp; }
@@ -185,10 +198,30 @@ struct Ctc {
     const int64_t Lb = L(b);
     const int32_t* e = ext_.data() + b * lay.Lp;
     for (int64_t s = 0; s < Lb; ++s) yl[s] = std::max(xr[e[s]] - lse, kLogZero<Real>);
+    std::fill(yl + Lb, yl + Lpad(b), kLogZero<Real>);
+  }
+
+  // A recursion's new cell, floored at kLogZero (x < floor, not max: a NaN passes through).
+  // Without the floor, the slots past L_b, which add a kLogZero ylab at every step, would sink
+  // towards -inf over very long inputs.
+  static Real floored(Real x) { return x < kLogZero<Real> ? kLogZero<Real> : x; }
+
+  // The slots [lo, hi) of row t that both recursions compute: a path can be in slot s at step t
+  // only if s <= 2t + 1 (reachable from the start) and s >= L_b - 2 (T_b - t) (the end still
+  // reachable), widened to whole kSlotBlocks. A cell inside the exact band reads only cells
+  // inside the previous row's exact band, so log P and every occupancy are unchanged; the rest
+  // of the row is kLogZero (fill_outside). At S close to T this skips half the cells.
+  std::pair<int64_t, int64_t> band(int64_t b, int64_t t) const {
+    const int64_t lo = std::max<int64_t>(0, L(b) - 2 * (int64_t(input_len[b]) - t));
+    return {lo / kSlotBlock * kSlotBlock, std::min(Lpad(b), padded_slots(2 * t + 2))};
+  }
+  void fill_outside(Real* r, int64_t lo, int64_t hi, int64_t Ln) const {
+    std::fill(r, r + lo, kLogZero<Real>);
+    std::fill(r + std::max(lo, hi), r + Ln, kLogZero<Real>);
   }
 
   void run_alpha(int64_t b) {
-    const int64_t Lb = L(b), Tb = input_len[b];
+    const int64_t Lb = L(b), Tb = input_len[b], Ln = Lpad(b);
     const Real* sk = ws + lay.skip + b * lay.Lp;
     Real* a = row(lay.alpha, b, 0);
     std::fill(a, a + lay.Lp, kLogZero<Real>);
@@ -200,14 +233,17 @@ struct Ctc {
       Real* at = row(lay.alpha, b, t) + 2;
       const Real* yl = row(lay.ylab, b, t);
       at[-2] = at[-1] = kLogZero<Real>;
-      for (int64_t s = 0; s < Lb; ++s) at[s] = lse3(ap[s], ap[s - 1], ap[s - 2] + sk[s]) + yl[s];
+      const auto [lo, hi] = band(b, t);
+      fill_outside(at, lo, hi, Ln);
+      for (int64_t s = lo; s < hi; ++s)
+        at[s] = floored(lse3(ap[s], ap[s - 1], ap[s - 2] + sk[s]) + yl[s]);
     }
     const Real* al = row(lay.alpha, b, Tb - 1) + 2;
     ws[lay.logp + b] = Lb > 1 ? lse2(al[Lb - 1], al[Lb - 2]) : al[0];
   }
 
   void run_gamma(int64_t b) {
-    const int64_t Lb = L(b), Tb = input_len[b];
+    const int64_t Lb = L(b), Tb = input_len[b], Ln = Lpad(b);
     const Real* sk = ws + lay.skip + b * lay.Lp + 2;  // sk[s] = skip table at s + 2
     Real* g = row(lay.gamma, b, Tb - 1);
     std::fill(g, g + lay.Lp, kLogZero<Real>);
@@ -218,8 +254,11 @@ struct Ctc {
       const Real* gn = row(lay.gamma, b, t + 1);
       Real* gt = row(lay.gamma, b, t);
       const Real* yl = row(lay.ylab, b, t);
-      gt[Lb] = gt[Lb + 1] = kLogZero<Real>;
-      for (int64_t s = 0; s < Lb; ++s) gt[s] = lse3(gn[s], gn[s + 1], gn[s + 2] + sk[s]) + yl[s];
+      gt[Ln] = gt[Ln + 1] = kLogZero<Real>;
+      const auto [lo, hi] = band(b, t);
+      fill_outside(gt, lo, hi, Ln);
+      for (int64_t s = lo; s < hi; ++s)
+        gt[s] = floored(lse3(gn[s], gn[s + 1], gn[s + 2] + sk[s]) + yl[s]);
     }
   }
 
