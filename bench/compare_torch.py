@@ -1,6 +1,6 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc]
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc,rnnmem,seq2seq]
                                   [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
@@ -40,8 +40,21 @@ alone, each forward and forward+backward (faltung.ops.ctc_loss_and_grad against 
 .backward()); PyTorch gets its native time-major layout, transposed outside the timing. The
 script checks that both sides' losses agree. `ctc` also times faltung's beam search (batch 16,
 T 150, 28 classes, beam width 100).
+
+`rnnmem` reports the peak resident memory added by 5 training steps of an LSTM model (LSTM 256
+units with return_sequences on batch 32, T 100, input 128, then Dense 10 on every step, sparse
+cross-entropy, Adam), faltung's train_on_batch against the same nn.LSTM + nn.Linear trained by
+hand, each side in a fresh process (like `memory` for the CIFAR step).
+
+`seq2seq` times one training epoch of examples/seq2seq_reverse.py's model (encoder LSTM 128,
+RepeatVector, decoder LSTM 128, TimeDistributed softmax Dense; 18,000 strings of 8 digits,
+batch 32) written once as Keras code and run by faltung and by Keras 3 on the torch backend
+(KERAS_BACKEND=torch; needs `pip install keras`), each side in a fresh process per round, sides
+alternating; a warm-up epoch on 640 samples precedes the timed one. It also states the step's
+FLOP count and the rate the step reaches against OpenBLAS on the step's largest GEMM shape.
 """
 import argparse
+import os
 import copy
 import statistics
 import sys
@@ -274,8 +287,13 @@ def _status_kb(field):
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def _memory_child(side, bs):
-    """Peak resident memory added by 5 CIFAR training steps, in MiB (run in a fresh process)."""
+def _memory_child(model_side, bs):
+    """Peak resident memory added by 5 training steps, in MiB (run in a fresh process).
+    model_side: "cifar:<side>" or "lstm:<side>"."""
+    model_kind, side = model_side.split(":")
+    if model_kind == "lstm":
+        step = _lstm_memory_step(side, bs)
+        return _report_peak(step)
     rng = np.random.default_rng(0)
     x = rng.random((bs, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, bs)
@@ -295,6 +313,10 @@ def _memory_child(side, bs):
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(tm(xt), yt).backward()
             opt.step()
+    return _report_peak(step)
+
+
+def _report_peak(step):
     base = _status_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
         f.write("5")
@@ -303,14 +325,112 @@ def _memory_child(side, bs):
     print((_status_kb("VmHWM") - base) / 1024.0)
 
 
-def bench_memory(repeats):
+def _lstm_memory_step(side, bs):
+    """One training step of the `rnnmem` LSTM model (see the module docstring)."""
+    T, D, U = 100, 128, 256
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((bs, T, D)).astype(np.float32)
+    y = rng.integers(0, 10, (bs, T))
+    if side == "faltung":
+        model = faltung.Sequential([layers.Input((T, D)), layers.LSTM(U, return_sequences=True),
+                                    layers.Dense(10)])
+        model.compile(optimizer="adam",
+                      loss=faltung.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return lambda: model.train_on_batch(x, y)
+    lstm, head = torch.nn.LSTM(D, U, batch_first=True), torch.nn.Linear(U, 10)
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3, eps=1e-7)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out, _ = lstm(xt)
+        torch.nn.functional.cross_entropy(head(out).reshape(-1, 10), yt).backward()
+        opt.step()
+    return step
+
+
+def _peak_memory(model, side, bs):
     import subprocess
+    out = subprocess.run([sys.executable, __file__, "--memory-child", f"{model}:{side}", str(bs)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def bench_rnn_memory(repeats):
+    peaks = {side: _peak_memory("lstm", side, 32) for side in ("faltung", "torch")}
+    print("peak memory of an LSTM training step (256 units, batch 32, T 100, input 128): "
+          f"faltung {peaks['faltung']:.1f} MiB  torch {peaks['torch']:.1f} MiB  "
+          f"ratio {peaks['faltung'] / peaks['torch']:.2f}", flush=True)
+
+
+def _seq2seq_child(side):
+    """Seconds of one training epoch of the seq2seq example's model, on `side`'s Keras API."""
+    if side == "keras":
+        os.environ["KERAS_BACKEND"] = "torch"
+        import keras
+        from keras import layers as kl
+    else:
+        keras, kl = faltung, layers
+    keras.utils.set_random_seed(1)
+    length, units, samples = 8, 128, 18000
+    digits = np.random.default_rng(1).integers(0, 10, size=(samples, length))
+    x, y = np.eye(10, dtype=bool)[digits], digits[:, ::-1]
+    model = keras.Sequential([  # examples/seq2seq_reverse.py's model
+        kl.Input(shape=(length, 10)),
+        kl.LSTM(units),
+        kl.RepeatVector(length),
+        kl.LSTM(units, return_sequences=True),
+        kl.TimeDistributed(kl.Dense(10, activation="softmax")),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:640], y[:640], batch_size=32, epochs=1, verbose=0)
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    print(time.perf_counter() - t0)
+
+
+def bench_seq2seq(repeats):
+    import importlib.util
+    import subprocess
+    if importlib.util.find_spec("keras") is None:
+        print("seq2seq: skipped, Keras is not installed (pip install keras)", flush=True)
+        return
+    rounds = max(1, min(repeats, 5))  # a Keras epoch takes tens of seconds
+    times = {"faltung": [], "keras": []}
+    ratios = []
+    for r in range(rounds):
+        got = {}
+        for side in (("faltung", "keras") if r % 2 == 0 else ("keras", "faltung")):
+            out = subprocess.run([sys.executable, __file__, "--seq2seq-child", side],
+                                 capture_output=True, text=True, check=True).stdout
+            got[side] = float(out.strip().splitlines()[-1])
+            times[side].append(got[side])
+        ratios.append(got["faltung"] / got["keras"])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = statistics.median(ratios)
+    print(f"seq2seq epoch (18,000 samples, batch 32): faltung {med['faltung']:.2f} s  "
+          f"keras-on-torch {med['keras']:.2f} s  ratio {ratio:.3f} "
+          f"(rounds {min(ratios):.3f}-{max(ratios):.3f}; {rounds} rounds)", flush=True)
+    # FLOPs of one step (batch 32, 8 steps, 128 units, gates 4 x 128): multiply-adds x 2;
+    # backward = 2 x forward (input and weight gradients)
+    B, T, U, G = 32, 8, 128, 512
+    fwd = 2 * B * T * (10 * G + U * G + U * G + U * G + U * 10)
+    steps = -(-18000 // B)
+    rate = 3 * fwd * steps / med["faltung"] / 1e9
+    a = np.random.default_rng(0).standard_normal((B, U)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((U, G)).astype(np.float32)
+    gemm_s = timeit(lambda: a @ w, 0.2)
+    print(f"  one step = {3 * fwd / 1e6:.0f} MFLOP (forward {fwd / 1e6:.0f}); faltung runs "
+          f"{rate:.1f} GFLOP/s over the whole epoch; numpy's OpenBLAS on the step's recurrent "
+          f"GEMM shape ({B}x{U} @ {U}x{G}) alone: {2 * B * U * G / gemm_s / 1e9:.1f} GFLOP/s",
+          flush=True)
+
+
+def bench_memory(repeats):
     for bs in (32, 64):
         peaks = {}
         for side in ("faltung", "torch_nchw", "torch_cl"):
-            out = subprocess.run([sys.executable, __file__, "--memory-child", side, str(bs)],
-                                 capture_output=True, text=True, check=True).stdout
-            peaks[side] = float(out.strip().splitlines()[-1])
+            peaks[side] = _peak_memory("cifar", side, bs)
         best = min(peaks["torch_nchw"], peaks["torch_cl"])
         print(f"peak memory of a CIFAR training step, batch {bs}: " +
               "  ".join(f"{k} {v:.1f} MiB" for k, v in peaks.items()) +
@@ -639,13 +759,17 @@ def bench_ctc(repeats):
 SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
             "pool": bench_pool, "step": bench_step, "memory": bench_memory,
             "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph,
-            "rnn": bench_rnn, "ctc": bench_ctc}
+            "rnn": bench_rnn, "ctc": bench_ctc, "rnnmem": bench_rnn_memory,
+            "seq2seq": bench_seq2seq}
 
 
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--memory-child":
         torch.set_num_threads(2)
         return _memory_child(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 3 and sys.argv[1] == "--seq2seq-child":
+        torch.set_num_threads(2)
+        return _seq2seq_child(sys.argv[2])
     p = argparse.ArgumentParser()
     p.add_argument("--only", default=",".join(SECTIONS))
     p.add_argument("--repeats", type=int, default=15, help="rounds per case")
