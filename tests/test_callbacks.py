@@ -136,7 +136,7 @@ def _scores(values, key="score"):
 def test_early_stopping_stops_and_restores_best():
     x, y = data()
     m = model()
-    es = callbacks.EarlyStopping(monitor="score", patience=2, restore_best_weights=True)
+    es = callbacks.EarlyStopping(monitor="score", mode="min", patience=2, restore_best_weights=True)
     seen = []
     grab = callbacks.LambdaCallback(on_epoch_end=lambda e, l: seen.append(m.get_weights()))
     hist = m.fit(x, y, epochs=20, verbose=0,
@@ -148,17 +148,16 @@ def test_early_stopping_stops_and_restores_best():
 def test_early_stopping_mode_min_delta_baseline_start_from_epoch():
     x, y = data()
     es = callbacks.EarlyStopping(monitor="val_accuracy", patience=1, min_delta=0.1)
-    assert es.mode == "max"
-    hist = model().fit(x, y, epochs=10, verbose=0,
+    hist = model(metrics=["accuracy"]).fit(x, y, epochs=10, verbose=0,
                        callbacks=[_scores([0.5, 0.55, 0.58, 0.9] + [1] * 6, "val_accuracy"), es])
     assert hist.epoch == [0, 1]  # +0.05 is below min_delta
     flat = [3.0] * 10
-    es = callbacks.EarlyStopping(monitor="score", patience=2)
+    es = callbacks.EarlyStopping(monitor="score", mode="min", patience=2)
     assert model().fit(x, y, epochs=10, verbose=0, callbacks=[_scores(flat), es]).epoch == [0, 1, 2]
-    es = callbacks.EarlyStopping(monitor="score", patience=2, baseline=1.0)
+    es = callbacks.EarlyStopping(monitor="score", mode="min", patience=2, baseline=1.0)
     hist = model().fit(x, y, epochs=10, verbose=0, callbacks=[_scores(flat), es])
     assert hist.epoch == [0, 1]  # the first epoch did not beat the baseline: wait not reset
-    es = callbacks.EarlyStopping(monitor="score", patience=0, start_from_epoch=3)
+    es = callbacks.EarlyStopping(monitor="score", mode="min", patience=0, start_from_epoch=3)
     hist = model().fit(x, y, epochs=10, verbose=0, callbacks=[_scores([9, 9, 9, 9, 9, 9] + [9] * 4), es])
     assert hist.epoch == [0, 1, 2, 3, 4]
 
@@ -181,7 +180,7 @@ def test_stop_training_flag_from_a_batch():
 def test_reduce_lr_on_plateau_halves_lr():
     x, y = data()
     m = model(lr=0.1)
-    cb = callbacks.ReduceLROnPlateau(monitor="score", factor=0.5, patience=2, min_lr=0.02)
+    cb = callbacks.ReduceLROnPlateau(monitor="score", mode="min", factor=0.5, patience=2, min_lr=0.02)
     hist = m.fit(x, y, epochs=7, verbose=0, callbacks=[_scores([1.0] * 7), cb])
     assert hist.history["learning_rate"] == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
     assert m.optimizer.learning_rate == pytest.approx(0.02)
@@ -202,7 +201,7 @@ def test_learning_rate_scheduler():
 def test_model_checkpoint_best_only(tmp_path):
     x, y = data()
     path = str(tmp_path / "ckpt-{epoch:02d}.weights.h5")
-    cb = callbacks.ModelCheckpoint(path, monitor="score", save_best_only=True,
+    cb = callbacks.ModelCheckpoint(path, monitor="score", mode="min", save_best_only=True,
                                    save_weights_only=True)
     model().fit(x, y, epochs=4, verbose=0, callbacks=[_scores([3, 4, 2, 2]), cb])
     assert sorted(os.listdir(tmp_path)) == ["ckpt-01.weights.h5", "ckpt-03.weights.h5"]
@@ -267,3 +266,81 @@ def test_on_batch_end_alias_is_called_for_train_batches():
     x, y = data(40)
     model().fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[Old()])
     assert Old.n == 8
+
+
+def test_auto_mode_follows_the_compiled_metric_direction_as_keras():
+    """mode="auto" (Keras 3's MonitorCallback): the loss falls, compiled metrics go their
+    `_direction`, a name without one raises ValueError at the first epoch end."""
+    x, y = data()
+    metrics = ["mae", "accuracy", "AUC", "TruePositives"]
+    for monitor, want in [("loss", "min"), ("val_loss", "min"), ("mae", "min"),
+                          ("val_accuracy", "max"), ("AUC", "max")]:
+        for cb in (callbacks.EarlyStopping(monitor=monitor),
+                   callbacks.ReduceLROnPlateau(monitor=monitor)):
+            model(metrics=metrics).fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
+                                      callbacks=[cb])
+            assert cb.mode == "auto" and cb._direction_mode() == want, (monitor, cb)
+    for monitor in ("TruePositives", "score"):
+        with pytest.raises(ValueError, match=f"monitor={monitor}.*mode='max'"):
+            model(metrics=metrics).fit(x, y, epochs=1, verbose=0,
+                                      callbacks=[callbacks.EarlyStopping(monitor=monitor)])
+    # beyond Keras: a multi-output model's per-output names
+    from faltung import Model
+    inp = Input((3,))
+    two = Model(inp, [Dense(1, name="cls")(inp), Dense(1, name="reg")(inp)])
+    two.compile("sgd", ["mse", "mse"], metrics=[["mae"], ["accuracy"]])
+    for monitor, want in [("val_cls_loss", "min"), ("cls_mae", "min"), ("val_reg_accuracy", "max")]:
+        cb = callbacks.EarlyStopping(monitor=monitor)
+        two.fit(x, [y, y], validation_data=(x, [y, y]), epochs=1, verbose=0, callbacks=[cb])
+        assert cb._direction_mode() == want, monitor
+    with pytest.warns(UserWarning, match="mode sideways is unknown, fallback to auto"):
+        assert callbacks.EarlyStopping(mode="sideways").mode == "auto"
+
+
+def test_auto_mode_rising_metric_keeps_training_while_it_rises():
+    """val_accuracy rising by more than min_delta every epoch: EarlyStopping in auto mode
+    never stops (with the old name-based guess for a metric named like a loss it would)."""
+    x, y = data()
+    es = callbacks.EarlyStopping(monitor="val_acc_custom", patience=0)
+    m = model()
+    m.compile(optimizers.SGD(learning_rate=0.05), "mse",
+              metrics=[callbacks_metric("acc_custom", "up")])
+    hist = m.fit(x, y, epochs=4, verbose=0, validation_data=(x, y),
+                 callbacks=[_scores([0.1, 0.2, 0.3, 0.4], "val_acc_custom"), es])
+    assert hist.epoch == [0, 1, 2, 3]
+
+
+def callbacks_metric(name, direction):
+    from faltung import metrics
+    m = metrics.MeanMetricWrapper(lambda t, p: np.abs(t - p).mean(-1), name=name)
+    m._direction = direction
+    return m
+
+
+@pytest.mark.parametrize("monitor", ["loss", "val_loss", "mae", "val_accuracy", "AUC",
+                                     "TruePositives", "binary_crossentropy", "score"])
+def test_auto_mode_agrees_with_keras(monitor):
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    x, y = data(16)
+    y = (y > 0).astype(np.float32)
+    metrics = ["mae", "accuracy", "AUC", "TruePositives", "binary_crossentropy"]
+
+    def direction(lib, m):
+        m.compile("sgd", "binary_crossentropy", metrics=metrics)
+        m.fit(x, y, validation_data=(x, y), epochs=1, verbose=0)
+        cb = lib.callbacks.EarlyStopping(monitor=monitor)
+        cb.set_model(m)
+        try:
+            if lib is keras:
+                cb._set_monitor_op()
+                return "min" if cb.monitor_op is keras.ops.less else "max"
+            return cb._direction_mode()
+        except ValueError:
+            return "ValueError"
+
+    k_model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    f_model = Sequential([Input((3,)), Dense(1, activation="sigmoid")])
+    import faltung
+    assert direction(faltung, f_model) == direction(keras, k_model)

@@ -6,9 +6,9 @@ on_test_end, then on_epoch_end(epoch, logs); finally on_train_end. `logs` hold r
 means over the epoch ("loss", metric names) and, at epoch end, "val_" entries.
 """
 import csv
-import math
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -194,17 +194,51 @@ class ProgbarLogger(Callback):
         self.progbar.update(self._seen, finalize=True)
 
 
-def _monitor_op(mode, monitor, name):
+def _check_mode(mode, name):
     if mode not in ("auto", "min", "max"):
-        raise ValueError(f"{name} mode {mode} is unknown, expected one of ('auto', 'min', 'max')")
-    if mode == "auto":
-        base = monitor[4:] if monitor.startswith("val_") else monitor
-        maximize = any(s in base for s in ("acc", "auc", "precision", "recall", "f1"))
-        mode = "max" if maximize else "min"
+        warnings.warn(f"{name} mode {mode} is unknown, fallback to auto mode.", stacklevel=3)
+        return "auto"
     return mode
 
 
-class EarlyStopping(Callback):
+class _MonitorCallback(Callback):
+    """Whether `monitor` should fall or rise (Keras 3's MonitorCallback). mode "min" / "max"
+    say so; "auto" is settled at the first epoch end, once the model's metrics exist: the loss
+    ("loss", "val_loss") falls, a compiled metric of that name goes its `_direction` ("up" for
+    accuracies, AUC, precision, recall, F-scores; "down" for errors and crossentropies), and
+    any other name raises ValueError, as in Keras. Beyond Keras, which refuses them, the names
+    of a multi-output model's logs ("cls_loss", "cls_mae") resolve too."""
+
+    def _direction_mode(self):
+        if self._mode is None:
+            self._mode = self.mode if self.mode != "auto" else self._auto_mode()
+        return self._mode
+
+    def _auto_mode(self):
+        name = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
+        if name == "loss":
+            return "min"
+        for m in getattr(self.model, "metrics", None) or []:
+            direction = getattr(m, "_direction", None)
+            if direction and name in (m.name, getattr(m, "_log_name", None)):
+                return "max" if direction == "up" else "min"
+        if name.endswith("_loss") and name[:-5] in (getattr(self.model, "output_names", None) or []):
+            return "min"
+        raise ValueError(
+            f"{type(self).__name__} callback received monitor={self.monitor}, but faltung isn't "
+            "able to automatically determine whether that metric should be maximized or "
+            "minimized. Pass `mode='max'` in order to monitor based on the highest metric value, "
+            "or pass `mode='min'` in order to use the lowest value.")
+
+    def _is_improvement(self, value, reference):
+        if reference is None:
+            return True
+        if self._direction_mode() == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+
+class EarlyStopping(_MonitorCallback):
     """Stop training when `monitor` has stopped improving (Keras semantics: `wait` counts
     epochs since the last improvement by more than `min_delta`; stops once it reaches
     `patience`; with `restore_best_weights` the best epoch's weights are restored at the
@@ -220,19 +254,12 @@ class EarlyStopping(Callback):
         self.min_delta = abs(min_delta)
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch
-        self.mode = _monitor_op(mode, monitor, "EarlyStopping")
+        self.mode, self._mode = _check_mode(mode, "EarlyStopping"), None
         self.wait = 0
         self.stopped_epoch = 0
         self.best = None
         self.best_weights = None
         self.best_epoch = 0
-
-    def _is_improvement(self, value, reference):
-        if reference is None:
-            return True
-        if self.mode == "min":
-            return value + self.min_delta < reference
-        return value - self.min_delta > reference
 
     def on_train_begin(self, logs=None):
         self.wait = 0
@@ -242,6 +269,7 @@ class EarlyStopping(Callback):
         self.best_epoch = 0
 
     def on_epoch_end(self, epoch, logs=None):
+        self._direction_mode()
         current = (logs or {}).get(self.monitor)
         if current is None:
             sys.stderr.write(f"Early stopping conditioned on metric `{self.monitor}` which is "
@@ -273,7 +301,7 @@ class EarlyStopping(Callback):
             self.model.set_weights(self.best_weights)
 
 
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(_MonitorCallback):
     """Multiply the learning rate by `factor` after `patience` epochs without improvement
     of `monitor` (e.g. factor=0.5: halve it on a plateau). Adds "learning_rate" to logs."""
 
@@ -285,21 +313,19 @@ class ReduceLROnPlateau(Callback):
                              f"Received factor={factor}")
         self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
         self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
-        self.mode = _monitor_op(mode, monitor, "ReduceLROnPlateau")
+        self.mode, self._mode = _check_mode(mode, "ReduceLROnPlateau"), None
         self._reset()
 
     def _reset(self):
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = None
         self.cooldown_counter = 0
         self.wait = 0
-
-    def _better(self, a, b):
-        return a < b - self.min_delta if self.mode == "min" else a > b + self.min_delta
 
     def on_train_begin(self, logs=None):
         self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._direction_mode()
         logs = logs if logs is not None else {}
         opt = self.model.optimizer
         logs["learning_rate"] = float(opt.learning_rate)
@@ -311,7 +337,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self._better(current, self.best):
+        if self._is_improvement(current, self.best):
             self.best = current
             self.wait = 0
         elif self.cooldown_counter <= 0:
@@ -353,7 +379,7 @@ class LearningRateScheduler(Callback):
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(_MonitorCallback):
     """Save the model (`.keras`) or its weights (`.weights.h5`) after each epoch.
     `filepath` may hold format fields: "ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5".
     With save_best_only, only when `monitor` improved."""
@@ -368,7 +394,8 @@ class ModelCheckpoint(Callback):
         if save_freq != "epoch":
             raise ValueError("faltung's ModelCheckpoint supports save_freq='epoch' only. "
                              f"Received save_freq={save_freq}")
-        self.mode = _monitor_op(mode, monitor, "ModelCheckpoint")
+        self.mode, self._mode = _check_mode(mode, "ModelCheckpoint"), None
+        self.min_delta = 0
         self.best = initial_value_threshold
         if save_weights_only and not self.filepath.endswith(".weights.h5"):
             raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the "
@@ -386,9 +413,7 @@ class ModelCheckpoint(Callback):
             if current is None:
                 sys.stderr.write(f"Can save best model only with {self.monitor} available.\n")
                 return
-            better = self.best is None or (current < self.best if self.mode == "min"
-                                           else current > self.best)
-            if not better:
+            if not self._is_improvement(current, self.best):
                 if self.verbose > 0:
                     print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return

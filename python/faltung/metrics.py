@@ -101,6 +101,8 @@ class MeanMetricWrapper(Mean):
         super().__init__(name or getattr(fn, "__name__", "mean_metric_wrapper"), dtype)
         self._fn = fn
         self._fn_kwargs = kwargs
+        if _is_loss(fn):  # Keras: a wrapped loss should fall (callbacks' mode="auto")
+            self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         values = np.asarray(self._fn(np.asarray(y_true), np.asarray(y_pred), **self._fn_kwargs),
@@ -185,30 +187,40 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False
 
 
 # ----------------------------------------------------------------------------------
-# Classes
+# Classes. `_direction` ("up" / "down", Keras's attribute) tells callbacks with mode="auto"
+# whether the metric should rise or fall; metrics without it (counts, means) have no direction.
 # ----------------------------------------------------------------------------------
-def _wrapper_class(cls_name, fn, default_name, doc, **defaults):
+def _is_loss(fn):
+    return isinstance(fn, losses_module.Loss) or (
+        callable(fn) and getattr(fn, "__module__", None) == losses_module.__name__)
+
+
+def _wrapper_class(cls_name, fn, default_name, doc, direction=None, **defaults):
     def __init__(self, name=default_name, dtype=None, **kwargs):
         kw = {**defaults, **kwargs}
         unknown = set(kw) - set(defaults)
         if unknown:
             raise TypeError(f"{cls_name}: unrecognized keyword argument(s) {sorted(unknown)}")
         MeanMetricWrapper.__init__(self, fn, name, dtype, **kw)
-    return type(cls_name, (MeanMetricWrapper,), {"__init__": __init__, "__doc__": doc})
+    attrs = {"__init__": __init__, "__doc__": doc}
+    if direction:
+        attrs["_direction"] = direction
+    return type(cls_name, (MeanMetricWrapper,), attrs)
 
 
-Accuracy = _wrapper_class("Accuracy", accuracy, "accuracy", "Fraction of y_pred equal to y_true.")
+Accuracy = _wrapper_class("Accuracy", accuracy, "accuracy", "Fraction of y_pred equal to y_true.",
+                          "up")
 CategoricalAccuracy = _wrapper_class("CategoricalAccuracy", categorical_accuracy, "categorical_accuracy",
-                                     "argmax(y_true) == argmax(y_pred), one-hot targets.")
+                                     "argmax(y_true) == argmax(y_pred), one-hot targets.", "up")
 SparseCategoricalAccuracy = _wrapper_class(
     "SparseCategoricalAccuracy", sparse_categorical_accuracy, "sparse_categorical_accuracy",
-    "y_true == argmax(y_pred), integer labels.")
+    "y_true == argmax(y_pred), integer labels.", "up")
 BinaryAccuracy = _wrapper_class("BinaryAccuracy", binary_accuracy, "binary_accuracy",
-                                "(y_pred > threshold) == y_true, mean over the last axis.",
+                                "(y_pred > threshold) == y_true, mean over the last axis.", "up",
                                 threshold=0.5)
 TopKCategoricalAccuracy = _wrapper_class(
     "TopKCategoricalAccuracy", top_k_categorical_accuracy, "top_k_categorical_accuracy",
-    "argmax(y_true) among the k largest y_pred (ties at the boundary count as in).", k=5)
+    "argmax(y_true) among the k largest y_pred (ties at the boundary count as in).", "up", k=5)
 MeanSquaredError = _wrapper_class("MeanSquaredError", losses_module.mean_squared_error,
                                   "mean_squared_error", "mean(square(y_pred - y_true), axis=-1).")
 MeanAbsoluteError = _wrapper_class("MeanAbsoluteError", losses_module.mean_absolute_error,
@@ -228,6 +240,8 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
     """Integer y_true among the k largest y_pred (or, with from_sorted_ids, among the first
     k of y_pred's sorted class ids)."""
 
+    _direction = "up"
+
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
                  from_sorted_ids=False):
         super().__init__(sparse_top_k_categorical_accuracy, name, dtype, k=k,
@@ -242,6 +256,8 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
 
 class RootMeanSquaredError(Mean):
     """sqrt of the weighted mean of squared errors."""
+
+    _direction = "down"
 
     def __init__(self, name="root_mean_squared_error", dtype=None):
         super().__init__(name, dtype)
@@ -445,6 +461,8 @@ class Precision(_ConfusionMetric):
     one result per threshold). `top_k` keeps only the k largest scores of each sample
     (then the default threshold lets every kept score count); `class_id` looks at one
     column of (samples, classes) inputs."""
+
+    _direction = "up"
     _counts = ("true_positives", "false_positives")
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision", dtype=None):
@@ -476,6 +494,8 @@ class AUC(Metric):
     ("interpolation": trapezoids for ROC, Davis & Goadrich's interpolation for PR;
     "minoring"/"majoring": lower/upper rectangles). `multi_label=True` computes one AUC per
     column of (samples, labels) inputs and averages them (weighted by `label_weights`)."""
+
+    _direction = "up"
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
                  name="auc", dtype=None, thresholds=None, multi_label=False, num_labels=None,
@@ -584,6 +604,8 @@ class FBetaScore(Metric):
     pooled over classes), "macro" (mean of the class scores), "weighted" (mean weighted by
     each class's support)."""
 
+    _direction = "up"
+
     def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
         super().__init__(name, dtype)
         if average not in (None, "micro", "macro", "weighted"):
@@ -657,6 +679,8 @@ class F1Score(FBetaScore):
 
 class _AutoAccuracy(MeanMetricWrapper):
     """"accuracy"/"acc": binary, sparse or categorical accuracy chosen at the first update."""
+
+    _direction = "up"
 
     def __init__(self, name="accuracy", dtype=None):
         super().__init__(None, name, dtype)
