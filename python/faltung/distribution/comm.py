@@ -38,6 +38,8 @@ class Comm:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        from mpi4py import MPI
+        self.threads_ok = MPI.Query_thread() == MPI.THREAD_MULTIPLE  # may a 2nd thread call MPI?
 
     def allreduce_sum(self, buf):
         """Sums the contiguous array `buf` over all ranks, in place."""

@@ -30,6 +30,7 @@ runs exactly as before. With DataParallel:
 Run the script with `mpiexec -n P python -m mpi4py script.py`: mpi4py's `-m` runner
 aborts every rank when one raises, instead of leaving the others waiting in a collective.
 """
+import threading
 import weakref
 
 import numpy as np
@@ -39,6 +40,7 @@ from faltung.distribution.comm import shard_bounds
 _sharded = weakref.WeakKeyDictionary()  # model -> its ShardedGraph
 _current = {"stand_in": False}  # is this rank running a stand-in row (see forward)?
 BUCKET_BYTES = 1 << 20  # gradient bytes per non-blocking all-reduce
+POLL_SECONDS = 5e-4  # how often _Poller lets MPI progress the buckets during backward
 
 
 def _active():
@@ -141,6 +143,33 @@ class _Bucket:
         self.buf = self.request = None
 
 
+class _Poller:
+    """A helper thread that calls MPI_Testall on the gradient buckets in flight every
+    POLL_SECONDS (sleeping in between) while backward runs. MPICH moves a non-blocking
+    collective on only inside MPI calls: tested between layers alone, a bucket started a
+    few layers before the end of backward had not finished when backward did (measured
+    with bench/mpi_allreduce.py); the layers' kernels release the GIL, so this thread
+    polls during them. Used when MPI runs at MPI_THREAD_MULTIPLE (mpi4py's default);
+    MPICH's own progress thread (MPIR_CVAR_ASYNC_PROGRESS=1) spins and, with one rank per
+    core, halves the speed of the computation."""
+
+    def __init__(self, comm):
+        self.comm, self.requests = comm, []  # after_node replaces the list
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="faltung-mpi-poller", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.wait(POLL_SECONDS):
+            requests = self.requests
+            if requests:
+                self.comm.test_all(requests)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+
 class ShardedGraph:
     """forward/backward of a model's graph with the batch split over the ranks (see the
     module docstring). Holds the rows of the last forward for the backward that follows."""
@@ -183,11 +212,15 @@ class ShardedGraph:
         a, b = self.rows
         buckets = self._buckets()
         started = []
+        poller = _Poller(self.comm) if self.comm.threads_ok else None
 
         def after_node(i):  # node i's backward ran: the gradients of nodes >= i are final
             while len(started) < len(buckets) and buckets[len(started)].ready_at >= i:
                 started.append(buckets[len(started)].start(self.comm))
-            self.comm.test_all([bk.request for bk in started])  # lets MPI progress them
+            if poller is None:  # lets MPI progress them, between layers only
+                self.comm.test_all([bk.request for bk in started])
+            else:
+                poller.requests = [bk.request for bk in started]
 
         _current["stand_in"] = b == a
         try:
@@ -196,6 +229,8 @@ class ShardedGraph:
                                 after_node=after_node)
         finally:
             _current["stand_in"] = False
+            if poller is not None:
+                poller.stop()
         after_node(-1)
         self.comm.wait_all([bk.request for bk in buckets])
         for bk in buckets:
