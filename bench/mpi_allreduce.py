@@ -6,8 +6,8 @@ gradients per step), on P MPI processes.
 
 (mpich's mpiexec needs no flag to run as root; Open MPI's needs --allow-run-as-root.) Each
 process runs one OpenMP thread unless OMP_NUM_THREADS says otherwise. `--batch-size` is the
-global batch (each rank computes its share). After 3 warm-up steps, every round times, each
-after an MPI barrier:
+global batch (each rank computes its share). After 3 warm-up steps, every round times each
+(the first two in alternating order) after an MPI barrier:
 
 - "overlapped": one `train_on_batch` with DataParallel's bucketed non-blocking all-reduces
   (buckets of about --bucket-kib, each started when backward has finished its weights);
@@ -16,14 +16,22 @@ after an MPI barrier:
 - "blocking": the blocking MPI_Allreduce of buffers of the overlapped buckets' sizes, one
   after the other, alone (no computation): the all-reduce cost of one step.
 
-Inside the overlapped step, timing wrappers (this script's, the library is unchanged) split
-each rank's time into: backward compute (Graph.backward minus the MPI calls made from it),
-MPI inside backward (packing and starting buckets, MPI_Testall between layers), and the
-exposed all-reduce: what the step spends on the gradients after backward (the last bucket's
-start, MPI_Waitall, unpacking). The rank that reaches the wait last waits only for the
-communication itself (the other one also waits for it), so the exposed time of a round is
-the minimum over the ranks. hidden = 1 - exposed / blocking: the share of the all-reduce that
-did not add to the step. Rank 0 prints the medians over the rounds (and quartiles).
+Inside the overlapped step, timing wrappers (this script's; the library is unchanged) split
+each rank's time into: backward compute (Graph.backward minus the MPI calls its main thread
+made: packing and starting buckets, and MPI_Testall between layers when the poller thread
+is off), and the exposed all-reduce: what the step spends on the gradients after backward
+(MPI_Waitall, unpacking). A rank ahead of the other cannot finish a bucket the other has not
+started, so the exposed time of a round is that of the last rank to reach the wait
+(perf_counter is one clock for all processes of a machine), and so is the share of the
+gradient bytes whose all-reduce had completed when that rank began to wait (a Test of each
+request: the noise-free measure of overlap). hidden = 1 - exposed / blocking: the share of
+the all-reduce that did not add to the step. `--no-poller` lets MPI progress between layers
+only (DataParallel's fallback when MPI is not at MPI_THREAD_MULTIPLE), for comparison. Rank
+0 prints the medians over the rounds (and quartiles).
+
+On a shared machine the ranks are descheduled at random: a blocking all-reduce that takes
+under 1 ms on a quiet machine then takes 5-20 ms (the other rank is not running), and the
+times mean little; the share of bytes done before the wait holds. Run it quietly.
 """
 import argparse
 import os
@@ -51,13 +59,14 @@ class Clock:
         self.reset()
 
     def reset(self):
-        self.t = {"backward": 0.0, "mpi_in_backward": 0.0, "exposed": 0.0}
+        self.t = {"backward": 0.0, "mpi_in_backward": 0.0, "exposed": 0.0, "polls": 0}
         self.inside = False
 
     def wrap(self, fn, label=None):
         def timed(*a, **kw):
             if threading.current_thread() is not threading.main_thread():
-                return fn(*a, **kw)  # DataParallel's poller thread: runs beside the step
+                self.t["polls"] += 1  # DataParallel's poller thread: runs beside the step
+                return fn(*a, **kw)
             t0 = time.perf_counter()
             try:
                 return fn(*a, **kw)
@@ -100,8 +109,7 @@ def instrument(model, clock):
 
 
 def timed_step(model, sg, clock, x, y, bucket_bytes):
-    replica.BUCKET_BYTES = bucket_bytes
-    sg.plan_key = None  # re-plan the buckets for this size
+    _plan(sg, bucket_bytes)  # the buckets for this size
     clock.reset()
     COMM.Barrier()
     t0 = time.perf_counter()
@@ -110,7 +118,13 @@ def timed_step(model, sg, clock, x, y, bucket_bytes):
     t = clock.t
     return {"step": step, "compute": t["backward"] - t["mpi_in_backward"],
             "mpi_in_backward": t["mpi_in_backward"], "exposed": t["exposed"],
-            "done": t["done_bytes"] / t["bytes"], "wait_at": t["wait_at"]}
+            "done": t["done_bytes"] / t["bytes"], "wait_at": t["wait_at"], "polls": t["polls"]}
+
+
+def _plan(sg, bucket_bytes):
+    replica.BUCKET_BYTES = bucket_bytes
+    sg.plan_key = None
+    return sg._buckets()
 
 
 def blocking_allreduce(buffers):
@@ -145,15 +159,18 @@ def main():
     sg.comm.threads_ok &= not args.no_poller
     buffers = None
     rows = []
-    for _ in range(args.rounds):
+    for i in range(args.rounds):
+        if i % 2:  # odd rounds time the one-bucket step first
+            serial = timed_step(model, sg, clock, x, y, 1 << 62)
         over = timed_step(model, sg, clock, x, y, bucket)
+        if i % 2 == 0:
+            serial = timed_step(model, sg, clock, x, y, 1 << 62)
         if buffers is None:
-            buffers = [rng.random(sum(v.value.size for v in bk.variables) + len(bk.variables),
-                                  dtype=np.float32) for bk in sg.plan]
-        serial = timed_step(model, sg, clock, x, y, 1 << 62)
+            buffers = [np.zeros(sum(v.value.size for v in bk.variables) + len(bk.variables),
+                                np.float32) for bk in _plan(sg, bucket)]
         rows.append([over["step"], over["compute"], over["mpi_in_backward"], over["exposed"],
                      serial["step"], serial["exposed"], blocking_allreduce(buffers),
-                     over["done"], over["wait_at"], serial["wait_at"]])
+                     over["done"], over["wait_at"], serial["wait_at"], over["polls"]])
     local = np.array(rows, np.float64)
     gathered = np.empty((size,) + local.shape) if rank == 0 else None
     COMM.Gather(local, gathered, root=0)
@@ -162,22 +179,24 @@ def main():
 
 
 def report(args, g, model, buffers, size):
-    """g: (ranks, rounds, 10): seconds, the share of bytes done before the wait, and when
-    each rank reached the wait (overlapped, one bucket). The table of medians over rounds
+    """g: (ranks, rounds, 11): seconds, the share of bytes done before the wait, when each
+    rank reached the wait (overlapped, one bucket), and the poller's MPI_Testall calls. The table of medians over rounds
     (and quartiles). Exposed time and share done are the last rank's to reach the wait:
     a rank ahead of the others cannot finish a bucket they have not started."""
     ms = 1e3
     (over_step, compute, mpi_in, exposed, serial_step, serial_exposed, blocking, done,
-     wait_at, serial_wait_at) = g.transpose(2, 0, 1)
+     wait_at, serial_wait_at, polls) = g.transpose(2, 0, 1)
     rounds = np.arange(g.shape[1])
     last, serial_last = wait_at.argmax(axis=0), serial_wait_at.argmax(axis=0)
     per_round = {
         "step, overlapped buckets": over_step.max(axis=0),
         "step, one bucket after backward": serial_step.max(axis=0),
+        "step difference, overlapped - one bucket (same round)":
+            over_step.max(axis=0) - serial_step.max(axis=0),
         "backward compute (mean of ranks)": compute.mean(axis=0),
         "MPI calls inside backward, main thread (mean of ranks)": mpi_in.mean(axis=0),
         "exposed all-reduce, overlapped (last rank)": exposed[last, rounds],
-        "exposed all-reduce, one bucket (last rank)": serial_exposed[last, rounds],
+        "exposed all-reduce, one bucket (last rank)": serial_exposed[serial_last, rounds],
         "blocking all-reduce alone (mean of ranks)": blocking.mean(axis=0),
     }
     nbytes = sum(b.nbytes for b in buffers)
@@ -195,7 +214,8 @@ def report(args, g, model, buffers, size):
         per_round["blocking all-reduce alone (mean of ranks)"]
     for label, v in (("hidden = 1 - exposed / blocking", hidden),
                      ("share of the gradient bytes reduced before the wait (last rank)",
-                      done[last, rounds])):
+                      done[last, rounds]),
+                     ("poller's MPI_Testall calls per step (mean of ranks)", polls.mean(axis=0))):
         q1, med, q3 = np.percentile(v, [25, 50, 75])
         print(f"| {label} | {med:.2f} | {q1:.2f}-{q3:.2f} |")
     blocking_s = statistics.median(per_round["blocking all-reduce alone (mean of ranks)"])

@@ -55,10 +55,9 @@ class Comm:
     @staticmethod
     def test_all(requests):
         """Lets MPI progress the pending requests (MPICH moves a non-blocking collective
-        on only inside MPI calls, unless MPIR_CVAR_ASYNC_PROGRESS=1)."""
+        on only inside MPI calls, unless MPIR_CVAR_ASYNC_PROGRESS=1); whether all are done."""
         from mpi4py import MPI
-        if requests:
-            MPI.Request.Testall(requests)
+        return MPI.Request.Testall(requests) if requests else True
 
     @staticmethod
     def wait_all(requests):
