@@ -1,6 +1,7 @@
 """examples/distributed_fashion_mnist.py under `mpiexec -n 2` on a slice of Fashion-MNIST:
 the fast test runs its code path for a few steps; the slow one (FALTUNG_SLOW=1) checks that
-two processes reach the accuracy of one with the same global batch and epochs."""
+two processes reach the accuracy of one after a full epoch with the same global batch
+(4-8 minutes of both cores on a busy machine)."""
 import os
 import re
 import subprocess
@@ -47,7 +48,9 @@ def test_example_trains_on_two_ranks_and_rank0_reports(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FALTUNG_SLOW"), reason="slow: set FALTUNG_SLOW=1")
 def test_two_ranks_reach_the_accuracy_of_one(tmp_path):
-    args = ["--epochs", "2", "--train", "6000", "--test", "2000"]
+    # one full epoch (938 steps): after 190 or 313 steps on a slice the test accuracy of
+    # either is still 0.1-0.3 (0.88 after the full epoch), too early to compare
+    args = ["--epochs", "1", "--test", "2000"]
     two = _accuracy(_run(_two_ranks_cmd(SCRIPT, runner=()) + args, tmp_path, timeout=1200))
     one = _accuracy(_run([sys.executable, SCRIPT] + args, tmp_path, timeout=1200))
-    assert one > 0.7 and abs(two - one) < 0.03, (one, two)
+    assert one > 0.75 and abs(two - one) < 0.03, (one, two)
