@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -171,8 +173,9 @@ def test_synchronized_batch_norm_in_one_process_matches_the_kernel(monkeypatch, 
 
 
 class _OneRankComm:
-    """The Comm interface over one rank, logging when gradient all-reduces start."""
-    rank, size = 0, 1
+    """The Comm interface over one rank, logging when gradient all-reduces start (and, with
+    threads_ok, which thread tests them)."""
+    rank, size, threads_ok = 0, 1, False
 
     def __init__(self, log):
         self.log = log
@@ -187,17 +190,20 @@ class _OneRankComm:
 
     def iallreduce_sum(self, buf):
         self.log.append(("all-reduce", buf.size))
-        return None
+        return f"request {buf.size}"
 
     def test_all(self, requests):
+        if self.threads_ok:
+            self.log.append(("test", threading.current_thread().name, tuple(requests)))
+
+    def wait_all(self, requests):
         pass
 
-    wait_all = test_all
 
-
-def test_gradient_buckets_start_while_backward_runs(monkeypatch):
-    """With buckets of one weight each, the last layer's gradients are on their way before
-    the first layer's backward runs; the gradients are those of the plain graph."""
+def _two_dense_layers(monkeypatch, log, sleep=0.0):
+    """A Dense -> Dense model whose layers log their backward (sleeping `sleep` seconds in
+    it, GIL released, as a kernel), buckets of one weight each, and the weight gradients of
+    the plain graph for x, dy."""
     import faltung as keras
     from faltung import layers
     from faltung.distribution import replica
@@ -210,18 +216,51 @@ def test_gradient_buckets_start_while_backward_runs(monkeypatch):
     _, _, ctxs = model._graph.forward([x], True)
     model._graph.backward(ctxs, [dy], False)
     expected = [v.grad.copy() for v in model.trainable_weights]
-    log = []
     for layer in model.layers:
         def logged(dy, need_dx=True, layer=layer, inner=layer.backward):
             log.append(("backward", layer.name))
+            time.sleep(sleep)
+            log.append(("backward done", layer.name))
             return inner(dy, need_dx=need_dx)
         monkeypatch.setattr(layer, "backward", logged)
+    return model, x, dy, expected
+
+
+def test_gradient_buckets_start_while_backward_runs(monkeypatch):
+    """With buckets of one weight each, the last layer's gradients are on their way before
+    the first layer's backward runs; the gradients are those of the plain graph."""
+    from faltung.distribution import replica
+    log = []
+    model, x, dy, expected = _two_dense_layers(monkeypatch, log)
     sharded = replica.ShardedGraph(model, _OneRankComm(log))
     sharded.synced = True
     _, _, ctxs = sharded.forward([x], True)
     sharded.backward(ctxs, [dy])
+    log = [e for e in log if e[0] != "backward done"]
     # each bucket: the weight's values and one has-grad flag (kernel, then bias)
     assert log == [("backward", "last"), ("all-reduce", 4 * 2 + 1), ("all-reduce", 2 + 1),
                    ("backward", "first"), ("all-reduce", 5 * 4 + 1), ("all-reduce", 4 + 1)]
+    for v, g in zip(model.trainable_weights, expected):
+        np.testing.assert_array_equal(v.grad, g)
+
+
+def test_poller_thread_tests_the_buckets_while_a_layer_computes(monkeypatch):
+    """With MPI_THREAD_MULTIPLE, a helper thread calls MPI_Testall on the buckets in flight
+    while a layer's backward runs (MPICH moves a non-blocking all-reduce on only inside MPI
+    calls), and is gone when backward returns; the main thread tests nothing itself."""
+    from faltung.distribution import replica
+    log = []
+    model, x, dy, expected = _two_dense_layers(monkeypatch, log, sleep=0.05)
+    comm = _OneRankComm(log)
+    comm.threads_ok = True
+    sharded = replica.ShardedGraph(model, comm)
+    sharded.synced = True
+    _, _, ctxs = sharded.forward([x], True)
+    sharded.backward(ctxs, [dy])
+    during_first = log[log.index(("backward", "first")):log.index(("backward done", "first"))]
+    last_layer = ("request 9", "request 3")  # the last layer's kernel and bias buckets
+    assert ("test", "faltung-mpi-poller", last_layer) in during_first, log
+    assert all(e[1] == "faltung-mpi-poller" for e in log if e[0] == "test")
+    assert "faltung-mpi-poller" not in [t.name for t in threading.enumerate()]
     for v, g in zip(model.trainable_weights, expected):
         np.testing.assert_array_equal(v.grad, g)

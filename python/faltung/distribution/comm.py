@@ -38,6 +38,8 @@ class Comm:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        from mpi4py import MPI
+        self.threads_ok = MPI.Query_thread() == MPI.THREAD_MULTIPLE  # may a 2nd thread call MPI?
 
     def allreduce_sum(self, buf):
         """Sums the contiguous array `buf` over all ranks, in place."""
@@ -53,10 +55,9 @@ class Comm:
     @staticmethod
     def test_all(requests):
         """Lets MPI progress the pending requests (MPICH moves a non-blocking collective
-        on only inside MPI calls, unless MPIR_CVAR_ASYNC_PROGRESS=1)."""
+        on only inside MPI calls, unless MPIR_CVAR_ASYNC_PROGRESS=1); whether all are done."""
         from mpi4py import MPI
-        if requests:
-            MPI.Request.Testall(requests)
+        return MPI.Request.Testall(requests) if requests else True
 
     @staticmethod
     def wait_all(requests):

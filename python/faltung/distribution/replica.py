@@ -12,7 +12,8 @@ runs exactly as before. With DataParallel:
   gradients, back-propagates this rank's rows, and sums the weight gradients over the
   ranks: in buckets of about BUCKET_BYTES, each a non-blocking all-reduce started as soon
   as backward has finished its weights (the graph's `after_node` hook), so that it
-  overlaps the backward of the layers below; the optimizer waits for them all. The sum
+  overlaps the backward of the layers below (a helper thread, _Poller, lets MPI progress
+  them while the layers compute); the optimizer waits for them all. The sum
   of the per-rank gradients of the global loss is the one-process gradient, also for an
   uneven last batch (a rank with no rows runs a stand-in row with zero output
   gradients, so it contributes zeros). One more all-reduce averages the change of every
@@ -30,6 +31,8 @@ runs exactly as before. With DataParallel:
 Run the script with `mpiexec -n P python -m mpi4py script.py`: mpi4py's `-m` runner
 aborts every rank when one raises, instead of leaving the others waiting in a collective.
 """
+import threading
+import time
 import weakref
 
 import numpy as np
@@ -39,6 +42,7 @@ from faltung.distribution.comm import shard_bounds
 _sharded = weakref.WeakKeyDictionary()  # model -> its ShardedGraph
 _current = {"stand_in": False}  # is this rank running a stand-in row (see forward)?
 BUCKET_BYTES = 1 << 20  # gradient bytes per non-blocking all-reduce
+POLL_SECONDS = 1e-3  # how often _Poller lets MPI progress the buckets during backward
 
 
 def _active():
@@ -141,6 +145,43 @@ class _Bucket:
         self.buf = self.request = None
 
 
+class _Poller:
+    """A helper thread that, while backward runs, calls MPI_Testall on the gradient buckets
+    in flight every POLL_SECONDS (sleeping in between) until they are all done, then sleeps
+    until `submit` hands it newly started ones. MPICH moves a non-blocking collective on
+    only inside MPI calls: tested between layers alone, a bucket started a few layers
+    before the end of backward had not finished when backward did (bench/mpi_allreduce.py);
+    the layers' kernels release the GIL, so this thread polls during them. Used when MPI
+    runs at MPI_THREAD_MULTIPLE (mpi4py's default). MPICH's own progress thread
+    (MPIR_CVAR_ASYNC_PROGRESS=1) spins and, with one rank per core, halves the speed of
+    the computation."""
+
+    def __init__(self, comm):
+        self.comm, self.requests, self.done = comm, [], False
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="faltung-mpi-poller", daemon=True)
+        self.thread.start()
+
+    def submit(self, requests):
+        """Poll `requests` (all the buckets started so far) from now on."""
+        self.requests = requests
+        self.wake.set()
+
+    def _run(self):
+        while True:
+            self.wake.wait()
+            if self.done:
+                return
+            self.wake.clear()  # a submit from here on wakes the next wait
+            while not self.done and not self.comm.test_all(self.requests):
+                time.sleep(POLL_SECONDS)
+
+    def stop(self):
+        self.done = True
+        self.wake.set()
+        self.thread.join()
+
+
 class ShardedGraph:
     """forward/backward of a model's graph with the batch split over the ranks (see the
     module docstring). Holds the rows of the last forward for the backward that follows."""
@@ -178,16 +219,22 @@ class ShardedGraph:
         """Back-propagates this rank's rows of the global output gradients `flat_dys` and
         leaves in every trainable weight's grad its sum over the ranks (None where no rank
         has one). A bucket's non-blocking all-reduce starts as soon as backward has
-        finished its weights' gradients; the rest of backward runs meanwhile. Input
+        finished its weights' gradients; the rest of backward runs meanwhile, and MPI
+        progresses them from _Poller's thread (or between layers, without one). Input
         gradients are not returned (None)."""
         a, b = self.rows
         buckets = self._buckets()
         started = []
+        poller = _Poller(self.comm) if self.comm.threads_ok else None
 
         def after_node(i):  # node i's backward ran: the gradients of nodes >= i are final
+            count = len(started)
             while len(started) < len(buckets) and buckets[len(started)].ready_at >= i:
                 started.append(buckets[len(started)].start(self.comm))
-            self.comm.test_all([bk.request for bk in started])  # lets MPI progress them
+            if poller is None:  # lets MPI progress them, between layers only
+                self.comm.test_all([bk.request for bk in started])
+            elif len(started) > count:
+                poller.submit([bk.request for bk in started])
 
         _current["stand_in"] = b == a
         try:
@@ -196,6 +243,8 @@ class ShardedGraph:
                                 after_node=after_node)
         finally:
             _current["stand_in"] = False
+            if poller is not None:
+                poller.stop()
         after_node(-1)
         self.comm.wait_all([bk.request for bk in buckets])
         for bk in buckets:
