@@ -36,7 +36,8 @@ def _accuracy(stdout):
 
 def test_example_trains_on_two_ranks_and_rank0_reports(tmp_path):
     cmd = _two_ranks_cmd(SCRIPT, runner=()) + ["--epochs", "2", "--train", "256",
-                                               "--test", "128"]
+                                               "--test", "128", "--batch-size", "64",
+                                               "--lr", "1e-3"]
     stdout = _run(cmd, tmp_path, timeout=180)
     assert stdout.count("Epoch 2/2") == 1  # one progress log: rank 0's
     losses = [float(v) for v in re.findall(r"loss: ([0-9.]+)", stdout)]
