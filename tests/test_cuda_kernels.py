@@ -230,9 +230,9 @@ def test_adam_matches_cpu(impl, amsgrad, dtype):
         assert out[3] is None
 
 
-# ---- LSTM --------------------------------------------------------------------------------------
+# ---- LSTM, GRU ----------------------------------------------------------------------------------
 
-LSTM_CASES = {  # B, T, F, U, with bias/h0/c0, mask kind, zero_output_for_mask
+RNN_CASES = {  # B, T, F, U, with bias/h0/c0, mask kind, zero_output_for_mask
     "B1-T1-F1-U1": (1, 1, 1, 1, False, None, False),
     "B3-T5-F4-U3-states": (3, 5, 4, 3, True, None, False),
     "B4-T7-F3-U5-right-padded": (4, 7, 3, 5, True, "right", False),
@@ -240,17 +240,16 @@ LSTM_CASES = {  # B, T, F, U, with bias/h0/c0, mask kind, zero_output_for_mask
 }
 
 
-@pytest.mark.parametrize("case", LSTM_CASES.values(), ids=LSTM_CASES.keys())
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_lstm_matches_cpu(impl, case, dtype):
-    from faltung import ops
-    B, T, F, U, extras, mask_kind, zero_out = case
-    rng = np.random.default_rng(B * 100 + T)
+def rnn_inputs(case, gates, bias_shape, dtype):
+    """x, W, R, bias, h0, c0, mask, dhs, dh_T, dc_T for a recurrent case (bias/h0/c0 None
+    without `extras`)."""
+    B, T, F, U, extras, mask_kind, _ = case
+    rng = np.random.default_rng(B * 100 + T + gates)
     x = rng.standard_normal((B, T, F)).astype(dtype)
-    W = (0.5 * rng.standard_normal((F, 4 * U))).astype(dtype)
-    R = (0.5 * rng.standard_normal((U, 4 * U))).astype(dtype)
+    W = (0.5 * rng.standard_normal((F, gates * U))).astype(dtype)
+    R = (0.5 * rng.standard_normal((U, gates * U))).astype(dtype)
     bias, h0, c0 = ((0.3 * rng.standard_normal(s)).astype(dtype) if extras else None
-                    for s in ((4 * U,), (B, U), (B, U)))
+                    for s in (bias_shape, (B, U), (B, U)))
     mask = None
     if mask_kind == "right":
         mask = np.arange(T)[None, :] < rng.integers(1, T + 1, size=B)[:, None]
@@ -258,21 +257,47 @@ def test_lstm_matches_cpu(impl, case, dtype):
         mask = rng.random((B, T)) < 0.6
     dhs = rng.standard_normal((B, T, U)).astype(dtype)
     dh_T, dc_T = (rng.standard_normal((B, U)).astype(dtype) for _ in range(2))
+    return x, W, R, bias, h0, c0, mask, dhs, dh_T, dc_T
 
+
+def check_rnn(got, want, forward_only, n_states, dtype):
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            close(g, w, dtype, rtol32=1e-3, atol32=1e-4)
+    np.testing.assert_array_equal(forward_only[0], got[0])
+    assert all(g is None for g in forward_only[n_states:])
+
+
+@pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_lstm_matches_cpu(impl, case, dtype):
+    from faltung import ops
+    U, zero_out = case[3], case[6]
+    x, W, R, bias, h0, c0, mask, dhs, dh_T, dc_T = rnn_inputs(case, 4, (4 * U,), dtype)
     hs_c, h_T_c, c_T_c, saved = ops.lstm_forward(x, W, R, bias, h0, c0, mask,
                                                  zero_output_for_mask=zero_out, training=True)
     grads_c = ops.lstm_backward(saved, dhs, dh_T, dc_T)
-    out = getattr(impl, "lstm" + sfx(dtype))(x, W, R, bias, h0, c0, mask, zero_out, dhs, dh_T, dc_T,
-                                             True, block=32)
-    for got, want in zip(out, (hs_c, h_T_c, c_T_c) + tuple(grads_c)):
-        if want is None:
-            assert got is None
-        else:
-            close(got, want, dtype, rtol32=1e-3, atol32=1e-4)
-    fwd_only = getattr(impl, "lstm" + sfx(dtype))(x, W, R, bias, h0, c0, mask, zero_out, None, None, None,
-                                                  False, block=32)
-    np.testing.assert_array_equal(fwd_only[0], out[0])
-    assert all(g is None for g in fwd_only[3:])
+    run = getattr(impl, "lstm" + sfx(dtype))
+    check_rnn(run(x, W, R, bias, h0, c0, mask, zero_out, dhs, dh_T, dc_T, True, block=32),
+              (hs_c, h_T_c, c_T_c) + tuple(grads_c),
+              run(x, W, R, bias, h0, c0, mask, zero_out, None, None, None, False, block=32), 3, dtype)
+
+
+@pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_gru_matches_cpu(impl, case, dtype):
+    from faltung import ops
+    U, zero_out = case[3], case[6]
+    x, W, R, bias, h0, _, mask, dhs, dh_T, _ = rnn_inputs(case, 3, (2, 3 * U), dtype)
+    hs_c, h_T_c, saved = ops.gru_forward(x, W, R, bias, h0, mask, zero_output_for_mask=zero_out,
+                                         training=True)
+    grads_c = ops.gru_backward(saved, dhs, dh_T)
+    run = getattr(impl, "gru" + sfx(dtype))
+    check_rnn(run(x, W, R, bias, h0, mask, zero_out, dhs, dh_T, True, block=32),
+              (hs_c, h_T_c) + tuple(grads_c),
+              run(x, W, R, bias, h0, mask, zero_out, None, None, False, block=32), 2, dtype)
 
 
 def test_lstm_rejects_bad_shapes(impl):
@@ -284,3 +309,47 @@ def test_lstm_rejects_bad_shapes(impl):
     with pytest.raises(ValueError, match="expected `h0` of shape \\(2, 5\\)"):
         impl.lstm_f32(x, np.zeros((4, 20), np.float32), R, None, np.zeros((5, 2), np.float32), None, None,
                       False, None, None, None, False)
+
+
+# ---- pooling -----------------------------------------------------------------------------------
+
+POOL_CASES = {  # N, H, W, C, pool, strides, padding
+    "N1-5x7-C3-p2-s2-valid": (1, 5, 7, 3, (2, 2), (2, 2), "valid"),
+    "N2-7x6-C5-p3-s2-same": (2, 7, 6, 5, (3, 3), (2, 2), "same"),
+    "N3-9x9-C2-p2-s3-stride>pool": (3, 9, 9, 2, (2, 2), (3, 3), "valid"),
+    "N2-6x5-C4-p3x2-s1-same": (2, 6, 5, 4, (3, 2), (1, 1), "same"),
+    "N2-1x11-C3-1d": (2, 1, 11, 3, (1, 3), (1, 2), "same"),
+    "N1-4x6-C2-global": (1, 4, 6, 2, (4, 6), (1, 1), "valid"),
+}
+
+
+@pytest.mark.parametrize("case", POOL_CASES.values(), ids=POOL_CASES.keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_pooling_matches_cpu(impl, case, dtype):
+    N, H, W, C, pool, strides, padding = case
+    rng = np.random.default_rng(H * W)
+    x = rng.integers(-3, 4, size=(N, H, W, C)).astype(dtype)  # small integers: ties in windows
+    geo = (pool, strides, padding)
+    y_cpu, arg_cpu = getattr(_core, "max_pool2d" + sfx(dtype))(x, *geo, with_argmax=True)
+    y, arg = getattr(impl, "max_pool2d" + sfx(dtype))(x, *geo, block=32)
+    np.testing.assert_array_equal(y, y_cpu)
+    np.testing.assert_array_equal(arg, arg_cpu)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    close(getattr(impl, "max_pool2d_backward" + sfx(dtype))(dy, arg, (H, W), *geo, block=32),
+          getattr(_core, "max_pool2d_scatter" + sfx(dtype))(dy, arg_cpu, (H, W), *geo), dtype)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    close(getattr(impl, "avg_pool2d" + sfx(dtype))(x, *geo, block=32),
+          getattr(_core, "avg_pool2d" + sfx(dtype))(x, *geo), dtype)
+    close(getattr(impl, "avg_pool2d_backward" + sfx(dtype))(dy, (H, W), *geo, block=32),
+          getattr(_core, "avg_pool2d_backward" + sfx(dtype))(dy, (H, W), *geo), dtype)
+
+
+def test_pooling_rejects_bad_arguments(impl):
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    with pytest.raises(ValueError):
+        impl.max_pool2d_f32(x, (5, 5), (1, 1), "valid")
+    dy = np.zeros((1, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="outside \\[0, H\\*W=16\\)"):
+        impl.max_pool2d_backward_f32(dy, np.full(dy.shape, 16, np.int32), (4, 4), (2, 2), (2, 2), "valid")
+    with pytest.raises(ValueError, match="expected `dy` of shape \\(1, 2, 2, 2\\)"):
+        impl.avg_pool2d_backward_f32(np.zeros((1, 3, 2, 2), np.float32), (4, 4), (2, 2), (2, 2), "valid")

@@ -11,12 +11,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>  // std::optional arguments
 
+#include <array>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "faltung/ctc.hpp"
+#include "faltung/pooling.hpp"
 #include "kernels.hpp"
 
 namespace faltung::cuda::binding {
@@ -146,6 +148,66 @@ struct Bind {
   template <typename T>
   static T* ptr(std::optional<Buf<T>>& b) { return b ? b->get() : nullptr; }
 
+  // x (B,T,F), kernel (F,GU), recurrent_kernel (U,GU) with GU = gates * U, mask (B,T) or None
+  static void check_recurrent(const std::string& op, const py::array& x, const py::array& W, const py::array& Rk,
+                              const std::optional<py::array_t<bool, py::array::c_style>>& mask, int64_t gates,
+                              int64_t block) {
+    check_rank(x, 3, op, "x");
+    check_rank(Rk, 2, op, "recurrent_kernel");
+    check_block(block, op);
+    const int64_t B = x.shape(0), T = x.shape(1), F = x.shape(2), U = Rk.shape(0), GU = gates * U;
+    const std::string g = std::to_string(gates) + "U";
+    check(W.ndim() == 2 && W.shape(0) == F && W.shape(1) == GU && Rk.shape(1) == GU,
+          op + ": expected `kernel` (" + std::to_string(F) + ", " + g + ") and `recurrent_kernel` (U, " + g +
+              ") with U=" + std::to_string(U) + ", received " + shape_str(W) + " and " + shape_str(Rk));
+    if (mask)
+      check(mask->ndim() == 2 && mask->shape(0) == B && mask->shape(1) == T,
+            op + ": expected `mask` of shape (" + std::to_string(B) + ", " + std::to_string(T) + "), received " +
+                shape_str(*mask));
+  }
+  static std::optional<Buf<uint8_t>> mask_in(const std::optional<py::array_t<bool, py::array::c_style>>& mask) {
+    if (!mask) return std::nullopt;
+    return Buf<uint8_t>::upload(reinterpret_cast<const uint8_t*>(mask->data()), mask->size());
+  }
+  template <typename R>
+  static py::object fetch(const Buf<R>& b, const std::vector<py::ssize_t>& shape) {
+    Arr<R> arr(shape);
+    out<R>(arr, b);
+    return std::move(arr);
+  }
+
+  // GRU (reset_after, tanh, sigmoid) forward and, with need_grad, backward in one call:
+  // x (B,T,F), kernel (F,3U), recurrent_kernel (U,3U), bias (2,3U) | None, h0 (B,U) | None,
+  // mask (B,T) bool | None, dhs (B,T,U), dh_T (B,U) | None
+  // -> (hs, h_T, dx, dkernel, drecurrent_kernel, dbias, dh0); the gradients None without
+  // need_grad, dbias None without bias.
+  template <typename R>
+  static py::tuple gru(const Arr<R>& x, const Arr<R>& W, const Arr<R>& Rk, const std::optional<Arr<R>>& bias,
+                       const std::optional<Arr<R>>& h0, const std::optional<py::array_t<bool, py::array::c_style>>& mask,
+                       bool zero_output_for_mask, const std::optional<Arr<R>>& dhs,
+                       const std::optional<Arr<R>>& dh_T, bool need_grad, int64_t block) {
+    const std::string op = "gru";
+    check_recurrent(op, x, W, Rk, mask, 3, block);
+    const int64_t B = x.shape(0), T = x.shape(1), F = x.shape(2), U = Rk.shape(0), GU = 3 * U;
+    Buf<R> dx_in = in<R>(x), dW_in = in<R>(W), dR_in = in<R>(Rk);
+    auto dbias = opt_in<R>(bias, {2, GU}, op, "bias"), dh0 = opt_in<R>(h0, {B, U}, op, "h0"),
+         ddhs = opt_in<R>(dhs, {B, T, U}, op, "dhs"), ddh_T = opt_in<R>(dh_T, {B, U}, op, "dh_T");
+    auto dmask = mask_in(mask);
+    const int64_t gsz = need_grad ? 1 : 0;
+    Buf<R> hs = Buf<R>::alloc(B * T * U), h_T = Buf<R>::alloc(B * U), gx = Buf<R>::alloc(gsz * B * T * F),
+           gW = Buf<R>::alloc(gsz * F * GU), gR = Buf<R>::alloc(gsz * U * GU), gb = Buf<R>::alloc(bias ? gsz * 2 * GU : 0),
+           gh0 = Buf<R>::alloc(gsz * B * U), ws = Buf<R>::alloc(cuda::gru::workspace_size(B, T, U, need_grad));
+    const cuda::gru::Args<R> a{B, T, F, U, zero_output_for_mask, dx_in.get(), dW_in.get(), dR_in.get(), ptr(dbias),
+                               ptr(dh0), dmask ? dmask->get() : nullptr, hs.get(), h_T.get(), ptr(ddhs), ptr(ddh_T),
+                               need_grad ? gx.get() : nullptr, gW.get(), gR.get(), bias ? gb.get() : nullptr,
+                               gh0.get(), ws.get()};
+    Kn::gru(a, block);
+    py::object none = py::none();
+    return py::make_tuple(fetch(hs, {B, T, U}), fetch(h_T, {B, U}), need_grad ? fetch(gx, {B, T, F}) : none,
+                          need_grad ? fetch(gW, {F, GU}) : none, need_grad ? fetch(gR, {U, GU}) : none,
+                          need_grad && bias ? fetch(gb, {2, GU}) : none, need_grad ? fetch(gh0, {B, U}) : none);
+  }
+
   // LSTM (tanh, sigmoid) forward and, with need_grad, backward in one call:
   // x (B,T,F), kernel (F,4U), recurrent_kernel (U,4U), bias (4U) | None, h0, c0 (B,U) | None,
   // mask (B,T) bool | None, dhs (B,T,U), dh_T, dc_T (B,U) | None
@@ -158,23 +220,13 @@ struct Bind {
                         const std::optional<Arr<R>>& dhs, const std::optional<Arr<R>>& dh_T,
                         const std::optional<Arr<R>>& dc_T, bool need_grad, int64_t block) {
     const std::string op = "lstm";
-    check_rank(x, 3, op, "x");
-    check_rank(Rk, 2, op, "recurrent_kernel");
-    check_block(block, op);
+    check_recurrent(op, x, W, Rk, mask, 4, block);
     const int64_t B = x.shape(0), T = x.shape(1), F = x.shape(2), U = Rk.shape(0), GU = 4 * U;
-    check(W.ndim() == 2 && W.shape(0) == F && W.shape(1) == GU && Rk.shape(1) == GU,
-          op + ": expected `kernel` (" + std::to_string(F) + ", 4U) and `recurrent_kernel` (U, 4U) with U=" +
-              std::to_string(U) + ", received " + shape_str(W) + " and " + shape_str(Rk));
-    if (mask)
-      check(mask->ndim() == 2 && mask->shape(0) == B && mask->shape(1) == T,
-            op + ": expected `mask` of shape (" + std::to_string(B) + ", " + std::to_string(T) + "), received " +
-                shape_str(*mask));
     Buf<R> dx_in = in<R>(x), dW_in = in<R>(W), dR_in = in<R>(Rk);
     auto dbias = opt_in<R>(bias, {GU}, op, "bias"), dh0 = opt_in<R>(h0, {B, U}, op, "h0"),
          dc0 = opt_in<R>(c0, {B, U}, op, "c0"), ddhs = opt_in<R>(dhs, {B, T, U}, op, "dhs"),
          ddh_T = opt_in<R>(dh_T, {B, U}, op, "dh_T"), ddc_T = opt_in<R>(dc_T, {B, U}, op, "dc_T");
-    std::optional<Buf<uint8_t>> dmask;
-    if (mask) dmask = Buf<uint8_t>::upload(reinterpret_cast<const uint8_t*>(mask->data()), mask->size());
+    auto dmask = mask_in(mask);
     Buf<R> hs = Buf<R>::alloc(B * T * U), h_T = Buf<R>::alloc(B * U), c_T = Buf<R>::alloc(B * U);
     const int64_t gsz = need_grad ? 1 : 0;
     Buf<R> gx = Buf<R>::alloc(gsz * B * T * F), gW = Buf<R>::alloc(gsz * F * GU), gR = Buf<R>::alloc(gsz * U * GU),
@@ -186,16 +238,94 @@ struct Bind {
                                 need_grad ? gx.get() : nullptr, gW.get(), gR.get(), bias ? gb.get() : nullptr,
                                 gh0.get(), gc0.get(), ws.get()};
     Kn::lstm(a, block);
-    auto fetch = [](Buf<R>& b, std::vector<py::ssize_t> shape) -> py::object {
-      Arr<R> arr(shape);
-      out<R>(arr, b);
-      return std::move(arr);
-    };
     py::object none = py::none();
     return py::make_tuple(fetch(hs, {B, T, U}), fetch(h_T, {B, U}), fetch(c_T, {B, U}),
                           need_grad ? fetch(gx, {B, T, F}) : none, need_grad ? fetch(gW, {F, GU}) : none,
                           need_grad ? fetch(gR, {U, GU}) : none, need_grad && bias ? fetch(gb, {GU}) : none,
                           need_grad ? fetch(gh0, {B, U}) : none, need_grad ? fetch(gc0, {B, U}) : none);
+  }
+
+  // Pooling geometry from the CPU's pool2d_shape (x (N,H,W,C), pool and strides (2,), padding).
+  using Pair = std::array<int64_t, 2>;
+  static Pool2dShape pool_shape(const py::array& x, const Pair& pool, const Pair& strides,
+                                const std::string& padding, const std::string& op) {
+    check_rank(x, 4, op, "inputs");
+    return pool2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), pool[0], pool[1], strides[0], strides[1],
+                        padding, op);
+  }
+  static Pool2dShape pool_shape_of_grad(const py::array& dy, const Pair& input_hw, const Pair& pool,
+                                        const Pair& strides, const std::string& padding, const std::string& op) {
+    check_rank(dy, 4, op, "dy");
+    const Pool2dShape s = pool2d_shape(dy.shape(0), input_hw[0], input_hw[1], dy.shape(3), pool[0], pool[1],
+                                       strides[0], strides[1], padding, op);
+    check(dy.shape(1) == s.OH && dy.shape(2) == s.OW,
+          op + ": expected `dy` of shape (" + std::to_string(s.N) + ", " + std::to_string(s.OH) + ", " +
+              std::to_string(s.OW) + ", " + std::to_string(s.C) + "), received " + shape_str(dy));
+    return s;
+  }
+
+  // x (N,H,W,C) -> (y (N,OH,OW,C), argmax (N,OH,OW,C) int32, flat h*W+w)
+  template <typename T>
+  static py::tuple max_pool2d(const Arr<T>& x, const Pair& pool, const Pair& strides, const std::string& padding,
+                              int64_t block) {
+    const Pool2dShape s = pool_shape(x, pool, strides, padding, "max_pool2d");
+    check_block(block, "max_pool2d");
+    const int64_t n = s.N * s.OH * s.OW * s.C;
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(n);
+    Buf<int32_t> darg = Buf<int32_t>::alloc(n);
+    Kn::max_pool2d(dy.get(), darg.get(), dx.get(), s, block);
+    Arr<T> y({s.N, s.OH, s.OW, s.C});
+    py::array_t<int32_t, py::array::c_style> argmax({s.N, s.OH, s.OW, s.C});
+    out<T>(y, dy);
+    out<int32_t>(argmax, darg);
+    return py::make_tuple(y, argmax);
+  }
+
+  // dy, argmax (N,OH,OW,C) -> dx (N,H,W,C)
+  template <typename T>
+  static Arr<T> max_pool2d_backward(const Arr<T>& dy, const py::array& argmax_a, const Pair& input_hw,
+                                    const Pair& pool, const Pair& strides, const std::string& padding,
+                                    int64_t block) {
+    const std::string op = "max_pool2d_backward";
+    const Pool2dShape s = pool_shape_of_grad(dy, input_hw, pool, strides, padding, op);
+    check_block(block, op);
+    const I32 argmax = as_int32(argmax_a, op, "argmax");
+    check(shape_str(argmax) == shape_str(dy), op + ": expected `argmax` of shape " + shape_str(dy) +
+                                                  ", received " + shape_str(argmax));
+    for (int64_t i = 0; i < argmax.size(); ++i)
+      check(argmax.data()[i] >= 0 && argmax.data()[i] < s.H * s.W,
+            op + ": argmax holds " + std::to_string(argmax.data()[i]) + ", outside [0, H*W=" +
+                std::to_string(s.H * s.W) + ")");
+    Buf<T> ddy = in<T>(dy), ddx = Buf<T>::alloc(s.N * s.H * s.W * s.C);
+    Buf<int32_t> darg = in<int32_t>(argmax);
+    Kn::max_pool2d_backward(ddx.get(), ddy.get(), darg.get(), s, block);
+    Arr<T> dx({s.N, s.H, s.W, s.C});
+    out<T>(dx, ddx);
+    return dx;
+  }
+
+  template <typename T>
+  static Arr<T> avg_pool2d(const Arr<T>& x, const Pair& pool, const Pair& strides, const std::string& padding,
+                           int64_t block) {
+    const Pool2dShape s = pool_shape(x, pool, strides, padding, "avg_pool2d");
+    check_block(block, "avg_pool2d");
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(s.N * s.OH * s.OW * s.C);
+    Kn::avg_pool2d(dy.get(), dx.get(), s, block);
+    Arr<T> y({s.N, s.OH, s.OW, s.C});
+    out<T>(y, dy);
+    return y;
+  }
+
+  template <typename T>
+  static Arr<T> avg_pool2d_backward(const Arr<T>& dy, const Pair& input_hw, const Pair& pool, const Pair& strides,
+                                    const std::string& padding, int64_t block) {
+    const Pool2dShape s = pool_shape_of_grad(dy, input_hw, pool, strides, padding, "avg_pool2d_backward");
+    check_block(block, "avg_pool2d_backward");
+    Buf<T> ddy = in<T>(dy), ddx = Buf<T>::alloc(s.N * s.H * s.W * s.C);
+    Kn::avg_pool2d_backward(ddx.get(), ddy.get(), s, block);
+    Arr<T> dx({s.N, s.H, s.W, s.C});
+    out<T>(dx, ddx);
+    return dx;
   }
 
   static void check_rate(double rate) {
@@ -344,6 +474,17 @@ struct Bind {
     m.def(("lstm" + sfx).c_str(), &lstm<T>, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
           py::arg("bias"), py::arg("h0"), py::arg("c0"), py::arg("mask"), py::arg("zero_output_for_mask"),
           py::arg("dhs"), py::arg("dh_T"), py::arg("dc_T"), py::arg("need_grad"), blk);
+    m.def(("max_pool2d" + sfx).c_str(), &max_pool2d<T>, py::arg("x"), py::arg("pool"), py::arg("strides"),
+          py::arg("padding"), blk);
+    m.def(("max_pool2d_backward" + sfx).c_str(), &max_pool2d_backward<T>, py::arg("dy"), py::arg("argmax"),
+          py::arg("input_hw"), py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
+    m.def(("avg_pool2d" + sfx).c_str(), &avg_pool2d<T>, py::arg("x"), py::arg("pool"), py::arg("strides"),
+          py::arg("padding"), blk);
+    m.def(("avg_pool2d_backward" + sfx).c_str(), &avg_pool2d_backward<T>, py::arg("dy"), py::arg("input_hw"),
+          py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
+    m.def(("gru" + sfx).c_str(), &gru<T>, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
+          py::arg("bias"), py::arg("h0"), py::arg("mask"), py::arg("zero_output_for_mask"), py::arg("dhs"),
+          py::arg("dh_T"), py::arg("need_grad"), blk);
     m.def(("dropout" + sfx).c_str(), &dropout<T>, py::arg("x"), py::arg("rate"), py::arg("seed"), blk);
     m.def(("dropout_backward" + sfx).c_str(), &dropout_backward<T>, py::arg("dy"), py::arg("mask"),
           py::arg("rate"), blk);

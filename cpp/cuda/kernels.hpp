@@ -8,8 +8,10 @@
 
 #include "activations.cuh"
 #include "ctc.cuh"
+#include "gru.cuh"
 #include "lstm.cuh"
 #include "optim.cuh"
+#include "pooling.cuh"
 
 namespace faltung::cuda {
 
@@ -21,6 +23,15 @@ struct Kernels {
   template <typename R> static void ctc_loss(const ctc::Args<R>& a, int64_t block);
   template <typename R> static void ctc_greedy_decode(const ctc::GreedyArgs<R>& a, int64_t block);
   template <typename R> static void lstm(const lstm::Args<R>& a, int64_t block);
+  template <typename R> static void gru(const gru::Args<R>& a, int64_t block);
+  template <typename T>
+  static void max_pool2d(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s, int64_t block);
+  template <typename T>
+  static void max_pool2d_backward(T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s,
+                                  int64_t block);
+  template <typename T> static void avg_pool2d(T* out, const T* inp, const Pool2dShape& s, int64_t block);
+  template <typename T>
+  static void avg_pool2d_backward(T* dinp, const T* dout, const Pool2dShape& s, int64_t block);
   template <typename T>
   static void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t N, double rate, uint64_t seed,
                               int64_t block);

@@ -21,6 +21,32 @@ void Kernels<Exec>::lstm(const lstm::Args<R>& a, int64_t block) {
   Exec ex;
   lstm::forward_backward(ex, a, block);
 }
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru::forward_backward(ex, a, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::max_pool2d(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s, int64_t block) {
+  Exec ex;
+  pool::max_forward(ex, out, argmax, inp, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::max_pool2d_backward(T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s,
+                                        int64_t block) {
+  Exec ex;
+  pool::max_backward(ex, dinp, dout, argmax, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::avg_pool2d(T* out, const T* inp, const Pool2dShape& s, int64_t block) {
+  Exec ex;
+  pool::avg_forward(ex, out, inp, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::avg_pool2d_backward(T* dinp, const T* dout, const Pool2dShape& s, int64_t block) {
+  Exec ex;
+  pool::avg_backward(ex, dinp, dout, s, block);
+}
 template <class Exec> template <typename T>
 void Kernels<Exec>::dropout_forward(T* y, uint8_t* mask, const T* x, int64_t N, double rate, uint64_t seed,
                                     int64_t block) {
@@ -67,6 +93,12 @@ void Kernels<Exec>::adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n
   template void Kernels<Exec>::ctc_loss<T>(const ctc::Args<T>&, int64_t);                            \
   template void Kernels<Exec>::ctc_greedy_decode<T>(const ctc::GreedyArgs<T>&, int64_t);             \
   template void Kernels<Exec>::lstm<T>(const lstm::Args<T>&, int64_t);                               \
+  template void Kernels<Exec>::gru<T>(const gru::Args<T>&, int64_t);                                 \
+  template void Kernels<Exec>::max_pool2d<T>(T*, int32_t*, const T*, const Pool2dShape&, int64_t);   \
+  template void Kernels<Exec>::max_pool2d_backward<T>(T*, const T*, const int32_t*, const Pool2dShape&, \
+                                                      int64_t);                                      \
+  template void Kernels<Exec>::avg_pool2d<T>(T*, const T*, const Pool2dShape&, int64_t);              \
+  template void Kernels<Exec>::avg_pool2d_backward<T>(T*, const T*, const Pool2dShape&, int64_t);     \
   template void Kernels<Exec>::dropout_forward<T>(T*, uint8_t*, const T*, int64_t, double, uint64_t, \
                                                   int64_t);                                          \
   template void Kernels<Exec>::dropout_backward<T>(T*, const T*, const uint8_t*, int64_t, double,    \

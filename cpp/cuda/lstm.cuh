@@ -16,45 +16,17 @@
 // h_t and hs. Backward, per step t = T-1..0: the epilogue backward (thread per (b, u)) turns
 // dh, dc into dZ_t and the carried dH, dC; then dH += dZ_t R^T (GEMM). After the loop, over
 // all B T rows: dW = X^T dZ, dR = Hprev^T dZ, db = column sums of dZ, dx = dZ W^T.
-// The GEMM here is a plain body (thread per output element, Gemm below) on both executors, so
-// the host harness checks the whole sequence; on the device it stands in for cuBLAS, which
-// replaces it (same operands and strides) once the backend links cuBLAS (CMakeLists.txt).
+// The GEMM is rnn_common.cuh's plain body (see there).
 #pragma once
 #include <cstdint>
 
-#include "hd.cuh"
+#include "rnn_common.cuh"
 
 namespace faltung::cuda::lstm {
 
-template <typename R> FALTUNG_HD inline R sigmoid(R z) { return R(1) / (R(1) + hd_exp(-z)); }
-FALTUNG_HD inline float hd_tanh(float z) { return tanhf(z); }
-FALTUNG_HD inline double hd_tanh(double z) { return tanh(z); }
-
-// out (M,N) = add (M,N) (or 0) + sum_k A(i,k) B(k,j), every operand given by its element
-// strides (row, column), so transposes are strides. Thread per output element. `out` may be
-// `add` (each thread reads only its own element of it).
-template <typename R>
-struct Gemm {
-  R* out;
-  int64_t ors;
-  const R* add;
-  int64_t adrs;
-  const R* A;
-  int64_t ars, acs;
-  const R* Bm;
-  int64_t brs, bcs;
-  const R* col_bias;  // (N) added to every row, or nullptr
-  int64_t M, N, K;
-  FALTUNG_HD void operator()(Thread th) const {
-    const int64_t e = th.global();
-    if (e >= M * N) return;
-    const int64_t i = e / N, j = e % N;
-    R s = add ? add[i * adrs + j] : R(0);
-    if (col_bias) s += col_bias[j];
-    for (int64_t k = 0; k < K; ++k) s += A[i * ars + k * acs] * Bm[k * brs + j * bcs];
-    out[i * ors + j] = s;
-  }
-};
+using rnn::Gemm;
+using rnn::hd_tanh;
+using rnn::sigmoid;
 
 template <typename R>
 struct Args {
@@ -202,21 +174,6 @@ struct EpilogueBackward {
   }
 };
 
-// db (4U) = sum over the B T rows of dZ. Thread per column.
-template <typename R>
-struct ColumnSum {
-  R* out;
-  const R* in;
-  int64_t rows, cols;
-  FALTUNG_HD void operator()(Thread th) const {
-    const int64_t j = th.global();
-    if (j >= cols) return;
-    R s = 0;
-    for (int64_t r = 0; r < rows; ++r) s += in[r * cols + j];
-    out[j] = s;
-  }
-};
-
 // dh0 = dH, dc0 = dC. Thread per (b, u).
 template <typename R>
 struct FinalGrad {
@@ -258,14 +215,7 @@ void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
     ex.launch(cover(B * U, block), Gemm<R>{dH, U, dH, U, dZ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, GU});
   }
   ex.launch(cover(B * U, block), FinalGrad<R>{v});
-  // dW (F,4U) = X^T (F,BT) dZ (BT,4U); dx (BT,F) = dZ W^T (4U,F)
-  ex.launch(cover(F * GU, block), Gemm<R>{a.dW, GU, nullptr, 0, a.x, 1, F, dZ, GU, 1, nullptr, F, GU, rows});
-  ex.launch(cover(rows * F, block), Gemm<R>{a.dx, F, nullptr, 0, dZ, GU, 1, a.W, 1, GU, nullptr, rows, F, GU});
-  // dR (U,4U) = sum over b of H_b[0:T]^T (U,T) dZ_b (T,4U): one GEMM per sample (H has T+1 rows)
-  for (int64_t b = 0; b < B; ++b)
-    ex.launch(cover(U * GU, block), Gemm<R>{a.dR, GU, b ? a.dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
-                                            dZ + b * T * GU, GU, 1, nullptr, U, GU, T});
-  if (a.db) ex.launch(cover(GU, block), ColumnSum<R>{a.db, dZ, rows, GU});
+  rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, GU, block);
 }
 
 }  // namespace faltung::cuda::lstm
