@@ -230,7 +230,7 @@ def test_adam_matches_cpu(impl, amsgrad, dtype):
         assert out[3] is None
 
 
-# ---- LSTM, GRU ----------------------------------------------------------------------------------
+# ---- LSTM, GRU, SimpleRNN ---------------------------------------------------------------------
 
 RNN_CASES = {  # B, T, F, U, with bias/h0/c0, mask kind, zero_output_for_mask
     "B1-T1-F1-U1": (1, 1, 1, 1, False, None, False),
@@ -309,6 +309,21 @@ def test_lstm_rejects_bad_shapes(impl):
     with pytest.raises(ValueError, match="expected `h0` of shape \\(2, 5\\)"):
         impl.lstm_f32(x, np.zeros((4, 20), np.float32), R, None, np.zeros((5, 2), np.float32), None, None,
                       False, None, None, None, False)
+
+
+@pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_simple_rnn_matches_cpu(impl, case, dtype):
+    from faltung import ops
+    U, zero_out = case[3], case[6]
+    x, W, R, bias, h0, _, mask, dhs, dh_T, _ = rnn_inputs(case, 1, (U,), dtype)
+    hs_c, h_T_c, saved = ops.simple_rnn_forward(x, W, R, bias, h0, mask, zero_output_for_mask=zero_out,
+                                                training=True)
+    grads_c = ops.simple_rnn_backward(saved, dhs, dh_T)
+    run = getattr(impl, "simple_rnn" + sfx(dtype))
+    check_rnn(run(x, W, R, bias, h0, mask, zero_out, dhs, dh_T, True, block=32),
+              (hs_c, h_T_c) + tuple(grads_c),
+              run(x, W, R, bias, h0, mask, zero_out, None, None, False, block=32), 2, dtype)
 
 
 # ---- pooling -----------------------------------------------------------------------------------

@@ -176,6 +176,38 @@ struct Bind {
     return std::move(arr);
   }
 
+  // SimpleRNN (tanh) forward and, with need_grad, backward in one call:
+  // x (B,T,F), kernel (F,U), recurrent_kernel (U,U), bias (U) | None, h0 (B,U) | None,
+  // mask (B,T) bool | None, dhs (B,T,U), dh_T (B,U) | None
+  // -> (hs, h_T, dx, dkernel, drecurrent_kernel, dbias, dh0), as gru.
+  template <typename R>
+  static py::tuple simple_rnn(const Arr<R>& x, const Arr<R>& W, const Arr<R>& Rk, const std::optional<Arr<R>>& bias,
+                              const std::optional<Arr<R>>& h0,
+                              const std::optional<py::array_t<bool, py::array::c_style>>& mask,
+                              bool zero_output_for_mask, const std::optional<Arr<R>>& dhs,
+                              const std::optional<Arr<R>>& dh_T, bool need_grad, int64_t block) {
+    const std::string op = "simple_rnn";
+    check_recurrent(op, x, W, Rk, mask, 1, block);
+    const int64_t B = x.shape(0), T = x.shape(1), F = x.shape(2), U = Rk.shape(0);
+    Buf<R> dx_in = in<R>(x), dW_in = in<R>(W), dR_in = in<R>(Rk);
+    auto dbias = opt_in<R>(bias, {U}, op, "bias"), dh0 = opt_in<R>(h0, {B, U}, op, "h0"),
+         ddhs = opt_in<R>(dhs, {B, T, U}, op, "dhs"), ddh_T = opt_in<R>(dh_T, {B, U}, op, "dh_T");
+    auto dmask = mask_in(mask);
+    const int64_t gsz = need_grad ? 1 : 0;
+    Buf<R> hs = Buf<R>::alloc(B * T * U), h_T = Buf<R>::alloc(B * U), gx = Buf<R>::alloc(gsz * B * T * F),
+           gW = Buf<R>::alloc(gsz * F * U), gR = Buf<R>::alloc(gsz * U * U), gb = Buf<R>::alloc(bias ? gsz * U : 0),
+           gh0 = Buf<R>::alloc(gsz * B * U), ws = Buf<R>::alloc(cuda::simple_rnn::workspace_size(B, T, U, need_grad));
+    const cuda::simple_rnn::Args<R> a{B, T, F, U, zero_output_for_mask, dx_in.get(), dW_in.get(), dR_in.get(),
+                                      ptr(dbias), ptr(dh0), dmask ? dmask->get() : nullptr, hs.get(), h_T.get(),
+                                      ptr(ddhs), ptr(ddh_T), need_grad ? gx.get() : nullptr, gW.get(), gR.get(),
+                                      bias ? gb.get() : nullptr, gh0.get(), ws.get()};
+    Kn::simple_rnn(a, block);
+    py::object none = py::none();
+    return py::make_tuple(fetch(hs, {B, T, U}), fetch(h_T, {B, U}), need_grad ? fetch(gx, {B, T, F}) : none,
+                          need_grad ? fetch(gW, {F, U}) : none, need_grad ? fetch(gR, {U, U}) : none,
+                          need_grad && bias ? fetch(gb, {U}) : none, need_grad ? fetch(gh0, {B, U}) : none);
+  }
+
   // GRU (reset_after, tanh, sigmoid) forward and, with need_grad, backward in one call:
   // x (B,T,F), kernel (F,3U), recurrent_kernel (U,3U), bias (2,3U) | None, h0 (B,U) | None,
   // mask (B,T) bool | None, dhs (B,T,U), dh_T (B,U) | None
@@ -485,6 +517,9 @@ struct Bind {
     m.def(("gru" + sfx).c_str(), &gru<T>, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
           py::arg("bias"), py::arg("h0"), py::arg("mask"), py::arg("zero_output_for_mask"), py::arg("dhs"),
           py::arg("dh_T"), py::arg("need_grad"), blk);
+    m.def(("simple_rnn" + sfx).c_str(), &simple_rnn<T>, py::arg("x"), py::arg("kernel"),
+          py::arg("recurrent_kernel"), py::arg("bias"), py::arg("h0"), py::arg("mask"),
+          py::arg("zero_output_for_mask"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_grad"), blk);
     m.def(("dropout" + sfx).c_str(), &dropout<T>, py::arg("x"), py::arg("rate"), py::arg("seed"), blk);
     m.def(("dropout_backward" + sfx).c_str(), &dropout_backward<T>, py::arg("dy"), py::arg("mask"),
           py::arg("rate"), blk);

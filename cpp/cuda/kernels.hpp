@@ -12,6 +12,7 @@
 #include "lstm.cuh"
 #include "optim.cuh"
 #include "pooling.cuh"
+#include "simple_rnn.cuh"
 
 namespace faltung::cuda {
 
@@ -24,6 +25,7 @@ struct Kernels {
   template <typename R> static void ctc_greedy_decode(const ctc::GreedyArgs<R>& a, int64_t block);
   template <typename R> static void lstm(const lstm::Args<R>& a, int64_t block);
   template <typename R> static void gru(const gru::Args<R>& a, int64_t block);
+  template <typename R> static void simple_rnn(const simple_rnn::Args<R>& a, int64_t block);
   template <typename T>
   static void max_pool2d(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s, int64_t block);
   template <typename T>

@@ -26,6 +26,11 @@ void Kernels<Exec>::gru(const gru::Args<R>& a, int64_t block) {
   Exec ex;
   gru::forward_backward(ex, a, block);
 }
+template <class Exec> template <typename R>
+void Kernels<Exec>::simple_rnn(const simple_rnn::Args<R>& a, int64_t block) {
+  Exec ex;
+  simple_rnn::forward_backward(ex, a, block);
+}
 template <class Exec> template <typename T>
 void Kernels<Exec>::max_pool2d(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s, int64_t block) {
   Exec ex;
@@ -94,6 +99,7 @@ void Kernels<Exec>::adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n
   template void Kernels<Exec>::ctc_greedy_decode<T>(const ctc::GreedyArgs<T>&, int64_t);             \
   template void Kernels<Exec>::lstm<T>(const lstm::Args<T>&, int64_t);                               \
   template void Kernels<Exec>::gru<T>(const gru::Args<T>&, int64_t);                                 \
+  template void Kernels<Exec>::simple_rnn<T>(const simple_rnn::Args<T>&, int64_t);                   \
   template void Kernels<Exec>::max_pool2d<T>(T*, int32_t*, const T*, const Pool2dShape&, int64_t);   \
   template void Kernels<Exec>::max_pool2d_backward<T>(T*, const T*, const int32_t*, const Pool2dShape&, \
                                                       int64_t);                                      \
