@@ -18,6 +18,7 @@ from faltung import _cpu  # noqa: E402
 _cpu.configure(os.environ)  # AVX-512 GEMM kernels on AMD CPUs OpenBLAS does not know yet
 
 from faltung._core import build_info, get_num_threads, release_workspaces, set_num_threads  # noqa: E402
+from faltung._device import device  # noqa: E402
 
 __version__ = "0.1.0"
 

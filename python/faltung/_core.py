@@ -63,8 +63,12 @@ def use_level(level):
 
 def build_info():
     """The build's facts (version, OpenMP, CUDA, BLAS) and the CPU level in use (`cpu_level`),
-    the levels built (`cpu_levels_available`) and the levels this CPU runs (`cpu_levels_supported`)."""
+    the levels built (`cpu_levels_available`) and the levels this CPU runs (`cpu_levels_supported`).
+    The CUDA facts (cuda, cuda_version, cuda_devices, ...) come from faltung._device.cuda_info()."""
+    from faltung import _device
+
     d = level_module(LEVEL).build_info()
+    d.update(_device.cuda_info())
     d["cpu_levels_available"] = list(AVAILABLE)
     d["cpu_levels_supported"] = list(SUPPORTED)
     return d

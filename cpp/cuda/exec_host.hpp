@@ -1,0 +1,27 @@
+// cpp/cuda/exec_host.hpp — HostExec: runs a kernel body over its whole grid x block index
+// space on the CPU, in order (block 0 thread 0, thread 1, ...). See hd.cuh for the contract.
+// Test-only: compiled into faltung._cuda_host (cpp/cuda/host_harness.cpp) by the default build.
+#pragma once
+#include <cmath>
+
+#include "hd.cuh"
+
+namespace faltung::cuda {
+
+struct HostExec {
+  template <class Body>
+  void launch(Geometry g, const Body& body) {
+    for (int64_t b = 0; b < g.grid; ++b)
+      for (int64_t t = 0; t < g.block; ++t) body(Thread{b, t, g.block});
+  }
+  // Block by block; within a block, each step runs every thread before the next step (the
+  // barrier). Blocks are independent, so running them one after another is a legal order.
+  template <class Body>
+  void launch_steps(Geometry g, int64_t steps, const Body& body) {
+    for (int64_t b = 0; b < g.grid; ++b)
+      for (int64_t k = 0; k < steps; ++k)
+        for (int64_t t = 0; t < g.block; ++t) body.step(k, Thread{b, t, g.block});
+  }
+};
+
+}  // namespace faltung::cuda

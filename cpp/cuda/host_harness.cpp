@@ -1,0 +1,36 @@
+// faltung._cuda_host: the CUDA kernel bodies run on the CPU over their whole grid x block index
+// space (HostExec), with faltung._cuda's Python interface, so that tests/test_cuda_host.py holds
+// them to the CPU kernels on every run, GPU or not. Test-only; built by the default build.
+#include <vector>
+
+#include "bind_kernels.hpp"
+#include "exec_host.hpp"
+#include "kernels_impl.hpp"
+
+namespace faltung::cuda {
+
+FALTUNG_CUDA_INSTANTIATE(HostExec, float)
+FALTUNG_CUDA_INSTANTIATE(HostExec, double)
+
+namespace {
+// Host memory: a buffer the bodies write as they would device memory.
+template <typename T>
+struct HostBuf {
+  std::vector<T> v;
+  static HostBuf upload(const T* p, int64_t n) { return HostBuf{std::vector<T>(p, p + n)}; }
+  static HostBuf alloc(int64_t n) { return HostBuf{std::vector<T>(size_t(n))}; }
+  T* get() { return v.data(); }
+  void download(T* dst, int64_t n) const { std::copy(v.begin(), v.begin() + n, dst); }
+};
+struct HostBackend {
+  template <typename T> using Buf = HostBuf<T>;
+  using Kernels = cuda::Kernels<HostExec>;
+};
+}  // namespace
+
+}  // namespace faltung::cuda
+
+PYBIND11_MODULE(_cuda_host, m) {
+  m.doc() = "faltung's CUDA kernel bodies run on the CPU over the whole grid (test harness)";
+  faltung::cuda::binding::Bind<faltung::cuda::HostBackend>::bind(m);
+}

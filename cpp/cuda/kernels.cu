@@ -1,0 +1,11 @@
+// The device instantiations of every kernel family's launch sequence (kernels.hpp): the same
+// bodies and geometry faltung._cuda_host runs on the CPU, launched by DeviceExec.
+#include "exec_device.cuh"
+#include "kernels_impl.hpp"
+
+namespace faltung::cuda {
+
+FALTUNG_CUDA_INSTANTIATE(DeviceExec, float)
+FALTUNG_CUDA_INSTANTIATE(DeviceExec, double)
+
+}  // namespace faltung::cuda

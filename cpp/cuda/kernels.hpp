@@ -1,0 +1,55 @@
+// cpp/cuda/kernels.hpp — one entry point per kernel family, templated on the executor: the
+// host harness instantiates Kernels<HostExec> (kernels_impl.hpp, g++), the CUDA module
+// Kernels<DeviceExec> (explicit instantiations in the .cu files, nvcc). The bindings
+// (bind_kernels.hpp) see only these declarations, so one binding text serves both modules.
+// Pointers are the executor's memory (host memory for HostExec, device memory for DeviceExec).
+#pragma once
+#include <cstdint>
+
+#include "activations.cuh"
+#include "ctc.cuh"
+#include "gru.cuh"
+#include "lstm.cuh"
+#include "optim.cuh"
+#include "pooling.cuh"
+#include "simple_rnn.cuh"
+
+namespace faltung::cuda {
+
+struct HostExec;
+struct DeviceExec;
+
+template <class Exec>
+struct Kernels {
+  template <typename R> static void ctc_loss(const ctc::Args<R>& a, int64_t block);
+  template <typename R> static void ctc_greedy_decode(const ctc::GreedyArgs<R>& a, int64_t block);
+  template <typename R> static void lstm(const lstm::Args<R>& a, int64_t block);
+  template <typename R> static void gru(const gru::Args<R>& a, int64_t block);
+  template <typename R> static void simple_rnn(const simple_rnn::Args<R>& a, int64_t block);
+  template <typename T>
+  static void max_pool2d(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s, int64_t block);
+  template <typename T>
+  static void max_pool2d_backward(T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s,
+                                  int64_t block);
+  template <typename T> static void avg_pool2d(T* out, const T* inp, const Pool2dShape& s, int64_t block);
+  template <typename T>
+  static void avg_pool2d_backward(T* dinp, const T* dout, const Pool2dShape& s, int64_t block);
+  template <typename T>
+  static void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t N, double rate, uint64_t seed,
+                              int64_t block);
+  template <typename T>
+  static void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t N, double rate, int64_t block);
+  template <typename T> static void softmax_forward(T* y, const T* x, int64_t R, int64_t K, int64_t block);
+  template <typename T>
+  static void softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K, int64_t block);
+  template <typename T>
+  static void sparse_softmax_xent(T* loss, T* grad, const T* logits, const int32_t* labels, int64_t B,
+                                  int64_t K, T scale, int64_t block);
+  template <typename T>
+  static void sgd_update(T* w, T* m, const T* g, int64_t n, T lr, T momentum, bool nesterov, int64_t block);
+  template <typename T>
+  static void adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n, T alpha, T beta1, T beta2,
+                          T eps, int64_t block);
+};
+
+}  // namespace faltung::cuda

@@ -1,0 +1,119 @@
+// cpp/cuda/kernels_impl.hpp — the definitions of Kernels<Exec> (kernels.hpp): each runs its
+// family's launch sequence on an executor of type Exec. Included where Exec is complete:
+// host_harness.cpp (HostExec) and kernels.cu (DeviceExec), which instantiates them all.
+#pragma once
+#include "kernels.hpp"
+
+namespace faltung::cuda {
+
+template <class Exec> template <typename R>
+void Kernels<Exec>::ctc_loss(const ctc::Args<R>& a, int64_t block) {
+  Exec ex;
+  ctc::loss(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::ctc_greedy_decode(const ctc::GreedyArgs<R>& a, int64_t block) {
+  Exec ex;
+  ctc::greedy_decode(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::lstm(const lstm::Args<R>& a, int64_t block) {
+  Exec ex;
+  lstm::forward_backward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru::forward_backward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::simple_rnn(const simple_rnn::Args<R>& a, int64_t block) {
+  Exec ex;
+  simple_rnn::forward_backward(ex, a, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::max_pool2d(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s, int64_t block) {
+  Exec ex;
+  pool::max_forward(ex, out, argmax, inp, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::max_pool2d_backward(T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s,
+                                        int64_t block) {
+  Exec ex;
+  pool::max_backward(ex, dinp, dout, argmax, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::avg_pool2d(T* out, const T* inp, const Pool2dShape& s, int64_t block) {
+  Exec ex;
+  pool::avg_forward(ex, out, inp, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::avg_pool2d_backward(T* dinp, const T* dout, const Pool2dShape& s, int64_t block) {
+  Exec ex;
+  pool::avg_backward(ex, dinp, dout, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::dropout_forward(T* y, uint8_t* mask, const T* x, int64_t N, double rate, uint64_t seed,
+                                    int64_t block) {
+  Exec ex;
+  act::dropout_forward(ex, y, mask, x, N, rate, seed, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t N, double rate,
+                                     int64_t block) {
+  Exec ex;
+  act::dropout_backward(ex, dx, dy, mask, N, rate, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::softmax_forward(T* y, const T* x, int64_t R, int64_t K, int64_t block) {
+  Exec ex;
+  act::softmax_forward(ex, y, x, R, K, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K, int64_t block) {
+  Exec ex;
+  act::softmax_backward(ex, dx, dy, y, R, K, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::sparse_softmax_xent(T* loss, T* grad, const T* logits, const int32_t* labels, int64_t B,
+                                        int64_t K, T scale, int64_t block) {
+  Exec ex;
+  act::sparse_softmax_xent(ex, loss, grad, logits, labels, B, K, scale, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::sgd_update(T* w, T* m, const T* g, int64_t n, T lr, T momentum, bool nesterov,
+                               int64_t block) {
+  Exec ex;
+  optim::sgd_update(ex, w, m, g, n, lr, momentum, nesterov, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n, T alpha, T beta1, T beta2,
+                                T eps, int64_t block) {
+  Exec ex;
+  optim::adam_update(ex, w, m, v, vhat, g, n, alpha, beta1, beta2, eps, block);
+}
+
+// Every entry point for one executor and one precision (kernels.cu and host_harness.cpp).
+#define FALTUNG_CUDA_INSTANTIATE(Exec, T)                                                            \
+  template void Kernels<Exec>::ctc_loss<T>(const ctc::Args<T>&, int64_t);                            \
+  template void Kernels<Exec>::ctc_greedy_decode<T>(const ctc::GreedyArgs<T>&, int64_t);             \
+  template void Kernels<Exec>::lstm<T>(const lstm::Args<T>&, int64_t);                               \
+  template void Kernels<Exec>::gru<T>(const gru::Args<T>&, int64_t);                                 \
+  template void Kernels<Exec>::simple_rnn<T>(const simple_rnn::Args<T>&, int64_t);                   \
+  template void Kernels<Exec>::max_pool2d<T>(T*, int32_t*, const T*, const Pool2dShape&, int64_t);   \
+  template void Kernels<Exec>::max_pool2d_backward<T>(T*, const T*, const int32_t*, const Pool2dShape&, \
+                                                      int64_t);                                      \
+  template void Kernels<Exec>::avg_pool2d<T>(T*, const T*, const Pool2dShape&, int64_t);              \
+  template void Kernels<Exec>::avg_pool2d_backward<T>(T*, const T*, const Pool2dShape&, int64_t);     \
+  template void Kernels<Exec>::dropout_forward<T>(T*, uint8_t*, const T*, int64_t, double, uint64_t, \
+                                                  int64_t);                                          \
+  template void Kernels<Exec>::dropout_backward<T>(T*, const T*, const uint8_t*, int64_t, double,    \
+                                                   int64_t);                                         \
+  template void Kernels<Exec>::softmax_forward<T>(T*, const T*, int64_t, int64_t, int64_t);          \
+  template void Kernels<Exec>::softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t); \
+  template void Kernels<Exec>::sparse_softmax_xent<T>(T*, T*, const T*, const int32_t*, int64_t,     \
+                                                      int64_t, T, int64_t);                          \
+  template void Kernels<Exec>::sgd_update<T>(T*, T*, const T*, int64_t, T, T, bool, int64_t);        \
+  template void Kernels<Exec>::adam_update<T>(T*, T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t);
+
+}  // namespace faltung::cuda
