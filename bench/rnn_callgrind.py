@@ -1,19 +1,23 @@
 """Instruction counts of one recurrent call under callgrind (the machine is shared: counts,
 not times). Run:
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out python bench/rnn_callgrind.py \
-        lstm 32 10 128 256 fwd
+        lstm 32 10 128 256 fwd 3 1
     callgrind_annotate --inclusive=yes /tmp/cg.out | grep -E 'Forward|Backward' | head
-mode: fwd (inference forward), train (forward filling the saved buffer), bwd (one forward
-with training, then the backward). The call of interest runs twice (the first one warms the
-allocator); the counts of the kernels' OpenMP bodies (Forward/Backward ...::run) are summed
-over the team. Valgrind 3.19 hides AVX-512, so the avx2 level is what it measures."""
+Arguments: cell B T F U mode reps threads. mode: fwd (inference forward), train (forward
+filling the saved buffer), bwd (one forward with training, then the backward). The call runs
+reps times: the difference of two runs with different reps, per call, cancels the start-up.
+With one thread the counts are the work alone (with two, valgrind serializes the team and the
+threads' spin-waits at barriers add a varying count). Valgrind 3.19 hides AVX-512, so the
+avx2 level is what it measures."""
 import sys
 
 import numpy as np
 
+import faltung
 from faltung import ops
 
-cell, B, T, F, U, mode, reps = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6], int(sys.argv[7])
+cell, B, T, F, U, mode, reps, threads = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6], *map(int, sys.argv[7:9])
+faltung.set_num_threads(threads)
 G = {"simple_rnn": 1, "lstm": 4, "gru": 3}[cell]
 rng = np.random.default_rng(0)
 x = rng.standard_normal((B, T, F)).astype(np.float32)
