@@ -32,7 +32,7 @@ struct Forward {
   bool training;
   // saved / workspace buffers (see the top of the file)
   Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
-  Real *Xp, *xbias, *h, *cs;
+  Real *Xp, *xbias, *h, *cs, *Rf;
   int64_t B, T, F, U, GU;
 
   Forward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
@@ -40,9 +40,9 @@ struct Forward {
           void* workspace)
       : c(c_), pl(pl_), w(w_), x(x_), h0(h0_), c0(c0_), hs(hs_), h_T(h_T_), c_T(c_T_),
         training(saved != nullptr), B(c_.B), T(c_.T), F(c_.F), U(c_.U), GU(c_.GU()) {
-    const ForwardLayout L = forward_layout(c, pl.N, training);
+    const ForwardLayout L = forward_layout<Real>(c, pl.N, training);
     Real* ws = aligned<Real>(workspace);
-    Xp = at(ws, L.Xp), xbias = at(ws, L.xbias), h = at(ws, L.h), cs = at(ws, L.c);
+    Xp = at(ws, L.Xp), xbias = at(ws, L.xbias), h = at(ws, L.h), cs = at(ws, L.c), Rf = at(ws, L.Rf);
     if (training) {
       const SavedLayout S = saved_layout(c, pl.N);
       G = at(saved, S.G), Zpre = at(saved, S.Zpre), Hm = at(saved, S.Hm);
@@ -62,9 +62,13 @@ struct Forward {
   }
   Real* out_row(int64_t s, int64_t p) const { return hs + (pl.perm[p] * T + s) * U; }
 
-  // x gathered into packed rows, G filled with the input bias, states from h0 / c0.
+  // x gathered into packed rows, G filled with the input bias, states from h0 / c0, the
+  // recurrent kernel packed (each thread the blocks of its units).
   void prologue(int k, int nt) {
     if (k == 0) input_bias(c, w.bias, xbias);
+    const int64_t nb = Panel<Real>::blocks(U);
+    pack_forward<Real>(w.recurrent_kernel, U, c.gates(), split_lo(nb, k, nt), split_lo(nb, k + 1, nt),
+                       Rf);
     for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
       const int64_t b = pl.perm[p];
       for (int64_t u = 0; u < U; ++u) h[p * U + u] = h0 ? h0[b * U + u] : Real(0);
@@ -217,7 +221,8 @@ struct Forward {
 
   void step(int64_t s, int k, int nt) {
     const int64_t lo = pl.lo[s], hi = pl.hi[s];
-    const Rect q = step_rect(lo, hi, U, k, nt);
+    const Rect q = step_rect<Real>(lo, hi, U, k, nt);
+    const int64_t Gn = c.gates();
     Real* Hm_s = Hm + block_row(s) * U;
     Real* G_s = G + pl.off[s] * GU;
     pack(s, q);
@@ -226,18 +231,18 @@ struct Forward {
     }
     switch (c.cell) {
       case RnnCell::simple_rnn:
-        step_gemm<Real>(q, lo, U, GU, 0, 1, Hm_s, U, w.recurrent_kernel, Real(1), G_s, GU);
+        step_gemm<Real>(q, lo, U, Gn, 0, 1, Hm_s, U, Rf, true, G_s, GU);
         simple_epilogue(s, q);
         break;
       case RnnCell::lstm:
-        step_gemm<Real>(q, lo, U, GU, 0, 4, Hm_s, U, w.recurrent_kernel, Real(1), G_s, GU);
+        step_gemm<Real>(q, lo, U, Gn, 0, 4, Hm_s, U, Rf, true, G_s, GU);
         lstm_epilogue(s, q);
         break;
       case RnnCell::gru:
-        step_gemm<Real>(q, lo, U, GU, 0, 2, Hm_s, U, w.recurrent_kernel, Real(1), G_s, GU);
+        step_gemm<Real>(q, lo, U, Gn, 0, 2, Hm_s, U, Rf, true, G_s, GU);
         if (c.reset_after) {
           Real* GH_s = GH + block_row(s) * U;  // (h m) R_h, the bias is added in the epilogue
-          step_gemm<Real>(q, lo, U, GU, 2, 3, Hm_s, U, w.recurrent_kernel, Real(0), GH_s, U);
+          step_gemm<Real>(q, lo, U, Gn, 2, 3, Hm_s, U, Rf, false, GH_s, U);
           gru_epilogue(s, q);
         } else {
           gru_gates_zr(s, q);
@@ -245,7 +250,7 @@ struct Forward {
 #pragma omp barrier
           }
           Real* Q_s = Q + block_row(s) * U;
-          step_gemm<Real>(q, lo, U, GU, 2, 3, Q_s, U, w.recurrent_kernel, Real(1), G_s + 2 * U, GU);
+          step_gemm<Real>(q, lo, U, Gn, 2, 3, Q_s, U, Rf, true, G_s + 2 * U, GU);
           gru_gate_h(s, q);
         }
         break;
@@ -341,13 +346,13 @@ int64_t rnn_saved_size(const RnnConfig& c, const RnnPlan& plan) {
 
 template <typename Real>
 int64_t rnn_forward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool training) {
-  return forward_layout(c, plan.N, training).total * int64_t(sizeof(Real)) + kAlignSlack;
+  return forward_layout<Real>(c, plan.N, training).total * int64_t(sizeof(Real)) + kAlignSlack;
 }
 
 template <typename Real>
 int64_t rnn_backward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool need_dx,
                                     bool need_dweights) {
-  return backward_layout(c, plan.N, need_dx, need_dweights).total * int64_t(sizeof(Real)) +
+  return backward_layout<Real>(c, plan.N, need_dx, need_dweights).total * int64_t(sizeof(Real)) +
          kAlignSlack;
 }
 

@@ -1,8 +1,9 @@
 // Backward of the recurrent kernels (notation and buffers: faltung/rnn.hpp, rnn_kernels.hpp).
 // Per step, from the last one: the gate gradients from the state gradient (dZ, the gradient of
-// the step's recurrent GEMM output), the GEMM back (dh_{t-1} = dZ R^T * m), and after the loop
-// dW = Xp^T dZ, dR = Hm^T dZ, dx = dZ W^T as single GEMMs over all packed rows. A masked step
-// passes the state gradients through and adds its carried output's gradient.
+// the step's recurrent product), the product back (dh_{t-1} = dZ R^T * m, against R packed
+// transposed once per call: rnn_gemm.hpp), and after the loop dW = Xp^T dZ, dR = Hm^T dZ,
+// dx = dZ W^T as single GEMMs over all packed rows. A masked step passes the state gradients
+// through and adds its carried output's gradient.
 #include <omp.h>
 
 #include <algorithm>
@@ -29,7 +30,7 @@ struct Backward {
   // saved
   const Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
   // workspace
-  Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ;
+  Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb;
   int64_t B, T, F, U, GU;
 
   Backward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
@@ -42,10 +43,10 @@ struct Backward {
     Hprev = at(saved, S.Hprev) ? at(saved, S.Hprev) : Hm;  // h_{t-1}; Hm without a mask
     Cprev = at(saved, S.Cprev), Ac = at(saved, S.Ac), Cnew = at(saved, S.Cnew);
     GH = at(saved, S.GH), Q = at(saved, S.Q);
-    const BackwardLayout L = backward_layout(c, pl.N, dx != nullptr, dW != nullptr);
+    const BackwardLayout L = backward_layout<Real>(c, pl.N, dx != nullptr, dW != nullptr);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), dZ = at(ws, L.dZ), dXh = at(ws, L.dXh), dxp = at(ws, L.dxp);
-    dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ);
+    dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ), Rb = at(ws, L.Rb);
   }
 
   int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
@@ -58,6 +59,9 @@ struct Backward {
   const Real* pre(int64_t r, int64_t g) const { return Zpre ? Zpre + r * GU + g * U : nullptr; }
 
   void prologue(int k, int nt) {
+    const int64_t nb = Panel<Real>::blocks(U);
+    pack_backward<Real>(w.recurrent_kernel, U, c.gates(), split_lo(nb, k, nt), split_lo(nb, k + 1, nt),
+                        Rb);
     for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
       const int64_t b = pl.perm[p];
       for (int64_t u = 0; u < U; ++u) dH[p * U + u] = dh_T ? dh_T[b * U + u] : Real(0);
@@ -201,8 +205,7 @@ struct Backward {
 
   void step(int64_t s, int k, int nt) {
     const int64_t lo = pl.lo[s], hi = pl.hi[s];
-    const Rect q = step_rect(lo, hi, U, k, nt);
-    const Real* R = w.recurrent_kernel;
+    const Rect q = step_rect<Real>(lo, hi, U, k, nt);
     Real* dZ_s = dZ + pl.off[s] * GU;
     gates_back(s, q);
     for_idle_rows(pl, B, s, k, nt, [&](int64_t p) { carry(s, p, 0, U); });
@@ -210,14 +213,14 @@ struct Backward {
 #pragma omp barrier
     }
     if (is_gru(c) && !c.reset_after) {
-      step_gemm_back<Real>(q, lo, GU, 2 * U, 3 * U, dZ_s, GU, R, Real(0), dQ, U);
+      step_gemm_back<Real>(q, lo, U, GU, 2 * U, 3 * U, dZ_s, GU, Rb, false, dQ, U);
       gru_gate_r_back(s, q);
       if (q.by_units) {
 #pragma omp barrier
       }
-      step_gemm_back<Real>(q, lo, GU, 0, 2 * U, dZ_s, GU, R, Real(1), dHm, U);
+      step_gemm_back<Real>(q, lo, U, GU, 0, 2 * U, dZ_s, GU, Rb, true, dHm, U);
     } else {
-      step_gemm_back<Real>(q, lo, GU, 0, GU, dZ_s, GU, R, Real(0), dHm, U);
+      step_gemm_back<Real>(q, lo, U, GU, 0, GU, dZ_s, GU, Rb, false, dHm, U);
     }
     combine(s, q);
 #pragma omp barrier

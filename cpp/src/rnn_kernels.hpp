@@ -13,15 +13,19 @@
 //     GH     (N,U)  GRU reset_after: (h_{t-1} m) R_h + rb_h
 //     Q      (N,U)  GRU not reset_after: r * h_{t-1} m (the h gate's GEMM input)
 //   forward workspace: Xp (N,F) gathered x; xbias (GU); h, c (B,U) the states in sorted
-//     order; without training G (N,GU) and one step's block (B,U) of Hm, Ac, GH, Q.
+//     order; Rf the packed recurrent kernel (rnn_gemm.hpp); without training G (N,GU) and
+//     one step's block (B,U) of Hm, Ac, GH, Q.
 //   backward workspace: Xp (N,F) if dweights; dZ (N,GU) the gradient of the recurrent GEMM's
 //     output (GRU reset_after: dG, with dXh (N,U) the input side of the h gate); dxp (N,F) if
-//     dx; dH, dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU.
+//     dx; dH, dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU;
+//     Rb the packed transposed recurrent kernel (rnn_gemm.hpp).
 //
 // Threads: one parallel region per call. Per step each thread owns a rectangle of the
-// block (rows [r0,r1) of sorted positions x units [u0,u1) of every gate): rows when the
-// block is tall, else units (the GEMM then needs every unit of its input: one barrier
-// between the input's writers and the GEMM). Every step ends at a barrier.
+// block (rows [r0,r1) of sorted positions x units [u0,u1) of every gate): units, in whole
+// panel blocks, when there is a block per thread (each thread then reads only its own part of
+// the packed kernel, which stays in its cache; the GEMM needs every unit of its input: one
+// barrier between the input's writers and the GEMM), else rows when the block is tall.
+// Every step ends at a barrier.
 #pragma once
 #include <omp.h>
 
@@ -31,6 +35,7 @@
 
 #include "faltung/common.hpp"
 #include "faltung/rnn.hpp"
+#include "rnn_gemm.hpp"
 
 namespace faltung::rnn_detail {
 
@@ -90,10 +95,11 @@ inline SavedLayout saved_layout(const RnnConfig& c, int64_t N) {
 }
 
 struct ForwardLayout {
-  int64_t Xp = -1, xbias = -1, h = -1, c = -1;                   // always
+  int64_t Xp = -1, xbias = -1, h = -1, c = -1, Rf = -1;          // always
   int64_t G = -1, Hm = -1, Ac = -1, GH = -1, Q = -1, total = 0;  // without training
 };
-inline ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
+template <typename Real>
+ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
   const int64_t B = c.B, U = c.U, GU = c.GU();
   ForwardLayout L;
   Carve k;
@@ -101,6 +107,7 @@ inline ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training
   L.xbias = k.take(GU);
   L.h = k.take(B * U);
   if (is_lstm(c)) L.c = k.take(B * U);
+  L.Rf = k.take(Panel<Real>::size(U, c.gates()));
   if (!training) {
     L.G = k.take(N * GU);
     L.Hm = k.take(B * U);
@@ -112,9 +119,11 @@ inline ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training
 }
 
 struct BackwardLayout {
-  int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, total = 0;
+  int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, Rb = -1,
+          total = 0;
 };
-inline BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool need_dweights) {
+template <typename Real>
+BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool need_dweights) {
   const int64_t B = c.B, U = c.U, GU = c.GU();
   BackwardLayout L;
   Carve k;
@@ -126,6 +135,7 @@ inline BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_d
   if (is_lstm(c)) L.dC = k.take(B * U);
   L.dHm = k.take(B * U);
   if (is_gru(c) && !c.reset_after) L.dQ = k.take(B * U);
+  L.Rb = k.take(Panel<Real>::size(U, c.gates()));
   L.total = k.total;
   return L;
 }
@@ -139,14 +149,20 @@ struct Rect {
   bool by_units;
   bool empty() const { return r1 <= r0 || u1 <= u0; }
 };
-constexpr int64_t kMinRowsPerThread = 8;    // below this, split the units instead ...
-constexpr int64_t kMinUnitsPerThread = 16;  // ... if there are this many per thread
-inline Rect step_rect(int64_t lo, int64_t hi, int64_t U, int k, int nt) {
-  const int64_t rows = hi - lo;
-  if (nt == 1 || rows >= kMinRowsPerThread * nt || U < kMinUnitsPerThread * nt)
+constexpr int64_t kMinRowsPerThread = 8;  // fewer blocks than threads: split rows from this
+template <typename Real>
+Rect step_rect(int64_t lo, int64_t hi, int64_t U, int k, int nt) {
+  constexpr int64_t NR = Panel<Real>::NR;
+  const int64_t rows = hi - lo, nb = Panel<Real>::blocks(U);
+  if (nt == 1 || (nb < nt && rows >= kMinRowsPerThread * nt))
     return {lo + split_lo(rows, k, nt), lo + split_lo(rows, k + 1, nt), 0, U, false};
-  const int64_t chunk = ((U + nt - 1) / nt + 7) / 8 * 8;  // multiples of 8 units
-  return {lo, hi, std::min(U, k * chunk), std::min(U, (k + 1) * chunk), true};
+  const int64_t u0 = std::min(U, split_lo(nb, k, nt) * NR), u1 = std::min(U, split_lo(nb, k + 1, nt) * NR);
+  return {lo, hi, u0, u1, true};
+}
+// Units [u0, u1) of a Rect lie in the panel blocks [block_of(u0), block_of(u1)).
+template <typename Real>
+int64_t block_of(int64_t u) {
+  return (u + Panel<Real>::NR - 1) / Panel<Real>::NR;
 }
 
 // gemm with K possibly 0 (OpenBLAS rejects lda = 0): then C = beta * C.
@@ -184,33 +200,30 @@ void team_gemm(int k, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   }
 }
 
-// Step s's recurrent product for rectangle q, gates [g0, g1):
-// C[rows, (g - g0)*U + (u0..u1)] = beta C + A[rows] (K = U) @ R[:, g*U + (u0..u1)].
-// A and C are the step's blocks (row 0 = sorted position lo; C starts at gate g0's column),
-// R has leading dimension GU.
+// Step s's recurrent product for rectangle q, gates [g0, g1) (A holds K = U columns):
+// C[rows, (g - g0)*U + (u0..u1)] = (add ? C : 0) + A[rows] @ R[:, g*U + (u0..u1)], R packed as
+// Rf (rnn_gemm.hpp) with G gates. A and C are the step's blocks (row 0 = sorted position lo;
+// C starts at gate g0's column).
 template <typename Real>
-void step_gemm(const Rect& q, int64_t lo, int64_t U, int64_t GU, int64_t g0, int64_t g1,
-               const Real* A, int64_t lda, const Real* R, Real beta, Real* C, int64_t ldc) {
+void step_gemm(const Rect& q, int64_t lo, int64_t U, int64_t G, int64_t g0, int64_t g1,
+               const Real* A, int64_t lda, const Real* Rf, bool add, Real* C, int64_t ldc) {
   if (q.empty()) return;
-  const Real* A_q = A + (q.r0 - lo) * lda;
-  Real* C_q = C + (q.r0 - lo) * ldc;
-  if (!q.by_units) {  // all units: the gates are contiguous columns
-    gemm0<Real>(false, false, q.r1 - q.r0, (g1 - g0) * U, U, Real(1), A_q, lda, R + g0 * U, GU,
-                beta, C_q, ldc);
-    return;
-  }
+  const int64_t panel = U * Panel<Real>::NR;
   for (int64_t g = g0; g < g1; ++g)
-    gemm0<Real>(false, false, q.r1 - q.r0, q.u1 - q.u0, U, Real(1), A_q, lda, R + g * U + q.u0,
-                GU, beta, C_q + (g - g0) * U + q.u0, ldc);
+    panel_gemm<Real>(q.r1 - q.r0, U, A + (q.r0 - lo) * lda, lda, Rf + g * panel, G * panel,
+                     block_of<Real>(q.u0), block_of<Real>(q.u1), U,
+                     C + (q.r0 - lo) * ldc + (g - g0) * U, ldc, add);
 }
 
-// Backward of step_gemm: dA[rows, u0..u1] = beta dA + dC[rows, k0..k1] @ R[u0..u1, k0..k1]^T.
+// Backward of step_gemm: dA[rows, u0..u1] = (add ? dA : 0) + dC[rows, k0..k1] @
+// R[u0..u1, k0..k1]^T, R packed as Rb (rnn_gemm.hpp), GU = G*U.
 template <typename Real>
-void step_gemm_back(const Rect& q, int64_t lo, int64_t GU, int64_t k0, int64_t k1,
-                    const Real* dC, int64_t ldc, const Real* R, Real beta, Real* dA, int64_t lda) {
+void step_gemm_back(const Rect& q, int64_t lo, int64_t U, int64_t GU, int64_t k0, int64_t k1,
+                    const Real* dC, int64_t ldc, const Real* Rb, bool add, Real* dA, int64_t lda) {
   if (q.empty()) return;
-  gemm0<Real>(false, true, q.r1 - q.r0, q.u1 - q.u0, k1 - k0, Real(1), dC + (q.r0 - lo) * ldc + k0,
-              ldc, R + q.u0 * GU + k0, GU, beta, dA + (q.r0 - lo) * lda + q.u0, lda);
+  constexpr int64_t NR = Panel<Real>::NR;
+  panel_gemm<Real>(q.r1 - q.r0, k1 - k0, dC + (q.r0 - lo) * ldc + k0, ldc, Rb + k0 * NR, GU * NR,
+                   block_of<Real>(q.u0), block_of<Real>(q.u1), U, dA + (q.r0 - lo) * lda, lda, add);
 }
 
 // Packed rows [r0, r1): fn(row, s, p).

@@ -28,13 +28,15 @@
 // Every per-step array is packed time-major: step s owns rows off[s] .. off[s+1] (one per
 // position in [lo, hi)), so padded steps take no rows, no GEMM and no gate math. Forward:
 // x is gathered into the packed order and projected by one GEMM (N x F x GU); per step one
-// recurrent GEMM onto that block with bias, gates and state update fused into its epilogue
-// (GRU without reset_after: the h-gate product is a second GEMM after r). Backward: per step
-// the recurrent GEMM back, dW = Xp^T dZ, dR = Hm^T dZ, dx = dZ W^T as single GEMMs over
-// all N rows after the loop. One OpenMP parallel region per call; per step the team splits
-// the range [lo, hi) by rows when it is tall enough, else each gate's columns by units, and
-// meets at one barrier per step (a second one inside the step in the unit split).
-// Threads call single-threaded OpenBLAS (faltung::gemm).
+// recurrent product onto that block, then bias, gates and state update on the block (GRU
+// without reset_after: the h-gate product is a second one after r). Backward: per step the
+// recurrent product back, dW = Xp^T dZ, dR = Hm^T dZ, dx = dZ W^T as single GEMMs over all
+// N rows after the loop. The per-step products run against the recurrent kernel packed once
+// per call into panels (cpp/src/rnn_gemm.hpp, a register-tiled kernel), not OpenBLAS. One
+// OpenMP parallel region per call; per step the team splits each gate's columns by units
+// (whole panel blocks) when there is a block per thread, else the range [lo, hi) by rows,
+// and meets at one barrier per step (a second one inside the step in the unit split).
+// Threads call single-threaded OpenBLAS (faltung::gemm) for the GEMMs over all rows.
 //
 // Memory (the warp-ctc pattern): the caller asks rnn_plan for the plan, rnn_saved_size and
 // rnn_*_workspace_size for the buffer sizes, and passes the buffers. Forward with training

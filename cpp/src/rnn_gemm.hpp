@@ -1,0 +1,128 @@
+// Internal to rnn.cpp and rnn_backward.cpp (compiled per CPU level: the panel width follows
+// the level's vector width): the per-step recurrent products against a recurrent kernel R
+// (U,GU) packed once per call, instead of an OpenBLAS call per step that re-packs R every
+// step (1 MB at U = 256) and gives each thread of the team all of it.
+//
+// Panels: a packed matrix is a sequence of panels of K rows x NR columns, each row NR
+// contiguous values (columns past the matrix are zeros). The units are cut into nb = ceil(U /
+// NR) blocks of NR; block j holds units [j NR, j NR + NR).
+//   forward  Rf: for block j and gate g, panel j*G + g = R[:, g U + j NR + (0..NR)]  (K = U)
+//   backward Rb: for block j, panel j = R[j NR + (0..NR), :]^T                      (K = GU)
+// A thread that owns a range of unit blocks reads only their panels, which stay in its cache
+// from step to step. The product of a block is a register tile of MR rows x NR columns
+// (MR*NV accumulators; per k NV panel loads and MR broadcasts of A feed MR*NV FMAs).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "simd.hpp"
+
+namespace faltung::rnn_detail {
+
+template <typename Real>
+struct Panel {
+  using V = typename simd::Vec<Real>::type;
+  static constexpr int VW = simd::Vec<Real>::width;
+  static constexpr int NV = 2;                            // vectors per panel row
+  static constexpr int NR = NV * VW;                      // panel columns
+  static constexpr int MR = simd::kBytes == 64 ? 12 : 6;  // tile rows: 24 of 32 / 12 of 16 registers
+  static int64_t blocks(int64_t U) { return (U + NR - 1) / NR; }
+  static int64_t size(int64_t U, int64_t G) { return blocks(U) * G * U * NR; }  // Rf or Rb
+};
+
+// Rf's blocks [j0, j1) from R (U,GU).
+template <typename Real>
+void pack_forward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, Real* Rf) {
+  constexpr int NR = Panel<Real>::NR;
+  const int64_t GU = G * U;
+  for (int64_t j = j0; j < j1; ++j)
+    for (int64_t g = 0; g < G; ++g) {
+      Real* P = Rf + (j * G + g) * U * NR;
+      const int64_t n = std::min<int64_t>(NR, U - j * NR);
+      for (int64_t k = 0; k < U; ++k) {
+        std::copy_n(R + k * GU + g * U + j * NR, n, P + k * NR);
+        std::fill(P + k * NR + n, P + (k + 1) * NR, Real(0));
+      }
+    }
+}
+
+// Rb's blocks [j0, j1) from R (U,GU).
+template <typename Real>
+void pack_backward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, Real* Rb) {
+  constexpr int NR = Panel<Real>::NR;
+  const int64_t GU = G * U;
+  for (int64_t j = j0; j < j1; ++j) {
+    Real* P = Rb + j * GU * NR;
+    const int64_t n = std::min<int64_t>(NR, U - j * NR);
+    for (int64_t k = 0; k < GU; ++k) {
+      for (int64_t c = 0; c < n; ++c) P[k * NR + c] = R[(j * NR + c) * GU + k];
+      std::fill(P + k * NR + n, P + (k + 1) * NR, Real(0));
+    }
+  }
+}
+
+// C[i, 0..nc) = (add ? C[i, 0..nc) : 0) + sum over k < K of A[i, k] P[k, 0..nc), rows i < M.
+template <typename Real, int M>
+void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, int64_t ldc,
+                int64_t nc, bool add) {
+  using T = Panel<Real>;
+  using V = typename T::V;
+  constexpr int NV = T::NV, VW = T::VW, NR = T::NR;
+  V acc[M][NV];
+#pragma GCC unroll 12
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+  for (int64_t k = 0; k < K; ++k) {
+    V b[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) b[v] = simd::load<V>(P + k * NR + v * VW);
+#pragma GCC unroll 12
+    for (int i = 0; i < M; ++i) {
+      const V a = simd::bcast(A + i * lda + k);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < M; ++i) {
+    Real* c = C + i * ldc;
+    if (nc == NR) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v)
+        simd::store(c + v * VW, add ? acc[i][v] + simd::load<V>(c + v * VW) : acc[i][v]);
+    } else {
+      Real t[NR];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) simd::store(t + v * VW, acc[i][v]);
+      for (int64_t j = 0; j < nc; ++j) c[j] = add ? c[j] + t[j] : t[j];
+    }
+  }
+}
+
+// panel_tile for m rows, 1 <= m <= M.
+template <typename Real, int M = Panel<Real>::MR>
+void panel_rows(int64_t m, int64_t K, const Real* A, int64_t lda, const Real* P, Real* C,
+                int64_t ldc, int64_t nc, bool add) {
+  if constexpr (M > 1) {
+    if (m < M) return panel_rows<Real, M - 1>(m, K, A, lda, P, C, ldc, nc, add);
+  }
+  panel_tile<Real, M>(K, A, lda, P, C, ldc, nc, add);
+}
+
+// C[i, u] = (add ? C[i, u] : 0) + sum over k < K of A[i, k] P_j[k, u - j NR] for rows i < M
+// and the units u < U of blocks [j0, j1), where P_j = P + j * stride is block j's panel
+// and C points at unit 0.
+template <typename Real>
+void panel_gemm(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P, int64_t stride,
+                int64_t j0, int64_t j1, int64_t U, Real* C, int64_t ldc, bool add) {
+  constexpr int MR = Panel<Real>::MR, NR = Panel<Real>::NR;
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t nc = std::min<int64_t>(NR, U - j * NR);
+    for (int64_t i = 0; i < M; i += MR)
+      panel_rows<Real>(std::min<int64_t>(MR, M - i), K, A + i * lda, lda, P + j * stride,
+                       C + i * ldc + j * NR, ldc, nc, add);
+  }
+}
+
+}  // namespace faltung::rnn_detail

@@ -1,0 +1,70 @@
+"""The recurrent kernels' per-step product against the packed recurrent kernel
+(cpp/src/rnn_gemm.hpp), at every CPU level: steps of 1 to 13 rows (every remainder of the
+register tile: 12 rows at AVX-512, 6 below), units that are no multiple of any panel width
+(2 vectors: 8..32 floats, 4..16 doubles), u = 1, batch 1, length 1, one thread and the team
+(units split in whole panel blocks, or rows when there is a single block). Forward against
+the numpy float64 reference, backward against the naive C++ oracle (itself checked against
+finite differences in test_rnn_kernels.py)."""
+import numpy as np
+import pytest
+
+import faltung
+from test_dispatch_levels import level  # noqa: F401  (the fixture: each CPU level in turn)
+from test_rnn_kernels import Case, assert_close, threads  # noqa: F401  (restores the thread count)
+
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+
+
+def team_features(cell, B, T, U):
+    """Input features enough for the kernels to use the team on a step of a single block
+    (their input projection then passes 2e6 flops)."""
+    return int(2e6 / (2 * B * T * GATES[cell] * U)) + 1
+
+
+def staircase(cell, **kw):
+    """13 samples of lengths 13, 12, ..., 1: step s has 13 - s rows."""
+    case = Case(cell, 13, 13, 3, 19, mask="prefix", h0=True, seed=7, **kw)
+    case.mask = np.arange(13)[None, :] < np.arange(13, 0, -1)[:, None]
+    case.id += "-staircase"
+    return case
+
+
+def cases():
+    out = []
+    for cell, reset_after in (("simple_rnn", True), ("lstm", True), ("gru", True), ("gru", False)):
+        kw = dict(reset_after=reset_after)
+        out += [
+            Case(cell, 1, 1, 3, 1, **kw),                                    # batch 1, length 1, u = 1
+            Case(cell, 13, 2, 3, 1, h0=True, seed=1, **kw),                  # a full tile + 1 row
+            Case(cell, 11, 3, 2, 19, mask="prefix", seed=2, **kw),           # 11 rows: every tile short
+            Case(cell, 25, 2, 4, 33, h0=True, rmask=True, seed=3, **kw),     # 2 tiles + 1; 33 units
+            Case(cell, 1, 4, 3, 70, go_backwards=True, seed=4, **kw),        # batch 1, several blocks
+            Case(cell, 5, 3, 4, 75, mask="arbitrary", h0=True, seed=5, **kw),  # team: units split
+            Case(cell, 37, 3, team_features(cell, 37, 3, 5), 5, mask="suffix", h0=True, seed=6,
+                 **kw),                                                      # team: rows split
+            staircase(cell, **kw),
+        ]
+    return out
+
+
+PANEL_CASES = cases()
+
+
+@pytest.mark.parametrize("case", PANEL_CASES, ids=[c.id for c in PANEL_CASES])
+def test_packed_recurrent_product_at_every_level(case, level, threads):  # noqa: F811
+    expected = case.reference()
+    douts = case.output_weights()
+    _, saved_ref = case.forward(algorithm="reference", training=True)
+    oracle = case.backward(saved_ref, douts)
+    for n in (1, 2):
+        faltung.set_num_threads(n)
+        got64, saved = case.forward(np.float64, training=True)
+        got32, _ = case.forward(np.float32)
+        for name, e, g64, g32 in zip(("hs", "h_T", "c_T"), expected, got64, got32):
+            assert_close(g64, e, 1e-12, f"{name} float64, {n} threads, {level}")
+            assert_close(g32.astype(np.float64), e, 1e-4, f"{name} float32, {n} threads, {level}")
+        grads = case.backward(saved, douts)
+        for name, g in grads.items():
+            if g is not None:
+                scale = max(1.0, np.abs(oracle[name]).max())
+                assert_close(g / scale, oracle[name] / scale, 1e-11, f"d{name}, {n} threads, {level}")
