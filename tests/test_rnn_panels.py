@@ -2,7 +2,8 @@
 (cpp/src/rnn_gemm.hpp), at every CPU level: steps of 1 to 13 rows (every remainder of the
 register tile: 12 rows at AVX-512, 6 below), units that are no multiple of any panel width
 (2 vectors: 8..32 floats, 4..16 doubles), u = 1, batch 1, length 1, one thread and the team
-(units split in whole panel blocks, or rows when there is a single block). Forward against
+(units split in whole panel blocks, or rows when there is a single block or the packed
+kernel is at most 256 KB). Forward against
 the numpy float64 reference, backward against the naive C++ oracle (itself checked against
 finite differences in test_rnn_kernels.py)."""
 import numpy as np
@@ -42,6 +43,8 @@ def cases():
             Case(cell, 5, 3, 4, 75, mask="arbitrary", h0=True, seed=5, **kw),  # team: units split
             Case(cell, 37, 3, team_features(cell, 37, 3, 5), 5, mask="suffix", h0=True, seed=6,
                  **kw),                                                      # team: rows split
+            Case(cell, 25, 2, 3, 260, h0=True, seed=7, **kw),  # team: units split over several
+                                                                # row tiles (kernel > 256 KB)
             staircase(cell, **kw),
         ]
     return out

@@ -221,7 +221,7 @@ struct Forward {
 
   void step(int64_t s, int k, int nt) {
     const int64_t lo = pl.lo[s], hi = pl.hi[s];
-    const Rect q = step_rect<Real>(lo, hi, U, k, nt);
+    const Rect q = step_rect<Real>(lo, hi, U, c.gates(), k, nt);
     const int64_t Gn = c.gates();
     Real* Hm_s = Hm + block_row(s) * U;
     Real* G_s = G + pl.off[s] * GU;

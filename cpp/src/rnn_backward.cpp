@@ -205,7 +205,7 @@ struct Backward {
 
   void step(int64_t s, int k, int nt) {
     const int64_t lo = pl.lo[s], hi = pl.hi[s];
-    const Rect q = step_rect<Real>(lo, hi, U, k, nt);
+    const Rect q = step_rect<Real>(lo, hi, U, c.gates(), k, nt);
     Real* dZ_s = dZ + pl.off[s] * GU;
     gates_back(s, q);
     for_idle_rows(pl, B, s, k, nt, [&](int64_t p) { carry(s, p, 0, U); });

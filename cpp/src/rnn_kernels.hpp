@@ -149,12 +149,19 @@ struct Rect {
   bool by_units;
   bool empty() const { return r1 <= r0 || u1 <= u0; }
 };
-constexpr int64_t kMinRowsPerThread = 8;  // fewer blocks than threads: split rows from this
+// Rows are split when the packed recurrent kernel (gates x U x U) is small enough for every
+// core to hold it all in its L2 (up to 256 KB: LSTM to U 128), or has fewer panel blocks than
+// threads: then each step needs no data from the other threads' units. Larger kernels are
+// split by units, each thread reading only its own part of the kernel (at U 256 the whole
+// kernel, 1 MB, would not stay in a core's L2 across steps).
+constexpr int64_t kMinRowsPerThread = 8;
+constexpr int64_t kRowSplitKernelBytes = 256 * 1024;
 template <typename Real>
-Rect step_rect(int64_t lo, int64_t hi, int64_t U, int k, int nt) {
+Rect step_rect(int64_t lo, int64_t hi, int64_t U, int64_t gates, int k, int nt) {
   constexpr int64_t NR = Panel<Real>::NR;
   const int64_t rows = hi - lo, nb = Panel<Real>::blocks(U);
-  if (nt == 1 || (nb < nt && rows >= kMinRowsPerThread * nt))
+  const bool small_kernel = gates * U * U * int64_t(sizeof(Real)) <= kRowSplitKernelBytes;
+  if (nt == 1 || ((nb < nt || small_kernel) && rows >= kMinRowsPerThread * nt))
     return {lo + split_lo(rows, k, nt), lo + split_lo(rows, k + 1, nt), 0, U, false};
   const int64_t u0 = std::min(U, split_lo(nb, k, nt) * NR), u1 = std::min(U, split_lo(nb, k + 1, nt) * NR);
   return {lo, hi, u0, u1, true};
