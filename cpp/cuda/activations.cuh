@@ -5,38 +5,14 @@
 #pragma once
 #include <cstdint>
 
+#include "dropout_rule.cuh"
 #include "hd.cuh"
 
 namespace faltung::cuda::act {
 
 // ---- dropout ---------------------------------------------------------------------------------
-// Element i is kept iff the top 24 bits of hash(seed, i) are >= thr24 = round(rate 2^24): the
-// rule of softmax_dropout.cpp's KeepRule, restated here with FALTUNG_HD (the CPU file keeps its
-// own copy in an anonymous namespace; tests/test_cuda_host.py holds the two to equal masks).
-FALTUNG_HD inline uint32_t fmix32(uint32_t h) {  // murmur3's 32-bit finalizer
-  h ^= h >> 16;
-  h *= 0x85EBCA6Bu;
-  h ^= h >> 13;
-  h *= 0xC2B2AE35u;
-  return h ^ (h >> 16);
-}
-
-struct KeepRule {
-  uint32_t key_lo, key_hi, thr24;
-  FALTUNG_HD bool keep(int64_t i) const {
-    const uint32_t c = uint32_t(i) * 0x9E3779B9u + key_lo + uint32_t(uint64_t(i) >> 32) * 0x7FEB352Du;
-    return (fmix32(fmix32(c) ^ key_hi) >> 8) >= thr24;
-  }
-};
-
-// Host only: the key from the seed (splitmix64's finalizer) and the threshold from the rate.
-inline KeepRule keep_rule(double rate, uint64_t seed) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  return KeepRule{uint32_t(z), uint32_t(z >> 32), uint32_t(int64_t(rate * 16777216.0 + 0.5))};
-}
+using dropout::KeepRule;  // the CPU's rule itself (dropout_rule.cuh)
+using dropout::keep_rule;
 
 // x (N) -> y (N), mask (N). Thread per element.
 template <typename T>

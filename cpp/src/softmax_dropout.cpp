@@ -9,6 +9,7 @@
 #endif
 #include <string>
 
+#include "../cuda/dropout_rule.cuh"
 #include "elementwise.hpp"
 #include "faltung/activations.hpp"
 
@@ -71,34 +72,7 @@ void log_softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K) 
 // ---- dropout ---------------------------------------------------------------------------
 
 namespace {
-inline uint64_t mix64(uint64_t z) {  // splitmix64 finalizer (for the key only)
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-inline uint32_t fmix32(uint32_t h) {  // murmur3's 32-bit finalizer: a bijection
-  h ^= h >> 16;
-  h *= 0x85EBCA6Bu;
-  h ^= h >> 13;
-  h *= 0xC2B2AE35u;
-  return h ^ (h >> 16);
-}
-// Element i is kept iff the top 24 bits of hash(seed, i) are >= thr24 = round(rate 2^24).
-// The hash works on 32-bit lanes (AVX2 has 32-bit but no 64-bit multiplies): two rounds of
-// fmix32 over (i * golden + key_lo) and key_hi; the high half of i enters the first round.
-struct KeepRule {
-  uint32_t key_lo, key_hi, thr24;
-  KeepRule(double rate, uint64_t seed) {
-    const uint64_t k = mix64(seed + 0x9E3779B97F4A7C15ULL);
-    key_lo = uint32_t(k);
-    key_hi = uint32_t(k >> 32);
-    thr24 = uint32_t(std::llround(rate * 16777216.0));
-  }
-  bool keep(int64_t i) const {
-    const uint32_t c = uint32_t(i) * 0x9E3779B9u + key_lo + uint32_t(uint64_t(i) >> 32) * 0x7FEB352Du;
-    return (fmix32(fmix32(c) ^ key_hi) >> 8) >= thr24;
-  }
-};
+using dropout::KeepRule;  // cpp/cuda/dropout_rule.cuh: the rule the CUDA bodies share
 void check_rate(double rate) {
   FALTUNG_CHECK(rate >= 0.0 && rate <= 1.0,
                 "dropout: expected 0 <= rate <= 1, received rate=" + std::to_string(rate));
@@ -108,7 +82,7 @@ void check_rate(double rate) {
 // -> mask (N)
 void dropout_mask(uint8_t* mask, int64_t N, double rate, uint64_t seed) {
   check_rate(rate);
-  const KeepRule rule(rate, seed);
+  const KeepRule rule = dropout::keep_rule(rate, seed);
   ew(N, kCostly, [=](int64_t i0, int64_t i1) {
     // locals: uint8_t stores may alias anything, so captured fields would be reloaded
     // every iteration and the loop would not vectorize
@@ -122,7 +96,7 @@ void dropout_mask(uint8_t* mask, int64_t N, double rate, uint64_t seed) {
 template <typename T>
 void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t N, double rate, uint64_t seed) {
   check_rate(rate);
-  const KeepRule rule(rate, seed);
+  const KeepRule rule = dropout::keep_rule(rate, seed);
   const T scale = rate < 1.0 ? T(1.0 / (1.0 - rate)) : T(0);
   ew(N, kCostly, [=](int64_t i0, int64_t i1) {
     const KeepRule r = rule;  // locals, see dropout_mask
