@@ -60,6 +60,7 @@ def test_wheel_is_manylinux_2_28_and_holds_every_level():
         assert any(n.startswith(f"faltung/_core_{level}.") and n.endswith(".so") for n in names), level
     assert any(n.startswith("faltung.libs/libgomp") for n in names)      # grafted
     assert not any("openblas" in n for n in names)                       # from scipy-openblas32
+    assert not any(n.startswith("faltung/_cuda") for n in names)         # CPU-only, test-free
 
 
 @pytest.fixture(scope="module")

