@@ -21,11 +21,11 @@
 //     Rb the packed transposed recurrent kernel (rnn_gemm.hpp).
 //
 // Threads: one parallel region per call. Per step each thread owns a rectangle of the
-// block (rows [r0,r1) of sorted positions x units [u0,u1) of every gate): units, in whole
-// panel blocks, when there is a block per thread (each thread then reads only its own part of
-// the packed kernel, which stays in its cache; the GEMM needs every unit of its input: one
-// barrier between the input's writers and the GEMM), else rows when the block is tall.
-// Every step ends at a barrier.
+// block (rows [r0,r1) of sorted positions x units [u0,u1) of every gate): rows when the
+// block is tall and the packed kernel fits every core's cache (step_rect), else units, in
+// whole panel blocks (each thread then reads only its own part of the packed kernel, which
+// stays in its cache; the GEMM needs every unit of its input: one barrier between the
+// input's writers and the GEMM). Every step ends at a barrier.
 #pragma once
 #include <omp.h>
 
