@@ -179,6 +179,17 @@ def test_nan_input_propagates():
     assert np.isnan(grad[0]).any() and np.isfinite(grad[1]).all()
 
 
+def test_nan_reaching_the_end_only_through_a_slot_change_propagates():
+    """A NaN log-probability of the first label at step 0 (from_log_probs: only that slot's
+    column) reaches the final slots only through transitions from an earlier slot, never
+    through staying in one: the log-sum-exp of three must carry a NaN in any argument."""
+    x = np.log(np.full((1, 4, 3), 1 / 3))
+    x[0, 0, 1] = np.nan
+    for dt in (np.float32, np.float64):
+        loss, grad = ops.ctc_loss_and_grad([[1, 2]], x.astype(dt), [2], [4], from_log_probs=True)
+        assert np.isnan(loss[0]) and np.isnan(grad).any(), dt
+
+
 # ---- the seeds' worked example ----------------------------------------------------------
 
 # y_t(k) for t = 0..8 (columns) and k = blank, a, b, c, d, e, f (rows), as printed.
