@@ -80,7 +80,7 @@ def timeit(fn, min_time=0.05):
     return statistics.median(times)
 
 
-def compare(name, sides, rounds):
+def compare(name, sides, rounds, rows=ROWS):
     """sides: dict label -> zero-arg callable; 'faltung' must be one of them."""
     res = {k: [] for k in sides}
     labels = list(sides)
@@ -96,7 +96,7 @@ def compare(name, sides, rounds):
     med = {k: statistics.median(v) for k, v in res.items()}
     ratio = statistics.median(ratios)
     q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else (ratio,) * 3
-    ROWS.append((name, med, ratio, q1, q3))
+    rows.append((name, med, ratio, q1, q3))
     cols = "  ".join(f"{k} {v * 1e3:9.3f} ms" for k, v in med.items())
     print(f"{name:<44} {cols}  ratio {ratio:5.2f} (rounds {q1:.2f}-{q3:.2f})", flush=True)
 
@@ -756,11 +756,71 @@ def bench_ctc(repeats):
           f"(median of {repeats})", flush=True)
 
 
+# ---------------------------------------------------------------- CPU levels, paired
+def bench_levels(repeats):
+    """faltung's kernels at the avx512 level against the avx2 level of the same build, in one
+    process: faltung._core.use_level switches the kernels between the calls, the rounds alternate
+    the two levels as the PyTorch sections alternate the sides. Needs a CPU with AVX-512."""
+    from faltung import _core
+    if "avx512" not in _core.usable_levels():
+        print(f"levels: skipped, this CPU runs {_core.usable_levels()} (no avx512)", flush=True)
+        return
+    rng = np.random.default_rng(0)
+
+    def at(level, fn):
+        def call():
+            if _core.LEVEL != level:
+                _core.use_level(level)
+            fn()
+        return call
+
+    cases = []
+    for label, N, H, W, C, K, k, s, d in [
+            ("Winograd conv 32->32 @32", 64, 32, 32, 32, 32, 3, 1, 1),
+            ("Winograd conv 64->64 @16", 64, 16, 16, 64, 64, 3, 1, 1),
+            ("Winograd conv 128->128 @8", 64, 8, 8, 128, 128, 3, 1, 1),
+            ("Winograd conv 256->256 @56 N8", 8, 56, 56, 256, 256, 3, 1, 1),
+            ("direct conv 3->32 @32", 64, 32, 32, 3, 32, 3, 1, 1),
+            ("direct conv 64->64 @32 stride 2", 64, 32, 32, 64, 64, 3, 2, 1),
+            ("direct conv 64->64 @32 dilation 2", 64, 32, 32, 64, 64, 3, 1, 2)]:
+        cases.append((label, layers.Conv2D(K, k, strides=s, dilation_rate=d, padding="same"), (N, H, W, C)))
+    cases += [("depthwise conv 3x3 (64,32,32,64)", layers.DepthwiseConv2D(3, padding="same"), (64, 32, 32, 64)),
+              ("convT 64->32 16->32 k4 s2", layers.Conv2DTranspose(32, 4, strides=2, padding="same"),
+               (64, 16, 16, 64)),
+              ("maxpool 2x2 (64,32,32,32)", layers.MaxPooling2D((2, 2)), (64, 32, 32, 32)),
+              ("avgpool 2x2 (64,32,32,32)", layers.AveragePooling2D((2, 2)), (64, 32, 32, 32))]
+    for N, T, D, U in [(32, 100, 128, 256), (64, 50, 64, 128)]:
+        for name, cls in [("LSTM", layers.LSTM), ("GRU", layers.GRU), ("SimpleRNN", layers.SimpleRNN)]:
+            cases.append((f"{name} {U} units, batch {N}, T {T}, input {D}", cls(U, return_sequences=True),
+                          (N, T, D)))
+    rows = []
+    for label, layer, shape in cases:
+        x = rng.standard_normal(shape).astype(np.float32)
+        layer.build((None,) + shape[1:])
+        dy = rng.standard_normal(np.asarray(layer.forward(x, training=True)).shape).astype(np.float32)
+
+        def f(layer=layer, x=x):
+            layer.forward(x, training=False)
+
+        def fb(layer=layer, x=x, dy=dy):
+            layer.forward(x, training=True)
+            layer.backward(dy)
+        for kind, fn in (("fwd", f), ("fwd+bwd", fb)):
+            compare(f"{label} {kind}", {"faltung": at("avx512", fn), "avx2": at("avx2", fn)}, repeats, rows)
+    _core.use_level(_core._capped_level(os.environ.get("FALTUNG_CPU")))
+    print("\n| kernel (layer call) | avx2 ms | avx512 ms | speed-up avx512 over avx2 (median of rounds) "
+          "| quartiles |")
+    print("|---|---:|---:|---:|---:|")
+    for name, med, ratio, q1, q3 in rows:
+        print(f"| {name} | {med['avx2'] * 1e3:.2f} | {med['faltung'] * 1e3:.2f} | {1 / ratio:.2f} "
+              f"| {1 / q3:.2f}-{1 / q1:.2f} |", flush=True)
+
+
 SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
             "pool": bench_pool, "step": bench_step, "memory": bench_memory,
             "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph,
             "rnn": bench_rnn, "ctc": bench_ctc, "rnnmem": bench_rnn_memory,
-            "seq2seq": bench_seq2seq}
+            "seq2seq": bench_seq2seq, "levels": bench_levels}
 
 
 def main():
