@@ -3,13 +3,17 @@
 register tile: 12 rows at AVX-512, 6 below), units that are no multiple of any panel width
 (2 vectors: 8..32 floats, 4..16 doubles), u = 1, batch 1, length 1, one thread and the team
 (units split in whole panel blocks, or rows when there is a single block or the packed
-kernel is at most 256 KB). Forward against
+kernel is at most half the L2, `_core.rnn_get_row_split_bytes()`). Forward against
 the numpy float64 reference, backward against the naive C++ oracle (itself checked against
 finite differences in test_rnn_kernels.py)."""
 import numpy as np
 import pytest
 
+import ctypes
+import sys
+
 import faltung
+from faltung import _core
 from test_dispatch_levels import level  # noqa: F401  (the fixture: each CPU level in turn)
 from test_rnn_kernels import Case, assert_close, threads  # noqa: F401  (restores the thread count)
 
@@ -44,7 +48,8 @@ def cases():
             Case(cell, 37, 3, team_features(cell, 37, 3, 5), 5, mask="suffix", h0=True, seed=6,
                  **kw),                                                      # team: rows split
             Case(cell, 25, 2, 3, 260, h0=True, seed=7, **kw),  # team: units split over several
-                                                                # row tiles (kernel > 256 KB)
+                                                                # row tiles (kernel > the limit,
+                                                                # set to 256 KB below)
             staircase(cell, **kw),
         ]
     return out
@@ -59,6 +64,16 @@ def test_packed_recurrent_product_at_every_level(case, level, threads):  # noqa:
     douts = case.output_weights()
     _, saved_ref = case.forward(algorithm="reference", training=True)
     oracle = case.backward(saved_ref, douts)
+    # the split rule's limit is half the L2, which varies between machines: fix it, so that
+    # every machine runs the same splits
+    _core.rnn_set_row_split_bytes(256 * 1024)
+    try:
+        check_threads(case, level, expected, douts, oracle)
+    finally:
+        _core.rnn_set_row_split_bytes(0)
+
+
+def check_threads(case, level, expected, douts, oracle):
     for n in (1, 2):
         faltung.set_num_threads(n)
         got64, saved = case.forward(np.float64, training=True)
@@ -71,3 +86,18 @@ def test_packed_recurrent_product_at_every_level(case, level, threads):  # noqa:
             if g is not None:
                 scale = max(1.0, np.abs(oracle[name]).max())
                 assert_close(g / scale, oracle[name] / scale, 1e-11, f"d{name}, {n} threads, {level}")
+
+
+def test_row_split_limit_is_half_the_l2_by_default():
+    # glibc's sysconf(_SC_LEVEL2_CACHE_SIZE) (191 in glibc's ABI; Python's os.sysconf lacks the name)
+    l2 = ctypes.CDLL(None).sysconf(191) if sys.platform.startswith("linux") else 0
+    want = l2 // 2 if l2 > 0 else 256 * 1024
+    assert _core.rnn_get_row_split_bytes() == want
+    _core.rnn_set_row_split_bytes(12345)
+    try:
+        assert _core.rnn_get_row_split_bytes() == 12345
+    finally:
+        _core.rnn_set_row_split_bytes(0)
+    assert _core.rnn_get_row_split_bytes() == want
+    with pytest.raises(ValueError, match="expected bytes >= 0"):
+        _core.rnn_set_row_split_bytes(-1)

@@ -267,6 +267,10 @@ void bind_typed(py::module_& m, const std::string& sfx) {
 void bind_rnn(py::module_& m) {
   bind_typed<float>(m, "_f32");
   bind_typed<double>(m, "_f64");
+  m.def("rnn_set_row_split_bytes", &rnn_set_row_split_bytes, py::arg("bytes"),
+        "split a step's rows between the threads when the packed recurrent kernel has at most "
+        "this many bytes (0: the default, half the L2); for tests and tuning");
+  m.def("rnn_get_row_split_bytes", &rnn_get_row_split_bytes);
 }
 
 }  // namespace faltung::py_binding

@@ -5,8 +5,10 @@
 // b = perm[p] batch index. Packed arrays are time-major: step s owns rows off[s] + (p - lo[s])
 // for p in [lo[s], hi[s]).
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -281,7 +283,36 @@ struct Forward {
 
 }  // namespace
 
+namespace rnn_detail {
+
+namespace {
+std::atomic<int64_t> row_split_override{0};
+}
+
+int64_t rnn_row_split_bytes() {
+  if (const int64_t o = row_split_override.load(std::memory_order_relaxed)) return o;
+  static const int64_t automatic = [] {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);  // glibc reads it from cpuid; 0 if unknown
+#else
+    const long l2 = 0;
+#endif
+    return l2 > 0 ? int64_t(l2) / 2 : int64_t(256) * 1024;
+  }();
+  return automatic;
+}
+
+}  // namespace rnn_detail
+
 using namespace rnn_detail;
+
+void rnn_set_row_split_bytes(int64_t bytes) {
+  FALTUNG_CHECK(bytes >= 0, "rnn_set_row_split_bytes: expected bytes >= 0 (0: half the L2), received " +
+                                std::to_string(bytes));
+  row_split_override.store(bytes, std::memory_order_relaxed);
+}
+
+int64_t rnn_get_row_split_bytes() { return rnn_row_split_bytes(); }
 
 void rnn_check(const RnnConfig& c) {
   const char* op = c.cell == RnnCell::simple_rnn ? "simple_rnn" : c.cell == RnnCell::lstm ? "lstm" : "gru";

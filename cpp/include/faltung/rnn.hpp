@@ -69,6 +69,12 @@ struct RnnConfig {
 // Throws std::invalid_argument naming the op if a size is negative or U == 0.
 void rnn_check(const RnnConfig& c);
 
+// The team splits a step's rows (instead of its units) when the packed recurrent kernel is at
+// most this many bytes: by default half the L2 of a core (sysconf), 256 KB where unknown. For
+// tests and tuning: rnn_set_row_split_bytes(0) restores the default.
+void rnn_set_row_split_bytes(int64_t bytes);
+int64_t rnn_get_row_split_bytes();
+
 // The packed schedule of a call, from the mask (nullptr: every step of every sample).
 struct RnnPlan {
   int64_t N = 0;                    // packed rows = sum over steps of (hi[s] - lo[s])
