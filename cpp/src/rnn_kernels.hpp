@@ -187,8 +187,11 @@ void gemm0(bool ta, bool tb, int64_t M, int64_t N, int64_t K, Real alpha, const 
     for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == Real(0) ? Real(0) : beta * C[i * ldc + j];
 }
 
-// Thread k's share of C (M,N) = alpha op(A) op(B) + beta C: rows of C when tall, else
-// columns (as parallel_gemm splits, but inside the caller's parallel region).
+// Thread k's share of C (M,N) = alpha op(A) op(B) + beta C: rows of C when M >= N, else
+// columns, inside the caller's parallel region. Every thread packs all of the operand that is
+// not split, so the split takes the side whose operand is larger: the weight gradients (M = F
+// or U, N = 4U, K = all rows) split columns and pack op(A) twice instead of dZ (LSTM 128,
+// batch 64, T 50, avx512, paired: forward+backward 9.70 -> 9.07 ms; LSTM 256 32.9 -> 31.2 ms).
 template <typename Real>
 void team_gemm(int k, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, Real alpha,
                const Real* A, int64_t lda, const Real* B, int64_t ldb, Real beta, Real* C,
@@ -198,7 +201,7 @@ void team_gemm(int k, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     if (k == 0) gemm0<Real>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  if (M >= 16 * nt || M >= N) {
+  if (M >= N) {
     const int64_t m0 = split_lo(M, k, nt), m1 = split_lo(M, k + 1, nt);
     gemm0<Real>(ta, tb, m1 - m0, N, K, alpha, ta ? A + m0 : A + m0 * lda, lda, B, ldb, beta,
                 C + m0 * ldc, ldc);
