@@ -365,3 +365,19 @@ def test_global_pooling_matches_cpu(impl, case, dtype):
     close(y[:, 0, 0], x.mean(axis=(1, 2)), dtype)
     close(getattr(impl, "avg_pool2d_backward" + sfx(dtype))(dy, (H, W), *geo, block=32),
           getattr(_core, "avg_pool2d_backward" + sfx(dtype))(dy, (H, W), *geo), dtype)
+
+
+# ---- SeparableConv2D: the depthwise body then a 1x1 conv, as faltung.ops.separable_conv ---------
+
+@DTYPES
+def test_separable_conv2d_composes_to_cpu(impl, dtype):
+    from faltung.ops import convolution as conv_ops
+    rng = np.random.default_rng(5)
+    N, H, W, C, m, K = 2, 9, 7, 3, 2, 5
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    dk = rng.standard_normal((3, 3, C, m)).astype(dtype)
+    pk = rng.standard_normal((1, 1, C * m, K)).astype(dtype)
+    pt, pl, OH, OW = geometry(H, W, 3, 3, (2, 2), (1, 1), "same")
+    mid = getattr(impl, "depthwise_conv2d" + sfx(dtype))(x, dk, None, 2, 2, pt, pl, OH, OW, 1, 1, block=32)
+    y = getattr(impl, "conv2d_forward" + sfx(dtype))(mid, pk, None, 1, 1, 0, 0, OH, OW, 1, 1, 1, block=32)
+    close(y, conv_ops.separable_conv(x, dk, pk, strides=2, padding="same"), dtype)

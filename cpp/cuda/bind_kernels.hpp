@@ -575,7 +575,8 @@ struct Bind {
                                   const Conv2dShape& s, bool relu, const std::string& op, int64_t block) {
     check_block(block, op);
     if (b) check_shape(*b, {s.K}, op, "b");
-    Buf<T> dx = in<T>(x), dw = in<T>(w), db = b ? in<T>(*b) : Buf<T>::alloc(0), dy = Buf<T>::alloc(s.N * s.OH * s.OW * s.K);
+    Buf<T> dx = in<T>(x), dw = in<T>(w), db = b ? in<T>(*b) : Buf<T>::alloc(0),
+           dy = Buf<T>::alloc(s.N * s.OH * s.OW * s.K);
     Kn::conv2d_forward(dy.get(), dx.get(), dw.get(), b ? db.get() : nullptr, s, relu, block);
     Arr<T> y({s.N, s.OH, s.OW, s.K});
     out<T>(y, dy);
