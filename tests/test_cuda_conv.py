@@ -73,6 +73,8 @@ CONV_CASES = {  # N, H, W, C, K, KH, KW, strides, dilation, padding, groups
     "N3-5x6-C6-K8-1x1": (3, 5, 6, 6, 8, 1, 1, (1, 1), (1, 1), "valid", 1),
     "N1-5x7-C4-K5-1x1-s2": (1, 5, 7, 4, 5, 1, 1, (2, 2), (1, 1), "same", 1),
     "N2-6x7-C6-K9-3x3-groups3": (2, 6, 7, 6, 9, 3, 3, (1, 1), (1, 1), "same", 3),
+    "N1-9x8-C4-K6-3x3-groups2-s2-d2-valid": (1, 9, 8, 4, 6, 3, 3, (2, 2), (2, 2), "valid", 2),
+    "N0-5x5-C2-K3-empty-batch": (0, 5, 5, 2, 3, 3, 3, (1, 1), (1, 1), "same", 1),
     "N1-3x4-C2-K3-3x3-one-pass-reduction": (1, 3, 4, 2, 3, 3, 3, (1, 1), (1, 1), "same", 1),
     "N2-1x13-C3-K4-1x3-conv1d-s2": (2, 1, 13, 3, 4, 1, 3, (1, 2), (1, 1), "same", 1),
 }
@@ -224,6 +226,8 @@ TRANSPOSE_CASES = {  # N, IH, IW, CI, F, KH, KW, strides, padding, output_paddin
     "N2-4x4-CI3-F5-4x4-s2-outpad1-same": (2, 4, 4, 3, 5, 4, 4, (2, 2), "same", (1, 1), (1, 1)),
     "N2-3x5-CI2-F3-3x3-s2x1-outpad-valid": (2, 3, 5, 2, 3, 3, 3, (2, 1), "valid", (1, 0), (1, 1)),
     "N1-5x6-CI3-F2-3x3-d2-same": (1, 5, 6, 3, 2, 3, 3, (1, 1), "same", None, (2, 2)),
+    "N2-3x4-CI2-F3-3x3-s2-d2-valid": (2, 3, 4, 2, 3, 3, 3, (2, 2), "valid", None, (2, 2)),
+    "N2-4x3-CI3-F2-2x2-s3-outpad2-same": (2, 4, 3, 3, 2, 2, 2, (3, 3), "same", (2, 1), (1, 1)),
     "N2-6x5-CI5-F4-1x1": (2, 6, 5, 5, 4, 1, 1, (1, 1), "valid", None, (1, 1)),
     "N2-1x7-CI3-F4-1x3-conv1d-s2": (2, 1, 7, 3, 4, 1, 3, (1, 2), "same", None, (1, 1)),
 }
