@@ -139,12 +139,17 @@ struct FilterPartial {
     const int64_t k = i % s.K, cg = i / s.K % Cg, kw = i / (s.K * Cg) % s.KW, kh = i / (s.K * Cg * s.KW);
     const int64_t c = k / Kg * Cg + cg, P = s.N * s.OH * s.OW;
     const int64_t p1 = (j + 1) * sp.chunk < P ? (j + 1) * sp.chunk : P;
+    // (n, oh, ow) of pixel p, stepped along with p (no divisions in the loop)
+    int64_t p = j * sp.chunk, ow = p % s.OW, oh = p / s.OW % s.OH, n = p / (s.OW * s.OH);
     T acc = 0;
-    for (int64_t p = j * sp.chunk; p < p1; ++p) {
-      const int64_t ow = p % s.OW, oh = p / s.OW % s.OH, n = p / (s.OW * s.OH);
+    for (; p < p1; ++p) {
       const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h, iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
-      if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
-      acc += dout[p * s.K + k] * inp[((n * s.H + ih) * s.W + iw) * s.C + c];
+      if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+        acc += dout[p * s.K + k] * inp[((n * s.H + ih) * s.W + iw) * s.C + c];
+      if (++ow == s.OW) {
+        ow = 0;
+        if (++oh == s.OH) oh = 0, ++n;
+      }
     }
     part[e] = acc;
   }
