@@ -20,6 +20,9 @@
 //                   workspace, then a pass summing the S partials in chunk order. S == 1 writes
 //                   the result directly. Neighbouring threads differ in k, the fastest axis of
 //                   dout and weight, so their reads of those are coalesced.
+// Speed: no shared-memory tiling (the executors' contract has none), so each thread rereads its
+// weights from L1/L2; a tiled body or cuDNN/cuBLAS is the fast path to add where a GPU can time
+// it, with these bodies as its oracle on the device.
 // Pads may be any integer (the transposed conv's geometry can cut or extend the output past
 // the forward conv's windows); every index is bounds-checked.
 #pragma once
