@@ -19,6 +19,9 @@
 
 #include "faltung/ctc.hpp"
 #include "faltung/pooling.hpp"
+// convolution and resampling
+#include "faltung/conv.hpp"
+#include "faltung/conv_transpose.hpp"
 #include "kernels.hpp"
 
 namespace faltung::cuda::binding {
@@ -533,9 +536,319 @@ struct Bind {
           py::arg("g"), py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), blk);
   }
 
+  // ---- convolution and resampling (conv.cuh, resample.cuh) ----
+  // Arguments mirror faltung._core's conv2d_forward / conv2d_backward (explicit pads; the ops
+  // layer turns "valid"/"same"/"causal" into numbers), conv_transpose2d_{f32,f64} and the
+  // resampling functions. Conv1D is the rank-4 case with H = KH = 1.
+
+  static std::string dims_str(const std::vector<int64_t>& d) {
+    std::string s = "(";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + (d.size() == 1 ? ",)" : ")");
+  }
+  static void check_shape(const py::array& a, const std::vector<int64_t>& shape, const std::string& op,
+                          const std::string& what) {
+    bool ok = a.ndim() == py::ssize_t(shape.size());
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+    check(ok, op + ": expected `" + what + "` of shape " + dims_str(shape) + ", received " + shape_str(a));
+  }
+
+  // x (N,H,W,C), w (KH,KW,C/groups,K) -> the CPU's validated geometry (ValueError otherwise).
+  static Conv2dShape conv_shape(const py::array& x, const py::array& w, int64_t OH, int64_t OW, int64_t sh,
+                                int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups,
+                                const std::string& op) {
+    check_rank(x, 4, op, "x");
+    check_rank(w, 4, op, "w");
+    check(groups > 0, op + ": expected groups > 0, received groups=" + std::to_string(groups));
+    check(w.shape(2) * groups == x.shape(3),
+          op + ": `w` of shape " + shape_str(w) + " with groups=" + std::to_string(groups) + " expects " +
+              std::to_string(w.shape(2) * groups) + " input channels, but `x` of shape " + shape_str(x) + " has " +
+              std::to_string(x.shape(3)));
+    const Conv2dShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0), w.shape(1),
+                        OH, OW, sh, sw, dh, dw, pt, pl, groups};
+    check_conv2d_shape(s);  // std::invalid_argument -> ValueError
+    return s;
+  }
+
+  template <typename T>
+  static Arr<T> conv_forward_impl(const Arr<T>& x, const Arr<T>& w, const std::optional<Arr<T>>& b,
+                                  const Conv2dShape& s, bool relu, const std::string& op, int64_t block) {
+    check_block(block, op);
+    if (b) check_shape(*b, {s.K}, op, "b");
+    Buf<T> dx = in<T>(x), dw = in<T>(w), db = b ? in<T>(*b) : Buf<T>::alloc(0),
+           dy = Buf<T>::alloc(s.N * s.OH * s.OW * s.K);
+    Kn::conv2d_forward(dy.get(), dx.get(), dw.get(), b ? db.get() : nullptr, s, relu, block);
+    Arr<T> y({s.N, s.OH, s.OW, s.K});
+    out<T>(y, dy);
+    return y;
+  }
+
+  // dout (N,OH,OW,K), x, w -> (dx (N,H,W,C) | None, dw (w's shape) | None, db (K) | None)
+  template <typename T>
+  static py::tuple conv_backward_impl(const Arr<T>& dout, const Arr<T>& x, const Arr<T>& w, const Conv2dShape& s,
+                                      bool need_dx, bool need_dw, bool need_db, const std::string& op,
+                                      int64_t block) {
+    check_block(block, op);
+    check_shape(dout, {s.N, s.OH, s.OW, s.K}, op, "dout");
+    const int64_t P = s.N * s.OH * s.OW;
+    Buf<T> ddout = in<T>(dout);
+    py::object rx = py::none(), rw = py::none(), rb = py::none();
+    if (need_dx) {
+      Buf<T> dw = in<T>(w), ddx = Buf<T>::alloc(s.N * s.H * s.W * s.C);
+      Kn::conv2d_backward_data(ddx.get(), ddout.get(), dw.get(), static_cast<const T*>(nullptr), s, block);
+      Arr<T> a({s.N, s.H, s.W, s.C});
+      out<T>(a, ddx);
+      rx = a;
+    }
+    if (need_dw) {
+      Buf<T> dx = in<T>(x), ddw = Buf<T>::alloc(w.size()), ws = Buf<T>::alloc(conv::filter_workspace_size(s));
+      Kn::conv2d_backward_filter(ddw.get(), ws.get(), ddout.get(), dx.get(), s, block);
+      Arr<T> a = empty_like_shape<T>(w);
+      out<T>(a, ddw);
+      rw = a;
+    }
+    if (need_db) {
+      Buf<T> ddb = Buf<T>::alloc(s.K), ws = Buf<T>::alloc(conv::reduce_workspace_size(P, s.K));
+      Kn::column_sum(ddb.get(), ws.get(), ddout.get(), P, s.K, block);
+      Arr<T> a({s.K});
+      out<T>(a, ddb);
+      rb = a;
+    }
+    return py::make_tuple(rx, rw, rb);
+  }
+
+  template <typename T>
+  static Arr<T> conv2d_forward(const Arr<T>& x, const Arr<T>& w, const std::optional<Arr<T>>& b, int64_t sh,
+                               int64_t sw, int64_t pt, int64_t pl, int64_t OH, int64_t OW, int64_t dh, int64_t dw,
+                               int64_t groups, bool relu, int64_t block) {
+    const Conv2dShape s = conv_shape(x, w, OH, OW, sh, sw, pt, pl, dh, dw, groups, "conv2d_forward");
+    return conv_forward_impl<T>(x, w, b, s, relu, "conv2d_forward", block);
+  }
+  template <typename T>
+  static py::tuple conv2d_backward(const Arr<T>& dout, const Arr<T>& x, const Arr<T>& w, int64_t sh, int64_t sw,
+                                   int64_t pt, int64_t pl, int64_t dh, int64_t dw, int64_t groups, bool need_dx,
+                                   bool need_dw, bool need_db, int64_t block) {
+    const std::string op = "conv2d_backward";
+    check_rank(dout, 4, op, "dout");
+    const Conv2dShape s = conv_shape(x, w, dout.shape(1), dout.shape(2), sh, sw, pt, pl, dh, dw, groups, op);
+    return conv_backward_impl<T>(dout, x, w, s, need_dx, need_dw, need_db, op, block);
+  }
+
+  // Depthwise: Keras's kernel (KH,KW,C,m) is the grouped layout (KH,KW,1,C*m) with groups = C,
+  // the same memory; output channel c*m + j reads input channel c.
+  static Conv2dShape depthwise_shape(const py::array& x, const py::array& k, int64_t OH, int64_t OW, int64_t sh,
+                                     int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw,
+                                     const std::string& op) {
+    check_rank(x, 4, op, "x");
+    check_rank(k, 4, op, "kernel");
+    check(k.shape(2) == x.shape(3), op + ": expected `kernel` of shape (KH, KW, " + std::to_string(x.shape(3)) +
+                                        ", depth_multiplier) for `x` of shape " + shape_str(x) + ", received " +
+                                        shape_str(k));
+    const Conv2dShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), k.shape(2) * k.shape(3), k.shape(0),
+                        k.shape(1), OH, OW, sh, sw, dh, dw, pt, pl, x.shape(3)};
+    check_conv2d_shape(s);
+    return s;
+  }
+  template <typename T>
+  static Arr<T> depthwise_conv2d(const Arr<T>& x, const Arr<T>& kernel, const std::optional<Arr<T>>& b,
+                                 int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t OH, int64_t OW, int64_t dh,
+                                 int64_t dw, bool relu, int64_t block) {
+    const std::string op = "depthwise_conv2d";
+    const Conv2dShape s = depthwise_shape(x, kernel, OH, OW, sh, sw, pt, pl, dh, dw, op);
+    return conv_forward_impl<T>(x, kernel, b, s, relu, op, block);
+  }
+  template <typename T>
+  static py::tuple depthwise_conv2d_backward(const Arr<T>& dout, const Arr<T>& x, const Arr<T>& kernel,
+                                             int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw,
+                                             bool need_dx, bool need_dkernel, bool need_db, int64_t block) {
+    const std::string op = "depthwise_conv2d_backward";
+    check_rank(dout, 4, op, "dout");
+    const Conv2dShape s = depthwise_shape(x, kernel, dout.shape(1), dout.shape(2), sh, sw, pt, pl, dh, dw, op);
+    return conv_backward_impl<T>(dout, x, kernel, s, need_dx, need_dkernel, need_db, op, block);
+  }
+
+  // Transposed conv, Keras semantics (the CPU's conv_transpose2d_shape): x (N,IH,IW,CI),
+  // kernel (KH,KW,F,CI), bias (F) or None -> y (N,H,W,F). In the forward conv's terms
+  // (conv_transpose.hpp) y is the data gradient of x: BackwardData with the bias; its
+  // gradients are the forward conv of dy (dx), the filter gradient with x as dout and dy as
+  // the input (dkernel), and the channel sum of dy (dbias).
+  static Conv2dShape transpose_shape(const py::array& x, const py::array& k, const Pair& strides,
+                                     const std::string& padding, const std::optional<Pair>& output_padding,
+                                     const Pair& dilation, const std::string& op) {
+    check_rank(x, 4, op, "inputs");
+    check_rank(k, 4, op, "kernel");
+    check(k.shape(3) == x.shape(3), op + ": expected `kernel` of shape (" + std::to_string(k.shape(0)) + ", " +
+                                        std::to_string(k.shape(1)) + ", " + std::to_string(k.shape(2)) + ", " +
+                                        std::to_string(x.shape(3)) + ") (last axis = input channels), received " +
+                                        shape_str(k));
+    check(padding == "valid" || padding == "same",
+          op + ": expected padding 'valid' or 'same', received '" + padding + "'");
+    const Pair opad = output_padding ? *output_padding : Pair{-1, -1};
+    check(!output_padding || (opad[0] >= 0 && opad[1] >= 0),
+          op + ": expected output_padding >= 0, received (" + std::to_string(opad[0]) + ", " +
+              std::to_string(opad[1]) + ")");
+    return conv_transpose2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), k.shape(0), k.shape(1),
+                                  k.shape(2), strides[0], strides[1], dilation[0], dilation[1], padding == "same",
+                                  opad[0], opad[1]);
+  }
+  template <typename T>
+  static Arr<T> conv_transpose2d(const Arr<T>& x, const Arr<T>& kernel, const std::optional<Arr<T>>& bias,
+                                 const Pair& strides, const std::string& padding,
+                                 const std::optional<Pair>& output_padding, const Pair& dilation, int64_t block) {
+    const std::string op = "conv_transpose2d";
+    const Conv2dShape s = transpose_shape(x, kernel, strides, padding, output_padding, dilation, op);
+    check_block(block, op);
+    if (bias) check_shape(*bias, {s.C}, op, "bias");
+    Buf<T> dx = in<T>(x), dk = in<T>(kernel), db = bias ? in<T>(*bias) : Buf<T>::alloc(0),
+           dy = Buf<T>::alloc(s.N * s.H * s.W * s.C);
+    Kn::conv2d_backward_data(dy.get(), dx.get(), dk.get(), bias ? db.get() : nullptr, s, block);
+    Arr<T> y({s.N, s.H, s.W, s.C});
+    out<T>(y, dy);
+    return y;
+  }
+  template <typename T>
+  static py::tuple conv_transpose2d_backward(const Arr<T>& dy, const Arr<T>& x, const Arr<T>& kernel,
+                                             const Pair& strides, const std::string& padding,
+                                             const std::optional<Pair>& output_padding, const Pair& dilation,
+                                             bool need_dx, bool need_dkernel, bool need_dbias, int64_t block) {
+    const std::string op = "conv_transpose2d_backward";
+    const Conv2dShape s = transpose_shape(x, kernel, strides, padding, output_padding, dilation, op);
+    check_block(block, op);
+    check_shape(dy, {s.N, s.H, s.W, s.C}, op, "dy");
+    Buf<T> ddy = in<T>(dy);
+    py::object rx = py::none(), rk = py::none(), rb = py::none();
+    if (need_dx) {
+      Buf<T> dk = in<T>(kernel), ddx = Buf<T>::alloc(x.size());
+      Kn::conv2d_forward(ddx.get(), ddy.get(), dk.get(), static_cast<const T*>(nullptr), s, false, block);
+      Arr<T> a = empty_like_shape<T>(x);
+      out<T>(a, ddx);
+      rx = a;
+    }
+    if (need_dkernel) {
+      Buf<T> dx = in<T>(x), ddk = Buf<T>::alloc(kernel.size()), ws = Buf<T>::alloc(conv::filter_workspace_size(s));
+      Kn::conv2d_backward_filter(ddk.get(), ws.get(), dx.get(), ddy.get(), s, block);
+      Arr<T> a = empty_like_shape<T>(kernel);
+      out<T>(a, ddk);
+      rk = a;
+    }
+    if (need_dbias) {
+      const int64_t P = s.N * s.H * s.W;
+      Buf<T> ddb = Buf<T>::alloc(s.C), ws = Buf<T>::alloc(conv::reduce_workspace_size(P, s.C));
+      Kn::column_sum(ddb.get(), ws.get(), ddy.get(), P, s.C, block);
+      Arr<T> a({s.C});
+      out<T>(a, ddb);
+      rb = a;
+    }
+    return py::make_tuple(rx, rk, rb);
+  }
+
+  static void check_positive(const Pair& p, const std::string& op, const std::string& what) {
+    check(p[0] >= 1 && p[1] >= 1, op + ": expected positive `" + what + "`, received (" + std::to_string(p[0]) +
+                                      ", " + std::to_string(p[1]) + ")");
+  }
+  // x (N,H,W,C) -> (N,H*SH,W*SW,C)
+  template <typename T>
+  static Arr<T> upsample_nearest2d(const Arr<T>& x, const Pair& size, int64_t block) {
+    const std::string op = "upsample_nearest2d";
+    check_rank(x, 4, op, "x");
+    check_positive(size, op, "size");
+    check_block(block, op);
+    const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
+    const int64_t OH = size_mul(H, size[0], op.c_str(), "output height H * size[0]"),
+                  OW = size_mul(W, size[1], op.c_str(), "output width W * size[1]");
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(size_mul(size_mul(N * C, OH, op.c_str(), "output size"), OW,
+                                                      op.c_str(), "output size"));
+    Kn::upsample_nearest2d(dy.get(), dx.get(), N, H, W, C, size[0], size[1], block);
+    Arr<T> y({N, OH, OW, C});
+    out<T>(y, dy);
+    return y;
+  }
+  // dy (N,H*SH,W*SW,C) -> dx (N,H,W,C)
+  template <typename T>
+  static Arr<T> upsample_nearest2d_backward(const Arr<T>& dy, const Pair& size, int64_t block) {
+    const std::string op = "upsample_nearest2d_backward";
+    check_rank(dy, 4, op, "dy");
+    check_positive(size, op, "size");
+    check_block(block, op);
+    const int64_t N = dy.shape(0), OH = dy.shape(1), OW = dy.shape(2), C = dy.shape(3);
+    check(OH % size[0] == 0 && OW % size[1] == 0,
+          op + ": `dy` spatial size (" + std::to_string(OH) + ", " + std::to_string(OW) +
+              ") is not a multiple of size (" + std::to_string(size[0]) + ", " + std::to_string(size[1]) + ")");
+    const int64_t H = OH / size[0], W = OW / size[1];
+    Buf<T> ddy = in<T>(dy), ddx = Buf<T>::alloc(N * H * W * C);
+    Kn::upsample_nearest2d_backward(ddx.get(), ddy.get(), N, H, W, C, size[0], size[1], block);
+    Arr<T> dx({N, H, W, C});
+    out<T>(dx, ddx);
+    return dx;
+  }
+  // x (N,H,W,C) -> (N,OH,OW,C), bilinear, half-pixel centres
+  template <typename T>
+  static Arr<T> resize_bilinear2d(const Arr<T>& x, const Pair& out_hw, int64_t block) {
+    const std::string op = "resize_bilinear2d";
+    check_rank(x, 4, op, "x");
+    check_positive(out_hw, op, "out_hw");
+    check_block(block, op);
+    const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
+    check(H >= 1 && W >= 1, op + ": empty input, received shape " + shape_str(x));
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(N * out_hw[0] * out_hw[1] * C);
+    Kn::resize_bilinear2d(dy.get(), dx.get(), N, H, W, C, out_hw[0], out_hw[1], block);
+    Arr<T> y({N, out_hw[0], out_hw[1], C});
+    out<T>(y, dy);
+    return y;
+  }
+  // dy (N,OH,OW,C) -> dx (N,in_hw[0],in_hw[1],C), the adjoint of resize_bilinear2d
+  template <typename T>
+  static Arr<T> resize_bilinear2d_backward(const Arr<T>& dy, const Pair& in_hw, int64_t block) {
+    const std::string op = "resize_bilinear2d_backward";
+    check_rank(dy, 4, op, "dy");
+    check_positive(in_hw, op, "in_hw");
+    check_block(block, op);
+    const int64_t N = dy.shape(0), OH = dy.shape(1), OW = dy.shape(2), C = dy.shape(3);
+    Buf<T> ddy = in<T>(dy), ddx = Buf<T>::alloc(N * in_hw[0] * in_hw[1] * C);
+    Kn::resize_bilinear2d_backward(ddx.get(), ddy.get(), N, in_hw[0], in_hw[1], C, OH, OW, block);
+    Arr<T> dx({N, in_hw[0], in_hw[1], C});
+    out<T>(dx, ddx);
+    return dx;
+  }
+
+  template <typename T>
+  static void bind_conv_precision(py::module_& m, const std::string& sfx) {
+    const auto blk = py::arg("block") = 128;
+    m.def(("conv2d_forward" + sfx).c_str(), &conv2d_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"),
+          py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"), py::arg("OH"),
+          py::arg("OW"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"), py::arg("relu") = false, blk);
+    m.def(("conv2d_backward" + sfx).c_str(), &conv2d_backward<T>, py::arg("dout"), py::arg("x"), py::arg("w"),
+          py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"), py::arg("dil_h"),
+          py::arg("dil_w"), py::arg("groups"), py::arg("need_dx") = true, py::arg("need_dw") = true,
+          py::arg("need_db") = true, blk);
+    m.def(("depthwise_conv2d" + sfx).c_str(), &depthwise_conv2d<T>, py::arg("x"), py::arg("kernel"), py::arg("b"),
+          py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"), py::arg("pad_left"), py::arg("OH"),
+          py::arg("OW"), py::arg("dil_h"), py::arg("dil_w"), py::arg("relu") = false, blk);
+    m.def(("depthwise_conv2d_backward" + sfx).c_str(), &depthwise_conv2d_backward<T>, py::arg("dout"),
+          py::arg("x"), py::arg("kernel"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"),
+          py::arg("pad_left"), py::arg("dil_h"), py::arg("dil_w"), py::arg("need_dx") = true,
+          py::arg("need_dkernel") = true, py::arg("need_db") = true, blk);
+    m.def(("conv_transpose2d" + sfx).c_str(), &conv_transpose2d<T>, py::arg("x"), py::arg("kernel"),
+          py::arg("bias"), py::arg("strides"), py::arg("padding"), py::arg("output_padding"),
+          py::arg("dilation_rate"), blk);
+    m.def(("conv_transpose2d_backward" + sfx).c_str(), &conv_transpose2d_backward<T>, py::arg("dy"), py::arg("x"),
+          py::arg("kernel"), py::arg("strides"), py::arg("padding"), py::arg("output_padding"),
+          py::arg("dilation_rate"), py::arg("need_dx") = true, py::arg("need_dkernel") = true,
+          py::arg("need_dbias") = true, blk);
+    m.def(("upsample_nearest2d" + sfx).c_str(), &upsample_nearest2d<T>, py::arg("x"), py::arg("size"), blk);
+    m.def(("upsample_nearest2d_backward" + sfx).c_str(), &upsample_nearest2d_backward<T>, py::arg("dy"),
+          py::arg("size"), blk);
+    m.def(("resize_bilinear2d" + sfx).c_str(), &resize_bilinear2d<T>, py::arg("x"), py::arg("out_hw"), blk);
+    m.def(("resize_bilinear2d_backward" + sfx).c_str(), &resize_bilinear2d_backward<T>, py::arg("dy"),
+          py::arg("in_hw"), blk);
+  }
+  // ---- end convolution and resampling ----
+
   static void bind(py::module_& m) {
     bind_precision<float>(m, "_f32");
     bind_precision<double>(m, "_f64");
+    bind_conv_precision<float>(m, "_f32");  // convolution and resampling
+    bind_conv_precision<double>(m, "_f64");
   }
 };
 

@@ -11,6 +11,8 @@ namespace faltung::cuda {
 
 FALTUNG_CUDA_INSTANTIATE(HostExec, float)
 FALTUNG_CUDA_INSTANTIATE(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, float)  // convolution and resampling
+FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, double)
 
 namespace {
 // Host memory: a buffer the bodies write as they would device memory.

@@ -7,5 +7,7 @@ namespace faltung::cuda {
 
 FALTUNG_CUDA_INSTANTIATE(DeviceExec, float)
 FALTUNG_CUDA_INSTANTIATE(DeviceExec, double)
+FALTUNG_CUDA_INSTANTIATE_CONV(DeviceExec, float)  // convolution and resampling
+FALTUNG_CUDA_INSTANTIATE_CONV(DeviceExec, double)
 
 }  // namespace faltung::cuda

@@ -13,6 +13,9 @@
 #include "optim.cuh"
 #include "pooling.cuh"
 #include "simple_rnn.cuh"
+// convolution and resampling
+#include "conv.cuh"
+#include "resample.cuh"
 
 namespace faltung::cuda {
 
@@ -50,6 +53,30 @@ struct Kernels {
   template <typename T>
   static void adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n, T alpha, T beta1, T beta2,
                           T eps, int64_t block);
+  // ---- convolution and resampling (conv.cuh, resample.cuh) ----
+  template <typename T>
+  static void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s, bool relu,
+                             int64_t block);
+  template <typename T>
+  static void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const T* bias, const Conv2dShape& s,
+                                   int64_t block);
+  template <typename T>
+  static void conv2d_backward_filter(T* dweight, T* ws, const T* dout, const T* inp, const Conv2dShape& s,
+                                     int64_t block);
+  template <typename T> static void column_sum(T* out, T* ws, const T* a, int64_t P, int64_t M, int64_t block);
+  template <typename T>
+  static void upsample_nearest2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t SH,
+                                 int64_t SW, int64_t block);
+  template <typename T>
+  static void upsample_nearest2d_backward(T* dinp, const T* dout, int64_t N, int64_t H, int64_t W, int64_t C,
+                                          int64_t SH, int64_t SW, int64_t block);
+  template <typename T>
+  static void resize_bilinear2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH,
+                                int64_t OW, int64_t block);
+  template <typename T>
+  static void resize_bilinear2d_backward(T* dinp, const T* dout, int64_t N, int64_t H, int64_t W, int64_t C,
+                                         int64_t OH, int64_t OW, int64_t block);
+  // ---- end convolution and resampling ----
 };
 
 }  // namespace faltung::cuda

@@ -116,4 +116,73 @@ void Kernels<Exec>::adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n
   template void Kernels<Exec>::sgd_update<T>(T*, T*, const T*, int64_t, T, T, bool, int64_t);        \
   template void Kernels<Exec>::adam_update<T>(T*, T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t);
 
+// ---- convolution and resampling (conv.cuh, resample.cuh) ----
+template <class Exec> template <typename T>
+void Kernels<Exec>::conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
+                                   bool relu, int64_t block) {
+  Exec ex;
+  conv::forward(ex, out, inp, weight, bias, s, relu, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::conv2d_backward_data(T* dinp, const T* dout, const T* weight, const T* bias,
+                                         const Conv2dShape& s, int64_t block) {
+  Exec ex;
+  conv::backward_data(ex, dinp, dout, weight, bias, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::conv2d_backward_filter(T* dweight, T* ws, const T* dout, const T* inp, const Conv2dShape& s,
+                                           int64_t block) {
+  Exec ex;
+  conv::backward_filter(ex, dweight, ws, dout, inp, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::column_sum(T* out, T* ws, const T* a, int64_t P, int64_t M, int64_t block) {
+  Exec ex;
+  conv::column_sum(ex, out, ws, a, P, M, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::upsample_nearest2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C,
+                                       int64_t SH, int64_t SW, int64_t block) {
+  Exec ex;
+  resample::nearest_forward(ex, out, inp, N, H, W, C, SH, SW, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::upsample_nearest2d_backward(T* dinp, const T* dout, int64_t N, int64_t H, int64_t W,
+                                                int64_t C, int64_t SH, int64_t SW, int64_t block) {
+  Exec ex;
+  resample::nearest_backward(ex, dinp, dout, N, H, W, C, SH, SW, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::resize_bilinear2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C,
+                                      int64_t OH, int64_t OW, int64_t block) {
+  Exec ex;
+  resample::bilinear_forward(ex, out, inp, N, H, W, C, OH, OW, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::resize_bilinear2d_backward(T* dinp, const T* dout, int64_t N, int64_t H, int64_t W,
+                                               int64_t C, int64_t OH, int64_t OW, int64_t block) {
+  Exec ex;
+  resample::bilinear_backward(ex, dinp, dout, N, H, W, C, OH, OW, block);
+}
+
+// The convolution and resampling entry points for one executor and one precision (kernels.cu
+// and host_harness.cpp invoke it next to FALTUNG_CUDA_INSTANTIATE).
+#define FALTUNG_CUDA_INSTANTIATE_CONV(Exec, T)                                                                 \
+  template void Kernels<Exec>::conv2d_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, bool,    \
+                                                 int64_t);                                                      \
+  template void Kernels<Exec>::conv2d_backward_data<T>(T*, const T*, const T*, const T*, const Conv2dShape&,   \
+                                                       int64_t);                                                \
+  template void Kernels<Exec>::conv2d_backward_filter<T>(T*, T*, const T*, const T*, const Conv2dShape&,       \
+                                                         int64_t);                                              \
+  template void Kernels<Exec>::column_sum<T>(T*, T*, const T*, int64_t, int64_t, int64_t);                     \
+  template void Kernels<Exec>::upsample_nearest2d<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, \
+                                                     int64_t, int64_t);                                         \
+  template void Kernels<Exec>::upsample_nearest2d_backward<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, \
+                                                              int64_t, int64_t, int64_t);                       \
+  template void Kernels<Exec>::resize_bilinear2d<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,  \
+                                                    int64_t, int64_t);                                          \
+  template void Kernels<Exec>::resize_bilinear2d_backward<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t,  \
+                                                             int64_t, int64_t, int64_t);
+// ---- end convolution and resampling ----
+
 }  // namespace faltung::cuda
