@@ -13,7 +13,9 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from faltung import _cpu  # noqa: E402
+from faltung import _cpu, _malloc  # noqa: E402
+
+_malloc.configure(os.environ)  # keep a training step's freed arrays in the heap (see _malloc)
 
 _cpu.configure(os.environ)  # AVX-512 GEMM kernels on AMD CPUs OpenBLAS does not know yet
 

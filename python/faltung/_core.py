@@ -62,7 +62,8 @@ def use_level(level):
 
 
 def build_info():
-    """The build's facts (version, OpenMP, CUDA, BLAS) and the CPU level in use (`cpu_level`),
+    """The build's facts (version, OpenMP, CUDA, BLAS), the CPU level in use (`cpu_level`),
+    whether faltung's malloc settings are in force (`malloc_tuning`),
     the levels built (`cpu_levels_available`) and the levels this CPU runs (`cpu_levels_supported`).
     The CUDA facts (cuda, cuda_version, cuda_devices, ...) come from faltung._device.cuda_info()."""
     from faltung import _device
@@ -71,6 +72,8 @@ def build_info():
     d.update(_device.cuda_info())
     d["cpu_levels_available"] = list(AVAILABLE)
     d["cpu_levels_supported"] = list(SUPPORTED)
+    from faltung import _malloc
+    d["malloc_tuning"] = _malloc.status()[1]  # "applied", or why not (faltung/_malloc.py)
     return d
 
 
