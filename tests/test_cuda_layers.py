@@ -334,6 +334,35 @@ def test_merge_matches_layer(impl, op, n, shape, ties, dtype):
         np.testing.assert_array_equal(g, r)
 
 
+BROADCAST_CASES = [  # the shapes Keras's Merge accepts: right-aligned, size 1 broadcasts
+    [(4, 3, 5), (4, 5)],
+    [(4, 3, 5), (4, 1, 5), (4, 3, 1)],
+    [(2, 1), (2, 6), (2, 6)],
+    [(3, 2, 1, 4), (3, 5, 1), (3, 1)],
+    [(1, 7), (1, 1)],
+]
+
+
+@pytest.mark.parametrize("op", MERGE_LAYERS)
+@pytest.mark.parametrize("shapes", BROADCAST_CASES, ids=lambda s: "-".join("x".join(map(str, t)) for t in s))
+@DTYPES
+def test_merge_broadcasts_as_the_layer(impl, op, shapes, dtype):
+    if op == "subtract":
+        shapes = shapes[:2]
+    rng = np.random.default_rng(len(shapes) * 7 + len(shapes[0]))
+    xs = [merge_inputs(rng, 1, s, dtype, op in ("maximum", "minimum"))[0] for s in shapes]
+    layer = MERGE_LAYERS[op]()
+    y_l = layer.forward(xs, training=True)
+    dy = rand(rng, y_l.shape, dtype)
+    dxs_l = layer.backward(dy)
+    y, win = fn(impl, "merge", dtype)(op, xs, block=32)
+    np.testing.assert_array_equal(y, y_l)
+    dxs = fn(impl, "merge_backward", dtype)(op, dy, xs, win, block=32)
+    for g, r, s in zip(dxs, dxs_l, shapes):
+        assert g.shape == s
+        close(g, r, dtype)  # broadcast sums: row-major here, pairwise in numpy
+
+
 @pytest.mark.parametrize("op", ["maximum", "minimum"])
 def test_extreme_merge_with_nan_and_ties(impl, op):
     a = np.array([[1.0, np.nan, 2.0, 3.0, -1.0]])
@@ -382,8 +411,13 @@ def test_concatenate_matches_layer(impl, shapes, axis, dtype):
 
 def test_merge_rejects_bad_arguments(impl):
     a, b = np.ones((2, 3)), np.ones((2, 4))
-    with pytest.raises(ValueError, match=r"merge\(add\): expected every input of shape \(2, 3\), received \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"merge\(add\): inputs have incompatible shapes. Received shapes "
+                                         r"\(2, 3\), \(2, 4\)"):
         impl.merge_f64("add", [a, b])
+    with pytest.raises(ValueError, match="merge\\(add\\): cannot merge tensors with different batch sizes"):
+        impl.merge_f64("add", [a, np.ones((1, 3))])
+    with pytest.raises(ValueError, match=r"merge_backward\(add\): expected `dy` of shape \(2, 3\), received \(2, 4\)"):
+        impl.merge_backward_f64("add", b, [a, a])
     with pytest.raises(ValueError, match=r"merge\(subtract\): expected exactly 2 inputs, received 3"):
         impl.merge_f64("subtract", [a, a, a])
     with pytest.raises(ValueError, match="merge: unknown op 'divide'"):

@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>  // std::optional arguments
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <optional>
@@ -742,18 +743,64 @@ struct Bind {
     throw py::value_error("merge: unknown op '" + name +
                           "'. Expected one of: add, subtract, multiply, average, maximum, minimum");
   }
-  // The inputs stacked (n, N) in one buffer; each of xs[0]'s shape.
+  // The inputs' layout as the merge layers see it (merge.cuh: MergeShape): every input
+  // expanded to the largest rank by size-1 axes after the batch axis; each axis equal to the
+  // output's or 1; equal batch sizes (Keras's rules, base_merge.py). The values stacked in order.
   template <typename T>
-  static Buf<T> stack(const std::vector<Arr<T>>& xs, const std::string& op, const std::string& what) {
+  struct Layout {
+    std::vector<int64_t> dims, in_dims, offsets{0};
+    std::vector<T> values;
+    std::vector<py::ssize_t> out_shape;
+    int64_t n = 0, D = 0, N = 1;
+  };
+  template <typename T>
+  static Layout<T> merge_layout(const std::vector<Arr<T>>& xs, const std::string& op) {
     check(!xs.empty(), op + ": expected a list of at least 1 input, received 0");
-    const int64_t N = xs[0].size();
-    std::vector<T> host(size_t(N) * xs.size());
-    for (size_t k = 0; k < xs.size(); ++k) {
-      check(same_shape(xs[k], xs[0]), op + ": expected every " + what + " of shape " + shape_str(xs[0]) +
-                                          ", received " + shape_str(xs[k]) + " at index " + std::to_string(k));
-      std::memcpy(host.data() + k * N, xs[k].data(), size_t(N) * sizeof(T));
+    Layout<T> L;
+    L.n = int64_t(xs.size());
+    std::string shapes;
+    for (const auto& x : xs) {
+      check(x.ndim() >= 1, op + ": every input needs a batch axis, received shape " + shape_str(x));
+      L.D = std::max<int64_t>(L.D, x.ndim());
+      shapes += (shapes.empty() ? "" : ", ") + shape_str(x);
     }
-    return Buf<T>::upload(host.data(), int64_t(host.size()));
+    L.dims.assign(size_t(L.D), 1);
+    for (const auto& x : xs) {
+      const int64_t r = x.ndim();
+      for (int64_t d = 0; d < L.D; ++d) {
+        const int64_t v = d == 0 ? x.shape(0) : (d < L.D - r + 1 ? 1 : x.shape(d - (L.D - r)));
+        L.in_dims.push_back(v);
+      }
+      check(x.shape(0) == xs[0].shape(0),
+            op + ": cannot merge tensors with different batch sizes. Received tensors with shapes " + shapes);
+    }
+    for (int64_t d = 0; d < L.D; ++d)
+      for (int64_t k = 0; k < L.n; ++k) {
+        const int64_t v = L.in_dims[size_t(k * L.D + d)];
+        if (v == 1) continue;
+        check(L.dims[size_t(d)] == 1 || L.dims[size_t(d)] == v,
+              op + ": inputs have incompatible shapes. Received shapes " + shapes);
+        L.dims[size_t(d)] = v;
+      }
+    for (int64_t d = 0; d < L.D; ++d) L.N *= L.dims[size_t(d)], L.out_shape.push_back(L.dims[size_t(d)]);
+    for (const auto& x : xs) {
+      L.values.insert(L.values.end(), x.data(), x.data() + x.size());
+      L.offsets.push_back(L.offsets.back() + x.size());
+    }
+    return L;
+  }
+  template <typename T>
+  struct MergeBufs {  // a Layout in the executor's memory
+    Buf<T> xs;
+    Buf<int64_t> dims, in_dims, offsets;
+    merge::MergeShape shape() { return merge::MergeShape{n, D, N, dims.get(), in_dims.get(), offsets.get()}; }
+    int64_t n, D, N;
+  };
+  template <typename T>
+  static MergeBufs<T> upload(const Layout<T>& L) {
+    return MergeBufs<T>{Buf<T>::upload(L.values.data(), int64_t(L.values.size())),
+                        Buf<int64_t>::upload(L.dims.data(), L.D), Buf<int64_t>::upload(L.in_dims.data(), L.n * L.D),
+                        Buf<int64_t>::upload(L.offsets.data(), L.n + 1), L.n, L.D, L.N};
   }
   template <typename T>
   static py::tuple merge_forward(const std::string& name, const std::vector<Arr<T>>& xs, int64_t block) {
@@ -762,21 +809,21 @@ struct Bind {
     check_block(block, op);
     check(o != merge::Op::subtract || xs.size() == 2,
           op + ": expected exactly 2 inputs, received " + std::to_string(xs.size()));
-    Buf<T> dxs = stack<T>(xs, op, "input");
-    const int64_t N = xs[0].size();
+    const Layout<T> L = merge_layout<T>(xs, op);
+    MergeBufs<T> b = upload<T>(L);
     const bool extreme = o == merge::Op::maximum || o == merge::Op::minimum;
-    Buf<T> dy = Buf<T>::alloc(N);
-    Buf<int32_t> win = Buf<int32_t>::alloc(extreme ? N : 0);
-    Kn::merge_forward(dy.get(), extreme ? win.get() : nullptr, dxs.get(), int64_t(xs.size()), N, o, block);
-    Arr<T> y = empty_like_shape<T>(xs[0]);
+    Buf<T> dy = Buf<T>::alloc(L.N);
+    Buf<int32_t> win = Buf<int32_t>::alloc(extreme ? L.N : 0);
+    Kn::merge_forward(dy.get(), extreme ? win.get() : nullptr, b.xs.get(), b.shape(), o, block);
+    Arr<T> y(L.out_shape);
     out<T>(y, dy);
     if (!extreme) return py::make_tuple(y, py::none());
-    py::array_t<int32_t, py::array::c_style> w(std::vector<py::ssize_t>(xs[0].shape(), xs[0].shape() + xs[0].ndim()));
+    py::array_t<int32_t, py::array::c_style> w(L.out_shape);
     out<int32_t>(w, win);
     return py::make_tuple(y, w);
   }
-  // dy (the output's shape), xs (the inputs: multiply reads them; others only count them),
-  // win (maximum/minimum, from merge) -> list of n gradients
+  // dy (the output's shape), xs (the inputs: multiply reads them, the others their shapes),
+  // win (maximum/minimum, from merge) -> the inputs' gradients (each of its input's shape)
   template <typename T>
   static py::list merge_backward(const std::string& name, const Arr<T>& dy, const std::vector<Arr<T>>& xs,
                                  const std::optional<py::array>& win_a, int64_t block) {
@@ -785,29 +832,31 @@ struct Bind {
     check_block(block, op);
     check(o != merge::Op::subtract || xs.size() == 2,
           op + ": expected exactly 2 inputs, received " + std::to_string(xs.size()));
-    Buf<T> dxs = stack<T>(xs, op, "input");
-    check_like(dy, xs[0], op, "dy");
-    const int64_t n = int64_t(xs.size()), N = dy.size();
+    const Layout<T> L = merge_layout<T>(xs, op);
+    Arr<T> like(L.out_shape);
+    check_like(dy, like, op, "dy");
+    MergeBufs<T> b = upload<T>(L);
     const bool extreme = o == merge::Op::maximum || o == merge::Op::minimum;
     Buf<int32_t> dwin = Buf<int32_t>::alloc(0);
     if (extreme) {
       check(win_a.has_value(), op + ": needs `win` (the winners merge returned)");
       const I32 win = as_int32(*win_a, op, "win");
       check_like(win, dy, op, "win");
-      for (int64_t i = 0; i < N; ++i)
-        check(win.data()[i] >= 0 && win.data()[i] < n,
+      for (int64_t i = 0; i < L.N; ++i)
+        check(win.data()[i] >= 0 && win.data()[i] < L.n,
               op + ": win[" + std::to_string(i) + "] = " + std::to_string(win.data()[i]) + " is outside [0, " +
-                  std::to_string(n) + ")");
+                  std::to_string(L.n) + ")");
       dwin = in<int32_t>(win);
     }
-    Buf<T> ddy = in<T>(dy), g = Buf<T>::alloc(n * N);
-    Kn::merge_backward(g.get(), ddy.get(), dxs.get(), extreme ? dwin.get() : nullptr, n, N, o, block);
-    std::vector<T> host(static_cast<size_t>(n * N));
-    g.download(host.data(), n * N);
+    const int64_t total = L.offsets.back();
+    Buf<T> ddy = in<T>(dy), g = Buf<T>::alloc(total);
+    Kn::merge_backward(g.get(), ddy.get(), b.xs.get(), extreme ? dwin.get() : nullptr, b.shape(), o, total, block);
+    std::vector<T> host(static_cast<size_t>(total));
+    g.download(host.data(), total);
     py::list res;
-    for (int64_t k = 0; k < n; ++k) {
-      Arr<T> a = empty_like_shape<T>(dy);
-      std::memcpy(a.mutable_data(), host.data() + k * N, size_t(N) * sizeof(T));
+    for (size_t k = 0; k < xs.size(); ++k) {
+      Arr<T> a = empty_like_shape<T>(xs[k]);
+      std::memcpy(a.mutable_data(), host.data() + L.offsets[k], size_t(a.size()) * sizeof(T));
       res.append(a);
     }
     return res;

@@ -82,10 +82,11 @@ struct Kernels {
   static void bn_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean, const T* inv_std,
                           const T* gamma, bool inference, int64_t R, int64_t C, T* ws, int64_t block);
   template <typename T>
-  static void merge_forward(T* y, int32_t* win, const T* xs, int64_t n, int64_t N, merge::Op op, int64_t block);
+  static void merge_forward(T* y, int32_t* win, const T* xs, const merge::MergeShape& s, merge::Op op,
+                            int64_t block);
   template <typename T>
-  static void merge_backward(T* dxs, const T* dy, const T* xs, const int32_t* win, int64_t n, int64_t N,
-                             merge::Op op, int64_t block);
+  static void merge_backward(T* dxs, const T* dy, const T* xs, const int32_t* win, const merge::MergeShape& s,
+                             merge::Op op, int64_t total, int64_t block);
   template <typename T>
   static void concat_forward(T* y, const T* xs, const merge::ConcatShape& s, int64_t block);
   template <typename T>

@@ -155,16 +155,16 @@ void Kernels<Exec>::bn_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T
   bn::backward(ex, dx, dgamma, dbeta, dy, x, mean, inv_std, gamma, inference, R, C, ws, block);
 }
 template <class Exec> template <typename T>
-void Kernels<Exec>::merge_forward(T* y, int32_t* win, const T* xs, int64_t n, int64_t N, merge::Op op,
+void Kernels<Exec>::merge_forward(T* y, int32_t* win, const T* xs, const merge::MergeShape& s, merge::Op op,
                                   int64_t block) {
   Exec ex;
-  merge::forward(ex, y, win, xs, n, N, op, block);
+  merge::forward(ex, y, win, xs, s, op, block);
 }
 template <class Exec> template <typename T>
-void Kernels<Exec>::merge_backward(T* dxs, const T* dy, const T* xs, const int32_t* win, int64_t n, int64_t N,
-                                   merge::Op op, int64_t block) {
+void Kernels<Exec>::merge_backward(T* dxs, const T* dy, const T* xs, const int32_t* win, const merge::MergeShape& s,
+                                   merge::Op op, int64_t total, int64_t block) {
   Exec ex;
-  merge::backward(ex, dxs, dy, xs, win, n, N, op, block);
+  merge::backward(ex, dxs, dy, xs, win, s, op, block, total);
 }
 template <class Exec> template <typename T>
 void Kernels<Exec>::concat_forward(T* y, const T* xs, const merge::ConcatShape& s, int64_t block) {
@@ -238,10 +238,10 @@ void Kernels<Exec>::weight_decay(T* w, int64_t n, T factor, int64_t block) {
                                                        const T*, T, int64_t, int64_t, T*, int64_t);  \
   template void Kernels<Exec>::bn_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
                                               const T*, bool, int64_t, int64_t, T*, int64_t);        \
-  template void Kernels<Exec>::merge_forward<T>(T*, int32_t*, const T*, int64_t, int64_t, merge::Op, \
-                                                int64_t);                                            \
-  template void Kernels<Exec>::merge_backward<T>(T*, const T*, const T*, const int32_t*, int64_t,    \
-                                                 int64_t, merge::Op, int64_t);                       \
+  template void Kernels<Exec>::merge_forward<T>(T*, int32_t*, const T*, const merge::MergeShape&,    \
+                                                merge::Op, int64_t);                                 \
+  template void Kernels<Exec>::merge_backward<T>(T*, const T*, const T*, const int32_t*,             \
+                                                 const merge::MergeShape&, merge::Op, int64_t, int64_t); \
   template void Kernels<Exec>::concat_forward<T>(T*, const T*, const merge::ConcatShape&, int64_t);  \
   template void Kernels<Exec>::concat_backward<T>(T*, const T*, const merge::ConcatShape&, int64_t); \
   template void Kernels<Exec>::rmsprop_update<T>(T*, T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t); \

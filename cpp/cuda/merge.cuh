@@ -7,8 +7,10 @@
 //   input attaining the extreme (strict comparison, so a tie keeps the earlier input: the
 //   TensorFlow gradient Keras gets); win (N) int32 holds that input's index;
 //   Multiply's backward: dx_i = ((dy x_0) x_1) ... skipping x_i (no division: zeros are exact).
-// Broadcasting and masks are the layer's business (it expands inputs to the output shape
-// first); the bodies see n inputs of N elements each, stacked as xs (n, N).
+// Broadcasting as the layers (base_merge.py): inputs of lower rank get size-1 axes after the
+// batch axis, then size-1 axes broadcast; the backward sums over them (in row-major order, so
+// only broadcast sums may differ from numpy's pairwise sums, by rounding). Masks are the
+// layer's business (not here).
 #pragma once
 #include <cstdint>
 
@@ -18,21 +20,42 @@ namespace faltung::cuda::merge {
 
 enum class Op : int32_t { add, subtract, multiply, average, maximum, minimum };
 
-// xs (n, N) -> y (N), win (N) for maximum/minimum (else unused). Thread per element.
+// The inputs' layout: n inputs stored one after another in xs (input k from offsets[k],
+// offsets[n] the total), each of rank D after Keras's expand_rank (size-1 axes inserted after
+// the batch axis), in_dims (n, D) their sizes, the output dims (D) (each input's size is the
+// output's or 1: broadcast), N = prod(dims). Arrays in the executor's memory.
+struct MergeShape {
+  int64_t n, D, N;
+  const int64_t *dims, *in_dims, *offsets;
+};
+
+// The index in xs of input k's element that output element i reads (broadcast axes: 0).
+FALTUNG_HD inline int64_t source(const MergeShape& s, int64_t k, int64_t i) {
+  int64_t idx = 0, mul = 1;
+  for (int64_t d = s.D - 1; d >= 0; --d) {
+    const int64_t c = i % s.dims[d], nd = s.in_dims[k * s.D + d];
+    i /= s.dims[d];
+    idx += (nd == 1 ? 0 : c) * mul;
+    mul *= nd;
+  }
+  return s.offsets[k] + idx;
+}
+
+// xs -> y (N), win (N) for maximum/minimum (else nullptr). Thread per output element.
 template <typename T>
 struct Forward {
   T* y;
   int32_t* win;
   const T* xs;
-  int64_t n, N;
+  MergeShape s;
   Op op;
   FALTUNG_HD void operator()(Thread th) const {
     const int64_t i = th.global();
-    if (i >= N) return;
-    T cur = xs[i];
+    if (i >= s.N) return;
+    T cur = xs[source(s, 0, i)];
     int32_t w = 0;
-    for (int64_t k = 1; k < n; ++k) {
-      const T v = xs[k * N + i];
+    for (int64_t k = 1; k < s.n; ++k) {
+      const T v = xs[source(s, k, i)];
       switch (op) {
         case Op::add:
         case Op::average: cur = cur + v; break;
@@ -48,50 +71,78 @@ struct Forward {
         }
       }
     }
-    if (op == Op::average) cur = cur / T(n);
+    if (op == Op::average) cur = cur / T(s.n);
     y[i] = cur;
     if (win) win[i] = w;
   }
 };
 
-// dy (N), xs (n, N) (multiply), win (N) (maximum/minimum) -> dxs (n, N). Thread per element.
+// dy (N), xs (multiply), win (N) (maximum/minimum) -> dxs, laid out as xs. Thread per input
+// element (all inputs): the sum over the output elements that read it (one unless broadcast),
+// visited in row-major order; each term is the layer's: add dy, subtract +-dy, average dy/n,
+// multiply ((dy x_0) x_1) ... without x_k, maximum/minimum dy where win == k.
 template <typename T>
 struct Backward {
   T* dxs;
   const T *dy, *xs;
   const int32_t* win;
-  int64_t n, N;
+  MergeShape s;
   Op op;
-  FALTUNG_HD void operator()(Thread th) const {
-    const int64_t i = th.global();
-    if (i >= N) return;
+  FALTUNG_HD T term(int64_t k, int64_t i) const {
     const T d = dy[i];
-    for (int64_t k = 0; k < n; ++k) {
-      T g = d;
-      switch (op) {
-        case Op::add: break;
-        case Op::subtract: g = k == 0 ? d : -d; break;
-        case Op::average: g = d / T(n); break;
-        case Op::multiply:
-          for (int64_t j = 0; j < n; ++j)
-            if (j != k) g = g * xs[j * N + i];
-          break;
-        case Op::maximum:
-        case Op::minimum: g = win[i] == k ? d : T(0); break;
+    switch (op) {
+      case Op::add: return d;
+      case Op::subtract: return k == 0 ? d : -d;
+      case Op::average: return d / T(s.n);
+      case Op::multiply: {
+        T g = d;
+        for (int64_t j = 0; j < s.n; ++j)
+          if (j != k) g = g * xs[source(s, j, i)];
+        return g;
       }
-      dxs[k * N + i] = g;
+      case Op::maximum:
+      case Op::minimum: return win[i] == k ? d : T(0);
     }
+    return d;
+  }
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global();
+    if (e >= s.offsets[s.n]) return;
+    int64_t k = 0;
+    while (s.offsets[k + 1] <= e) ++k;
+    int64_t reps = 1;  // output elements per input element: the product of the broadcast axes
+    for (int64_t d = 0; d < s.D; ++d)
+      if (s.in_dims[k * s.D + d] == 1) reps *= s.dims[d];
+    T sum = 0;
+    for (int64_t r = 0; r < reps; ++r) {
+      int64_t loc = e - s.offsets[k], rem = r, i = 0, mul = 1;  // the r-th output element reading e
+      for (int64_t d = s.D - 1; d >= 0; --d) {
+        const int64_t nd = s.in_dims[k * s.D + d];
+        int64_t c;
+        if (nd == 1) {
+          c = rem % s.dims[d];
+          rem /= s.dims[d];
+        } else {
+          c = loc % nd;
+        }
+        loc /= nd;
+        i += c * mul;
+        mul *= s.dims[d];
+      }
+      sum = r == 0 ? term(k, i) : sum + term(k, i);
+    }
+    dxs[e] = reps > 0 ? sum : T(0);
   }
 };
 
 template <class Exec, typename T>
-void forward(Exec& ex, T* y, int32_t* win, const T* xs, int64_t n, int64_t N, Op op, int64_t block) {
-  ex.launch(cover(N, block), Forward<T>{y, win, xs, n, N, op});
+void forward(Exec& ex, T* y, int32_t* win, const T* xs, const MergeShape& s, Op op, int64_t block) {
+  ex.launch(cover(s.N, block), Forward<T>{y, win, xs, s, op});
 }
 template <class Exec, typename T>
-void backward(Exec& ex, T* dxs, const T* dy, const T* xs, const int32_t* win, int64_t n, int64_t N, Op op,
-              int64_t block) {
-  ex.launch(cover(N, block), Backward<T>{dxs, dy, xs, win, n, N, op});
+void backward(Exec& ex, T* dxs, const T* dy, const T* xs, const int32_t* win, const MergeShape& s, Op op,
+              int64_t block, int64_t total) {
+  ex.launch(cover(total, block), Backward<T>{dxs, dy, xs, win, s, op});
 }
 
 // ---- Concatenate ------------------------------------------------------------------------------
