@@ -11,7 +11,6 @@ Shapes are odd and not multiples of the GEMM tile (16) or of BN's 32-channel blo
 import numpy as np
 import pytest
 
-import faltung
 from faltung import _core
 from faltung.layers import (Add, Average, BatchNormalization, Concatenate, Maximum, Minimum,
                             Multiply, Subtract)
