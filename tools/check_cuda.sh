@@ -48,4 +48,5 @@ print(f"check_cuda: faltung._cuda built (CUDA {info['cuda_version']}, sm {info['
       f"and loaded; devices: {info['cuda_devices']} {info['cuda_error']}")
 PY
 cd - >/dev/null
-"$venv/bin/python" -m pytest -p no:cacheprovider "${@:--q}" tests/test_cuda_device.py tests/test_cuda_kernels.py tests/test_cuda_conv.py
+"$venv/bin/python" -m pytest -p no:cacheprovider "${@:--q}" tests/test_cuda_device.py tests/test_cuda_kernels.py \
+  tests/test_cuda_conv.py tests/test_cuda_layers.py

@@ -11,12 +11,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>  // std::optional arguments
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "faltung/activations.hpp"
 #include "faltung/ctc.hpp"
 #include "faltung/pooling.hpp"
 // convolution and resampling
@@ -498,6 +501,511 @@ struct Bind {
     return t;
   }
 
+  // ---- dense, activations, batch normalization, merge, more optimizers ------------------------
+  static bool same_shape(const py::array& a, const py::array& b) {
+    if (a.ndim() != b.ndim()) return false;
+    for (py::ssize_t i = 0; i < a.ndim(); ++i)
+      if (a.shape(i) != b.shape(i)) return false;
+    return true;
+  }
+  static void check_like(const py::array& a, const py::array& like, const std::string& op, const std::string& what) {
+    check(same_shape(a, like), op + ": expected `" + what + "` of shape " + shape_str(like) + ", received " +
+                                   shape_str(a));
+  }
+  template <typename T>
+  static Arr<T> fetch_like(const Buf<T>& b, const std::vector<py::ssize_t>& shape) {
+    Arr<T> a(shape);
+    out<T>(a, b);
+    return a;
+  }
+  template <typename T>
+  static ew::ActSpec<T> act_of(const std::string& name, double negative_slope, double threshold,
+                               const py::object& max_value, double alpha) {
+    ActParams p;  // the CPU's parameters and names (act_from_name: ValueError listing the kinds)
+    p.negative_slope = negative_slope, p.threshold = threshold, p.alpha = alpha;
+    p.has_max = !max_value.is_none();
+    if (p.has_max) p.max_value = max_value.cast<double>();
+    Act a;
+    try {
+      a = act_from_name(name);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+    return ew::act_spec<T>(a, p);
+  }
+
+  // C (M,N) = alpha op(A) op(B) + beta C; A (M,K) or (K,M) with trans_a, B (K,N) or (N,K) with
+  // trans_b; C (M,N), needed (and read) only when beta != 0. The GEMM body on its own.
+  template <typename T>
+  static Arr<T> gemm(const Arr<T>& A, const Arr<T>& Bm, const std::optional<Arr<T>>& C, bool trans_a, bool trans_b,
+                     double alpha, double beta) {
+    const std::string op = "gemm";
+    check_rank(A, 2, op, "a");
+    check_rank(Bm, 2, op, "b");
+    const int64_t M = A.shape(trans_a ? 1 : 0), K = A.shape(trans_a ? 0 : 1);
+    const int64_t Kb = Bm.shape(trans_b ? 1 : 0), N = Bm.shape(trans_b ? 0 : 1);
+    check(K == Kb, op + ": inner sizes differ: op(a) is (" + std::to_string(M) + ", " + std::to_string(K) +
+                       "), op(b) is (" + std::to_string(Kb) + ", " + std::to_string(N) + ")");
+    check(beta == 0.0 || C.has_value(), op + ": beta != 0 needs `c`");
+    Buf<T> da = in<T>(A), db = in<T>(Bm);
+    auto dc = opt_in<T>(C, {M, N}, op, "c");
+    Buf<T> dout = dc ? std::move(*dc) : Buf<T>::alloc(M * N);
+    Kn::gemm(dense::Gemm<T>{M, N, K, da.get(), A.shape(1), trans_a, db.get(), Bm.shape(1), trans_b, dout.get(), N,
+                            T(alpha), T(beta), nullptr, nullptr, dense::no_act<T>()});
+    return fetch_like<T>(dout, {M, N});
+  }
+
+  // x (B,IN), kernel (IN,OUT), bias (OUT) | None -> (y = act(x kernel + bias), z the
+  // pre-activation, or None when the activation is linear)
+  template <typename T>
+  static py::tuple dense_forward(const Arr<T>& x, const Arr<T>& W, const std::optional<Arr<T>>& bias,
+                                 const std::string& activation, double negative_slope, double threshold,
+                                 const py::object& max_value, double alpha) {
+    const std::string op = "dense";
+    check_rank(x, 2, op, "inputs");
+    check_rank(W, 2, op, "kernel");
+    const int64_t B = x.shape(0), IN = x.shape(1), OUT = W.shape(1);
+    check(W.shape(0) == IN, op + ": expected `kernel` of shape (" + std::to_string(IN) + ", units), received " +
+                                shape_str(W));
+    const ew::ActSpec<T> act = act_of<T>(activation, negative_slope, threshold, max_value, alpha);
+    Buf<T> dx = in<T>(x), dW = in<T>(W), dy = Buf<T>::alloc(B * OUT);
+    auto dbias = opt_in<T>(bias, {OUT}, op, "bias");
+    const bool linear = act.kind == Act::linear;
+    Buf<T> dz = Buf<T>::alloc(linear ? 0 : B * OUT);
+    Kn::dense_forward(dy.get(), linear ? nullptr : dz.get(), dx.get(), dW.get(), ptr(dbias), B, IN, OUT, act);
+    py::object z = py::none();
+    if (!linear) z = fetch_like<T>(dz, {B, OUT});
+    return py::make_tuple(fetch_like<T>(dy, {B, OUT}), z);
+  }
+
+  // dy (B,OUT) the gradient of x kernel + bias, x (B,IN), kernel (IN,OUT) -> (dx, dkernel, dbias)
+  template <typename T>
+  static py::tuple dense_backward(const Arr<T>& dy, const Arr<T>& x, const Arr<T>& W, bool need_dx, bool need_dW,
+                                  bool need_db, int64_t block) {
+    const std::string op = "dense_backward";
+    check_rank(x, 2, op, "inputs");
+    check_rank(W, 2, op, "kernel");
+    check_block(block, op);
+    const int64_t B = x.shape(0), IN = x.shape(1), OUT = W.shape(1);
+    check(W.shape(0) == IN, op + ": expected `kernel` of shape (" + std::to_string(IN) + ", units), received " +
+                                shape_str(W));
+    check(dy.ndim() == 2 && dy.shape(0) == B && dy.shape(1) == OUT,
+          op + ": expected `dy` of shape (" + std::to_string(B) + ", " + std::to_string(OUT) + "), received " +
+              shape_str(dy));
+    Buf<T> ddy = in<T>(dy), dx_in = in<T>(x), dW_in = in<T>(W), gx = Buf<T>::alloc(need_dx ? B * IN : 0),
+           gW = Buf<T>::alloc(need_dW ? IN * OUT : 0), gb = Buf<T>::alloc(need_db ? OUT : 0);
+    Kn::dense_backward(need_dx ? gx.get() : nullptr, need_dW ? gW.get() : nullptr, need_db ? gb.get() : nullptr,
+                       ddy.get(), dx_in.get(), dW_in.get(), B, IN, OUT, block);
+    py::object rx = py::none(), rW = py::none(), rb = py::none();
+    if (need_dx) rx = fetch_like<T>(gx, {B, IN});
+    if (need_dW) rW = fetch_like<T>(gW, {IN, OUT});
+    if (need_db) rb = fetch_like<T>(gb, {OUT});
+    return py::make_tuple(rx, rW, rb);
+  }
+
+  // Elementwise activation by the CPU's kernel name (faltung._core.activation_names()).
+  template <typename T>
+  static Arr<T> activation(const std::string& name, const Arr<T>& x, double negative_slope, double threshold,
+                           const py::object& max_value, double alpha, int64_t block) {
+    const ew::ActSpec<T> a = act_of<T>(name, negative_slope, threshold, max_value, alpha);
+    check_block(block, "activation(" + name + ")");
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(x.size());
+    Kn::act_forward(dy.get(), dx.get(), x.size(), a, block);
+    Arr<T> y = empty_like_shape<T>(x);
+    out<T>(y, dy);
+    return y;
+  }
+  // dy, x the forward input, y the forward output -> dx (the kind reads x or y, as the CPU's)
+  template <typename T>
+  static Arr<T> activation_backward(const std::string& name, const Arr<T>& dy, const Arr<T>& x, const Arr<T>& y,
+                                    double negative_slope, double threshold, const py::object& max_value,
+                                    double alpha, int64_t block) {
+    const std::string op = "activation_backward(" + name + ")";
+    const ew::ActSpec<T> a = act_of<T>(name, negative_slope, threshold, max_value, alpha);
+    check_block(block, op);
+    const bool reads_y = ew::backward_reads_y(a.kind);
+    const Arr<T>& v = reads_y ? y : x;
+    check_like(v, dy, op, reads_y ? "y" : "x");
+    Buf<T> ddy = in<T>(dy), dv = in<T>(v), ddx = Buf<T>::alloc(dy.size());
+    Kn::act_backward(ddx.get(), ddy.get(), dv.get(), dy.size(), a, block);
+    Arr<T> dx = empty_like_shape<T>(dy);
+    out<T>(dx, ddx);
+    return dx;
+  }
+  template <typename T>
+  static Arr<T> log_softmax(const Arr<T>& x, int64_t block) {
+    check(x.ndim() >= 1, "log_softmax: expected `x` of rank >= 1, received a scalar");
+    check_block(block, "log_softmax");
+    const int64_t K = x.shape(x.ndim() - 1), R = K ? x.size() / K : 0;
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(x.size());
+    Kn::log_softmax_forward(dy.get(), dx.get(), R, K, block);
+    Arr<T> y = empty_like_shape<T>(x);
+    out<T>(y, dy);
+    return y;
+  }
+  template <typename T>
+  static Arr<T> log_softmax_backward(const Arr<T>& dy, const Arr<T>& y, int64_t block) {
+    check(dy.ndim() >= 1, "log_softmax_backward: expected `dy` of rank >= 1, received a scalar");
+    check_like(y, dy, "log_softmax_backward", "y");
+    check_block(block, "log_softmax_backward");
+    const int64_t K = dy.shape(dy.ndim() - 1), R = K ? dy.size() / K : 0;
+    Buf<T> ddy = in<T>(dy), dyy = in<T>(y), ddx = Buf<T>::alloc(dy.size());
+    Kn::log_softmax_backward(ddx.get(), ddy.get(), dyy.get(), R, K, block);
+    Arr<T> dx = empty_like_shape<T>(dy);
+    out<T>(dx, ddx);
+    return dx;
+  }
+
+  // BatchNormalization over the last axis (channels last): (R, C) of x.
+  static std::pair<int64_t, int64_t> bn_rows(const py::array& x, const std::string& op) {
+    check(x.ndim() >= 1 && x.shape(x.ndim() - 1) >= 1,
+          op + ": expected `x` of rank >= 1 with channels on its last axis, received shape " + shape_str(x));
+    const int64_t C = x.shape(x.ndim() - 1);
+    return {int64_t(x.size()) / C, C};
+  }
+  static void check_eps(double eps, const std::string& op) {
+    check(eps > 0, op + ": expected epsilon > 0, received " + std::to_string(eps));
+  }
+  // x (...,C), gamma, beta, moving_mean, moving_var (C) | None -> (y, mean, var (biased), inv_std,
+  // moving_mean', moving_var') with moving' = moving momentum + batch (1 - momentum) (None if None)
+  template <typename T>
+  static py::tuple batch_norm_train(const Arr<T>& x, const std::optional<Arr<T>>& gamma,
+                                    const std::optional<Arr<T>>& beta, const std::optional<Arr<T>>& moving_mean,
+                                    const std::optional<Arr<T>>& moving_var, double eps, double momentum,
+                                    int64_t block) {
+    const std::string op = "batch_norm_train";
+    auto [R, C] = bn_rows(x, op);
+    check_eps(eps, op);
+    check_block(block, op);
+    auto dg = opt_in<T>(gamma, {C}, op, "gamma"), db = opt_in<T>(beta, {C}, op, "beta"),
+         dmm = opt_in<T>(moving_mean, {C}, op, "moving_mean"), dmv = opt_in<T>(moving_var, {C}, op, "moving_variance");
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(x.size()), mean = Buf<T>::alloc(C), var = Buf<T>::alloc(C),
+           inv = Buf<T>::alloc(C), ws = Buf<T>::alloc(bn::workspace_size(C));
+    Kn::bn_train_forward(dy.get(), mean.get(), var.get(), inv.get(), ptr(dmm), ptr(dmv), dx.get(), ptr(dg), ptr(db),
+                         T(eps), T(momentum), R, C, ws.get(), block);
+    Arr<T> y = empty_like_shape<T>(x);
+    out<T>(y, dy);
+    py::object mm = py::none(), mv = py::none();
+    if (dmm) mm = fetch_like<T>(*dmm, {C});
+    if (dmv) mv = fetch_like<T>(*dmv, {C});
+    return py::make_tuple(y, fetch_like<T>(mean, {C}), fetch_like<T>(var, {C}), fetch_like<T>(inv, {C}), mm, mv);
+  }
+  // x (...,C) with the moving statistics -> (y, inv_std = 1/sqrt(moving_var + eps))
+  template <typename T>
+  static py::tuple batch_norm_inference(const Arr<T>& x, const std::optional<Arr<T>>& gamma,
+                                        const std::optional<Arr<T>>& beta, const Arr<T>& moving_mean,
+                                        const Arr<T>& moving_var, double eps, int64_t block) {
+    const std::string op = "batch_norm_inference";
+    auto [R, C] = bn_rows(x, op);
+    check_eps(eps, op);
+    check_block(block, op);
+    auto dg = opt_in<T>(gamma, {C}, op, "gamma"), db = opt_in<T>(beta, {C}, op, "beta");
+    auto dmm = opt_in<T>(moving_mean, {C}, op, "moving_mean"), dmv = opt_in<T>(moving_var, {C}, op, "moving_variance");
+    Buf<T> dx = in<T>(x), dy = Buf<T>::alloc(x.size()), inv = Buf<T>::alloc(C), ws = Buf<T>::alloc(bn::workspace_size(C));
+    Kn::bn_inference_forward(dy.get(), inv.get(), dx.get(), ptr(dg), ptr(db), ptr(dmm), ptr(dmv), T(eps), R, C,
+                             ws.get(), block);
+    Arr<T> y = empty_like_shape<T>(x);
+    out<T>(y, dy);
+    return py::make_tuple(y, fetch_like<T>(inv, {C}));
+  }
+  // dy, x (...,C), mean, inv_std (C) (the batch's; with inference, the moving mean and its
+  // inv_std), gamma (C) | None -> (dx, dgamma, dbeta), None where not needed
+  template <typename T>
+  static py::tuple batch_norm_backward(const Arr<T>& dy, const Arr<T>& x, const Arr<T>& mean, const Arr<T>& inv_std,
+                                       const std::optional<Arr<T>>& gamma, bool inference, bool need_dx,
+                                       bool need_dgamma, bool need_dbeta, int64_t block) {
+    const std::string op = "batch_norm_backward";
+    auto [R, C] = bn_rows(x, op);
+    check_like(dy, x, op, "dy");
+    check_block(block, op);
+    auto dg = opt_in<T>(gamma, {C}, op, "gamma");
+    auto dmean = opt_in<T>(mean, {C}, op, "mean"), dinv = opt_in<T>(inv_std, {C}, op, "inv_std");
+    Buf<T> ddy = in<T>(dy), dx_in = in<T>(x), gx = Buf<T>::alloc(need_dx ? x.size() : 0),
+           gg = Buf<T>::alloc(need_dgamma ? C : 0), gb = Buf<T>::alloc(need_dbeta ? C : 0),
+           ws = Buf<T>::alloc(bn::workspace_size(C));
+    Kn::bn_backward(need_dx ? gx.get() : nullptr, need_dgamma ? gg.get() : nullptr, need_dbeta ? gb.get() : nullptr,
+                    ddy.get(), dx_in.get(), ptr(dmean), ptr(dinv), ptr(dg), inference, R, C, ws.get(), block);
+    py::object rx = py::none(), rg = py::none(), rb = py::none();
+    if (need_dx) {
+      Arr<T> a = empty_like_shape<T>(x);
+      out<T>(a, gx);
+      rx = a;
+    }
+    if (need_dgamma) rg = fetch_like<T>(gg, {C});
+    if (need_dbeta) rb = fetch_like<T>(gb, {C});
+    return py::make_tuple(rx, rg, rb);
+  }
+
+  // The merge layers: n >= 1 inputs of one shape (Subtract: exactly 2).
+  static merge::Op merge_op(const std::string& name) {
+    const std::pair<const char*, merge::Op> ops[] = {{"add", merge::Op::add},         {"subtract", merge::Op::subtract},
+                                                     {"multiply", merge::Op::multiply}, {"average", merge::Op::average},
+                                                     {"maximum", merge::Op::maximum},   {"minimum", merge::Op::minimum}};
+    for (const auto& [n, o] : ops)
+      if (name == n) return o;
+    throw py::value_error("merge: unknown op '" + name +
+                          "'. Expected one of: add, subtract, multiply, average, maximum, minimum");
+  }
+  // The inputs' layout as the merge layers see it (merge.cuh: MergeShape): every input
+  // expanded to the largest rank by size-1 axes after the batch axis; each axis equal to the
+  // output's or 1; equal batch sizes (Keras's rules, base_merge.py). The values stacked in order.
+  template <typename T>
+  struct Layout {
+    std::vector<int64_t> dims, in_dims, offsets{0};
+    std::vector<T> values;
+    std::vector<py::ssize_t> out_shape;
+    int64_t n = 0, D = 0, N = 1;
+  };
+  template <typename T>
+  static Layout<T> merge_layout(const std::vector<Arr<T>>& xs, const std::string& op) {
+    check(!xs.empty(), op + ": expected a list of at least 1 input, received 0");
+    Layout<T> L;
+    L.n = int64_t(xs.size());
+    std::string shapes;
+    for (const auto& x : xs) {
+      check(x.ndim() >= 1, op + ": every input needs a batch axis, received shape " + shape_str(x));
+      L.D = std::max<int64_t>(L.D, x.ndim());
+      shapes += (shapes.empty() ? "" : ", ") + shape_str(x);
+    }
+    L.dims.assign(size_t(L.D), 1);
+    for (const auto& x : xs) {
+      const int64_t r = x.ndim();
+      for (int64_t d = 0; d < L.D; ++d) {
+        const int64_t v = d == 0 ? x.shape(0) : (d < L.D - r + 1 ? 1 : x.shape(d - (L.D - r)));
+        L.in_dims.push_back(v);
+      }
+      check(x.shape(0) == xs[0].shape(0),
+            op + ": cannot merge tensors with different batch sizes. Received tensors with shapes " + shapes);
+    }
+    for (int64_t d = 0; d < L.D; ++d)
+      for (int64_t k = 0; k < L.n; ++k) {
+        const int64_t v = L.in_dims[size_t(k * L.D + d)];
+        if (v == 1) continue;
+        check(L.dims[size_t(d)] == 1 || L.dims[size_t(d)] == v,
+              op + ": inputs have incompatible shapes. Received shapes " + shapes);
+        L.dims[size_t(d)] = v;
+      }
+    for (int64_t d = 0; d < L.D; ++d) L.N *= L.dims[size_t(d)], L.out_shape.push_back(L.dims[size_t(d)]);
+    for (const auto& x : xs) {
+      L.values.insert(L.values.end(), x.data(), x.data() + x.size());
+      L.offsets.push_back(L.offsets.back() + x.size());
+    }
+    return L;
+  }
+  template <typename T>
+  struct MergeBufs {  // a Layout in the executor's memory
+    Buf<T> xs;
+    Buf<int64_t> dims, in_dims, offsets;
+    merge::MergeShape shape() { return merge::MergeShape{n, D, N, dims.get(), in_dims.get(), offsets.get()}; }
+    int64_t n, D, N;
+  };
+  template <typename T>
+  static MergeBufs<T> upload(const Layout<T>& L) {
+    return MergeBufs<T>{Buf<T>::upload(L.values.data(), int64_t(L.values.size())),
+                        Buf<int64_t>::upload(L.dims.data(), L.D), Buf<int64_t>::upload(L.in_dims.data(), L.n * L.D),
+                        Buf<int64_t>::upload(L.offsets.data(), L.n + 1), L.n, L.D, L.N};
+  }
+  template <typename T>
+  static py::tuple merge_forward(const std::string& name, const std::vector<Arr<T>>& xs, int64_t block) {
+    const merge::Op o = merge_op(name);
+    const std::string op = "merge(" + name + ")";
+    check_block(block, op);
+    check(o != merge::Op::subtract || xs.size() == 2,
+          op + ": expected exactly 2 inputs, received " + std::to_string(xs.size()));
+    const Layout<T> L = merge_layout<T>(xs, op);
+    MergeBufs<T> b = upload<T>(L);
+    const bool extreme = o == merge::Op::maximum || o == merge::Op::minimum;
+    Buf<T> dy = Buf<T>::alloc(L.N);
+    Buf<int32_t> win = Buf<int32_t>::alloc(extreme ? L.N : 0);
+    Kn::merge_forward(dy.get(), extreme ? win.get() : nullptr, b.xs.get(), b.shape(), o, block);
+    Arr<T> y(L.out_shape);
+    out<T>(y, dy);
+    if (!extreme) return py::make_tuple(y, py::none());
+    py::array_t<int32_t, py::array::c_style> w(L.out_shape);
+    out<int32_t>(w, win);
+    return py::make_tuple(y, w);
+  }
+  // dy (the output's shape), xs (the inputs: multiply reads them, the others their shapes),
+  // win (maximum/minimum, from merge) -> the inputs' gradients (each of its input's shape)
+  template <typename T>
+  static py::list merge_backward(const std::string& name, const Arr<T>& dy, const std::vector<Arr<T>>& xs,
+                                 const std::optional<py::array>& win_a, int64_t block) {
+    const merge::Op o = merge_op(name);
+    const std::string op = "merge_backward(" + name + ")";
+    check_block(block, op);
+    check(o != merge::Op::subtract || xs.size() == 2,
+          op + ": expected exactly 2 inputs, received " + std::to_string(xs.size()));
+    const Layout<T> L = merge_layout<T>(xs, op);
+    Arr<T> like(L.out_shape);
+    check_like(dy, like, op, "dy");
+    MergeBufs<T> b = upload<T>(L);
+    const bool extreme = o == merge::Op::maximum || o == merge::Op::minimum;
+    Buf<int32_t> dwin = Buf<int32_t>::alloc(0);
+    if (extreme) {
+      check(win_a.has_value(), op + ": needs `win` (the winners merge returned)");
+      const I32 win = as_int32(*win_a, op, "win");
+      check_like(win, dy, op, "win");
+      for (int64_t i = 0; i < L.N; ++i)
+        check(win.data()[i] >= 0 && win.data()[i] < L.n,
+              op + ": win[" + std::to_string(i) + "] = " + std::to_string(win.data()[i]) + " is outside [0, " +
+                  std::to_string(L.n) + ")");
+      dwin = in<int32_t>(win);
+    }
+    const int64_t total = L.offsets.back();
+    Buf<T> ddy = in<T>(dy), g = Buf<T>::alloc(total);
+    Kn::merge_backward(g.get(), ddy.get(), b.xs.get(), extreme ? dwin.get() : nullptr, b.shape(), o, total, block);
+    std::vector<T> host(static_cast<size_t>(total));
+    g.download(host.data(), total);
+    py::list res;
+    for (size_t k = 0; k < xs.size(); ++k) {
+      Arr<T> a = empty_like_shape<T>(xs[k]);
+      std::memcpy(a.mutable_data(), host.data() + L.offsets[k], size_t(a.size()) * sizeof(T));
+      res.append(a);
+    }
+    return res;
+  }
+
+  // Concatenate along `axis` (negative counts from the end): shapes equal but along axis.
+  static int64_t concat_axis(int64_t axis, int64_t ndim, const std::string& op) {
+    check(ndim >= 1 && axis >= -ndim && axis < ndim, op + ": axis " + std::to_string(axis) +
+                                                         " is out of bounds for inputs of rank " + std::to_string(ndim));
+    return axis < 0 ? axis + ndim : axis;
+  }
+  template <typename T>
+  static Arr<T> concatenate(const std::vector<Arr<T>>& xs, int64_t axis, int64_t block) {
+    const std::string op = "concatenate";
+    check_block(block, op);
+    check(!xs.empty(), op + ": expected a list of at least 1 input, received 0");
+    const int64_t nd = xs[0].ndim(), ax = concat_axis(axis, nd, op);
+    std::vector<int64_t> starts{0};
+    int64_t outer = 1, inner = 1, total = 0;
+    for (int64_t d = 0; d < ax; ++d) outer *= xs[0].shape(d);
+    for (int64_t d = ax + 1; d < nd; ++d) inner *= xs[0].shape(d);
+    for (size_t k = 0; k < xs.size(); ++k) {
+      bool ok = xs[k].ndim() == nd;
+      for (int64_t d = 0; ok && d < nd; ++d) ok = d == ax || xs[k].shape(d) == xs[0].shape(d);
+      check(ok, op + ": expected inputs of equal shapes except along axis " + std::to_string(ax) + ", received " +
+                    shape_str(xs[0]) + " and " + shape_str(xs[k]) + " at index " + std::to_string(k));
+      starts.push_back(starts.back() + xs[k].shape(ax));
+      total += xs[k].size();
+    }
+    std::vector<T> host(static_cast<size_t>(total));
+    int64_t off = 0;
+    for (const auto& x : xs) {
+      std::memcpy(host.data() + off, x.data(), size_t(x.size()) * sizeof(T));
+      off += x.size();
+    }
+    Buf<T> dxs = Buf<T>::upload(host.data(), total), dy = Buf<T>::alloc(total);
+    Buf<int64_t> dstarts = Buf<int64_t>::upload(starts.data(), int64_t(starts.size()));
+    Kn::concat_forward(dy.get(), dxs.get(), merge::ConcatShape{outer, inner, starts.back(), int64_t(xs.size()), dstarts.get()},
+                       block);
+    std::vector<py::ssize_t> shape(xs[0].shape(), xs[0].shape() + nd);
+    shape[ax] = starts.back();
+    return fetch_like<T>(dy, shape);
+  }
+  // dy (the output), sizes along axis of the inputs -> list of their gradients
+  template <typename T>
+  static py::list concatenate_backward(const Arr<T>& dy, const std::vector<int64_t>& sizes, int64_t axis,
+                                       int64_t block) {
+    const std::string op = "concatenate_backward";
+    check_block(block, op);
+    check(!sizes.empty(), op + ": expected at least 1 input size, received 0");
+    const int64_t nd = dy.ndim(), ax = concat_axis(axis, nd, op);
+    std::vector<int64_t> starts{0};
+    for (int64_t s : sizes) {
+      check(s >= 0, op + ": expected sizes >= 0, received " + std::to_string(s));
+      starts.push_back(starts.back() + s);
+    }
+    check(starts.back() == dy.shape(ax), op + ": the sizes sum to " + std::to_string(starts.back()) +
+                                             ", but `dy` has " + std::to_string(dy.shape(ax)) + " along axis " +
+                                             std::to_string(ax));
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < ax; ++d) outer *= dy.shape(d);
+    for (int64_t d = ax + 1; d < nd; ++d) inner *= dy.shape(d);
+    Buf<T> ddy = in<T>(dy), g = Buf<T>::alloc(dy.size());
+    Buf<int64_t> dstarts = Buf<int64_t>::upload(starts.data(), int64_t(starts.size()));
+    Kn::concat_backward(g.get(), ddy.get(), merge::ConcatShape{outer, inner, starts.back(), int64_t(sizes.size()),
+                                                               dstarts.get()},
+                        block);
+    std::vector<T> host(static_cast<size_t>(dy.size()));
+    g.download(host.data(), dy.size());
+    py::list res;
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      std::vector<py::ssize_t> shape(dy.shape(), dy.shape() + nd);
+      shape[ax] = sizes[k];
+      Arr<T> a(shape);
+      std::memcpy(a.mutable_data(), host.data() + outer * inner * starts[k], size_t(a.size()) * sizeof(T));
+      res.append(a);
+    }
+    return res;
+  }
+
+  // More optimizers; each returns the updated arrays (the inputs stay as they were), None for
+  // a state given as None.
+  template <typename T>
+  static py::tuple updated(std::vector<std::pair<Buf<T>*, bool>> bufs, const Arr<T>& like) {
+    py::tuple t(bufs.size());
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      if (!bufs[i].second) {
+        t[i] = py::none();
+        continue;
+      }
+      Arr<T> a = empty_like_shape<T>(like);
+      out<T>(a, *bufs[i].first);
+      t[i] = a;
+    }
+    return t;
+  }
+  template <typename T>
+  static Buf<T> in_opt(const std::optional<Arr<T>>& a) { return a ? in<T>(*a) : Buf<T>::alloc(0); }
+  template <typename T>
+  static py::tuple rmsprop(const Arr<T>& w, const Arr<T>& v, const std::optional<Arr<T>>& mom,
+                           const std::optional<Arr<T>>& avg, const Arr<T>& g, double lr, double rho, double momentum,
+                           double eps, int64_t block) {
+    const std::string op = "RMSprop";
+    check_same<T>(w, v, op, "v");
+    check_same<T>(w, mom, op, "mom");
+    check_same<T>(w, avg, op, "avg");
+    check_same<T>(w, g, op, "g");
+    check_block(block, op);
+    Buf<T> dw = in<T>(w), dv = in<T>(v), dg = in<T>(g), dm = in_opt<T>(mom), da = in_opt<T>(avg);
+    Kn::rmsprop_update(dw.get(), dv.get(), mom ? dm.get() : nullptr, avg ? da.get() : nullptr, dg.get(), w.size(),
+                       T(lr), T(rho), T(momentum), T(eps), block);
+    return updated<T>({{&dw, true}, {&dv, true}, {&dm, bool(mom)}, {&da, bool(avg)}}, w);
+  }
+  template <typename T>
+  static py::tuple adagrad(const Arr<T>& w, const Arr<T>& acc, const Arr<T>& g, double lr, double eps, int64_t block) {
+    check_same<T>(w, acc, "Adagrad", "acc");
+    check_same<T>(w, g, "Adagrad", "g");
+    check_block(block, "Adagrad");
+    Buf<T> dw = in<T>(w), da = in<T>(acc), dg = in<T>(g);
+    Kn::adagrad_update(dw.get(), da.get(), dg.get(), w.size(), T(lr), T(eps), block);
+    return updated<T>({{&dw, true}, {&da, true}}, w);
+  }
+  // step_size = lr / (1 - beta_1^t), t the 1-based step (the caller's, as Adam's alpha)
+  template <typename T>
+  static py::tuple adamax(const Arr<T>& w, const Arr<T>& m, const Arr<T>& u, const Arr<T>& g, double step_size,
+                          double beta1, double beta2, double eps, int64_t block) {
+    for (const auto& [a, name] : {std::pair{&m, "m"}, std::pair{&u, "u"}, std::pair{&g, "g"}})
+      check_same<T>(w, *a, "Adamax", name);
+    check_block(block, "Adamax");
+    Buf<T> dw = in<T>(w), dm = in<T>(m), du = in<T>(u), dg = in<T>(g);
+    Kn::adamax_update(dw.get(), dm.get(), du.get(), dg.get(), w.size(), T(step_size), T(beta1), T(beta2), T(eps),
+                      block);
+    return updated<T>({{&dw, true}, {&dm, true}, {&du, true}}, w);
+  }
+  // w * (1 - weight_decay * lr): the decoupled decay before an update (AdamW, and any optimizer
+  // given weight_decay)
+  template <typename T>
+  static Arr<T> weight_decay(const Arr<T>& w, double weight_decay, double lr, int64_t block) {
+    check_block(block, "weight_decay");
+    Buf<T> dw = in<T>(w);
+    Kn::weight_decay(dw.get(), w.size(), T(1.0 - weight_decay * lr), block);
+    Arr<T> a = empty_like_shape<T>(w);
+    out<T>(a, dw);
+    return a;
+  }
+
   template <typename T>
   static void bind_precision(py::module_& m, const std::string& sfx) {
     const auto blk = py::arg("block") = 128;
@@ -534,6 +1042,43 @@ struct Bind {
           py::arg("momentum"), py::arg("nesterov"), blk);
     m.def(("optim_adam" + sfx).c_str(), &adam<T>, py::arg("w"), py::arg("m"), py::arg("v"), py::arg("vhat"),
           py::arg("g"), py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), blk);
+    // dense, activations, batch normalization, merge, more optimizers
+    m.def(("gemm" + sfx).c_str(), &gemm<T>, py::arg("a"), py::arg("b"), py::arg("c") = py::none(),
+          py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
+    m.def(("dense_forward" + sfx).c_str(), &dense_forward<T>, py::arg("x"), py::arg("kernel"),
+          py::arg("bias") = py::none(), py::arg("activation") = "linear", py::arg("negative_slope") = 0.0,
+          py::arg("threshold") = 0.0, py::arg("max_value") = py::none(), py::arg("alpha") = 1.0);
+    m.def(("dense_backward" + sfx).c_str(), &dense_backward<T>, py::arg("dy"), py::arg("x"), py::arg("kernel"),
+          py::arg("need_dx") = true, py::arg("need_dkernel") = true, py::arg("need_dbias") = true, blk);
+    m.def(("activation" + sfx).c_str(), &activation<T>, py::arg("name"), py::arg("x"),
+          py::arg("negative_slope") = 0.0, py::arg("threshold") = 0.0, py::arg("max_value") = py::none(),
+          py::arg("alpha") = 1.0, blk);
+    m.def(("activation_backward" + sfx).c_str(), &activation_backward<T>, py::arg("name"), py::arg("dy"),
+          py::arg("x"), py::arg("y"), py::arg("negative_slope") = 0.0, py::arg("threshold") = 0.0,
+          py::arg("max_value") = py::none(), py::arg("alpha") = 1.0, blk);
+    m.def(("log_softmax" + sfx).c_str(), &log_softmax<T>, py::arg("x"), blk);
+    m.def(("log_softmax_backward" + sfx).c_str(), &log_softmax_backward<T>, py::arg("dy"), py::arg("y"), blk);
+    m.def(("batch_norm_train" + sfx).c_str(), &batch_norm_train<T>, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+          py::arg("moving_mean"), py::arg("moving_variance"), py::arg("epsilon") = 1e-3,
+          py::arg("momentum") = 0.99, blk);
+    m.def(("batch_norm_inference" + sfx).c_str(), &batch_norm_inference<T>, py::arg("x"), py::arg("gamma"),
+          py::arg("beta"), py::arg("moving_mean"), py::arg("moving_variance"), py::arg("epsilon") = 1e-3, blk);
+    m.def(("batch_norm_backward" + sfx).c_str(), &batch_norm_backward<T>, py::arg("dy"), py::arg("x"),
+          py::arg("mean"), py::arg("inv_std"), py::arg("gamma"), py::arg("inference") = false,
+          py::arg("need_dx") = true, py::arg("need_dgamma") = true, py::arg("need_dbeta") = true, blk);
+    m.def(("merge" + sfx).c_str(), &merge_forward<T>, py::arg("op"), py::arg("xs"), blk);
+    m.def(("merge_backward" + sfx).c_str(), &merge_backward<T>, py::arg("op"), py::arg("dy"), py::arg("xs"),
+          py::arg("win") = py::none(), blk);
+    m.def(("concatenate" + sfx).c_str(), &concatenate<T>, py::arg("xs"), py::arg("axis") = -1, blk);
+    m.def(("concatenate_backward" + sfx).c_str(), &concatenate_backward<T>, py::arg("dy"), py::arg("sizes"),
+          py::arg("axis") = -1, blk);
+    m.def(("optim_rmsprop" + sfx).c_str(), &rmsprop<T>, py::arg("w"), py::arg("v"), py::arg("mom"), py::arg("avg"),
+          py::arg("g"), py::arg("lr"), py::arg("rho"), py::arg("momentum"), py::arg("epsilon"), blk);
+    m.def(("optim_adagrad" + sfx).c_str(), &adagrad<T>, py::arg("w"), py::arg("acc"), py::arg("g"), py::arg("lr"),
+          py::arg("epsilon"), blk);
+    m.def(("optim_adamax" + sfx).c_str(), &adamax<T>, py::arg("w"), py::arg("m"), py::arg("u"), py::arg("g"),
+          py::arg("step_size"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), blk);
+    m.def(("weight_decay" + sfx).c_str(), &weight_decay<T>, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
   }
 
   // ---- convolution and resampling (conv.cuh, resample.cuh) ----

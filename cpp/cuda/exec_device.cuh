@@ -24,6 +24,17 @@ __global__ void run_body_steps(Body body, int64_t steps) {
   }
 }
 
+// launch_steps with the block's shared memory: one Body::Shared per block (static size).
+template <class Body>
+__global__ void run_body_shared(Body body, int64_t steps) {
+  __shared__ typename Body::Shared sh;
+  const Thread th{int64_t(blockIdx.x), int64_t(threadIdx.x), int64_t(blockDim.x)};
+  for (int64_t k = 0; k < steps; ++k) {
+    body.step(k, th, sh);
+    __syncthreads();
+  }
+}
+
 void check_cuda(cudaError_t e, const char* what);  // runtime.cu: throws, naming `what`
 
 struct DeviceExec {
@@ -38,6 +49,12 @@ struct DeviceExec {
   void launch_steps(Geometry g, int64_t steps, const Body& body) {
     if (g.grid == 0 || steps == 0) return;
     run_body_steps<<<unsigned(g.grid), unsigned(g.block), 0, stream>>>(body, steps);
+    check_cuda(cudaGetLastError(), "kernel launch");
+  }
+  template <class Body>
+  void launch_shared(Geometry g, int64_t steps, const Body& body) {
+    if (g.grid == 0 || steps == 0) return;
+    run_body_shared<<<unsigned(g.grid), unsigned(g.block), 0, stream>>>(body, steps);
     check_cuda(cudaGetLastError(), "kernel launch");
   }
 };

@@ -3,6 +3,8 @@
 // Test-only: compiled into faltung._cuda_host (cpp/cuda/host_harness.cpp) by the default build.
 #pragma once
 #include <cmath>
+#include <cstring>
+#include <memory>
 
 #include "hd.cuh"
 
@@ -21,6 +23,18 @@ struct HostExec {
     for (int64_t b = 0; b < g.grid; ++b)
       for (int64_t k = 0; k < steps; ++k)
         for (int64_t t = 0; t < g.block; ++t) body.step(k, Thread{b, t, g.block});
+  }
+  // launch_steps with a block's shared memory (Body::Shared, one per block). Each block starts
+  // from bytes 0xFF (NaN in every float), as the device's uninitialized shared memory may hold
+  // anything: a body that reads a slot before writing it shows up as NaN here.
+  template <class Body>
+  void launch_shared(Geometry g, int64_t steps, const Body& body) {
+    auto sh = std::make_unique<typename Body::Shared>();
+    for (int64_t b = 0; b < g.grid; ++b) {
+      std::memset(static_cast<void*>(sh.get()), 0xFF, sizeof(typename Body::Shared));
+      for (int64_t k = 0; k < steps; ++k)
+        for (int64_t t = 0; t < g.block; ++t) body.step(k, Thread{b, t, g.block}, *sh);
+    }
   }
 };
 

@@ -17,6 +17,10 @@
 //                                       thread of a block runs body.step(step, Thread), then the
 //                                       block waits at a barrier (__syncthreads on the device);
 //                                       blocks never talk to each other.
+//   launch_shared(grid, block, n, body) launch_steps with the block's shared memory: body.step
+//                                       (step, Thread, Body::Shared&), one Shared per block
+//                                       (__shared__ on the device); a thread's state that must
+//                                       outlive a step lives there too, in its own slot.
 // A body therefore never holds a barrier itself, and the host order (threads in sequence)
 // is one legal schedule of the device's. It is not every schedule: a thread reading what
 // another thread of the same launch (or step) writes would race on the device yet could pass

@@ -16,6 +16,11 @@
 // convolution and resampling
 #include "conv.cuh"
 #include "resample.cuh"
+// dense, activations, batch normalization, merge, more optimizers (optim.cuh)
+#include "dense.cuh"
+#include "elementwise.cuh"
+#include "merge.cuh"
+#include "normalization.cuh"
 
 namespace faltung::cuda {
 
@@ -77,6 +82,50 @@ struct Kernels {
   static void resize_bilinear2d_backward(T* dinp, const T* dout, int64_t N, int64_t H, int64_t W, int64_t C,
                                          int64_t OH, int64_t OW, int64_t block);
   // ---- end convolution and resampling ----
+  // ---- dense, activations, batch normalization, merge, more optimizers ----
+  template <typename T> static void gemm(const dense::Gemm<T>& g);
+  template <typename T>
+  static void dense_forward(T* y, T* z, const T* x, const T* W, const T* bias, int64_t B, int64_t IN, int64_t OUT,
+                            const ew::ActSpec<T>& act);
+  template <typename T>
+  static void dense_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B, int64_t IN,
+                             int64_t OUT, int64_t block);
+  template <typename T>
+  static void act_forward(T* y, const T* x, int64_t N, const ew::ActSpec<T>& a, int64_t block);
+  template <typename T>
+  static void act_backward(T* dx, const T* dy, const T* v, int64_t N, const ew::ActSpec<T>& a, int64_t block);
+  template <typename T> static void log_softmax_forward(T* y, const T* x, int64_t R, int64_t K, int64_t block);
+  template <typename T>
+  static void log_softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K, int64_t block);
+  template <typename T>
+  static void bn_train_forward(T* y, T* mean, T* var, T* inv_std, T* moving_mean, T* moving_var, const T* x,
+                               const T* gamma, const T* beta, T eps, T momentum, int64_t R, int64_t C, T* ws,
+                               int64_t block);
+  template <typename T>
+  static void bn_inference_forward(T* y, T* inv_std, const T* x, const T* gamma, const T* beta,
+                                   const T* moving_mean, const T* moving_var, T eps, int64_t R, int64_t C, T* ws,
+                                   int64_t block);
+  template <typename T>
+  static void bn_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean, const T* inv_std,
+                          const T* gamma, bool inference, int64_t R, int64_t C, T* ws, int64_t block);
+  template <typename T>
+  static void merge_forward(T* y, int32_t* win, const T* xs, const merge::MergeShape& s, merge::Op op,
+                            int64_t block);
+  template <typename T>
+  static void merge_backward(T* dxs, const T* dy, const T* xs, const int32_t* win, const merge::MergeShape& s,
+                             merge::Op op, int64_t total, int64_t block);
+  template <typename T>
+  static void concat_forward(T* y, const T* xs, const merge::ConcatShape& s, int64_t block);
+  template <typename T>
+  static void concat_backward(T* dxs, const T* dy, const merge::ConcatShape& s, int64_t block);
+  template <typename T>
+  static void rmsprop_update(T* w, T* v, T* mom, T* avg, const T* g, int64_t n, T lr, T rho, T momentum, T eps,
+                             int64_t block);
+  template <typename T>
+  static void adagrad_update(T* w, T* acc, const T* g, int64_t n, T lr, T eps, int64_t block);
+  template <typename T>
+  static void adamax_update(T* w, T* m, T* u, const T* g, int64_t n, T c, T beta1, T beta2, T eps, int64_t block);
+  template <typename T> static void weight_decay(T* w, int64_t n, T factor, int64_t block);
 };
 
 }  // namespace faltung::cuda

@@ -93,6 +93,112 @@ void Kernels<Exec>::adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n
   optim::adam_update(ex, w, m, v, vhat, g, n, alpha, beta1, beta2, eps, block);
 }
 
+// ---- dense, activations, batch normalization, merge, more optimizers ----
+template <class Exec> template <typename T>
+void Kernels<Exec>::gemm(const dense::Gemm<T>& g) {
+  Exec ex;
+  dense::gemm(ex, g);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::dense_forward(T* y, T* z, const T* x, const T* W, const T* bias, int64_t B, int64_t IN,
+                                  int64_t OUT, const ew::ActSpec<T>& act) {
+  Exec ex;
+  dense::forward(ex, y, z, x, W, bias, B, IN, OUT, act);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::dense_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B,
+                                   int64_t IN, int64_t OUT, int64_t block) {
+  Exec ex;
+  dense::backward(ex, dx, dW, db, dy, x, W, B, IN, OUT, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::act_forward(T* y, const T* x, int64_t N, const ew::ActSpec<T>& a, int64_t block) {
+  Exec ex;
+  ew::act_forward(ex, y, x, N, a, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::act_backward(T* dx, const T* dy, const T* v, int64_t N, const ew::ActSpec<T>& a,
+                                 int64_t block) {
+  Exec ex;
+  ew::act_backward(ex, dx, dy, v, N, a, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::log_softmax_forward(T* y, const T* x, int64_t R, int64_t K, int64_t block) {
+  Exec ex;
+  ew::log_softmax_forward(ex, y, x, R, K, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::log_softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K, int64_t block) {
+  Exec ex;
+  ew::log_softmax_backward(ex, dx, dy, y, R, K, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::bn_train_forward(T* y, T* mean, T* var, T* inv_std, T* moving_mean, T* moving_var,
+                                     const T* x, const T* gamma, const T* beta, T eps, T momentum, int64_t R,
+                                     int64_t C, T* ws, int64_t block) {
+  Exec ex;
+  bn::train_forward(ex, y, mean, var, inv_std, moving_mean, moving_var, x, gamma, beta, eps, momentum, R, C, ws,
+                    block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::bn_inference_forward(T* y, T* inv_std, const T* x, const T* gamma, const T* beta,
+                                         const T* moving_mean, const T* moving_var, T eps, int64_t R, int64_t C,
+                                         T* ws, int64_t block) {
+  Exec ex;
+  bn::inference_forward(ex, y, inv_std, x, gamma, beta, moving_mean, moving_var, eps, R, C, ws, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::bn_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                                const T* inv_std, const T* gamma, bool inference, int64_t R, int64_t C, T* ws,
+                                int64_t block) {
+  Exec ex;
+  bn::backward(ex, dx, dgamma, dbeta, dy, x, mean, inv_std, gamma, inference, R, C, ws, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::merge_forward(T* y, int32_t* win, const T* xs, const merge::MergeShape& s, merge::Op op,
+                                  int64_t block) {
+  Exec ex;
+  merge::forward(ex, y, win, xs, s, op, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::merge_backward(T* dxs, const T* dy, const T* xs, const int32_t* win, const merge::MergeShape& s,
+                                   merge::Op op, int64_t total, int64_t block) {
+  Exec ex;
+  merge::backward(ex, dxs, dy, xs, win, s, op, block, total);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::concat_forward(T* y, const T* xs, const merge::ConcatShape& s, int64_t block) {
+  Exec ex;
+  merge::concat_forward(ex, y, xs, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::concat_backward(T* dxs, const T* dy, const merge::ConcatShape& s, int64_t block) {
+  Exec ex;
+  merge::concat_backward(ex, dxs, dy, s, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::rmsprop_update(T* w, T* v, T* mom, T* avg, const T* g, int64_t n, T lr, T rho, T momentum,
+                                   T eps, int64_t block) {
+  Exec ex;
+  optim::rmsprop_update(ex, w, v, mom, avg, g, n, lr, rho, momentum, eps, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::adagrad_update(T* w, T* acc, const T* g, int64_t n, T lr, T eps, int64_t block) {
+  Exec ex;
+  optim::adagrad_update(ex, w, acc, g, n, lr, eps, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::adamax_update(T* w, T* m, T* u, const T* g, int64_t n, T c, T beta1, T beta2, T eps,
+                                  int64_t block) {
+  Exec ex;
+  optim::adamax_update(ex, w, m, u, g, n, c, beta1, beta2, eps, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::weight_decay(T* w, int64_t n, T factor, int64_t block) {
+  Exec ex;
+  optim::weight_decay(ex, w, n, factor, block);
+}
+
 // Every entry point for one executor and one precision (kernels.cu and host_harness.cpp).
 #define FALTUNG_CUDA_INSTANTIATE(Exec, T)                                                            \
   template void Kernels<Exec>::ctc_loss<T>(const ctc::Args<T>&, int64_t);                            \
@@ -114,7 +220,34 @@ void Kernels<Exec>::adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n
   template void Kernels<Exec>::sparse_softmax_xent<T>(T*, T*, const T*, const int32_t*, int64_t,     \
                                                       int64_t, T, int64_t);                          \
   template void Kernels<Exec>::sgd_update<T>(T*, T*, const T*, int64_t, T, T, bool, int64_t);        \
-  template void Kernels<Exec>::adam_update<T>(T*, T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t);
+  template void Kernels<Exec>::adam_update<T>(T*, T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t); \
+  /* dense, activations, batch normalization, merge, more optimizers */                             \
+  template void Kernels<Exec>::gemm<T>(const dense::Gemm<T>&);                                       \
+  template void Kernels<Exec>::dense_forward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
+                                                int64_t, const ew::ActSpec<T>&);                     \
+  template void Kernels<Exec>::dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t,  \
+                                                 int64_t, int64_t, int64_t);                         \
+  template void Kernels<Exec>::act_forward<T>(T*, const T*, int64_t, const ew::ActSpec<T>&, int64_t); \
+  template void Kernels<Exec>::act_backward<T>(T*, const T*, const T*, int64_t, const ew::ActSpec<T>&, \
+                                               int64_t);                                             \
+  template void Kernels<Exec>::log_softmax_forward<T>(T*, const T*, int64_t, int64_t, int64_t);      \
+  template void Kernels<Exec>::log_softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t); \
+  template void Kernels<Exec>::bn_train_forward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*, \
+                                                   T, T, int64_t, int64_t, T*, int64_t);             \
+  template void Kernels<Exec>::bn_inference_forward<T>(T*, T*, const T*, const T*, const T*, const T*, \
+                                                       const T*, T, int64_t, int64_t, T*, int64_t);  \
+  template void Kernels<Exec>::bn_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
+                                              const T*, bool, int64_t, int64_t, T*, int64_t);        \
+  template void Kernels<Exec>::merge_forward<T>(T*, int32_t*, const T*, const merge::MergeShape&,    \
+                                                merge::Op, int64_t);                                 \
+  template void Kernels<Exec>::merge_backward<T>(T*, const T*, const T*, const int32_t*,             \
+                                                 const merge::MergeShape&, merge::Op, int64_t, int64_t); \
+  template void Kernels<Exec>::concat_forward<T>(T*, const T*, const merge::ConcatShape&, int64_t);  \
+  template void Kernels<Exec>::concat_backward<T>(T*, const T*, const merge::ConcatShape&, int64_t); \
+  template void Kernels<Exec>::rmsprop_update<T>(T*, T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t); \
+  template void Kernels<Exec>::adagrad_update<T>(T*, T*, const T*, int64_t, T, T, int64_t);          \
+  template void Kernels<Exec>::adamax_update<T>(T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t); \
+  template void Kernels<Exec>::weight_decay<T>(T*, int64_t, T, int64_t);
 
 // ---- convolution and resampling (conv.cuh, resample.cuh) ----
 template <class Exec> template <typename T>

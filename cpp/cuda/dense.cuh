@@ -1,0 +1,134 @@
+// cpp/cuda/dense.cuh — a shared-memory tiled GEMM body and the Dense layer's forward
+// (x W + b, activation fused into the epilogue) and backward (dx = dy W^T, dW = x^T dy,
+// db = column sums of dy) built on it (see hd.cuh for the design). Oracle: cpp/src/dense.cpp
+// (OpenBLAS) and cpp/src/activations.cpp.
+//
+// Where cuBLAS plugs in: on a device, the production path for the three products is
+// cublasSgemm/cublasDgemm (row-major C = A B is column-major C^T = B^T A^T: swap the operands,
+// M <-> N) with the bias, activation and column sums as the small bodies below (or cuBLASLt's
+// bias/activation epilogues). This body is the portable fallback and the testable reference:
+// the host harness checks its tiling, transposes and bounds against the CPU on every run.
+//
+// B batch, IN input features, OUT units; row-major throughout.
+#pragma once
+#include <cstdint>
+
+#include "elementwise.cuh"
+#include "hd.cuh"
+
+namespace faltung::cuda::dense {
+
+constexpr int64_t kTile = 16;              // a block computes one kTile x kTile tile of C
+constexpr int64_t kBlock = kTile * kTile;  // one thread per C entry of the tile
+
+// C (M,N) = alpha op(A) op(B) + beta C (+ bias[n], then act), op = transpose or not.
+// op(A)[m,k] = transA ? A[k lda + m] : A[m lda + k]; op(B)[k,n] = transB ? B[n ldb + k] : B[k ldb + n].
+// beta == 0 never reads C (BLAS's rule: C may hold anything). bias (N) or nullptr. With an
+// activation other than linear, z (M,N) or nullptr receives the pre-activation value
+// (the backward of x-reading activations needs it) and C the activated one.
+template <typename T>
+struct Gemm {
+  int64_t M, N, K;
+  const T* A;
+  int64_t lda;
+  bool transA;
+  const T* Bm;
+  int64_t ldb;
+  bool transB;
+  T* C;
+  int64_t ldc;
+  T alpha, beta;
+  const T* bias;
+  T* z;
+  ew::ActSpec<T> act;
+
+  // The block's tiles of op(A) and op(B), and each thread's running sum: the sum must outlive
+  // a step (a step ends at a barrier), so it lives in the thread's slot here.
+  struct Shared {
+    T a[kTile][kTile + 1];  // +1: threads of a warp reading a column hit distinct banks
+    T b[kTile][kTile + 1];
+    T acc[kBlock];
+  };
+  int64_t k_tiles() const { return ceil_div(K, kTile); }
+  int64_t steps() const { return 2 * k_tiles() + 2; }  // zero, (load, multiply) per k tile, store
+
+  FALTUNG_HD void step(int64_t s, Thread th, Shared& sh) const {
+    const int64_t tiles_n = (N + kTile - 1) / kTile;
+    const int64_t ty = th.thread / kTile, tx = th.thread % kTile;
+    const int64_t m = (th.block / tiles_n) * kTile + ty, n = (th.block % tiles_n) * kTile + tx;
+    const int64_t nk = (K + kTile - 1) / kTile;
+    if (s == 0) {
+      sh.acc[th.thread] = T(0);
+    } else if (s <= 2 * nk) {
+      const int64_t k0 = ((s - 1) / 2) * kTile;
+      if (s % 2 == 1) {  // load: thread (ty, tx) brings op(A)[m, k0+tx] and op(B)[k0+ty, n]
+        const int64_t ka = k0 + tx, kb = k0 + ty;
+        sh.a[ty][tx] = (m < M && ka < K) ? (transA ? A[ka * lda + m] : A[m * lda + ka]) : T(0);
+        sh.b[ty][tx] = (kb < K && n < N) ? (transB ? Bm[n * ldb + kb] : Bm[kb * ldb + n]) : T(0);
+      } else {  // multiply: the row of the A tile by the column of the B tile (zeros pad the edge)
+        T sum = sh.acc[th.thread];
+        for (int64_t kk = 0; kk < kTile; ++kk) sum += sh.a[ty][kk] * sh.b[kk][tx];
+        sh.acc[th.thread] = sum;
+      }
+    } else if (m < M && n < N) {  // epilogue
+      T v = alpha * sh.acc[th.thread];
+      if (beta != T(0)) v += beta * C[m * ldc + n];
+      if (bias) v += bias[n];
+      if (act.kind == Act::linear) {
+        C[m * ldc + n] = v;
+      } else {
+        if (z) z[m * ldc + n] = v;
+        C[m * ldc + n] = ew::act_forward(act, v);
+      }
+    }
+  }
+};
+
+template <typename T>
+inline ew::ActSpec<T> no_act() {
+  return ew::ActSpec<T>{Act::linear, T(0), T(0), T(0), T(1), false};
+}
+
+template <class Exec, typename T>
+void gemm(Exec& ex, const Gemm<T>& g) {
+  if (g.M <= 0 || g.N <= 0) return;
+  ex.launch_shared(Geometry{ceil_div(g.M, kTile) * ceil_div(g.N, kTile), kBlock}, g.steps(), g);
+}
+
+// dy (B,OUT) -> db (OUT), db[o] = sum_b dy[b,o] in row order (the CPU's order). Thread per
+// column: adjacent threads read adjacent addresses of a row.
+template <typename T>
+struct ColumnSums {
+  T* db;
+  const T* dy;
+  int64_t B, OUT;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t o = th.global();
+    if (o >= OUT) return;
+    T s = 0;
+    for (int64_t b = 0; b < B; ++b) s += dy[b * OUT + o];
+    db[o] = s;
+  }
+};
+
+// x (B,IN), W (IN,OUT), bias (OUT) or nullptr -> y (B,OUT) = act(x W + bias), z (B,OUT) the
+// pre-activation or nullptr (ignored for linear).
+template <class Exec, typename T>
+void forward(Exec& ex, T* y, T* z, const T* x, const T* W, const T* bias, int64_t B, int64_t IN, int64_t OUT,
+             const ew::ActSpec<T>& act) {
+  gemm(ex, Gemm<T>{B, OUT, IN, x, IN, false, W, OUT, false, y, OUT, T(1), T(0), bias, z, act});
+}
+
+// dy (B,OUT) the gradient of the pre-activation, x (B,IN), W (IN,OUT) -> dx (B,IN), dW (IN,OUT),
+// db (OUT); a nullptr skips that gradient. K = 0 (B = 0 for dW) gives zeros, as the CPU.
+template <class Exec, typename T>
+void backward(Exec& ex, T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B, int64_t IN,
+              int64_t OUT, int64_t block) {
+  if (dx) gemm(ex, Gemm<T>{B, IN, OUT, dy, OUT, false, W, OUT, true, dx, IN, T(1), T(0), nullptr, nullptr,
+                           no_act<T>()});
+  if (dW) gemm(ex, Gemm<T>{IN, OUT, B, x, IN, true, dy, OUT, false, dW, OUT, T(1), T(0), nullptr, nullptr,
+                           no_act<T>()});
+  if (db) ex.launch(cover(OUT, block), ColumnSums<T>{db, dy, B, OUT});
+}
+
+}  // namespace faltung::cuda::dense
