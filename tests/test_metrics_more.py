@@ -1,5 +1,5 @@
 """Sensitivity/specificity family, regression, hinge, probabilistic, correlation and IoU
-metrics against plain numpy references written here (no Keras), plus their names, configs,
+metrics against the numpy references of tests/reference/ (no Keras), plus their names, configs,
 errors, compile() and .keras round trips. Keras's own numbers: test_metrics_more_keras.py."""
 import warnings
 
@@ -10,6 +10,8 @@ import faltung
 from faltung import callbacks
 from faltung import layers as L
 from faltung import metrics
+from reference import losses as ref_losses
+from reference import metrics as ref
 
 
 def weighted_mean(values, w):
@@ -19,31 +21,6 @@ def weighted_mean(values, w):
 # ----------------------------------------------------------------------------------
 # Mean-of-a-function metrics
 # ----------------------------------------------------------------------------------
-def ref_cosine(t, p, axis=-1):
-    nt = np.linalg.norm(t, axis=axis, keepdims=True)
-    np_ = np.linalg.norm(p, axis=axis, keepdims=True)
-    return (np.where(nt > 0, t / np.where(nt > 0, nt, 1), 0)
-            * np.where(np_ > 0, p / np.where(np_ > 0, np_, 1), 0)).sum(axis=axis)
-
-
-def ref_pearson(t, p):
-    return np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(t, p)])
-
-
-def ref_concordance(t, p):
-    """Keras 3's formula, written out: 2 * mean((t - mean p)(p - mean p)) over
-    var t + var p + (mean t - mean p)^2 + 1e-7."""
-    out = []
-    for a, b in zip(t, p):
-        num = 2 * np.mean((a - b.mean()) * (b - b.mean()))
-        out.append(num / (a.var() + b.var() + (a.mean() - b.mean()) ** 2 + 1e-7))
-    return np.array(out)
-
-
-def hinge_labels(t):
-    return 2 * t - 1 if np.all((t == 0) | (t == 1)) else t
-
-
 RNG = np.random.default_rng(0)
 T_POS, P_POS = RNG.uniform(0.1, 2, (9, 4)), RNG.uniform(0, 2, (9, 4))
 T_SGN, P_SGN = RNG.normal(size=(9, 4)), RNG.normal(size=(9, 4))
@@ -54,39 +31,35 @@ P_PROB = RNG.dirichlet(np.ones(4), 9)
 W = RNG.uniform(0, 2, 9)
 
 FUNCTION_CASES = [
-    (metrics.MeanAbsolutePercentageError, T_POS, P_POS,
-     lambda t, p: 100 * np.mean(np.abs(t - p) / np.abs(t), -1), "mean_absolute_percentage_error"),
-    (metrics.MeanSquaredLogarithmicError, T_POS, P_POS,
-     lambda t, p: np.mean((np.log(1 + t) - np.log(1 + p)) ** 2, -1), "mean_squared_logarithmic_error"),
-    (metrics.LogCoshError, T_SGN, P_SGN, lambda t, p: np.mean(np.log(np.cosh(p - t)), -1), "logcosh"),
-    (metrics.CosineSimilarity, T_SGN, P_SGN, ref_cosine, "cosine_similarity"),
-    (metrics.Hinge, T_BIN, P_SGN,
-     lambda t, p: np.mean(np.maximum(1 - hinge_labels(t) * p, 0), -1), "hinge"),
-    (metrics.Hinge, T_SGN, P_SGN, lambda t, p: np.mean(np.maximum(1 - t * p, 0), -1), "hinge"),
-    (metrics.SquaredHinge, T_BIN, P_SGN,
-     lambda t, p: np.mean(np.maximum(1 - hinge_labels(t) * p, 0) ** 2, -1), "squared_hinge"),
-    (metrics.CategoricalHinge, T_HOT, P_SGN,
-     lambda t, p: np.maximum(np.max((1 - t) * p, -1) - np.sum(t * p, -1) + 1, 0), "categorical_hinge"),
-    (metrics.KLDivergence, T_PROB, P_PROB, lambda t, p: np.sum(t * np.log(t / p), -1), "kl_divergence"),
-    (metrics.Poisson, T_POS, P_POS, lambda t, p: np.mean(p - t * np.log(p + 1e-7), -1), "poisson"),
-    (metrics.PearsonCorrelation, T_SGN, P_SGN, ref_pearson, "pearson_correlation"),
-    (metrics.ConcordanceCorrelation, T_SGN, P_SGN, ref_concordance, "concordance_correlation"),
+    (metrics.MeanAbsolutePercentageError, T_POS, P_POS, ref.mape, "mean_absolute_percentage_error"),
+    (metrics.MeanSquaredLogarithmicError, T_POS, P_POS, ref.msle, "mean_squared_logarithmic_error"),
+    (metrics.LogCoshError, T_SGN, P_SGN, ref_losses.log_cosh, "logcosh"),
+    (metrics.CosineSimilarity, T_SGN, P_SGN, ref.cosine_similarity, "cosine_similarity"),
+    (metrics.Hinge, T_BIN, P_SGN, ref_losses.hinge, "hinge"),  # 0/1 labels become -1/1
+    (metrics.Hinge, T_SGN, P_SGN, ref_losses.hinge, "hinge"),
+    (metrics.SquaredHinge, T_BIN, P_SGN, ref_losses.squared_hinge, "squared_hinge"),
+    (metrics.CategoricalHinge, T_HOT, P_SGN, ref_losses.categorical_hinge, "categorical_hinge"),
+    (metrics.KLDivergence, T_PROB, P_PROB, ref_losses.kl_divergence, "kl_divergence"),
+    (metrics.Poisson, T_POS, P_POS, ref_losses.poisson, "poisson"),
+    (metrics.PearsonCorrelation, T_SGN, P_SGN, ref.pearson_correlation, "pearson_correlation"),
+    (metrics.ConcordanceCorrelation, T_SGN, P_SGN, ref.concordance_correlation,
+     "concordance_correlation"),
 ]
 
 
-@pytest.mark.parametrize("cls, t, p, ref, name", FUNCTION_CASES,
+@pytest.mark.parametrize("cls, t, p, formula, name", FUNCTION_CASES,
                          ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(FUNCTION_CASES)])
-def test_mean_of_function_metrics(cls, t, p, ref, name):
+def test_mean_of_function_metrics(cls, t, p, formula, name):
     m = cls()
     assert m.name == name
     assert m.result() == 0.0  # nothing seen yet
     m.update_state(t[:4], p[:4], sample_weight=W[:4])
     m.update_state(t[4:], p[4:], sample_weight=W[4:])
-    assert m.result() == pytest.approx(weighted_mean(ref(t, p), W), rel=1e-6, abs=1e-9)
+    assert m.result() == pytest.approx(weighted_mean(formula(t, p), W), rel=1e-6, abs=1e-9)
     m.reset_state()
     assert m.result() == 0.0
     m.update_state(t, p)  # unweighted
-    assert m.result() == pytest.approx(float(np.mean(ref(t, p))), rel=1e-6, abs=1e-9)
+    assert m.result() == pytest.approx(float(np.mean(formula(t, p))), rel=1e-6, abs=1e-9)
     assert m.get_config()["name"] == name and m.get_config()["dtype"] == "float32"
     assert type(m).from_config(m.get_config()).get_config() == m.get_config()
 
@@ -96,7 +69,7 @@ def test_cosine_similarity_axis_and_zero_vectors():
     p = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])
     np.testing.assert_allclose(metrics.cosine_similarity(t, p), [0.0, 1.0, 0.0], atol=1e-7)
     m = metrics.CosineSimilarity(axis=0)
-    np.testing.assert_allclose(m(t, p), np.mean(ref_cosine(t, p, axis=0)), rtol=1e-6)
+    np.testing.assert_allclose(m(t, p), np.mean(ref.cosine_similarity(t, p, axis=0)), rtol=1e-6)
     # Keras writes only name and dtype for CosineSimilarity
     assert m.get_config() == {"name": "cosine_similarity", "dtype": "float32"}
 
@@ -122,22 +95,16 @@ def test_function_forms_are_the_losses_values():
                  "squared_hinge", "categorical_hinge", "log_cosh", "kl_divergence", "poisson",
                  "huber", "mean_squared_error", "mean_absolute_error"):
         assert getattr(metrics, name) is getattr(losses, name)
-    np.testing.assert_allclose(metrics.pearson_correlation(T_SGN, P_SGN), ref_pearson(T_SGN, P_SGN),
-                               rtol=1e-9)
+    np.testing.assert_allclose(metrics.pearson_correlation(T_SGN, P_SGN),
+                               ref.pearson_correlation(T_SGN, P_SGN), rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------------
 # R2Score
 # ----------------------------------------------------------------------------------
-def ref_r2(t, p, w):
-    w = w[:, None] * np.ones_like(t)
-    mean = (w * t).sum(0) / w.sum(0)
-    return 1 - (w * (t - p) ** 2).sum(0) / (w * (t - mean) ** 2).sum(0)
-
-
 def test_r2_score_aggregations_and_weights():
     t, p = T_SGN, T_SGN + 0.5 * P_SGN
-    per = ref_r2(t, p, W)
+    per = ref.r2_per_column(t, p, W)
     m = metrics.R2Score(class_aggregation=None)
     m.update_state(t[:5], p[:5], sample_weight=W[:5])
     m.update_state(t[5:], p[5:], sample_weight=W[5:])
@@ -155,7 +122,7 @@ def test_r2_score_aggregations_and_weights():
     # a (N, 1) y_pred with (N,) y_true, and the adjusted score (n counts the values)
     a = metrics.R2Score(num_regressors=2)
     a.update_state(t[:, 0], p[:, :1])
-    r2 = ref_r2(t[:, :1], p[:, :1], np.ones(9))[0]
+    r2 = ref.r2_per_column(t[:, :1], p[:, :1], np.ones(9))[0]
     assert a.result() == pytest.approx(1 - (1 - r2) * (9 - 1) / (9 - 2 - 1), rel=1e-6)
     a.reset_state()
     assert a.result() == 0.0 and a.sum is None
@@ -191,18 +158,6 @@ def test_r2_score_edge_cases():
 # ----------------------------------------------------------------------------------
 # Sensitivity / specificity family
 # ----------------------------------------------------------------------------------
-def ref_rates(y_true, y_pred, w, thresholds):
-    y_true, y_pred, w = (np.ravel(a).astype(np.float64) for a in (y_true, y_pred, w))
-    pos = y_pred[None] > np.asarray(thresholds)[:, None]
-    tp = (pos * (y_true == 1) * w).sum(1)
-    fp = (pos * (y_true == 0) * w).sum(1)
-    fn = (~pos * (y_true == 1) * w).sum(1)
-    tn = (~pos * (y_true == 0) * w).sum(1)
-    div = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b != 0)  # noqa: E731
-    return {"sensitivity": div(tp, tp + fn), "recall": div(tp, tp + fn),
-            "specificity": div(tn, tn + fp), "precision": div(tp, tp + fp)}
-
-
 def evenly(n):
     return [0.0] + [(i + 1) / (n - 1) for i in range(n - 2)] + [1.0] if n > 1 else [0.5]
 
@@ -224,7 +179,7 @@ def test_value_at_target(cls, target, dependent, num_thresholds, value):
     m = cls(value, num_thresholds=num_thresholds)
     m.update_state(y_true[:25], y_pred[:25], sample_weight=w[:25])
     m.update_state(y_true[25:], y_pred[25:], sample_weight=w[25:])
-    rates = ref_rates(y_true, y_pred, w, evenly(num_thresholds))
+    rates = ref.confusion_rates(y_true, y_pred, w, evenly(num_thresholds))
     feasible = rates[target].astype(np.float32) >= np.float32(value)
     want = max([0.0] + list(rates[dependent][feasible]))
     assert m.result() == pytest.approx(want, rel=1e-6, abs=1e-9)  # float32 weights
@@ -267,14 +222,6 @@ def test_value_at_target_errors(make, match):
 # ----------------------------------------------------------------------------------
 # IoU family
 # ----------------------------------------------------------------------------------
-def ref_iou(cm, ids):
-    cm = np.asarray(cm, np.float64)
-    tp = np.diag(cm)
-    den = cm.sum(0) + cm.sum(1) - tp
-    vals = [tp[i] / den[i] for i in ids if den[i] > 0]
-    return float(np.mean(vals)) if vals else 0.0
-
-
 def test_iou_by_hand():
     y_true = [0, 0, 1, 1, 2, 2]
     y_pred = [0, 1, 1, 1, 2, 0]
@@ -301,7 +248,7 @@ def test_iou_weights_out_of_range_ids_and_ignore_class():
     f.update_state(y_true, y_pred, sample_weight=w)
     cm = [[1, 0, 0], [0, 0.5, 0], [0, 2.5, 1]]
     np.testing.assert_allclose(f.total_cm, cm)
-    assert f.result() == pytest.approx(ref_iou(cm, [0, 1, 2]), rel=1e-6)
+    assert f.result() == pytest.approx(ref.iou(cm, [0, 1, 2]), rel=1e-6)
     # default int32: the float weights are truncated (Keras warns the same way)
     i = metrics.IoU(3, [0, 1, 2])
     with pytest.warns(UserWarning, match="weight as `float`"):
@@ -327,7 +274,7 @@ def test_binary_and_one_hot_iou():
     b.update_state(y_true, y_pred)
     cm = [[2, 1], [1, 1]]
     np.testing.assert_array_equal(b.total_cm, cm)
-    assert b.result() == pytest.approx(ref_iou(cm, [0, 1]), rel=1e-6)
+    assert b.result() == pytest.approx(ref.iou(cm, [0, 1]), rel=1e-6)
     b1 = metrics.BinaryIoU(target_class_ids=[1], threshold=0.95)
     assert b1(y_true, y_pred) == pytest.approx(0.0)
     assert b1.get_config() == {"target_class_ids": [1], "threshold": 0.95, "name": "binary_io_u",

@@ -1020,8 +1020,9 @@ class _IoUBase(Metric):
             try:
                 w = np.broadcast_to(w, y_true.shape)
             except ValueError:
-                raise ValueError(f"{self.name}: `sample_weight` of shape {np.shape(sample_weight)} "
-                                 f"does not broadcast to the {y_true.size} flattened labels") from None
+                raise ValueError(f"{self.name}: `sample_weight` of shape "
+                                 f"{np.shape(sample_weight)} does not broadcast to the "
+                                 f"{y_true.size} flattened labels") from None
         n = self.num_classes
         keep = (y_true >= 0) & (y_true < n) & (y_pred >= 0) & (y_pred < n)
         if self.ignore_class is not None:
