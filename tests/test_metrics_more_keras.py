@@ -265,3 +265,30 @@ def test_compiled_classification_metrics_round_trip_through_keras(tmp_path):
                            metrics.RecallAtPrecision(0.4), metrics.SpecificityAtSensitivity(0.6),
                            metrics.CategoricalHinge(), metrics.SquaredHinge()])
     _evaluate_in_both(model, x, y, tmp_path)
+
+
+def test_keras_saved_metrics_load_in_faltung(tmp_path):
+    """The other way: a model compiled and saved by Keras evaluates in faltung to Keras's
+    numbers under the same names (the metric configs that Keras writes are read back)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 40)]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy",
+                  metrics=["mape", "cosine_similarity", keras.metrics.OneHotIoU(3, [0, 1]),
+                           keras.metrics.MeanIoU(3, sparse_y_true=False, sparse_y_pred=False,
+                                                 name="miou"),
+                           keras.metrics.PrecisionAtRecall(0.5, num_thresholds=30),
+                           keras.metrics.R2Score(num_regressors=2),
+                           keras.metrics.PearsonCorrelation(axis=-1),
+                           keras.metrics.KLDivergence(), keras.metrics.CategoricalHinge()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+        model.save(tmp_path / "k.keras")
+    ours = faltung.models.load_model(tmp_path / "k.keras").evaluate(
+        x, y, batch_size=len(x), verbose=0, return_dict=True)
+    assert sorted(ours) == sorted(theirs)
+    for key in ours:
+        np.testing.assert_allclose(ours[key], np.asarray(theirs[key]), rtol=1e-4, atol=1e-5,
+                                   err_msg=key)
