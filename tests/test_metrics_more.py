@@ -64,6 +64,28 @@ def test_mean_of_function_metrics(cls, t, p, formula, name):
     assert type(m).from_config(m.get_config()).get_config() == m.get_config()
 
 
+def test_one_dimensional_batches():
+    """As in Keras: a loss-backed metric takes a 1-D batch as one value (the loss reduces
+    its only axis); binary accuracy counts each element."""
+    m = metrics.MeanSquaredError()
+    m.update_state([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # batch mean 1
+    m.update_state([0.0], [3.0])                       # batch mean 9
+    m.update_state([], [])                             # an empty batch adds nothing
+    assert m.result() == pytest.approx(5.0)
+    k = metrics.KLDivergence()  # sums over the axis: one value per batch
+    k.update_state([0.5, 0.5], [0.25, 0.75])
+    assert k.result() == pytest.approx(0.5 * np.log(2) + 0.5 * np.log(0.5 / 0.75))
+    a = metrics.BinaryAccuracy()
+    a.update_state([1, 0, 1], [0.9, 0.2, 0.1])  # 2 of 3
+    a.update_state([1], [0.7])                  # 1 of 1
+    assert a.result() == pytest.approx(3 / 4)
+    np.testing.assert_array_equal(metrics.binary_accuracy([[1, 0], [1, 1]], [[0.6, 0.6], [0.9, 0.8]]),
+                                  [[1, 0], [1, 1]])
+    w = metrics.MeanAbsoluteError()  # with sample weights each element is weighed
+    w.update_state([0.0, 0.0], [1.0, 3.0], sample_weight=[3, 1])
+    assert w.result() == pytest.approx(1.5)
+
+
 def test_cosine_similarity_axis_and_zero_vectors():
     t = np.array([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
     p = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])

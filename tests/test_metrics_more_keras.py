@@ -292,3 +292,22 @@ def test_keras_saved_metrics_load_in_faltung(tmp_path):
     for key in ours:
         np.testing.assert_allclose(ours[key], np.asarray(theirs[key]), rtol=1e-4, atol=1e-5,
                                    err_msg=key)
+
+
+@pytest.mark.parametrize("cls_name", [
+    "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+    "MeanSquaredLogarithmicError", "Hinge", "SquaredHinge", "CategoricalHinge", "LogCoshError",
+    "Poisson", "KLDivergence", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "CosineSimilarity", "PearsonCorrelation", "BinaryAccuracy"])
+def test_one_dimensional_batches_of_unequal_size_match_keras(cls_name):
+    """Keras's loss functions reduce 1-D inputs to one value per batch; binary_accuracy
+    stays elementwise. Batches of 3 and 5 tell the two apart."""
+    ours, theirs = getattr(metrics, cls_name)(), getattr(keras.metrics, cls_name)()
+    rng = np.random.default_rng(8)
+    for n in (3, 5):
+        y_true = (rng.random(n) > 0.5).astype(np.float32)
+        y_pred = rng.uniform(0.05, 0.95, n).astype(np.float32)
+        ours.update_state(y_true, y_pred)
+        theirs.update_state(y_true, y_pred)
+    np.testing.assert_allclose(ours.result(), keras.ops.convert_to_numpy(theirs.result()),
+                               rtol=2e-5)

@@ -113,8 +113,15 @@ class MeanMetricWrapper(Mean):
             self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = np.asarray(self._fn(np.asarray(y_true), np.asarray(y_pred), **self._fn_kwargs),
-                            dtype=np.float64)
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        if sample_weight is None and y_true.ndim == y_pred.ndim == 1 and _is_loss(self._fn):
+            # Keras's loss functions reduce 1-D inputs' only axis: the batch is one value of
+            # the mean (faltung.losses reads them as (N, 1)). Keras refuses (N,) sample
+            # weights there; faltung then weighs each element. An empty batch adds nothing.
+            if not y_pred.size:
+                return
+            y_true, y_pred = y_true[None], y_pred[None]
+        values = np.asarray(self._fn(y_true, y_pred, **self._fn_kwargs), dtype=np.float64)
         self._add(values, sample_weight)
 
     def get_config(self):
@@ -162,11 +169,11 @@ def sparse_categorical_accuracy(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-        y_true = y_true[..., None]
+    """Elementwise (y_pred > threshold) == y_true: Keras 3 does not average the last axis
+    here, so a 1-D batch counts each element (the metric's mean is the same otherwise)."""
+    y_true, y_pred = _same_rank(np.asarray(y_true), np.asarray(y_pred))
     _check_same("binary_accuracy", y_true, y_pred)
-    return ((y_pred > threshold).astype(np.float64) == y_true).mean(axis=-1).astype(np.float32)
+    return ((y_pred > threshold).astype(np.float64) == y_true).astype(np.float32)
 
 
 def _in_top_k(labels, y_pred, k):
