@@ -6,11 +6,19 @@ categorical accuracy from the shapes, as Keras's compile does: y_pred's last dim
 binary; y_true of lower rank, or last dim 1 while y_pred's is > 1 -> sparse; else
 categorical. The metric keeps the identifier as its name.
 """
+import warnings
+
 import numpy as np
 
 from faltung.backend import to_snake_case
 
 from faltung import losses as losses_module
+# keras.metrics re-exports these loss functions (per-sample values); pearson_correlation and
+# concordance_correlation are defined below.
+from faltung.losses import (  # noqa: F401
+    binary_crossentropy, categorical_crossentropy, categorical_hinge, hinge, huber, kl_divergence,
+    log_cosh, mean_absolute_error, mean_absolute_percentage_error, mean_squared_error,
+    mean_squared_logarithmic_error, poisson, sparse_categorical_crossentropy, squared_hinge)
 
 
 class Metric:
@@ -105,8 +113,15 @@ class MeanMetricWrapper(Mean):
             self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = np.asarray(self._fn(np.asarray(y_true), np.asarray(y_pred), **self._fn_kwargs),
-                            dtype=np.float64)
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        if sample_weight is None and y_true.ndim == y_pred.ndim == 1 and _is_loss(self._fn):
+            # Keras's loss functions reduce 1-D inputs' only axis: the batch is one value of
+            # the mean (faltung.losses reads them as (N, 1)). Keras refuses (N,) sample
+            # weights there; faltung then weighs each element. An empty batch adds nothing.
+            if not y_pred.size:
+                return
+            y_true, y_pred = y_true[None], y_pred[None]
+        values = np.asarray(self._fn(y_true, y_pred, **self._fn_kwargs), dtype=np.float64)
         self._add(values, sample_weight)
 
     def get_config(self):
@@ -154,11 +169,11 @@ def sparse_categorical_accuracy(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-        y_true = y_true[..., None]
+    """Elementwise (y_pred > threshold) == y_true: Keras 3 does not average the last axis
+    here, so a 1-D batch counts each element (the metric's mean is the same otherwise)."""
+    y_true, y_pred = _same_rank(np.asarray(y_true), np.asarray(y_pred))
     _check_same("binary_accuracy", y_true, y_pred)
-    return ((y_pred > threshold).astype(np.float64) == y_true).mean(axis=-1).astype(np.float32)
+    return ((y_pred > threshold).astype(np.float64) == y_true).astype(np.float32)
 
 
 def _in_top_k(labels, y_pred, k):
@@ -677,6 +692,442 @@ class F1Score(FBetaScore):
         return config
 
 
+# ----------------------------------------------------------------------------------
+# Sensitivity / specificity family (Keras 3: SensitivitySpecificityBase). Counts at
+# `num_thresholds` thresholds evenly spaced over [0, 1] (one threshold, 0.5, when
+# num_thresholds == 1); the result is the best `dependent` value among the thresholds whose
+# `constrained` value is >= the target (0 when none is).
+# ----------------------------------------------------------------------------------
+class _SensitivitySpecificityBase(Metric):
+    _direction = "up"
+    _target = None  # the argument's name: "specificity", "sensitivity", "recall", "precision"
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        if value < 0 or value > 1:
+            raise ValueError(f"Argument `{self._target}` must be in the range [0, 1]. "
+                             f"Received: {self._target}={value}")
+        if num_thresholds <= 0:
+            raise ValueError("Argument `num_thresholds` must be an integer > 0. "
+                             f"Received: num_thresholds={num_thresholds}")
+        super().__init__(name, dtype)
+        self.value = value
+        setattr(self, self._target, value)
+        self.num_thresholds, self.class_id = num_thresholds, class_id
+        if num_thresholds == 1:
+            self.thresholds, self._evenly = [0.5], False
+        else:
+            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            self.thresholds, self._evenly = [0.0] + inner + [1.0], True
+        self.reset_state()
+
+    def reset_state(self):
+        for count in _COUNT_NAMES:
+            setattr(self, count, np.zeros(len(self.thresholds)))
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        counts = confusion_counts(self.name, y_true, y_pred, self.thresholds, self._evenly,
+                                  class_id=self.class_id, sample_weight=sample_weight)
+        _accumulate(self, _COUNT_NAMES, counts, "thresholds")
+
+    def _rates(self):
+        tp, fp, tn, fn = (self.true_positives, self.false_positives, self.true_negatives,
+                          self.false_negatives)
+        return {"sensitivity": _divide_no_nan(tp, tp + fn), "recall": _divide_no_nan(tp, tp + fn),
+                "specificity": _divide_no_nan(tn, tn + fp), "precision": _divide_no_nan(tp, tp + fp)}
+
+    def result(self):
+        rates = self._rates()
+        # compared in float32, as Keras's variables are: 2/3 meets a target of 0.6666667
+        feasible = rates[self._target].astype(np.float32) >= np.float32(self.value)
+        return float(np.max(np.where(feasible, rates[self._dependent], 0.0), initial=0.0))
+
+    def get_config(self):
+        return {**super().get_config(), "class_id": self.class_id,
+                "num_thresholds": self.num_thresholds, self._target: self.value}
+
+
+class SensitivityAtSpecificity(_SensitivitySpecificityBase):
+    """Best sensitivity (recall) at thresholds where specificity >= `specificity`."""
+    _target, _dependent = "specificity", "sensitivity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+
+class SpecificityAtSensitivity(_SensitivitySpecificityBase):
+    """Best specificity at thresholds where sensitivity >= `sensitivity`."""
+    _target, _dependent = "sensitivity", "specificity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+
+class PrecisionAtRecall(_SensitivitySpecificityBase):
+    """Best precision at thresholds where recall >= `recall`."""
+    _target, _dependent = "recall", "precision"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+
+class RecallAtPrecision(_SensitivitySpecificityBase):
+    """Best recall at thresholds where precision >= `precision`."""
+    _target, _dependent = "precision", "recall"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+
+# ----------------------------------------------------------------------------------
+# Regression, hinge and probabilistic metrics (Keras 3: regression_metrics.py,
+# hinge_metrics.py, probabilistic_metrics.py, correlation_metrics.py). The loss-backed
+# ones are the weighted mean of the faltung.losses function of the same name.
+# ----------------------------------------------------------------------------------
+def _l2_normalize(x, axis):
+    """Keras's ops.normalize(order=2): x * min(rsqrt(sum(x^2)), 1 / eps), so zeros stay 0."""
+    with np.errstate(divide="ignore"):
+        inv = 1.0 / np.sqrt((x * x).sum(axis=axis, keepdims=True))
+    return x * np.minimum(inv, 1e7)
+
+
+def _float_pair(y_true, y_pred):
+    y_pred = np.asarray(y_pred, np.float64)
+    y_true = np.asarray(y_true, np.float64)
+    return _same_rank(y_true, y_pred)
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """sum(l2_normalize(y_true) * l2_normalize(y_pred), axis): +1 for the same direction
+    (keras.metrics.CosineSimilarity's function; the loss of that name is its negative)."""
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    return (_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis)).sum(axis=axis)
+
+
+def pearson_correlation(y_true, y_pred, axis=-1):
+    """Pearson's r along `axis` (population std, no epsilon: a constant row gives nan, as
+    Keras's)."""
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    t = y_true - y_true.mean(axis=axis, keepdims=True)
+    p = y_pred - y_pred.mean(axis=axis, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = t / t.std(axis=axis, keepdims=True)
+        p = p / p.std(axis=axis, keepdims=True)
+    return (t * p).mean(axis=axis)
+
+
+def concordance_correlation(y_true, y_pred, axis=-1):
+    """Lin's concordance correlation along `axis`, with Keras 3's formula: its covariance
+    term centres y_true on y_pred's mean, 2 * mean((t - mean(p)) * (p - mean(p))) /
+    (var(t) + var(p) + (mean(t) - mean(p))^2 + eps), and faltung keeps that for equal
+    results."""
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    t_mean = y_true.mean(axis=axis, keepdims=True)
+    p_mean = y_pred.mean(axis=axis, keepdims=True)
+    norm = (y_true - t_mean).var(axis=axis, keepdims=True) + \
+        (y_pred - p_mean).var(axis=axis, keepdims=True) + (t_mean - p_mean) ** 2
+    covar = (y_true - p_mean) * (y_pred - p_mean)
+    return (2.0 * covar / (norm + 1e-7)).mean(axis=axis)
+
+
+class _NameDtypeConfig:
+    """Keras's config for these wrappers: name and dtype only (CosineSimilarity's `axis` is
+    not written either, so a restored one uses axis=-1, as in Keras)."""
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def _loss_wrapper_class(cls_name, fn, default_name, doc, direction, **defaults):
+    base = _wrapper_class(cls_name, fn, default_name, doc, direction, **defaults)
+    return type(cls_name, (_NameDtypeConfig, base), {"__doc__": doc})
+
+
+MeanAbsolutePercentageError = _loss_wrapper_class(
+    "MeanAbsolutePercentageError", losses_module.mean_absolute_percentage_error,
+    "mean_absolute_percentage_error",
+    "100 * mean(abs((y_true - y_pred) / max(abs(y_true), eps)), axis=-1).", "down")
+MeanSquaredLogarithmicError = _loss_wrapper_class(
+    "MeanSquaredLogarithmicError", losses_module.mean_squared_logarithmic_error,
+    "mean_squared_logarithmic_error",
+    "mean(square(log1p(max(y_pred, eps)) - log1p(max(y_true, eps))), axis=-1).", "down")
+LogCoshError = _loss_wrapper_class("LogCoshError", losses_module.log_cosh, "logcosh",
+                                   "mean(log(cosh(y_pred - y_true)), axis=-1).", "down")
+Hinge = _loss_wrapper_class("Hinge", losses_module.hinge, "hinge",
+                            "mean(max(1 - y_true * y_pred, 0), axis=-1); 0/1 labels become -1/1.",
+                            "down")
+SquaredHinge = _loss_wrapper_class("SquaredHinge", losses_module.squared_hinge, "squared_hinge",
+                                   "mean(square(max(1 - y_true * y_pred, 0)), axis=-1).", "down")
+CategoricalHinge = _loss_wrapper_class(
+    "CategoricalHinge", losses_module.categorical_hinge, "categorical_hinge",
+    "max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0).", "down")
+KLDivergence = _loss_wrapper_class(
+    "KLDivergence", losses_module.kl_divergence, "kl_divergence",
+    "sum(y_true * log(y_true / y_pred), axis=-1), both clipped to [eps, 1].", "down")
+Poisson = _loss_wrapper_class("Poisson", losses_module.poisson, "poisson",
+                              "mean(y_pred - y_true * log(y_pred + eps), axis=-1).", "down")
+CosineSimilarity = _loss_wrapper_class(
+    "CosineSimilarity", cosine_similarity, "cosine_similarity",
+    "Mean cosine similarity of y_true and y_pred along `axis` (1: same direction).", "up",
+    axis=-1)
+
+
+class PearsonCorrelation(MeanMetricWrapper):
+    """Mean over samples of Pearson's r along `axis`."""
+
+    _direction = "up"
+
+    def __init__(self, name="pearson_correlation", dtype=None, axis=-1):
+        super().__init__(pearson_correlation, name, dtype, axis=axis)
+        self.axis = axis
+
+
+class ConcordanceCorrelation(MeanMetricWrapper):
+    """Mean over samples of the concordance correlation along `axis` (Keras's formula)."""
+
+    _direction = "up"
+
+    def __init__(self, name="concordance_correlation", dtype=None, axis=-1):
+        super().__init__(concordance_correlation, name, dtype, axis=axis)
+        self.axis = axis
+
+
+class R2Score(Metric):
+    """Coefficient of determination per column of (samples, outputs) inputs,
+    1 - sum(w * (y - p)^2) / sum(w * (y - weighted mean(y))^2), aggregated by
+    `class_aggregation`: "uniform_average" (mean of the columns), "variance_weighted_average"
+    (weighted by each column's variance) or None (one score per column). `num_regressors`
+    > 0 gives the adjusted R2 with n = the number of values seen (Keras counts elements).
+    A column whose y_true is constant scores 0 (nan when also predicted exactly, as Keras)."""
+
+    _direction = "up"
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score",
+                 dtype=None):
+        super().__init__(name, dtype)
+        valid = (None, "uniform_average", "variance_weighted_average")
+        if class_aggregation not in valid:
+            raise ValueError("Invalid value for argument `class_aggregation`. Expected one of "
+                             f"{valid}. Received: class_aggregation={class_aggregation}")
+        if num_regressors < 0:
+            raise ValueError("Invalid value for argument `num_regressors`. Expected a value >= 0. "
+                             f"Received: num_regressors={num_regressors}")
+        self.class_aggregation, self.num_regressors = class_aggregation, num_regressors
+        self.reset_state()
+
+    def reset_state(self):
+        """num_samples is a scalar; the per-column sums (Keras's variables squared_sum, sum,
+        residual (attribute total_mse), count) are None until the first batch shows the
+        number of columns, then keep that shape."""
+        self.num_samples = 0.0
+        self.squared_sum = self.sum = self.total_mse = self.count = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _float_pair(y_true, y_pred)
+        if y_true.ndim != 2 or y_pred.ndim != 2:
+            raise ValueError("R2Score expects 2D inputs with shape (batch_size, output_dim). "
+                             f"Received input shapes: y_pred.shape={y_pred.shape} and "
+                             f"y_true.shape={y_true.shape}.")
+        _check_same(self.name, y_true, y_pred)
+        w = np.asarray(1.0 if sample_weight is None else sample_weight, np.float64)
+        if w.ndim == 1:
+            w = w[:, None]
+        try:
+            w = np.broadcast_to(w, y_true.shape)
+        except ValueError:
+            raise ValueError(f"{self.name}: `sample_weight` of shape {np.shape(sample_weight)} "
+                             f"does not broadcast to y_true of shape {y_true.shape}") from None
+        wy = y_true * w
+        new = (wy.sum(axis=0), (y_true * wy).sum(axis=0), ((y_true - y_pred) ** 2 * w).sum(axis=0),
+               w.sum(axis=0))
+        _accumulate(self, ("sum", "squared_sum", "total_mse", "count"), new, "columns")
+        self.num_samples += y_true.size
+
+    def result(self):
+        if self.sum is None:
+            return 0.0  # Keras has no variables to read yet; faltung reports 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = self.sum / self.count
+            total = self.squared_sum - self.sum * mean
+            raw = 1.0 - self.total_mse / total
+        raw = np.where(np.isinf(raw), 0.0, raw)
+        if self.class_aggregation == "uniform_average":
+            r2 = raw.mean()
+        elif self.class_aggregation == "variance_weighted_average":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r2 = (total * raw).sum() / total.sum()
+        else:
+            r2 = raw
+        if self.num_regressors != 0:
+            n, p = self.num_samples, self.num_regressors
+            if p > n - 1:
+                warnings.warn("More independent predictors than datapoints in adjusted R2 score. "
+                              "Falling back to standard R2 score.", stacklevel=2)
+            elif p == n - 1:
+                warnings.warn("Division by zero in Adjusted R2 score. Falling back to standard "
+                              "R2 score.", stacklevel=2)
+            else:
+                r2 = 1.0 - (1.0 - r2) * (n - 1.0) / (n - p - 1.0)
+        return float(r2) if np.ndim(r2) == 0 else np.asarray(r2, np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
+
+
+# ----------------------------------------------------------------------------------
+# Intersection over union (Keras 3: iou_metrics.py). A (num_classes, num_classes) confusion
+# matrix, rows = true class, columns = predicted class, accumulates over batches. Its dtype
+# is the metric's: "int32" by default, so float labels and sample weights are truncated
+# toward zero (Keras warns about float weights); dtype="float32" keeps fractional weights.
+# ----------------------------------------------------------------------------------
+def _is_int_dtype(dtype):
+    return np.dtype(dtype).kind in "iu"
+
+
+class _IoUBase(Metric):
+    _direction = "up"
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_true=True,
+                 sparse_y_pred=True, axis=-1):
+        dtype = dtype or "int32"
+        super().__init__(name, "int32" if dtype == "int" else str(np.dtype(dtype)))
+        self.num_classes, self.ignore_class = num_classes, ignore_class
+        self.sparse_y_true, self.sparse_y_pred, self.axis = sparse_y_true, sparse_y_pred, axis
+        self.reset_state()
+
+    def reset_state(self):
+        self.total_cm = np.zeros((self.num_classes, self.num_classes), np.dtype(self.dtype))
+
+    def _cast(self, x):
+        """Values in the metric's dtype: truncated toward zero when it is an integer type."""
+        x = np.asarray(x, np.float64)
+        return np.trunc(x) if _is_int_dtype(self.dtype) else x
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if not self.sparse_y_true:
+            y_true = np.argmax(np.asarray(y_true), axis=self.axis)
+        if not self.sparse_y_pred:
+            y_pred = np.argmax(np.asarray(y_pred), axis=self.axis)
+        y_true, y_pred = self._cast(y_true).reshape(-1), self._cast(y_pred).reshape(-1)
+        if y_true.shape != y_pred.shape:
+            raise ValueError(f"{self.name}: y_true and y_pred must hold as many class ids. "
+                             f"Received {y_true.size} and {y_pred.size} (after argmax and "
+                             "flattening)")
+        if sample_weight is None:
+            w = np.ones_like(y_true)
+        else:
+            if _is_int_dtype(self.dtype) and getattr(sample_weight, "dtype", None) is not None \
+                    and np.asarray(sample_weight).dtype.kind == "f":
+                warnings.warn("You are passing weight as `float`, but dtype is `int`. This may "
+                              "result in an incorrect weight due to type casting Consider using "
+                              "integer weights.", stacklevel=2)
+            w = self._cast(sample_weight)
+            if w.ndim > 1:
+                w = w.reshape(-1)
+            try:
+                w = np.broadcast_to(w, y_true.shape)
+            except ValueError:
+                raise ValueError(f"{self.name}: `sample_weight` of shape "
+                                 f"{np.shape(sample_weight)} does not broadcast to the "
+                                 f"{y_true.size} flattened labels") from None
+        n = self.num_classes
+        keep = (y_true >= 0) & (y_true < n) & (y_pred >= 0) & (y_pred < n)
+        if self.ignore_class is not None:
+            keep &= y_true != self.ignore_class
+        cm = np.zeros((n, n))
+        np.add.at(cm, (y_true[keep].astype(np.int64), y_pred[keep].astype(np.int64)), w[keep])
+        self.total_cm = (self.total_cm + cm).astype(self.total_cm.dtype)
+
+
+class IoU(_IoUBase):
+    """Mean over `target_class_ids` of tp / (tp + fp + fn) per class, classes whose
+    denominator is 0 left out. Integer class ids (`sparse_y_true` / `sparse_y_pred` False:
+    argmax over `axis` first); ids outside [0, num_classes) and `ignore_class` (y_true) are
+    skipped."""
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
+                 sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        super().__init__(num_classes, name, dtype, ignore_class, sparse_y_true, sparse_y_pred, axis)
+        if max(target_class_ids) >= num_classes:
+            raise ValueError(f"Target class id {max(target_class_ids)} is out of range, which is "
+                             f"[0, {num_classes}).")
+        self.target_class_ids = list(target_class_ids)
+
+    def result(self):
+        cm = self.total_cm.astype(np.float64)
+        tp = np.diag(cm)
+        denominator = cm.sum(axis=0) + cm.sum(axis=1) - tp
+        ids = np.asarray(self.target_class_ids, np.int64)
+        tp, denominator = tp[ids], denominator[ids]
+        valid = denominator > 1e-9
+        iou = np.where(valid, tp / (denominator + 1e-7), 0.0)
+        return float(iou.sum() / (valid.sum() + 1e-7))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "target_class_ids": self.target_class_ids, "ignore_class": self.ignore_class,
+                "sparse_y_true": self.sparse_y_true, "sparse_y_pred": self.sparse_y_pred,
+                "axis": self.axis}
+
+
+class BinaryIoU(IoU):
+    """IoU of two classes: y_pred >= `threshold` predicts class 1 (y_true is cast to the
+    metric's dtype, so 0.7 is class 0 with the default int32)."""
+
+    def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
+        super().__init__(2, target_class_ids, name, dtype)
+        self.threshold = threshold
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = (np.asarray(y_pred, np.float32) >= np.float32(self.threshold)).astype(np.float64)
+        super().update_state(self._cast(y_true), y_pred, sample_weight)
+
+    def get_config(self):
+        return {"target_class_ids": self.target_class_ids, "threshold": self.threshold,
+                "name": self.name, "dtype": self.dtype}
+
+
+class MeanIoU(IoU):
+    """IoU averaged over all `num_classes` classes."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_true=True,
+                 sparse_y_pred=True, axis=-1):
+        super().__init__(num_classes, list(range(num_classes)), name, dtype, ignore_class,
+                         sparse_y_true, sparse_y_pred, axis)
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype,
+                "ignore_class": self.ignore_class, "sparse_y_true": self.sparse_y_true,
+                "sparse_y_pred": self.sparse_y_pred, "axis": self.axis}
+
+
+class OneHotIoU(IoU):
+    """IoU with one-hot y_true (argmax over `axis`) and scores y_pred (unless sparse_y_pred)."""
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
+                 sparse_y_pred=False, axis=-1):
+        super().__init__(num_classes, target_class_ids, name, dtype, ignore_class, False,
+                         sparse_y_pred, axis)
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "target_class_ids": self.target_class_ids,
+                "name": self.name, "dtype": self.dtype, "ignore_class": self.ignore_class,
+                "sparse_y_pred": self.sparse_y_pred, "axis": self.axis}
+
+
+class OneHotMeanIoU(MeanIoU):
+    """MeanIoU with one-hot y_true and scores y_pred (unless sparse_y_pred)."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_pred=False,
+                 axis=-1):
+        super().__init__(num_classes, name, dtype, ignore_class, False, sparse_y_pred, axis)
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype,
+                "ignore_class": self.ignore_class, "sparse_y_pred": self.sparse_y_pred,
+                "axis": self.axis}
+
+
 class _AutoAccuracy(MeanMetricWrapper):
     """"accuracy"/"acc": binary, sparse or categorical accuracy chosen at the first update."""
 
@@ -716,6 +1167,22 @@ _BY_NAME = {
     "auc": AUC, "f1_score": F1Score, "f_beta_score": FBetaScore,
     "true_positives": TruePositives, "false_positives": FalsePositives,
     "true_negatives": TrueNegatives, "false_negatives": FalseNegatives,
+    # Keras's ALL_OBJECTS_DICT: each class's snake_case name, and these upper-case aliases
+    "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy, "MSE": MeanSquaredError,
+    "MAE": MeanAbsoluteError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError,
+    "cosine_similarity": CosineSimilarity, "log_cosh_error": LogCoshError, "r2_score": R2Score,
+    "hinge": Hinge, "squared_hinge": SquaredHinge, "categorical_hinge": CategoricalHinge,
+    "kl_divergence": KLDivergence, "poisson": Poisson,
+    "pearson_correlation": PearsonCorrelation, "concordance_correlation": ConcordanceCorrelation,
+    "precision_at_recall": PrecisionAtRecall, "recall_at_precision": RecallAtPrecision,
+    "sensitivity_at_specificity": SensitivityAtSpecificity,
+    "specificity_at_sensitivity": SpecificityAtSensitivity,
+    "io_u": IoU, "binary_io_u": BinaryIoU, "mean_io_u": MeanIoU, "one_hot_io_u": OneHotIoU,
+    "one_hot_mean_io_u": OneHotMeanIoU,
 }
 _CLASSES = {c.__name__: c for c in list(_BY_NAME.values()) + [Accuracy]}
 
