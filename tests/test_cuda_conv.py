@@ -12,27 +12,10 @@ one-pass and the two-pass reductions run.
 import numpy as np
 import pytest
 
-from faltung import _core, _device
+from faltung import _core
 from faltung.ops.convolution import pad_and_size
 
-BACKENDS = ["host", "device"]
-
-
-def _backend(name):
-    if name == "host":
-        return pytest.importorskip(
-            "faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
-    info = _device.cuda_info()
-    if not info["cuda"]:
-        pytest.skip("device run: this build has no CUDA backend (built without FALTUNG_CUDA)")
-    if info["cuda_devices"] == 0:
-        pytest.skip(f"device run: no GPU ({info['cuda_error']})")
-    return _device._cuda_module()
-
-
-@pytest.fixture(params=BACKENDS)
-def impl(request):
-    return _backend(request.param)
+from test_cuda_kernels import impl  # noqa: E402,F401  (the fixture: host harness, then device)
 
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])

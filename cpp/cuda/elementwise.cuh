@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "faltung/activations.hpp"  // faltung::Act, the kinds (no code: an enum and declarations)
+#include "activations.cuh"  // act::row_logsumexp
 #include "hd.cuh"
 
 namespace faltung::cuda::ew {
@@ -205,14 +206,7 @@ struct LogSoftmaxForward {
     const int64_t r = th.global();
     if (r >= R) return;
     const T* x_r = x + r * K;
-    T m = x_r[0];  // logsumexp as the CPU's: max, then the shifted sum (inf max returned as is)
-    for (int64_t k = 1; k < K; ++k) m = smax(m, x_r[k]);
-    T lse = m;
-    if (!(m == T(1) / T(0) || m == -T(1) / T(0))) {
-      T s = 0;
-      for (int64_t k = 0; k < K; ++k) s += hd_exp(x_r[k] - m);
-      lse = m + hd_log(s);
-    }
+    const T lse = act::row_logsumexp(x_r, K);  // as the CPU's (an infinite max returned as is)
     for (int64_t k = 0; k < K; ++k) y[r * K + k] = x_r[k] - lse;
   }
 };
