@@ -1,15 +1,16 @@
 """glibc malloc settings for training loops (applied once, at `import faltung`).
 
-A training step allocates the same large arrays every step (activations, gradients: 12.8 MB
-per 32-channel conv output of a Fashion-MNIST CNN at batch 128) and frees them at its end. glibc's malloc
-returns such memory to the OS: blocks above its mmap threshold are unmapped when freed, and
-free memory at the top of the heap beyond its trim threshold is trimmed; its dynamic threshold
-(at most 32 MB) never settles for a step that frees several such blocks at once. The next step
-then touches fresh pages: a Keras-style CNN (two Conv2D + BatchNormalization + pooling blocks,
-batch 128) took 4,200 page faults per step, 3.6 s per 100 steps against 2.4 s with the settings
-below; a Keras seq2seq epoch 450,000 page faults in its first epoch (2.1 s against 1.4 s). (Not
-every model hits the pattern: the README's main job faults rarely either way.) Frameworks with their own tensors keep such memory in a caching
-allocator; faltung's tensors are numpy arrays, so it asks malloc to keep it instead:
+A training step allocates the same large arrays every step (activations, gradients: 12.8 MB per
+32-channel conv output of a Fashion-MNIST CNN at batch 128) and frees them at its end. glibc's
+malloc returns such memory to the OS: blocks above its mmap threshold are unmapped when freed,
+and free memory at the top of the heap beyond its trim threshold is trimmed; its dynamic
+threshold (at most 32 MB) does not settle for a step that frees several such blocks at once.
+The next step then touches fresh pages: a Keras-style CNN (two Conv2D + BatchNormalization +
+pooling blocks, batch 128) took 4,200 page faults per step, 3.6 s per 100 steps against 2.4 s
+with the settings below; a Keras seq2seq epoch 450,000 page faults in its first epoch (2.1 s
+against 1.4 s). Not every model hits the pattern: the README's main job faults rarely either
+way. Frameworks with their own tensors keep such memory in a caching allocator; faltung's
+tensors are numpy arrays, so it asks malloc to keep it instead:
 
   M_MMAP_THRESHOLD 32 MB (glibc's largest): blocks up to 32 MB come from the heap;
   M_TRIM_THRESHOLD 256 MB: up to 256 MB of free memory stays at the top of the heap.
