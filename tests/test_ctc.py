@@ -10,6 +10,7 @@ import faltung
 from faltung import ops
 from reference import ctc as ref
 from reference.gradcheck import numeric_grad
+from test_dispatch_levels import level  # noqa: F401  (the fixture: each CPU level in turn)
 
 rng = np.random.default_rng(7)
 
@@ -337,3 +338,25 @@ def test_wrong_dtype_raises_type_error():
     x = np.zeros((1, 5, 4), np.float32)
     with pytest.raises(TypeError, match="integer `target`"):
         ops.ctc_loss(np.array([["a", "b"]]), x, [2], [5])
+
+
+# ---- the logits' row pass at every CPU level ---------------------------------------------
+
+@pytest.mark.parametrize("C", [3, 4, 7, 8, 9, 15, 16, 17, 21, 28, 33])
+def test_logits_rows_of_every_width_at_every_level(level, C):  # noqa: F811
+    """The log-softmax of each row runs over whole vectors, the last one overlapping the one
+    before when C is no multiple of the width (4, 8 or 16 floats; 2, 4 or 8 doubles), and
+    scalar below one vector: loss against the float64 reference and gradient against finite
+    differences (float64), float32 against float64, at each level."""
+    r = np.random.default_rng(100 + C)
+    x, labels, ll, il = random_case(3, 7, C, 3, rng=r)
+    il[:] = 7  # feasible (3 labels need at most 6 steps): finite losses to differentiate
+    x *= 2.5
+    x[0, 1, C // 2] = 40.0  # a large logit: the row's max must be found in any lane
+    loss, grad = ops.ctc_loss_and_grad(labels, x, ll, il)
+    np.testing.assert_allclose(loss, ref.ctc_loss(x, labels, ll, il, 0), rtol=1e-10)
+    want = numeric_grad(lambda z: ops.ctc_loss(labels, z, ll, il), x, np.ones(3))
+    np.testing.assert_allclose(grad, want, atol=1e-6)
+    loss32, grad32 = ops.ctc_loss_and_grad(labels, x.astype(np.float32), ll, il)
+    np.testing.assert_allclose(loss32, loss, rtol=2e-5)
+    np.testing.assert_allclose(grad32, grad, atol=2e-5)

@@ -77,30 +77,53 @@ inline Real lse2(Real a, Real b) {
   return m + vlog_ge1(vexp(a - m) + vexp(b - m));
 }
 
-// The max m of a row and sum_k exp(x[k] - m); e (C) receives exp(x[k] - m). The max and the
-// sum run over whole vectors (simd.hpp) first: GCC does not vectorize a plain float reduction,
-// whose order it may not change. The exp loop has no reduction and vectorizes as it stands.
+// The max m of a row and sum_k exp(x[k] - m); e (C) receives exp(x[k] - m). Whole vectors
+// only: a row that is no multiple of the vector width (28 classes: 16 + 12 at AVX-512) takes
+// its last vector at C - W, overlapping the one before; the max does not mind, the exps of the
+// overlap are stored twice with the same values and counted once (their lanes are masked out
+// of the sum). Scalar tails cost as much as the vectors at such widths. Rows narrower than a
+// vector go scalar. GCC does not vectorize a plain float reduction, whose order it may not
+// change: the max and the sum run over simd.hpp vectors; the exp loops vectorize as they stand.
 template <typename Real>
 std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
   using V = typename simd::Vec<Real>::type;
   constexpr int W = simd::Vec<Real>::width;
   const Real inf = std::numeric_limits<Real>::infinity();
-  V vm = V{} - inf;
-  int64_t k = 0;
-  for (; k + W <= C; k += W) {
+  if (C < W) {
+    Real m = -inf, sum = 0;
+    for (int64_t k = 0; k < C; ++k) m = std::max(m, x[k]);
+    for (int64_t k = 0; k < C; ++k) sum += (e[k] = vexp(x[k] - m));
+    return {m, sum};
+  }
+  const int64_t full = C / W * W, tail = C - W;  // [0, full) whole vectors; [tail, C) the last
+  V vm = simd::load<V>(x + tail);
+  for (int64_t k = 0; k < full; k += W) {
     const V v = simd::load<V>(x + k);
     vm = v > vm ? v : vm;
   }
-  Real m = -inf;
-  for (int j = 0; j < W; ++j) m = std::max(m, vm[j]);
-  for (; k < C; ++k) m = std::max(m, x[k]);
-  for (k = 0; k < C; ++k) e[k] = vexp(x[k] - m);
+  Real m = vm[0];
+  for (int j = 1; j < W; ++j) m = std::max(m, vm[j]);
+  for (int64_t k = 0; k < full; ++k) e[k] = vexp(x[k] - m);
   V vs = V{};
-  for (k = 0; k + W <= C; k += W) vs += simd::load<V>(e + k);
-  Real sum = 0;
-  for (int j = 0; j < W; ++j) sum += vs[j];
-  for (; k < C; ++k) sum += e[k];
+  for (int64_t k = 0; k < full; k += W) vs += simd::load<V>(e + k);
+  if (full < C) {
+#pragma omp simd
+    for (int j = 0; j < W; ++j) e[tail + j] = vexp(x[tail + j] - m);
+    V last = simd::load<V>(e + tail);
+    for (int j = 0; j < W; ++j)  // lanes of [tail, full) are in vs already
+      if (tail + j < full) last[j] = 0;
+    vs += last;
+  }
+  Real sum = vs[0];
+  for (int j = 1; j < W; ++j) sum += vs[j];
   return {m, sum};
+}
+
+// log(sum) for the row's sum of exps, which is >= 1 (the max contributes exp(0)) unless the row
+// holds a NaN or an infinity: log_ge1_f then, libm otherwise (and for double).
+template <typename Real> inline Real log_row_sum(Real sum) { return std::log(sum); }
+template <> inline float log_row_sum<float>(float sum) {
+  return sum >= 1.f && sum < std::numeric_limits<float>::infinity() ? log_ge1_f(sum) : std::log(sum);
 }
 
 // The recursions run over whole vectors of slots: a sample's 2 S_b + 1 slots rounded up to
@@ -185,7 +208,7 @@ struct Ctc {
     Real lse = 0;
     if (!c.log_probs) {
       const auto [m, sum] = row_max_sumexp(xr, C, g ? g : scratch);
-      lse = m + std::log(sum);
+      lse = m + log_row_sum(sum);
       if (g) {
         const Real inv = Real(1) / sum;
         for (int64_t k = 0; k < C; ++k) g[k] *= inv;
