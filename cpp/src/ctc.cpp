@@ -84,6 +84,19 @@ inline Real lse2(Real a, Real b) {
 // of the sum). Scalar tails cost as much as the vectors at such widths. Rows narrower than a
 // vector go scalar. GCC does not vectorize a plain float reduction, whose order it may not
 // change: the max and the sum run over simd.hpp vectors; the exp loops vectorize as they stand.
+// Sum / max of n = 2^k lanes as a tree: depth k instead of a chain of n - 1 dependent ops (at
+// 16 lanes 4 adds of latency, not 15; the chains cost as much as the row's exps).
+template <int n, typename Real>
+inline Real tree_sum(const Real* t) {
+  if constexpr (n == 1) return t[0];
+  else return tree_sum<n / 2>(t) + tree_sum<n / 2>(t + n / 2);
+}
+template <int n, typename Real>
+inline Real tree_max(const Real* t) {
+  if constexpr (n == 1) return t[0];
+  else return std::max(tree_max<n / 2>(t), tree_max<n / 2>(t + n / 2));
+}
+
 template <typename Real>
 std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
   using V = typename simd::Vec<Real>::type;
@@ -101,8 +114,9 @@ std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
     const V v = simd::load<V>(x + k);
     vm = v > vm ? v : vm;
   }
-  Real m = vm[0];
-  for (int j = 1; j < W; ++j) m = std::max(m, vm[j]);
+  Real lanes[W];
+  simd::store(lanes, vm);
+  const Real m = tree_max<W>(lanes);
   for (int64_t k = 0; k < full; ++k) e[k] = vexp(x[k] - m);
   V vs = V{};
   for (int64_t k = 0; k < full; k += W) vs += simd::load<V>(e + k);
@@ -114,9 +128,8 @@ std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
       if (tail + j < full) last[j] = 0;
     vs += last;
   }
-  Real sum = vs[0];
-  for (int j = 1; j < W; ++j) sum += vs[j];
-  return {m, sum};
+  simd::store(lanes, vs);
+  return {m, tree_sum<W>(lanes)};
 }
 
 // log(sum) for the row's sum of exps, which is >= 1 (the max contributes exp(0)) unless the row
