@@ -1,6 +1,6 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc,rnnmem,seq2seq]
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc,rnnmem,seq2seq,levels]
                                   [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
@@ -40,6 +40,13 @@ alone, each forward and forward+backward (faltung.ops.ctc_loss_and_grad against 
 .backward()); PyTorch gets its native time-major layout, transposed outside the timing. The
 script checks that both sides' losses agree. `ctc` also times faltung's beam search (batch 16,
 T 150, 28 classes, beam width 100).
+
+`levels` needs no PyTorch: it times faltung's own layer calls (Winograd, direct, depthwise and
+transposed convs, pooling, LSTM/GRU/SimpleRNN) at the avx512 level against the avx2 level of the
+same build, switching faltung._core between the two in one process and alternating them round
+by round; it prints its own table (speed-up = avx2 time / avx512 time) and skips on a CPU
+without AVX-512. OpenBLAS picks its kernels from the CPU itself, so the GEMMs inside these
+layers run alike at both levels.
 
 `rnnmem` reports the peak resident memory added by 5 training steps of an LSTM model (LSTM 256
 units with return_sequences on batch 32, T 100, input 128, then Dense 10 on every step, sparse
