@@ -554,11 +554,7 @@ inline void data_block(T* dinp_px, const T* dout_img, const T* weight, const T* 
 #pragma GCC unroll 4
   for (int j = 0; j < PB; ++j)
 #pragma GCC unroll 8
-    for (int c = 0; c < CS; ++c) {
-      T sum = tail[j][c];
-      for (int l = 0; l < VW; ++l) sum += acc[j][c][l];
-      dinp_px[j * CS + c] = sum;
-    }
+    for (int c = 0; c < CS; ++c) dinp_px[j * CS + c] = tail[j][c] + simd::hsum<T>(acc[j][c]);
 }
 
 template <class T, int CS>
