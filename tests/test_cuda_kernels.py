@@ -353,6 +353,10 @@ def test_pooling_matches_cpu(impl, case, dtype):
     dy = rng.standard_normal(y.shape).astype(dtype)
     close(getattr(impl, "max_pool2d_backward" + sfx(dtype))(dy, arg, (H, W), *geo, block=32),
           getattr(_core, "max_pool2d_scatter" + sfx(dtype))(dy, arg_cpu, (H, W), *geo), dtype)
+    # max unpooling: forward = the scatter above, backward = the gather at the argmax
+    full = rng.standard_normal((N, H, W, C)).astype(dtype)
+    np.testing.assert_array_equal(getattr(impl, "max_pool2d_gather" + sfx(dtype))(full, arg, *geo, block=32),
+                                  getattr(_core, "max_pool2d_gather" + sfx(dtype))(full, arg_cpu, *geo))
     x = rng.standard_normal((N, H, W, C)).astype(dtype)
     close(getattr(impl, "avg_pool2d" + sfx(dtype))(x, *geo, block=32),
           getattr(_core, "avg_pool2d" + sfx(dtype))(x, *geo), dtype)
@@ -367,5 +371,9 @@ def test_pooling_rejects_bad_arguments(impl):
     dy = np.zeros((1, 2, 2, 2), np.float32)
     with pytest.raises(ValueError, match="outside \\[0, H\\*W=16\\)"):
         impl.max_pool2d_backward_f32(dy, np.full(dy.shape, 16, np.int32), (4, 4), (2, 2), (2, 2), "valid")
+    with pytest.raises(ValueError, match="outside \\[0, H\\*W=16\\)"):
+        impl.max_pool2d_gather_f32(x, np.full(dy.shape, -1, np.int32), (2, 2), (2, 2), "valid")
+    with pytest.raises(ValueError, match="expected `argmax` of shape \\(1, 2, 2, 2\\), received \\(1, 3, 2, 2\\)"):
+        impl.max_pool2d_gather_f32(x, np.zeros((1, 3, 2, 2), np.int32), (2, 2), (2, 2), "valid")
     with pytest.raises(ValueError, match="expected `dy` of shape \\(1, 2, 2, 2\\)"):
         impl.avg_pool2d_backward_f32(np.zeros((1, 3, 2, 2), np.float32), (4, 4), (2, 2), (2, 2), "valid")

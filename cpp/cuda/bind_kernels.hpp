@@ -319,6 +319,32 @@ struct Bind {
     return py::make_tuple(y, argmax);
   }
 
+  // full (N,H,W,C), argmax (N,OH,OW,C) -> (N,OH,OW,C): max-unpool backward (the CPU's
+  // max_pool2d_gather)
+  template <typename T>
+  static Arr<T> max_pool2d_gather(const Arr<T>& full, const py::array& argmax_a, const Pair& pool,
+                                  const Pair& strides, const std::string& padding, int64_t block) {
+    const std::string op = "max_pool2d_gather";
+    const Pool2dShape s = pool_shape(full, pool, strides, padding, op);
+    check_block(block, op);
+    const I32 argmax = as_int32(argmax_a, op, "argmax");
+    const std::string want = "(" + std::to_string(s.N) + ", " + std::to_string(s.OH) + ", " +
+                             std::to_string(s.OW) + ", " + std::to_string(s.C) + ")";
+    check(shape_str(argmax) == want, op + ": expected `argmax` of shape " + want + ", received " +
+                                         shape_str(argmax));
+    for (int64_t i = 0; i < argmax.size(); ++i)
+      check(argmax.data()[i] >= 0 && argmax.data()[i] < s.H * s.W,
+            op + ": argmax holds " + std::to_string(argmax.data()[i]) + ", outside [0, H*W=" +
+                std::to_string(s.H * s.W) + ")");
+    const int64_t n = s.N * s.OH * s.OW * s.C;
+    Buf<T> dfull = in<T>(full), dout = Buf<T>::alloc(n);
+    Buf<int32_t> darg = in<int32_t>(argmax);
+    Kn::max_pool2d_gather(dout.get(), dfull.get(), darg.get(), s, block);
+    Arr<T> y({s.N, s.OH, s.OW, s.C});
+    out<T>(y, dout);
+    return y;
+  }
+
   // dy, argmax (N,OH,OW,C) -> dx (N,H,W,C)
   template <typename T>
   static Arr<T> max_pool2d_backward(const Arr<T>& dy, const py::array& argmax_a, const Pair& input_hw,
@@ -1021,6 +1047,8 @@ struct Bind {
           py::arg("padding"), blk);
     m.def(("max_pool2d_backward" + sfx).c_str(), &max_pool2d_backward<T>, py::arg("dy"), py::arg("argmax"),
           py::arg("input_hw"), py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
+    m.def(("max_pool2d_gather" + sfx).c_str(), &max_pool2d_gather<T>, py::arg("full"), py::arg("argmax"),
+          py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
     m.def(("avg_pool2d" + sfx).c_str(), &avg_pool2d<T>, py::arg("x"), py::arg("pool"), py::arg("strides"),
           py::arg("padding"), blk);
     m.def(("avg_pool2d_backward" + sfx).c_str(), &avg_pool2d_backward<T>, py::arg("dy"), py::arg("input_hw"),

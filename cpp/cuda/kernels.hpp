@@ -37,6 +37,9 @@ struct Kernels {
   template <typename T>
   static void max_pool2d(T* out, int32_t* argmax, const T* inp, const Pool2dShape& s, int64_t block);
   template <typename T>
+  static void max_pool2d_gather(T* out, const T* full, const int32_t* argmax, const Pool2dShape& s,
+                                int64_t block);
+  template <typename T>
   static void max_pool2d_backward(T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s,
                                   int64_t block);
   template <typename T> static void avg_pool2d(T* out, const T* inp, const Pool2dShape& s, int64_t block);

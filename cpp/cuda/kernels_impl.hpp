@@ -43,6 +43,12 @@ void Kernels<Exec>::max_pool2d_backward(T* dinp, const T* dout, const int32_t* a
   pool::max_backward(ex, dinp, dout, argmax, s, block);
 }
 template <class Exec> template <typename T>
+void Kernels<Exec>::max_pool2d_gather(T* out, const T* full, const int32_t* argmax, const Pool2dShape& s,
+                                      int64_t block) {
+  Exec ex;
+  pool::max_gather(ex, out, full, argmax, s, block);
+}
+template <class Exec> template <typename T>
 void Kernels<Exec>::avg_pool2d(T* out, const T* inp, const Pool2dShape& s, int64_t block) {
   Exec ex;
   pool::avg_forward(ex, out, inp, s, block);
@@ -209,6 +215,8 @@ void Kernels<Exec>::weight_decay(T* w, int64_t n, T factor, int64_t block) {
   template void Kernels<Exec>::max_pool2d<T>(T*, int32_t*, const T*, const Pool2dShape&, int64_t);   \
   template void Kernels<Exec>::max_pool2d_backward<T>(T*, const T*, const int32_t*, const Pool2dShape&, \
                                                       int64_t);                                      \
+  template void Kernels<Exec>::max_pool2d_gather<T>(T*, const T*, const int32_t*, const Pool2dShape&, \
+                                                    int64_t);                                        \
   template void Kernels<Exec>::avg_pool2d<T>(T*, const T*, const Pool2dShape&, int64_t);              \
   template void Kernels<Exec>::avg_pool2d_backward<T>(T*, const T*, const Pool2dShape&, int64_t);     \
   template void Kernels<Exec>::dropout_forward<T>(T*, uint8_t*, const T*, int64_t, double, uint64_t, \

@@ -92,6 +92,22 @@ struct MaxBackward {
   }
 };
 
+// full (N,H,W,C), argmax (N,OH,OW,C) -> out (N,OH,OW,C) = full at each window's argmax: the
+// gradient of max unpooling (whose forward is MaxBackward). Thread per output element.
+template <typename T>
+struct MaxGather {
+  T* out;
+  const T* full;
+  const int32_t* argmax;
+  Pool2dShape s;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global();
+    if (e >= s.N * s.OH * s.OW * s.C) return;
+    const Idx4 o(e, s.OH, s.OW, s.C);
+    out[e] = full[(o.n * s.H * s.W + argmax[e]) * s.C + o.c];
+  }
+};
+
 // inp (N,H,W,C) -> out (N,OH,OW,C). Thread per output element.
 template <typename T>
 struct AvgForward {
@@ -137,6 +153,10 @@ void max_forward(Exec& ex, T* out, int32_t* argmax, const T* inp, const Pool2dSh
 template <class Exec, typename T>
 void max_backward(Exec& ex, T* dinp, const T* dout, const int32_t* argmax, const Pool2dShape& s, int64_t block) {
   ex.launch(cover(s.N * s.H * s.W * s.C, block), MaxBackward<T>{dinp, dout, argmax, s});
+}
+template <class Exec, typename T>
+void max_gather(Exec& ex, T* out, const T* full, const int32_t* argmax, const Pool2dShape& s, int64_t block) {
+  ex.launch(cover(s.N * s.OH * s.OW * s.C, block), MaxGather<T>{out, full, argmax, s});
 }
 template <class Exec, typename T>
 void avg_forward(Exec& ex, T* out, const T* inp, const Pool2dShape& s, int64_t block) {
