@@ -22,15 +22,6 @@ I32 as_int32(const py::array& a, const std::string& op, const std::string& what)
   return I32::ensure(a);
 }
 
-// The loss workspace of the calling thread: grown to the size the kernel states, then reused
-// by the next calls (a training loop calls the loss with the same shapes every step; a fresh
-// multi-megabyte buffer per call cost its page faults each time). Freed at thread exit.
-template <typename Real>
-Real* loss_workspace(size_t n) {
-  thread_local std::vector<Real> buffer;
-  if (buffer.size() < n) buffer.resize(n);
-  return buffer.data();
-}
 
 // x (B,T,C), labels (B,S), label_lengths (B), input_lengths (B) -> (loss (B), grad (B,T,C) or None)
 template <typename Real>
@@ -59,7 +50,7 @@ py::tuple ctc_loss_py(const Arr<Real>& x, const py::array& labels_a,
   check_shape(input_lengths, {c.B}, op, "output_length");
   Arr<Real> loss = empty<Real>({c.B});
   Arr<Real> grad = need_grad ? empty<Real>({c.B, c.T, c.C}) : empty<Real>({0});
-  Real* ws = loss_workspace<Real>(size_t(ctc_workspace_size(c, need_grad)));
+  Real* ws = call_buffer<Real>(size_t(ctc_workspace_size(c, need_grad)));
   const Real* xp = x.data();
   const int32_t *lp = labels.data(), *llp = label_lengths.data(), *ilp = input_lengths.data();
   Real* lossp = loss.mutable_data();

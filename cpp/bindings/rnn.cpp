@@ -4,25 +4,12 @@
 // Each call checks every shape, makes the plan, takes its workspace (the size the kernel
 // states) from a per-thread buffer that grows and is reused, and releases the GIL around the
 // kernel.
-#include <vector>
-
 #include "common.hpp"
 #include "faltung/rnn.hpp"
 
 namespace faltung::py_binding {
 
 namespace {
-
-// The calling thread's workspace of at least n bytes, reused by the next calls: a training
-// loop calls the layers with the same shapes every step, and a fresh buffer per call (about
-// 1 MB for an LSTM of 128 units at batch 32) cost its page faults each time until glibc's
-// malloc adapted (a Keras seq2seq epoch: 450,000 page faults, 0.5 s of 2.1 s). Forward and
-// backward never run at once in one thread. Freed at thread exit, as the CTC loss's.
-unsigned char* call_workspace(size_t n) {
-  thread_local std::vector<unsigned char> buffer;
-  if (buffer.size() < n) buffer.resize(n);
-  return buffer.data();
-}
 
 // (name, negative_slope, threshold, max_value or None, alpha) -> kind and parameters
 void parse_activation(const py::tuple& spec, Act& a, ActParams& p) {
@@ -163,7 +150,7 @@ py::tuple rnn_forward_py(const std::string& cell, const Arr<Real>& x, const Arr<
       saved_p = s.mutable_data();
       saved = s;
     }
-    unsigned char* ws = call_workspace(rnn_forward_workspace_size<Real>(c, plan, training));
+    unsigned char* ws = call_buffer<unsigned char>(rnn_forward_workspace_size<Real>(c, plan, training));
     py::gil_scoped_release nogil;
     rnn_forward<Real>(c, plan, w, k.x.data(), k.h0_ptr(), k.c0_ptr(), hs_p, h_T_p, c_T_p,
                       saved_p, ws);
@@ -244,7 +231,7 @@ py::tuple rnn_backward_py(const std::string& cell, const Arr<Real>& x, const Arr
       throw py::value_error(op + ": expected the `saved` values of a forward with training=True");
     saved_a = saved.cast<Arr<Real>>();
     check_shape(saved_a, {rnn_saved_size(c, plan)}, op, "saved");
-    unsigned char* ws = call_workspace(rnn_backward_workspace_size<Real>(c, plan, need_dx, need_dweights));
+    unsigned char* ws = call_buffer<unsigned char>(rnn_backward_workspace_size<Real>(c, plan, need_dx, need_dweights));
     const Real* saved_p = saved_a.data();
     py::gil_scoped_release nogil;
     rnn_backward<Real>(c, plan, w, k.x.data(), saved_p, dhs_p, dh_T_p, dc_T_p, dx_p, dW_p, dR_p,

@@ -84,19 +84,6 @@ inline Real lse2(Real a, Real b) {
 // of the sum). Scalar tails cost as much as the vectors at such widths. Rows narrower than a
 // vector go scalar. GCC does not vectorize a plain float reduction, whose order it may not
 // change: the max and the sum run over simd.hpp vectors; the exp loops vectorize as they stand.
-// Sum / max of n = 2^k lanes as a tree: depth k instead of a chain of n - 1 dependent ops (at
-// 16 lanes 4 adds of latency, not 15; the chains cost as much as the row's exps).
-template <int n, typename Real>
-inline Real tree_sum(const Real* t) {
-  if constexpr (n == 1) return t[0];
-  else return tree_sum<n / 2>(t) + tree_sum<n / 2>(t + n / 2);
-}
-template <int n, typename Real>
-inline Real tree_max(const Real* t) {
-  if constexpr (n == 1) return t[0];
-  else return std::max(tree_max<n / 2>(t), tree_max<n / 2>(t + n / 2));
-}
-
 template <typename Real>
 std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
   using V = typename simd::Vec<Real>::type;
@@ -114,9 +101,7 @@ std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
     const V v = simd::load<V>(x + k);
     vm = v > vm ? v : vm;
   }
-  Real lanes[W];
-  simd::store(lanes, vm);
-  const Real m = tree_max<W>(lanes);
+  const Real m = simd::hmax<Real>(vm);  // lane trees: the chains cost as much as the row's exps
   for (int64_t k = 0; k < full; ++k) e[k] = vexp(x[k] - m);
   V vs = V{};
   for (int64_t k = 0; k < full; k += W) vs += simd::load<V>(e + k);
@@ -128,8 +113,7 @@ std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
       if (tail + j < full) last[j] = 0;
     vs += last;
   }
-  simd::store(lanes, vs);
-  return {m, tree_sum<W>(lanes)};
+  return {m, simd::hsum<Real>(vs)};
 }
 
 // log(sum) for the row's sum of exps, which is >= 1 (the max contributes exp(0)) unless the row

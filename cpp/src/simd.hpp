@@ -88,11 +88,11 @@ inline Vec<float>::type sqrt(Vec<float>::type v) {
 }
 #endif
 
-// The sum of a vector's lanes, halving the vector log2(width) times (4 adds at 16 floats)
-// instead of a chain of width - 1 dependent scalar adds, whose latency costs more than the
-// FMAs of a short reduction.
-template <class T, int W>
-inline T hsum_lanes(const T* lanes) {
+// The sum / max of a vector's lanes, halving the vector log2(width) times (4 ops at 16 floats)
+// instead of a chain of width - 1 dependent scalar ops, whose latency costs more than the FMAs
+// of a short reduction. hmax compares as `a > b ? a : b` (a NaN in a is dropped, one in b kept).
+template <class T, int W, class Op>
+inline T reduce_lanes(const T* lanes, Op op) {
   if constexpr (W == 1) {
     return lanes[0];
   } else {
@@ -100,17 +100,23 @@ inline T hsum_lanes(const T* lanes) {
     H lo, hi;
     std::memcpy(&lo, lanes, sizeof(H));
     std::memcpy(&hi, lanes + W / 2, sizeof(H));
-    const H h = lo + hi;
+    const H h = op(lo, hi);
     T half[W / 2];
     std::memcpy(half, &h, sizeof(H));
-    return hsum_lanes<T, W / 2>(half);
+    return reduce_lanes<T, W / 2>(half, op);
   }
 }
 template <class T>
 inline T hsum(typename Vec<T>::type v) {
   T lanes[Vec<T>::width];
   std::memcpy(lanes, &v, sizeof(v));
-  return hsum_lanes<T, Vec<T>::width>(lanes);
+  return reduce_lanes<T, Vec<T>::width>(lanes, [](auto a, auto b) { return a + b; });
+}
+template <class T>
+inline T hmax(typename Vec<T>::type v) {
+  T lanes[Vec<T>::width];
+  std::memcpy(lanes, &v, sizeof(v));
+  return reduce_lanes<T, Vec<T>::width>(lanes, [](auto a, auto b) { return a > b ? a : b; });
 }
 
 }  // namespace faltung::simd
