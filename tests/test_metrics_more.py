@@ -451,3 +451,17 @@ def test_recorded_keras_results(case):
                                     else np.array(b["sample_weight"], np.float32))
             np.testing.assert_allclose(metric.result(), case["result"], rtol=2e-5, atol=2e-6)
         metric.reset_state()
+
+
+@pytest.mark.parametrize("cls, name", [(metrics.CosineSimilarity, "cosine_similarity"),
+                                       (metrics.PearsonCorrelation, "pearson_correlation"),
+                                       (metrics.ConcordanceCorrelation, "concordance_correlation")])
+def test_row_metrics_refuse_to_broadcast(cls, name):
+    """(4, 1) against (4, 3) would broadcast in numpy and give a number; faltung refuses
+    mismatched shapes with the metric's name and both shapes."""
+    m = cls()
+    with pytest.raises(ValueError, match=rf"{name}: y_true and y_pred must have the same shape\. "
+                                         r"Received: y_true.shape=\(4, 1\), y_pred.shape=\(4, 3\)"):
+        m.update_state(np.ones((4, 1)), np.ones((4, 3)))
+    m.update_state(np.arange(12.0).reshape(4, 3) ** 2, np.arange(12.0).reshape(4, 3))  # same shapes work
+    assert np.isfinite(m.result())

@@ -790,23 +790,25 @@ def _l2_normalize(x, axis):
     return x * np.minimum(inv, 1e7)
 
 
-def _float_pair(y_true, y_pred):
-    y_pred = np.asarray(y_pred, np.float64)
-    y_true = np.asarray(y_true, np.float64)
-    return _same_rank(y_true, y_pred)
+def _float_pair(y_true, y_pred, name):
+    """float64 pair at the same rank (Keras's squeeze_or_expand_to_same_rank), then of the same
+    shape: a ValueError naming `name` instead of numpy broadcasting (4, 1) against (4, 3)."""
+    y_true, y_pred = _same_rank(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+    _check_same(name, y_true, y_pred)
+    return y_true, y_pred
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
     """sum(l2_normalize(y_true) * l2_normalize(y_pred), axis): +1 for the same direction
     (keras.metrics.CosineSimilarity's function; the loss of that name is its negative)."""
-    y_true, y_pred = _float_pair(y_true, y_pred)
+    y_true, y_pred = _float_pair(y_true, y_pred, "cosine_similarity")
     return (_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis)).sum(axis=axis)
 
 
 def pearson_correlation(y_true, y_pred, axis=-1):
     """Pearson's r along `axis` (population std, no epsilon: a constant row gives nan, as
     Keras's)."""
-    y_true, y_pred = _float_pair(y_true, y_pred)
+    y_true, y_pred = _float_pair(y_true, y_pred, "pearson_correlation")
     t = y_true - y_true.mean(axis=axis, keepdims=True)
     p = y_pred - y_pred.mean(axis=axis, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -820,7 +822,7 @@ def concordance_correlation(y_true, y_pred, axis=-1):
     term centres y_true on y_pred's mean, 2 * mean((t - mean(p)) * (p - mean(p))) /
     (var(t) + var(p) + (mean(t) - mean(p))^2 + eps), and faltung keeps that for equal
     results."""
-    y_true, y_pred = _float_pair(y_true, y_pred)
+    y_true, y_pred = _float_pair(y_true, y_pred, "concordance_correlation")
     t_mean = y_true.mean(axis=axis, keepdims=True)
     p_mean = y_pred.mean(axis=axis, keepdims=True)
     norm = (y_true - t_mean).var(axis=axis, keepdims=True) + \
@@ -922,7 +924,7 @@ class R2Score(Metric):
         self.squared_sum = self.sum = self.total_mse = self.count = None
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _float_pair(y_true, y_pred)
+        y_true, y_pred = _same_rank(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
         if y_true.ndim != 2 or y_pred.ndim != 2:
             raise ValueError("R2Score expects 2D inputs with shape (batch_size, output_dim). "
                              f"Received input shapes: y_pred.shape={y_pred.shape} and "
