@@ -155,6 +155,38 @@ def test_one_and_two_threads_give_identical_results():
     np.testing.assert_array_equal(single[1][0], one[1][0])
 
 
+def test_row_blocks_and_sample_groups_with_uneven_lengths():
+    """The row pass goes in blocks of rows (64 rows, fewer when a row is long: 21 rows of 3000
+    floats, 10 of 3000 doubles) and the recursions run up to 4 samples in lock-step: lengths
+    that end inside a block, an infeasible sample and an empty input among them, in the
+    grouped schedule (batch 9) and the split one (batch 1), loss and gradient against the
+    float64 reference, float32 against float64, one thread against two."""
+    r = np.random.default_rng(11)
+    x, labels, ll, il = random_case(9, 150, 3000, 6, rng=r)
+    il[:] = [150, 129, 64, 65, 1, 0, 100, 3, 140]
+    ll[:] = [6, 5, 6, 0, 1, 0, 6, 6, 3]  # sample 7: 6 labels in 3 steps cannot align
+    want = ref.ctc_loss(x, labels, ll, il, 0)
+    assert np.isinf(want[7]) and np.isfinite(want[:7]).all()
+    loss, grad = ops.ctc_loss_and_grad(labels, x, ll, il)
+    np.testing.assert_allclose(loss, want, rtol=1e-10)
+    assert not grad[7].any() and not grad[5].any() and not grad[1, 129:].any()
+    np.testing.assert_allclose(grad.sum(-1)[0], 0, atol=1e-12)  # softmax minus occupancy
+    old = faltung.get_num_threads()
+    try:
+        for nt in (1, 2):
+            faltung.set_num_threads(nt)
+            l32, g32 = ops.ctc_loss_and_grad(labels, x.astype(np.float32), ll, il)
+            np.testing.assert_allclose(l32, loss, rtol=2e-5)
+            # log alpha + log gamma reach -1200 here (3000 classes, 150 steps): float32's
+            # rounding there (1e-4) moves the occupancies by up to 6e-4, as before the blocks
+            np.testing.assert_allclose(g32, grad, atol=1e-3)
+            one_l, one_g = ops.ctc_loss_and_grad(labels[1:2], x[1:2], ll[1:2], il[1:2])
+            np.testing.assert_allclose(one_l, loss[1:2], rtol=1e-12)
+            np.testing.assert_allclose(one_g, grad[1:2], atol=1e-14)
+    finally:
+        faltung.set_num_threads(old)
+
+
 # ---- impossible alignments --------------------------------------------------------------
 
 def test_infeasible_alignment_gives_inf_loss_and_zero_gradient():

@@ -98,31 +98,39 @@ inline Real lse2(Real a, Real b) {
   return m + vlog_ge1(vexp_le0(a - m) + vexp_le0(b - m)) + (a + b) * Real(0);
 }
 
-// The max m of a row and sum_k exp(x[k] - m); e (C) receives exp(x[k] - m). Whole vectors
-// only: a row that is no multiple of the vector width (28 classes: 16 + 12 at AVX-512) takes
-// its last vector at C - W, overlapping the one before; the max does not mind, the exps of the
-// overlap are stored twice with the same values and counted once (their lanes are masked out
-// of the sum). Scalar tails cost as much as the vectors at such widths. Rows narrower than a
-// vector go scalar. GCC does not vectorize a plain float reduction, whose order it may not
-// change: the max and the sum run over simd.hpp vectors; the exp loops vectorize as they stand.
+// A row's max and sum_k exp(x[k] - m). Whole vectors only: a row that is no multiple of the
+// vector width (28 classes: 16 + 12 at AVX-512) takes its last vector at C - W, overlapping the
+// one before; the max does not mind, and the sum masks the overlap's lanes out. Scalar tails
+// cost as much as the vectors at such widths. Rows narrower than a vector go scalar. GCC does
+// not vectorize a plain float reduction, whose order it may not change: the max and the sum
+// run over simd.hpp vectors.
 template <typename Real>
-std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
+Real row_max(const Real* x, int64_t C) {
   using V = typename simd::Vec<Real>::type;
   constexpr int W = simd::Vec<Real>::width;
-  const Real inf = std::numeric_limits<Real>::infinity();
   if (C < W) {
-    Real m = -inf, sum = 0;
+    Real m = -std::numeric_limits<Real>::infinity();
     for (int64_t k = 0; k < C; ++k) m = std::max(m, x[k]);
-    for (int64_t k = 0; k < C; ++k) sum += (e[k] = vexp(x[k] - m));
-    return {m, sum};
+    return m;
   }
-  const int64_t full = C / W * W, tail = C - W;  // [0, full) whole vectors; [tail, C) the last
-  V vm = simd::load<V>(x + tail);
-  for (int64_t k = 0; k < full; k += W) {
+  V vm = simd::load<V>(x + C - W);
+  for (int64_t k = 0; k + W <= C; k += W) {
     const V v = simd::load<V>(x + k);
     vm = v > vm ? v : vm;
   }
-  const Real m = simd::hmax<Real>(vm);  // lane trees: the chains cost as much as the row's exps
+  return simd::hmax<Real>(vm);
+}
+// sum_k exp(x[k] - m); e (C) receives the exps (the exp loops vectorize as they stand).
+template <typename Real>
+Real row_sumexp(const Real* x, int64_t C, Real m, Real* e) {
+  using V = typename simd::Vec<Real>::type;
+  constexpr int W = simd::Vec<Real>::width;
+  if (C < W) {
+    Real sum = 0;
+    for (int64_t k = 0; k < C; ++k) sum += (e[k] = vexp(x[k] - m));
+    return sum;
+  }
+  const int64_t full = C / W * W, tail = C - W;  // [0, full) whole vectors; [tail, C) the last
   for (int64_t k = 0; k < full; ++k) e[k] = vexp(x[k] - m);
   V vs = V{};
   for (int64_t k = 0; k < full; k += W) vs += simd::load<V>(e + k);
@@ -134,7 +142,7 @@ std::pair<Real, Real> row_max_sumexp(const Real* x, int64_t C, Real* e) {
       if (tail + j < full) last[j] = 0;
     vs += last;
   }
-  return {m, simd::hsum<Real>(vs)};
+  return simd::hsum<Real>(vs);
 }
 
 // log(sum) for the row's sum of exps, which is >= 1 (the max contributes exp(0)) unless the row
@@ -151,6 +159,8 @@ template <> inline float log_row_sum<float>(float sum) {
 constexpr int64_t kSlotBlock = 16;
 // The most samples whose recursions one thread runs in lock-step (Ctc::run_alpha).
 constexpr int kMaxGroup = 4;
+// The most rows of x that Ctc::normalise_rows takes through its steps as one block.
+constexpr int64_t kRowBlock = 64;
 int64_t padded_slots(int64_t L) { return (L + kSlotBlock - 1) / kSlotBlock * kSlotBlock; }
 
 // The workspace layout, computed here and nowhere else. Lp = 2S+1 slots rounded up to
@@ -215,32 +225,47 @@ struct Ctc {
     }
   }
 
-  // Row (b, t): log-normaliser, the gathered ylab row and, with grad, y_t (or 0) into grad.
-  // scratch: C elements, used when there is no grad row to hold exp(x - max).
-  void normalise_row(int64_t b, int64_t t, Real* scratch) {
+  // Rows t in [t0, t1) of sample b: the log-normaliser of each, its gathered ylab row and, with
+  // grad, y_t (or 0) into grad. The rows go in blocks, each step over the whole block before the
+  // next (the maxes, then the sums of exps, then the logs, ...): a row's steps form a chain
+  // (max -> exps -> sum -> log -> gather) that leaves the core latency-bound at few classes,
+  // while the block's rows are independent. A block's rows of x stay in cache between the
+  // steps. scratch: C elements for the exps when there is no grad row to hold them.
+  void normalise_rows(int64_t b, int64_t t0, int64_t t1, Real* scratch) {
     const int64_t C = c.C;
-    const Real* xr = x + (b * c.T + t) * C;
-    Real* g = grad ? grad + (b * c.T + t) * C : nullptr;
-    if (t >= input_len[b] || !feasible(b)) {
-      if (g) std::fill(g, g + C, Real(0));
-      return;
-    }
-    Real lse = 0;
-    if (!c.log_probs) {
-      const auto [m, sum] = row_max_sumexp(xr, C, g ? g : scratch);
-      lse = m + log_row_sum(sum);
-      if (g) {
-        const Real inv = Real(1) / sum;
-        for (int64_t k = 0; k < C; ++k) g[k] *= inv;
+    const int64_t live = feasible(b) ? std::clamp<int64_t>(input_len[b], t0, t1) : t0;
+    if (grad) std::fill(grad + (b * c.T + live) * C, grad + (b * c.T + t1) * C, Real(0));
+    const int64_t block =
+        std::clamp<int64_t>((int64_t(256) << 10) / (C * int64_t(sizeof(Real))), 1, kRowBlock);
+    Real m[kRowBlock], sum[kRowBlock];
+    for (int64_t tb = t0; tb < live; tb += block) {
+      const int64_t n = std::min(block, live - tb);
+      const Real* xb = x + (b * c.T + tb) * C;
+      Real* gb = grad ? grad + (b * c.T + tb) * C : nullptr;
+      Real* lse = ws + lay.lse + b * c.T + tb;
+      if (c.log_probs) {
+        std::fill(lse, lse + n, Real(0));
+        if (gb) std::fill(gb, gb + n * C, Real(0));
+      } else {
+        for (int64_t i = 0; i < n; ++i) m[i] = row_max(xb + i * C, C);
+        for (int64_t i = 0; i < n; ++i)
+          sum[i] = row_sumexp(xb + i * C, C, m[i], gb ? gb + i * C : scratch);
+        for (int64_t i = 0; i < n; ++i) lse[i] = m[i] + log_row_sum(sum[i]);
+        if (gb)
+          for (int64_t i = 0; i < n; ++i) {
+            const Real inv = Real(1) / sum[i];
+            Real* g = gb + i * C;
+            for (int64_t k = 0; k < C; ++k) g[k] *= inv;
+          }
       }
-    } else if (g) {
-      std::fill(g, g + C, Real(0));
+      for (int64_t i = 0; i < n; ++i) gather_labels(b, tb + i, xb + i * C, lse[i]);
     }
-    ws[lay.lse + b * c.T + t] = lse;
+  }
+  // ylab row (b, t) = the row's log-probabilities of the label classes. Whole vectors (the
+  // padded slots index the blank) and an explicit simd loop, so that the gather becomes vector
+  // code: the scalar loop cost a fifth of the loss at 28 classes.
+  void gather_labels(int64_t b, int64_t t, const Real* xr, Real lse) {
     Real* yl = row(lay.ylab, b, t);
-    // Whole vectors (the padded slots index the blank) and an explicit simd loop, so that the
-    // gather of the row's label classes becomes vector gathers: the scalar loop cost a fifth of
-    // the loss at 28 classes.
     const int64_t Lb = L(b), Ln = Lpad(b);
     const int32_t* e = ext_.data() + b * lay.Lp;
 #pragma omp simd
@@ -363,7 +388,7 @@ struct Ctc {
     int64_t bs[kMaxGroup];
     int n = 0;
     for (int64_t b = b0; b < b1; ++b) {
-      for (int64_t t = 0; t < c.T; ++t) normalise_row(b, t, scratch);
+      normalise_rows(b, 0, c.T, scratch);
       if (feasible(b) && input_len[b] > 0) bs[n++] = b;
     }
     if (n == 0) return;
@@ -405,11 +430,15 @@ struct Ctc {
         if (grad) tasks.push_back(2 * b + 1);
       }
       const int64_t ntasks = int64_t(tasks.size());
+      const int64_t blocks = (c.T + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel num_threads(nt)
       {
         Real* occ = occ_of(omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) normalise_row(r / c.T, r % c.T, occ + lay.Lp);
+        for (int64_t k = 0; k < c.B * blocks; ++k) {  // blocks of kRowBlock rows of a sample
+          const int64_t b = k / blocks, t0 = k % blocks * kRowBlock;
+          normalise_rows(b, t0, std::min(c.T, t0 + kRowBlock), occ + lay.Lp);
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t k = 0; k < ntasks; ++k) {
           const int64_t b = tasks[k] / 2;
