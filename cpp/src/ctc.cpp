@@ -120,18 +120,33 @@ Real row_max(const Real* x, int64_t C) {
   }
   return simd::hmax<Real>(vm);
 }
-// sum_k exp(x[k] - m); e (C) receives the exps (the exp loops vectorize as they stand).
+// sum_k exp(x[k] - m); e (C) receives the exps (the exp loops vectorize as they stand), or,
+// if null, scratch (C) does. (Summing in registers instead, an omp simd reduction without the
+// stores, measured slower at 5000 classes: 13.0 against 12.5 ms.)
+// next (C), if not null, is the row the caller reads after this one: at many classes x comes
+// from memory, and prefetching the next row a piece at a time beside the exps overlaps the
+// two (the max of a row reads it first, at memory speed, then the exps compute from cache).
 template <typename Real>
-Real row_sumexp(const Real* x, int64_t C, Real m, Real* e) {
+Real row_sumexp(const Real* x, int64_t C, Real m, Real* e, Real* scratch, const Real* next) {
   using V = typename simd::Vec<Real>::type;
   constexpr int W = simd::Vec<Real>::width;
+  if (!e) e = scratch;
   if (C < W) {
     Real sum = 0;
     for (int64_t k = 0; k < C; ++k) sum += (e[k] = vexp(x[k] - m));
     return sum;
   }
   const int64_t full = C / W * W, tail = C - W;  // [0, full) whole vectors; [tail, C) the last
-  for (int64_t k = 0; k < full; ++k) e[k] = vexp(x[k] - m);
+  constexpr int64_t kPiece = 1024 / sizeof(Real);  // 16 cache lines
+  if (next) {
+    for (int64_t k0 = 0; k0 < full; k0 += kPiece) {
+      for (int64_t k = k0; k < std::min(C, k0 + kPiece); k += 64 / sizeof(Real))
+        __builtin_prefetch(next + k);
+      for (int64_t k = k0; k < std::min(full, k0 + kPiece); ++k) e[k] = vexp(x[k] - m);
+    }
+  } else {
+    for (int64_t k = 0; k < full; ++k) e[k] = vexp(x[k] - m);
+  }
   V vs = V{};
   for (int64_t k = 0; k < full; k += W) vs += simd::load<V>(e + k);
   if (full < C) {
@@ -248,8 +263,12 @@ struct Ctc {
         if (gb) std::fill(gb, gb + n * C, Real(0));
       } else {
         for (int64_t i = 0; i < n; ++i) m[i] = row_max(xb + i * C, C);
+        // the next block's rows are prefetched beside this block's exps when they come from
+        // memory (blocks of fewer than kRowBlock rows: more than 4 KB per row)
+        const int64_t next_n = block < kRowBlock ? std::min(block, live - tb - n) : 0;
         for (int64_t i = 0; i < n; ++i)
-          sum[i] = row_sumexp(xb + i * C, C, m[i], gb ? gb + i * C : scratch);
+          sum[i] = row_sumexp(xb + i * C, C, m[i], gb ? gb + i * C : nullptr, scratch,
+                              i < next_n ? xb + (n + i) * C : nullptr);
         for (int64_t i = 0; i < n; ++i) lse[i] = m[i] + log_row_sum(sum[i]);
         if (gb)
           for (int64_t i = 0; i < n; ++i) {
