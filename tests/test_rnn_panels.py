@@ -47,6 +47,8 @@ def cases():
             Case(cell, 5, 3, 4, 75, mask="arbitrary", h0=True, seed=5, **kw),  # team: units split
             Case(cell, 37, 3, team_features(cell, 37, 3, 5), 5, mask="suffix", h0=True, seed=6,
                  **kw),                                                      # team: rows split
+            Case(cell, 37, 9, team_features(cell, 37, 9, 5), 5, h0=True, go_backwards=True,
+                 seed=8, **kw),  # team: rows split, the same rows at every step: no barriers
             Case(cell, 25, 2, 3, 260, h0=True, seed=7, **kw),  # team: units split over several
                                                                 # row tiles (kernel > the limit,
                                                                 # set to 256 KB below)

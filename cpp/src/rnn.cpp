@@ -258,7 +258,13 @@ struct Forward {
         break;
     }
     for_idle_rows(pl, B, s, k, nt, [&](int64_t p) { masked_output(s, p, 0, U); });
+    // A split by rows that the next step repeats (its rows [lo, hi) are these: always without
+    // a mask) needs no barrier: each thread's rows read only the states they wrote themselves,
+    // and the idle rows' states stay unwritten. The condition is the same on every thread.
+    const bool same_rows_next = s + 1 < T && !q.by_units && pl.lo[s + 1] == lo && pl.hi[s + 1] == hi;
+    if (!same_rows_next) {
 #pragma omp barrier
+    }
   }
 
   void epilogue(int k, int nt) {

@@ -232,7 +232,11 @@ struct Backward {
       step_gemm_back<Real>(q, lo, U, GU, 0, GU, dZ_s, GU, Rb, false, dHm, U);
     }
     combine(s, q);
+    // No barrier before a step (s - 1) that repeats this split by rows: see Forward::step.
+    const bool same_rows_next = s > 0 && !q.by_units && pl.lo[s - 1] == lo && pl.hi[s - 1] == hi;
+    if (!same_rows_next) {
 #pragma omp barrier
+    }
   }
 
   // The weight gradients (one GEMM each over all packed rows), dx, dh0, dc0.
