@@ -540,3 +540,28 @@ def test_batch_norm_in_inference_mode_inside_training_step_matches_finite_differ
         for i in range(3):
             assert g[i] == pytest.approx(central_difference(f, v.value, i, 1e-2),
                                          rel=1e-3, abs=1e-3)
+
+
+def test_a_training_step_leaves_no_reference_cycles():
+    """A step's activations are freed when it ends, not when the cyclic garbage collector next
+    runs: pack_like's closure that called itself was a cycle holding the merge layers' inputs
+    (72 MB per step of a DenseNet block, 2.4 GB resident after 30 steps)."""
+    import gc
+    inp = faltung.Input((6, 6, 3))
+    a = L.Conv2D(4, 3, padding="same")(inp)
+    b = L.Conv2D(4, 1)(inp)
+    x = L.Concatenate()([a, L.Add()([a, b])])
+    model = faltung.Model(inp, L.Dense(2)(L.Flatten()(x)))
+    model.compile(optimizer="adam", loss="mse")
+    x_in = np.random.default_rng(0).standard_normal((5, 6, 6, 3)).astype(np.float32)
+    y = np.zeros((5, 2), np.float32)
+    model.train_on_batch(x_in, y)
+    model.predict(x_in, verbose=0)
+    gc.collect()
+    gc.disable()
+    try:
+        model.train_on_batch(x_in, y)
+        model.predict(x_in, verbose=0)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
