@@ -196,7 +196,7 @@ def test_apply_transform_and_generator_errors():
     with pytest.raises(ValueError, match="channels-last only"):
         ImageDataGenerator(data_format="channels_first")
     with pytest.raises(ValueError, match="brightness_range"):
-        ImageDataGenerator(brightness_range=(0.5, 1.5))
+        ImageDataGenerator(brightness_range=(0.5, 1.5, 2.0))
     with pytest.raises(ValueError, match="fill_mode"):
         ImageDataGenerator(fill_mode="edge")
 

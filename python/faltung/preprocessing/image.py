@@ -13,9 +13,13 @@ Keras's quirk kept: the matrix is centred at (h/2 - 0.5, w/2 - 0.5) *before* its
 columns are swapped, so on non-square images the rotation centre is off by (w-h)/2; square
 images (the usual case) are unaffected.
 
-Not implemented (ValueError when asked for): `brightness_range` (Keras goes through PIL's
-ImageEnhance), `data_format="channels_first"`, `interpolation_order` above 1, and the
-`save_to_dir` / `flow_from_dataframe` debugging and pandas paths.
+`brightness_range` follows Keras's round trip through PIL (ImageEnhance.Brightness on the
+image cast to uint8, min-max scaled to [0, 255] first when it lies outside) in numpy, byte for
+byte, without needing Pillow.
+
+Not implemented (ValueError when asked for): `data_format="channels_first"`,
+`interpolation_order` above 1, and the `save_to_dir` / `flow_from_dataframe` debugging and
+pandas paths.
 """
 import os
 import threading
@@ -364,10 +368,10 @@ class ImageDataGenerator:
                  vertical_flip=False, rescale=None, preprocessing_function=None, data_format=None,
                  validation_split=0.0, interpolation_order=1, dtype=None):
         _check_unsupported(data_format, None)
-        if brightness_range is not None:
-            raise ValueError("faltung's ImageDataGenerator does not implement `brightness_range` (Keras "
-                             "applies it through PIL's ImageEnhance). Received: "
-                             f"brightness_range={brightness_range}")
+        if brightness_range is not None and (not isinstance(brightness_range, (tuple, list))
+                                             or len(brightness_range) != 2):
+            raise ValueError("`brightness_range should be tuple or list of two floats. "
+                             f"Received: {brightness_range}")
         if fill_mode not in SCIPY_FILL_MODES:
             raise ValueError(f"Invalid value for argument `fill_mode`. Expected one of {SCIPY_FILL_MODES}. "
                              f"Received: fill_mode={fill_mode}")
@@ -394,7 +398,7 @@ class ImageDataGenerator:
         self.vertical_flip = vertical_flip
         self.rescale = rescale
         self.preprocessing_function = preprocessing_function
-        self.brightness_range = None
+        self.brightness_range = brightness_range
         self.interpolation_order = interpolation_order
         self.dtype = np.dtype(dtype or "float32")
         self.data_format = "channels_last"
@@ -491,7 +495,7 @@ class ImageDataGenerator:
     # -- random transforms -----------------------------------------------------------------
     def get_random_transform(self, img_shape, seed=None):
         """Random parameters for one image of shape (H, W, C): Keras's draws in Keras's
-        order (theta, tx, ty, shear, zx/zy, flips, channel shift)."""
+        order (theta, tx, ty, shear, zx/zy, flips, channel shift, brightness)."""
         if seed is not None:
             np.random.seed(seed)
         theta = np.random.uniform(-self.rotation_range, self.rotation_range) if self.rotation_range else 0
@@ -507,9 +511,12 @@ class ImageDataGenerator:
         channel_shift_intensity = None
         if self.channel_shift_range != 0:
             channel_shift_intensity = np.random.uniform(-self.channel_shift_range, self.channel_shift_range)
+        brightness = None
+        if self.brightness_range is not None:
+            brightness = np.random.uniform(self.brightness_range[0], self.brightness_range[1])
         return {"theta": theta, "tx": tx, "ty": ty, "shear": shear, "zx": zx, "zy": zy,
                 "flip_horizontal": flip_horizontal, "flip_vertical": flip_vertical,
-                "channel_shift_intensity": channel_shift_intensity, "brightness": None}
+                "channel_shift_intensity": channel_shift_intensity, "brightness": brightness}
 
     @staticmethod
     def _draw_shift(shift_range, size):
@@ -537,7 +544,7 @@ class ImageDataGenerator:
 
     def _apply_batch(self, batch, params):
         """batch (N, H, W, C) under per-image parameters: one C++ call for the affine maps,
-        then channel shift and flips (Keras's order)."""
+        then channel shift, flips and brightness (Keras's order)."""
         out = np.array(batch, dtype=batch.dtype if batch.dtype == np.float64 else self.dtype)
         h, w = out.shape[1:3]
         mats = [affine_matrix(p.get("theta", 0), p.get("tx", 0), p.get("ty", 0), p.get("shear", 0),
@@ -554,6 +561,8 @@ class ImageDataGenerator:
                 out[i] = out[i, :, ::-1]
             if p.get("flip_vertical", False):
                 out[i] = out[i, ::-1]
+            if p.get("brightness") is not None:
+                out[i] = apply_brightness_shift(out[i], p["brightness"], False)
         return out
 
     def _augment_batch(self, batch, dtype):
@@ -648,3 +657,45 @@ def apply_channel_shift(x, intensity, channel_axis=2):
     lo, hi = np.min(x), np.max(x)
     x = np.stack([np.clip(c + intensity, lo, hi) for c in x], axis=0)
     return np.rollaxis(x, 0, channel_axis + 1)
+
+
+def apply_brightness_shift(x, brightness, scale=True):
+    """Keras's brightness shift of one image (H, W, C) with C in 1, 3, 4, as PIL computes it:
+    the image cast to uint8 (min-max scaled to [0, 255] first if `scale`, or if it lies outside
+    [0, 255]), each byte v becomes uint8(float32(brightness) * v) (PIL's Image.blend with a
+    black image; clipped to [0, 255] when brightness > 1; an alpha channel is kept), then
+    float32, scaled back to the original range when Keras would (not `scale` but out of range)."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"Expected image array to have rank 3 (single image). Got array with shape: {x.shape}")
+    if x.shape[2] not in (1, 3, 4):
+        raise ValueError(f"Unsupported channel number: {x.shape[2]}")
+    x_min, x_max = np.min(x), np.max(x)
+    local_scale = bool(x_min < 0 or x_max > 255)
+    v = x
+    if local_scale or scale:
+        v = x - x_min
+        top = np.max(v)
+        if top != 0:
+            v = v / top
+        v = v * np.float32(255)
+    u8 = v.astype(np.uint8)
+    f = np.float32(brightness)
+    t = f * u8.astype(np.float32)
+    if not 0 <= f <= 1:  # PIL clips only when extrapolating
+        t = np.clip(t, 0, 255)
+    out = t.astype(np.uint8)
+    if x.shape[2] == 4:
+        out[..., 3] = u8[..., 3]
+    out = out.astype(np.float32)
+    if not scale and local_scale:
+        out = out / 255 * (x_max - x_min) + x_min
+    return out
+
+
+def random_brightness(x, brightness_range, scale=True):
+    """apply_brightness_shift with a brightness drawn uniformly from `brightness_range`."""
+    if len(brightness_range) != 2:
+        raise ValueError("`brightness_range should be tuple or list of two floats. "
+                         f"Received: {brightness_range}")
+    return apply_brightness_shift(x, np.random.uniform(brightness_range[0], brightness_range[1]), scale)
