@@ -43,6 +43,43 @@ def test_auc_by_hand():
     assert metrics.AUC(curve="PR")(y_true, [0.1, 0.3, 0.6, 0.9]) == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("method, want", [("majoring", 1.0), ("minoring", 0.0), ("interpolation", 0.5)])
+def test_auc_precision_recall_gain_by_hand(method, want):
+    """Keras's worked cases (3 thresholds): weighted tp [7, 4, 0], fp [3, 0, 0], fn [0, 3, 7],
+    tn [0, 3, 3]; P/N = 7/3; recall gain [1, -3/4 -> 0, 0], precision gain [0, 1, 1 (no tp)]."""
+    auc = metrics.AUC(num_thresholds=3, curve="PRGAIN", summation_method=method)
+    assert auc([0, 0, 1, 1], [0, 0.5, 0.3, 0.9], sample_weight=[1, 2, 3, 4]) == pytest.approx(want, abs=1e-6)
+    assert auc.get_config()["curve"] == "PRGAIN"
+
+
+def test_auc_precision_recall_gain_unweighted_by_hand():
+    # tp [5, 3, 0], fp [5, 1, 0], fn [0, 2, 5], tn [0, 4, 4]: recall gain [1, 1/3, 0],
+    # precision gain [0, 2/3, 1]: (2/3) (1/3) + (1/3) (5/6)
+    y_true = [0, 0, 0, 1, 0, 1, 0, 1, 1, 1]
+    y_pred = [0.1, 0.2, 0.3, 0.3, 0.4, 0.4, 0.6, 0.6, 0.8, 0.9]
+    got = metrics.AUC(num_thresholds=3, curve="prgain")(y_true, y_pred)
+    assert got == pytest.approx(2 / 3 * 1 / 3 + 1 / 3 * 5 / 6, rel=1e-6)
+    with pytest.raises(ValueError, match='Expected values are \\["PR", "ROC", "PRGAIN"\\]'):
+        metrics.AUC(curve="gain")
+
+
+def test_auc_precision_recall_gain_against_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(4)
+    y_true = (rng.random((40, 3)) < 0.4).astype(np.float32)
+    y_pred = rng.random((40, 3)).astype(np.float32)
+    w = rng.random(40).astype(np.float32)
+    for method in ("interpolation", "minoring", "majoring"):
+        for multi in (False, True):
+            kw = dict(num_thresholds=17, curve="PRGAIN", summation_method=method, multi_label=multi)
+            ours, theirs = metrics.AUC(**kw), keras.metrics.AUC(**kw)
+            ours.update_state(y_true, y_pred, sample_weight=w)
+            theirs.update_state(y_true, y_pred, sample_weight=w)
+            assert float(ours.result()) == pytest.approx(float(theirs.result()), rel=1e-5, abs=1e-6)
+
+
 def test_f1_score_by_hand():
     y_true = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     y_pred = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]], np.float32)

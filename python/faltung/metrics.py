@@ -504,8 +504,9 @@ class Recall(Precision):
 
 
 class AUC(Metric):
-    """Area under the ROC or precision-recall curve, approximated over `num_thresholds`
-    evenly spaced thresholds (or the given `thresholds`) as Keras 3 does: a Riemann sum
+    """Area under the ROC, precision-recall or precision-recall-gain ("PRGAIN") curve,
+    approximated over `num_thresholds` evenly spaced thresholds (or the given `thresholds`) as
+    Keras 3 does: a Riemann sum
     ("interpolation": trapezoids for ROC, Davis & Goadrich's interpolation for PR;
     "minoring"/"majoring": lower/upper rectangles). `multi_label=True` computes one AUC per
     column of (samples, labels) inputs and averages them (weighted by `label_weights`)."""
@@ -516,10 +517,10 @@ class AUC(Metric):
                  name="auc", dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
         super().__init__(name, dtype)
-        self.curve = {"roc": "ROC", "pr": "PR"}.get(str(curve).lower())
+        self.curve = {"roc": "ROC", "pr": "PR", "prgain": "PRGAIN"}.get(str(curve).lower())
         if self.curve is None:
             raise ValueError(f'{name}: invalid AUC curve value: "{curve}". Expected values are '
-                             '["PR", "ROC"]')
+                             '["PR", "ROC", "PRGAIN"]')
         if str(summation_method).lower() not in ("interpolation", "majoring", "minoring"):
             raise ValueError(f'{name}: invalid AUC summation method value: "{summation_method}". '
                              'Expected values are ["interpolation", "majoring", "minoring"]')
@@ -595,8 +596,13 @@ class AUC(Metric):
         recall = _divide_no_nan(tp, tp + fn)
         if self.curve == "ROC":
             x, y = _divide_no_nan(fp, fp + tn), recall
-        else:
+        elif self.curve == "PR":
             x, y = recall, _divide_no_nan(tp, tp + fp)
+        else:  # PRGAIN (Flach & Kull): gains scaled by P/N; no true positives: recall gain 0,
+            # precision gain 1; a negative recall gain counts as 0 (Keras's choices)
+            scale = _divide_no_nan(tp + fn, tn + fp)
+            x = np.where(tp == 0, 0.0, np.maximum(1.0 - scale * _divide_no_nan(fn, tp), 0.0))
+            y = np.where(tp == 0, 1.0, 1.0 - scale * _divide_no_nan(fp, tp))
         heights = {"interpolation": (y[:-1] + y[1:]) / 2, "minoring": np.minimum(y[:-1], y[1:]),
                    "majoring": np.maximum(y[:-1], y[1:])}[self.summation_method]
         return self._average((x[:-1] - x[1:]) * heights)
