@@ -17,9 +17,11 @@ images (the usual case) are unaffected.
 image cast to uint8, min-max scaled to [0, 255] first when it lies outside) in numpy, byte for
 byte, without needing Pillow.
 
+`flow_from_dataframe` reads the files a pandas DataFrame lists (pandas is the caller's; faltung
+only reads the frame).
+
 Not implemented (ValueError when asked for): `data_format="channels_first"`,
-`interpolation_order` above 1, and the `save_to_dir` / `flow_from_dataframe` debugging and
-pandas paths.
+`interpolation_order` above 1, and the `save_to_dir` debugging path.
 """
 import os
 import threading
@@ -295,13 +297,7 @@ class DirectoryIterator(Iterator):
         super().__init__(self.samples, batch_size, shuffle, seed)
 
     def _get_batches_of_transformed_samples(self, index_array):
-        raw = np.zeros((len(index_array),) + self.image_shape, dtype=self.dtype)
-        for i, j in enumerate(index_array):
-            img = load_img(self.filepaths[j], color_mode=self.color_mode, target_size=self.target_size,
-                           interpolation=self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
-            raw[i] = img_to_array(img, self.dtype)
-            img.close()
-        batch_x = self.image_data_generator._augment_batch(raw, self.dtype)
+        batch_x = _load_batch(self, index_array)
         if self.class_mode == "input":
             return batch_x, batch_x.copy()
         if self.class_mode in ("binary", "sparse"):
@@ -311,6 +307,166 @@ class DirectoryIterator(Iterator):
             batch_y[np.arange(len(batch_x)), self.classes[index_array]] = 1.0
             return batch_x, batch_y
         return batch_x
+
+
+def _load_batch(it, index_array):
+    """The augmented images `index_array` of a file iterator (DirectoryIterator,
+    DataFrameIterator): read, resized, then transformed as one batch."""
+    raw = np.zeros((len(index_array),) + it.image_shape, dtype=it.dtype)
+    for i, j in enumerate(index_array):
+        img = load_img(it.filepaths[j], color_mode=it.color_mode, target_size=it.target_size,
+                       interpolation=it.interpolation, keep_aspect_ratio=it.keep_aspect_ratio)
+        raw[i] = img_to_array(img, it.dtype)
+        img.close()
+    if it.image_data_generator is None:
+        return raw
+    return it.image_data_generator._augment_batch(raw, it.dtype)
+
+
+class DataFrameIterator(Iterator):
+    """Batches of augmented images whose file names (and labels) are columns of a pandas
+    DataFrame (what `ImageDataGenerator.flow_from_dataframe` returns), as Keras builds them:
+
+    - `x_col`: file names, relative to `directory` (or paths when it is None); with
+      `validate_filenames` the rows whose file is missing or has no image extension are dropped
+      (with a warning).
+    - `class_mode`: "categorical" (y_col holds a class name or a list of names: one-hot or
+      multi-hot rows), "binary" / "sparse" (class names -> class indices as floats),
+      "raw" (y_col's values as they are, one column or several), "multi_output" (a list of
+      columns -> a list of arrays), "input" (the images themselves), None (images only).
+      Classes are the sorted names found, or `classes` (rows with other names are dropped).
+    - `weight_col`: per-sample weights, yielded third.
+    Needs Pillow (and pandas for the DataFrame)."""
+
+    allowed_class_modes = ("binary", "categorical", "input", "multi_output", "raw", "sparse", None)
+
+    def __init__(self, dataframe, directory=None, image_data_generator=None, x_col="filename",
+                 y_col="class", weight_col=None, target_size=(256, 256), color_mode="rgb",
+                 classes=None, class_mode="categorical", batch_size=32, shuffle=True, seed=None,
+                 data_format="channels_last", save_to_dir=None, save_prefix="", save_format="png",
+                 subset=None, interpolation="nearest", keep_aspect_ratio=False, dtype="float32",
+                 validate_filenames=True):
+        _check_unsupported(data_format, save_to_dir)
+        _pil()
+        if color_mode not in ("rgb", "rgba", "grayscale"):
+            raise ValueError(f"Invalid color mode: {color_mode}; expected \"rgb\", \"rgba\", or \"grayscale\".")
+        if subset is not None and subset not in ("training", "validation"):
+            raise ValueError(f'Invalid subset name: {subset}; expected "training" or "validation"')
+        self.image_data_generator = image_data_generator
+        self.target_size = tuple(target_size)
+        self.color_mode = color_mode
+        self.image_shape = self.target_size + ({"rgb": 3, "rgba": 4, "grayscale": 1}[color_mode],)
+        self.interpolation = interpolation
+        self.keep_aspect_ratio = keep_aspect_ratio
+        self.dtype = np.dtype(dtype or "float32")
+        self.data_format = "channels_last"
+        self.directory = directory or ""
+        self.class_mode = class_mode
+        df = dataframe.copy()
+        self._check_params(df, x_col, y_col, weight_col, classes)
+        if validate_filenames:
+            paths = df[x_col].map(lambda f: os.path.join(self.directory, f))
+            valid = paths.apply(lambda f: f.lower().endswith(WHITE_LIST_FORMATS) and os.path.isfile(f))
+            if (~valid).sum():
+                warnings.warn(f'Found {(~valid).sum()} invalid image filename(s) in x_col="{x_col}". '
+                              "These filename(s) will be ignored.")
+            df = df[valid]
+        labelled = class_mode not in ("input", "multi_output", "raw", None)
+        if labelled:
+            df, classes = _filter_classes(df, y_col, classes)
+            self.class_indices = dict(zip(classes, range(len(classes))))
+        if subset is not None:
+            v = image_data_generator._validation_split if image_data_generator is not None else 0.0
+            lo, hi = (0, v) if subset == "validation" else (v, 1)
+            df = df.iloc[int(lo * len(df)):int(hi * len(df)), :]
+        if labelled:
+            self.classes = [[self.class_indices[c] for c in v] if isinstance(v, (list, tuple))
+                            else self.class_indices[v] for v in df[y_col]]
+        self.filenames = df[x_col].tolist()
+        self.sample_weight = df[weight_col].values if weight_col else None
+        if class_mode == "multi_output":
+            self._targets = [np.array(df[col].tolist()) for col in y_col]
+        if class_mode == "raw":
+            self._targets = df[y_col].values
+        self.samples = len(self.filenames)
+        checked = "validated" if validate_filenames else "non-validated"
+        of_classes = f" belonging to {len(self.class_indices)} classes" if labelled else ""
+        print(f"Found {self.samples} {checked} image filenames{of_classes}.")
+        self.filepaths = [os.path.join(self.directory, f) for f in self.filenames]
+        super().__init__(self.samples, batch_size, shuffle, seed)
+
+    @property
+    def labels(self):
+        return self._targets if self.class_mode in ("multi_output", "raw") else self.classes
+
+    def _check_params(self, df, x_col, y_col, weight_col, classes):
+        mode = self.class_mode
+        if mode not in self.allowed_class_modes:
+            raise ValueError(f"Invalid class_mode: {mode}; expected one of: {self.allowed_class_modes}")
+        if mode == "multi_output" and not isinstance(y_col, list):
+            raise TypeError(f'If class_mode="{mode}", y_col must be a list. Received {type(y_col).__name__}.')
+        if not all(isinstance(v, str) for v in df[x_col]):
+            raise TypeError(f"All values in column x_col={x_col} must be strings.")
+        if mode in ("binary", "sparse") and not all(isinstance(v, str) for v in df[y_col]):
+            raise TypeError(f'If class_mode="{mode}", y_col="{y_col}" column values must be strings.')
+        if mode == "binary":
+            n = len(set(classes)) if classes else df[y_col].nunique()
+            if n != 2:
+                raise ValueError(f'If class_mode="binary" there must be 2 classes. '
+                                 f'{"Found" if not classes else "Given"} {n} class(es).')
+        if mode == "categorical" and not all(isinstance(v, (str, list, tuple)) for v in df[y_col]):
+            raise TypeError(f'If class_mode="{mode}", y_col="{y_col}" column values must be type '
+                            "string, list or tuple.")
+        if classes and mode in ("input", "multi_output", "raw", None):
+            warnings.warn(f'`classes` will be ignored given the class_mode="{mode}"')
+        if weight_col and not issubclass(df[weight_col].dtype.type, np.number):
+            raise TypeError(f"Column weight_col={weight_col} must be numeric.")
+
+    def _get_batches_of_transformed_samples(self, index_array):
+        batch_x = _load_batch(self, index_array)
+        mode = self.class_mode
+        if mode is None:
+            return batch_x
+        if mode == "input":
+            batch_y = batch_x.copy()
+        elif mode in ("binary", "sparse"):
+            batch_y = np.array([self.classes[j] for j in index_array], dtype=self.dtype)
+        elif mode == "categorical":  # one-hot, or multi-hot for a list of classes
+            batch_y = np.zeros((len(batch_x), len(self.class_indices)), dtype=self.dtype)
+            for i, j in enumerate(index_array):
+                batch_y[i, self.classes[j]] = 1.0
+        elif mode == "multi_output":
+            batch_y = [out[index_array] for out in self._targets]
+        else:  # raw
+            batch_y = self._targets[index_array]
+        if self.sample_weight is None:
+            return batch_x, batch_y
+        return batch_x, batch_y, self.sample_weight[index_array]
+
+
+def _filter_classes(df, y_col, classes):
+    """(rows whose labels lie in `classes`, with other labels removed from lists; the class
+    names): `classes` in its order without duplicates, else every label found, sorted."""
+    df = df.copy()
+    if classes:
+        classes = list(dict.fromkeys(classes))
+
+        def keep(v):
+            if isinstance(v, (list, tuple)):
+                return [c for c in v if c in classes] or None
+            if isinstance(v, str):
+                return v if v in classes else None
+            raise TypeError(f"Expect string, list or tuple but found {type(v)} in {y_col} column ")
+        df[y_col] = df[y_col].apply(keep)
+    else:
+        found = set()
+        for v in df[y_col]:
+            if isinstance(v, (list, tuple)):
+                found.update(v)
+            else:
+                found.add(v)
+        classes = sorted(found)
+    return df.dropna(subset=[y_col]), classes
 
 
 def _check_unsupported(data_format, save_to_dir):
@@ -452,6 +608,34 @@ class ImageDataGenerator:
                                  save_prefix=save_prefix, save_format=save_format,
                                  follow_links=follow_links, subset=subset, interpolation=interpolation,
                                  keep_aspect_ratio=keep_aspect_ratio, dtype=self.dtype)
+
+    def flow_from_dataframe(self, dataframe, directory=None, x_col="filename", y_col="class",
+                            weight_col=None, target_size=(256, 256), color_mode="rgb", classes=None,
+                            class_mode="categorical", batch_size=32, shuffle=True, seed=None,
+                            save_to_dir=None, save_prefix="", save_format="png", subset=None,
+                            interpolation="nearest", validate_filenames=True, **kwargs):
+        """An iterator of augmented batches read from the files a pandas DataFrame lists (see
+        DataFrameIterator; needs Pillow). Keras's deprecated keywords warn as in Keras
+        (`has_ext`, `sort`, `drop_duplicates`; `class_mode="other"` means "raw")."""
+        for key, why in (("has_ext", "has_ext is deprecated, filenames in the dataframe have to match "
+                                     "the exact filenames in disk."),
+                         ("sort", "sort is deprecated, batches will be created in the same order than "
+                                  "the filenames provided if `shuffle` is set to `False`."),
+                         ("drop_duplicates", "drop_duplicates is deprecated, you can drop duplicates by "
+                                             "using the pandas.DataFrame.drop_duplicates method.")):
+            if key in kwargs:
+                warnings.warn(why, DeprecationWarning)
+        if class_mode == "other":
+            warnings.warn('`class_mode="other"` is deprecated, please use `class_mode="raw"`.',
+                          DeprecationWarning)
+            class_mode = "raw"
+        return DataFrameIterator(dataframe, directory, self, x_col=x_col, y_col=y_col,
+                                 weight_col=weight_col, target_size=target_size, color_mode=color_mode,
+                                 classes=classes, class_mode=class_mode, batch_size=batch_size,
+                                 shuffle=shuffle, seed=seed, save_to_dir=save_to_dir,
+                                 save_prefix=save_prefix, save_format=save_format, subset=subset,
+                                 interpolation=interpolation, validate_filenames=validate_filenames,
+                                 dtype=self.dtype)
 
     # -- normalization -------------------------------------------------------------------
     def standardize(self, x):
