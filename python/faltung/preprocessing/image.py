@@ -254,28 +254,12 @@ class DirectoryIterator(Iterator):
                  data_format=None, save_to_dir=None, save_prefix="", save_format="png",
                  follow_links=False, subset=None, interpolation="nearest", keep_aspect_ratio=False,
                  dtype=None):
-        _check_unsupported(data_format, save_to_dir)
-        _pil()
-        if color_mode not in ("rgb", "rgba", "grayscale"):
-            raise ValueError(f"Invalid color mode: {color_mode}; expected \"rgb\", \"rgba\", or \"grayscale\".")
         if class_mode not in self.allowed_class_modes:
             raise ValueError(f"Invalid class_mode: {class_mode}; expected one of: {self.allowed_class_modes}")
-        if subset is not None and subset not in ("training", "validation"):
-            raise ValueError(f'Invalid subset name: {subset}; expected "training" or "validation"')
+        split = _file_iterator_attrs(self, image_data_generator, target_size, color_mode, data_format,
+                                     save_to_dir, subset, interpolation, keep_aspect_ratio, dtype)
         self.directory = directory
-        self.image_data_generator = image_data_generator
-        self.target_size = tuple(target_size)
-        self.color_mode = color_mode
-        self.image_shape = self.target_size + ({"rgb": 3, "rgba": 4, "grayscale": 1}[color_mode],)
         self.class_mode = class_mode
-        self.interpolation = interpolation
-        self.keep_aspect_ratio = keep_aspect_ratio
-        self.dtype = np.dtype(dtype or "float32")
-        self.data_format = "channels_last"
-        split = None
-        if subset is not None:
-            v = image_data_generator._validation_split
-            split = (0, v) if subset == "validation" else (v, 1)
         if not classes:
             classes = [d for d in sorted(os.listdir(directory)) if os.path.isdir(os.path.join(directory, d))]
         self.num_classes = len(classes)
@@ -307,6 +291,30 @@ class DirectoryIterator(Iterator):
             batch_y[np.arange(len(batch_x)), self.classes[index_array]] = 1.0
             return batch_x, batch_y
         return batch_x
+
+
+def _file_iterator_attrs(it, image_data_generator, target_size, color_mode, data_format, save_to_dir,
+                         subset, interpolation, keep_aspect_ratio, dtype):
+    """Checks and sets what DirectoryIterator and DataFrameIterator share (Keras's
+    BatchFromFilesMixin); returns the (start, stop) fractions of `subset`, or None."""
+    _check_unsupported(data_format, save_to_dir)
+    _pil()
+    if color_mode not in ("rgb", "rgba", "grayscale"):
+        raise ValueError(f"Invalid color mode: {color_mode}; expected \"rgb\", \"rgba\", or \"grayscale\".")
+    if subset is not None and subset not in ("training", "validation"):
+        raise ValueError(f'Invalid subset name: {subset}; expected "training" or "validation"')
+    it.image_data_generator = image_data_generator
+    it.target_size = tuple(target_size)
+    it.color_mode = color_mode
+    it.image_shape = it.target_size + ({"rgb": 3, "rgba": 4, "grayscale": 1}[color_mode],)
+    it.interpolation = interpolation
+    it.keep_aspect_ratio = keep_aspect_ratio
+    it.dtype = np.dtype(dtype or "float32")
+    it.data_format = "channels_last"
+    if subset is None:
+        return None
+    v = image_data_generator._validation_split if image_data_generator is not None else 0.0
+    return (0, v) if subset == "validation" else (v, 1)
 
 
 def _load_batch(it, index_array):
@@ -346,20 +354,8 @@ class DataFrameIterator(Iterator):
                  data_format="channels_last", save_to_dir=None, save_prefix="", save_format="png",
                  subset=None, interpolation="nearest", keep_aspect_ratio=False, dtype="float32",
                  validate_filenames=True):
-        _check_unsupported(data_format, save_to_dir)
-        _pil()
-        if color_mode not in ("rgb", "rgba", "grayscale"):
-            raise ValueError(f"Invalid color mode: {color_mode}; expected \"rgb\", \"rgba\", or \"grayscale\".")
-        if subset is not None and subset not in ("training", "validation"):
-            raise ValueError(f'Invalid subset name: {subset}; expected "training" or "validation"')
-        self.image_data_generator = image_data_generator
-        self.target_size = tuple(target_size)
-        self.color_mode = color_mode
-        self.image_shape = self.target_size + ({"rgb": 3, "rgba": 4, "grayscale": 1}[color_mode],)
-        self.interpolation = interpolation
-        self.keep_aspect_ratio = keep_aspect_ratio
-        self.dtype = np.dtype(dtype or "float32")
-        self.data_format = "channels_last"
+        split = _file_iterator_attrs(self, image_data_generator, target_size, color_mode, data_format,
+                                     save_to_dir, subset, interpolation, keep_aspect_ratio, dtype)
         self.directory = directory or ""
         self.class_mode = class_mode
         df = dataframe.copy()
@@ -375,10 +371,8 @@ class DataFrameIterator(Iterator):
         if labelled:
             df, classes = _filter_classes(df, y_col, classes)
             self.class_indices = dict(zip(classes, range(len(classes))))
-        if subset is not None:
-            v = image_data_generator._validation_split if image_data_generator is not None else 0.0
-            lo, hi = (0, v) if subset == "validation" else (v, 1)
-            df = df.iloc[int(lo * len(df)):int(hi * len(df)), :]
+        if split is not None:
+            df = df.iloc[int(split[0] * len(df)):int(split[1] * len(df)), :]
         if labelled:
             self.classes = [[self.class_indices[c] for c in v] if isinstance(v, (list, tuple))
                             else self.class_indices[v] for v in df[y_col]]
