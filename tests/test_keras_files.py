@@ -11,7 +11,9 @@ import zipfile
 import numpy as np
 import pytest
 
+import faltung
 from faltung import backend, layers as L
+from faltung.models.saving import resolve_layer_references
 from faltung.models import Sequential, load_model
 from faltung.utils import set_random_seed
 
@@ -145,3 +147,35 @@ def test_faltung_only_layers_roundtrip_under_their_faltung_names(tmp_path):
     assert written["Reshape"]["module"] == "keras.layers"
     again = load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_max_unpooling_with_its_partner_roundtrips(tmp_path, functional):
+    """The config names the partner MaxPooling2D; loading reconnects the two (the unpooling
+    places values where the loaded partner found its maxima)."""
+    pool = L.MaxPooling2D(2, name="down")
+    layers = [L.Conv2D(3, 3, padding="same"), pool, L.Conv2D(3, 1),
+              L.MaxUnpooling2D(pool=pool, name="up"), L.Conv2D(1, 1)]
+    if functional:
+        inp = L.Input((6, 6, 2))
+        x = inp
+        for layer in layers:
+            x = layer(x)
+        model = faltung.Model(inp, x)
+    else:
+        model = Sequential([L.Input((6, 6, 2))] + layers)
+    x = np.random.default_rng(1).normal(size=(2, 6, 6, 2)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    assert again.get_layer("up").pool is again.get_layer("down")
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert again.get_layer("up").get_config()["pool"] == "down"
+
+
+def test_max_unpooling_partner_name_outside_a_model_is_refused():
+    layer = L.MaxUnpooling2D.from_config(L.MaxUnpooling2D(name="u").get_config() | {"pool": "down"})
+    with pytest.raises(ValueError, match="partner 'down'.*never reconnected"):
+        layer(np.zeros((1, 2, 2, 1), np.float32))
+    model_layers = [L.Dense(2, name="down"), layer]
+    with pytest.raises(ValueError, match="names the partner 'down', which is not a MaxPooling2D"):
+        resolve_layer_references(model_layers)

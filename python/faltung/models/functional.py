@@ -95,7 +95,7 @@ class Functional(Model):
     def from_config(cls, config):
         """Rebuild the graph: create every layer, then replay the inbound nodes in an order
         where each call's input tensors exist (Keras's process_node loop)."""
-        from faltung.models.saving import deserialize_layer
+        from faltung.models.saving import deserialize_layer, resolve_layer_references
         made = {}        # layer name -> list of output structures, one per node
         pending = []     # (layer, node config list)
         for lc in config["layers"]:
@@ -105,6 +105,7 @@ class Functional(Model):
             else:
                 made[layer.name] = []
                 pending.append((layer, list(lc.get("inbound_nodes", []))))
+        resolve_layer_references([layer for layer, _ in pending])
 
         def resolve(struct):
             if isinstance(struct, dict) and struct.get("class_name") == "__keras_tensor__":

@@ -427,13 +427,23 @@ def _refuse_lambdas(cfg, safe_mode):
             _refuse_lambdas(v, safe_mode)
 
 
+def resolve_layer_references(layers):
+    """Lets each freshly deserialized layer that names another layer of its model in its config
+    (MaxUnpooling2D's partner pooling layer) reconnect to it, before the model is built."""
+    by_name = {layer.name: layer for layer in layers}
+    for layer in layers:
+        if hasattr(layer, "resolve_layer_references"):
+            layer.resolve_layer_references(by_name)
+
+
 def deserialize_layer(cfg):
     """A layer (or model) from {"class_name", "config", "build_config"?}, as in config.json.
     Also reads the config of Keras 3 files for the layer classes faltung has."""
     cls = _layer_class(cfg["class_name"], cfg.get("module"))
     layer = cls.from_config(_layer_arguments(cls, cfg))
     build = cfg.get("build_config")
-    if build and not layer.built:
+    # a layer that names another layer of its model builds once the model has reconnected them
+    if build and not layer.built and not getattr(layer, "awaits_references", False):
         layer.build(_shape(build["input_shape"]))
     return layer
 

@@ -129,9 +129,10 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config):
-        from faltung.models.saving import deserialize_layer
+        from faltung.models.saving import deserialize_layer, resolve_layer_references
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
         for lc in config["layers"]:
             model.add(deserialize_layer(lc), rebuild=False)
+        resolve_layer_references(model.layers)
         model._maybe_build()
         return model

@@ -24,7 +24,8 @@ class MaxUnpooling2D(Layer):
     Backward: the gradient at each placed position is read back (a gather).
 
     Args:
-        pool: a MaxPooling2D layer instance, or None.
+        pool: a MaxPooling2D layer instance, or None. (A saved model's config names the partner;
+            loading the model reconnects the two, `resolve_layer_references`.)
         size: int or (kh, kw), used only without `pool` (default (2, 2)).
 
     Input shape: (batch, h, w, channels) — with `pool`, exactly `p`'s output shape.
@@ -33,8 +34,10 @@ class MaxUnpooling2D(Layer):
 
     def __init__(self, pool=None, size=(2, 2), **kwargs):
         super().__init__(**kwargs)
-        if pool is not None and not (isinstance(pool, BasePooling) and pool.pool_mode == "max"
-                                     and pool.pool_dimensions == 2):
+        self._pool_name = None  # a partner named by a saved config, until the model resolves it
+        if isinstance(pool, str):
+            self._pool_name, pool = pool, None
+        elif pool is not None and not _is_max_pool_2d(pool):
             raise ValueError(f"MaxUnpooling2D: `pool` must be a MaxPooling2D layer instance or None. "
                              f"Received: pool={pool!r}")
         self.pool = pool
@@ -43,6 +46,28 @@ class MaxUnpooling2D(Layer):
             pool._keep_argmax = True  # the partner now keeps its argmax at every forward
         self._used_version = None
 
+    def resolve_layer_references(self, layers_by_name):
+        """Reconnects the partner that a saved config names (called by the model being loaded,
+        before it is built)."""
+        if self._pool_name is None:
+            return
+        pool = layers_by_name.get(self._pool_name)
+        if pool is None or not _is_max_pool_2d(pool):
+            raise ValueError(f"Layer {self.name}: its config names the partner '{self._pool_name}', "
+                             f"which is not a MaxPooling2D layer of the model being loaded")
+        self.pool, self._pool_name = pool, None
+        pool._keep_argmax = True
+
+    @property
+    def awaits_references(self):
+        """True while a partner named by a saved config is not reconnected yet."""
+        return self._pool_name is not None
+
+    def _check_resolved(self):
+        if self._pool_name is not None:
+            raise ValueError(f"Layer {self.name}: its partner '{self._pool_name}' (named in a saved "
+                             "config) was never reconnected; load it within the model that holds both")
+
     def _geometry(self):
         if self.pool is None:
             return self.size, self.size, "valid"
@@ -50,6 +75,7 @@ class MaxUnpooling2D(Layer):
 
     def build(self, input_shape):
         check_ndim(self, input_shape, 4)
+        self._check_resolved()
         if self.pool is not None and not self.pool.built:
             raise ValueError(f"Layer {self.name}: its partner pooling layer {self.pool.name} must be built "
                              f"(placed earlier in the model) before this MaxUnpooling2D")
@@ -57,6 +83,7 @@ class MaxUnpooling2D(Layer):
 
     def compute_output_shape(self, input_shape):
         check_ndim(self, input_shape, 4)
+        self._check_resolved()
         if self.pool is not None:
             if self.pool.input_shape is None:
                 raise ValueError(f"Layer {self.name}: the output shape is the input shape of partner "
@@ -104,8 +131,12 @@ class MaxUnpooling2D(Layer):
     def get_config(self):
         cfg = super().get_config()
         # The partner is a live layer object; the config records its name only.
-        cfg.update(size=self.size, pool=None if self.pool is None else self.pool.name)
+        cfg.update(size=self.size, pool=self._pool_name if self.pool is None else self.pool.name)
         return cfg
+
+
+def _is_max_pool_2d(layer):
+    return isinstance(layer, BasePooling) and layer.pool_mode == "max" and layer.pool_dimensions == 2
 
 
 class AverageUnpooling2D(Layer):
