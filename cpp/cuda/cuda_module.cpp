@@ -1,6 +1,7 @@
 // faltung._cuda (built with -DFALTUNG_CUDA=ON): the CUDA runtime's facts (versions, devices)
 // and the kernel families of bind_kernels.hpp on a GPU (DeviceBackend: device buffers, copies
-// in and out per call). Compiled by the host compiler; the kernels come from kernels.cu.
+// in and out per call), plus DeviceArray and the `resident` entry points of bind_resident.hpp
+// (arrays that stay in device memory between calls: device-resident models). Compiled by the host compiler; the kernels come from kernels.cu.
 // The CUDA runtime is linked statically (CMakeLists.txt says why), so this module imports on a
 // machine without a driver or a GPU and reports what is missing instead of failing to load.
 #include <cuda_runtime_api.h>
@@ -11,6 +12,7 @@
 #include <utility>
 
 #include "bind_kernels.hpp"
+#include "bind_resident.hpp"
 
 namespace faltung::cuda {
 
@@ -63,6 +65,12 @@ class DeviceBuf {
 struct DeviceBackend {
   template <typename T> using Buf = DeviceBuf<T>;
   using Kernels = cuda::Kernels<DeviceExec>;
+  static dlpack::DLDevice dl_device() {  // where cudaMalloc puts memory now: the current device
+    int d = 0;
+    check_cuda(cudaGetDevice(&d), "cudaGetDevice");
+    return {dlpack::kDLCUDA, d};
+  }
+  static void synchronize() { check_cuda(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize"); }
 };
 
 // {"count": n, "error": why none (or ""), "devices": [{"name", "compute_capability", "memory"}]}
@@ -107,5 +115,8 @@ PYBIND11_MODULE(_cuda, m) {
   }, "The CUDA version the installed driver supports, or \"\" when no driver is installed.");
   m.def("devices", &fc::devices, "The GPUs the runtime sees, and why none when it sees none.");
   m.attr("architectures") = FALTUNG_CUDA_ARCHITECTURES;
+  m.def("set_device", [](int index) { fc::check_cuda(cudaSetDevice(index), "cudaSetDevice"); }, pybind11::arg("index"),
+        "Make GPU `index` the current device: where new DeviceArrays and kernel launches go.");
   fc::binding::Bind<fc::DeviceBackend>::bind(m);
+  fc::binding::BindResident<fc::DeviceBackend>::bind(m);
 }

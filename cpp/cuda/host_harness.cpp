@@ -1,9 +1,12 @@
 // faltung._cuda_host: the CUDA kernel bodies run on the CPU over their whole grid x block index
 // space (HostExec), with faltung._cuda's Python interface, so that tests/test_cuda_host.py holds
-// them to the CPU kernels on every run, GPU or not. Test-only; built by the default build.
+// them to the CPU kernels on every run, GPU or not; and its DeviceArray and `resident` entry
+// points (host memory standing in for device memory), so that the device-resident model path
+// (faltung._device._harness_device) runs here too. Test-only; built by the default build.
 #include <vector>
 
 #include "bind_kernels.hpp"
+#include "bind_resident.hpp"
 #include "exec_host.hpp"
 #include "kernels_impl.hpp"
 
@@ -27,6 +30,8 @@ struct HostBuf {
 struct HostBackend {
   template <typename T> using Buf = HostBuf<T>;
   using Kernels = cuda::Kernels<HostExec>;
+  static dlpack::DLDevice dl_device() { return {dlpack::kDLCPU, 0}; }  // numpy.from_dlpack views it
+  static void synchronize() {}  // the bodies ran when the call returned
 };
 }  // namespace
 
@@ -35,4 +40,5 @@ struct HostBackend {
 PYBIND11_MODULE(_cuda_host, m) {
   m.doc() = "faltung's CUDA kernel bodies run on the CPU over the whole grid (test harness)";
   faltung::cuda::binding::Bind<faltung::cuda::HostBackend>::bind(m);
+  faltung::cuda::binding::BindResident<faltung::cuda::HostBackend>::bind(m);
 }
