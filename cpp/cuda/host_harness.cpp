@@ -3,6 +3,7 @@
 // them to the CPU kernels on every run, GPU or not; and its DeviceArray and `resident` entry
 // points (host memory standing in for device memory), so that the device-resident model path
 // (faltung._device._harness_device) runs here too. Test-only; built by the default build.
+#include <limits>
 #include <vector>
 
 #include "bind_kernels.hpp"
@@ -23,7 +24,13 @@ template <typename T>
 struct HostBuf {
   std::vector<T> v;
   static HostBuf upload(const T* p, int64_t n) { return HostBuf{std::vector<T>(p, p + n)}; }
-  static HostBuf alloc(int64_t n) { return HostBuf{std::vector<T>(size_t(n))}; }
+  // Fresh memory holds what cudaMalloc's may: anything. NaN (the largest value for integers)
+  // here, so that a body reading an output before writing it fails the tests on the CPU too.
+  static HostBuf alloc(int64_t n) { return HostBuf{std::vector<T>(size_t(n), garbage())}; }
+  static T garbage() {
+    if constexpr (std::numeric_limits<T>::has_quiet_NaN) return std::numeric_limits<T>::quiet_NaN();
+    else return std::numeric_limits<T>::max();
+  }
   T* get() { return v.data(); }
   void download(T* dst, int64_t n) const { std::copy(v.begin(), v.begin() + n, dst); }
 };
