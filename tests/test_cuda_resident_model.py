@@ -303,3 +303,36 @@ def test_the_gpu_scope_builds_resident_models(monkeypatch):
     model.compile(SGD(0.1), SparseCategoricalCrossentropy(from_logits=True))
     model.fit(X_DENSE, Y_DENSE, epochs=1, verbose=0)
     assert model._resident.host_stale
+
+
+def test_a_training_step_copies_the_batch_in_once_and_only_the_loss_out(monkeypatch):
+    host = importlib.import_module("faltung._cuda_host")
+    with _device._harness_device():
+        model = cnn_model()
+    model.compile(Adam(), SparseCategoricalCrossentropy(from_logits=True))
+    res = model._resident
+    model.fit(X_CNN[:2], Y_CNN[:2], verbose=0)  # the first step also uploads the optimizer's zero slots
+    uploads, downloads = [], []
+    real_numpy = host.DeviceArray.numpy
+    monkeypatch.setattr(res, "DeviceArray", lambda a, dtype=None: uploads.append(a.shape) or host.DeviceArray(a, dtype))
+    monkeypatch.setattr(host.DeviceArray, "numpy", lambda self: downloads.append(self.shape) or real_numpy(self))
+    model.fit(X_CNN, Y_CNN, batch_size=6, epochs=1, verbose=0)
+    assert uploads == [(6, 6, 6, 2)] * 2  # x of each batch
+    assert downloads == [(6,), (6,)]  # the per-sample losses of each batch (the labels go in inside the loss)
+    downloads.clear()
+    model.fit(X_CNN, Y_CNN, batch_size=12, epochs=1, verbose=0)
+    assert downloads == [(12,)]
+
+
+def test_dense_on_sequences_matches_the_cpu():
+    def make():
+        return Sequential([Input((4, 5)), Dense(3, activation="relu"), Flatten(), Dense(3)])
+    cpu, dev = pair(make)
+    compile_both(cpu, dev, lambda: SGD(0.1))
+    x = RNG.standard_normal((10, 4, 5)).astype(np.float32)
+    y = RNG.integers(0, 3, 10)
+    hc = cpu.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    hd = dev.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    loose(hd["loss"], hc["loss"])
+    for a, b in zip(dev.get_weights(), cpu.get_weights()):
+        loose(a, b)

@@ -107,13 +107,22 @@ def test_a_view_outlives_the_array(host):
     del filler
 
 
-def test_unconsumed_capsules_are_freed(host):
+def test_every_export_is_freed_once(host):
+    live = host.DeviceArray._live_exports
+    gc.collect()
+    before = live()
     d = host.DeviceArray(np.zeros((3, 2), np.float32))
-    for _ in range(100):
-        cap = d.__dlpack__()
-        assert "dltensor" in repr(cap)
-        del cap
-    np.testing.assert_array_equal(d.numpy(), np.zeros((3, 2)))
+    cap = d.__dlpack__()  # never consumed: the capsule frees it
+    assert "dltensor" in repr(cap) and live() == before + 1
+    del cap
+    assert live() == before
+    views = [np.from_dlpack(d) for _ in range(3)]  # consumed: numpy calls the deleter
+    assert live() == before + 3
+    del d
+    np.testing.assert_array_equal(views[2], np.zeros((3, 2)))
+    del views
+    gc.collect()
+    assert live() == before
 
 
 def test_dlpack_refuses_copies_and_other_devices(host):

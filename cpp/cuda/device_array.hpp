@@ -9,6 +9,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -137,6 +138,15 @@ struct DLPackContext {
   std::shared_ptr<void> keep;
   std::vector<int64_t> shape, strides;
   dlpack::DLManagedTensor tensor{};
+  // How many exist (tests check that every export is freed exactly once).
+  static std::atomic<int64_t>& live() {
+    static std::atomic<int64_t> n{0};
+    return n;
+  }
+  DLPackContext() { ++live(); }
+  ~DLPackContext() { --live(); }
+  DLPackContext(const DLPackContext&) = delete;
+  DLPackContext& operator=(const DLPackContext&) = delete;
 };
 inline void dlpack_deleter(dlpack::DLManagedTensor* self) {
   delete static_cast<DLPackContext*>(self->manager_ctx);
@@ -222,6 +232,8 @@ void bind_device_array(py::module_& m) {
            },
            py::arg("stream") = py::none(), py::kw_only(), py::arg("max_version") = py::none(),
            py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
+      .def_static("_live_exports", []() { return DLPackContext::live().load(); },
+                  "How many DLPack exports are not freed yet (for tests).")
       .def("__repr__", [](const DA& a) {
         return "<DeviceArray shape=" + dims_text(a.shape()) + " dtype=" + dtype_name(a.dtype()) + " device=(" +
                std::to_string(a.device().device_type) + ", " + std::to_string(a.device().device_id) + ")>";
