@@ -235,6 +235,12 @@ def test_model_built_inside_the_scope_stays_resident_after_it():
     assert model._resident.host_stale
     with pytest.raises(NotImplementedError, match="not model\\(x, training=True\\)"):
         model(X_DENSE, training=True)
+    trained = model._resident.get_weights()
+    model.add(Dense(2))  # rebuilt outside the scope: still on the device, with its trained weights
+    assert model._resident is not None
+    for a, b in zip(model._resident.get_weights(), trained):
+        np.testing.assert_array_equal(a, b)
+    model.fit(X_DENSE, Y_DENSE % 2, epochs=1, verbose=0)
 
 
 # ---- what is not supported says so -------------------------------------------------------------

@@ -197,7 +197,8 @@ void bind_device_array(py::module_& m) {
                  "An array in this backend's memory (see cpp/cuda/device_array.hpp). DeviceArray(a) uploads a "
                  "float32, float64 or int32 numpy array once; .numpy() downloads it; __dlpack__ views it.")
       .def(py::init([](const py::array& a, const py::object& dtype) {
-             return DA::from_numpy(dtype.is_none() ? a : py::array(a.attr("astype")(dtype)));
+             if (dtype.is_none() || a.dtype().is(py::dtype::from_args(dtype))) return DA::from_numpy(a);
+             return DA::from_numpy(py::array(a.attr("astype")(dtype)));  // converted on the host first
            }),
            py::arg("array"), py::arg("dtype") = py::none())
       .def("numpy", &DA::numpy, "A numpy copy (one download).")

@@ -413,14 +413,15 @@ class Resident:
 
 def attach(model):
     """Called when `model` gets its graph: inside a device scope, give it a Resident (or raise
-    NotImplementedError naming what is unsupported); elsewhere, none."""
+    NotImplementedError naming what is unsupported); a resident model rebuilt outside the scope
+    (a layer added) stays where it is; any other model gets none."""
     from faltung import _device
     from faltung.models.sequential import Sequential
     old = model.__dict__.get("_resident")
+    placement = _device.current_placement() or (old.placement if old is not None else None)
     if old is not None:
         old.detach()
     model._resident = None
-    placement = _device.current_placement()
     if placement is None:
         return
     try:
