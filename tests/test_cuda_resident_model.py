@@ -342,3 +342,16 @@ def test_dense_on_sequences_matches_the_cpu():
     loose(hd["loss"], hc["loss"])
     for a, b in zip(dev.get_weights(), cpu.get_weights()):
         loose(a, b)
+
+
+def test_training_steps_reuse_the_pool_s_blocks():
+    host = importlib.import_module("faltung._cuda_host")
+    with _device._harness_device():
+        model = cnn_model()
+    model.compile(Adam(), SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(X_CNN, Y_CNN, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    before = host.memory_stats()
+    model.fit(X_CNN, Y_CNN, batch_size=6, epochs=2, shuffle=False, verbose=0)
+    after = host.memory_stats()
+    assert after["raw_allocations"] == before["raw_allocations"]  # steady state: no new memory
+    assert after["in_use_bytes"] == before["in_use_bytes"]        # weights and slots only

@@ -284,3 +284,35 @@ def test_pool_backward_takes_only_its_own_argmax(host):
     with pytest.raises(ValueError, match="argmax"):
         r.max_pool2d_backward(r.max_pool2d(D(np.zeros((1, 5, 4, 1))), (2, 2), (2, 2), "valid")[0], arg, (5, 4),
                               (2, 2), (2, 2), "valid")
+
+
+# ---- the buffer pool (cpp/cuda/pooled_buf.hpp) --------------------------------------------------
+
+def test_freed_blocks_are_reused_and_released_on_request(host):
+    host.empty_cache()
+    start = host.memory_stats()
+    a = host.DeviceArray(np.zeros(1000, np.float32))  # 4000 bytes: the 4096-byte class
+    s = host.memory_stats()
+    assert s["in_use_bytes"] == start["in_use_bytes"] + 4096
+    assert s["raw_allocations"] == start["raw_allocations"] + 1
+    del a
+    s = host.memory_stats()
+    assert s["in_use_bytes"] == start["in_use_bytes"] and s["cached_bytes"] == 4096
+    b = host.DeviceArray(np.ones(900, np.float32))  # the same class: the cached block, no allocation
+    s = host.memory_stats()
+    assert s["raw_allocations"] == start["raw_allocations"] + 1 and s["cached_bytes"] == 0
+    np.testing.assert_array_equal(b.numpy(), np.ones(900))
+    y = host.resident.activation("relu", b)  # a reused output block holds NaN until written
+    np.testing.assert_array_equal(y.numpy(), np.ones(900))
+    del b, y
+    host.empty_cache()
+    assert host.memory_stats()["cached_bytes"] == 0
+
+
+def test_a_block_viewed_through_dlpack_is_not_reused(host):
+    d = host.DeviceArray(np.arange(256, dtype=np.float64))
+    view = np.from_dlpack(d)
+    del d
+    again = host.DeviceArray(np.full(256, -1.0))  # same class: must not get the viewed block
+    assert not np.shares_memory(view, np.from_dlpack(again))
+    np.testing.assert_array_equal(view, np.arange(256.0))

@@ -389,6 +389,15 @@ struct BindResident {
 
   static void bind(py::module_& parent) {
     bind_device_array<Backend>(parent);
+    parent.def("memory_stats", []() {
+      const auto s = Backend::Pool::instance().stats();
+      py::dict d;
+      d["in_use_bytes"] = s.in_use_bytes, d["cached_bytes"] = s.cached_bytes;
+      d["raw_allocations"] = s.raw_allocations;
+      return d;
+    }, "The buffer pool (pooled_buf.hpp): bytes in use and cached, allocations made from the backend.");
+    parent.def("empty_cache", []() { Backend::Pool::instance().release_cached(); },
+               "Release the pool's cached blocks to the backend.");
     py::module_ m = parent.def_submodule(
         "resident", "Kernel entry points over DeviceArrays: inputs and outputs stay in this backend's memory");
     const auto blk = py::arg("block") = 128;

@@ -13,6 +13,7 @@
 
 #include "bind_kernels.hpp"
 #include "bind_resident.hpp"
+#include "pooled_buf.hpp"
 
 namespace faltung::cuda {
 
@@ -27,43 +28,28 @@ void check_cuda(cudaError_t e, const char* what) {
 
 namespace {
 
-// Device memory owned by one call; the copies are synchronous (default stream), so a result is
-// complete when download returns.
-template <typename T>
-class DeviceBuf {
- public:
-  static DeviceBuf alloc(int64_t n) {
-    DeviceBuf b;
-    if (n > 0) check_cuda(cudaMalloc(reinterpret_cast<void**>(&b.p_), size_t(n) * sizeof(T)), "cudaMalloc");
-    return b;
+// Device memory: cudaMalloc'd blocks, cached by the pool (pooled_buf.hpp). The copies are
+// synchronous (legacy default stream), so a result is complete when copy_out returns.
+struct CudaRaw {
+  static void* allocate(size_t bytes) {
+    void* p = nullptr;
+    check_cuda(cudaMalloc(&p, bytes), "cudaMalloc");  // out of memory: std::bad_alloc
+    return p;
   }
-  static DeviceBuf upload(const T* src, int64_t n) {
-    DeviceBuf b = alloc(n);
-    if (n > 0) check_cuda(cudaMemcpy(b.p_, src, size_t(n) * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
-    return b;
+  static void release(void* p) noexcept { cudaFree(p); }
+  static void copy_in(void* dst, const void* src, size_t bytes) {
+    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
   }
-  void download(T* dst, int64_t n) const {
-    if (n > 0) check_cuda(cudaMemcpy(dst, p_, size_t(n) * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  static void copy_out(void* dst, const void* src, size_t bytes) {
+    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
   }
-  T* get() { return p_; }
-  DeviceBuf() = default;
-  DeviceBuf(DeviceBuf&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  DeviceBuf(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(DeviceBuf&& o) noexcept {
-    std::swap(p_, o.p_);
-    return *this;
-  }
-  ~DeviceBuf() {
-    if (p_) cudaFree(p_);
-  }
-
- private:
-  T* p_ = nullptr;
+  template <typename T>
+  static void fresh(T*, int64_t) {}
 };
 
 struct DeviceBackend {
-  template <typename T> using Buf = DeviceBuf<T>;
+  template <typename T> using Buf = PooledBuf<T, CudaRaw>;
+  using Pool = BufferPool<CudaRaw>;
   using Kernels = cuda::Kernels<DeviceExec>;
   static dlpack::DLDevice dl_device() {  // where cudaMalloc puts memory now: the current device
     int d = 0;

@@ -3,13 +3,16 @@
 // them to the CPU kernels on every run, GPU or not; and its DeviceArray and `resident` entry
 // points (host memory standing in for device memory), so that the device-resident model path
 // (faltung._device._harness_device) runs here too. Test-only; built by the default build.
+#include <algorithm>
+#include <cstring>
 #include <limits>
-#include <vector>
+#include <new>
 
 #include "bind_kernels.hpp"
 #include "bind_resident.hpp"
 #include "exec_host.hpp"
 #include "kernels_impl.hpp"
+#include "pooled_buf.hpp"
 
 namespace faltung::cuda {
 
@@ -19,23 +22,24 @@ FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, float)  // convolution and resampling
 FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, double)
 
 namespace {
-// Host memory: a buffer the bodies write as they would device memory.
-template <typename T>
-struct HostBuf {
-  std::vector<T> v;
-  static HostBuf upload(const T* p, int64_t n) { return HostBuf{std::vector<T>(p, p + n)}; }
-  // Fresh memory holds what cudaMalloc's may: anything. NaN (the largest value for integers)
-  // here, so that a body reading an output before writing it fails the tests on the CPU too.
-  static HostBuf alloc(int64_t n) { return HostBuf{std::vector<T>(size_t(n), garbage())}; }
-  static T garbage() {
-    if constexpr (std::numeric_limits<T>::has_quiet_NaN) return std::numeric_limits<T>::quiet_NaN();
-    else return std::numeric_limits<T>::max();
+// Host memory standing in for device memory, through the same pool as the device's.
+struct HostRaw {
+  static constexpr std::align_val_t kAlign{256};  // cudaMalloc's alignment
+  static void* allocate(size_t bytes) { return ::operator new(bytes, kAlign); }
+  static void release(void* p) noexcept { ::operator delete(p, kAlign); }
+  static void copy_in(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+  static void copy_out(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+  // A fresh (or reused) buffer holds what cudaMalloc's may: anything. NaN (integers: their
+  // maximum) here, so that a body reading an output before writing it fails on the CPU too.
+  template <typename T>
+  static void fresh(T* p, int64_t n) {
+    if constexpr (std::numeric_limits<T>::has_quiet_NaN) std::fill(p, p + n, std::numeric_limits<T>::quiet_NaN());
+    else std::fill(p, p + n, std::numeric_limits<T>::max());
   }
-  T* get() { return v.data(); }
-  void download(T* dst, int64_t n) const { std::copy(v.begin(), v.begin() + n, dst); }
 };
 struct HostBackend {
-  template <typename T> using Buf = HostBuf<T>;
+  template <typename T> using Buf = PooledBuf<T, HostRaw>;
+  using Pool = BufferPool<HostRaw>;
   using Kernels = cuda::Kernels<HostExec>;
   static dlpack::DLDevice dl_device() { return {dlpack::kDLCPU, 0}; }  // numpy.from_dlpack views it
   static void synchronize() {}  // the bodies ran when the call returned

@@ -10,6 +10,8 @@ CPU's; only the per-batch steps come here:
   loss's gradient, backward, the optimizer's rule on each weight and its slots in place; out
   come the B per-sample losses, and the predictions only when compiled metrics read them.
 - test_batch: the same without gradients; predict: forward, the output downloaded.
+Every output is a new DeviceArray whose block comes from the backend's caching pool
+(cpp/cuda/pooled_buf.hpp), so steps after the first allocate nothing from the device.
 The host copies (Variable.value, the optimizer's slot arrays) are refreshed from the device
 when read after a step (get_weights, save, layer.kernel.value, optimizer.variables); writes
 to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are uploaded.
