@@ -267,6 +267,24 @@ def test_unsupported_training_fails_at_compile(opt, loss, match):
         model.compile(opt, loss)
 
 
+def test_recompiling_and_predict_only_compiles():
+    cpu, dev = pair(dense_model)
+    dev.compile(SGD(0.1, momentum=0.5), SparseCategoricalCrossentropy(from_logits=True))
+    dev.fit(X_DENSE, Y_DENSE, epochs=1, shuffle=False, verbose=0)
+    with pytest.raises(NotImplementedError, match="optimizer RMSprop"):
+        dev.compile(RMSprop(), SparseCategoricalCrossentropy(from_logits=True))
+    dev.compile(Adam(0.01))  # no loss: predict works, fit says what is missing
+    loose(dev.predict(X_DENSE, verbose=0), cpu.set_weights(dev.get_weights()) or cpu.predict(X_DENSE, verbose=0))
+    with pytest.raises(ValueError, match="No loss to compute"):
+        dev.fit(X_DENSE, Y_DENSE, verbose=0)
+    compile_both(cpu, dev, lambda: Adam(0.01))  # a new optimizer: new slots
+    hc = cpu.fit(X_DENSE, Y_DENSE, epochs=2, shuffle=False, verbose=0).history
+    hd = dev.fit(X_DENSE, Y_DENSE, epochs=2, shuffle=False, verbose=0).history
+    loose(hd["loss"], hc["loss"])
+    for a, b in zip(dev.optimizer.get_weights(), cpu.optimizer.get_weights()):
+        loose(a, b)
+
+
 def test_unsupported_arguments_and_models():
     with _device._harness_device():
         model = dense_model()

@@ -226,6 +226,7 @@ class Resident:
         self.variables = list(model.weights)
         self.arrays = {id(v): self.DeviceArray(v.value, self.dtype) for v in self.variables}
         self.slots = {}           # id(var) -> (host slot dict of the optimizer, {name: DeviceArray})
+        self._slots_of = None     # the optimizer whose slots those are
         self.host_stale = False   # the device holds newer weights/slots than the host copies
         self.grads = {}
         self._trainable = set()
@@ -279,11 +280,9 @@ class Resident:
         model = self.model
         opt = model.optimizer
         per_loss, weights, _ = model._resolve_compile()
-        if self._checked == (opt, per_loss[0]):
+        loss = per_loss[0]
+        if self._checked == (opt, loss):
             return
-        if self._checked is not None and self._checked[0] is not opt:  # recompiled: new slots
-            self.pull()
-            self.slots = {}
         where = f"faltung.device({self.placement.name!r}): model '{model.name}'"
         if type(opt) not in (SGD, Adam):
             raise NotImplementedError(f"{where}: the optimizer {type(opt).__name__} is not supported on the "
@@ -292,18 +291,20 @@ class Resident:
             if getattr(opt, arg, None):
                 raise NotImplementedError(f"{where}: the optimizer's `{arg}` is not supported on the device "
                                           "yet")
-        loss = per_loss[0]
-        if type(loss) is not SparseCategoricalCrossentropy or loss.ignore_class is not None or \
-                loss.reduction != "sum_over_batch_size":
-            raise NotImplementedError(f"{where}: the loss {loss!r} is not supported on the device yet; "
-                                      "supported: SparseCategoricalCrossentropy (reduction "
-                                      "'sum_over_batch_size', no ignore_class)")
-        if len(model.output_shape) != 2:
-            raise NotImplementedError(f"{where}: the loss needs a (batch, classes) output on the device, the "
-                                      f"model's output shape is {model.output_shape}")
-        if not loss.from_logits and not (isinstance(self.ops[-1], _Softmax) and not self.ops[-1].log):
-            raise NotImplementedError(f"{where}: SparseCategoricalCrossentropy(from_logits=False) needs a "
-                                      "softmax output on the device; use a linear output and from_logits=True")
+        if loss is not None:  # None: compiled for predict only (fit and evaluate say a loss is missing)
+            if type(loss) is not SparseCategoricalCrossentropy or loss.ignore_class is not None or \
+                    loss.reduction != "sum_over_batch_size":
+                raise NotImplementedError(
+                    f"{where}: the loss {type(loss).__name__} ('{loss.name}', reduction {loss.reduction!r}) is "
+                    "not supported on the device yet; supported: SparseCategoricalCrossentropy (reduction "
+                    "'sum_over_batch_size', no ignore_class)")
+            if len(model.output_shape) != 2:
+                raise NotImplementedError(f"{where}: the loss needs a (batch, classes) output on the device, "
+                                          f"the model's output shape is {model.output_shape}")
+            if not loss.from_logits and not (isinstance(self.ops[-1], _Softmax) and not self.ops[-1].log):
+                raise NotImplementedError(f"{where}: SparseCategoricalCrossentropy(from_logits=False) needs a "
+                                          "softmax output on the device; use a linear output and "
+                                          "from_logits=True")
         opt._resident = self
         self.loss, self.loss_weight = loss, weights[0]
         self._checked = (opt, loss)
@@ -406,6 +407,9 @@ class Resident:
         self.grads = {}
 
     def _slots(self, opt, var):
+        if opt is not self._slots_of:  # recompiled with another optimizer: its own, new slots
+            self.pull()
+            self.slots, self._slots_of = {}, opt
         entry = self.slots.get(id(var))
         if entry is None:
             host = opt._slots(var)  # the optimizer's own (zero) slots: get_weights and save see them
