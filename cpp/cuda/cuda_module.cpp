@@ -33,7 +33,9 @@ namespace {
 struct CudaRaw {
   static void* allocate(size_t bytes) {
     void* p = nullptr;
-    check_cuda(cudaMalloc(&p, bytes), "cudaMalloc");  // out of memory: std::bad_alloc
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) cudaGetLastError();  // clear it, or the next launch check would report it
+    check_cuda(e, "cudaMalloc");               // out of memory: std::bad_alloc (the pool retries once)
     return p;
   }
   static void release(void* p) noexcept { cudaFree(p); }
