@@ -13,7 +13,8 @@ import pytest
 
 import faltung
 from faltung import _device
-from faltung.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D)
+from faltung.layers import (ELU, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input,
+                            LeakyReLU, MaxPooling2D, ReLU, Softmax)
 from faltung.losses import MeanSquaredError, SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential, load_model
 from faltung.ops import convolution as conv_ops, pooling as pool_ops
@@ -92,6 +93,20 @@ def test_softmax_output_with_probability_loss_matches_the_cpu_fit():
     for a, b in zip(dev.get_weights(), cpu.get_weights()):
         loose(a, b)
     loose(dev.predict(X_DENSE, verbose=0), cpu.predict(X_DENSE, verbose=0))
+
+
+def test_activation_layers_and_average_pooling_match_the_cpu_fit():
+    def make():
+        return Sequential([Input((6, 6, 2)), Conv2D(3, 3, padding="same"), ReLU(), AveragePooling2D(2, padding="same"),
+                           Flatten(), Dense(5), LeakyReLU(0.1), Dense(4), ELU(), Dense(3), Softmax()])
+    cpu, dev = pair(make)
+    compile_both(cpu, dev, lambda: SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+    hc = cpu.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
+    hd = dev.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
+    loose(hd["loss"], hc["loss"])
+    for a, b in zip(dev.get_weights(), cpu.get_weights()):
+        loose(a, b)
+    loose(dev.predict(X_CNN, verbose=0), cpu.predict(X_CNN, verbose=0))
 
 
 # ---- float64: against a reference of the same steps --------------------------------------------

@@ -221,6 +221,20 @@ def test_max_pool_matches(impl, dtype, pool, strides, padding):
 
 
 @DTYPES
+@pytest.mark.parametrize("pool,strides,padding", [((2, 2), (2, 2), "valid"), ((3, 2), (1, 2), "same")])
+def test_average_pool_matches(impl, dtype, pool, strides, padding):
+    rng = np.random.default_rng(8)
+    x = rand(rng, (2, 5, 7, 3), dtype)
+    r = impl.resident
+    y = r.avg_pool2d(dev(impl, x), pool, strides, padding)
+    y_ref = getattr(impl, "avg_pool2d" + sfx(dtype))(x, pool, strides, padding)
+    same(y, y_ref)
+    dy = rand(rng, y_ref.shape, dtype)
+    same(r.avg_pool2d_backward(dev(impl, dy), (5, 7), pool, strides, padding),
+         getattr(impl, "avg_pool2d_backward" + sfx(dtype))(dy, (5, 7), pool, strides, padding))
+
+
+@DTYPES
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
 def test_sgd_in_place_matches(impl, dtype, momentum, nesterov):
     rng = np.random.default_rng(6)

@@ -297,7 +297,7 @@ struct BindResident {
     });
   }
 
-  // ---- max pooling ---------------------------------------------------------------------------
+  // ---- pooling -----------------------------------------------------------------------------
   // x (N,H,W,C) -> (y (N,OH,OW,C), argmax (N,OH,OW,C) int32, flat h*W+w, bound H*W)
   static py::tuple max_pool2d(const DA& x, const Pair& pool, const Pair& strides, const std::string& padding,
                               int64_t block) {
@@ -343,6 +343,49 @@ struct BindResident {
       {
         py::gil_scoped_release nogil;
         Kn::max_pool2d_backward(pdx, pdy, pa, s, block);
+      }
+      return dx;
+    });
+  }
+
+  // x (N,H,W,C) -> y (N,OH,OW,C), the mean over each window's in-bounds elements (Keras's "same")
+  static DA avg_pool2d(const DA& x, const Pair& pool, const Pair& strides, const std::string& padding,
+                       int64_t block) {
+    const std::string op = "avg_pool2d";
+    expect_rank(x, 4, op, "inputs");
+    check_block(block, op);
+    const Shape& xs = x.shape();
+    const Pool2dShape s = pool2d_shape(xs[0], xs[1], xs[2], xs[3], pool[0], pool[1], strides[0], strides[1], padding, op);
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>({s.N, s.OH, s.OW, s.C});
+      const T* px = ptr<T>(x, op, "inputs");
+      T* py = y.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::avg_pool2d(py, px, s, block);
+      }
+      return y;
+    });
+  }
+  // dy (N,OH,OW,C) -> dx (N,H,W,C) for an input of input_hw
+  static DA avg_pool2d_backward(const DA& dy, const Pair& input_hw, const Pair& pool, const Pair& strides,
+                                const std::string& padding, int64_t block) {
+    const std::string op = "avg_pool2d_backward";
+    expect_rank(dy, 4, op, "dy");
+    check_block(block, op);
+    const Shape& ds = dy.shape();
+    const Pool2dShape s = pool2d_shape(ds[0], input_hw[0], input_hw[1], ds[3], pool[0], pool[1], strides[0],
+                                       strides[1], padding, op);
+    expect_shape(dy, {s.N, s.OH, s.OW, s.C}, op, "dy");
+    return dispatch(dy, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA dx = DA::template empty<T>({s.N, s.H, s.W, s.C});
+      const T* pdy = ptr<T>(dy, op, "dy");
+      T* pdx = dx.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::avg_pool2d_backward(pdx, pdy, s, block);
       }
       return dx;
     });
@@ -429,6 +472,9 @@ struct BindResident {
     m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
     m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("argmax"), py::arg("input_hw"),
           py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
+    m.def("avg_pool2d", &avg_pool2d, py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
+    m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("input_hw"), py::arg("pool"),
+          py::arg("strides"), py::arg("padding"), blk);
     m.def("sgd_update", &sgd_update, py::arg("w"), py::arg("m"), py::arg("g"), py::arg("lr"), py::arg("momentum"),
           py::arg("nesterov"), blk);
     m.def("adam_update", &adam_update, py::arg("w"), py::arg("m"), py::arg("v"), py::arg("vhat"), py::arg("g"),

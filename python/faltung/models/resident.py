@@ -18,7 +18,8 @@ to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are 
 
 Supported, anything else raising NotImplementedError that names it (layers at build time,
 loss and optimizer at compile or on the first batch):
-- layers Dense, Conv2D, MaxPooling2D, Flatten, Activation (channels_last), with activations
+- layers Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten (channels_last), and the
+  activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with activations
   that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on the last
   axis; no regularizers or constraints;
 - loss SparseCategoricalCrossentropy on a (batch, classes) output, reduction
@@ -34,7 +35,8 @@ import numpy as np
 
 from faltung.ops.convolution import pad_and_size
 
-SUPPORTED_LAYERS = "Dense, Conv2D, MaxPooling2D, Flatten, Activation"
+SUPPORTED_LAYERS = ("Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Activation, ReLU, LeakyReLU, "
+                    "ELU, Softmax")
 
 
 # ---- ops: one model layer is one or two of them ------------------------------------------------
@@ -166,6 +168,19 @@ class _MaxPool2D:
         return res.r.max_pool2d_backward(dy, argmax, hw, l.pool_size, l.strides, l.padding)
 
 
+class _AvgPool2D:
+    def __init__(self, layer):
+        self.layer = layer
+
+    def forward(self, res, x, training):
+        l = self.layer
+        return res.r.avg_pool2d(x, l.pool_size, l.strides, l.padding), tuple(x.shape[1:3])
+
+    def backward(self, res, dy, hw, need_dx):
+        l = self.layer
+        return res.r.avg_pool2d_backward(dy, hw, l.pool_size, l.strides, l.padding) if need_dx else None
+
+
 class _Flatten:
     """A reshape of the same memory, no copy."""
 
@@ -186,9 +201,11 @@ def _unsupported(layer, what):
 
 def _ops_for(layer):
     """The ops of one layer, or NotImplementedError naming it."""
-    from faltung.layers import Activation, Conv2D, Dense, Flatten, MaxPooling2D
+    from faltung.layers import (ELU, Activation, AveragePooling2D, Conv2D, Dense, Flatten, LeakyReLU,
+                                MaxPooling2D, ReLU, Softmax)
     kind = type(layer)
-    if kind not in (Dense, Conv2D, MaxPooling2D, Flatten, Activation):
+    activation_layers = (Activation, ReLU, LeakyReLU, ELU, Softmax)
+    if kind not in (Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten) + activation_layers:
         raise _unsupported(layer, f"the layer type {kind.__name__}")
     for v in layer.weights:
         if v.regularizer is not None or v.constraint is not None:
@@ -206,9 +223,11 @@ def _ops_for(layer):
         return [_Conv2D(layer, relu)] + rest
     if kind is MaxPooling2D:
         return [_MaxPool2D(layer)]
+    if kind is AveragePooling2D:
+        return [_AvgPool2D(layer)]
     if kind is Flatten:
         return [_Flatten()]
-    return _activation_ops(layer.activation, layer)[1]
+    return _activation_ops(layer.fn, layer)[1]
 
 
 # ---- the model's device state and steps --------------------------------------------------------
