@@ -44,7 +44,7 @@ def same(got, want):
 
 # ---- DeviceArray -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
 @pytest.mark.parametrize("shape", [(), (0,), (5,), (2, 3), (1, 4, 3, 2)])
 def test_upload_download_round_trip(impl, dtype, shape):
     a = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
@@ -60,7 +60,7 @@ def test_upload_takes_non_contiguous_arrays_and_a_dtype(impl):
     np.testing.assert_array_equal(impl.DeviceArray(a.T).numpy(), a.T)
     d = impl.DeviceArray(a, np.float32)
     assert d.dtype == np.float32
-    with pytest.raises(TypeError, match="float32, float64 or int32, received dtype int64"):
+    with pytest.raises(TypeError, match="float32, float64, int32 or uint8, received dtype int64"):
         impl.DeviceArray(np.arange(3))
 
 
@@ -82,7 +82,7 @@ def test_dlpack_device(impl):
     assert "DeviceArray shape=(3,) dtype=float32" in repr(d)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
 def test_numpy_views_a_host_array_without_a_copy(host, dtype):
     a = np.arange(6, dtype=dtype).reshape(2, 3)
     d = host.DeviceArray(a)
@@ -232,6 +232,20 @@ def test_average_pool_matches(impl, dtype, pool, strides, padding):
     dy = rand(rng, y_ref.shape, dtype)
     same(r.avg_pool2d_backward(dev(impl, dy), (5, 7), pool, strides, padding),
          getattr(impl, "avg_pool2d_backward" + sfx(dtype))(dy, (5, 7), pool, strides, padding))
+
+
+@DTYPES
+@pytest.mark.parametrize("rate", [0.0, 0.3, 1.0])
+def test_dropout_matches(impl, dtype, rate):
+    rng = np.random.default_rng(9)
+    x, dy = rand(rng, (3, 41), dtype), rand(rng, (3, 41), dtype)
+    y, mask = impl.resident.dropout(dev(impl, x), rate, 12345, block=32)
+    y_ref, mask_ref = getattr(impl, "dropout" + sfx(dtype))(x, rate, 12345, block=32)
+    same(y, y_ref)
+    same(mask, mask_ref)
+    assert mask.dtype == np.uint8
+    same(impl.resident.dropout_backward(dev(impl, dy), mask, rate, block=32),
+         getattr(impl, "dropout_backward" + sfx(dtype))(dy, mask_ref, rate, block=32))
 
 
 @DTYPES

@@ -391,6 +391,44 @@ struct BindResident {
     });
   }
 
+  // ---- dropout (the CPU's counter-based keep rule: the mask of a seed equals the CPU's) --------
+  // x (any shape) -> (y, mask uint8 of x's shape)
+  static py::tuple dropout(const DA& x, double rate, uint64_t seed, int64_t block) {
+    const std::string op = "dropout";
+    Base::check_rate(rate);
+    check_block(block, op);
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>(x.shape()), mask = DA::template empty<uint8_t>(x.shape());
+      const T* px = ptr<T>(x, op, "x");
+      T* py = y.template data<T>();
+      uint8_t* pm = mask.template data<uint8_t>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::dropout_forward(py, pm, px, x.size(), rate, seed, block);
+      }
+      return py::make_tuple(y, mask);
+    });
+  }
+  static DA dropout_backward(const DA& dy, const DA& mask, double rate, int64_t block) {
+    const std::string op = "dropout_backward";
+    Base::check_rate(rate);
+    check_block(block, op);
+    expect_shape(mask, dy.shape(), op, "mask");
+    return dispatch(dy, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA dx = DA::template empty<T>(dy.shape());
+      const T* pdy = ptr<T>(dy, op, "dy");
+      const uint8_t* pm = ptr<uint8_t>(mask, op, "mask");
+      T* pdx = dx.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::dropout_backward(pdx, pdy, pm, dy.size(), rate, block);
+      }
+      return dx;
+    });
+  }
+
   // ---- optimizers, in place ------------------------------------------------------------------
   static void expect_like(const DA& w, const std::optional<DA>& a, const std::string& op, const std::string& what) {
     if (a) expect_shape(*a, w.shape(), op, what);
@@ -475,6 +513,8 @@ struct BindResident {
     m.def("avg_pool2d", &avg_pool2d, py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
     m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("input_hw"), py::arg("pool"),
           py::arg("strides"), py::arg("padding"), blk);
+    m.def("dropout", &dropout, py::arg("x"), py::arg("rate"), py::arg("seed"), blk);
+    m.def("dropout_backward", &dropout_backward, py::arg("dy"), py::arg("mask"), py::arg("rate"), blk);
     m.def("sgd_update", &sgd_update, py::arg("w"), py::arg("m"), py::arg("g"), py::arg("lr"), py::arg("momentum"),
           py::arg("nesterov"), blk);
     m.def("adam_update", &adam_update, py::arg("w"), py::arg("m"), py::arg("v"), py::arg("vhat"), py::arg("g"),

@@ -2,7 +2,7 @@
 // (a GPU's for faltung._cuda, host memory for the test harness faltung._cuda_host), so that a
 // model's weights, optimizer slots and activations stay there between kernel calls.
 // It owns a Buf<T> (shared: reshape and DLPack views keep it alive), a shape and a dtype
-// (float32, float64, or int32 for labels and pooling argmax). numpy in: one upload; .numpy():
+// (float32, float64; int32 for labels and pooling argmax, uint8 for dropout masks). numpy in: one upload; .numpy():
 // one download; __dlpack__: a view without a copy (CuPy or PyTorch on a GPU, numpy on the host
 // harness). The kernel entry points over these arrays are in bind_resident.hpp.
 #pragma once
@@ -24,15 +24,16 @@ namespace faltung::cuda::binding {
 
 namespace py = pybind11;
 
-enum class DType { f32, f64, i32 };
+enum class DType { f32, f64, i32, u8 };
 
 template <typename T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
 
 inline const char* dtype_name(DType d) {
-  return d == DType::f32 ? "float32" : d == DType::f64 ? "float64" : "int32";
+  return d == DType::f32 ? "float32" : d == DType::f64 ? "float64" : d == DType::i32 ? "int32" : "uint8";
 }
 inline std::string dims_text(const std::vector<int64_t>& d) {
   std::string s = "(";
@@ -44,7 +45,7 @@ template <class Backend>
 class DeviceArray {
  public:
   template <typename T> using Buf = typename Backend::template Buf<T>;
-  using Storage = std::variant<Buf<float>, Buf<double>, Buf<int32_t>>;
+  using Storage = std::variant<Buf<float>, Buf<double>, Buf<int32_t>, Buf<uint8_t>>;
 
   // Uninitialized memory of `shape` (the kernels overwrite their outputs).
   template <typename T>
@@ -53,20 +54,22 @@ class DeviceArray {
     a.store_ = std::make_shared<Storage>(std::in_place_type<Buf<T>>, Buf<T>::alloc(a.size()));
     return a;
   }
-  // One upload of a C-contiguous float32, float64 or int32 array (others: TypeError).
+  // One upload of a C-contiguous float32, float64, int32 or uint8 array (others: TypeError).
   static DeviceArray from_numpy(const py::array& src) {
     const py::dtype dt = src.dtype();
     if (dt.is(py::dtype::of<float>())) return upload<float>(src);
     if (dt.is(py::dtype::of<double>())) return upload<double>(src);
     if (dt.is(py::dtype::of<int32_t>())) return upload<int32_t>(src);
-    throw py::type_error("DeviceArray: expected an array of dtype float32, float64 or int32, received dtype " +
+    if (dt.is(py::dtype::of<uint8_t>())) return upload<uint8_t>(src);
+    throw py::type_error("DeviceArray: expected an array of dtype float32, float64, int32 or uint8, received dtype " +
                          std::string(py::str(dt)));
   }
   // One download into a new numpy array.
   py::array numpy() const {
     if (dtype_ == DType::f32) return download<float>();
     if (dtype_ == DType::f64) return download<double>();
-    return download<int32_t>();
+    if (dtype_ == DType::i32) return download<int32_t>();
+    return download<uint8_t>();
   }
   // The same memory under another shape of the same size (Flatten; no copy).
   DeviceArray reshape(std::vector<int64_t> shape) const {
@@ -176,8 +179,10 @@ py::capsule DeviceArray<Backend>::dlpack() const {
   t.data = std::visit([](auto& b) -> void* { return b.get(); }, *store_);
   t.device = device_;
   t.ndim = int32_t(shape_.size());
-  t.dtype = dlpack::DLDataType{dtype_ == DType::i32 ? dlpack::kDLInt : dlpack::kDLFloat,
-                               uint8_t(dtype_ == DType::f64 ? 64 : 32), 1};
+  t.dtype = dtype_ == DType::f32   ? dlpack::DLDataType{dlpack::kDLFloat, 32, 1}
+            : dtype_ == DType::f64 ? dlpack::DLDataType{dlpack::kDLFloat, 64, 1}
+            : dtype_ == DType::i32 ? dlpack::DLDataType{dlpack::kDLInt, 32, 1}
+                                   : dlpack::DLDataType{dlpack::kDLUInt, 8, 1};
   t.shape = ctx->shape.data();
   t.strides = ctx->strides.data();
   t.byte_offset = 0;
@@ -195,7 +200,7 @@ void bind_device_array(py::module_& m) {
   using DA = DeviceArray<Backend>;
   py::class_<DA>(m, "DeviceArray",
                  "An array in this backend's memory (see cpp/cuda/device_array.hpp). DeviceArray(a) uploads a "
-                 "float32, float64 or int32 numpy array once; .numpy() downloads it; __dlpack__ views it.")
+                 "float32, float64, int32 or uint8 numpy array once; .numpy() downloads it; __dlpack__ views it.")
       .def(py::init([](const py::array& a, const py::object& dtype) {
              if (dtype.is_none() || a.dtype().is(py::dtype::from_args(dtype))) return DA::from_numpy(a);
              return DA::from_numpy(py::array(a.attr("astype")(dtype)));  // converted on the host first

@@ -10,6 +10,7 @@ namespace faltung::dlpack {
 constexpr int32_t kDLCPU = 1;   // DLDeviceType
 constexpr int32_t kDLCUDA = 2;
 constexpr uint8_t kDLInt = 0;   // DLDataTypeCode
+constexpr uint8_t kDLUInt = 1;
 constexpr uint8_t kDLFloat = 2;
 
 extern "C" {

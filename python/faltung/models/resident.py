@@ -18,7 +18,8 @@ to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are 
 
 Supported, anything else raising NotImplementedError that names it (layers at build time,
 loss and optimizer at compile or on the first batch):
-- layers Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten (channels_last), and the
+- layers Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten (channels_last), Dropout
+  (without noise_shape; its masks equal the CPU layer's for the same seeds), and the
   activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with activations
   that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on the last
   axis; no regularizers or constraints;
@@ -35,8 +36,8 @@ import numpy as np
 
 from faltung.ops.convolution import pad_and_size
 
-SUPPORTED_LAYERS = ("Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Activation, ReLU, LeakyReLU, "
-                    "ELU, Softmax")
+SUPPORTED_LAYERS = ("Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, Activation, ReLU, "
+                    "LeakyReLU, ELU, Softmax")
 
 
 # ---- ops: one model layer is one or two of them ------------------------------------------------
@@ -181,6 +182,27 @@ class _AvgPool2D:
         return res.r.avg_pool2d_backward(dy, hw, l.pool_size, l.strides, l.padding) if need_dx else None
 
 
+class _Dropout:
+    """Dropout drawing its seed as the CPU layer does, so the masks equal the CPU's."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def forward(self, res, x, training):
+        from faltung import initializers
+        l = self.layer
+        if not training or l.rate == 0:
+            return x, None
+        rng = l._rng if l._rng is not None else initializers.rng()
+        y, mask = res.r.dropout(x, l.rate, int(rng.integers(0, 2 ** 63 - 1)))
+        return y, mask
+
+    def backward(self, res, dy, mask, need_dx):
+        if not need_dx:
+            return None
+        return dy if mask is None else res.r.dropout_backward(dy, mask, self.layer.rate)
+
+
 class _Flatten:
     """A reshape of the same memory, no copy."""
 
@@ -201,11 +223,11 @@ def _unsupported(layer, what):
 
 def _ops_for(layer):
     """The ops of one layer, or NotImplementedError naming it."""
-    from faltung.layers import (ELU, Activation, AveragePooling2D, Conv2D, Dense, Flatten, LeakyReLU,
+    from faltung.layers import (ELU, Activation, AveragePooling2D, Conv2D, Dense, Dropout, Flatten, LeakyReLU,
                                 MaxPooling2D, ReLU, Softmax)
     kind = type(layer)
     activation_layers = (Activation, ReLU, LeakyReLU, ELU, Softmax)
-    if kind not in (Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten) + activation_layers:
+    if kind not in (Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout) + activation_layers:
         raise _unsupported(layer, f"the layer type {kind.__name__}")
     for v in layer.weights:
         if v.regularizer is not None or v.constraint is not None:
@@ -227,6 +249,10 @@ def _ops_for(layer):
         return [_AvgPool2D(layer)]
     if kind is Flatten:
         return [_Flatten()]
+    if kind is Dropout:
+        if layer.noise_shape is not None:
+            raise _unsupported(layer, f"noise_shape={layer.noise_shape}")
+        return [_Dropout(layer)]
     return _activation_ops(layer.fn, layer)[1]
 
 
