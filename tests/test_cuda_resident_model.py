@@ -18,7 +18,7 @@ from faltung.layers import (ELU, AveragePooling2D, BatchNormalization, Conv2D, D
 from faltung.losses import MeanSquaredError, SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential, load_model
 from faltung.ops import convolution as conv_ops, pooling as pool_ops
-from faltung.optimizers import SGD, Adam, RMSprop
+from faltung.optimizers import SGD, Adagrad, Adam, Adamax, AdamW, RMSprop
 
 pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
 
@@ -80,6 +80,25 @@ def test_float32_fit_matches_the_cpu_fit(name, opt):
     loose(dev.evaluate(x, y, verbose=0), cpu.evaluate(x, y, verbose=0))
     loose(dev.predict_on_batch(x[:3]), cpu.predict_on_batch(x[:3]))
     loose(dev(x[:3]), cpu(x[:3]))
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda: AdamW(0.01, weight_decay=0.1),
+    lambda: RMSprop(0.01, momentum=0.5, centered=True),
+    lambda: RMSprop(0.01),
+    lambda: Adagrad(0.1),
+    lambda: SGD(0.1, weight_decay=0.05),
+], ids=["adamw", "rmsprop-centered-momentum", "rmsprop", "adagrad", "sgd-weight-decay"])
+def test_more_optimizers_match_the_cpu_fit(make_opt):
+    cpu, dev = pair(dense_model)
+    compile_both(cpu, dev, make_opt)
+    hc = cpu.fit(X_DENSE, Y_DENSE, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    hd = dev.fit(X_DENSE, Y_DENSE, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    loose(hd["loss"], hc["loss"])
+    for a, b in zip(dev.get_weights(), cpu.get_weights()):
+        loose(a, b)
+    for a, b in zip(dev.optimizer.get_weights(), cpu.optimizer.get_weights()):
+        loose(a, b)
 
 
 def test_softmax_output_with_probability_loss_matches_the_cpu_fit():
@@ -286,11 +305,11 @@ def test_unsupported_layers_fail_at_build(layer, kind):
 
 
 @pytest.mark.parametrize("opt,loss,match", [
-    (RMSprop(), SparseCategoricalCrossentropy(from_logits=True), "optimizer RMSprop"),
+    (Adamax(), SparseCategoricalCrossentropy(from_logits=True), "optimizer Adamax"),
     (SGD(clipnorm=1.0), SparseCategoricalCrossentropy(from_logits=True), "`clipnorm`"),
     (SGD(), MeanSquaredError(), "loss"),
     (SGD(), SparseCategoricalCrossentropy(), "from_logits=False\\) needs a softmax output"),
-], ids=["rmsprop", "clipnorm", "mse", "probabilities-without-softmax"])
+], ids=["adamax", "clipnorm", "mse", "probabilities-without-softmax"])
 def test_unsupported_training_fails_at_compile(opt, loss, match):
     with _device._harness_device():
         model = dense_model()
@@ -302,8 +321,8 @@ def test_recompiling_and_predict_only_compiles():
     cpu, dev = pair(dense_model)
     dev.compile(SGD(0.1, momentum=0.5), SparseCategoricalCrossentropy(from_logits=True))
     dev.fit(X_DENSE, Y_DENSE, epochs=1, shuffle=False, verbose=0)
-    with pytest.raises(NotImplementedError, match="optimizer RMSprop"):
-        dev.compile(RMSprop(), SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(NotImplementedError, match="optimizer Adamax"):
+        dev.compile(Adamax(), SparseCategoricalCrossentropy(from_logits=True))
     dev.compile(Adam(0.01))  # no loss: predict works, fit says what is missing
     loose(dev.predict(X_DENSE, verbose=0), cpu.set_weights(dev.get_weights()) or cpu.predict(X_DENSE, verbose=0))
     with pytest.raises(ValueError, match="No loss to compute"):
@@ -353,8 +372,8 @@ def test_the_gpu_scope_builds_resident_models(monkeypatch):
             also_cpu = dense_model()
     assert model._resident.placement.name == "gpu:0" and model._resident.dtype == np.float32
     assert also_cpu._resident is None and cpu._resident is not None
-    with pytest.raises(NotImplementedError, match=r"faltung.device\('gpu:0'\): model .* optimizer RMSprop"):
-        model.compile(RMSprop(), SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(NotImplementedError, match=r"faltung.device\('gpu:0'\): model .* optimizer Adamax"):
+        model.compile(Adamax(), SparseCategoricalCrossentropy(from_logits=True))
     model.compile(SGD(0.1), SparseCategoricalCrossentropy(from_logits=True))
     model.fit(X_DENSE, Y_DENSE, epochs=1, verbose=0)
     assert model._resident.host_stale

@@ -276,6 +276,28 @@ def test_adam_in_place_matches(impl, dtype, amsgrad):
         same(got, wnt)
 
 
+@DTYPES
+@pytest.mark.parametrize("momentum,centered", [(0.0, False), (0.5, True)])
+def test_rmsprop_adagrad_and_weight_decay_in_place_match(impl, dtype, momentum, centered):
+    rng = np.random.default_rng(10)
+    w, g, mom, avg = (rand(rng, (23,), dtype) for _ in range(4))
+    v = np.abs(rand(rng, (23,), dtype))
+    d = [dev(impl, a) for a in (w, v)]
+    dm, da = (dev(impl, mom) if momentum else None), (dev(impl, avg) if centered else None)
+    impl.resident.rmsprop_update(*d, dm, da, dev(impl, g), 0.01, 0.9, momentum, 1e-7, block=32)
+    want = getattr(impl, "optim_rmsprop" + sfx(dtype))(w, v, mom if momentum else None, avg if centered else None,
+                                                       g, 0.01, 0.9, momentum, 1e-7, block=32)
+    for got, wnt in zip(d + [dm, da], want):
+        same(got, wnt)
+    dw, dacc = dev(impl, w), dev(impl, v)
+    impl.resident.adagrad_update(dw, dacc, dev(impl, g), 0.1, 1e-7)
+    for got, wnt in zip((dw, dacc), getattr(impl, "optim_adagrad" + sfx(dtype))(w, v, g, 0.1, 1e-7)):
+        same(got, wnt)
+    dw = dev(impl, w)
+    impl.resident.weight_decay(dw, 0.004, 0.5)
+    same(dw, getattr(impl, "weight_decay" + sfx(dtype))(w, 0.004, 0.5))
+
+
 def test_flatten_is_a_reshape(host):
     x = host.DeviceArray(np.arange(24.0).reshape(2, 2, 3, 2))
     y, _ = host.resident.dense_forward(x.reshape((2, -1)), host.DeviceArray(np.eye(12)), None)

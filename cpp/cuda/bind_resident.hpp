@@ -468,6 +468,51 @@ struct BindResident {
     });
   }
 
+  // w, v, mom (None without momentum), avg (None unless centered), g: the CPU's RMSprop rule
+  static void rmsprop_update(const DA& w, const DA& v, const std::optional<DA>& mom, const std::optional<DA>& avg,
+                             const DA& g, double lr, double rho, double momentum, double eps, int64_t block) {
+    const std::string op = "RMSprop";
+    expect_shape(v, w.shape(), op, "v");
+    expect_like(w, mom, op, "mom");
+    expect_like(w, avg, op, "avg");
+    expect_shape(g, w.shape(), op, "g");
+    expect(mom.has_value() || momentum == 0.0, op + ": momentum != 0 needs `mom`");
+    check_block(block, op);
+    dispatch(w, op, [&](auto zero) {
+      using T = decltype(zero);
+      T *pw = ptr<T>(w, op, "w"), *pv = ptr<T>(v, op, "v"), *pm = opt_ptr<T>(mom, op, "mom"),
+        *pa = opt_ptr<T>(avg, op, "avg");
+      const T* pg = ptr<T>(g, op, "g");
+      py::gil_scoped_release nogil;
+      Kn::rmsprop_update(pw, pv, pm, pa, pg, w.size(), T(lr), T(rho), T(momentum), T(eps), block);
+    });
+  }
+  // w, acc, g: the CPU's Adagrad rule
+  static void adagrad_update(const DA& w, const DA& acc, const DA& g, double lr, double eps, int64_t block) {
+    const std::string op = "Adagrad";
+    expect_shape(acc, w.shape(), op, "acc");
+    expect_shape(g, w.shape(), op, "g");
+    check_block(block, op);
+    dispatch(w, op, [&](auto zero) {
+      using T = decltype(zero);
+      T *pw = ptr<T>(w, op, "w"), *pa = ptr<T>(acc, op, "acc");
+      const T* pg = ptr<T>(g, op, "g");
+      py::gil_scoped_release nogil;
+      Kn::adagrad_update(pw, pa, pg, w.size(), T(lr), T(eps), block);
+    });
+  }
+  // w *= 1 - weight_decay * lr: the decoupled decay before an update (AdamW, any `weight_decay`)
+  static void weight_decay(const DA& w, double weight_decay, double lr, int64_t block) {
+    const std::string op = "weight_decay";
+    check_block(block, op);
+    dispatch(w, op, [&](auto zero) {
+      using T = decltype(zero);
+      T* pw = ptr<T>(w, op, "w");
+      py::gil_scoped_release nogil;
+      Kn::weight_decay(pw, w.size(), T(1.0 - weight_decay * lr), block);
+    });
+  }
+
   static void bind(py::module_& parent) {
     bind_device_array<Backend>(parent);
     parent.def("memory_stats", []() {
@@ -519,6 +564,11 @@ struct BindResident {
           py::arg("nesterov"), blk);
     m.def("adam_update", &adam_update, py::arg("w"), py::arg("m"), py::arg("v"), py::arg("vhat"), py::arg("g"),
           py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), blk);
+    m.def("rmsprop_update", &rmsprop_update, py::arg("w"), py::arg("v"), py::arg("mom"), py::arg("avg"), py::arg("g"),
+          py::arg("lr"), py::arg("rho"), py::arg("momentum"), py::arg("epsilon"), blk);
+    m.def("adagrad_update", &adagrad_update, py::arg("w"), py::arg("acc"), py::arg("g"), py::arg("lr"),
+          py::arg("epsilon"), blk);
+    m.def("weight_decay", &weight_decay, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
   }
 };
 

@@ -27,8 +27,9 @@ loss and optimizer at compile or on the first batch):
   "sum_over_batch_size", no sample or class weights: from_logits=True, or from_logits=False
   after a softmax output, whose loss then comes from the softmax's input (the fused kernel;
   it equals the CPU's except where a probability falls below the CPU's clip at 1e-7);
-- optimizers SGD (momentum, nesterov) and Adam (amsgrad), learning-rate schedules included;
-  no weight decay, gradient clipping or loss scaling.
+- optimizers SGD (momentum, nesterov), Adam (amsgrad), AdamW, RMSprop (momentum, centered)
+  and Adagrad, with weight decay and learning-rate schedules; no gradient clipping or loss
+  scaling.
 """
 import math
 
@@ -321,7 +322,7 @@ class Resident:
     def check_compile(self):
         """NotImplementedError naming the optimizer or loss this path does not support."""
         from faltung.losses import SparseCategoricalCrossentropy
-        from faltung.optimizers import SGD, Adam
+        from faltung.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
         model = self.model
         opt = model.optimizer
         per_loss, weights, _ = model._resolve_compile()
@@ -329,10 +330,10 @@ class Resident:
         if self._checked == (opt, loss):
             return
         where = f"faltung.device({self.placement.name!r}): model '{model.name}'"
-        if type(opt) not in (SGD, Adam):
+        if type(opt) not in (SGD, Adam, AdamW, RMSprop, Adagrad):
             raise NotImplementedError(f"{where}: the optimizer {type(opt).__name__} is not supported on the "
-                                      "device yet; supported: SGD, Adam")
-        for arg in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "loss_scale_factor"):
+                                      "device yet; supported: SGD, Adam, AdamW, RMSprop, Adagrad")
+        for arg in ("clipnorm", "clipvalue", "global_clipnorm", "loss_scale_factor"):
             if getattr(opt, arg, None):
                 raise NotImplementedError(f"{where}: the optimizer's `{arg}` is not supported on the device "
                                           "yet")
@@ -428,22 +429,28 @@ class Resident:
         return [y.numpy()]
 
     def _apply(self, opt, variables):
-        """One optimizer step in place (the CPU optimizer's order: learning rate at `iterations`,
-        then each variable's rule, then iterations += 1)."""
-        from faltung.optimizers import Adam
+        """One optimizer step in place, in the CPU optimizer's order: the learning rate at
+        `iterations`, the decoupled weight decay, each variable's rule, iterations += 1."""
+        from faltung.optimizers import Adagrad, Adam, RMSprop
         if not variables:
             return
         lr = opt.learning_rate
-        adam = isinstance(opt, Adam)
-        if adam:
+        if isinstance(opt, Adam):
             t = opt.iterations + 1
             alpha = lr * math.sqrt(1.0 - opt.beta_2 ** t) / (1.0 - opt.beta_1 ** t)
         for v in variables:
             slots = self._slots(opt, v)
             w, g = self.arrays[id(v)], self.grads[id(v)]
-            if adam:
+            if opt.weight_decay and opt._use_weight_decay(v):
+                self.r.weight_decay(w, opt.weight_decay, lr)
+            if isinstance(opt, Adam):  # and AdamW
                 self.r.adam_update(w, slots["momentum"], slots["velocity"], slots.get("velocity_hat"), g,
                                    alpha, opt.beta_1, opt.beta_2, opt.epsilon)
+            elif isinstance(opt, RMSprop):
+                self.r.rmsprop_update(w, slots["velocity"], slots.get("momentum"), slots.get("average_gradient"),
+                                      g, lr, opt.rho, opt.momentum, opt.epsilon)
+            elif isinstance(opt, Adagrad):
+                self.r.adagrad_update(w, slots["accumulator"], g, lr, opt.epsilon)
             else:
                 self.r.sgd_update(w, slots.get("momentum"), g, lr, opt.momentum, opt.nesterov)
         opt.iterations += 1
