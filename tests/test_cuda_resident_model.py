@@ -362,7 +362,8 @@ def test_the_gpu_scope_builds_resident_models(monkeypatch):
         DeviceArray, resident = host.DeviceArray, host.resident
         runtime_version = driver_version = staticmethod(lambda: "13.0")
         devices = staticmethod(lambda: {"count": 1, "error": "", "devices": [{"name": "Fake GPU"}]})
-        set_device = staticmethod(lambda index: None)
+        current = []
+        set_device = staticmethod(lambda index: OneGpu.current.append(index))
 
     monkeypatch.setattr(_device, "_cuda_module", lambda: OneGpu)
     with faltung.device("gpu:0"):
@@ -375,8 +376,10 @@ def test_the_gpu_scope_builds_resident_models(monkeypatch):
     with pytest.raises(NotImplementedError, match=r"faltung.device\('gpu:0'\): model .* optimizer Adamax"):
         model.compile(Adamax(), SparseCategoricalCrossentropy(from_logits=True))
     model.compile(SGD(0.1), SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(X_DENSE, Y_DENSE, epochs=1, verbose=0)
+    OneGpu.current.clear()
+    model.fit(X_DENSE, Y_DENSE, batch_size=10, epochs=1, verbose=0)
     assert model._resident.host_stale
+    assert OneGpu.current == [0, 0]  # each step makes the model's GPU current
 
 
 def test_a_training_step_copies_the_batch_in_once_and_only_the_loss_out(monkeypatch):

@@ -31,6 +31,11 @@ namespace {
 // Device memory: cudaMalloc'd blocks, cached by the pool (pooled_buf.hpp). The copies are
 // synchronous (legacy default stream), so a result is complete when copy_out returns.
 struct CudaRaw {
+  static int device() {
+    int d = 0;
+    check_cuda(cudaGetDevice(&d), "cudaGetDevice");
+    return d;
+  }
   static void* allocate(size_t bytes) {
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, bytes);

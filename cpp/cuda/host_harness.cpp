@@ -25,6 +25,7 @@ namespace {
 // Host memory standing in for device memory, through the same pool as the device's.
 struct HostRaw {
   static constexpr std::align_val_t kAlign{256};  // cudaMalloc's alignment
+  static int device() { return 0; }
   static void* allocate(size_t bytes) { return ::operator new(bytes, kAlign); }
   static void release(void* p) noexcept { ::operator delete(p, kAlign); }
   static void copy_in(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }

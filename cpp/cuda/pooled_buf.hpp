@@ -17,7 +17,8 @@
 
 namespace faltung::cuda {
 
-// Raw: static void* allocate(size_t bytes) (std::bad_alloc when out of memory); static void
+// Raw: static int device() (where allocate puts memory now: cached blocks are kept per device);
+// static void* allocate(size_t bytes) (std::bad_alloc when out of memory); static void
 // release(void*) noexcept; static void copy_in(void* dst, const void* src, size_t bytes);
 // static void copy_out(void* dst, const void* src, size_t bytes); template <typename T> static
 // void fresh(T* p, int64_t n), what a fresh buffer holds (the host harness: NaN).
@@ -42,12 +43,12 @@ class BufferPool {
     while (c < bytes) c <<= 1;
     return c;
   }
-  // A block of `bytes` (a size class): a cached one, else a new one; out of memory, the cache is
-  // released and the allocation tried once more before std::bad_alloc (MemoryError) goes up.
-  void* acquire(size_t bytes) {
+  // A block of `bytes` (a size class) on `device`: a cached one, else a new one; out of memory,
+  // the cache is released and the allocation tried once more before std::bad_alloc (MemoryError).
+  void* acquire(int device, size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = free_.find(bytes);
+      auto it = free_.find({device, bytes});
       if (it != free_.end()) {
         void* p = it->second;
         free_.erase(it);
@@ -68,11 +69,11 @@ class BufferPool {
     ++stats_.raw_allocations;
     return p;
   }
-  void give_back(void* p, size_t bytes) noexcept {
+  void give_back(int device, void* p, size_t bytes) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.in_use_bytes -= int64_t(bytes);
     try {
-      free_.emplace(bytes, p);
+      free_.emplace(std::make_pair(device, bytes), p);
       stats_.cached_bytes += int64_t(bytes);
     } catch (...) {  // no host memory for the map node: release the block instead
       Raw::release(p);
@@ -80,7 +81,7 @@ class BufferPool {
   }
   // Release every cached block to Raw (faltung._cuda.empty_cache()).
   void release_cached() noexcept {
-    std::multimap<size_t, void*> drop;
+    std::multimap<std::pair<int, size_t>, void*> drop;
     {
       std::lock_guard<std::mutex> lock(mu_);
       drop.swap(free_);
@@ -96,7 +97,7 @@ class BufferPool {
  private:
   BufferPool() = default;
   mutable std::mutex mu_;
-  std::multimap<size_t, void*> free_;  // size class -> cached block
+  std::multimap<std::pair<int, size_t>, void*> free_;  // (device, size class) -> cached block
   Stats stats_;
 };
 
@@ -107,8 +108,9 @@ class PooledBuf {
   static PooledBuf alloc(int64_t n) {
     PooledBuf b;
     if (n > 0) {
+      b.device_ = Raw::device();
       b.bytes_ = BufferPool<Raw>::size_class(size_t(n) * sizeof(T));
-      b.p_ = static_cast<T*>(BufferPool<Raw>::instance().acquire(b.bytes_));
+      b.p_ = static_cast<T*>(BufferPool<Raw>::instance().acquire(b.device_, b.bytes_));
       Raw::fresh(b.p_, n);
     }
     return b;
@@ -124,21 +126,23 @@ class PooledBuf {
   T* get() { return p_; }
 
   PooledBuf() = default;
-  PooledBuf(PooledBuf&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(o.bytes_) {}
+  PooledBuf(PooledBuf&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(o.bytes_), device_(o.device_) {}
   PooledBuf& operator=(PooledBuf&& o) noexcept {
     std::swap(p_, o.p_);
     std::swap(bytes_, o.bytes_);
+    std::swap(device_, o.device_);
     return *this;
   }
   PooledBuf(const PooledBuf&) = delete;
   PooledBuf& operator=(const PooledBuf&) = delete;
   ~PooledBuf() {
-    if (p_) BufferPool<Raw>::instance().give_back(p_, bytes_);
+    if (p_) BufferPool<Raw>::instance().give_back(device_, p_, bytes_);
   }
 
  private:
   T* p_ = nullptr;
   size_t bytes_ = 0;
+  int device_ = 0;
 };
 
 }  // namespace faltung::cuda

@@ -182,8 +182,15 @@ class Resident:
             self.model._update_metrics(ys, [out.numpy()], [None], sws)
         return [value * self.loss_weight, value], grad
 
+    def _activate(self):
+        """Make this model's GPU the current device (another scope may have changed it)."""
+        set_device = getattr(self.placement.module, "set_device", None)  # the harness has one device
+        if set_device is not None:
+            set_device(self.placement.index)
+
     def train_batch(self, xs, ys, sws):
         self.check_compile()
+        self._activate()
         model, opt = self.model, self.model.optimizer
         trainable = model.trainable_weights
         self._trainable = {id(v) for v in trainable}
@@ -198,11 +205,13 @@ class Resident:
 
     def test_batch(self, xs, ys, sws):
         self.check_compile()
+        self._activate()
         logits, _ = self._forward(self._upload_x(xs), False, self._loss_ops())
         return self._loss_and_metrics(logits, ys, sws, False)[0]
 
     def predict_batch(self, xs):
         """[output as numpy] for one batch (the Trainer's list of outputs)."""
+        self._activate()
         y, _ = self._forward(self._upload_x(xs), False, self.ops)
         return [y.numpy()]
 
