@@ -130,6 +130,25 @@ def test_dropout_masks_and_training_match_the_cpu_fit():
     loose(dev.predict(X_CNN, verbose=0), cpu.predict(X_CNN, verbose=0))  # inference: no dropout
 
 
+@pytest.mark.parametrize("frozen", [False, True], ids=["trained", "frozen"])
+def test_batch_normalization_matches_the_cpu_fit(frozen):
+    def make():
+        bn = BatchNormalization(momentum=0.8, moving_mean_initializer="random_normal")
+        bn.trainable = not frozen  # frozen: inference mode while training, as Keras
+        # no conv bias before the normalization: its gradient is zero up to rounding, which Adam
+        # would scale up to full steps in directions the two backends' roundings choose
+        return Sequential([Input((6, 6, 2)), Conv2D(3, 3, use_bias=False), bn, ReLU(), MaxPooling2D(2), Flatten(),
+                           Dense(3)])
+    cpu, dev = pair(make)
+    compile_both(cpu, dev, lambda: Adam(0.01))
+    hc = cpu.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
+    hd = dev.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
+    loose(hd["loss"], hc["loss"])
+    for a, b in zip(dev.get_weights(), cpu.get_weights()):  # the moving statistics included
+        loose(a, b)
+    loose(dev.predict(X_CNN, verbose=0), cpu.predict(X_CNN, verbose=0))
+
+
 def test_activation_layers_and_average_pooling_match_the_cpu_fit():
     def make():
         return Sequential([Input((6, 6, 2)), Conv2D(3, 3, padding="same"), ReLU(), AveragePooling2D(2, padding="same"),
@@ -296,7 +315,7 @@ def test_model_built_inside_the_scope_stays_resident_after_it():
 # ---- what is not supported says so -------------------------------------------------------------
 
 @pytest.mark.parametrize("layer,kind", [(lambda: Dropout(0.5, noise_shape=(None, 1)), "noise_shape"),
-                                        (lambda: BatchNormalization(), "BatchNormalization"),
+                                        (lambda: BatchNormalization(synchronized=True), "synchronized"),
                                         (lambda: Dense(3, kernel_regularizer="l2"), "regularizer")])
 def test_unsupported_layers_fail_at_build(layer, kind):
     with _device._harness_device():

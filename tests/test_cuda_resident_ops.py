@@ -235,6 +235,36 @@ def test_average_pool_matches(impl, dtype, pool, strides, padding):
 
 
 @DTYPES
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_matches(impl, dtype, affine):
+    rng = np.random.default_rng(11)
+    x, dy = rand(rng, (3, 4, 37), dtype), rand(rng, (3, 4, 37), dtype)
+    gamma, beta = (rand(rng, (37,), dtype) if affine else None for _ in range(2))
+    mm, mv = rand(rng, (37,), dtype), np.abs(rand(rng, (37,), dtype)) + 0.5
+    r, ref = impl.resident, (lambda name: getattr(impl, name + sfx(dtype)))
+    opt_dev = (lambda a: None if a is None else dev(impl, a))
+    dmm, dmv = dev(impl, mm), dev(impl, mv)
+    y, mean, inv = r.batch_norm_train(dev(impl, x), opt_dev(gamma), opt_dev(beta), dmm, dmv, 1e-3, 0.9, block=32)
+    y_ref, mean_ref, _, inv_ref, mm_ref, mv_ref = ref("batch_norm_train")(x, gamma, beta, mm, mv, 1e-3, 0.9, block=32)
+    for got, want in ((y, y_ref), (mean, mean_ref), (inv, inv_ref), (dmm, mm_ref), (dmv, mv_ref)):
+        same(got, want)
+    got = r.batch_norm_backward(dev(impl, dy), dev(impl, x), mean, inv, opt_dev(gamma), False, need_dgamma=affine,
+                                need_dbeta=affine, block=32)
+    want = ref("batch_norm_backward")(dy, x, mean_ref, inv_ref, gamma, False, need_dgamma=affine, need_dbeta=affine,
+                                      block=32)
+    for g, w in zip(got, want):
+        same(g, w)
+    y, inv = r.batch_norm_inference(dev(impl, x), opt_dev(gamma), opt_dev(beta), dev(impl, mm), dev(impl, mv), 1e-3)
+    y_ref, inv_ref = ref("batch_norm_inference")(x, gamma, beta, mm, mv, 1e-3)
+    same(y, y_ref)
+    same(inv, inv_ref)
+    got = r.batch_norm_backward(dev(impl, dy), dev(impl, x), dev(impl, mm), inv, opt_dev(gamma), True)
+    want = ref("batch_norm_backward")(dy, x, mm, inv_ref, gamma, True)
+    for g, w in zip(got, want):
+        same(g, w)
+
+
+@DTYPES
 @pytest.mark.parametrize("rate", [0.0, 0.3, 1.0])
 def test_dropout_matches(impl, dtype, rate):
     rng = np.random.default_rng(9)

@@ -391,6 +391,95 @@ struct BindResident {
     });
   }
 
+  // ---- BatchNormalization over the last axis: x (..., C) viewed as (R, C) ---------------------
+  static std::pair<int64_t, int64_t> bn_rows(const DA& x, const std::string& op) {
+    expect(!x.shape().empty() && x.shape().back() >= 1,
+           op + ": expected `x` of rank >= 1 with channels on its last axis, received shape " + dims_text(x.shape()));
+    return {x.size() / x.shape().back(), x.shape().back()};
+  }
+  // -> (y, mean, inv_std (C)), the batch's statistics; moving_mean, moving_var updated in place:
+  // moving = moving momentum + batch (1 - momentum), the variance biased (Keras's)
+  static py::tuple batch_norm_train(const DA& x, const std::optional<DA>& gamma, const std::optional<DA>& beta,
+                                    const DA& moving_mean, const DA& moving_var, double eps, double momentum,
+                                    int64_t block) {
+    const std::string op = "batch_norm_train";
+    const auto [R, C] = bn_rows(x, op);
+    for (const auto& [a, name] : {std::pair{&gamma, "gamma"}, std::pair{&beta, "beta"}})
+      if (*a) expect_shape(**a, {C}, op, name);
+    expect_shape(moving_mean, {C}, op, "moving_mean");
+    expect_shape(moving_var, {C}, op, "moving_variance");
+    expect(eps > 0, op + ": expected epsilon > 0, received " + std::to_string(eps));
+    check_block(block, op);
+    return dispatch(x, op, [&, R = R, C = C](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>(x.shape()), mean = DA::template empty<T>({C}), inv = DA::template empty<T>({C});
+      Buf<T> var = Buf<T>::alloc(C), ws = Buf<T>::alloc(bn::workspace_size(C));
+      const T *px = ptr<T>(x, op, "x"), *pg = opt_ptr<T>(gamma, op, "gamma"), *pb = opt_ptr<T>(beta, op, "beta");
+      T *pmm = ptr<T>(moving_mean, op, "moving_mean"), *pmv = ptr<T>(moving_var, op, "moving_variance");
+      T *py = y.template data<T>(), *pmean = mean.template data<T>(), *pinv = inv.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::bn_train_forward(py, pmean, var.get(), pinv, pmm, pmv, px, pg, pb, T(eps), T(momentum), R, C, ws.get(),
+                             block);
+      }
+      return py::make_tuple(y, mean, inv);
+    });
+  }
+  // -> (y, inv_std = 1/sqrt(moving_var + eps)) with the moving statistics
+  static py::tuple batch_norm_inference(const DA& x, const std::optional<DA>& gamma, const std::optional<DA>& beta,
+                                        const DA& moving_mean, const DA& moving_var, double eps, int64_t block) {
+    const std::string op = "batch_norm_inference";
+    const auto [R, C] = bn_rows(x, op);
+    for (const auto& [a, name] : {std::pair{&gamma, "gamma"}, std::pair{&beta, "beta"}})
+      if (*a) expect_shape(**a, {C}, op, name);
+    expect_shape(moving_mean, {C}, op, "moving_mean");
+    expect_shape(moving_var, {C}, op, "moving_variance");
+    expect(eps > 0, op + ": expected epsilon > 0, received " + std::to_string(eps));
+    check_block(block, op);
+    return dispatch(x, op, [&, R = R, C = C](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>(x.shape()), inv = DA::template empty<T>({C});
+      Buf<T> ws = Buf<T>::alloc(bn::workspace_size(C));
+      const T *px = ptr<T>(x, op, "x"), *pg = opt_ptr<T>(gamma, op, "gamma"), *pb = opt_ptr<T>(beta, op, "beta"),
+              *pmm = ptr<T>(moving_mean, op, "moving_mean"), *pmv = ptr<T>(moving_var, op, "moving_variance");
+      T *py = y.template data<T>(), *pinv = inv.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::bn_inference_forward(py, pinv, px, pg, pb, pmm, pmv, T(eps), R, C, ws.get(), block);
+      }
+      return py::make_tuple(y, inv);
+    });
+  }
+  // dy, x (..., C), mean and inv_std (the batch's; with inference, the moving mean and its
+  // inv_std), gamma | None -> (dx, dgamma, dbeta), None where not needed
+  static py::tuple batch_norm_backward(const DA& dy, const DA& x, const DA& mean, const DA& inv_std,
+                                       const std::optional<DA>& gamma, bool inference, bool need_dx,
+                                       bool need_dgamma, bool need_dbeta, int64_t block) {
+    const std::string op = "batch_norm_backward";
+    const auto [R, C] = bn_rows(x, op);
+    expect_shape(dy, x.shape(), op, "dy");
+    expect_shape(mean, {C}, op, "mean");
+    expect_shape(inv_std, {C}, op, "inv_std");
+    if (gamma) expect_shape(*gamma, {C}, op, "gamma");
+    check_block(block, op);
+    return dispatch(x, op, [&, R = R, C = C](auto zero) {
+      using T = decltype(zero);
+      std::optional<DA> dx, dg, db;
+      if (need_dx) dx = DA::template empty<T>(x.shape());
+      if (need_dgamma) dg = DA::template empty<T>({C});
+      if (need_dbeta) db = DA::template empty<T>({C});
+      Buf<T> ws = Buf<T>::alloc(bn::workspace_size(C));
+      const T *pdy = ptr<T>(dy, op, "dy"), *px = ptr<T>(x, op, "x"), *pm = ptr<T>(mean, op, "mean"),
+              *pinv = ptr<T>(inv_std, op, "inv_std"), *pg = opt_ptr<T>(gamma, op, "gamma");
+      T *pdx = opt_ptr<T>(dx, op, "dx"), *pdg = opt_ptr<T>(dg, op, "dgamma"), *pdb = opt_ptr<T>(db, op, "dbeta");
+      {
+        py::gil_scoped_release nogil;
+        Kn::bn_backward(pdx, pdg, pdb, pdy, px, pm, pinv, pg, inference, R, C, ws.get(), block);
+      }
+      return py::make_tuple(opt(dx), opt(dg), opt(db));
+    });
+  }
+
   // ---- dropout (the CPU's counter-based keep rule: the mask of a seed equals the CPU's) --------
   // x (any shape) -> (y, mask uint8 of x's shape)
   static py::tuple dropout(const DA& x, double rate, uint64_t seed, int64_t block) {
@@ -558,6 +647,13 @@ struct BindResident {
     m.def("avg_pool2d", &avg_pool2d, py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("padding"), blk);
     m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("input_hw"), py::arg("pool"),
           py::arg("strides"), py::arg("padding"), blk);
+    m.def("batch_norm_train", &batch_norm_train, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+          py::arg("moving_mean"), py::arg("moving_variance"), py::arg("epsilon"), py::arg("momentum"), blk);
+    m.def("batch_norm_inference", &batch_norm_inference, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+          py::arg("moving_mean"), py::arg("moving_variance"), py::arg("epsilon"), blk);
+    m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"), py::arg("mean"),
+          py::arg("inv_std"), py::arg("gamma"), py::arg("inference"), py::arg("need_dx") = true,
+          py::arg("need_dgamma") = true, py::arg("need_dbeta") = true, blk);
     m.def("dropout", &dropout, py::arg("x"), py::arg("rate"), py::arg("seed"), blk);
     m.def("dropout_backward", &dropout_backward, py::arg("dy"), py::arg("mask"), py::arg("rate"), blk);
     m.def("sgd_update", &sgd_update, py::arg("w"), py::arg("m"), py::arg("g"), py::arg("lr"), py::arg("momentum"),

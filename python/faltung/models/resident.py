@@ -19,7 +19,8 @@ to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are 
 Supported, anything else raising NotImplementedError that names it (layers at build time,
 loss and optimizer at compile or on the first batch):
 - layers Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten (channels_last), Dropout
-  (without noise_shape; its masks equal the CPU layer's for the same seeds), and the
+  (without noise_shape; its masks equal the CPU layer's for the same seeds),
+  BatchNormalization (last axis, not synchronized), and the
   activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with activations
   that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on the last
   axis; no regularizers or constraints;

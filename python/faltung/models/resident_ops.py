@@ -10,8 +10,8 @@ computes what the CPU layer computes (faltung/layers), with the same kernels' bo
 """
 from faltung.ops.convolution import pad_and_size
 
-SUPPORTED_LAYERS = ("Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, Activation, ReLU, "
-                    "LeakyReLU, ELU, Softmax")
+SUPPORTED_LAYERS = ("Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, BatchNormalization, "
+                    "Activation, ReLU, LeakyReLU, ELU, Softmax")
 
 
 class _Act:
@@ -152,6 +152,37 @@ class _AvgPool2D:
         return res.r.avg_pool2d_backward(dy, hw, l.pool_size, l.strides, l.padding) if need_dx else None
 
 
+class _BatchNorm:
+    """BatchNormalization over the last axis: batch statistics and the moving update in
+    training (a trainable layer), the moving statistics otherwise (a frozen layer trains in
+    inference mode, as Keras's)."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def forward(self, res, x, training):
+        l = self.layer
+        gamma = res.array(l.gamma) if l.gamma is not None else None
+        beta = res.array(l.beta) if l.beta is not None else None
+        mm, mv = res.array(l.moving_mean), res.array(l.moving_variance)
+        if training and l.trainable:
+            y, mean, inv = res.r.batch_norm_train(x, gamma, beta, mm, mv, l.epsilon, l.momentum)
+            res.host_stale = True  # the moving statistics moved
+            return y, (x, mean, inv, False)
+        y, inv = res.r.batch_norm_inference(x, gamma, beta, mm, mv, l.epsilon)
+        return y, (x, mm, inv, True)
+
+    def backward(self, res, dy, saved, need_dx):
+        x, mean, inv, inference = saved
+        l = self.layer
+        need_dg, need_db = l.gamma is not None and res.trains(l.gamma), l.beta is not None and res.trains(l.beta)
+        gamma = res.array(l.gamma) if l.gamma is not None else None
+        dx, dg, db = res.r.batch_norm_backward(dy, x, mean, inv, gamma, inference, need_dx, need_dg, need_db)
+        res.set_grad(l.gamma, dg)
+        res.set_grad(l.beta, db)
+        return dx
+
+
 class _Dropout:
     """Dropout drawing its seed as the CPU layer does, so the masks equal the CPU's."""
 
@@ -193,11 +224,12 @@ def _unsupported(layer, what):
 
 def ops_for(layer):
     """The ops of one layer, or NotImplementedError naming it."""
-    from faltung.layers import (ELU, Activation, AveragePooling2D, Conv2D, Dense, Dropout, Flatten, LeakyReLU,
-                                MaxPooling2D, ReLU, Softmax)
+    from faltung.layers import (ELU, Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
+                                Flatten, LeakyReLU, MaxPooling2D, ReLU, Softmax)
     kind = type(layer)
     activation_layers = (Activation, ReLU, LeakyReLU, ELU, Softmax)
-    if kind not in (Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout) + activation_layers:
+    supported = (Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, BatchNormalization)
+    if kind not in supported + activation_layers:
         raise _unsupported(layer, f"the layer type {kind.__name__}")
     for v in layer.weights:
         if v.regularizer is not None or v.constraint is not None:
@@ -219,6 +251,11 @@ def ops_for(layer):
         return [_AvgPool2D(layer)]
     if kind is Flatten:
         return [_Flatten()]
+    if kind is BatchNormalization:
+        rank = len(layer.input_shape)
+        if layer._axis(rank) != rank - 1 or layer.synchronized:
+            raise _unsupported(layer, f"axis={layer.axis} (only the last axis is) or synchronized=True")
+        return [_BatchNorm(layer)]
     if kind is Dropout:
         if layer.noise_shape is not None:
             raise _unsupported(layer, f"noise_shape={layer.noise_shape}")
