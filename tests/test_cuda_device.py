@@ -29,9 +29,9 @@ def test_cpu_device_is_the_default_placement():
 def test_gpu_device_names_what_is_missing():
     info = _device.cuda_info()
     if info["cuda"] and info["cuda_devices"] > 0:
-        with pytest.raises(NotImplementedError, match="not implemented yet"):
-            with faltung.device("gpu:0"):
-                pass
+        with faltung.device("gpu:0") as kind:
+            assert kind == "gpu" and _device.current_placement().name == "gpu:0"
+        assert _device.current_placement() is None
         return
     if not info["cuda"]:
         expected = "no CUDA backend.*FALTUNG_CUDA=ON"
@@ -66,6 +66,10 @@ class FakeCuda:
 
     def __init__(self, driver, count, error):
         self.driver, self.count, self.error = driver, count, error
+        self.current = None
+
+    def set_device(self, index):
+        self.current = index
 
     def runtime_version(self):
         return "13.0"
@@ -83,13 +87,23 @@ class FakeCuda:
      "no NVIDIA driver is installed, so the CUDA runtime 13.0 finds no GPU"),
     (FakeCuda("13.0", 0, "cudaErrorNoDevice: no CUDA-capable device is detected"), RuntimeError,
      r"driver \(CUDA 13.0\) reports no GPU \(cudaErrorNoDevice"),
-    (FakeCuda("13.0", 1, ""), NotImplementedError, "GPU 0 is present"),
+    (FakeCuda("13.0", 1, ""), None, None),
 ], ids=["no-driver", "no-device", "one-gpu"])
 def test_device_messages_of_a_cuda_build(monkeypatch, fake, exc, match):
     monkeypatch.setattr(_device, "_cuda_module", lambda: fake)
-    with pytest.raises(exc, match=match):
-        with faltung.device("gpu:0"):
-            pass
+    if exc is None:  # a GPU: the scope places models on it
+        with faltung.device("gpu:0") as kind:
+            placement = _device.current_placement()
+            assert kind == "gpu" and placement.module is fake and placement.index == 0
+            assert placement.dtype == "float32" and fake.current == 0
+            with faltung.device("cpu"):
+                assert _device.current_placement() is None
+            assert _device.current_placement() is placement
+        assert _device.current_placement() is None
+    else:
+        with pytest.raises(exc, match=match):
+            with faltung.device("gpu:0"):
+                pass
     info = _device.cuda_info()
     assert info["cuda"] and info["cuda_devices"] == fake.count and info["cuda_version"] == "13.0"
     if fake.count:

@@ -4,8 +4,8 @@
 # the baseline CPU level only, to keep it short) into its own venv (build/cuda), checks that
 # faltung._cuda loads, names its runtime (nvcc's version) and architectures and holds device
 # code for both, then runs the CUDA tests in that venv: build_info and faltung.device report
-# what this machine lacks, and the kernel tests run the host harness (and the device, where
-# a GPU exists; they skip with the reason here).
+# what this machine lacks, and the kernel and device-resident tests run the host harness (and
+# the device, where a GPU exists; they skip with the reason here).
 # Without nvcc it says so and exits 0 (1 with FALTUNG_REQUIRE_CUDA=1).
 # Usage: tools/check_cuda.sh [pytest arguments]   PYTHON (default python3) creates the venv.
 set -euo pipefail
@@ -49,4 +49,4 @@ print(f"check_cuda: faltung._cuda built (CUDA {info['cuda_version']}, sm {info['
 PY
 cd - >/dev/null
 "$venv/bin/python" -m pytest -p no:cacheprovider "${@:--q}" tests/test_cuda_device.py tests/test_cuda_kernels.py \
-  tests/test_cuda_conv.py tests/test_cuda_layers.py
+  tests/test_cuda_conv.py tests/test_cuda_layers.py tests/test_cuda_resident_ops.py tests/test_cuda_resident_model.py

@@ -1,6 +1,7 @@
 // faltung._cuda (built with -DFALTUNG_CUDA=ON): the CUDA runtime's facts (versions, devices)
 // and the kernel families of bind_kernels.hpp on a GPU (DeviceBackend: device buffers, copies
-// in and out per call). Compiled by the host compiler; the kernels come from kernels.cu.
+// in and out per call), plus DeviceArray and the `resident` entry points of bind_resident.hpp
+// (arrays that stay in device memory between calls: device-resident models). Compiled by the host compiler; the kernels come from kernels.cu.
 // The CUDA runtime is linked statically (CMakeLists.txt says why), so this module imports on a
 // machine without a driver or a GPU and reports what is missing instead of failing to load.
 #include <cuda_runtime_api.h>
@@ -11,6 +12,8 @@
 #include <utility>
 
 #include "bind_kernels.hpp"
+#include "bind_resident.hpp"
+#include "pooled_buf.hpp"
 
 namespace faltung::cuda {
 
@@ -25,44 +28,42 @@ void check_cuda(cudaError_t e, const char* what) {
 
 namespace {
 
-// Device memory owned by one call; the copies are synchronous (default stream), so a result is
-// complete when download returns.
-template <typename T>
-class DeviceBuf {
- public:
-  static DeviceBuf alloc(int64_t n) {
-    DeviceBuf b;
-    if (n > 0) check_cuda(cudaMalloc(reinterpret_cast<void**>(&b.p_), size_t(n) * sizeof(T)), "cudaMalloc");
-    return b;
+// Device memory: cudaMalloc'd blocks, cached by the pool (pooled_buf.hpp). The copies are
+// synchronous (legacy default stream), so a result is complete when copy_out returns.
+struct CudaRaw {
+  static int device() {
+    int d = 0;
+    check_cuda(cudaGetDevice(&d), "cudaGetDevice");
+    return d;
   }
-  static DeviceBuf upload(const T* src, int64_t n) {
-    DeviceBuf b = alloc(n);
-    if (n > 0) check_cuda(cudaMemcpy(b.p_, src, size_t(n) * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
-    return b;
+  static void* allocate(size_t bytes) {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) cudaGetLastError();  // clear it, or the next launch check would report it
+    check_cuda(e, "cudaMalloc");               // out of memory: std::bad_alloc (the pool retries once)
+    return p;
   }
-  void download(T* dst, int64_t n) const {
-    if (n > 0) check_cuda(cudaMemcpy(dst, p_, size_t(n) * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  static void release(void* p) noexcept { cudaFree(p); }
+  static void copy_in(void* dst, const void* src, size_t bytes) {
+    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
   }
-  T* get() { return p_; }
-  DeviceBuf() = default;
-  DeviceBuf(DeviceBuf&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  DeviceBuf(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(DeviceBuf&& o) noexcept {
-    std::swap(p_, o.p_);
-    return *this;
+  static void copy_out(void* dst, const void* src, size_t bytes) {
+    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
   }
-  ~DeviceBuf() {
-    if (p_) cudaFree(p_);
-  }
-
- private:
-  T* p_ = nullptr;
+  template <typename T>
+  static void fresh(T*, int64_t) {}
 };
 
 struct DeviceBackend {
-  template <typename T> using Buf = DeviceBuf<T>;
+  template <typename T> using Buf = PooledBuf<T, CudaRaw>;
+  using Pool = BufferPool<CudaRaw>;
   using Kernels = cuda::Kernels<DeviceExec>;
+  static dlpack::DLDevice dl_device() {  // where cudaMalloc puts memory now: the current device
+    int d = 0;
+    check_cuda(cudaGetDevice(&d), "cudaGetDevice");
+    return {dlpack::kDLCUDA, d};
+  }
+  static void synchronize() { check_cuda(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize"); }
 };
 
 // {"count": n, "error": why none (or ""), "devices": [{"name", "compute_capability", "memory"}]}
@@ -107,5 +108,8 @@ PYBIND11_MODULE(_cuda, m) {
   }, "The CUDA version the installed driver supports, or \"\" when no driver is installed.");
   m.def("devices", &fc::devices, "The GPUs the runtime sees, and why none when it sees none.");
   m.attr("architectures") = FALTUNG_CUDA_ARCHITECTURES;
+  m.def("set_device", [](int index) { fc::check_cuda(cudaSetDevice(index), "cudaSetDevice"); }, pybind11::arg("index"),
+        "Make GPU `index` the current device: where new DeviceArrays and kernel launches go.");
   fc::binding::Bind<fc::DeviceBackend>::bind(m);
+  fc::binding::BindResident<fc::DeviceBackend>::bind(m);
 }

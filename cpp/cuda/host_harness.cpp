@@ -1,11 +1,18 @@
 // faltung._cuda_host: the CUDA kernel bodies run on the CPU over their whole grid x block index
 // space (HostExec), with faltung._cuda's Python interface, so that tests/test_cuda_host.py holds
-// them to the CPU kernels on every run, GPU or not. Test-only; built by the default build.
-#include <vector>
+// them to the CPU kernels on every run, GPU or not; and its DeviceArray and `resident` entry
+// points (host memory standing in for device memory), so that the device-resident model path
+// (faltung._device._harness_device) runs here too. Test-only; built by the default build.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <new>
 
 #include "bind_kernels.hpp"
+#include "bind_resident.hpp"
 #include "exec_host.hpp"
 #include "kernels_impl.hpp"
+#include "pooled_buf.hpp"
 
 namespace faltung::cuda {
 
@@ -15,18 +22,28 @@ FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, float)  // convolution and resampling
 FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, double)
 
 namespace {
-// Host memory: a buffer the bodies write as they would device memory.
-template <typename T>
-struct HostBuf {
-  std::vector<T> v;
-  static HostBuf upload(const T* p, int64_t n) { return HostBuf{std::vector<T>(p, p + n)}; }
-  static HostBuf alloc(int64_t n) { return HostBuf{std::vector<T>(size_t(n))}; }
-  T* get() { return v.data(); }
-  void download(T* dst, int64_t n) const { std::copy(v.begin(), v.begin() + n, dst); }
+// Host memory standing in for device memory, through the same pool as the device's.
+struct HostRaw {
+  static constexpr std::align_val_t kAlign{256};  // cudaMalloc's alignment
+  static int device() { return 0; }
+  static void* allocate(size_t bytes) { return ::operator new(bytes, kAlign); }
+  static void release(void* p) noexcept { ::operator delete(p, kAlign); }
+  static void copy_in(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+  static void copy_out(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+  // A fresh (or reused) buffer holds what cudaMalloc's may: anything. NaN (integers: their
+  // maximum) here, so that a body reading an output before writing it fails on the CPU too.
+  template <typename T>
+  static void fresh(T* p, int64_t n) {
+    if constexpr (std::numeric_limits<T>::has_quiet_NaN) std::fill(p, p + n, std::numeric_limits<T>::quiet_NaN());
+    else std::fill(p, p + n, std::numeric_limits<T>::max());
+  }
 };
 struct HostBackend {
-  template <typename T> using Buf = HostBuf<T>;
+  template <typename T> using Buf = PooledBuf<T, HostRaw>;
+  using Pool = BufferPool<HostRaw>;
   using Kernels = cuda::Kernels<HostExec>;
+  static dlpack::DLDevice dl_device() { return {dlpack::kDLCPU, 0}; }  // numpy.from_dlpack views it
+  static void synchronize() {}  // the bodies ran when the call returned
 };
 }  // namespace
 
@@ -35,4 +52,5 @@ struct HostBackend {
 PYBIND11_MODULE(_cuda_host, m) {
   m.doc() = "faltung's CUDA kernel bodies run on the CPU over the whole grid (test harness)";
   faltung::cuda::binding::Bind<faltung::cuda::HostBackend>::bind(m);
+  faltung::cuda::binding::BindResident<faltung::cuda::HostBackend>::bind(m);
 }

@@ -2,14 +2,28 @@
 
 faltung._cuda exists only in a build made with -DFALTUNG_CUDA=ON (pip install
 -Ccmake.define.FALTUNG_CUDA=ON .); it links the CUDA runtime statically, so it imports on a
-machine without a driver or a GPU and says which is missing. This slice of issue 14 has the
-kernel families and their tests, not yet models whose weights live in device memory, so
-`faltung.device("gpu:0")` explains what is missing, and with everything present says that
-device-resident models are not implemented yet, instead of silently training on the CPU.
+machine without a driver or a GPU and says which is missing.
+
+`with faltung.device("gpu:0"):` places what is built inside it on GPU 0, as `keras.device`:
+a Sequential model built there keeps its weights, optimizer slots and activations in device
+memory (faltung.models.resident: its supported layers, losses and optimizers); `fit` copies
+each batch in once and only the loss (and what compiled metrics read) out; `predict` returns
+numpy; `get_weights`/`save` copy to the host. Asking for a GPU where none is raises
+RuntimeError naming what is missing (the CUDA build, the driver, a device).
+
+The same path runs on any machine with the test harness faltung._cuda_host (the CUDA kernel
+bodies over their whole grid on the CPU, host memory standing in for device memory):
+`_harness_device()` (test-only, private) selects it, so that tests hold device-resident
+training to the ordinary CPU fit without a GPU.
 """
 import contextlib
 import importlib
 import re
+import threading
+
+import numpy as np
+
+_current = threading.local()  # .placement: the Placement of the innermost device() scope
 
 
 def _cuda_module():
@@ -70,20 +84,72 @@ def require_gpu(index=0):
     return devs["devices"]
 
 
+class Placement:
+    """Where a model built inside a device scope lives: `module` (faltung._cuda or the test
+    harness faltung._cuda_host, each with `DeviceArray` and the `resident` entry points), the
+    device `index`, the float `dtype` (float32; float64 only through `_harness_device`) and
+    the `name` error messages use."""
+
+    def __init__(self, module, index, dtype, name):
+        self.module, self.index, self.dtype, self.name = module, index, np.dtype(dtype), name
+
+    def __repr__(self):
+        return f"<Placement {self.name} {self.dtype}>"
+
+
+def current_placement():
+    """The Placement of the innermost `device("gpu:N")` / `_harness_device()` scope, or None
+    (the CPU)."""
+    return getattr(_current, "placement", None)
+
+
+@contextlib.contextmanager
+def _placed(placement):
+    prev = current_placement()
+    _current.placement = placement
+    try:
+        yield
+    finally:
+        _current.placement = prev
+
+
 @contextlib.contextmanager
 def device(device_name):
     """Context manager placing what is built inside it on a device, as `keras.device`.
 
     "cpu" / "cpu:0" is the default placement and changes nothing. "gpu:N" / "cuda:N" checks
-    that this build has CUDA and that GPU N exists, raising RuntimeError naming what is
-    missing; device-resident models are not implemented yet (issue 14), so with a GPU present
-    it raises NotImplementedError rather than train on the CPU behind the user's back.
+    that this build has CUDA and that GPU N exists (RuntimeError naming what is missing), makes
+    N the current CUDA device, and builds Sequential models inside the scope device-resident
+    (faltung.models.resident); a layer, loss or optimizer that path does not support raises
+    NotImplementedError naming it, never training on the CPU behind the user's back. The
+    model stays on the device after the scope ends.
+
+    Example:
+        >>> with faltung.device("gpu:0"):                            # doctest: +SKIP
+        ...     model = Sequential([Input((784,)), Dense(10)])
+        >>> model.compile("adam", SparseCategoricalCrossentropy(from_logits=True))
+        >>> model.fit(x, y)  # on GPU 0
     """
     kind, index = _parse(device_name)
-    if kind == "gpu":
-        require_gpu(index)
-        raise NotImplementedError(
-            f"faltung.device({device_name!r}): GPU {index} is present, but models whose weights "
-            "live in device memory are not implemented yet (issue 14); the CUDA kernels are "
-            "reachable for testing through faltung._cuda")
-    yield kind
+    if kind == "cpu":
+        with _placed(None):
+            yield kind
+        return
+    require_gpu(index)
+    mod = _cuda_module()
+    mod.set_device(index)
+    with _placed(Placement(mod, index, np.float32, f"gpu:{index}")):
+        yield kind
+
+
+@contextlib.contextmanager
+def _harness_device(dtype="float32"):
+    """Test-only: device-resident models on faltung._cuda_host, the CUDA kernel bodies run on
+    the CPU over their whole grid, with host memory as the device's. `dtype` float64 makes the
+    device copies float64 (the host weights stay float32; read the float64 values with
+    `model._resident.get_weights()`), for comparisons to tight tolerances."""
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"_harness_device: expected dtype float32 or float64, received {dtype!r}")
+    mod = importlib.import_module("faltung._cuda_host")
+    with _placed(Placement(mod, 0, dtype, "cuda_host:0")):
+        yield "gpu"

@@ -79,7 +79,13 @@ class Variable:
     `grad` (set by the owning layer's backward), `trainable`. Mirrors the parts of
     `keras.Variable` that models use. `regularizer` and `constraint` are always resolved
     objects or None: whatever is set (a name, a config dict, an object) goes through
-    `regularizers.get` / `constraints.get` once, when it is set."""
+    `regularizers.get` / `constraints.get` once, when it is set.
+
+    The weight of a device-resident model (faltung.models.resident) lives in device memory;
+    `value` is then its host copy, refreshed when read after training steps; write it through
+    `assign` (or set_weights), which uploads it."""
+
+    _resident = None  # the Resident holding this weight on a device, if any
 
     def __init__(self, value, name, trainable=True, regularizer=None, constraint=None,
                  dtype=np.float32):
@@ -106,6 +112,18 @@ class Variable:
     def constraint(self, identifier):
         self._constraint = constraints.get(identifier)
 
+    @property
+    def value(self):
+        if self._resident is not None and self._resident.host_stale:
+            self._resident.pull()
+        return self._value
+
+    @value.setter
+    def value(self, value):
+        self._value = value
+        if self._resident is not None:
+            self._resident.push(self)
+
     shape = property(lambda self: self.value.shape)
     dtype = property(lambda self: self.value.dtype)
     path = property(lambda self: self.name)
@@ -119,6 +137,8 @@ class Variable:
             raise ValueError(f"Variable `{self.name}`: expected a value of shape {self.value.shape}, "
                              f"received shape {value.shape}")
         self.value[...] = value
+        if self._resident is not None:
+            self._resident.push(self)
 
     def __array__(self, dtype=None, copy=None):
         return self.value if dtype is None else self.value.astype(dtype)
@@ -198,7 +218,7 @@ class Layer:
             if w.shape != v.shape:
                 raise ValueError(f"Layer {self.name} weight shape {v.shape} is not compatible with "
                                  f"provided weight shape {w.shape}")
-            v.value[...] = w
+            v.assign(w)
 
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self._weights))

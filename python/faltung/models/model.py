@@ -22,6 +22,8 @@ class Model(Trainer, Layer):
     a model whose graph is traced from `call` at build time (faltung-only: `call` must
     only call layers, since backward runs the traced graph)."""
 
+    _resident = None  # set per model in __init__ / _set_graph
+
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
             from faltung.models.functional import Functional
@@ -40,6 +42,7 @@ class Model(Trainer, Layer):
         self.stop_training = False
         self.history = None
         self._metrics = []
+        self._resident = None  # device state when built inside faltung.device("gpu:N") (models/resident.py)
 
     # -- layers and weights ----------------------------------------------------------
     @property
@@ -102,7 +105,7 @@ class Model(Trainer, Layer):
                 raise ValueError(f"Layer {v.name.split('/')[0]} weight shape {v.shape} is not "
                                  f"compatible with provided weight shape {w.shape}.")
         for v, w in zip(mine, values):
-            v.value[...] = w
+            v.assign(w)
 
     def count_params(self):
         if not self.built:
@@ -170,6 +173,8 @@ class Model(Trainer, Layer):
         self.input_shape = ins[0].shape if len(ins) == 1 else [t.shape for t in ins]
         self.output_shape = outs[0].shape if len(outs) == 1 else [t.shape for t in outs]
         self.built = True
+        from faltung.models import resident
+        resident.attach(self)  # inside a device scope: weights to the device
 
     # -- subclassed models: graph traced from `call` ------------------------------------
     def build(self, input_shape):
@@ -275,6 +280,11 @@ class Model(Trainer, Layer):
         from faltung.layers import node as N
         if not any(isinstance(t, N.KerasTensor) for t in N.flatten(inputs)) and self.built:
             flat = self._flat_data(inputs)
+            if self._resident is not None:
+                if training:
+                    raise NotImplementedError(f"Model '{self.name}' is device-resident: train it with fit or "
+                                              "train_on_batch, not model(x, training=True)")
+                return self._pack_outputs(self._resident.predict_batch(flat))
             return self.forward(flat[0] if len(flat) == 1 else flat, training=bool(training),
                                 mask=mask)
         return super().__call__(inputs, training=training, mask=mask, **kwargs)

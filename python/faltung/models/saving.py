@@ -177,7 +177,7 @@ def _read_layer(layer, root, full, skip_mismatch):
                 return
             raise ValueError(msg)
     for v, val in zip(variables, values):
-        v.value[...] = val
+        v.assign(val)
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -241,7 +241,7 @@ def _read_legacy_h5(model, group):
                              f"{[v.shape for v in values]}.")
     for layer, (_, values) in zip(mine, saved):
         for w, v in zip(layer.weights, values):
-            w.value[...] = v
+            w.assign(v)
 
 
 def _leaf_layers(model):

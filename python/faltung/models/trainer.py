@@ -111,6 +111,8 @@ class Trainer:
         self.stop_training = False
         if self.built and self._graph is not None:
             self._resolve_compile()
+            if self._resident is not None:
+                self._resident.check_compile()  # NotImplementedError naming what the device lacks
 
     def _resolve_compile(self):
         """Per-output losses, weights and metrics, once the outputs are known."""
@@ -318,6 +320,8 @@ class Trainer:
 
     def _train_batch(self, xs, ys, sws):
         self._require_loss()
+        if self._resident is not None:  # device-resident (faltung.models.resident)
+            return self._resident.train_batch(xs, ys, sws)
         trainable = self.trainable_weights
         graph = replica.graph_of(self)  # with DataParallel: this rank's rows, gathered
         for v in trainable:
@@ -337,6 +341,8 @@ class Trainer:
 
     def _test_batch(self, xs, ys, sws):
         self._require_loss()
+        if self._resident is not None:
+            return self._resident.test_batch(xs, ys, sws)
         preds, masks, _ = replica.graph_of(self).forward(xs, False)
         loss, logged, _ = self._losses(ys, preds, masks, sws, False)
         self._update_metrics(ys, preds, masks, sws)
@@ -524,7 +530,7 @@ class Trainer:
         outs = []
         for step, (bxs, _, _) in enumerate(source.epoch(steps)):
             cbs.on_predict_batch_begin(step)
-            outs.append(replica.graph_of(self).forward(bxs, False)[0])
+            outs.append(self._predict_batch(bxs))
             cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs[-1])})
         cbs.on_predict_end()
         if not outs:
@@ -539,9 +545,15 @@ class Trainer:
             return flat[0]
         return self._pack_outputs(flat)
 
+    def _predict_batch(self, xs):
+        """The outputs (a list of arrays) for one batch of prepared inputs."""
+        if self._resident is not None:
+            return self._resident.predict_batch(xs)
+        return replica.graph_of(self).forward(xs, False)[0]
+
     def predict_on_batch(self, x):
         xs, _, _ = self._prepare(x)
-        return self._predicted(replica.graph_of(self).forward(xs, False)[0])
+        return self._predicted(self._predict_batch(xs))
 
     def _batch_result(self, values, return_dict):
         logs = self._logs(values, 1)

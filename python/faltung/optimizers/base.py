@@ -29,6 +29,7 @@ class Optimizer:
     """
 
     _slot_names = ()  # names of per-variable state arrays, created as zeros
+    _resident = None  # a device-resident model's Resident, whose device holds the slots' newest values
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
@@ -119,6 +120,8 @@ class Optimizer:
     @property
     def variables(self):
         """[iterations (int64 0-d array)] + every state array, in creation order."""
+        if self._resident is not None:
+            self._resident.pull()
         return [np.array(self.iterations, dtype=np.int64)] + list(self._slot_list)
 
     def get_weights(self):
@@ -137,6 +140,8 @@ class Optimizer:
         self.iterations = int(np.asarray(weights[0]))
         for dst, src in zip(self._slot_list, weights[1:]):
             dst[...] = src
+        if self._resident is not None:
+            self._resident.push_slots()
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         self._exclude_ids = {id(v) for v in (var_list or [])}
