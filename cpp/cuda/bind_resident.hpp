@@ -58,17 +58,23 @@ struct BindResident {
   static py::object opt(const std::optional<DA>& a) { return a ? py::cast(*a) : py::none(); }
 
   // ---- Dense and activations ------------------------------------------------------------------
+  // (B, IN, OUT) of x (B,IN) @ kernel (IN,OUT): the ranks and the shared size checked
+  static std::array<int64_t, 3> dense_dims(const DA& x, const DA& W, const std::string& op) {
+    expect_rank(x, 2, op, "inputs");
+    expect_rank(W, 2, op, "kernel");
+    const int64_t IN = x.shape()[1];
+    expect(W.shape()[0] == IN, op + ": expected `kernel` of shape (" + std::to_string(IN) + ", units), received " +
+                                   dims_text(W.shape()));
+    return {x.shape()[0], IN, W.shape()[1]};
+  }
   // x (B,IN), kernel (IN,OUT), bias (OUT) | None -> (y = act(x kernel + bias), z the
   // pre-activation or None when the activation is linear)
   static py::tuple dense_forward(const DA& x, const DA& W, const std::optional<DA>& bias,
                                  const std::string& activation, double negative_slope, double threshold,
                                  const py::object& max_value, double alpha) {
     const std::string op = "dense";
-    expect_rank(x, 2, op, "inputs");
-    expect_rank(W, 2, op, "kernel");
-    const int64_t B = x.shape()[0], IN = x.shape()[1], OUT = W.shape()[1];
-    expect(W.shape()[0] == IN, op + ": expected `kernel` of shape (" + std::to_string(IN) + ", units), received " +
-                                   dims_text(W.shape()));
+    const std::array<int64_t, 3> dims = dense_dims(x, W, op);
+    const int64_t B = dims[0], IN = dims[1], OUT = dims[2];
     if (bias) expect_shape(*bias, {OUT}, op, "bias");
     return dispatch(x, op, [&](auto zero) {
       using T = decltype(zero);
@@ -92,12 +98,9 @@ struct BindResident {
   static py::tuple dense_backward(const DA& dy, const DA& x, const DA& W, bool need_dx, bool need_dW, bool need_db,
                                   int64_t block) {
     const std::string op = "dense_backward";
-    expect_rank(x, 2, op, "inputs");
-    expect_rank(W, 2, op, "kernel");
     check_block(block, op);
-    const int64_t B = x.shape()[0], IN = x.shape()[1], OUT = W.shape()[1];
-    expect(W.shape()[0] == IN, op + ": expected `kernel` of shape (" + std::to_string(IN) + ", units), received " +
-                                   dims_text(W.shape()));
+    const std::array<int64_t, 3> dims = dense_dims(x, W, op);
+    const int64_t B = dims[0], IN = dims[1], OUT = dims[2];
     expect_shape(dy, {B, OUT}, op, "dy");
     return dispatch(x, op, [&](auto zero) {
       using T = decltype(zero);
@@ -298,14 +301,30 @@ struct BindResident {
   }
 
   // ---- pooling -----------------------------------------------------------------------------
+  // The geometry of a pooling forward over x (N,H,W,C).
+  static Pool2dShape pool_forward_shape(const DA& x, const Pair& pool, const Pair& strides, const std::string& padding,
+                                        int64_t block, const std::string& op) {
+    expect_rank(x, 4, op, "inputs");
+    check_block(block, op);
+    const Shape& xs = x.shape();
+    return pool2d_shape(xs[0], xs[1], xs[2], xs[3], pool[0], pool[1], strides[0], strides[1], padding, op);
+  }
+  // The geometry of a pooling backward: dy (N,OH,OW,C) for an input of input_hw, dy's shape checked.
+  static Pool2dShape pool_backward_shape(const DA& dy, const Pair& input_hw, const Pair& pool, const Pair& strides,
+                                         const std::string& padding, int64_t block, const std::string& op) {
+    expect_rank(dy, 4, op, "dy");
+    check_block(block, op);
+    const Shape& ds = dy.shape();
+    const Pool2dShape s = pool2d_shape(ds[0], input_hw[0], input_hw[1], ds[3], pool[0], pool[1], strides[0],
+                                       strides[1], padding, op);
+    expect_shape(dy, {s.N, s.OH, s.OW, s.C}, op, "dy");
+    return s;
+  }
   // x (N,H,W,C) -> (y (N,OH,OW,C), argmax (N,OH,OW,C) int32, flat h*W+w, bound H*W)
   static py::tuple max_pool2d(const DA& x, const Pair& pool, const Pair& strides, const std::string& padding,
                               int64_t block) {
     const std::string op = "max_pool2d";
-    expect_rank(x, 4, op, "inputs");
-    check_block(block, op);
-    const Shape& xs = x.shape();
-    const Pool2dShape s = pool2d_shape(xs[0], xs[1], xs[2], xs[3], pool[0], pool[1], strides[0], strides[1], padding, op);
+    const Pool2dShape s = pool_forward_shape(x, pool, strides, padding, block, op);
     return dispatch(x, op, [&](auto zero) {
       using T = decltype(zero);
       DA y = DA::template empty<T>({s.N, s.OH, s.OW, s.C}), arg = DA::template empty<int32_t>({s.N, s.OH, s.OW, s.C});
@@ -324,12 +343,7 @@ struct BindResident {
   static DA max_pool2d_backward(const DA& dy, const DA& argmax, const Pair& input_hw, const Pair& pool,
                                 const Pair& strides, const std::string& padding, int64_t block) {
     const std::string op = "max_pool2d_backward";
-    expect_rank(dy, 4, op, "dy");
-    check_block(block, op);
-    const Shape& ds = dy.shape();
-    const Pool2dShape s = pool2d_shape(ds[0], input_hw[0], input_hw[1], ds[3], pool[0], pool[1], strides[0],
-                                       strides[1], padding, op);
-    expect_shape(dy, {s.N, s.OH, s.OW, s.C}, op, "dy");
+    const Pool2dShape s = pool_backward_shape(dy, input_hw, pool, strides, padding, block, op);
     expect_shape(argmax, dy.shape(), op, "argmax");
     expect(argmax.dtype() == DType::i32 && argmax.index_bound == s.H * s.W,
            op + ": expected the `argmax` that max_pool2d returned for an input of height and width (" +
@@ -352,10 +366,7 @@ struct BindResident {
   static DA avg_pool2d(const DA& x, const Pair& pool, const Pair& strides, const std::string& padding,
                        int64_t block) {
     const std::string op = "avg_pool2d";
-    expect_rank(x, 4, op, "inputs");
-    check_block(block, op);
-    const Shape& xs = x.shape();
-    const Pool2dShape s = pool2d_shape(xs[0], xs[1], xs[2], xs[3], pool[0], pool[1], strides[0], strides[1], padding, op);
+    const Pool2dShape s = pool_forward_shape(x, pool, strides, padding, block, op);
     return dispatch(x, op, [&](auto zero) {
       using T = decltype(zero);
       DA y = DA::template empty<T>({s.N, s.OH, s.OW, s.C});
@@ -372,12 +383,7 @@ struct BindResident {
   static DA avg_pool2d_backward(const DA& dy, const Pair& input_hw, const Pair& pool, const Pair& strides,
                                 const std::string& padding, int64_t block) {
     const std::string op = "avg_pool2d_backward";
-    expect_rank(dy, 4, op, "dy");
-    check_block(block, op);
-    const Shape& ds = dy.shape();
-    const Pool2dShape s = pool2d_shape(ds[0], input_hw[0], input_hw[1], ds[3], pool[0], pool[1], strides[0],
-                                       strides[1], padding, op);
-    expect_shape(dy, {s.N, s.OH, s.OW, s.C}, op, "dy");
+    const Pool2dShape s = pool_backward_shape(dy, input_hw, pool, strides, padding, block, op);
     return dispatch(dy, op, [&](auto zero) {
       using T = decltype(zero);
       DA dx = DA::template empty<T>({s.N, s.H, s.W, s.C});

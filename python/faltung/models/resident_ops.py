@@ -122,9 +122,14 @@ class _Conv2D:
         return dx
 
 
-class _MaxPool2D:
+class _LayerOp:
+    """An op that reads its settings from the layer it runs."""
+
     def __init__(self, layer):
         self.layer = layer
+
+
+class _MaxPool2D(_LayerOp):
 
     def forward(self, res, x, training):
         l = self.layer
@@ -139,9 +144,7 @@ class _MaxPool2D:
         return res.r.max_pool2d_backward(dy, argmax, hw, l.pool_size, l.strides, l.padding)
 
 
-class _AvgPool2D:
-    def __init__(self, layer):
-        self.layer = layer
+class _AvgPool2D(_LayerOp):
 
     def forward(self, res, x, training):
         l = self.layer
@@ -152,13 +155,10 @@ class _AvgPool2D:
         return res.r.avg_pool2d_backward(dy, hw, l.pool_size, l.strides, l.padding) if need_dx else None
 
 
-class _BatchNorm:
+class _BatchNorm(_LayerOp):
     """BatchNormalization over the last axis: batch statistics and the moving update in
     training (a trainable layer), the moving statistics otherwise (a frozen layer trains in
     inference mode, as Keras's)."""
-
-    def __init__(self, layer):
-        self.layer = layer
 
     def forward(self, res, x, training):
         l = self.layer
@@ -183,11 +183,8 @@ class _BatchNorm:
         return dx
 
 
-class _Dropout:
+class _Dropout(_LayerOp):
     """Dropout drawing its seed as the CPU layer does, so the masks equal the CPU's."""
-
-    def __init__(self, layer):
-        self.layer = layer
 
     def forward(self, res, x, training):
         from faltung import initializers
