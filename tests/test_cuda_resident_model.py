@@ -60,18 +60,27 @@ def loose(a, b):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
+def fit_both_alike(cpu, dev, x, y, batch_size, predict=True):
+    """Fits both two epochs in order; their losses and weights (and predictions) agree loosely.
+    Returns the two histories."""
+    hc = cpu.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0).history
+    hd = dev.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0).history
+    loose(hd["loss"], hc["loss"])
+    for a, b in zip(dev.get_weights(), cpu.get_weights()):
+        loose(a, b)
+    if predict:
+        loose(dev.predict(x, verbose=0), cpu.predict(x, verbose=0))
+    return hc, hd
+
+
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 @pytest.mark.parametrize("name", list(MODELS))
 def test_float32_fit_matches_the_cpu_fit(name, opt):
     make, x, y = MODELS[name]
     cpu, dev = pair(make)
     compile_both(cpu, dev, OPTIMIZERS[opt], metrics=["accuracy"])
-    hc = cpu.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
-    hd = dev.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
-    loose(hd["loss"], hc["loss"])
+    hc, hd = fit_both_alike(cpu, dev, x, y, 8, predict=False)
     assert hd["accuracy"] == hc["accuracy"]
-    for a, b in zip(dev.get_weights(), cpu.get_weights()):
-        loose(a, b)
     for a, b in zip(dev.optimizer.get_weights(), cpu.optimizer.get_weights()):
         loose(a, b)
     pred = dev.predict(x, batch_size=5, verbose=0)
@@ -92,11 +101,7 @@ def test_float32_fit_matches_the_cpu_fit(name, opt):
 def test_more_optimizers_match_the_cpu_fit(make_opt):
     cpu, dev = pair(dense_model)
     compile_both(cpu, dev, make_opt)
-    hc = cpu.fit(X_DENSE, Y_DENSE, batch_size=8, epochs=2, shuffle=False, verbose=0).history
-    hd = dev.fit(X_DENSE, Y_DENSE, batch_size=8, epochs=2, shuffle=False, verbose=0).history
-    loose(hd["loss"], hc["loss"])
-    for a, b in zip(dev.get_weights(), cpu.get_weights()):
-        loose(a, b)
+    fit_both_alike(cpu, dev, X_DENSE, Y_DENSE, 8, predict=False)
     for a, b in zip(dev.optimizer.get_weights(), cpu.optimizer.get_weights()):
         loose(a, b)
 
@@ -106,12 +111,7 @@ def test_softmax_output_with_probability_loss_matches_the_cpu_fit():
         return Sequential([Input((5,)), Dense(4, activation="relu"), Dense(3, activation="softmax")])
     cpu, dev = pair(make)
     compile_both(cpu, dev, lambda: Adam(0.05), loss="sparse_categorical_crossentropy")
-    hc = cpu.fit(X_DENSE, Y_DENSE, batch_size=7, epochs=2, shuffle=False, verbose=0).history
-    hd = dev.fit(X_DENSE, Y_DENSE, batch_size=7, epochs=2, shuffle=False, verbose=0).history
-    loose(hd["loss"], hc["loss"])
-    for a, b in zip(dev.get_weights(), cpu.get_weights()):
-        loose(a, b)
-    loose(dev.predict(X_DENSE, verbose=0), cpu.predict(X_DENSE, verbose=0))
+    fit_both_alike(cpu, dev, X_DENSE, Y_DENSE, 7)
 
 
 def test_dropout_masks_and_training_match_the_cpu_fit():
@@ -141,12 +141,7 @@ def test_batch_normalization_matches_the_cpu_fit(frozen):
                            Dense(3)])
     cpu, dev = pair(make)
     compile_both(cpu, dev, lambda: Adam(0.01))
-    hc = cpu.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
-    hd = dev.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
-    loose(hd["loss"], hc["loss"])
-    for a, b in zip(dev.get_weights(), cpu.get_weights()):  # the moving statistics included
-        loose(a, b)
-    loose(dev.predict(X_CNN, verbose=0), cpu.predict(X_CNN, verbose=0))
+    fit_both_alike(cpu, dev, X_CNN, Y_CNN, 5)  # the weights include the moving statistics
 
 
 def test_activation_layers_and_average_pooling_match_the_cpu_fit():
@@ -155,12 +150,7 @@ def test_activation_layers_and_average_pooling_match_the_cpu_fit():
                            Flatten(), Dense(5), LeakyReLU(0.1), Dense(4), ELU(), Dense(3), Softmax()])
     cpu, dev = pair(make)
     compile_both(cpu, dev, lambda: SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
-    hc = cpu.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
-    hd = dev.fit(X_CNN, Y_CNN, batch_size=5, epochs=2, shuffle=False, verbose=0).history
-    loose(hd["loss"], hc["loss"])
-    for a, b in zip(dev.get_weights(), cpu.get_weights()):
-        loose(a, b)
-    loose(dev.predict(X_CNN, verbose=0), cpu.predict(X_CNN, verbose=0))
+    fit_both_alike(cpu, dev, X_CNN, Y_CNN, 5)
 
 
 # ---- float64: against a reference of the same steps --------------------------------------------
@@ -427,11 +417,7 @@ def test_dense_on_sequences_matches_the_cpu():
     compile_both(cpu, dev, lambda: SGD(0.1))
     x = RNG.standard_normal((10, 4, 5)).astype(np.float32)
     y = RNG.integers(0, 3, 10)
-    hc = cpu.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
-    hd = dev.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
-    loose(hd["loss"], hc["loss"])
-    for a, b in zip(dev.get_weights(), cpu.get_weights()):
-        loose(a, b)
+    fit_both_alike(cpu, dev, x, y, 4, predict=False)
 
 
 def test_training_steps_reuse_the_pool_s_blocks():
