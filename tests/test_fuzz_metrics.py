@@ -37,6 +37,8 @@ STREAMING = [
     (M.FalseNegatives, "binary"), (M.Precision, "binary"), (M.Recall, "binary"),
     (lambda: M.AUC(num_thresholds=31), "binary"), (lambda: M.AUC(curve="PR", num_thresholds=31), "binary"),
     (lambda: M.AUC(num_thresholds=31, multi_label=True), "binary"),
+    (lambda: M.AUC(curve="PRGAIN", num_thresholds=31), "binary"),
+    (lambda: M.AUC(curve="PRGAIN", summation_method="minoring", num_thresholds=31, multi_label=True), "binary"),
     (lambda: M.AUC(num_thresholds=31, from_logits=True), "logits"),
     (lambda: M.PrecisionAtRecall(0.5, num_thresholds=31), "binary"),
     (lambda: M.RecallAtPrecision(0.5, num_thresholds=31), "binary"),

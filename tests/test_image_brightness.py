@@ -37,6 +37,8 @@ def test_alpha_channel_is_kept_and_channel_counts_checked():
     np.testing.assert_array_equal(got[..., 3], 200)
     with pytest.raises(ValueError, match="Unsupported channel number: 2"):
         apply_brightness_shift(np.zeros((2, 2, 2), np.float32), 0.5)
+    with pytest.raises(ValueError, match="rank 3 \\(single image\\). Got array with shape: \\(2, 2\\)"):
+        apply_brightness_shift(np.zeros((2, 2), np.float32), 0.5)
     with pytest.raises(ValueError, match="brightness_range should be tuple or list of two floats"):
         ImageDataGenerator(brightness_range=0.5)
     with pytest.raises(ValueError, match="brightness_range should be tuple or list of two floats"):

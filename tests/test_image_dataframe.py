@@ -101,6 +101,14 @@ def test_subsets_invalid_files_and_errors(files):
         gen.flow_from_dataframe(frame(), str(files), weight_col="class")
     with pytest.raises(ValueError, match="Invalid class_mode"):
         DataFrameIterator(frame(), str(files), gen, class_mode="bogus")
+    with pytest.raises(TypeError, match="All values in column x_col=filename must be strings"):
+        gen.flow_from_dataframe(frame().assign(filename=range(8)), str(files))
+    with pytest.raises(TypeError, match='class_mode="sparse", y_col="age" column values must be strings'):
+        gen.flow_from_dataframe(frame(), str(files), y_col="age", class_mode="sparse")
+    with pytest.raises(TypeError, match="must be type string, list or tuple"):
+        gen.flow_from_dataframe(frame(), str(files), y_col="age")
+    with pytest.raises(ValueError, match="Invalid color mode"):
+        gen.flow_from_dataframe(frame(), str(files), color_mode="cmyk")
 
 
 def test_absolute_paths_without_directory_and_fit(files):
