@@ -38,6 +38,7 @@ import numpy as np
 
 from faltung.models.resident_ops import SoftmaxOp, ops_for
 
+
 class Resident:
     """A Sequential model's device state: its weights as DeviceArrays (uploaded once here), the
     optimizer's slots (created on the first step), and the batch steps the Trainer calls."""
