@@ -170,6 +170,37 @@ def test_forward_matches_numpy_reference(case):
         assert_close(g32.astype(np.float64), e, 2e-5, name + " float32")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("scale", [0.0, 1e-4, 0.05, 3.0, 200.0])
+def test_lstm_float32_cell_over_the_whole_range(scale):
+    """The float32 LSTM cell (sigmoid and tanh fused, one division for four gates, the series
+    near 0): preactivations from 0 through the series' edge at 0.2 to saturation, against the
+    float64 reference, relatively where values are tiny. Wide enough (U 40) for full vectors
+    and a remainder; the training path runs the same cell."""
+    case = Case("lstm", 3, 4, 5, 40, h0=True, seed=3, scale=scale)
+    expected = case.reference()
+    for training in (False, True):
+        got, _ = case.forward(np.float32, training=training)
+        for name, e, g in zip(("hs", "h_T", "c_T"), expected, got):
+            np.testing.assert_allclose(g.astype(np.float64), e, rtol=2e-5,
+                                       atol=2e-5 * max(scale, 1e-3), err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_lstm_float32_cell_keeps_nan_and_saturates_at_infinity():
+    case = Case("lstm", 3, 4, 2, 20, seed=4)
+    x = case.x.astype(np.float32)
+    x[0, 1, 0] = np.nan             # sample 0 turns NaN from step 1 on
+    x[1, 2, :] = np.float32(1e30)   # sample 1 saturates: preactivations of +-inf or huge
+    hs, hT, cT = case.forward(np.float32, x=x)[0]
+    assert np.isnan(hs[0, :1]).sum() == 0 and np.isnan(hs[0, 1:]).all() and np.isnan(cT[0]).all()
+    assert np.isfinite(hs[1:]).all() and np.isfinite(cT[1:]).all()
+    ref_hs, _, ref_cT = ref.lstm(x[1:].astype(np.float64), case.kernel, case.recurrent_kernel,
+                                 case.bias)
+    np.testing.assert_allclose(hs[1:], ref_hs, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(cT[1:], ref_cT, rtol=2e-5, atol=2e-5)
+
+
 def test_forward_training_saves_and_gives_the_same_outputs():
     case = Case("lstm", 4, 6, 3, 5, mask="arbitrary", h0=True, rmask=True)
     plain, saved0 = case.forward()

@@ -35,6 +35,7 @@
 namespace faltung {
 
 using elementwise::vexp;
+using elementwise::vexp_le0;
 
 namespace {
 
@@ -62,23 +63,6 @@ inline float log_ge1_f(float x) {
                   f * (1.1676998740e-1f + f * (-1.1514610310e-1f + f * 7.0376836292e-2f)))))));
   return (f + (f * z * p - 0.5f * z)) + float(e) * 0.693147180559945309f;
 }
-// exp(x) for the x <= 0 of a log-sum-exp (each argument minus their max): exp_f without its
-// overflow, infinity and NaN cases, and below -87.3 it returns exp(-87.3) ~ 1e-38 instead of 0,
-// which the 1 it is added to absorbs. A NaN argument gives that too: lse2/lse3 carry NaNs
-// around it.
-inline float exp_le0_f(float x) {
-  const float xc = std::max(-87.3f, x);
-  const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
-  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;         // xc - n ln2
-  const float p =
-      1.f + r * (1.f + r * (0.5f + r * (1.f / 6 + r * (1.f / 24 + r * (1.f / 120 + r * (1.f / 720 + r * (1.f / 5040)))))));
-  const int32_t bits = (int32_t(n) + 127) << 23;  // 2^n, n in [-126, 0]
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
-template <typename Real> inline Real vexp_le0(Real x) { return std::exp(x); }
-template <> inline float vexp_le0<float>(float x) { return exp_le0_f(x); }
 template <typename Real> inline Real vlog_ge1(Real x) { return std::log(x); }
 template <> inline float vlog_ge1<float>(float x) { return log_ge1_f(x); }
 

@@ -126,6 +126,23 @@ inline float erf_f(float x) {
   return std::copysign(1.f - poly * exp_f(-a * a), x);
 }
 
+// exp(x) for x <= 0 (ctc.cpp's log-sum-exps, the LSTM cell's exp(-|z|)): exp_f without its
+// overflow, infinity and NaN cases, and below -87.3 it returns exp(-87.3) ~ 1e-38 instead of 0,
+// which the 1 it is added to absorbs. A NaN argument gives that too: the callers carry NaNs
+// around it.
+inline float exp_le0_f(float x) {
+  const float xc = std::max(-87.3f, x);
+  const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
+  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;         // xc - n ln2
+  const float p =
+      1.f + r * (1.f + r * (0.5f + r * (1.f / 6 + r * (1.f / 24 + r * (1.f / 120 + r * (1.f / 720 + r * (1.f / 5040)))))));
+  const int32_t bits = (int32_t(n) + 127) << 23;  // 2^n, n in [-126, 0]
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+template <typename Real> inline Real vexp_le0(Real x) { return std::exp(x); }
+template <> inline float vexp_le0<float>(float x) { return exp_le0_f(x); }
 template <typename T> inline T vexp(T x) { return std::exp(x); }
 template <typename T> inline T verf(T x) { return std::erf(x); }
 template <> inline float verf<float>(float x) { return erf_f(x); }

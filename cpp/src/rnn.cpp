@@ -4,6 +4,11 @@
 // G gates, GU = G*U, N packed rows; s processing step, t(s) input time, p sorted position,
 // b = perm[p] batch index. Packed arrays are time-major: step s owns rows off[s] + (p - lo[s])
 // for p in [lo[s], hi[s]).
+// The fused LSTM cell vectorizes only without -ftrapping-math (see activations.cpp); nothing
+// here reads floating-point exception flags. The pragma precedes every include.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <omp.h>
 #include <unistd.h>
 
@@ -12,7 +17,9 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <type_traits>
 
+#include "elementwise.hpp"
 #include "faltung/rnn.hpp"
 #include "rnn_kernels.hpp"
 
@@ -23,6 +30,51 @@ namespace {
 using namespace rnn_detail;
 
 // ---- forward ---------------------------------------------------------------------------
+
+// The LSTM cell with Keras's default activations in one pass over n units: the gates'
+// preactivations z (gate g at zi + g U) get the input-side bias b (same layout), become
+// i, f, o = sigmoid(.), g = tanh(.) in place; c = f c + i g in place; ac = tanh(c);
+// h = out = o ac.
+// Each activation is a ratio over a denominator d = 1 + e in (1, 2], e = exp(-|z|) (tanh:
+// exp(-2|z|)): sigmoid(z) = (z >= 0 ? 1 : e) / d, tanh(z) = sign(z) (1 - e) / d. The four
+// gates' denominators share one division (their product is at most 16; each reciprocal is
+// the product's reciprocal times the other three): a division costs as much as an exp here.
+// tanh near 0 takes the series, as tanh_f does (1 - e loses the relative precision there).
+template <typename Real>
+inline Real tanh_series(Real x) {  // |x| <= 0.2: error < 2e-11
+  const Real z = x * x;
+  return x * (Real(1) + z * (Real(-1) / 3 + z * (Real(2) / 15 + z * (Real(-17) / 315))));
+}
+template <typename Real>
+void lstm_cell(int64_t n, Real* __restrict zi, Real* __restrict zf, Real* __restrict zg,
+               Real* __restrict zo, const Real* __restrict b, int64_t U, Real* __restrict c,
+               Real* __restrict ac, Real* __restrict h, Real* __restrict out) {
+  using elementwise::clamp_nan;
+  using elementwise::vexp_le0;
+  const Real *bi = b, *bf = b + U, *bg = b + 2 * U, *bo = b + 3 * U;
+  const Real one(1), zero(0), small(0.2);
+  for (int64_t u = 0; u < n; ++u) {
+    const Real ai = zi[u] + bi[u], af = zf[u] + bf[u], ag = zg[u] + bg[u], ao = zo[u] + bo[u];
+    const Real ei = vexp_le0(-std::abs(ai)), ef = vexp_le0(-std::abs(af));
+    const Real eg = vexp_le0(Real(-2) * std::abs(ag)), eo = vexp_le0(-std::abs(ao));
+    const Real di = one + ei, df = one + ef, dg = one + eg, dq = one + eo;
+    const Real pif = di * df, pgo = dg * dq, inv = one / (pif * pgo);
+    const Real ri = inv * pgo * df, rf = inv * pgo * di, rg = inv * pif * dq, ro = inv * pif * dg;
+    // NaN stays NaN (vexp_le0 maps it to a finite value)
+    const Real i = ai == ai ? (ai >= zero ? one : ei) * ri : ai;
+    const Real f = af == af ? (af >= zero ? one : ef) * rf : af;
+    const Real o = ao == ao ? (ao >= zero ? one : eo) * ro : ao;
+    const Real gb = std::copysign((one - eg) * rg, ag);
+    const Real g = ag == ag ? (std::abs(ag) < small ? tanh_series(clamp_nan(ag, small)) : gb) : ag;
+    zi[u] = i, zf[u] = f, zg[u] = g, zo[u] = o;
+    const Real cn = f * c[u] + i * g;
+    const Real ec = vexp_le0(Real(-2) * std::abs(cn));
+    const Real tb = std::copysign((one - ec) / (one + ec), cn);
+    const Real a = cn == cn ? (std::abs(cn) < small ? tanh_series(clamp_nan(cn, small)) : tb) : cn;
+    c[u] = cn, ac[u] = a;
+    h[u] = out[u] = o * a;
+  }
+}
 
 template <typename Real>
 struct Forward {
@@ -64,8 +116,9 @@ struct Forward {
   }
   Real* out_row(int64_t s, int64_t p) const { return hs + (pl.perm[p] * T + s) * U; }
 
-  // x gathered into packed rows, G filled with the input bias, states from h0 / c0, the
-  // recurrent kernel packed (each thread the blocks of its units).
+  // x gathered into packed rows, states from h0 / c0, the recurrent kernel packed (each thread
+  // the blocks of its units). The input-side bias is added by the epilogues, where a step's
+  // rows are in cache (filling G with it first cost a pass over all of G).
   void prologue(int k, int nt) {
     if (k == 0) input_bias(c, w.bias, xbias);
     const int64_t nb = Panel<Real>::blocks(U);
@@ -81,11 +134,10 @@ struct Forward {
     for_packed_rows(pl, split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt),
                     [&](int64_t r, int64_t s, int64_t p) {
                       std::memcpy(Xp + r * F, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
-                      std::memcpy(G + r * GU, xbias, GU * sizeof(Real));
                     });
 #pragma omp barrier
-    // the input projection of all steps: G (N,GU) += Xp (N,F) @ W (F,GU)
-    team_gemm<Real>(k, nt, false, false, pl.N, GU, F, Real(1), Xp, F, w.kernel, GU, Real(1), G, GU);
+    // the input projection of all steps: G (N,GU) = Xp (N,F) @ W (F,GU)
+    team_gemm<Real>(k, nt, false, false, pl.N, GU, F, Real(1), Xp, F, w.kernel, GU, Real(0), G, GU);
 #pragma omp barrier
   }
 
@@ -128,6 +180,7 @@ struct Forward {
       if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
       const int64_t r = pl.off[s] + (p - pl.lo[s]);
       Real* z = G + r * GU + q.u0;
+      add_bias(z, xbias + q.u0, n);
       keep_pre(r, 0, 1, q.u0, n);
       act(c.act, c.act_params, z, z, n);
       std::memcpy(h + p * U + q.u0, z, n * sizeof(Real));
@@ -135,21 +188,34 @@ struct Forward {
     }
   }
 
+  // z += the input-side bias of its columns.
+  static void add_bias(Real* z, const Real* b, int64_t n) {
+    for (int64_t u = 0; u < n; ++u) z[u] += b[u];
+  }
+
   // LSTM epilogue: i, f, o = ra(.), g = a(.), c = f c + i g, h = o a(c).
   void lstm_epilogue(int64_t s, const Rect& q) {
     const int64_t n = q.u1 - q.u0, u0 = q.u0;
+    // Keras's default activations in float (double keeps libm's, for the gradient checks)
+    const bool fused = std::is_same_v<Real, float> && c.rec_act == Act::sigmoid && c.act == Act::tanh;
     for (int64_t p = q.r0; p < q.r1; ++p) {
       if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
       const int64_t r = pl.off[s] + (p - pl.lo[s]), rb = block_row(s) + (p - pl.lo[s]);
       Real* zr = G + r * GU;
       Real *gi = zr + u0, *gf = zr + U + u0, *gg = zr + 2 * U + u0, *go = zr + 3 * U + u0;
+      Real* cp = cs + p * U + u0;
+      if (Cprev) std::memcpy(Cprev + r * U + u0, cp, n * sizeof(Real));
+      if (fused) {  // no preactivations kept: sigmoid's and tanh's derivatives read outputs
+        lstm_cell(n, gi, gf, gg, go, xbias + u0, U, cp, Ac + rb * U + u0, h + p * U + u0,
+                  out_row(s, p) + u0);
+        continue;
+      }
+      for (int64_t g = 0; g < 4; ++g) add_bias(zr + g * U + u0, xbias + g * U + u0, n);
       keep_pre(r, 0, 4, u0, n);
       act(c.rec_act, c.rec_act_params, gi, gi, n);
       act(c.rec_act, c.rec_act_params, gf, gf, n);
       act(c.act, c.act_params, gg, gg, n);
       act(c.rec_act, c.rec_act_params, go, go, n);
-      Real* cp = cs + p * U + u0;
-      if (Cprev) std::memcpy(Cprev + r * U + u0, cp, n * sizeof(Real));
       for (int64_t u = 0; u < n; ++u) cp[u] = gf[u] * cp[u] + gi[u] * gg[u];  // c_t, in place
       if (Cnew) std::memcpy(Cnew + r * U + u0, cp, n * sizeof(Real));
       Real* ac = Ac + rb * U + u0;
@@ -171,6 +237,9 @@ struct Forward {
       Real* rh = GH + rb * U + u0;
       if (rb_h)
         for (int64_t u = 0; u < n; ++u) rh[u] += rb_h[u];
+      add_bias(gz, xbias + u0, n);
+      add_bias(gr, xbias + U + u0, n);
+      add_bias(gh, xbias + 2 * U + u0, n);
       keep_pre(r, 0, 2, u0, n);
       act(c.rec_act, c.rec_act_params, gz, gz, n);
       act(c.rec_act, c.rec_act_params, gr, gr, n);
@@ -201,6 +270,8 @@ struct Forward {
       }
       const int64_t r = pl.off[s] + (p - pl.lo[s]);
       Real *gz = G + r * GU + u0, *gr = G + r * GU + U + u0;
+      add_bias(gz, xbias + u0, n);
+      add_bias(gr, xbias + U + u0, n);
       keep_pre(r, 0, 2, u0, n);
       act(c.rec_act, c.rec_act_params, gz, gz, n);
       act(c.rec_act, c.rec_act_params, gr, gr, n);
@@ -215,6 +286,7 @@ struct Forward {
       if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
       const int64_t r = pl.off[s] + (p - pl.lo[s]);
       Real *gz = G + r * GU + u0, *gh = G + r * GU + 2 * U + u0;
+      add_bias(gh, xbias + 2 * U + u0, n);
       keep_pre(r, 2, 3, u0, n);
       act(c.act, c.act_params, gh, gh, n);
       update_h(s, p, r, gz, gh, u0, n);
