@@ -2,12 +2,15 @@
 // Per step, from the last one: the gate gradients from the state gradient (dZ, the gradient of
 // the step's recurrent product), the product back (dh_{t-1} = dZ R^T * m, against R packed
 // transposed once per call: rnn_gemm.hpp), and after the loop dW = Xp^T dZ, dR = Hm^T dZ,
-// dx = dZ W^T as single GEMMs over all packed rows. A masked step passes the state gradients
+// dx = dZ W^T as single GEMMs over all packed rows; db from per-thread column sums that each
+// step adds while its dZ rows are in cache (instead of a pass over all of dZ afterwards:
+// paired, LSTM 128 training step 9.73 -> 9.56 ms). A masked step passes the state gradients
 // through and adds its carried output's gradient.
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "faltung/rnn.hpp"
 #include "rnn_kernels.hpp"
@@ -31,6 +34,10 @@ struct Backward {
   const Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
   // workspace
   Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb;
+  // db's partial sums, one row of sum_len per thread: the column sums of dZ (GU), then of
+  // dXh (U, GRU reset_after); each thread adds its part of every step while it is in cache.
+  std::vector<Real> db_parts;
+  int64_t sum_len = 0;
   int64_t B, T, F, U, GU;
 
   Backward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
@@ -212,6 +219,27 @@ struct Backward {
     }
   }
 
+  // Thread k's partial db sums += its rectangle q of step s's dZ (and dXh) rows.
+  void sum_bias(int64_t s, const Rect& q, int k) {
+    if (db_parts.empty() || q.empty()) return;
+    Real* acc = db_parts.data() + k * sum_len;
+    for (int64_t p = q.r0; p < q.r1; ++p) {
+      const int64_t r = pl.off[s] + (p - pl.lo[s]);
+      for (int64_t g = 0; g < c.gates(); ++g) {
+        const Real* dz = dZ + r * GU + g * U;
+        Real* a = acc + g * U;
+#pragma omp simd
+        for (int64_t u = q.u0; u < q.u1; ++u) a[u] += dz[u];
+      }
+      if (dXh) {
+        const Real* dxh = dXh + r * U;
+        Real* a = acc + GU;
+#pragma omp simd
+        for (int64_t u = q.u0; u < q.u1; ++u) a[u] += dxh[u];
+      }
+    }
+  }
+
   void step(int64_t s, int k, int nt) {
     const int64_t lo = pl.lo[s], hi = pl.hi[s];
     const Rect q = step_rect<Real>(lo, hi, U, c.gates(), k, nt);
@@ -232,6 +260,7 @@ struct Backward {
       step_gemm_back<Real>(q, lo, U, GU, 0, GU, dZ_s, GU, Rb, false, dHm, U);
     }
     combine(s, q);
+    sum_bias(s, q, k);
     // No barrier before a step (s - 1) that repeats this split by rows: see Forward::step.
     const bool same_rows_next = s > 0 && !q.by_units && pl.lo[s - 1] == lo && pl.hi[s - 1] == hi;
     if (!same_rows_next) {
@@ -261,25 +290,15 @@ struct Backward {
       } else {
         team_gemm<Real>(k, nt, true, false, U, GU, N, Real(1), Hm, U, dZ, GU, Real(0), dR, GU);
       }
-      if (db) {  // column sums; GRU reset_after: row 0 input side, row 1 recurrent side
-        // Each thread sums a range of columns row by row (contiguous, vectorized); a column at a
-        // time would walk N rows with a stride of GU and miss the cache on every load.
-        const int64_t ncol = split_h ? 2 * GU : GU, j0 = split_lo(ncol, k, nt), j1 = split_lo(ncol, k + 1, nt);
+      if (db) {  // GRU reset_after: row 0 input side, row 1 recurrent side
+        // the threads' partial sums (sum_bias), reduced over a range of db's columns each;
         // the sources of db's columns: [0, 2U) and [GU, 2GU) from dZ, [2U, GU) from dXh (split_h)
-        const int64_t cuts[] = {0, split_h ? 2 * U : GU, GU, ncol};
-        for (int part = 0; part < 3; ++part) {
-          const int64_t a = std::max(j0, cuts[part]), b = std::min(j1, cuts[part + 1]);
-          if (a >= b) continue;
-          const bool from_dxh = split_h && part == 1;
-          const Real* src = from_dxh ? dXh + (a - 2 * U) : dZ + a % GU;
-          const int64_t ld = from_dxh ? U : GU, n = b - a;
-          Real* out = db + a;
-          std::fill_n(out, n, Real(0));
-          for (int64_t r = 0; r < N; ++r) {
-            const Real* row = src + r * ld;
-#pragma omp simd
-            for (int64_t j = 0; j < n; ++j) out[j] += row[j];
-          }
+        const int64_t ncol = split_h ? 2 * GU : GU;
+        for (int64_t j = split_lo(ncol, k, nt); j < split_lo(ncol, k + 1, nt); ++j) {
+          const int64_t src = j < GUz ? j : j < GU ? GU + (j - GUz) : j - GU;
+          Real sum = 0;
+          for (int t = 0; t < nt; ++t) sum += db_parts[t * sum_len + src];
+          db[j] = sum;
         }
       }
     }
@@ -301,6 +320,10 @@ struct Backward {
 
   void run() {
     const int nt_want = team_size(c, pl);
+    if (dW && db) {
+      sum_len = GU + (dXh ? U : 0);
+      db_parts.assign(size_t(nt_want) * sum_len, Real(0));
+    }
 #pragma omp parallel num_threads(nt_want)
     {
       const int k = omp_get_thread_num(), nt = omp_get_num_threads();
