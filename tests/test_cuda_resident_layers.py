@@ -5,9 +5,10 @@ test harness faltung._cuda_host (faltung._device._harness_device()):
 - float32: a resident fit equals the ordinary CPU fit (losses, weights, predictions; loose, as
   the sums run in other orders), per layer and option: Conv1D, the depthwise, separable and
   transposed convolutions, 1D and global pooling, upsampling, zero padding, cropping, Reshape,
-  SimpleRNN, LSTM and GRU; odd sizes, stride > kernel, batch 1, length-1 sequences;
+  SimpleRNN, LSTM and GRU (both reset_after); odd sizes, stride > kernel, batch 1, length-1 sequences;
 - float64: each layer's resident ops, forward and backward, against central finite differences
-  (every input and weight gradient the ops produce, on sampled coordinates);
+  (every input and weight gradient the ops produce, on sampled coordinates), and the recurrent
+  entry points (forward, then backward from the kept workspace) against the CPU's ops, tightly;
 - what the device cannot run raises NotImplementedError naming the layer and the option.
 """
 import importlib
@@ -23,6 +24,7 @@ from faltung.layers import (GRU, LSTM, AveragePooling1D, Conv1D, Conv1DTranspose
                             UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from faltung.models import Sequential
 from faltung.models.resident_ops import ops_for
+from faltung.ops import rnn as R
 from faltung.optimizers import SGD, Adam
 from test_cuda_resident_model import compile_both, fit_both_alike, pair
 
@@ -139,7 +141,7 @@ def test_padding_upsampling_cropping_1d_and_reshape_fit_matches_the_cpu():
 # ---- priority 3: recurrent layers --------------------------------------------------------------
 
 RNNS = {"simple_rnn": lambda **kw: SimpleRNN(4, **kw), "lstm": lambda **kw: LSTM(4, **kw),
-        "gru": lambda **kw: GRU(4, **kw)}
+        "gru": lambda **kw: GRU(4, **kw), "gru-reset-before": lambda **kw: GRU(4, reset_after=False, **kw)}
 
 
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["forwards", "backwards"])
@@ -255,6 +257,9 @@ GRADIENT_CASES = {
     "lstm-backwards-sequences": (lambda: [LSTM(3, go_backwards=True, return_sequences=True)], (3, 2)),
     "gru-last-length1": (lambda: [GRU(3, use_bias=False)], (1, 2)),
     "gru-backwards-sequences": (lambda: [GRU(3, go_backwards=True, return_sequences=True)], (3, 2)),
+    "gru-reset-before-last": (lambda: [GRU(3, reset_after=False)], (3, 2)),
+    "gru-reset-before-backwards-sequences": (lambda: [GRU(3, reset_after=False, go_backwards=True,
+                                                          return_sequences=True, use_bias=False)], (4, 2)),
 }
 
 
@@ -264,16 +269,47 @@ def test_float64_gradients_match_finite_differences(case):
     check_gradients(layers(), input_shape)
 
 
+RECURRENT_OPS = {  # (entry point family, gates, bias shape of U, CPU forward, CPU backward, options)
+    "simple_rnn": ("simple_rnn", 1, lambda u: (u,), R.simple_rnn_forward, R.simple_rnn_backward, {}),
+    "lstm": ("lstm", 4, lambda u: (4 * u,), R.lstm_forward,
+             lambda saved, dhs, dh_T: R.lstm_backward(saved, dhs, dh_T, None), {}),
+    "gru": ("gru", 3, lambda u: (2, 3 * u), R.gru_forward, R.gru_backward, {"reset_after": True}),
+    "gru-reset-before": ("gru", 3, lambda u: (3 * u,), R.gru_forward, R.gru_backward, {"reset_after": False}),
+}
+
+
+@pytest.mark.parametrize("dhs_or_last", ["sequences", "last"])
+@pytest.mark.parametrize("B,T", [(3, 4), (1, 1)], ids=["B3-T4", "B1-T1"])
+@pytest.mark.parametrize("name", list(RECURRENT_OPS))
+def test_recurrent_entry_points_equal_the_cpu_ops_in_float64(name, B, T, dhs_or_last):
+    family, gates, bias_shape, cpu_forward, cpu_backward, options = RECURRENT_OPS[name]
+    F, U = 3, 5
+    x, W = RNG.standard_normal((B, T, F)), RNG.standard_normal((F, gates * U)) * 0.5
+    Rk, b = RNG.standard_normal((U, gates * U)) * 0.5, RNG.standard_normal(bias_shape(U))
+    dy = RNG.standard_normal((B, T, U) if dhs_or_last == "sequences" else (B, U))
+    dhs, dh_T = (dy, None) if dhs_or_last == "sequences" else (None, dy)
+    out = cpu_forward(x, W, Rk, b, training=True, **options)
+    hs, h_T, saved = out[0], out[1], out[-1]
+    want = cpu_backward(saved, dhs, dh_T)[:4]
+    r, DA = host.resident, host.DeviceArray
+    got_hs, got_h_T, ws = getattr(r, family + "_forward")(DA(x), DA(W), DA(Rk), DA(b), training=True, **options)
+    np.testing.assert_allclose(got_hs.numpy(), hs, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_h_T.numpy(), h_T, rtol=1e-12, atol=1e-12)
+    got = getattr(r, family + "_backward")(DA(x), DA(W), DA(Rk), DA(b), ws, None if dhs is None else DA(dhs),
+                                           None if dh_T is None else DA(dh_T), **options)
+    for g, w, what in zip(got, want, ("dx", "dkernel", "drecurrent_kernel", "dbias")):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-10, atol=1e-12, err_msg=what)
+
+
 # ---- what the device cannot run ----------------------------------------------------------------
 
 @pytest.mark.parametrize("layer,input_shape,match", [
-    (lambda: GRU(3, reset_after=False), (4, 2), "reset_after=False"),
     (lambda: LSTM(3, dropout=0.25), (4, 2), "dropout=0.25"),
     (lambda: SimpleRNN(3, recurrent_dropout=0.5), (4, 2), "recurrent_dropout=0.5"),
     (lambda: SimpleRNN(3, activation="relu"), (4, 2), "activation='relu'"),
     (lambda: LSTM(3, recurrent_activation="hard_sigmoid"), (4, 2), "recurrent_activation='hard_sigmoid'"),
     (lambda: Conv1D(2, 2, kernel_regularizer="l2"), (4, 2), "regularizer"),
-], ids=["gru-reset-before", "lstm-dropout", "recurrent-dropout", "rnn-activation", "recurrent-activation",
+], ids=["lstm-dropout", "recurrent-dropout", "rnn-activation", "recurrent-activation",
         "conv1d-regularizer"])
 def test_unsupported_options_fail_at_build_naming_the_layer(layer, input_shape, match):
     with _device._harness_device():

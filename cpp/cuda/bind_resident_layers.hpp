@@ -1,8 +1,9 @@
 // cpp/cuda/bind_resident_layers.hpp — more `resident` entry points over DeviceArrays (see
 // bind_resident.hpp, whose checks these share): the transposed convolution, upsampling, the 2D
 // shift behind zero padding and cropping, the time reversal behind go_backwards, and the
-// recurrent families' forward and backward as two calls. Conv1D, the depthwise and separable
-// convolutions, 1D and global pooling need none: the ops reshape onto conv2d / pool2d.
+// recurrent families' forward and backward as two calls (GRU with either reset_after). Conv1D,
+// the depthwise and separable convolutions, 1D and global pooling need none: the ops reshape
+// onto conv2d / pool2d.
 // Registered into the same submodule by BindResident::bind.
 // N batch, H/W input size, OH/OW output size, C channels; B batch, T steps, F features, U units.
 #pragma once
@@ -236,7 +237,7 @@ struct BindResidentLayers : BindResident<Backend> {
   }
 
   // ---- recurrent layers: forward (keeping the workspace when training), then backward -------
-  // Keras's default activations (tanh, sigmoid), no mask, no initial state; GRU reset_after.
+  // Keras's default activations (tanh, sigmoid), no mask, no initial state.
   struct Rnn {
     int64_t B, T, F, U;
   };
@@ -367,31 +368,39 @@ struct BindResidentLayers : BindResident<Backend> {
     });
   }
 
-  // GRU (reset_after), gates z, r, h, bias (2, 3U): -> (hs (B,T,U), h_T (B,U), workspace | None)
+  // GRU, gates z, r, h; reset_after: bias (2, 3U) (gru.cuh), else bias (3U)
+  // (gru_reset_before.cuh) -> (hs (B,T,U), h_T (B,U), workspace | None)
+  static Shape gru_bias_shape(int64_t U, bool reset_after) { return reset_after ? Shape{2, 3 * U} : Shape{3 * U}; }
+  static int64_t gru_workspace(const Rnn& d, bool reset_after, bool backward) {
+    return reset_after ? cuda::gru::workspace_size(d.B, d.T, d.U, backward)
+                       : cuda::gru_reset_before::workspace_size(d.B, d.T, d.U, backward);
+  }
   static py::tuple gru_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
-                               int64_t block) {
+                               bool reset_after, int64_t block) {
     const std::string op = "gru_forward";
-    const Rnn d = rnn_dims(x, W, Rk, bias, 3, [](int64_t U) { return Shape{2, 3 * U}; }, op, block);
+    const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
       DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
-         ws = DA::template empty<R>({cuda::gru::workspace_size(d.B, d.T, d.U, training)});
+         ws = DA::template empty<R>({gru_workspace(d, reset_after, training)});
       cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
                            ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
                            hs.template data<R>(), h_T.template data<R>(), nullptr, nullptr, nullptr, nullptr,
                            nullptr, nullptr, nullptr, ws.template data<R>()};
       {
         py::gil_scoped_release nogil;
-        Kn::gru_forward(a, block);
+        if (reset_after) Kn::gru_forward(a, block);
+        else Kn::gru_reset_before_forward(a, block);
       }
       return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
     });
   }
   static py::tuple gru_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
-                                const std::optional<DA>& dhs, const std::optional<DA>& dh_T, int64_t block) {
+                                const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool reset_after,
+                                int64_t block) {
     const std::string op = "gru_backward";
-    const Rnn d = rnn_dims(x, W, Rk, bias, 3, [](int64_t U) { return Shape{2, 3 * U}; }, op, block);
-    expect_workspace(ws, cuda::gru::workspace_size(d.B, d.T, d.U, true), op);
+    const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
+    expect_workspace(ws, gru_workspace(d, reset_after, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
@@ -407,7 +416,8 @@ struct BindResidentLayers : BindResident<Backend> {
                            opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
       {
         py::gil_scoped_release nogil;
-        Kn::gru_backward(a, block);
+        if (reset_after) Kn::gru_backward(a, block);
+        else Kn::gru_reset_before_backward(a, block);
       }
       return py::make_tuple(dx, dW, dR, opt(db));
     });
@@ -439,8 +449,10 @@ struct BindResidentLayers : BindResident<Backend> {
     rnn_bwd("simple_rnn_backward", &simple_rnn_backward);
     rnn_fwd("lstm_forward", &lstm_forward);
     rnn_bwd("lstm_backward", &lstm_backward);
-    rnn_fwd("gru_forward", &gru_forward);
-    rnn_bwd("gru_backward", &gru_backward);
+    m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
+          py::arg("training") = false, py::arg("reset_after") = true, blk);
+    m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
+          py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("reset_after") = true, blk);
   }
 };
 

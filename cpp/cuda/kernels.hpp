@@ -22,6 +22,7 @@
 #include "merge.cuh"
 #include "normalization.cuh"
 // element moves (padding, cropping, time reversal)
+#include "gru_reset_before.cuh"
 #include "layout.cuh"
 
 namespace faltung::cuda {
@@ -139,6 +140,9 @@ struct Kernels {
   template <typename R> static void lstm_backward(const lstm::Args<R>& a, int64_t block);
   template <typename R> static void gru_forward(const gru::Args<R>& a, int64_t block);
   template <typename R> static void gru_backward(const gru::Args<R>& a, int64_t block);
+  // GRU with reset_after=False (gru_reset_before.cuh): bias (3U), no mask
+  template <typename R> static void gru_reset_before_forward(const gru::Args<R>& a, int64_t block);
+  template <typename R> static void gru_reset_before_backward(const gru::Args<R>& a, int64_t block);
   template <typename T>
   static void shift2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,
                       int64_t top, int64_t left, int64_t block);

@@ -357,6 +357,16 @@ void Kernels<Exec>::gru_backward(const gru::Args<R>& a, int64_t block) {
   Exec ex;
   gru::backward(ex, a, block);
 }
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru_reset_before_forward(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru_reset_before::forward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru_reset_before_backward(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru_reset_before::backward(ex, a, block);
+}
 template <class Exec> template <typename T>
 void Kernels<Exec>::shift2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,
                             int64_t top, int64_t left, int64_t block) {
@@ -378,6 +388,8 @@ void Kernels<Exec>::reverse_time(T* out, const T* inp, int64_t B, int64_t T_, in
   template void Kernels<Exec>::lstm_backward<T>(const lstm::Args<T>&, int64_t);                               \
   template void Kernels<Exec>::gru_forward<T>(const gru::Args<T>&, int64_t);                                  \
   template void Kernels<Exec>::gru_backward<T>(const gru::Args<T>&, int64_t);                                 \
+  template void Kernels<Exec>::gru_reset_before_forward<T>(const gru::Args<T>&, int64_t);                     \
+  template void Kernels<Exec>::gru_reset_before_backward<T>(const gru::Args<T>&, int64_t);                    \
   template void Kernels<Exec>::shift2d<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
                                           int64_t, int64_t, int64_t);                                         \
   template void Kernels<Exec>::reverse_time<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);

@@ -22,7 +22,7 @@ loss and optimizer at compile or on the first batch):
   padding, stride, dilation, groups and output_padding the CPU layers take),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
-  channels_last), SimpleRNN, LSTM, GRU (reset_after=True; tanh/sigmoid; return_sequences,
+  channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
   go_backwards; no masks, stateful, return_state or dropout), Dropout (without noise_shape; its
   masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
   synchronized), and the activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with

@@ -412,12 +412,15 @@ class _Shift(_LayerOp):
 
 
 class _Recurrent(_LayerOp):
-    """SimpleRNN, LSTM, GRU (reset_after): the family's forward (keeping its workspace when
+    """SimpleRNN, LSTM, GRU (either reset_after): the family's forward (keeping its workspace when
     training) and backward; go_backwards reverses the input in time first (the output stays in
     processing order, as Keras's); the last output is the final state h_T."""
 
     def __init__(self, layer, family):
         self.layer, self.family = layer, family
+
+    def _options(self):
+        return {"reset_after": self.layer.cell.reset_after} if self.family == "gru" else {}
 
     def _weights(self, res):
         c = self.layer.cell
@@ -426,14 +429,16 @@ class _Recurrent(_LayerOp):
     def forward(self, res, x, training):
         l = self.layer
         xs = res.r.reverse_time(x) if l.go_backwards else x
-        hs, h_T, ws = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training)
+        hs, h_T, ws = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
+                                                               **self._options())
         return (hs if l.return_sequences else h_T), (xs, ws)
 
     def backward(self, res, dy, saved, need_dx):
         xs, ws = saved
         l, c = self.layer, self.layer.cell
         dhs, dh_T = (dy, None) if l.return_sequences else (None, dy)
-        dx, dk, drk, db = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T)
+        dx, dk, drk, db = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T,
+                                                                    **self._options())
         for var, g in ((c.kernel, dk), (c.recurrent_kernel, drk), (c.bias, db)):
             if var is not None and res.trains(var):
                 res.set_grad(var, g)
@@ -456,8 +461,6 @@ def _recurrent_ops(layer):
         raise _unsupported(layer, f"activation={c.activation.name!r} (only 'tanh' is)")
     if isinstance(layer, (LSTM, GRU)) and c.recurrent_activation.name != "sigmoid":
         raise _unsupported(layer, f"recurrent_activation={c.recurrent_activation.name!r} (only 'sigmoid' is)")
-    if isinstance(layer, GRU) and not c.reset_after:
-        raise _unsupported(layer, "reset_after=False")
     return [_Recurrent(layer, c.kind)]
 
 
