@@ -291,31 +291,31 @@ struct BindResidentLayers : BindResident<Backend> {
     });
   }
   // dhs (B,T,U) | None, dh_T (B,U) | None, the forward's inputs and workspace
-  // -> (dx (B,T,F), dkernel, drecurrent_kernel, dbias | None)
+  // -> (dx (B,T,F) | None (without need_dx), dkernel, drecurrent_kernel, dbias | None)
   static py::tuple simple_rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                        const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
-                                       int64_t block) {
+                                       bool need_dx, int64_t block) {
     const std::string op = "simple_rnn_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 1, [](int64_t U) { return Shape{U}; }, op, block);
     expect_workspace(ws, cuda::simple_rnn::workspace_size(d.B, d.T, d.U, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
-      DA dx = DA::template empty<R>(x.shape()), dW = DA::template empty<R>(W.shape()),
-         dR = DA::template empty<R>(Rk.shape());
-      std::optional<DA> db;
+      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
+      std::optional<DA> dx, db;
+      if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
       Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
       cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
                                   ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
                                   nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
-                                  dx.template data<R>(), dW.template data<R>(), dR.template data<R>(),
+                                  opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
                                   opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
       {
         py::gil_scoped_release nogil;
         Kn::simple_rnn_backward(a, block);
       }
-      return py::make_tuple(dx, dW, dR, opt(db));
+      return py::make_tuple(opt(dx), dW, dR, opt(db));
     });
   }
 
@@ -342,29 +342,29 @@ struct BindResidentLayers : BindResident<Backend> {
   }
   static py::tuple lstm_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                  const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
-                                 int64_t block) {
+                                 bool need_dx, int64_t block) {
     const std::string op = "lstm_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 4, [](int64_t U) { return Shape{4 * U}; }, op, block);
     expect_workspace(ws, cuda::lstm::workspace_size(d.B, d.T, d.U, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
-      DA dx = DA::template empty<R>(x.shape()), dW = DA::template empty<R>(W.shape()),
-         dR = DA::template empty<R>(Rk.shape());
-      std::optional<DA> db;
+      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
+      std::optional<DA> dx, db;
+      if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
       Buf<R> dh0 = Buf<R>::alloc(d.B * d.U), dc0 = Buf<R>::alloc(d.B * d.U);
       cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
                             ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
                             nullptr, nullptr, nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"),
-                            opt_ptr<R>(dh_T, op, "dh_T"), nullptr, dx.template data<R>(), dW.template data<R>(),
+                            opt_ptr<R>(dh_T, op, "dh_T"), nullptr, opt_ptr<R>(dx, op, "dx"), dW.template data<R>(),
                             dR.template data<R>(), opt_ptr<R>(db, op, "dbias"), dh0.get(), dc0.get(),
                             ptr<R>(ws, op, "workspace")};
       {
         py::gil_scoped_release nogil;
         Kn::lstm_backward(a, block);
       }
-      return py::make_tuple(dx, dW, dR, opt(db));
+      return py::make_tuple(opt(dx), dW, dR, opt(db));
     });
   }
 
@@ -397,29 +397,29 @@ struct BindResidentLayers : BindResident<Backend> {
   }
   static py::tuple gru_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
                                 const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool reset_after,
-                                int64_t block) {
+                                bool need_dx, int64_t block) {
     const std::string op = "gru_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
     expect_workspace(ws, gru_workspace(d, reset_after, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
-      DA dx = DA::template empty<R>(x.shape()), dW = DA::template empty<R>(W.shape()),
-         dR = DA::template empty<R>(Rk.shape());
-      std::optional<DA> db;
+      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
+      std::optional<DA> dx, db;
+      if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
       Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
       cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
                            ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
                            nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
-                           dx.template data<R>(), dW.template data<R>(), dR.template data<R>(),
+                           opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
                            opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
       {
         py::gil_scoped_release nogil;
         if (reset_after) Kn::gru_backward(a, block);
         else Kn::gru_reset_before_backward(a, block);
       }
-      return py::make_tuple(dx, dW, dR, opt(db));
+      return py::make_tuple(opt(dx), dW, dR, opt(db));
     });
   }
 
@@ -443,7 +443,7 @@ struct BindResidentLayers : BindResident<Backend> {
     };
     const auto rnn_bwd = [&](const char* name, auto fn) {
       m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
-            py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("block") = 128);
+            py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_dx") = true, py::arg("block") = 128);
     };
     rnn_fwd("simple_rnn_forward", &simple_rnn_forward);
     rnn_bwd("simple_rnn_backward", &simple_rnn_backward);
@@ -452,7 +452,8 @@ struct BindResidentLayers : BindResident<Backend> {
     m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
           py::arg("training") = false, py::arg("reset_after") = true, blk);
     m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
-          py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("reset_after") = true, blk);
+          py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("reset_after") = true,
+          py::arg("need_dx") = true, blk);
   }
 };
 

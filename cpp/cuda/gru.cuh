@@ -181,7 +181,8 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(cover(B * U, block), Final<R>{v, false});
 }
 
-// Backward after forward, a.ws (of workspace_size(B, T, U, true) elements) as forward left it.
+// Backward after forward, a.ws (of workspace_size(B, T, U, true) elements) as forward left it;
+// a.dx nullptr: no input gradient.
 template <class Exec, typename R>
 void backward(Exec& ex, const Args<R>& a, int64_t block) {
   const View<R> v{a, Layout(a.B, a.T, a.U, true)};

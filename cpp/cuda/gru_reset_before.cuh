@@ -182,7 +182,7 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
 }
 
 // Backward after forward, a.ws (of workspace_size(B, T, U, true) elements) as forward left it;
-// a.dx, a.dW, a.dR, a.dh0 and (with a bias) a.db are written.
+// a.dW, a.dR, a.dh0, a.dx (unless nullptr) and a.db (with a bias) are written.
 template <class Exec, typename R>
 void backward(Exec& ex, const Args<R>& a, int64_t block) {
   const View<R> v{a, Layout(a.B, a.T, a.U, true)};
@@ -202,7 +202,8 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(per_unit, Final<R>{v, true});
   // dW (F,3U) = X^T dP;  dx (B,T,F) = dP W^T
   ex.launch(cover(F * GU, block), Gemm<R>{a.dW, GU, nullptr, 0, a.x, 1, F, dP, GU, 1, nullptr, F, GU, rows});
-  ex.launch(cover(rows * F, block), Gemm<R>{a.dx, F, nullptr, 0, dP, GU, 1, a.W, 1, GU, nullptr, rows, F, GU});
+  if (a.dx)
+    ex.launch(cover(rows * F, block), Gemm<R>{a.dx, F, nullptr, 0, dP, GU, 1, a.W, 1, GU, nullptr, rows, F, GU});
   // dR[:, :2U] = sum over b of H_b[0:T]^T dP_b[zr];  dR[:, 2U:] = sum over b of RH_b^T dP_b[h]
   for (int64_t b = 0; b < B; ++b) {
     ex.launch(cover(U * 2 * U, block), Gemm<R>{a.dR, GU, b ? a.dR : nullptr, GU, H + b * (T + 1) * U, 1, U,

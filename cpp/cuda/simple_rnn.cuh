@@ -112,7 +112,8 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(per_unit, Step<R>{a, lay, T, false});
 }
 
-// Backward after forward, a.ws (of workspace_size(B, T, U, true) elements) as forward left it.
+// Backward after forward, a.ws (of workspace_size(B, T, U, true) elements) as forward left it;
+// a.dx nullptr: no input gradient.
 template <class Exec, typename R>
 void backward(Exec& ex, const Args<R>& a, int64_t block) {
   const Layout lay(a.B, a.T, a.U, true);

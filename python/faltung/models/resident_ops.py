@@ -438,13 +438,11 @@ class _Recurrent(_LayerOp):
         l, c = self.layer, self.layer.cell
         dhs, dh_T = (dy, None) if l.return_sequences else (None, dy)
         dx, dk, drk, db = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T,
-                                                                    **self._options())
+                                                                    need_dx=need_dx, **self._options())
         for var, g in ((c.kernel, dk), (c.recurrent_kernel, drk), (c.bias, db)):
             if var is not None and res.trains(var):
                 res.set_grad(var, g)
-        if not need_dx:
-            return None
-        return res.r.reverse_time(dx) if l.go_backwards else dx
+        return res.r.reverse_time(dx) if dx is not None and l.go_backwards else dx
 
 
 def _recurrent_ops(layer):
