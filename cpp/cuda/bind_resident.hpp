@@ -16,6 +16,8 @@
 
 namespace faltung::cuda::binding {
 
+template <class Backend> struct BindResidentLayers;  // more entry points: bind_resident_layers.hpp
+
 template <class Backend>
 struct BindResident {
   using DA = DeviceArray<Backend>;
@@ -671,7 +673,10 @@ struct BindResident {
     m.def("adagrad_update", &adagrad_update, py::arg("w"), py::arg("acc"), py::arg("g"), py::arg("lr"),
           py::arg("epsilon"), blk);
     m.def("weight_decay", &weight_decay, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
+    BindResidentLayers<Backend>::bind(m);
   }
 };
 
 }  // namespace faltung::cuda::binding
+
+#include "bind_resident_layers.hpp"  // BindResidentLayers, registered above

@@ -20,6 +20,8 @@ FALTUNG_CUDA_INSTANTIATE(HostExec, float)
 FALTUNG_CUDA_INSTANTIATE(HostExec, double)
 FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, float)  // convolution and resampling
 FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, float)  // the device-resident layers
+FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, double)
 
 namespace {
 // Host memory standing in for device memory, through the same pool as the device's.

@@ -9,5 +9,7 @@ FALTUNG_CUDA_INSTANTIATE(DeviceExec, float)
 FALTUNG_CUDA_INSTANTIATE(DeviceExec, double)
 FALTUNG_CUDA_INSTANTIATE_CONV(DeviceExec, float)  // convolution and resampling
 FALTUNG_CUDA_INSTANTIATE_CONV(DeviceExec, double)
+FALTUNG_CUDA_INSTANTIATE_LAYERS(DeviceExec, float)  // the device-resident layers
+FALTUNG_CUDA_INSTANTIATE_LAYERS(DeviceExec, double)
 
 }  // namespace faltung::cuda

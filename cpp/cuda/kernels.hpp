@@ -21,6 +21,9 @@
 #include "elementwise.cuh"
 #include "merge.cuh"
 #include "normalization.cuh"
+// element moves (padding, cropping, time reversal)
+#include "gru_reset_before.cuh"
+#include "layout.cuh"
 
 namespace faltung::cuda {
 
@@ -129,6 +132,21 @@ struct Kernels {
   template <typename T>
   static void adamax_update(T* w, T* m, T* u, const T* g, int64_t n, T c, T beta1, T beta2, T eps, int64_t block);
   template <typename T> static void weight_decay(T* w, int64_t n, T factor, int64_t block);
+  // ---- the device-resident layers (bind_resident_layers.hpp): the recurrent families' forward
+  // and backward as two calls (the workspace kept between them), element moves ----
+  template <typename R> static void simple_rnn_forward(const simple_rnn::Args<R>& a, int64_t block);
+  template <typename R> static void simple_rnn_backward(const simple_rnn::Args<R>& a, int64_t block);
+  template <typename R> static void lstm_forward(const lstm::Args<R>& a, int64_t block);
+  template <typename R> static void lstm_backward(const lstm::Args<R>& a, int64_t block);
+  template <typename R> static void gru_forward(const gru::Args<R>& a, int64_t block);
+  template <typename R> static void gru_backward(const gru::Args<R>& a, int64_t block);
+  // GRU with reset_after=False (gru_reset_before.cuh): bias (3U), no mask
+  template <typename R> static void gru_reset_before_forward(const gru::Args<R>& a, int64_t block);
+  template <typename R> static void gru_reset_before_backward(const gru::Args<R>& a, int64_t block);
+  template <typename T>
+  static void shift2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,
+                      int64_t top, int64_t left, int64_t block);
+  template <typename T> static void reverse_time(T* out, const T* inp, int64_t B, int64_t T_, int64_t F, int64_t block);
 };
 
 }  // namespace faltung::cuda

@@ -326,4 +326,72 @@ void Kernels<Exec>::resize_bilinear2d_backward(T* dinp, const T* dout, int64_t N
                                                              int64_t, int64_t, int64_t);
 // ---- end convolution and resampling ----
 
+// ---- the device-resident layers (bind_resident_layers.hpp) ----
+template <class Exec> template <typename R>
+void Kernels<Exec>::simple_rnn_forward(const simple_rnn::Args<R>& a, int64_t block) {
+  Exec ex;
+  simple_rnn::forward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::simple_rnn_backward(const simple_rnn::Args<R>& a, int64_t block) {
+  Exec ex;
+  simple_rnn::backward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::lstm_forward(const lstm::Args<R>& a, int64_t block) {
+  Exec ex;
+  lstm::forward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::lstm_backward(const lstm::Args<R>& a, int64_t block) {
+  Exec ex;
+  lstm::backward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru_forward(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru::forward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru_backward(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru::backward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru_reset_before_forward(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru_reset_before::forward(ex, a, block);
+}
+template <class Exec> template <typename R>
+void Kernels<Exec>::gru_reset_before_backward(const gru::Args<R>& a, int64_t block) {
+  Exec ex;
+  gru_reset_before::backward(ex, a, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::shift2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,
+                            int64_t top, int64_t left, int64_t block) {
+  Exec ex;
+  layout::shift2d(ex, out, inp, N, H, W, C, OH, OW, top, left, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::reverse_time(T* out, const T* inp, int64_t B, int64_t T_, int64_t F, int64_t block) {
+  Exec ex;
+  layout::reverse_time(ex, out, inp, B, T_, F, block);
+}
+
+// The resident layers' entry points for one executor and one precision (kernels.cu and
+// host_harness.cpp invoke it next to FALTUNG_CUDA_INSTANTIATE).
+#define FALTUNG_CUDA_INSTANTIATE_LAYERS(Exec, T)                                                              \
+  template void Kernels<Exec>::simple_rnn_forward<T>(const simple_rnn::Args<T>&, int64_t);                    \
+  template void Kernels<Exec>::simple_rnn_backward<T>(const simple_rnn::Args<T>&, int64_t);                   \
+  template void Kernels<Exec>::lstm_forward<T>(const lstm::Args<T>&, int64_t);                                \
+  template void Kernels<Exec>::lstm_backward<T>(const lstm::Args<T>&, int64_t);                               \
+  template void Kernels<Exec>::gru_forward<T>(const gru::Args<T>&, int64_t);                                  \
+  template void Kernels<Exec>::gru_backward<T>(const gru::Args<T>&, int64_t);                                 \
+  template void Kernels<Exec>::gru_reset_before_forward<T>(const gru::Args<T>&, int64_t);                     \
+  template void Kernels<Exec>::gru_reset_before_backward<T>(const gru::Args<T>&, int64_t);                    \
+  template void Kernels<Exec>::shift2d<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
+                                          int64_t, int64_t, int64_t);                                         \
+  template void Kernels<Exec>::reverse_time<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);
+
 }  // namespace faltung::cuda

@@ -186,11 +186,11 @@ struct FinalGrad {
   }
 };
 
-// Forward, then (a.dx != nullptr) backward. Launch sizes: `block` threads per block.
+// Forward: hs, h_T, c_T, and in a.ws what the backward reads. Launch sizes: `block` threads per
+// block. The forward part of the layout does not depend on `backward`.
 template <class Exec, typename R>
-void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
-  const bool backward = a.dx != nullptr;
-  const View<R> v{a, Layout(a.B, a.T, a.U, backward)};
+void forward(Exec& ex, const Args<R>& a, int64_t block) {
+  const View<R> v{a, Layout(a.B, a.T, a.U, false)};
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = 4 * U, rows = B * T;
   R* P = v.w(v.lay.P);
   R* Z = v.w(v.lay.Z);
@@ -205,7 +205,15 @@ void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
     ex.launch(cover(B * U, block), Epilogue<R>{v, t});
   }
   ex.launch(cover(B * U, block), Final<R>{v});
-  if (!backward) return;
+}
+
+// Backward after forward, a.ws (of workspace_size(B, T, U, true) elements) as forward left it;
+// a.dx nullptr: no input gradient.
+template <class Exec, typename R>
+void backward(Exec& ex, const Args<R>& a, int64_t block) {
+  const View<R> v{a, Layout(a.B, a.T, a.U, true)};
+  const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = 4 * U;
+  R* H = v.w(v.lay.H);
   R* dZ = v.w(v.lay.dZ);
   R* dH = v.w(v.lay.dH);
   ex.launch(cover(B * U, block), InitGrad<R>{v});
@@ -216,6 +224,13 @@ void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
   }
   ex.launch(cover(B * U, block), FinalGrad<R>{v});
   rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, GU, block);
+}
+
+// Forward, then (a.dx != nullptr) backward.
+template <class Exec, typename R>
+void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
+  forward(ex, a, block);
+  if (a.dx) backward(ex, a, block);
 }
 
 }  // namespace faltung::cuda::lstm

@@ -91,10 +91,11 @@ struct Step {
   }
 };
 
+// Forward: hs, h_T, and in a.ws what the backward reads (the forward part of the layout does
+// not depend on `backward`).
 template <class Exec, typename R>
-void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
-  const bool backward = a.dx != nullptr;
-  const Layout lay(a.B, a.T, a.U, backward);
+void forward(Exec& ex, const Args<R>& a, int64_t block) {
+  const Layout lay(a.B, a.T, a.U, false);
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U, rows = B * T;
   R *P = a.ws + lay.P, *Z = a.ws + lay.Z, *H = a.ws + lay.H;
   const Geometry per_unit = cover(B * U, block);
@@ -109,8 +110,17 @@ void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
     ex.launch(per_unit, Step<R>{a, lay, t, false});
   }
   ex.launch(per_unit, Step<R>{a, lay, T, false});
-  if (!backward) return;
-  R *dZ = a.ws + lay.dZ, *dH = a.ws + lay.dH;
+}
+
+// Backward after forward, a.ws (of workspace_size(B, T, U, true) elements) as forward left it;
+// a.dx nullptr: no input gradient.
+template <class Exec, typename R>
+void backward(Exec& ex, const Args<R>& a, int64_t block) {
+  const Layout lay(a.B, a.T, a.U, true);
+  const int64_t B = a.B, T = a.T, F = a.F, U = a.U;
+  R *H = a.ws + lay.H, *dZ = a.ws + lay.dZ, *dH = a.ws + lay.dH;
+  const Geometry per_unit = cover(B * U, block);
+  using rnn::Gemm;
   ex.launch(per_unit, Step<R>{a, lay, -1, true});
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(per_unit, Step<R>{a, lay, t, true});
@@ -119,6 +129,13 @@ void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
   }
   ex.launch(per_unit, Step<R>{a, lay, T, true});
   rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, U, block);
+}
+
+// Forward, then (a.dx != nullptr) backward.
+template <class Exec, typename R>
+void forward_backward(Exec& ex, const Args<R>& a, int64_t block) {
+  forward(ex, a, block);
+  if (a.dx) backward(ex, a, block);
 }
 
 }  // namespace faltung::cuda::simple_rnn

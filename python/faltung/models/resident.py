@@ -18,12 +18,16 @@ to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are 
 
 Supported, anything else raising NotImplementedError that names it (layers at build time,
 loss and optimizer at compile or on the first batch):
-- layers Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten (channels_last), Dropout
-  (without noise_shape; its masks equal the CPU layer's for the same seeds),
-  BatchNormalization (last axis, not synchronized), and the
-  activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with activations
-  that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on the last
-  axis; no regularizers or constraints;
+- layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2DTranspose (every
+  padding, stride, dilation, groups and output_padding the CPU layers take),
+  Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
+  Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
+  channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
+  go_backwards; no masks, stateful, return_state or dropout), Dropout (without noise_shape; its
+  masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
+  synchronized), and the activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with
+  activations that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on
+  the last axis; no regularizers or constraints;
 - loss SparseCategoricalCrossentropy on a (batch, classes) output, reduction
   "sum_over_batch_size", no sample or class weights: from_logits=True, or from_logits=False
   after a softmax output, whose loss then comes from the softmax's input (the fused kernel;

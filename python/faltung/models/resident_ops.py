@@ -10,8 +10,10 @@ computes what the CPU layer computes (faltung/layers), with the same kernels' bo
 """
 from faltung.ops.convolution import pad_and_size
 
-SUPPORTED_LAYERS = ("Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, BatchNormalization, "
-                    "Activation, ReLU, LeakyReLU, ELU, Softmax")
+SUPPORTED_LAYERS = ("Dense, Conv2D, Conv1D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1DTranspose, "
+                    "Conv2DTranspose, Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D, Flatten, Reshape, "
+                    "UpSampling1D/2D, ZeroPadding1D/2D, Cropping1D/2D, SimpleRNN, LSTM, GRU, Dropout, "
+                    "BatchNormalization, Activation, ReLU, LeakyReLU, ELU, Softmax")
 
 
 class _Act:
@@ -88,40 +90,6 @@ class _Dense:
         return None if dx is None else dx if len(shape) == 2 else dx.reshape(shape)
 
 
-class _Conv2D:
-    """Conv2D (channels_last); relu fused into the output pass as the CPU layer fuses it."""
-
-    def __init__(self, layer, relu):
-        self.layer, self.relu = layer, relu
-
-    def geometry(self, x_shape):
-        l = self.layer
-        (kh, kw), (sh, sw), (dh, dw) = l.kernel_size, l.strides, l.dilation_rate
-        pt, oh = pad_and_size(x_shape[1], kh, sh, dh, l.padding)
-        pl, ow = pad_and_size(x_shape[2], kw, sw, dw, l.padding)
-        return dict(stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl, dil_h=dh, dil_w=dw,
-                    groups=l.groups), (oh, ow)
-
-    def forward(self, res, x, training):
-        geom, (oh, ow) = self.geometry(x.shape)
-        bias = res.array(self.layer.bias) if self.layer.bias is not None else None
-        y = res.r.conv2d_forward(x, res.array(self.layer.kernel), bias, OH=oh, OW=ow, relu=self.relu,
-                                 **geom)
-        return y, (x, y, geom)
-
-    def backward(self, res, dy, saved, need_dx):
-        x, y, geom = saved
-        if self.relu:  # relu' depends on the sign only, and y > 0 exactly where z > 0
-            dy = res.r.activation_backward("relu", dy, y, y)
-        kernel_var, bias_var = self.layer.kernel, self.layer.bias
-        need_dw, need_db = res.trains(kernel_var), bias_var is not None and res.trains(bias_var)
-        dx, dw, db = res.r.conv2d_backward(dy, x, res.array(kernel_var), need_dx=need_dx, need_dw=need_dw,
-                                           need_db=need_db, **geom)
-        res.set_grad(kernel_var, dw)
-        res.set_grad(bias_var, db)
-        return dx
-
-
 class _LayerOp:
     """An op that reads its settings from the layer it runs."""
 
@@ -129,30 +97,191 @@ class _LayerOp:
         self.layer = layer
 
 
-class _MaxPool2D(_LayerOp):
+def _image(x, rank):
+    """A rank-1 layer's (N, W, C) input viewed as the (N, 1, W, C) image the 2D entry points take."""
+    return x if rank == 2 else x.reshape((x.shape[0], 1) + tuple(x.shape[1:]))
+
+
+def _hw(value, rank, one=1):
+    """A layer's per-axis tuple for the 2D entry points: a rank-1 layer's gets `one` for the height."""
+    return tuple(value) if rank == 2 else (one,) + tuple(value)
+
+
+def _conv_geometry(layer, image_shape, groups):
+    """conv2d_forward's geometry keywords and (OH, OW) of `layer` (rank 1 or 2) on an image."""
+    (kh, kw), (sh, sw), (dh, dw) = (_hw(v, layer.rank) for v in (layer.kernel_size, layer.strides,
+                                                                  layer.dilation_rate))
+    pt, oh = (0, 1) if layer.rank == 1 else pad_and_size(image_shape[1], kh, sh, dh, layer.padding)
+    pl, ow = pad_and_size(image_shape[2], kw, sw, dw, layer.padding)
+    return dict(stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl, dil_h=dh, dil_w=dw, groups=groups), (oh, ow)
+
+
+def _grad_as(res, var, grad):
+    """A weight's gradient computed on a reshaped view, in the weight's own shape."""
+    if grad is not None:
+        res.set_grad(var, grad.reshape(tuple(res.array(var).shape)))
+
+
+class _ConvStep:
+    """One convolution on the conv2d entry points: Conv1D/2D (kernel (k..., C/groups, K)) or a
+    depthwise step (kernel (k..., C, m), the grouped (k..., 1, C*m) with groups = C, the same
+    memory); rank-1 layers on images of height 1. relu fused into the output pass when asked."""
+
+    def __init__(self, layer, kernel_var, bias_var, relu, depthwise):
+        self.layer, self.kernel_var, self.bias_var = layer, kernel_var, bias_var
+        self.relu, self.depthwise = relu, depthwise
+
+    def _kernel(self, res):
+        w = res.array(self.kernel_var)
+        ks = tuple(w.shape)
+        if self.depthwise:
+            return w.reshape(_hw(ks[:-2], self.layer.rank) + (1, ks[-2] * ks[-1])), ks[-2]
+        return (w if self.layer.rank == 2 else w.reshape((1,) + ks)), self.layer.groups
+
+    def forward(self, res, x, training):
+        x4 = _image(x, self.layer.rank)
+        w4, groups = self._kernel(res)
+        geom, (oh, ow) = _conv_geometry(self.layer, x4.shape, groups)
+        bias = res.array(self.bias_var) if self.bias_var is not None else None
+        y4 = res.r.conv2d_forward(x4, w4, bias, OH=oh, OW=ow, relu=self.relu, **geom)
+        y = y4 if self.layer.rank == 2 else y4.reshape((y4.shape[0], ow, y4.shape[3]))
+        return y, (x4, w4, y, geom, tuple(x.shape))
+
+    def backward(self, res, dy, saved, need_dx):
+        x4, w4, y, geom, x_shape = saved
+        if self.relu:  # relu' depends on the sign only, and y > 0 exactly where z > 0
+            dy = res.r.activation_backward("relu", dy, y, y)
+        dy4 = _image(dy, self.layer.rank)
+        need_dw = res.trains(self.kernel_var)
+        need_db = self.bias_var is not None and res.trains(self.bias_var)
+        dx, dw, db = res.r.conv2d_backward(dy4, x4, w4, need_dx=need_dx, need_dw=need_dw, need_db=need_db, **geom)
+        _grad_as(res, self.kernel_var, dw)
+        res.set_grad(self.bias_var, db)
+        return None if dx is None else dx.reshape(x_shape)
+
+
+def _conv_ops(layer, depthwise=False):
+    """Conv1D/2D or DepthwiseConv1D/2D: the conv (relu fused as the CPU layer fuses it), then its
+    activation."""
+    relu = layer._fused()
+    _, rest = (None, []) if relu else _activation_ops(layer.activation, layer)
+    return [_ConvStep(layer, layer.kernel, layer.bias, relu, depthwise)] + rest
+
+
+class _Separable:
+    """SeparableConv1D/2D: the depthwise step (no bias), then the 1x1 pointwise conv with the
+    bias (and a fused relu), as the CPU layer runs them."""
+
+    def __init__(self, layer, relu):
+        self.depthwise = _ConvStep(layer, layer.depthwise_kernel, None, False, True)
+        self.pointwise = _ConvStep(_Pointwise(layer.rank), layer.pointwise_kernel, layer.bias, relu, False)
+
+    def forward(self, res, x, training):
+        d, s1 = self.depthwise.forward(res, x, training)
+        y, s2 = self.pointwise.forward(res, d, training)
+        return y, (s1, s2)
+
+    def backward(self, res, dy, saved, need_dx):
+        s1, s2 = saved
+        dd = self.pointwise.backward(res, dy, s2, True)
+        return self.depthwise.backward(res, dd, s1, need_dx)
+
+
+class _Pointwise:
+    """The geometry of a separable conv's pointwise step: 1x1, stride 1, "valid"."""
+
+    def __init__(self, rank):
+        self.rank, self.groups = rank, 1
+        self.kernel_size = self.strides = self.dilation_rate = (1,) * rank
+        self.padding = "valid"
+
+
+class _ConvTranspose(_LayerOp):
+    """Conv1DTranspose/Conv2DTranspose: the forward conv's data gradient (conv_transpose2d),
+    rank-1 layers on images of height 1."""
+
+    def _args(self):
+        l = self.layer
+        op = None if l.output_padding is None else _hw(l.output_padding, l.rank, 0)
+        return dict(strides=_hw(l.strides, l.rank), padding=l.padding, output_padding=op,
+                    dilation_rate=_hw(l.dilation_rate, l.rank))
+
+    def _kernel(self, res):
+        k = res.array(self.layer.kernel)
+        return k if self.layer.rank == 2 else k.reshape((1,) + tuple(k.shape))
 
     def forward(self, res, x, training):
         l = self.layer
-        y, argmax = res.r.max_pool2d(x, l.pool_size, l.strides, l.padding)
-        return y, (argmax, tuple(x.shape[1:3]))
+        x4, k4 = _image(x, l.rank), self._kernel(res)
+        bias = res.array(l.bias) if l.bias is not None else None
+        y4 = res.r.conv_transpose2d(x4, k4, bias, **self._args())
+        y = y4 if l.rank == 2 else y4.reshape((y4.shape[0], y4.shape[2], y4.shape[3]))
+        return y, (x4, k4, tuple(x.shape))
+
+    def backward(self, res, dy, saved, need_dx):
+        x4, k4, x_shape = saved
+        l = self.layer
+        need_dk, need_db = res.trains(l.kernel), l.bias is not None and res.trains(l.bias)
+        dx, dk, db = res.r.conv_transpose2d_backward(_image(dy, l.rank), x4, k4, need_dx=need_dx, need_dkernel=need_dk,
+                                                     need_dbias=need_db, **self._args())
+        _grad_as(res, l.kernel, dk)
+        res.set_grad(l.bias, db)
+        return None if dx is None else dx.reshape(x_shape)
+
+
+class _Pool(_LayerOp):
+    """Max/AveragePooling1D/2D; rank-1 layers on images of height 1."""
+
+    def _args(self):
+        l = self.layer
+        return _hw(l.pool_size, l.pool_dimensions), _hw(l.strides, l.pool_dimensions), l.padding
+
+    def forward(self, res, x, training):
+        x4 = _image(x, self.layer.pool_dimensions)
+        if self.layer.pool_mode == "max":
+            y4, argmax = res.r.max_pool2d(x4, *self._args())
+        else:
+            y4, argmax = res.r.avg_pool2d(x4, *self._args()), None
+        y = y4 if x4 is x else y4.reshape((y4.shape[0], y4.shape[2], y4.shape[3]))
+        return y, (argmax, tuple(x4.shape[1:3]), tuple(x.shape))
 
     def backward(self, res, dy, saved, need_dx):
         if not need_dx:
             return None
-        argmax, hw = saved
-        l = self.layer
-        return res.r.max_pool2d_backward(dy, argmax, hw, l.pool_size, l.strides, l.padding)
+        argmax, hw, x_shape = saved
+        dy4 = _image(dy, self.layer.pool_dimensions)
+        if argmax is not None:
+            dx = res.r.max_pool2d_backward(dy4, argmax, hw, *self._args())
+        else:
+            dx = res.r.avg_pool2d_backward(dy4, hw, *self._args())
+        return dx.reshape(x_shape)
 
 
-class _AvgPool2D(_LayerOp):
+class _GlobalPool(_LayerOp):
+    """Global{Max,Average}Pooling1D/2D: a pooling whose window is the whole image."""
 
     def forward(self, res, x, training):
         l = self.layer
-        return res.r.avg_pool2d(x, l.pool_size, l.strides, l.padding), tuple(x.shape[1:3])
+        x4 = _image(x, l.pool_dimensions)
+        hw = tuple(x4.shape[1:3])
+        if l.pool_mode == "max":
+            y4, argmax = res.r.max_pool2d(x4, hw, hw, "valid")
+        else:
+            y4, argmax = res.r.avg_pool2d(x4, hw, hw, "valid"), None
+        n, c = x.shape[0], x.shape[-1]
+        y = y4.reshape((n,) + (1,) * l.pool_dimensions + (c,) if l.keepdims else (n, c))
+        return y, (argmax, hw, tuple(x.shape))
 
-    def backward(self, res, dy, hw, need_dx):
-        l = self.layer
-        return res.r.avg_pool2d_backward(dy, hw, l.pool_size, l.strides, l.padding) if need_dx else None
+    def backward(self, res, dy, saved, need_dx):
+        if not need_dx:
+            return None
+        argmax, hw, x_shape = saved
+        dy4 = dy.reshape((x_shape[0], 1, 1, x_shape[-1]))
+        if argmax is not None:
+            dx = res.r.max_pool2d_backward(dy4, argmax, hw, hw, hw, "valid")
+        else:
+            dx = res.r.avg_pool2d_backward(dy4, hw, hw, hw, "valid")
+        return dx.reshape(x_shape)
 
 
 class _BatchNorm(_LayerOp):
@@ -212,6 +341,127 @@ class _Flatten:
         return dy.reshape(shape) if need_dx else None
 
 
+class _Reshape(_LayerOp):
+    """Reshape: the same memory under (batch,) + target_shape, no copy."""
+
+    def forward(self, res, x, training):
+        from faltung.layers.reshaping.reshape import compute_reshape_output_shape
+        shape = tuple(x.shape)
+        out = compute_reshape_output_shape(shape[1:], self.layer.target_shape, "target_shape")
+        return x.reshape((shape[0],) + out), shape
+
+    def backward(self, res, dy, shape, need_dx):
+        return dy.reshape(shape) if need_dx else None
+
+
+class _Upsample(_LayerOp):
+    """UpSampling1D (nearest, on images of width 1) and UpSampling2D (nearest or bilinear)."""
+
+    def _size(self):
+        return (self.layer.size, 1) if isinstance(self.layer.size, int) else tuple(self.layer.size)
+
+    def forward(self, res, x, training):
+        shape = tuple(x.shape)
+        x4 = x if len(shape) == 4 else x.reshape((shape[0], shape[1], 1, shape[2]))
+        sh, sw = self._size()
+        if getattr(self.layer, "interpolation", "nearest") == "bilinear":
+            y4 = res.r.resize_bilinear2d(x4, (x4.shape[1] * sh, x4.shape[2] * sw))
+        else:
+            y4 = res.r.upsample_nearest2d(x4, (sh, sw))
+        y = y4 if len(shape) == 4 else y4.reshape((shape[0], shape[1] * sh, shape[2]))
+        return y, (tuple(x4.shape), shape)
+
+    def backward(self, res, dy, saved, need_dx):
+        if not need_dx:
+            return None
+        x4_shape, shape = saved
+        sh, sw = self._size()
+        dy4 = dy.reshape((x4_shape[0], x4_shape[1] * sh, x4_shape[2] * sw, x4_shape[3]))
+        if getattr(self.layer, "interpolation", "nearest") == "bilinear":
+            dx = res.r.resize_bilinear2d_backward(dy4, x4_shape[1:3])
+        else:
+            dx = res.r.upsample_nearest2d_backward(dy4, (sh, sw))
+        return dx.reshape(shape)
+
+
+class _Shift(_LayerOp):
+    """ZeroPadding1D/2D (pads >= 0) and Cropping1D/2D (`crop`: the pads negated) as one 2D shift;
+    each one's backward is the other's shift back. pads: ((top, bottom), (left, right))."""
+
+    def __init__(self, layer, pads, crop):
+        self.layer, self.sign = layer, -1 if crop else 1
+        self.pads = pads if len(pads) == 2 else ((0, 0),) + tuple(pads)  # rank 1: width only
+
+    def forward(self, res, x, training):
+        shape = tuple(x.shape)
+        x4 = _image(x, len(shape) - 2)
+        (t, b), (l, r) = self.pads
+        s = self.sign
+        out_hw = (x4.shape[1] + s * (t + b), x4.shape[2] + s * (l + r))
+        y4 = res.r.shift2d(x4, out_hw, s * t, s * l)
+        y = y4 if len(shape) == 4 else y4.reshape((shape[0], out_hw[1], shape[2]))
+        return y, (tuple(x4.shape[1:3]), shape)
+
+    def backward(self, res, dy, saved, need_dx):
+        if not need_dx:
+            return None
+        hw, shape = saved
+        (t, _), (l, _) = self.pads
+        dx = res.r.shift2d(_image(dy, len(shape) - 2), hw, -self.sign * t, -self.sign * l)
+        return dx.reshape(shape)
+
+
+class _Recurrent(_LayerOp):
+    """SimpleRNN, LSTM, GRU (either reset_after): the family's forward (keeping its workspace when
+    training) and backward; go_backwards reverses the input in time first (the output stays in
+    processing order, as Keras's); the last output is the final state h_T."""
+
+    def __init__(self, layer, family):
+        self.layer, self.family = layer, family
+
+    def _options(self):
+        return {"reset_after": self.layer.cell.reset_after} if self.family == "gru" else {}
+
+    def _weights(self, res):
+        c = self.layer.cell
+        return res.array(c.kernel), res.array(c.recurrent_kernel), (res.array(c.bias) if c.bias is not None else None)
+
+    def forward(self, res, x, training):
+        l = self.layer
+        xs = res.r.reverse_time(x) if l.go_backwards else x
+        hs, h_T, ws = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
+                                                               **self._options())
+        return (hs if l.return_sequences else h_T), (xs, ws)
+
+    def backward(self, res, dy, saved, need_dx):
+        xs, ws = saved
+        l, c = self.layer, self.layer.cell
+        dhs, dh_T = (dy, None) if l.return_sequences else (None, dy)
+        dx, dk, drk, db = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T,
+                                                                    need_dx=need_dx, **self._options())
+        for var, g in ((c.kernel, dk), (c.recurrent_kernel, drk), (c.bias, db)):
+            if var is not None and res.trains(var):
+                res.set_grad(var, g)
+        return res.r.reverse_time(dx) if dx is not None and l.go_backwards else dx
+
+
+def _recurrent_ops(layer):
+    """SimpleRNN/LSTM/GRU, or NotImplementedError naming the option the device cannot run."""
+    from faltung.layers import GRU, LSTM
+    c = layer.cell
+    for option in ("stateful", "return_state"):
+        if getattr(layer, option):
+            raise _unsupported(layer, f"{option}=True")
+    for option in ("dropout", "recurrent_dropout"):
+        if getattr(c, option):
+            raise _unsupported(layer, f"{option}={getattr(c, option)}")
+    if c.activation.name != "tanh":
+        raise _unsupported(layer, f"activation={c.activation.name!r} (only 'tanh' is)")
+    if isinstance(layer, (LSTM, GRU)) and c.recurrent_activation.name != "sigmoid":
+        raise _unsupported(layer, f"recurrent_activation={c.recurrent_activation.name!r} (only 'sigmoid' is)")
+    return [_Recurrent(layer, c.kind)]
+
+
 def _unsupported(layer, what):
     return NotImplementedError(
         f"Device-resident models do not support {what} yet (layer '{layer.name}' of type "
@@ -221,11 +471,22 @@ def _unsupported(layer, what):
 
 def ops_for(layer):
     """The ops of one layer, or NotImplementedError naming it."""
-    from faltung.layers import (ELU, Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
-                                Flatten, LeakyReLU, MaxPooling2D, ReLU, Softmax)
+    from faltung import layers as L
     kind = type(layer)
-    activation_layers = (Activation, ReLU, LeakyReLU, ELU, Softmax)
-    supported = (Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dropout, BatchNormalization)
+    activation_layers = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax)
+    convs = (L.Conv1D, L.Conv2D)
+    depthwise = (L.DepthwiseConv1D, L.DepthwiseConv2D)
+    separable = (L.SeparableConv1D, L.SeparableConv2D)
+    transposed = (L.Conv1DTranspose, L.Conv2DTranspose)
+    pooling = (L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D)
+    global_pooling = (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1D,
+                      L.GlobalAveragePooling2D)
+    padding = (L.ZeroPadding1D, L.ZeroPadding2D)
+    cropping = (L.Cropping1D, L.Cropping2D)
+    recurrent = (L.SimpleRNN, L.LSTM, L.GRU)
+    supported = (convs + depthwise + separable + transposed + pooling + global_pooling + padding + cropping +
+                 recurrent + (L.Dense, L.Flatten, L.Reshape, L.UpSampling1D, L.UpSampling2D, L.Dropout,
+                              L.BatchNormalization))
     if kind not in supported + activation_layers:
         raise _unsupported(layer, f"the layer type {kind.__name__}")
     for v in layer.weights:
@@ -235,25 +496,39 @@ def ops_for(layer):
         raise _unsupported(layer, "an activity_regularizer")
     if getattr(layer, "data_format", "channels_last") != "channels_last" and len(layer.input_shape) > 2:
         raise _unsupported(layer, f"data_format={layer.data_format!r}")
-    if kind is Dense:
+    if kind is L.Dense:
         fused, rest = _activation_ops(layer.activation, layer, fused_elementwise=True)
         return [_Dense(layer, fused)] + rest
-    if kind is Conv2D:
-        relu = layer.fuse_activation and layer.activation.name == "relu"
+    if kind in convs or kind in depthwise:
+        return _conv_ops(layer, depthwise=kind in depthwise)
+    if kind in separable:
+        relu = layer._fused()
         _, rest = (None, []) if relu else _activation_ops(layer.activation, layer)
-        return [_Conv2D(layer, relu)] + rest
-    if kind is MaxPooling2D:
-        return [_MaxPool2D(layer)]
-    if kind is AveragePooling2D:
-        return [_AvgPool2D(layer)]
-    if kind is Flatten:
+        return [_Separable(layer, relu)] + rest
+    if kind in transposed:
+        return [_ConvTranspose(layer)] + _activation_ops(layer.activation, layer)[1]
+    if kind in pooling:
+        return [_Pool(layer)]
+    if kind in global_pooling:
+        return [_GlobalPool(layer)]
+    if kind in padding:
+        return [_Shift(layer, layer._pads, crop=False)]
+    if kind in cropping:
+        return [_Shift(layer, layer.cropping if kind is L.Cropping2D else (layer.cropping,), crop=True)]
+    if kind in (L.UpSampling1D, L.UpSampling2D):
+        return [_Upsample(layer)]
+    if kind in recurrent:
+        return _recurrent_ops(layer)
+    if kind is L.Flatten:
         return [_Flatten()]
-    if kind is BatchNormalization:
+    if kind is L.Reshape:
+        return [_Reshape(layer)]
+    if kind is L.BatchNormalization:
         rank = len(layer.input_shape)
         if layer._axis(rank) != rank - 1 or layer.synchronized:
             raise _unsupported(layer, f"axis={layer.axis} (only the last axis is) or synchronized=True")
         return [_BatchNorm(layer)]
-    if kind is Dropout:
+    if kind is L.Dropout:
         if layer.noise_shape is not None:
             raise _unsupported(layer, f"noise_shape={layer.noise_shape}")
         return [_Dropout(layer)]

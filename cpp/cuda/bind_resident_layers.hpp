@@ -1,0 +1,460 @@
+// cpp/cuda/bind_resident_layers.hpp — more `resident` entry points over DeviceArrays (see
+// bind_resident.hpp, whose checks these share): the transposed convolution, upsampling, the 2D
+// shift behind zero padding and cropping, the time reversal behind go_backwards, and the
+// recurrent families' forward and backward as two calls (GRU with either reset_after). Conv1D,
+// the depthwise and separable convolutions, 1D and global pooling need none: the ops reshape
+// onto conv2d / pool2d.
+// Registered into the same submodule by BindResident::bind.
+// N batch, H/W input size, OH/OW output size, C channels; B batch, T steps, F features, U units.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "bind_resident.hpp"
+
+namespace faltung::cuda::binding {
+
+template <class Backend>
+struct BindResidentLayers : BindResident<Backend> {
+  using Base = BindResident<Backend>;
+  using DA = typename Base::DA;
+  using Kn = typename Base::Kn;
+  using Shape = typename Base::Shape;
+  using Pair = typename Base::Pair;
+  template <typename T> using Buf = typename Backend::template Buf<T>;
+  using Base::dispatch;
+  using Base::expect;
+  using Base::expect_rank;
+  using Base::expect_shape;
+  using Base::opt;
+  template <typename T>
+  static T* ptr(const DA& a, const std::string& op, const std::string& what) {
+    return Base::template ptr<T>(a, op, what);
+  }
+  template <typename T>
+  static T* opt_ptr(const std::optional<DA>& a, const std::string& op, const std::string& what) {
+    return Base::template opt_ptr<T>(a, op, what);
+  }
+
+  // ---- Conv2DTranspose (Keras semantics, the CPU's conv_transpose2d_shape) ------------------
+  // x (N,IH,IW,CI), kernel (KH,KW,F,CI) -> the forward conv's geometry whose data gradient the
+  // transposed conv is (conv_transpose.hpp): its input (N,H,W,F) is y, its output is x.
+  static Conv2dShape transpose_shape(const DA& x, const DA& k, const Pair& strides, const std::string& padding,
+                                     const std::optional<Pair>& output_padding, const Pair& dilation,
+                                     const std::string& op) {
+    expect_rank(x, 4, op, "inputs");
+    expect_rank(k, 4, op, "kernel");
+    const Shape &xs = x.shape(), &ks = k.shape();
+    expect(ks[3] == xs[3], op + ": expected `kernel` of shape (KH, KW, filters, " + std::to_string(xs[3]) +
+                               ") (last axis = input channels), received " + dims_text(ks));
+    expect(padding == "valid" || padding == "same",
+           op + ": expected padding 'valid' or 'same', received '" + padding + "'");
+    const Pair opad = output_padding ? *output_padding : Pair{-1, -1};
+    expect(!output_padding || (opad[0] >= 0 && opad[1] >= 0),
+           op + ": expected output_padding >= 0, received (" + std::to_string(opad[0]) + ", " +
+               std::to_string(opad[1]) + ")");
+    return conv_transpose2d_shape(xs[0], xs[1], xs[2], xs[3], ks[0], ks[1], ks[2], strides[0], strides[1],
+                                  dilation[0], dilation[1], padding == "same", opad[0], opad[1]);
+  }
+  // -> y (N,H,W,F) = the data gradient of the forward conv at x, plus bias (F)
+  static DA conv_transpose2d(const DA& x, const DA& kernel, const std::optional<DA>& bias, const Pair& strides,
+                             const std::string& padding, const std::optional<Pair>& output_padding,
+                             const Pair& dilation, int64_t block) {
+    const std::string op = "conv_transpose2d";
+    const Conv2dShape s = transpose_shape(x, kernel, strides, padding, output_padding, dilation, op);
+    check_block(block, op);
+    if (bias) expect_shape(*bias, {s.C}, op, "bias");
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>({s.N, s.H, s.W, s.C});
+      const T *px = ptr<T>(x, op, "inputs"), *pk = ptr<T>(kernel, op, "kernel"), *pb = opt_ptr<T>(bias, op, "bias");
+      T* py = y.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::conv2d_backward_data(py, px, pk, pb, s, block);
+      }
+      return y;
+    });
+  }
+  // dy (N,H,W,F) -> (dx: the forward conv of dy, dkernel: the filter gradient with x as the
+  // output gradient and dy as the input, dbias: the channel sums of dy), None where not needed
+  static py::tuple conv_transpose2d_backward(const DA& dy, const DA& x, const DA& kernel, const Pair& strides,
+                                             const std::string& padding, const std::optional<Pair>& output_padding,
+                                             const Pair& dilation, bool need_dx, bool need_dkernel, bool need_dbias,
+                                             int64_t block) {
+    const std::string op = "conv_transpose2d_backward";
+    const Conv2dShape s = transpose_shape(x, kernel, strides, padding, output_padding, dilation, op);
+    check_block(block, op);
+    expect_shape(dy, {s.N, s.H, s.W, s.C}, op, "dy");
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      const int64_t P = s.N * s.H * s.W;
+      std::optional<DA> dx, dk, db;
+      if (need_dx) dx = DA::template empty<T>(x.shape());
+      if (need_dkernel) dk = DA::template empty<T>(kernel.shape());
+      if (need_dbias) db = DA::template empty<T>({s.C});
+      Buf<T> wsf = Buf<T>::alloc(need_dkernel ? conv::filter_workspace_size(s) : 0),
+             wsb = Buf<T>::alloc(need_dbias ? conv::reduce_workspace_size(P, s.C) : 0);
+      const T *pdy = ptr<T>(dy, op, "dy"), *px = ptr<T>(x, op, "inputs"), *pk = ptr<T>(kernel, op, "kernel");
+      T *pdx = opt_ptr<T>(dx, op, "dx"), *pdk = opt_ptr<T>(dk, op, "dkernel"), *pdb = opt_ptr<T>(db, op, "dbias");
+      {
+        py::gil_scoped_release nogil;
+        if (pdx) Kn::conv2d_forward(pdx, pdy, pk, static_cast<const T*>(nullptr), s, false, block);
+        if (pdk) Kn::conv2d_backward_filter(pdk, wsf.get(), px, pdy, s, block);
+        if (pdb) Kn::column_sum(pdb, wsb.get(), pdy, P, s.C, block);
+      }
+      return py::make_tuple(opt(dx), opt(dk), opt(db));
+    });
+  }
+
+  // ---- upsampling --------------------------------------------------------------------------
+  static void expect_positive(const Pair& p, const std::string& op, const std::string& what) {
+    expect(p[0] >= 1 && p[1] >= 1, op + ": expected positive `" + what + "`, received (" + std::to_string(p[0]) +
+                                       ", " + std::to_string(p[1]) + ")");
+  }
+  // x (N,H,W,C) -> (N,H*size[0],W*size[1],C), nearest (each pixel repeated)
+  static DA upsample_nearest2d(const DA& x, const Pair& size, int64_t block) {
+    const std::string op = "upsample_nearest2d";
+    expect_rank(x, 4, op, "x");
+    expect_positive(size, op, "size");
+    check_block(block, op);
+    const Shape& xs = x.shape();
+    const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3];
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>({N, H * size[0], W * size[1], C});
+      const T* px = ptr<T>(x, op, "x");
+      T* py = y.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::upsample_nearest2d(py, px, N, H, W, C, size[0], size[1], block);
+      }
+      return y;
+    });
+  }
+  // dy (N,H*size[0],W*size[1],C) -> dx (N,H,W,C), the sums of the blocks
+  static DA upsample_nearest2d_backward(const DA& dy, const Pair& size, int64_t block) {
+    const std::string op = "upsample_nearest2d_backward";
+    expect_rank(dy, 4, op, "dy");
+    expect_positive(size, op, "size");
+    check_block(block, op);
+    const Shape& ds = dy.shape();
+    expect(ds[1] % size[0] == 0 && ds[2] % size[1] == 0,
+           op + ": `dy` of shape " + dims_text(ds) + " is not a multiple of size (" + std::to_string(size[0]) + ", " +
+               std::to_string(size[1]) + ")");
+    const int64_t N = ds[0], H = ds[1] / size[0], W = ds[2] / size[1], C = ds[3];
+    return dispatch(dy, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA dx = DA::template empty<T>({N, H, W, C});
+      const T* pdy = ptr<T>(dy, op, "dy");
+      T* pdx = dx.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::upsample_nearest2d_backward(pdx, pdy, N, H, W, C, size[0], size[1], block);
+      }
+      return dx;
+    });
+  }
+  // x (N,H,W,C) -> (N,OH,OW,C), bilinear with half-pixel centres (the CPU's resize)
+  static DA resize_bilinear2d(const DA& x, const Pair& out_hw, int64_t block) {
+    const std::string op = "resize_bilinear2d";
+    expect_rank(x, 4, op, "x");
+    expect_positive(out_hw, op, "out_hw");
+    check_block(block, op);
+    const Shape& xs = x.shape();
+    expect(xs[1] >= 1 && xs[2] >= 1, op + ": empty input, received shape " + dims_text(xs));
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>({xs[0], out_hw[0], out_hw[1], xs[3]});
+      const T* px = ptr<T>(x, op, "x");
+      T* py = y.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::resize_bilinear2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], block);
+      }
+      return y;
+    });
+  }
+  // dy (N,OH,OW,C) -> dx (N,in_hw[0],in_hw[1],C), the adjoint of resize_bilinear2d
+  static DA resize_bilinear2d_backward(const DA& dy, const Pair& in_hw, int64_t block) {
+    const std::string op = "resize_bilinear2d_backward";
+    expect_rank(dy, 4, op, "dy");
+    expect_positive(in_hw, op, "in_hw");
+    check_block(block, op);
+    const Shape& ds = dy.shape();
+    return dispatch(dy, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA dx = DA::template empty<T>({ds[0], in_hw[0], in_hw[1], ds[3]});
+      const T* pdy = ptr<T>(dy, op, "dy");
+      T* pdx = dx.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::resize_bilinear2d_backward(pdx, pdy, ds[0], in_hw[0], in_hw[1], ds[3], ds[1], ds[2], block);
+      }
+      return dx;
+    });
+  }
+
+  // ---- element moves (layout.cuh) ----------------------------------------------------------
+  // x (N,H,W,C) -> y (N,OH,OW,C), y[n, oh, ow] = x[n, oh - top, ow - left] or 0 outside x:
+  // zero padding with top, left >= 0, cropping with top, left <= 0
+  static DA shift2d(const DA& x, const Pair& out_hw, int64_t top, int64_t left, int64_t block) {
+    const std::string op = "shift2d";
+    expect_rank(x, 4, op, "x");
+    expect(out_hw[0] >= 0 && out_hw[1] >= 0, op + ": expected `out_hw` >= 0, received (" +
+                                                 std::to_string(out_hw[0]) + ", " + std::to_string(out_hw[1]) + ")");
+    check_block(block, op);
+    const Shape& xs = x.shape();
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>({xs[0], out_hw[0], out_hw[1], xs[3]});
+      const T* px = ptr<T>(x, op, "x");
+      T* py = y.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::shift2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], top, left, block);
+      }
+      return y;
+    });
+  }
+  // x (B,T,F) -> x reversed along T
+  static DA reverse_time(const DA& x, int64_t block) {
+    const std::string op = "reverse_time";
+    expect_rank(x, 3, op, "x");
+    check_block(block, op);
+    const Shape& xs = x.shape();
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>(xs);
+      const T* px = ptr<T>(x, op, "x");
+      T* py = y.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::reverse_time(py, px, xs[0], xs[1], xs[2], block);
+      }
+      return y;
+    });
+  }
+
+  // ---- recurrent layers: forward (keeping the workspace when training), then backward -------
+  // Keras's default activations (tanh, sigmoid), no mask, no initial state.
+  struct Rnn {
+    int64_t B, T, F, U;
+  };
+  // x (B,T,F), kernel (F,gates U), recurrent_kernel (U,gates U), bias of bias_shape(U) | None
+  template <class BiasShape>
+  static Rnn rnn_dims(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, int64_t gates,
+                      BiasShape bias_shape, const std::string& op, int64_t block) {
+    expect_rank(x, 3, op, "x");
+    expect_rank(Rk, 2, op, "recurrent_kernel");
+    check_block(block, op);
+    const Shape& xs = x.shape();
+    const int64_t U = Rk.shape()[0], GU = gates * U;
+    expect(U >= 1, op + ": expected `recurrent_kernel` of shape (units, " + std::to_string(gates) +
+                       " units), received " + dims_text(Rk.shape()));
+    expect_shape(W, {xs[2], GU}, op, "kernel");
+    expect_shape(Rk, {U, GU}, op, "recurrent_kernel");
+    if (bias) expect_shape(*bias, bias_shape(U), op, "bias");
+    return Rnn{xs[0], xs[1], xs[2], U};
+  }
+  // The workspace a forward kept for the backward: workspace_size(B, T, U, true) elements.
+  static void expect_workspace(const DA& ws, int64_t size, const std::string& op) {
+    expect(ws.shape() == Shape{size}, op + ": expected the `workspace` the training forward returned (" +
+                                          std::to_string(size) + " elements), received shape " +
+                                          dims_text(ws.shape()));
+  }
+  // Optional dhs (B,T,U) and dh_T (B,U) (None: zeros).
+  static void expect_grads(const std::optional<DA>& dhs, const std::optional<DA>& dh_T, const Rnn& d,
+                           const std::string& op) {
+    if (dhs) expect_shape(*dhs, {d.B, d.T, d.U}, op, "dhs");
+    if (dh_T) expect_shape(*dh_T, {d.B, d.U}, op, "dh_T");
+  }
+
+  // -> (hs (B,T,U), h_T (B,U), workspace | None (None unless training))
+  static py::tuple simple_rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
+                                      bool training, int64_t block) {
+    const std::string op = "simple_rnn_forward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 1, [](int64_t U) { return Shape{U}; }, op, block);
+    return dispatch(x, op, [&](auto zero) {
+      using R = decltype(zero);
+      DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
+         ws = DA::template empty<R>({cuda::simple_rnn::workspace_size(d.B, d.T, d.U, training)});
+      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+                                  hs.template data<R>(), h_T.template data<R>(), nullptr, nullptr, nullptr, nullptr,
+                                  nullptr, nullptr, nullptr, ws.template data<R>()};
+      {
+        py::gil_scoped_release nogil;
+        Kn::simple_rnn_forward(a, block);
+      }
+      return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
+    });
+  }
+  // dhs (B,T,U) | None, dh_T (B,U) | None, the forward's inputs and workspace
+  // -> (dx (B,T,F) | None (without need_dx), dkernel, drecurrent_kernel, dbias | None)
+  static py::tuple simple_rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
+                                       const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
+                                       bool need_dx, int64_t block) {
+    const std::string op = "simple_rnn_backward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 1, [](int64_t U) { return Shape{U}; }, op, block);
+    expect_workspace(ws, cuda::simple_rnn::workspace_size(d.B, d.T, d.U, true), op);
+    expect_grads(dhs, dh_T, d, op);
+    return dispatch(x, op, [&](auto zero) {
+      using R = decltype(zero);
+      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
+      std::optional<DA> dx, db;
+      if (need_dx) dx = DA::template empty<R>(x.shape());
+      if (bias) db = DA::template empty<R>(bias->shape());
+      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
+      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+                                  nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
+                                  opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
+                                  opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
+      {
+        py::gil_scoped_release nogil;
+        Kn::simple_rnn_backward(a, block);
+      }
+      return py::make_tuple(opt(dx), dW, dR, opt(db));
+    });
+  }
+
+  // LSTM, gates i, f, c, o: -> (hs (B,T,U), h_T (B,U), workspace | None)
+  static py::tuple lstm_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
+                                int64_t block) {
+    const std::string op = "lstm_forward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 4, [](int64_t U) { return Shape{4 * U}; }, op, block);
+    return dispatch(x, op, [&](auto zero) {
+      using R = decltype(zero);
+      DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
+         ws = DA::template empty<R>({cuda::lstm::workspace_size(d.B, d.T, d.U, training)});
+      Buf<R> c_T = Buf<R>::alloc(d.B * d.U);
+      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                            ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+                            nullptr, hs.template data<R>(), h_T.template data<R>(), c_T.get(), nullptr, nullptr,
+                            nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, ws.template data<R>()};
+      {
+        py::gil_scoped_release nogil;
+        Kn::lstm_forward(a, block);
+      }
+      return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
+    });
+  }
+  static py::tuple lstm_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
+                                 const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
+                                 bool need_dx, int64_t block) {
+    const std::string op = "lstm_backward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 4, [](int64_t U) { return Shape{4 * U}; }, op, block);
+    expect_workspace(ws, cuda::lstm::workspace_size(d.B, d.T, d.U, true), op);
+    expect_grads(dhs, dh_T, d, op);
+    return dispatch(x, op, [&](auto zero) {
+      using R = decltype(zero);
+      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
+      std::optional<DA> dx, db;
+      if (need_dx) dx = DA::template empty<R>(x.shape());
+      if (bias) db = DA::template empty<R>(bias->shape());
+      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U), dc0 = Buf<R>::alloc(d.B * d.U);
+      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                            ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+                            nullptr, nullptr, nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"),
+                            opt_ptr<R>(dh_T, op, "dh_T"), nullptr, opt_ptr<R>(dx, op, "dx"), dW.template data<R>(),
+                            dR.template data<R>(), opt_ptr<R>(db, op, "dbias"), dh0.get(), dc0.get(),
+                            ptr<R>(ws, op, "workspace")};
+      {
+        py::gil_scoped_release nogil;
+        Kn::lstm_backward(a, block);
+      }
+      return py::make_tuple(opt(dx), dW, dR, opt(db));
+    });
+  }
+
+  // GRU, gates z, r, h; reset_after: bias (2, 3U) (gru.cuh), else bias (3U)
+  // (gru_reset_before.cuh) -> (hs (B,T,U), h_T (B,U), workspace | None)
+  static Shape gru_bias_shape(int64_t U, bool reset_after) { return reset_after ? Shape{2, 3 * U} : Shape{3 * U}; }
+  static int64_t gru_workspace(const Rnn& d, bool reset_after, bool backward) {
+    return reset_after ? cuda::gru::workspace_size(d.B, d.T, d.U, backward)
+                       : cuda::gru_reset_before::workspace_size(d.B, d.T, d.U, backward);
+  }
+  static py::tuple gru_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
+                               bool reset_after, int64_t block) {
+    const std::string op = "gru_forward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
+    return dispatch(x, op, [&](auto zero) {
+      using R = decltype(zero);
+      DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
+         ws = DA::template empty<R>({gru_workspace(d, reset_after, training)});
+      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+                           hs.template data<R>(), h_T.template data<R>(), nullptr, nullptr, nullptr, nullptr,
+                           nullptr, nullptr, nullptr, ws.template data<R>()};
+      {
+        py::gil_scoped_release nogil;
+        if (reset_after) Kn::gru_forward(a, block);
+        else Kn::gru_reset_before_forward(a, block);
+      }
+      return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
+    });
+  }
+  static py::tuple gru_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
+                                const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool reset_after,
+                                bool need_dx, int64_t block) {
+    const std::string op = "gru_backward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
+    expect_workspace(ws, gru_workspace(d, reset_after, true), op);
+    expect_grads(dhs, dh_T, d, op);
+    return dispatch(x, op, [&](auto zero) {
+      using R = decltype(zero);
+      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
+      std::optional<DA> dx, db;
+      if (need_dx) dx = DA::template empty<R>(x.shape());
+      if (bias) db = DA::template empty<R>(bias->shape());
+      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
+      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+                           nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
+                           opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
+                           opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
+      {
+        py::gil_scoped_release nogil;
+        if (reset_after) Kn::gru_backward(a, block);
+        else Kn::gru_reset_before_backward(a, block);
+      }
+      return py::make_tuple(opt(dx), dW, dR, opt(db));
+    });
+  }
+
+  // Into the `resident` submodule (BindResident::bind).
+  static void bind(py::module_& m) {
+    const auto blk = py::arg("block") = 128;
+    m.def("conv_transpose2d", &conv_transpose2d, py::arg("x"), py::arg("kernel"), py::arg("bias"),
+          py::arg("strides"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation_rate"), blk);
+    m.def("conv_transpose2d_backward", &conv_transpose2d_backward, py::arg("dy"), py::arg("x"), py::arg("kernel"),
+          py::arg("strides"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation_rate"),
+          py::arg("need_dx") = true, py::arg("need_dkernel") = true, py::arg("need_dbias") = true, blk);
+    m.def("upsample_nearest2d", &upsample_nearest2d, py::arg("x"), py::arg("size"), blk);
+    m.def("upsample_nearest2d_backward", &upsample_nearest2d_backward, py::arg("dy"), py::arg("size"), blk);
+    m.def("resize_bilinear2d", &resize_bilinear2d, py::arg("x"), py::arg("out_hw"), blk);
+    m.def("resize_bilinear2d_backward", &resize_bilinear2d_backward, py::arg("dy"), py::arg("in_hw"), blk);
+    m.def("shift2d", &shift2d, py::arg("x"), py::arg("out_hw"), py::arg("top"), py::arg("left"), blk);
+    m.def("reverse_time", &reverse_time, py::arg("x"), blk);
+    const auto rnn_fwd = [&](const char* name, auto fn) {
+      m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
+            py::arg("training") = false, py::arg("block") = 128);
+    };
+    const auto rnn_bwd = [&](const char* name, auto fn) {
+      m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
+            py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_dx") = true, py::arg("block") = 128);
+    };
+    rnn_fwd("simple_rnn_forward", &simple_rnn_forward);
+    rnn_bwd("simple_rnn_backward", &simple_rnn_backward);
+    rnn_fwd("lstm_forward", &lstm_forward);
+    rnn_bwd("lstm_backward", &lstm_backward);
+    m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
+          py::arg("training") = false, py::arg("reset_after") = true, blk);
+    m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
+          py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("reset_after") = true,
+          py::arg("need_dx") = true, blk);
+  }
+};
+
+}  // namespace faltung::cuda::binding
