@@ -33,7 +33,8 @@ struct Backward {
   // saved
   const Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
   // workspace
-  Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb;
+  Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb, *dWR;
+  int64_t ldx;  // Xp's row length: F, or F + U when Xp holds [x | Hm] (dWR)
   // db's partial sums, one row of sum_len per thread: the column sums of dZ (GU), then of
   // dXh (U, GRU reset_after); each thread adds its part of every step while it is in cache.
   std::vector<Real> db_parts;
@@ -53,6 +54,7 @@ struct Backward {
     const BackwardLayout L = backward_layout<Real>(c, pl.N, dx != nullptr, dW != nullptr);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), dZ = at(ws, L.dZ), dXh = at(ws, L.dXh), dxp = at(ws, L.dxp);
+    dWR = at(ws, L.dWR), ldx = dWR ? F + U : F;
     dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ), Rb = at(ws, L.Rb);
   }
 
@@ -78,7 +80,8 @@ struct Backward {
     if (Xp)
       for_packed_rows(pl, split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt),
                       [&](int64_t r, int64_t s, int64_t p) {
-                        std::memcpy(Xp + r * F, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
+                        std::memcpy(Xp + r * ldx, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
+                        if (dWR) std::memcpy(Xp + r * ldx + F, Hm + r * U, U * sizeof(Real));
                       });
     if (dx)  // steps without a packed row get no gradient
       std::fill(dx + split_lo(B * T, k, nt) * F, dx + split_lo(B * T, k + 1, nt) * F, Real(0));
@@ -281,14 +284,21 @@ struct Backward {
     const int64_t GUz = split_h ? 2 * U : GU;          // columns of dZ shared by both sides
     if (dW) {
       // dW = Xp^T dZ_input;  dR = Hm^T dZ (GRU without reset_after: Q^T for the h gate)
-      team_gemm<Real>(k, nt, true, false, F, GUz, N, Real(1), Xp, F, dZ, GU, Real(0), dW, GU);
-      if (split_h)
-        team_gemm<Real>(k, nt, true, false, F, U, N, Real(1), Xp, F, dXh, U, Real(0), dW + 2 * U, GU);
-      if (is_gru(c) && !c.reset_after) {
-        team_gemm<Real>(k, nt, true, false, U, 2 * U, N, Real(1), Hm, U, dZ, GU, Real(0), dR, GU);
-        team_gemm<Real>(k, nt, true, false, U, U, N, Real(1), Q, U, dZ + 2 * U, GU, Real(0), dR + 2 * U, GU);
-      } else {
-        team_gemm<Real>(k, nt, true, false, U, GU, N, Real(1), Hm, U, dZ, GU, Real(0), dR, GU);
+      if (dWR) {  // [dW; dR] = [Xp | Hm]^T dZ, then split
+        team_gemm<Real>(k, nt, true, false, F + U, GU, N, Real(1), Xp, ldx, dZ, GU, Real(0), dWR, GU);
+#pragma omp barrier
+        for (int64_t i = split_lo(F + U, k, nt); i < split_lo(F + U, k + 1, nt); ++i)
+          std::memcpy(i < F ? dW + i * GU : dR + (i - F) * GU, dWR + i * GU, GU * sizeof(Real));
+      } else {  // GRU
+        team_gemm<Real>(k, nt, true, false, F, GUz, N, Real(1), Xp, F, dZ, GU, Real(0), dW, GU);
+        if (split_h)
+          team_gemm<Real>(k, nt, true, false, F, U, N, Real(1), Xp, F, dXh, U, Real(0), dW + 2 * U, GU);
+        if (!c.reset_after) {
+          team_gemm<Real>(k, nt, true, false, U, 2 * U, N, Real(1), Hm, U, dZ, GU, Real(0), dR, GU);
+          team_gemm<Real>(k, nt, true, false, U, U, N, Real(1), Q, U, dZ + 2 * U, GU, Real(0), dR + 2 * U, GU);
+        } else {
+          team_gemm<Real>(k, nt, true, false, U, GU, N, Real(1), Hm, U, dZ, GU, Real(0), dR, GU);
+        }
       }
       if (db) {  // GRU reset_after: row 0 input side, row 1 recurrent side
         // the threads' partial sums (sum_bias), reduced over a range of db's columns each;
