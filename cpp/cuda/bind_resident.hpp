@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bind_kernels.hpp"
+#include "bind_resident_losses.hpp"
 #include "device_array.hpp"
 
 namespace faltung::cuda::binding {
@@ -671,6 +672,7 @@ struct BindResident {
     m.def("adagrad_update", &adagrad_update, py::arg("w"), py::arg("acc"), py::arg("g"), py::arg("lr"),
           py::arg("epsilon"), blk);
     m.def("weight_decay", &weight_decay, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
+    ResidentLosses<BindResident>::bind(m);  // merge, losses, clipping (bind_resident_losses.hpp)
   }
 };
 
