@@ -61,7 +61,7 @@ class _Step:
         return bool(self.recorded_training)
 
     def softmax_last(self):
-        return self.ops is not None and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
+        return bool(self.ops) and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
 
 
 def _step_of(node, where):
