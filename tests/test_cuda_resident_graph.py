@@ -120,26 +120,38 @@ def test_sequential_through_the_graph_and_an_output_without_loss():
     fit_alike(cpu, dev, [XA, XB, X3], [None, REAL])
 
 
-def test_float64_gradients_equal_central_differences_of_the_device_loss():
+FD_CASES = {
+    "merges-two-outputs": (two_by_two, lambda n: ([XA[:n], XB[:n], X3[:n]], [LABELS[:n], REAL[:n]]),
+                           [SparseCategoricalCrossentropy(from_logits=True), Huber(delta=0.3)], [0.7, 1.3]),
+    "shared-layers": (shared, lambda n: ([XA[:n], XA[n:2 * n]], ONEHOT[:n]),
+                      CategoricalCrossentropy(from_logits=True, label_smoothing=0.1), None),
+}
+
+
+@pytest.mark.parametrize("case", list(FD_CASES))
+def test_float64_gradients_equal_central_differences_of_the_device_loss(case):
     """One SGD(1) step subtracts the gradient; it equals d(loss)/d(w) of test_on_batch, in float64."""
-    _, dev = pair(two_by_two, "float64")
-    dev.compile(SGD(1.0), [SparseCategoricalCrossentropy(from_logits=True), Huber(delta=0.3)],
-                loss_weights=[0.7, 1.3])
-    x, y = [XA[:5], XB[:5], X3[:5]], [LABELS[:5], REAL[:5]]
-    sw = [RNG.uniform(0.5, 2, 5), None]
+    make, data, loss, loss_weights = FD_CASES[case]
+    _, dev = pair(make, "float64")
+    dev.compile(SGD(1.0), loss, loss_weights=loss_weights)
+    x, y = data(5)
+    sw = RNG.uniform(0.5, 2, 5)
+    sw = [sw, None] if isinstance(y, list) else sw
     res = dev._resident
     w0 = res.get_weights()
     dev.train_on_batch(x, y, sample_weight=sw)
     steps = [a - b for a, b in zip(w0, res.get_weights())]
-    variables = dev.weights
+    variables, trainable = dev.weights, {id(v) for v in dev.trainable_weights}
 
-    def loss_at(weights):
+    def loss_at(weights):  # the total loss (test_on_batch gives [total, per-output...] for two outputs)
         for v, w in zip(variables, weights):
             res.arrays[id(v)] = host.DeviceArray(w, np.float64)
-        return dev.test_on_batch(x, y, sample_weight=sw)[0]
+        return np.atleast_1d(dev.test_on_batch(x, y, sample_weight=sw))[0]
 
     h = 1e-6
     for k, (v, w) in enumerate(zip(variables, w0)):
+        if id(v) not in trainable:
+            continue
         for idx in RNG.choice(w.size, size=min(3, w.size), replace=False):
             up, down = [a.copy() for a in w0], [a.copy() for a in w0]
             up[k].flat[idx] += h
@@ -360,3 +372,11 @@ def test_merge_entry_points_check_their_inputs():
         r.concatenate_backward(x, [2, 2], 1)
     with pytest.raises(ValueError, match="expected exactly one of `target` and `labels`"):
         r.loss("mse", x)
+    with pytest.raises(ValueError, match=r"loss\(mse\): expected `target` of shape \(2, 3\), received \(2, 2\)"):
+        r.loss("mse", x, target=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"expected `row_scale` of shape \(2,\), received \(3,\)"):
+        r.loss("mse", x, target=np.zeros((2, 3)), row_scale=np.ones(3))
+    with pytest.raises(ValueError, match="unknown kind 'hinge'"):
+        r.loss("hinge", x, target=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"add: expected `b` of shape \(2, 3\), received \(3, 3\)"):
+        r.add(x, z)
