@@ -17,7 +17,7 @@ from faltung.layers import (Activation, Add, Average, BatchNormalization, Concat
                             Flatten, Input, Masking, Maximum, Minimum, Multiply, Subtract)
 from faltung.losses import (BinaryCrossentropy, CategoricalCrossentropy, Hinge, Huber, MeanAbsoluteError,
                             MeanSquaredError, SparseCategoricalCrossentropy)
-from faltung.models import Model, Sequential
+from faltung.models import Model, Sequential, load_model
 from faltung.optimizers import SGD, Adam, RMSprop
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
@@ -118,6 +118,35 @@ def test_sequential_through_the_graph_and_an_output_without_loss():
     cpu, dev = pair(two_by_two)
     compile_both(cpu, dev, lambda: Adam(0.01), [None, "mae"])
     fit_alike(cpu, dev, [XA, XB, X3], [None, REAL])
+
+
+def test_a_saved_functional_model_loads_resident_and_a_subclassed_model_trains(tmp_path):
+    cpu, dev = pair(two_by_two)
+    compile_both(cpu, dev, lambda: Adam(0.01), [SparseCategoricalCrossentropy(from_logits=True), "mse"])
+    fit_alike(cpu, dev, [XA, XB, X3], [LABELS, REAL])
+    dev.save(tmp_path / "m.keras")
+    with _device._harness_device():
+        again = load_model(tmp_path / "m.keras")
+    assert again._resident is not None
+    for a, b in zip(again.predict([XA, XB, X3], verbose=0), cpu.predict([XA, XB, X3], verbose=0)):
+        loose(a, b)
+
+    class Sub(Model):  # traced from `call` when first built: inside the scope, resident
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.hidden, self.out = Dense(4, activation="relu", name="hidden"), Dense(3, name="out")
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    cpu, dev = Sub(name="sub"), Sub(name="sub")
+    cpu.build((None, 5))
+    with _device._harness_device():
+        dev.build((None, 5))
+    assert dev._resident is not None
+    dev.set_weights(cpu.get_weights())
+    compile_both(cpu, dev, lambda: SGD(0.1), SparseCategoricalCrossentropy(from_logits=True))
+    fit_alike(cpu, dev, XA, LABELS)
 
 
 FD_CASES = {
