@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bind_kernels.hpp"
+#include "bind_resident_losses.hpp"
 #include "device_array.hpp"
 
 namespace faltung::cuda::binding {
@@ -674,6 +675,7 @@ struct BindResident {
           py::arg("epsilon"), blk);
     m.def("weight_decay", &weight_decay, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
     BindResidentLayers<Backend>::bind(m);
+    ResidentLosses<BindResident>::bind(m);  // merge, losses, clipping (bind_resident_losses.hpp)
   }
 };
 

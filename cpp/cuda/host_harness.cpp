@@ -12,6 +12,7 @@
 #include "bind_resident.hpp"
 #include "exec_host.hpp"
 #include "kernels_impl.hpp"
+#include "loss_kernels_impl.hpp"
 #include "pooled_buf.hpp"
 
 namespace faltung::cuda {
@@ -22,6 +23,8 @@ FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, float)  // convolution and resampling
 FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, double)
 FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, float)  // the device-resident layers
 FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, float)  // losses, graph plumbing, clipping
+FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, double)
 
 namespace {
 // Host memory standing in for device memory, through the same pool as the device's.

@@ -5,8 +5,9 @@ faltung._cuda exists only in a build made with -DFALTUNG_CUDA=ON (pip install
 machine without a driver or a GPU and says which is missing.
 
 `with faltung.device("gpu:0"):` places what is built inside it on GPU 0, as `keras.device`:
-a Sequential model built there keeps its weights, optimizer slots and activations in device
-memory (faltung.models.resident: its supported layers, losses and optimizers); `fit` copies
+a model (Sequential or functional) built there keeps its weights, optimizer slots and
+activations in device memory (faltung.models.resident: its supported layers, losses and
+optimizers); `fit` copies
 each batch in once and only the loss (and what compiled metrics read) out; `predict` returns
 numpy; `get_weights`/`save` copy to the host. Asking for a GPU where none is raises
 RuntimeError naming what is missing (the CUDA build, the driver, a device).
@@ -119,7 +120,7 @@ def device(device_name):
 
     "cpu" / "cpu:0" is the default placement and changes nothing. "gpu:N" / "cuda:N" checks
     that this build has CUDA and that GPU N exists (RuntimeError naming what is missing), makes
-    N the current CUDA device, and builds Sequential models inside the scope device-resident
+    N the current CUDA device, and builds the models inside the scope device-resident
     (faltung.models.resident); a layer, loss or optimizer that path does not support raises
     NotImplementedError naming it, never training on the CPU behind the user's back. The
     model stays on the device after the scope ends.

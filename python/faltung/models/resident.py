@@ -1,15 +1,18 @@
-"""Device-resident Sequential models (issue 14): weights, optimizer slots and activations in
-the memory of a CUDA device (faltung._cuda), or of the test harness faltung._cuda_host (the
-same kernel bodies on the CPU), as DeviceArrays (cpp/cuda/device_array.hpp).
+"""Device-resident models (issue 14): weights, optimizer slots and activations in the memory
+of a CUDA device (faltung._cuda), or of the test harness faltung._cuda_host (the same kernel
+bodies on the CPU), as DeviceArrays (cpp/cuda/device_array.hpp).
 
-A Sequential model built inside `faltung.device("gpu:N")` gets a `Resident` (`model._resident`):
-its layers as a list of ops (faltung.models.resident_ops) over the backend's `resident` entry
-points (cpp/cuda/bind_resident.hpp). The Trainer's loop (epochs, shuffling, callbacks, History) is the
-CPU's; only the per-batch steps come here:
-- train_batch: x uploaded once (the labels once, inside the cross-entropy), forward, the
-  loss's gradient, backward, the optimizer's rule on each weight and its slots in place; out
-  come the B per-sample losses, and the predictions only when compiled metrics read them.
-- test_batch: the same without gradients; predict: forward, the output downloaded.
+A model (Sequential or functional) built inside `faltung.device("gpu:N")` gets a `Resident`
+(`model._resident`): its graph of layer calls as steps of ops (faltung.models.resident_graph,
+faltung.models.resident_ops) over the backend's `resident` entry points
+(cpp/cuda/bind_resident.hpp, bind_resident_losses.hpp). The Trainer's loop (epochs, shuffling,
+callbacks, History) is the CPU's; only the per-batch steps come here:
+- train_batch: each input uploaded once (targets, labels and sample weights once, inside the
+  loss), forward, each output's loss and gradient (times its loss weight), backward (gradients
+  of a tensor read twice, or of a layer called twice, summed), the optimizer's clipping and rule
+  on each weight and its slots in place; out come the per-sample losses, and the predictions
+  only when compiled metrics read them.
+- test_batch: the same without gradients; predict: forward, the outputs downloaded.
 Every output is a new DeviceArray whose block comes from the backend's caching pool
 (cpp/cuda/pooled_buf.hpp), so steps after the first allocate nothing from the device.
 The host copies (Variable.value, the optimizer's slot arrays) are refreshed from the device
@@ -17,7 +20,10 @@ when read after a step (get_weights, save, layer.kernel.value, optimizer.variabl
 to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are uploaded.
 
 Supported, anything else raising NotImplementedError that names it (layers at build time,
-loss and optimizer at compile or on the first batch):
+losses and optimizer at compile or on the first batch):
+- graphs: Sequential and functional models, several inputs and outputs, the merge layers Add,
+  Subtract, Multiply, Average, Maximum, Minimum and Concatenate, shared layers, tensors read by
+  several layers; no masks, no layers with several outputs, no nested models;
 - layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2DTranspose (every
   padding, stride, dilation, groups and output_padding the CPU layers take),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
@@ -27,24 +33,22 @@ loss and optimizer at compile or on the first batch):
   masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
   synchronized), and the activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with
   activations that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on
-  the last axis; no regularizers or constraints;
-- loss SparseCategoricalCrossentropy on a (batch, classes) output, reduction
-  "sum_over_batch_size", no sample or class weights: from_logits=True, or from_logits=False
-  after a softmax output, whose loss then comes from the softmax's input (the fused kernel;
-  it equals the CPU's except where a probability falls below the CPU's clip at 1e-7);
+  the last axis; no regularizers or constraints (faltung.models.resident_ops);
+- losses per output, with loss_weights: (Sparse)CategoricalCrossentropy, BinaryCrossentropy,
+  MeanSquaredError, MeanAbsoluteError, Huber, reduction "sum_over_batch_size", with sample and
+  class weights (faltung.models.resident_losses);
 - optimizers SGD (momentum, nesterov), Adam (amsgrad), AdamW, RMSprop (momentum, centered)
-  and Adagrad, with weight decay and learning-rate schedules; no gradient clipping or loss
-  scaling.
+  and Adagrad, with weight decay, learning-rate schedules and clipnorm, global_clipnorm or
+  clipvalue (norms reduced on the device); no loss scaling.
 """
 import math
 
-import numpy as np
-
-from faltung.models.resident_ops import SoftmaxOp, ops_for
+from faltung.models.resident_graph import DeviceGraph
+from faltung.models.resident_losses import DeviceLoss
 
 
 class Resident:
-    """A Sequential model's device state: its weights as DeviceArrays (uploaded once here), the
+    """A model's device state: its weights as DeviceArrays (uploaded once here), the
     optimizer's slots (created on the first step), and the batch steps the Trainer calls."""
 
     def __init__(self, model, placement):
@@ -52,7 +56,8 @@ class Resident:
         self.DeviceArray = placement.module.DeviceArray
         self.r = placement.module.resident
         self.dtype = placement.dtype
-        self.ops = [op for layer in model.layers for op in ops_for(layer)]
+        self.where = f"faltung.device({placement.name!r}): model '{model.name}'"
+        self.graph = DeviceGraph(model._graph, self.where)
         self.variables = list(model.weights)
         self.arrays = {id(v): self.DeviceArray(v.value, self.dtype) for v in self.variables}
         self.slots = {}           # id(var) -> (host slot dict of the optimizer, {name: DeviceArray})
@@ -60,7 +65,7 @@ class Resident:
         self.host_stale = False   # the device holds newer weights/slots than the host copies
         self.grads = {}
         self._trainable = set()
-        self._checked = None      # the (optimizer, loss) check_compile accepted
+        self._checked = None      # the (optimizer, losses, loss weights) check_compile accepted
         for v in self.variables:
             v._resident = self
 
@@ -105,88 +110,73 @@ class Resident:
     # -- compile-time checks ---------------------------------------------------------------------
     def check_compile(self):
         """NotImplementedError naming the optimizer or loss this path does not support."""
-        from faltung.losses import SparseCategoricalCrossentropy
         from faltung.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
         model = self.model
         opt = model.optimizer
         per_loss, weights, _ = model._resolve_compile()
-        loss = per_loss[0]
-        if self._checked == (opt, loss):
+        key = (opt, tuple(per_loss), tuple(weights))
+        if self._checked == key:
             return
-        where = f"faltung.device({self.placement.name!r}): model '{model.name}'"
+        where = self.where
         if type(opt) not in (SGD, Adam, AdamW, RMSprop, Adagrad):
             raise NotImplementedError(f"{where}: the optimizer {type(opt).__name__} is not supported on the "
                                       "device yet; supported: SGD, Adam, AdamW, RMSprop, Adagrad")
-        for arg in ("clipnorm", "clipvalue", "global_clipnorm", "loss_scale_factor"):
-            if getattr(opt, arg, None):
-                raise NotImplementedError(f"{where}: the optimizer's `{arg}` is not supported on the device "
-                                          "yet")
-        if loss is not None:  # None: compiled for predict only (fit and evaluate say a loss is missing)
-            if type(loss) is not SparseCategoricalCrossentropy or loss.ignore_class is not None or \
-                    loss.reduction != "sum_over_batch_size":
-                raise NotImplementedError(
-                    f"{where}: the loss {type(loss).__name__} ('{loss.name}', reduction {loss.reduction!r}) is "
-                    "not supported on the device yet; supported: SparseCategoricalCrossentropy (reduction "
-                    "'sum_over_batch_size', no ignore_class)")
-            if len(model.output_shape) != 2:
-                raise NotImplementedError(f"{where}: the loss needs a (batch, classes) output on the device, "
-                                          f"the model's output shape is {model.output_shape}")
-            if not loss.from_logits and not (isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log):
-                raise NotImplementedError(f"{where}: SparseCategoricalCrossentropy(from_logits=False) needs a "
-                                          "softmax output on the device; use a linear output and "
-                                          "from_logits=True")
+        if getattr(opt, "loss_scale_factor", None):
+            raise NotImplementedError(f"{where}: the optimizer's `loss_scale_factor` is not supported on the "
+                                      "device yet")
+        out_ranks = [len(t.shape) for t in model._graph.outputs]
+        self.losses = [None if loss is None else DeviceLoss(loss, out_ranks[i], self.graph.softmax_output(i),
+                                                            f"{where}, output '{model.output_names[i]}'")
+                       for i, loss in enumerate(per_loss)]
+        self.loss_weights = weights
+        self.fused = frozenset(self.graph.outputs[i] for i, l in enumerate(self.losses) if l is not None and l.fused)
         opt._resident = self
-        self.loss, self.loss_weight = loss, weights[0]
-        self._checked = (opt, loss)
+        self._checked = key
 
     # -- steps -----------------------------------------------------------------------------------
     def trains(self, var):
         return id(var) in self._trainable
 
     def set_grad(self, var, grad):
-        if var is not None and grad is not None:
-            self.grads[id(var)] = grad
+        """A weight's gradient; a weight used by several calls (a shared layer) sums them."""
+        if var is None or grad is None:
+            return
+        key = id(var)
+        self.grads[key] = grad if key not in self.grads else self.r.add(self.grads[key], grad)
 
-    def _forward(self, x, training, ops):
-        saved = []
-        for op in ops:
-            x, s = op.forward(self, x, training)
-            saved.append(s)
-        return x, saved
+    def _upload(self, xs):
+        return [self.DeviceArray(x, self.dtype) for x in xs]
 
-    def _upload_x(self, xs):
-        return self.DeviceArray(xs[0], self.dtype)
-
-    def _labels(self, y, batch):
-        if y is None:
-            raise ValueError(f"Model '{self.model.name}' has a loss but received no target in `y`.")
-        t = np.asarray(y)
-        if t.ndim == 2 and t.shape[1] == 1:
-            t = t[:, 0]
-        if t.shape != (batch,):
-            raise ValueError(f"{self.loss.name}: expected integer labels of shape ({batch},) or ({batch}, 1), "
-                             f"received shape {t.shape}")
-        if t.dtype.kind == "f" and (not np.all(np.isfinite(t)) or np.any(t != np.round(t))):
-            raise ValueError(f"{self.loss.name}: labels must be integers, received non-integer values")
-        return np.ascontiguousarray(t, dtype=np.int32)
-
-    def _loss_ops(self):
-        """The ops up to the logits the cross-entropy reads (a softmax output's input when
-        from_logits=False)."""
-        return self.ops if self.loss.from_logits else self.ops[:-1]
-
-    def _loss_and_metrics(self, logits, ys, sws, need_grad):
-        if sws[0] is not None:
-            raise NotImplementedError(f"faltung.device({self.placement.name!r}): sample_weight and class_weight "
-                                      "are not supported on the device yet")
-        batch = logits.shape[0]
-        labels = self._labels(ys[0], batch)
-        values, grad = self.r.sparse_softmax_xent(logits, labels, self.loss_weight / batch, need_grad)
-        value = float(np.mean(values.numpy()))
-        if self.model._metrics:  # what the metrics read: the model's output
-            out = logits if self.loss.from_logits else self.r.softmax(logits)
-            self.model._update_metrics(ys, [out.numpy()], [None], sws)
-        return [value * self.loss_weight, value], grad
+    def _losses(self, outs, ys, sws, need_grad):
+        """([total, per-output losses...] as the CPU Trainer logs them, output gradients)."""
+        model = self.model
+        names = model.output_names
+        total, logged, dys = 0.0, [], []
+        for i, (loss, w, out, y, sw) in enumerate(zip(self.losses, self.loss_weights, outs, ys, sws)):
+            if loss is None:
+                dys.append(None)
+                continue
+            if y is None:
+                raise ValueError(f"Model '{model.name}': output '{names[i]}' has a loss but received no target "
+                                 "in `y`.")
+            try:
+                value, dy = loss(self, out, y, sw, w, need_grad)
+            except ValueError as e:
+                if len(names) == 1:
+                    raise
+                raise ValueError(f"Output '{names[i]}' of model '{model.name}': {e}") from e
+            dys.append(dy)
+            total += value * w
+            logged.append(value)
+        if model._metrics:  # what the metrics read: the outputs that have metrics
+            preds = []
+            for out, t, ms in zip(outs, self.graph.outputs, model._per_output[2]):
+                if not ms:
+                    preds.append(None)
+                    continue
+                preds.append((self.r.softmax(out) if t in self.fused else out).numpy())
+            model._update_metrics(ys, preds, [None] * len(preds), sws)
+        return [total] + logged, dys
 
     def _activate(self):
         """Make this model's GPU the current device (another scope may have changed it)."""
@@ -201,25 +191,23 @@ class Resident:
         trainable = model.trainable_weights
         self._trainable = {id(v) for v in trainable}
         self.grads = {}
-        ops = self._loss_ops()
-        logits, saved = self._forward(self._upload_x(xs), True, ops)
-        result, dy = self._loss_and_metrics(logits, ys, sws, True)
-        for i in reversed(range(len(ops))):
-            dy = ops[i].backward(self, dy, saved[i], i > 0)
+        outs, saved = self.graph.forward(self, self._upload(xs), True, self.fused)
+        result, dys = self._losses(outs, ys, sws, True)
+        self.graph.backward(self, saved, dys, self.fused)
         self._apply(opt, [v for v in trainable if id(v) in self.grads])
         return result
 
     def test_batch(self, xs, ys, sws):
         self.check_compile()
         self._activate()
-        logits, _ = self._forward(self._upload_x(xs), False, self._loss_ops())
-        return self._loss_and_metrics(logits, ys, sws, False)[0]
+        outs, _ = self.graph.forward(self, self._upload(xs), False, self.fused)
+        return self._losses(outs, ys, sws, False)[0]
 
     def predict_batch(self, xs):
-        """[output as numpy] for one batch (the Trainer's list of outputs)."""
+        """The outputs as numpy for one batch (the Trainer's list of outputs)."""
         self._activate()
-        y, _ = self._forward(self._upload_x(xs), False, self.ops)
-        return [y.numpy()]
+        outs, _ = self.graph.forward(self, self._upload(xs), False)
+        return [y.numpy() for y in outs]
 
     def _apply(self, opt, variables):
         """One optimizer step in place, in the CPU optimizer's order: the learning rate at
@@ -231,6 +219,7 @@ class Resident:
         if isinstance(opt, Adam):
             t = opt.iterations + 1
             alpha = lr * math.sqrt(1.0 - opt.beta_2 ** t) / (1.0 - opt.beta_1 ** t)
+        self._clip(opt, [self.grads[id(v)] for v in variables])
         for v in variables:
             slots = self._slots(opt, v)
             w, g = self.arrays[id(v)], self.grads[id(v)]
@@ -251,6 +240,15 @@ class Resident:
         self.host_stale = True
         self.grads = {}
 
+    def _clip(self, opt, grads):
+        """The optimizer's clipping (base.py's _clip) on the device, in place."""
+        if opt.clipnorm and opt.clipnorm > 0:
+            self.r.clip_by_norm(grads, opt.clipnorm)
+        elif opt.global_clipnorm and opt.global_clipnorm > 0:
+            self.r.clip_by_global_norm(grads, opt.global_clipnorm)
+        elif opt.clipvalue and opt.clipvalue > 0:
+            self.r.clip_by_value(grads, opt.clipvalue)
+
     def _slots(self, opt, var):
         if opt is not self._slots_of:  # recompiled with another optimizer: its own, new slots
             self.pull()
@@ -267,7 +265,6 @@ def attach(model):
     NotImplementedError naming what is unsupported); a resident model rebuilt outside the scope
     (a layer added) stays where it is; any other model gets none."""
     from faltung import _device
-    from faltung.models.sequential import Sequential
     old = model.__dict__.get("_resident")
     placement = _device.current_placement() or (old.placement if old is not None else None)
     if old is not None:
@@ -276,9 +273,6 @@ def attach(model):
     if placement is None:
         return
     try:
-        if not isinstance(model, Sequential):
-            raise NotImplementedError(f"faltung.device({placement.name!r}): only Sequential models can be "
-                                      f"device-resident yet; model '{model.name}' is a {type(model).__name__}")
         model._resident = Resident(model, placement)
     except NotImplementedError:
         model._graph, model.built = None, False  # never half-built, never silently on the CPU

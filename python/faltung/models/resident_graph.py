@@ -1,0 +1,177 @@
+"""The graph of a device-resident model (faltung.models.resident): the layer calls of the
+model's Graph (faltung.models.graph, Sequential and functional alike) as steps over
+DeviceArrays, run forward in the graph's order and backward in reverse.
+
+A step is one call of a layer: a chain of ops (faltung.models.resident_ops.ops_for: one input,
+one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate:
+several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As the CPU graph
+does: the gradients of a tensor read by several calls are summed, and so are the weight
+gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
+training=False runs as at inference. Masks do not travel on the device: a layer that makes or
+takes one raises NotImplementedError, as do layers with several outputs or tensor keyword
+arguments.
+"""
+from faltung.models.resident_ops import SoftmaxOp, ops_for
+
+MERGE_NAMES = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Average": "average",
+               "Maximum": "maximum", "Minimum": "minimum"}
+
+
+class _MergeOp:
+    """An elementwise merge layer over n inputs (broadcast as the layer broadcasts)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def forward(self, res, xs, training):
+        y, win = res.r.merge(self.name, xs)
+        return y, (xs, win)
+
+    def backward(self, res, dy, saved, need_dx):
+        xs, win = saved
+        return res.r.merge_backward(self.name, dy, xs, win) if need_dx else None
+
+
+class _ConcatOp:
+    def __init__(self, layer):
+        self.layer = layer
+
+    def forward(self, res, xs, training):
+        axis = self.layer.axis % len(xs[0].shape)
+        return res.r.concatenate(xs, axis), (axis, [x.shape[axis] for x in xs])
+
+    def backward(self, res, dy, saved, need_dx):
+        axis, sizes = saved
+        return res.r.concatenate_backward(dy, sizes, axis) if need_dx else None
+
+
+class _Step:
+    """One layer call: `ops` (a chain, one input) or `merge` (a list of inputs); tensor ids."""
+
+    def __init__(self, node, ops, merge):
+        self.layer, self.ops, self.merge = node.layer, ops, merge
+        self.inputs = [id(t) for t in node.input_tensors]
+        self.output = id(node.output_tensors[0])
+        self.recorded_training = (node.call_kwargs or {}).get("training")
+
+    def mode(self, training):
+        """The training flag of this call, as the CPU graph chooses it."""
+        if training:
+            return self.recorded_training is None or bool(self.recorded_training)
+        return bool(self.recorded_training)
+
+    def softmax_last(self):
+        return bool(self.ops) and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
+
+
+def _step_of(node, where):
+    from faltung.layers import Concatenate, Masking
+    from faltung.layers.merging.base_merge import Merge
+    layer = node.layer
+    what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
+    if isinstance(layer, Masking) or getattr(layer, "mask_zero", False) or "mask" in (node.call_kwargs or {}):
+        raise NotImplementedError(f"{what} makes or takes a mask; masks are not supported on the device yet")
+    if len(node.output_tensors) != 1:
+        raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
+                                  "outputs are not supported on the device yet")
+    if node.kwargs_tensors:
+        raise NotImplementedError(f"{what} is called with tensor keyword arguments, which are not supported on "
+                                  "the device yet")
+    if isinstance(layer, Merge):
+        if type(layer) is Concatenate:
+            return _Step(node, None, _ConcatOp(layer))
+        name = MERGE_NAMES.get(type(layer).__name__)
+        if name is None:
+            raise NotImplementedError(f"{what}: the merge layer {type(layer).__name__} is not supported on the "
+                                      f"device yet; supported: {', '.join(MERGE_NAMES)}, Concatenate")
+        return _Step(node, None, _MergeOp(name))
+    if len(node.input_tensors) != 1:
+        raise NotImplementedError(f"{what} takes {len(node.input_tensors)} tensors; only the merge layers take "
+                                  "several on the device")
+    return _Step(node, ops_for(layer), None)
+
+
+class DeviceGraph:
+    """The steps of `graph` (a faltung.models.graph.Graph), or NotImplementedError naming the
+    first layer call the device cannot run."""
+
+    def __init__(self, graph, where):
+        self.inputs = [id(t) for t in graph.inputs]
+        self.outputs = [id(t) for t in graph.outputs]
+        self.steps = [_step_of(node, where) for node in graph.nodes]
+        out_ids = set(self.outputs)
+        self.last_use = {}
+        self.readers = {}
+        for i, step in enumerate(self.steps):
+            for t in step.inputs:
+                self.readers[t] = self.readers.get(t, 0) + 1
+                if t not in out_ids:
+                    self.last_use[t] = i
+        self.producer = {step.output: step for step in self.steps}
+
+    def softmax_output(self, i):
+        """Whether output i is a softmax that nothing else reads (its loss may read the logits)."""
+        t = self.outputs[i]
+        step = self.producer.get(t)
+        return step is not None and step.softmax_last() and self.readers.get(t, 0) == 0 and \
+            self.outputs.count(t) == 1
+
+    def _chain(self, step, stop):
+        return step.ops[:-1] if step.output in stop else step.ops
+
+    def forward(self, res, xs, training, stop=frozenset()):
+        """Output values (a list) and, when training, what backward needs. Outputs in `stop`
+        come out before their last op (the logits under a softmax)."""
+        values = dict(zip(self.inputs, xs))
+        saved = []
+        for i, step in enumerate(self.steps):
+            mode = step.mode(training)
+            if step.merge is not None:
+                y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode)
+            else:
+                y, s = values[step.inputs[0]], []
+                for op in self._chain(step, stop):
+                    y, si = op.forward(res, y, mode)
+                    s.append(si)
+            values[step.output] = y
+            if training:
+                saved.append(s)
+            for t in step.inputs:
+                if self.last_use.get(t) == i:
+                    values.pop(t, None)
+        return [values[t] for t in self.outputs], saved
+
+    def backward(self, res, saved, dys, stop=frozenset()):
+        """From the output gradients `dys` (None where an output has no loss) to every trainable
+        weight's (res.set_grad); the model's inputs get none."""
+        want, active = {}, []
+        for step in self.steps:
+            wants = any(want.get(t, False) for t in step.inputs)
+            a = wants or any(res.trains(v) for v in step.layer.trainable_weights)
+            want[step.output] = a
+            active.append((a, wants))
+        grads = {}
+
+        def accumulate(t, g):
+            grads[t] = g if t not in grads else res.r.add(grads[t], g)
+
+        for t, g in zip(self.outputs, dys):
+            if g is not None:
+                accumulate(t, g)
+        for i in range(len(self.steps) - 1, -1, -1):
+            step = self.steps[i]
+            dy = grads.pop(step.output, None)
+            is_active, need_dx = active[i]
+            if dy is None or not is_active:
+                continue
+            if step.merge is not None:
+                dxs = step.merge.backward(res, dy, saved[i], need_dx)
+            else:
+                chain = self._chain(step, stop)
+                for j in range(len(chain) - 1, -1, -1):
+                    dy = chain[j].backward(res, dy, saved[i][j], need_dx or j > 0)
+                dxs = [dy]
+            if need_dx:
+                for t, d in zip(step.inputs, dxs):
+                    if d is not None and want.get(t, False):
+                        accumulate(t, d)
