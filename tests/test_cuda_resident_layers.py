@@ -368,3 +368,19 @@ def test_device_module_has_the_layer_entry_points():
     for name in ("conv_transpose2d", "upsample_nearest2d", "resize_bilinear2d", "shift2d", "reverse_time",
                  "lstm_forward", "gru_backward", "simple_rnn_backward"):
         assert hasattr(cuda.resident, name)
+
+
+@pytest.mark.parametrize("family,gates,opts", [("simple_rnn", 1, {}), ("lstm", 4, {}),
+                                               ("gru", 3, {"reset_after": True}),
+                                               ("gru", 3, {"reset_after": False})])
+def test_recurrent_backward_of_an_empty_batch_gives_zero_weight_gradients(family, gates, opts):
+    """B = 0: the recurrent kernel's gradient is a sum over no samples, so zeros (fresh harness
+    buffers start as NaN: a gradient nothing writes shows)."""
+    host = pytest.importorskip("faltung._cuda_host")
+    r, DA = host.resident, host.DeviceArray
+    x = DA(np.ones((0, 3, 4), np.float32))
+    k, rk = DA(np.ones((4, gates * 3), np.float32)), DA(np.ones((3, gates * 3), np.float32))
+    _, _, ws = getattr(r, family + "_forward")(x, k, rk, None, training=True, **opts)
+    dx, dk, drk, db = getattr(r, family + "_backward")(x, k, rk, None, ws, None, None, **opts)
+    np.testing.assert_array_equal(dk.numpy(), 0)
+    np.testing.assert_array_equal(drk.numpy(), 0)

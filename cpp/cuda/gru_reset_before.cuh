@@ -17,6 +17,7 @@
 // After the loop, over all rows: dW = X^T dP, dx = dP W^T, db = column sums of dP,
 // dR_zr = Hprev^T dP[zr], dR_h = RH^T dP[h] (one GEMM per sample each).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "gru.cuh"
@@ -205,11 +206,13 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   if (a.dx)
     ex.launch(cover(rows * F, block), Gemm<R>{a.dx, F, nullptr, 0, dP, GU, 1, a.W, 1, GU, nullptr, rows, F, GU});
   // dR[:, :2U] = sum over b of H_b[0:T]^T dP_b[zr];  dR[:, 2U:] = sum over b of RH_b^T dP_b[h]
-  for (int64_t b = 0; b < B; ++b) {
+  // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
+  for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b) {
+    const int64_t K = B ? T : 0;
     ex.launch(cover(U * 2 * U, block), Gemm<R>{a.dR, GU, b ? a.dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
-                                               dP + b * T * GU, GU, 1, nullptr, U, 2 * U, T});
+                                               dP + b * T * GU, GU, 1, nullptr, U, 2 * U, K});
     ex.launch(cover(U * U, block), Gemm<R>{a.dR + 2 * U, GU, b ? a.dR + 2 * U : nullptr, GU, RH + b * T * U, 1, U,
-                                           dP + b * T * GU + 2 * U, GU, 1, nullptr, U, U, T});
+                                           dP + b * T * GU + 2 * U, GU, 1, nullptr, U, U, K});
   }
   if (a.db) ex.launch(cover(GU, block), rnn::ColumnSum<R>{a.db, dP, rows, GU});
 }

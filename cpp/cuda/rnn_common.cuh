@@ -4,6 +4,7 @@
 // harness checks each family's whole launch sequence; on the device it stands in for cuBLAS,
 // which replaces it (same operands and strides) once the backend links cuBLAS (CMakeLists.txt).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "hd.cuh"
@@ -65,9 +66,10 @@ void weight_grads(Exec& ex, const R* x, const R* W, const R* H, const R* dP, con
   const int64_t rows = B * T;
   ex.launch(cover(F * GU, block), Gemm<R>{dW, GU, nullptr, 0, x, 1, F, dP, GU, 1, nullptr, F, GU, rows});
   if (dx) ex.launch(cover(rows * F, block), Gemm<R>{dx, F, nullptr, 0, dP, GU, 1, W, 1, GU, nullptr, rows, F, GU});
-  for (int64_t b = 0; b < B; ++b)
+  // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
+  for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b)
     ex.launch(cover(U * GU, block), Gemm<R>{dR, GU, b ? dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
-                                            dQ + b * T * GU, GU, 1, nullptr, U, GU, T});
+                                            dQ + b * T * GU, GU, 1, nullptr, U, GU, B ? T : 0});
   if (!db) return;
   ex.launch(cover(GU, block), ColumnSum<R>{db, dP, rows, GU});
   if (db_rec) ex.launch(cover(GU, block), ColumnSum<R>{db + GU, dQ, rows, GU});

@@ -88,12 +88,15 @@ struct Forward {
   Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
   Real *Xp, *xbias, *h, *cs, *Rf;
   int64_t B, T, F, U, GU;
+  bool fold;           // folded_forward: Hm holds the step's [x_t | h m], K = F + U (rnn_kernels.hpp)
+  int64_t K, ldh;      // the step product's inner size and Hm's row length
 
   Forward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
           const Real* h0_, const Real* c0_, Real* hs_, Real* h_T_, Real* c_T_, Real* saved,
           void* workspace)
       : c(c_), pl(pl_), w(w_), x(x_), h0(h0_), c0(c0_), hs(hs_), h_T(h_T_), c_T(c_T_),
-        training(saved != nullptr), B(c_.B), T(c_.T), F(c_.F), U(c_.U), GU(c_.GU()) {
+        training(saved != nullptr), B(c_.B), T(c_.T), F(c_.F), U(c_.U), GU(c_.GU()),
+        fold(folded_forward(c_, saved != nullptr)), K(fold ? F + U : U), ldh(K) {
     const ForwardLayout L = forward_layout<Real>(c, pl.N, training);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), xbias = at(ws, L.xbias), h = at(ws, L.h), cs = at(ws, L.c), Rf = at(ws, L.Rf);
@@ -111,19 +114,21 @@ struct Forward {
   int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
   // Row 0 of step s's block in a per-step buffer: packed (training) or one block (B,.).
   int64_t block_row(int64_t s) const { return training ? pl.off[s] : 0; }
+  // Row 0 of step s's block of G: packed, or the one block of the folded forward.
+  int64_t g_row(int64_t s) const { return fold ? 0 : pl.off[s]; }
   bool active(int64_t s, int64_t p) const {
     return pl.active.empty() || pl.active[pl.off[s] + (p - pl.lo[s])];
   }
   Real* out_row(int64_t s, int64_t p) const { return hs + (pl.perm[p] * T + s) * U; }
 
   // x gathered into packed rows, states from h0 / c0, the recurrent kernel packed (each thread
-  // the blocks of its units). The input-side bias is added by the epilogues, where a step's
-  // rows are in cache (filling G with it first cost a pass over all of G).
+  // the blocks of its units; folded: [W; R]). The input-side bias is added by the epilogues,
+  // where a step's rows are in cache (filling G with it first cost a pass over all of G).
   void prologue(int k, int nt) {
     if (k == 0) input_bias(c, w.bias, xbias);
     const int64_t nb = Panel<Real>::blocks(U);
     pack_forward<Real>(w.recurrent_kernel, U, c.gates(), split_lo(nb, k, nt), split_lo(nb, k + 1, nt),
-                       Rf);
+                       Rf, fold ? w.kernel : nullptr, fold ? F : 0);
     for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
       const int64_t b = pl.perm[p];
       for (int64_t u = 0; u < U; ++u) h[p * U + u] = h0 ? h0[b * U + u] : Real(0);
@@ -131,6 +136,7 @@ struct Forward {
         for (int64_t u = 0; u < U; ++u) cs[p * U + u] = c0 ? c0[b * U + u] : Real(0);
     }
 #pragma omp barrier
+    if (fold) return;  // each step reads its x rows itself (pack)
     for_packed_rows(pl, split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt),
                     [&](int64_t r, int64_t s, int64_t p) {
                       std::memcpy(Xp + r * F, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
@@ -141,13 +147,20 @@ struct Forward {
 #pragma omp barrier
   }
 
-  // Hm block rows of q = h * m (the recurrent GEMM's input).
+  // Hm block rows of q = h * m (the recurrent GEMM's input); folded, [x_t | h m], each thread
+  // the part of x_t's columns in proportion to its units.
   void pack(int64_t s, const Rect& q) {
-    Real* Hm_s = Hm + block_row(s) * U;
+    Real* Hm_s = Hm + block_row(s) * ldh;
     const int64_t lo = pl.lo[s];
     for (int64_t p = q.r0; p < q.r1; ++p) {
       const Real* hp = h + p * U;
-      Real* hm = Hm_s + (p - lo) * U;
+      Real* hm = Hm_s + (p - lo) * ldh;
+      if (fold) {
+        const int64_t f0 = F * q.u0 / U, f1 = F * q.u1 / U;
+        if (f1 > f0)
+          std::memcpy(hm + f0, x + (pl.perm[p] * T + t_of(s)) * F + f0, (f1 - f0) * sizeof(Real));
+        hm += F;
+      }
       if (w.recurrent_mask) {
         const Real* m = w.recurrent_mask + pl.perm[p] * U;
         for (int64_t u = q.u0; u < q.u1; ++u) hm[u] = hp[u] * m[u];
@@ -179,7 +192,7 @@ struct Forward {
     for (int64_t p = q.r0; p < q.r1; ++p) {
       if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
       const int64_t r = pl.off[s] + (p - pl.lo[s]);
-      Real* z = G + r * GU + q.u0;
+      Real* z = G + (g_row(s) + p - pl.lo[s]) * GU + q.u0;
       add_bias(z, xbias + q.u0, n);
       keep_pre(r, 0, 1, q.u0, n);
       act(c.act, c.act_params, z, z, n);
@@ -201,7 +214,7 @@ struct Forward {
     for (int64_t p = q.r0; p < q.r1; ++p) {
       if (!active(s, p)) { masked_output(s, p, q.u0, q.u1); continue; }
       const int64_t r = pl.off[s] + (p - pl.lo[s]), rb = block_row(s) + (p - pl.lo[s]);
-      Real* zr = G + r * GU;
+      Real* zr = G + (g_row(s) + p - pl.lo[s]) * GU;
       Real *gi = zr + u0, *gf = zr + U + u0, *gg = zr + 2 * U + u0, *go = zr + 3 * U + u0;
       Real* cp = cs + p * U + u0;
       if (Cprev) std::memcpy(Cprev + r * U + u0, cp, n * sizeof(Real));
@@ -295,21 +308,21 @@ struct Forward {
 
   void step(int64_t s, int k, int nt) {
     const int64_t lo = pl.lo[s], hi = pl.hi[s];
-    const Rect q = step_rect<Real>(lo, hi, U, c.gates(), k, nt);
+    const Rect q = step_rect<Real>(lo, hi, U, c.gates(), k, nt, K);
     const int64_t Gn = c.gates();
-    Real* Hm_s = Hm + block_row(s) * U;
-    Real* G_s = G + pl.off[s] * GU;
+    Real* Hm_s = Hm + block_row(s) * ldh;
+    Real* G_s = G + g_row(s) * GU;
     pack(s, q);
     if (q.by_units) {
 #pragma omp barrier
     }
     switch (c.cell) {
       case RnnCell::simple_rnn:
-        step_gemm<Real>(q, lo, U, Gn, 0, 1, Hm_s, U, Rf, true, G_s, GU);
+        step_gemm<Real>(q, lo, U, Gn, 0, 1, Hm_s, ldh, Rf, !fold, G_s, GU, K);
         simple_epilogue(s, q);
         break;
       case RnnCell::lstm:
-        step_gemm<Real>(q, lo, U, Gn, 0, 4, Hm_s, U, Rf, true, G_s, GU);
+        step_gemm<Real>(q, lo, U, Gn, 0, 4, Hm_s, ldh, Rf, !fold, G_s, GU, K);
         lstm_epilogue(s, q);
         break;
       case RnnCell::gru:
@@ -461,7 +474,8 @@ int64_t rnn_forward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool
 template <typename Real>
 int64_t rnn_backward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool need_dx,
                                     bool need_dweights) {
-  return backward_layout<Real>(c, plan.N, need_dx, need_dweights).total * int64_t(sizeof(Real)) +
+  return backward_layout<Real>(c, plan.N, need_dx, need_dweights, team_size(c, plan)).total *
+             int64_t(sizeof(Real)) +
          kAlignSlack;
 }
 

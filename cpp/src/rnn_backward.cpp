@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "faltung/rnn.hpp"
 #include "rnn_kernels.hpp"
@@ -35,10 +34,11 @@ struct Backward {
   // workspace
   Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb, *dWR;
   int64_t ldx;  // Xp's row length: F, or F + U when Xp holds [x | Hm] (dWR)
-  // db's partial sums, one row of sum_len per thread: the column sums of dZ (GU), then of
+  // db's partial sums, one row of db_len per thread: the column sums of dZ (GU), then of
   // dXh (U, GRU reset_after); each thread adds its part of every step while it is in cache.
-  std::vector<Real> db_parts;
-  int64_t sum_len = 0;
+  Real* db_parts;
+  int64_t db_len;
+  int threads;  // the team the workspace was laid out for
   int64_t B, T, F, U, GU;
 
   Backward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
@@ -51,10 +51,12 @@ struct Backward {
     Hprev = at(saved, S.Hprev) ? at(saved, S.Hprev) : Hm;  // h_{t-1}; Hm without a mask
     Cprev = at(saved, S.Cprev), Ac = at(saved, S.Ac), Cnew = at(saved, S.Cnew);
     GH = at(saved, S.GH), Q = at(saved, S.Q);
-    const BackwardLayout L = backward_layout<Real>(c, pl.N, dx != nullptr, dW != nullptr);
+    threads = team_size(c, pl);
+    const BackwardLayout L = backward_layout<Real>(c, pl.N, dx != nullptr, dW != nullptr, threads);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), dZ = at(ws, L.dZ), dXh = at(ws, L.dXh), dxp = at(ws, L.dxp);
     dWR = at(ws, L.dWR), ldx = dWR ? F + U : F;
+    db_parts = dW && db ? at(ws, L.db_parts) : nullptr, db_len = L.db_len;
     dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ), Rb = at(ws, L.Rb);
   }
 
@@ -224,8 +226,8 @@ struct Backward {
 
   // Thread k's partial db sums += its rectangle q of step s's dZ (and dXh) rows.
   void sum_bias(int64_t s, const Rect& q, int k) {
-    if (db_parts.empty() || q.empty()) return;
-    Real* acc = db_parts.data() + k * sum_len;
+    if (!db_parts || q.empty()) return;
+    Real* acc = db_parts + k * db_len;
     for (int64_t p = q.r0; p < q.r1; ++p) {
       const int64_t r = pl.off[s] + (p - pl.lo[s]);
       for (int64_t g = 0; g < c.gates(); ++g) {
@@ -307,7 +309,7 @@ struct Backward {
         for (int64_t j = split_lo(ncol, k, nt); j < split_lo(ncol, k + 1, nt); ++j) {
           const int64_t src = j < GUz ? j : j < GU ? GU + (j - GUz) : j - GU;
           Real sum = 0;
-          for (int t = 0; t < nt; ++t) sum += db_parts[t * sum_len + src];
+          for (int t = 0; t < nt; ++t) sum += db_parts[t * db_len + src];
           db[j] = sum;
         }
       }
@@ -329,12 +331,8 @@ struct Backward {
   }
 
   void run() {
-    const int nt_want = team_size(c, pl);
-    if (dW && db) {
-      sum_len = GU + (dXh ? U : 0);
-      db_parts.assign(size_t(nt_want) * sum_len, Real(0));
-    }
-#pragma omp parallel num_threads(nt_want)
+    if (db_parts) std::fill_n(db_parts, threads * db_len, Real(0));
+#pragma omp parallel num_threads(threads)
     {
       const int k = omp_get_thread_num(), nt = omp_get_num_threads();
       prologue(k, nt);

@@ -6,7 +6,8 @@
 // Panels: a packed matrix is a sequence of panels of K rows x NR columns, each row NR
 // contiguous values (columns past the matrix are zeros). The units are cut into nb = ceil(U /
 // NR) blocks of NR; block j holds units [j NR, j NR + NR).
-//   forward  Rf: for block j and gate g, panel j*G + g = R[:, g U + j NR + (0..NR)]  (K = U)
+//   forward  Rf: for block j and gate g, panel j*G + g = R[:, g U + j NR + (0..NR)]  (K = U;
+//            folded: [W; R] in place of R, K = F + U)
 //   backward Rb: for block j, panel j = R[j NR + (0..NR), :]^T                      (K = GU)
 // A thread that owns a range of unit blocks reads only their panels, which stay in its cache
 // from step to step. The product of a block is a register tile of MR rows x NR columns
@@ -27,20 +28,23 @@ struct Panel {
   static constexpr int NR = NV * VW;                      // panel columns
   static constexpr int MR = simd::kBytes == 64 ? 12 : 6;  // tile rows: 24 of 32 / 12 of 16 registers
   static int64_t blocks(int64_t U) { return (U + NR - 1) / NR; }
-  static int64_t size(int64_t U, int64_t G) { return blocks(U) * G * U * NR; }  // Rf or Rb
+  static int64_t size(int64_t U, int64_t G, int64_t K) { return blocks(U) * G * K * NR; }  // Rf, Rb
 };
 
-// Rf's blocks [j0, j1) from R (U,GU).
+// Rf's blocks [j0, j1) from R (U,GU), with K = U rows per panel; or, when W (F,GU) is given,
+// from W stacked above R (K = F + U: the folded forward, rnn.cpp).
 template <typename Real>
-void pack_forward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, Real* Rf) {
+void pack_forward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, Real* Rf,
+                  const Real* W = nullptr, int64_t F = 0) {
   constexpr int NR = Panel<Real>::NR;
-  const int64_t GU = G * U;
+  const int64_t GU = G * U, K = F + U;
   for (int64_t j = j0; j < j1; ++j)
     for (int64_t g = 0; g < G; ++g) {
-      Real* P = Rf + (j * G + g) * U * NR;
+      Real* P = Rf + (j * G + g) * K * NR;
       const int64_t n = std::min<int64_t>(NR, U - j * NR);
-      for (int64_t k = 0; k < U; ++k) {
-        std::copy_n(R + k * GU + g * U + j * NR, n, P + k * NR);
+      for (int64_t k = 0; k < K; ++k) {
+        const Real* src = k < F ? W + k * GU : R + (k - F) * GU;
+        std::copy_n(src + g * U + j * NR, n, P + k * NR);
         std::fill(P + k * NR + n, P + (k + 1) * NR, Real(0));
       }
     }

@@ -15,7 +15,8 @@
 //   forward workspace: Xp (N,F) gathered x; xbias (GU); h, c (B,U) the states in sorted
 //     order; Rf the packed recurrent kernel (rnn_gemm.hpp); without training G (N,GU) and
 //     one step's block (B,U) of Hm, Ac, GH, Q.
-//   backward workspace: Xp (N,F) if dweights (LSTM, SimpleRNN: (N,F+U) rows [x | Hm], and
+//   backward workspace: db_parts (threads, GU [+ U]) if dweights: each thread's column sums of
+//     dZ (and dXh); Xp (N,F) if dweights (LSTM, SimpleRNN: (N,F+U) rows [x | Hm], and
 //     dWR (F+U,GU) = [dW; dR] from their one GEMM); dZ (N,GU) the gradient of the recurrent GEMM's
 //     output (GRU reset_after: dG, with dXh (N,U) the input side of the h gate); dxp (N,F) if
 //     dx; dH, dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU;
@@ -95,6 +96,16 @@ inline SavedLayout saved_layout(const RnnConfig& c, int64_t N) {
   return L;
 }
 
+// Whether the forward without training folds the input projection into each step's product:
+// [x_t | h m] (B, F+U) @ [W; R] instead of one GEMM over all steps into G (N,GU) and per step
+// h m @ R added to G's rows. G then never leaves the cache (a step's block, not all N rows).
+// Not GRU: its h gate keeps x W_h and (h m) R_h apart.
+inline bool folded_forward(const RnnConfig& c, bool training) { return !training && !is_gru(c); }
+// The rows of the packed forward kernel Rf per panel.
+inline int64_t forward_k(const RnnConfig& c, bool training) {
+  return folded_forward(c, training) ? c.F + c.U : c.U;
+}
+
 struct ForwardLayout {
   int64_t Xp = -1, xbias = -1, h = -1, c = -1, Rf = -1;          // always
   int64_t G = -1, Hm = -1, Ac = -1, GH = -1, Q = -1, total = 0;  // without training
@@ -104,14 +115,15 @@ ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
   const int64_t B = c.B, U = c.U, GU = c.GU();
   ForwardLayout L;
   Carve k;
-  L.Xp = k.take(N * c.F);
+  const bool fold = folded_forward(c, training);
+  if (!fold) L.Xp = k.take(N * c.F);
   L.xbias = k.take(GU);
   L.h = k.take(B * U);
   if (is_lstm(c)) L.c = k.take(B * U);
-  L.Rf = k.take(Panel<Real>::size(U, c.gates()));
+  L.Rf = k.take(Panel<Real>::size(U, c.gates(), forward_k(c, training)));
   if (!training) {
-    L.G = k.take(N * GU);
-    L.Hm = k.take(B * U);
+    L.G = k.take((fold ? B : N) * GU);       // folded: one step's block
+    L.Hm = k.take(B * (fold ? c.F + U : U));  // folded: [x_t | h m]
     if (is_lstm(c)) L.Ac = k.take(B * U);
     if (is_gru(c)) (c.reset_after ? L.GH : L.Q) = k.take(B * U);
   }
@@ -126,13 +138,19 @@ inline bool joint_weight_grads(const RnnConfig& c) { return !is_gru(c); }
 
 struct BackwardLayout {
   int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, Rb = -1,
-          dWR = -1, total = 0;
+          dWR = -1, db_parts = -1, db_len = 0, total = 0;
 };
+// threads: the team's size (team_size), for db's per-thread partial sums.
 template <typename Real>
-BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool need_dweights) {
+BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool need_dweights,
+                               int threads) {
   const int64_t B = c.B, U = c.U, GU = c.GU();
   BackwardLayout L;
   Carve k;
+  if (need_dweights) {  // a row per thread, 64-byte aligned: no two threads share a line
+    L.db_len = (GU + (is_gru(c) && c.reset_after ? U : 0) + 15) / 16 * 16;
+    L.db_parts = k.take(threads * L.db_len);
+  }
   const bool joint = need_dweights && joint_weight_grads(c);
   if (need_dweights) L.Xp = k.take(N * (joint ? c.F + U : c.F));  // joint: rows [x | h m]
   if (joint) L.dWR = k.take((c.F + U) * GU);                        // [dW; dR]
@@ -143,7 +161,7 @@ BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool
   if (is_lstm(c)) L.dC = k.take(B * U);
   L.dHm = k.take(B * U);
   if (is_gru(c) && !c.reset_after) L.dQ = k.take(B * U);
-  L.Rb = k.take(Panel<Real>::size(U, c.gates()));
+  L.Rb = k.take(Panel<Real>::size(U, c.gates(), U));  // blocks x GU rows of NR
   L.total = k.total;
   return L;
 }
@@ -166,11 +184,12 @@ struct Rect {
 // forward 11.0 -> 8.6 ms, GRU 7.8 -> 6.4 ms, batch 32, T 100).
 constexpr int64_t kMinRowsPerThread = 8;
 int64_t rnn_row_split_bytes();  // rnn.cpp: L2 / 2 (256 KB where the L2 size is unknown)
+// K: the packed kernel's rows (U; the folded forward F + U).
 template <typename Real>
-Rect step_rect(int64_t lo, int64_t hi, int64_t U, int64_t gates, int k, int nt) {
+Rect step_rect(int64_t lo, int64_t hi, int64_t U, int64_t gates, int k, int nt, int64_t K = -1) {
   constexpr int64_t NR = Panel<Real>::NR;
   const int64_t rows = hi - lo, nb = Panel<Real>::blocks(U);
-  const bool small_kernel = gates * U * U * int64_t(sizeof(Real)) <= rnn_row_split_bytes();
+  const bool small_kernel = gates * (K < 0 ? U : K) * U * int64_t(sizeof(Real)) <= rnn_row_split_bytes();
   if (nt == 1 || ((nb < nt || small_kernel) && rows >= kMinRowsPerThread * nt))
     return {lo + split_lo(rows, k, nt), lo + split_lo(rows, k + 1, nt), 0, U, false};
   const int64_t u0 = std::min(U, split_lo(nb, k, nt) * NR), u1 = std::min(U, split_lo(nb, k + 1, nt) * NR);
@@ -224,13 +243,16 @@ void team_gemm(int k, int nt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 // C[rows, (g - g0)*U + (u0..u1)] = (add ? C : 0) + A[rows] @ R[:, g*U + (u0..u1)], R packed as
 // Rf (rnn_gemm.hpp) with G gates. A and C are the step's blocks (row 0 = sorted position lo;
 // C starts at gate g0's column).
+// K: A's columns and Rf's rows per panel (U; the folded forward F + U).
 template <typename Real>
 void step_gemm(const Rect& q, int64_t lo, int64_t U, int64_t G, int64_t g0, int64_t g1,
-               const Real* A, int64_t lda, const Real* Rf, bool add, Real* C, int64_t ldc) {
+               const Real* A, int64_t lda, const Real* Rf, bool add, Real* C, int64_t ldc,
+               int64_t K = -1) {
   if (q.empty()) return;
-  const int64_t panel = U * Panel<Real>::NR;
+  if (K < 0) K = U;
+  const int64_t panel = K * Panel<Real>::NR;
   for (int64_t g = g0; g < g1; ++g)
-    panel_gemm<Real>(q.r1 - q.r0, U, A + (q.r0 - lo) * lda, lda, Rf + g * panel, G * panel,
+    panel_gemm<Real>(q.r1 - q.r0, K, A + (q.r0 - lo) * lda, lda, Rf + g * panel, G * panel,
                      block_of<Real>(q.u0), block_of<Real>(q.u1), U,
                      C + (q.r0 - lo) * ldc + (g - g0) * U, ldc, add);
 }
