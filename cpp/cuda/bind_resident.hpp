@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bind_kernels.hpp"
+#include "bind_resident_io.hpp"
 #include "bind_resident_losses.hpp"
 #include "device_array.hpp"
 
@@ -676,6 +677,7 @@ struct BindResident {
     m.def("weight_decay", &weight_decay, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
     BindResidentLayers<Backend>::bind(m);
     ResidentLosses<BindResident>::bind(m);  // merge, losses, clipping (bind_resident_losses.hpp)
+    ResidentIo<BindResident>::bind(m);  // batch statistics (bind_resident_io.hpp)
   }
 };
 

@@ -13,6 +13,7 @@
 #include "exec_host.hpp"
 #include "kernels_impl.hpp"
 #include "loss_kernels_impl.hpp"
+#include "metric_kernels_impl.hpp"
 #include "pooled_buf.hpp"
 
 namespace faltung::cuda {
@@ -25,6 +26,8 @@ FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, float)  // the device-resident layers
 FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, double)
 FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, float)  // losses, graph plumbing, clipping
 FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_METRICS(HostExec, float)  // compiled metrics, loss means
+FALTUNG_CUDA_INSTANTIATE_METRICS(HostExec, double)
 
 namespace {
 // Host memory standing in for device memory, through the same pool as the device's.
