@@ -1,7 +1,9 @@
 """What goes in and out of a device-resident training step (issue 14), on the test harness
 faltung._cuda_host (faltung._device._harness_device()): the compiled metrics and loss means
 reduced on the device (faltung.models.resident_metrics, cpp/cuda/metrics.cuh) held to the CPU
-Trainer's logs batch by batch, one download per step.
+Trainer's logs batch by batch, one download per step, and the pinned double-buffered uploads
+(Prefetcher, cpp/cuda/bind_resident_io.hpp): the same results, and no allocation per step
+after the first.
 """
 import copy
 
@@ -11,9 +13,9 @@ import pytest
 from faltung import _device
 from faltung import metrics as M
 from faltung.callbacks import Callback
-from faltung.layers import Dense, Input
+from faltung.layers import Add, Dense, Input
 from faltung.losses import BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy
-from faltung.models import Sequential
+from faltung.models import Model, Sequential
 from faltung.optimizers import SGD, Adam
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
@@ -105,7 +107,8 @@ def test_a_step_downloads_one_vector_of_loss_and_metric_sums(monkeypatch):
     uploads, downloads = counting(monkeypatch, model._resident)
     model.fit(X, LABELS, batch_size=10, epochs=1, sample_weight=SW, verbose=0)
     assert downloads == [(6,)] * 2  # the loss and two metrics: (sum v w, sum c w) each
-    assert uploads == [(10, 5), (10,), (10,)] * 2  # x, the labels and the sample weights (shared by loss and metrics)
+    assert uploads == [(10,), (10,)] * 2  # the labels and the sample weights (shared by loss and metrics); x
+    # comes in through the prefetcher
     model.compile(SGD(), "sparse_categorical_crossentropy", metrics=[M.SparseTopKCategoricalAccuracy(k=2)])
     model.fit(X, LABELS, batch_size=10, epochs=1, verbose=0)  # a new optimizer: the old one's slots come out
     downloads.clear()
@@ -157,3 +160,60 @@ def test_row_stats_checks_its_arguments():
         r.row_stats(out, 0, "mean_absolute_error", p, target=D(np.zeros((2, 3), np.float32)))
     with pytest.raises(TypeError, match="`out` of dtype float64"):
         r.row_stats(D(np.zeros(2, np.float32)), 0, "mean_absolute_error", p, target=p)
+
+
+# ---- pinned double-buffered uploads -------------------------------------------------------------
+
+def pinned():
+    s = host.memory_stats()
+    return {"pinned_bytes": s["pinned_bytes"], "pinned_allocations": s["pinned_allocations"]}
+
+
+def test_prefetcher_uploads_every_dtype_and_reuses_its_pinned_buffers():
+    pf = host.resident.Prefetcher(2)
+    before = pinned()
+    arrays = [RNG.standard_normal((4, 3)).astype(np.float32), np.arange(5, dtype=np.int32),
+              RNG.standard_normal(6), np.arange(7, dtype=np.uint8), np.asfortranarray(np.ones((3, 2), np.float32))]
+    for _ in range(3):
+        for a, d in zip(arrays, pf.upload(arrays)):
+            assert d.dtype == a.dtype and d.shape == a.shape
+            np.testing.assert_array_equal(d.numpy(), a)
+    after = pinned()
+    assert after["pinned_allocations"] - before["pinned_allocations"] == 2 * len(arrays)  # per slot, once
+    pf.upload([np.zeros((100, 100), np.float32)])  # a larger array grows that block only
+    assert pinned()["pinned_allocations"] == after["pinned_allocations"] + 1
+    with pytest.raises(TypeError, match="received dtype int64"):
+        pf.upload([np.zeros(2, np.int64)])
+    with pytest.raises(ValueError, match="slots >= 1"):
+        host.resident.Prefetcher(0)
+    del pf
+    assert pinned()["pinned_bytes"] == before["pinned_bytes"]
+
+
+def test_fit_with_prefetching_equals_fit_without_and_allocates_nothing_after_the_first_steps(monkeypatch):
+    a, b = (RNG.standard_normal((N, 5)).astype(np.float32) for _ in range(2))
+
+    def make():
+        with _device._harness_device():
+            xa, xb = Input((5,)), Input((5,))
+            m = Model([xa, xb], Dense(3)(Add()([Dense(4, activation="relu")(xa), Dense(4)(xb)])))
+        m.compile(Adam(), SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        return m
+
+    m1, m2 = make(), make()
+    m2.set_weights(m1.get_weights())
+    monkeypatch.setattr(m2._resident, "prefetch", lambda xs: None)
+    taken, res = [], m1._resident
+    real_upload = res._upload
+    monkeypatch.setattr(res, "_upload", lambda xs: taken.append(len(res._prefetched)) or real_upload(xs))
+    for m in (m1, m2, m1, m2):  # both warm (they share the pool)
+        m.fit([a, b], LABELS, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    assert taken == [2, 2, 2, 1] * 2  # every step found its inputs prefetched (and the next batch's)
+    stats, pins = host.memory_stats(), pinned()
+    h1 = m1.fit([a, b], LABELS, batch_size=6, epochs=3, shuffle=False, verbose=0).history
+    h2 = m2.fit([a, b], LABELS, batch_size=6, epochs=3, shuffle=False, verbose=0).history
+    assert host.memory_stats()["raw_allocations"] == stats["raw_allocations"]
+    assert pinned() == pins and pins["pinned_bytes"] > 0
+    assert h1 == h2
+    for w1, w2 in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(w1, w2)

@@ -7,8 +7,9 @@ A model (Sequential or functional) built inside `faltung.device("gpu:N")` gets a
 faltung.models.resident_ops) over the backend's `resident` entry points
 (cpp/cuda/bind_resident.hpp, bind_resident_losses.hpp). The Trainer's loop (epochs, shuffling,
 callbacks, History) is the CPU's; only the per-batch steps come here:
-- train_batch: each input uploaded once, targets, labels and sample weights once (shared by the
-  loss and the metrics), forward, each output's loss and gradient (times its loss
+- train_batch: each input uploaded once (in `fit`, one batch ahead through pinned buffers on a
+  copy stream, overlapping the step before: `prefetch`), targets, labels and sample weights once
+  (shared by the loss and the metrics), forward, each output's loss and gradient (times its loss
   weight), backward (gradients of a tensor read twice, or of a layer called twice, summed), the
   optimizer's clipping and rule on each weight and its slots in place; out comes one small
   vector: each loss's mean and two sums per compiled metric reduced on the device (accuracies,
@@ -45,6 +46,8 @@ losses and optimizer at compile or on the first batch):
 """
 import math
 
+import numpy as np
+
 from faltung.models.resident_graph import DeviceGraph
 from faltung.models.resident_losses import DeviceLoss
 from faltung.models.resident_metrics import BatchStats, BatchTargets, device_kind, metric_inputs
@@ -69,6 +72,8 @@ class Resident:
         self.grads = {}
         self._trainable = set()
         self._checked = None      # the (optimizer, losses, loss weights) check_compile accepted
+        self._prefetcher = None   # the pinned double buffer of prefetch(), made on first use
+        self._prefetched = []     # [(host inputs, their DeviceArrays)] uploaded ahead
         for v in self.variables:
             v._resident = self
 
@@ -147,7 +152,25 @@ class Resident:
         key = id(var)
         self.grads[key] = grad if key not in self.grads else self.r.add(self.grads[key], grad)
 
+    def prefetch(self, xs):
+        """Start uploading a later batch's inputs (the Trainer hands over batch i + 1 before
+        batch i's step): through pinned buffers on a copy stream, overlapping the step between
+        (Prefetcher, cpp/cuda/bind_resident_io.hpp); the step of that batch then takes them."""
+        self._activate()  # the arrays (and the prefetcher's stream) go to the model's GPU
+        if self._prefetcher is None:
+            self._prefetcher = self.r.Prefetcher(2)
+        dev = self._prefetcher.upload([np.ascontiguousarray(x, dtype=self.dtype) for x in xs])
+        self._prefetched.append((list(xs), dev))
+        del self._prefetched[:-2]  # a batch is taken right after the next is prefetched
+
     def _upload(self, xs):
+        """The inputs on the device: prefetched ones (the same arrays, in order), else one
+        upload each now."""
+        if self._prefetched:
+            host, dev = self._prefetched.pop(0)
+            if len(host) == len(xs) and all(h is x for h, x in zip(host, xs)):
+                return dev
+            self._prefetched.clear()
         return [self.DeviceArray(x, self.dtype) for x in xs]
 
     def _losses(self, outs, ys, sws, need_grad):
