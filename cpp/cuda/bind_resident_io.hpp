@@ -61,25 +61,19 @@ class Prefetcher {
 
   explicit Prefetcher(int64_t slots) {
     if (slots < 1) throw py::value_error("Prefetcher: expected slots >= 1, received " + std::to_string(slots));
-    stream_ = St::create_stream();
-    queued_ = St::create_event();
     slots_.resize(size_t(slots));
-    for (Slot& s : slots_) s.done = St::create_event();
+    try {
+      stream_ = St::create_stream();
+      queued_ = St::create_event();
+      for (Slot& s : slots_) s.done = St::create_event();
+    } catch (...) {  // no GPU or driver: what was made is released, the error goes on
+      destroy();
+      throw;
+    }
   }
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
-  ~Prefetcher() {
-    for (Slot& s : slots_) {
-      try {
-        St::host_wait(s.done);  // no copy may still read a block freed here
-      } catch (...) {
-      }
-      for (Block& b : s.blocks) release(b);
-      St::destroy_event(s.done);
-    }
-    St::destroy_event(queued_);
-    St::destroy_stream(stream_);
-  }
+  ~Prefetcher() { destroy(); }
 
   // arrays (float32, float64, int32 or uint8; made C-contiguous) -> one new DeviceArray each
   std::vector<DA> upload(const std::vector<py::array>& arrays) {
@@ -136,6 +130,18 @@ class Prefetcher {
     std::vector<Block> blocks;
     void* done = nullptr;
   };
+  void destroy() noexcept {
+    for (Slot& s : slots_) {  // (the host harness's events and stream are null)
+      try {
+        if (s.done) St::host_wait(s.done);  // no copy may still read a block freed here
+      } catch (...) {
+      }
+      for (Block& b : s.blocks) release(b);
+      if (s.done) St::destroy_event(s.done);
+    }
+    if (queued_) St::destroy_event(queued_);
+    if (stream_) St::destroy_stream(stream_);
+  }
   static void release(Block& b) noexcept {
     if (!b.p) return;
     St::host_free(b.p);
