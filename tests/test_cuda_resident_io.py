@@ -90,6 +90,30 @@ def test_device_metrics_match_the_cpu_logs_batch_by_batch(case):
         close(ed[key], ec[key])
 
 
+X3 = RNG.standard_normal((N, 3, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("units,loss,y,sw", [
+    (3, SparseCategoricalCrossentropy(from_logits=True), RNG.integers(0, 3, (N, 3)), SW),
+    (3, SparseCategoricalCrossentropy(from_logits=True), RNG.integers(0, 3, (N, 3)), RNG.random((N, 3)) + 0.1),
+    (1, BinaryCrossentropy(from_logits=True), RNG.integers(0, 2, (N, 3)), RNG.random((N, 3)) + 0.1),
+], ids=["sparse-per-sample-weights", "sparse-per-position-weights", "binary-per-position-weights"])
+def test_device_metrics_of_sequence_outputs_match_the_cpu(units, loss, y, sw):
+    def make():
+        return Sequential([Input((3, 4)), Dense(5, activation="tanh"), Dense(units)])
+    cpu = make()
+    with _device._harness_device():
+        dev = make()
+    dev.set_weights(cpu.get_weights())
+    hist = []
+    for m in (cpu, dev):
+        m.compile(Adam(0.01), loss, metrics=["accuracy"], weighted_metrics=["accuracy"])
+        hist.append(m.fit(X3, y, batch_size=6, epochs=2, shuffle=False, sample_weight=sw.astype(np.float32),
+                          verbose=0).history)
+    for key in hist[0]:
+        close(hist[1][key], hist[0][key])
+
+
 def counting(monkeypatch, res):
     uploads, downloads = [], []
     real_numpy = host.DeviceArray.numpy

@@ -96,7 +96,7 @@ def metric_inputs(kind, metric, targets, pred_shape, sample_weight):
             if not np.all(w == w[..., :1]):
                 return None
             w = w[..., 0]
-        w = targets.upload(w.astype(res.dtype))
+        w = targets.upload(w.astype(res.dtype).reshape(-1))
     return target, labels, w
 
 
