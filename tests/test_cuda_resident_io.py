@@ -241,3 +241,9 @@ def test_fit_with_prefetching_equals_fit_without_and_allocates_nothing_after_the
     assert h1 == h2
     for w1, w2 in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(w1, w2)
+    taken.clear()
+    p1, p2 = (m.predict([a, b], batch_size=8, verbose=0) for m in (m1, m2))
+    np.testing.assert_array_equal(p1, p2)
+    e1, e2 = (m.evaluate([a, b], LABELS, batch_size=8, verbose=0) for m in (m1, m2))
+    assert e1 == e2
+    assert taken == [2, 2, 1] * 2  # predict and evaluate prefetch too

@@ -546,7 +546,7 @@ class Trainer:
                            epochs=1, steps=n_steps)
         cbs.on_predict_begin()
         outs = []
-        for step, (bxs, _, _) in enumerate(source.epoch(steps)):
+        for step, (bxs, _, _) in enumerate(self._prefetching(source.epoch(steps))):
             cbs.on_predict_batch_begin(step)
             outs.append(self._predict_batch(bxs))
             cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs[-1])})
