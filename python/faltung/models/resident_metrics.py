@@ -18,6 +18,10 @@ metric's own update_state: the model still runs on the device, only the metric o
 
 Each distinct target array of an output (labels, dense targets, row weights) is uploaded once
 per batch and shared by the loss and the metrics (`BatchTargets`).
+
+The vector is read after every batch, because the Trainer builds the logs it hands to the
+callbacks after every batch; accumulating it on the device over an epoch, read only when some
+callback reads batch logs, is not done yet.
 """
 import numpy as np
 
