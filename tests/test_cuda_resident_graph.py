@@ -232,8 +232,12 @@ def test_each_loss_kernel_equals_the_cpu_loss_in_float64(loss):
         t = RNG.dirichlet(np.ones(4), 7)
     w = RNG.uniform(0, 2, 7)
     value, grad = loss.value_and_grad(t, p, sample_weight=w)
+    from faltung.models.resident_metrics import BatchStats, BatchTargets
     dev = DeviceLoss(loss, 2, False, "test")
-    got, dgrad = dev(SimpleNamespace(r=host.resident, dtype=np.float64), host.DeviceArray(p), t, w, 1.0, True)
+    res = SimpleNamespace(r=host.resident, dtype=np.float64, DeviceArray=host.DeviceArray)
+    stats = BatchStats(res, 1)
+    n, slot, dgrad = dev(res, host.DeviceArray(p), BatchTargets(res, t), w, 1.0, True, stats)
+    got = stats.read()[slot] / n
     np.testing.assert_allclose(got, value, rtol=1e-13)
     np.testing.assert_allclose(dgrad.numpy(), grad, rtol=1e-12, atol=1e-15)
 
@@ -331,8 +335,8 @@ def test_a_step_uploads_each_input_once_and_downloads_only_the_losses(monkeypatc
     monkeypatch.setattr(res, "DeviceArray", lambda a, dtype=None: uploads.append(a.shape) or host.DeviceArray(a, dtype))
     monkeypatch.setattr(host.DeviceArray, "numpy", lambda self: downloads.append(self.shape) or real_numpy(self))
     model.fit([XA, XB, X3], [LABELS, REAL], batch_size=8, epochs=1, verbose=0)
-    assert uploads == [(8, 5), (8, 4), (8, 3, 4)] * 2
-    assert downloads == [(8,), (8,)] * 2  # each output's per-sample losses
+    assert uploads == [(8,), (8, 2)] * 2  # each output's targets; the inputs come through the prefetcher
+    assert downloads == [(4,)] * 2  # each batch's loss sums, two per output (resident_metrics.BatchStats)
 
 
 # ---- what is not supported, and bad inputs ----------------------------------------------------

@@ -386,7 +386,7 @@ def test_the_gpu_scope_builds_resident_models(monkeypatch):
     OneGpu.current.clear()
     model.fit(X_DENSE, Y_DENSE, batch_size=10, epochs=1, verbose=0)
     assert model._resident.host_stale
-    assert OneGpu.current == [0, 0]  # each step makes the model's GPU current
+    assert OneGpu.current == [0] * 4  # each upload ahead (prefetch) and each step makes the model's GPU current
 
 
 def test_a_training_step_copies_the_batch_in_once_and_only_the_loss_out(monkeypatch):
@@ -401,11 +401,11 @@ def test_a_training_step_copies_the_batch_in_once_and_only_the_loss_out(monkeypa
     monkeypatch.setattr(res, "DeviceArray", lambda a, dtype=None: uploads.append(a.shape) or host.DeviceArray(a, dtype))
     monkeypatch.setattr(host.DeviceArray, "numpy", lambda self: downloads.append(self.shape) or real_numpy(self))
     model.fit(X_CNN, Y_CNN, batch_size=6, epochs=1, verbose=0)
-    assert uploads == [(6, 6, 6, 2)] * 2  # x of each batch
-    assert downloads == [(6,), (6,)]  # the per-sample losses of each batch (the labels go in inside the loss)
+    assert uploads == [(6,)] * 2  # the labels of each batch; x comes through the prefetcher
+    assert downloads == [(2,), (2,)]  # each batch's loss sums (resident_metrics.BatchStats)
     downloads.clear()
     model.fit(X_CNN, Y_CNN, batch_size=12, epochs=1, verbose=0)
-    assert downloads == [(12,)]
+    assert downloads == [(2,)]
 
 
 def test_dense_on_sequences_matches_the_cpu():

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bind_kernels.hpp"
+#include "bind_resident_io.hpp"
 #include "bind_resident_losses.hpp"
 #include "device_array.hpp"
 
@@ -618,8 +619,11 @@ struct BindResident {
       py::dict d;
       d["in_use_bytes"] = s.in_use_bytes, d["cached_bytes"] = s.cached_bytes;
       d["raw_allocations"] = s.raw_allocations;
+      d["pinned_bytes"] = PinnedStats<Backend>::bytes().load();  // the Prefetchers' (bind_resident_io.hpp)
+      d["pinned_allocations"] = PinnedStats<Backend>::allocations().load();
       return d;
-    }, "The buffer pool (pooled_buf.hpp): bytes in use and cached, allocations made from the backend.");
+    }, "The buffer pool (pooled_buf.hpp): bytes in use and cached, allocations made from the backend; "
+       "the pinned host memory the Prefetchers hold and how many allocations made it.");
     parent.def("empty_cache", []() { Backend::Pool::instance().release_cached(); },
                "Release the pool's cached blocks to the backend.");
     py::module_ m = parent.def_submodule(
@@ -676,6 +680,7 @@ struct BindResident {
     m.def("weight_decay", &weight_decay, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
     BindResidentLayers<Backend>::bind(m);
     ResidentLosses<BindResident>::bind(m);  // merge, losses, clipping (bind_resident_losses.hpp)
+    ResidentIo<BindResident>::bind(m);  // batch statistics, staged uploads (bind_resident_io.hpp)
   }
 };
 

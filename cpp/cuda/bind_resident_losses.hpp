@@ -281,19 +281,26 @@ struct ResidentLosses {
   // pred (..., K) on the device; target (pred's shape) or labels (pred's shape without K, int32),
   // exactly one, as numpy; row_scale (pred's shape without K) numpy or None -> (values (R,) with
   // R the rows, grad (pred's shape) | None): grad = d values / d pred times scale (and row_scale)
-  static py::tuple row_loss(const std::string& kind_name, const DA& pred, const std::optional<py::array>& target,
-                            const std::optional<py::array>& labels_a, const std::optional<py::array>& row_scale,
-                            double scale, double tmul, double tadd, double delta, bool need_grad, int64_t block) {
+  // Each of target, labels and row_scale may also be a DeviceArray already uploaded (the batch's
+  // targets shared with the device metrics, bind_resident_io.hpp): shapes and dtypes checked, the
+  // labels' range not (the caller checked it before the upload; the body never indexes by them).
+  static py::tuple row_loss(const std::string& kind_name, const DA& pred, const py::object& target,
+                            const py::object& labels_a, const py::object& row_scale, double scale, double tmul,
+                            double tadd, double delta, bool need_grad, int64_t block) {
     const loss::Kind kind = loss_kind(kind_name);
     const std::string op = "loss(" + kind_name + ")";
     check_block(block, op);
     Res::expect(!pred.shape().empty(), op + ": expected `pred` of rank >= 1, received a scalar");
-    Res::expect(target.has_value() != labels_a.has_value(), op + ": expected exactly one of `target` and `labels`");
+    Res::expect(target.is_none() != labels_a.is_none(), op + ": expected exactly one of `target` and `labels`");
     const int64_t K = pred.shape().back(), R = K ? pred.size() / K : 0;
     const Shape rows(pred.shape().begin(), pred.shape().end() - 1);
     std::optional<DA> dlab;
-    if (labels_a) {
-      const I32 labels = as_int32(*labels_a, op, "labels");
+    if (py::isinstance<DA>(labels_a)) {
+      dlab = labels_a.cast<DA>();
+      Res::expect_shape(*dlab, rows, op, "labels");
+      Res::template ptr<int32_t>(*dlab, op, "labels");
+    } else if (!labels_a.is_none()) {
+      const I32 labels = as_int32(labels_a.cast<py::array>(), op, "labels");
       Res::expect(Shape(labels.shape(), labels.shape() + labels.ndim()) == rows,
                   op + ": expected `labels` of shape " + dims_text(rows) + ", received " + shape_str(labels));
       for (int64_t r = 0; r < R; ++r)
@@ -306,15 +313,21 @@ struct ResidentLosses {
       using T = decltype(zero);
       using A = py::array_t<T, py::array::c_style | py::array::forcecast>;
       std::optional<DA> dt, dw;
-      if (target) {
-        const A t = A::ensure(*target);
+      if (py::isinstance<DA>(target)) {
+        dt = target.cast<DA>();
+        Res::expect_shape(*dt, pred.shape(), op, "target");
+      } else if (!target.is_none()) {
+        const A t = A::ensure(target);
         Res::expect(t && Shape(t.shape(), t.shape() + t.ndim()) == pred.shape(),
                     op + ": expected `target` of shape " + dims_text(pred.shape()) + ", received " +
                         (t ? shape_str(t) : std::string("a non-numeric array")));
         dt = DA::from_numpy(t);
       }
-      if (row_scale) {
-        const A w = A::ensure(*row_scale);
+      if (py::isinstance<DA>(row_scale)) {
+        dw = row_scale.cast<DA>();
+        Res::expect_shape(*dw, rows, op, "row_scale");
+      } else if (!row_scale.is_none()) {
+        const A w = A::ensure(row_scale);
         Res::expect(w && Shape(w.shape(), w.shape() + w.ndim()) == rows,
                     op + ": expected `row_scale` of shape " + dims_text(rows) + ", received " +
                         (w ? shape_str(w) : std::string("a non-numeric array")));

@@ -54,8 +54,52 @@ struct CudaRaw {
   static void fresh(T*, int64_t) {}
 };
 
+// The staging API of a Prefetcher (bind_resident_io.hpp): pinned host memory (cudaHostAlloc),
+// a copy stream that does not synchronize with the legacy default stream (where the kernels
+// run), and events between them. A null stream is the legacy default stream.
+struct CudaStaging {
+  static void* host_alloc(size_t bytes) {
+    void* p = nullptr;
+    const cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+    if (e != cudaSuccess) cudaGetLastError();
+    check_cuda(e, "cudaHostAlloc");
+    return p;
+  }
+  static void host_free(void* p) noexcept { cudaFreeHost(p); }
+  static void* create_stream() {
+    cudaStream_t s = nullptr;
+    check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    return s;
+  }
+  static void destroy_stream(void* s) noexcept { cudaStreamDestroy(static_cast<cudaStream_t>(s)); }
+  static void* create_event() {
+    cudaEvent_t e = nullptr;
+    check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    return e;
+  }
+  static void destroy_event(void* e) noexcept { cudaEventDestroy(static_cast<cudaEvent_t>(e)); }
+  static void copy_in_async(void* dst, const void* src, size_t bytes, void* stream) {
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream)),
+               "cudaMemcpyAsync");
+  }
+  // `event` completes when the work queued on `stream` so far has
+  static void record(void* event, void* stream) {
+    check_cuda(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)),
+               "cudaEventRecord");
+  }
+  // work queued on `stream` from now on waits for `event`
+  static void stream_wait(void* stream, void* event) {
+    check_cuda(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(event), 0),
+               "cudaStreamWaitEvent");
+  }
+  static void host_wait(void* event) {
+    check_cuda(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "cudaEventSynchronize");
+  }
+};
+
 struct DeviceBackend {
   template <typename T> using Buf = PooledBuf<T, CudaRaw>;
+  using Staging = CudaStaging;
   using Pool = BufferPool<CudaRaw>;
   using Kernels = cuda::Kernels<DeviceExec>;
   static dlpack::DLDevice dl_device() {  // where cudaMalloc puts memory now: the current device

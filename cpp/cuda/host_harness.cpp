@@ -13,6 +13,7 @@
 #include "exec_host.hpp"
 #include "kernels_impl.hpp"
 #include "loss_kernels_impl.hpp"
+#include "metric_kernels_impl.hpp"
 #include "pooled_buf.hpp"
 
 namespace faltung::cuda {
@@ -25,6 +26,8 @@ FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, float)  // the device-resident layers
 FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, double)
 FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, float)  // losses, graph plumbing, clipping
 FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_METRICS(HostExec, float)  // compiled metrics, loss means
+FALTUNG_CUDA_INSTANTIATE_METRICS(HostExec, double)
 
 namespace {
 // Host memory standing in for device memory, through the same pool as the device's.
@@ -43,8 +46,23 @@ struct HostRaw {
     else std::fill(p, p + n, std::numeric_limits<T>::max());
   }
 };
+// The staging API of a Prefetcher (bind_resident_io.hpp) on the host: plain memory, copies done
+// when they return, so events and streams are nothing and every wait returns at once.
+struct HostStaging {
+  static void* host_alloc(size_t bytes) { return ::operator new(bytes, HostRaw::kAlign); }
+  static void host_free(void* p) noexcept { ::operator delete(p, HostRaw::kAlign); }
+  static void* create_stream() { return nullptr; }
+  static void destroy_stream(void*) noexcept {}
+  static void* create_event() { return nullptr; }
+  static void destroy_event(void*) noexcept {}
+  static void copy_in_async(void* dst, const void* src, size_t bytes, void*) { std::memcpy(dst, src, bytes); }
+  static void record(void*, void*) {}
+  static void stream_wait(void*, void*) {}
+  static void host_wait(void*) {}
+};
 struct HostBackend {
   template <typename T> using Buf = PooledBuf<T, HostRaw>;
+  using Staging = HostStaging;
   using Pool = BufferPool<HostRaw>;
   using Kernels = cuda::Kernels<HostExec>;
   static dlpack::DLDevice dl_device() { return {dlpack::kDLCPU, 0}; }  // numpy.from_dlpack views it

@@ -54,6 +54,22 @@ class Metric:
 
 
 
+def _broadcast_weight(name, sample_weight, shape):
+    """Sample weights (float64) broadcast to values of `shape` as Keras's Mean does."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == len(shape) + 1 and w.shape[-1] == 1:
+        w = w[..., 0]
+    while w.ndim < len(shape):
+        w = w[..., None]
+    while w.ndim > len(shape) and w.shape[-1] == 1:
+        w = w[..., 0]
+    try:
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(f"{name}: `sample_weight` of shape {np.shape(sample_weight)} does "
+                         f"not match values of shape {tuple(shape)}") from None
+
+
 class Mean(Metric):
     """Weighted mean of the values given to update_state(values, sample_weight=None)."""
 
@@ -73,18 +89,7 @@ class Mean(Metric):
             self.total += float(values.sum())
             self.count += float(values.size)
             return
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.ndim == values.ndim + 1 and w.shape[-1] == 1:
-            w = w[..., 0]
-        while w.ndim < values.ndim:
-            w = w[..., None]
-        while w.ndim > values.ndim and w.shape[-1] == 1:
-            w = w[..., 0]
-        try:
-            w = np.broadcast_to(w, values.shape)
-        except ValueError:
-            raise ValueError(f"{self.name}: `sample_weight` of shape {np.shape(sample_weight)} does "
-                             f"not match values of shape {values.shape}") from None
+        w = _broadcast_weight(self.name, sample_weight, values.shape)
         self.total += float((values * w).sum())
         self.count += float(w.sum())
 
@@ -1146,17 +1151,23 @@ class _AutoAccuracy(MeanMetricWrapper):
         self.resolved = None
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        if self._fn is None:
-            y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-            t_last = y_true.shape[-1] if y_true.ndim else 1
-            p_last = y_pred.shape[-1] if y_pred.ndim else 1
-            if p_last == 1:
-                self._fn, self.resolved = binary_accuracy, "binary_accuracy"
-            elif y_true.ndim < y_pred.ndim or (t_last == 1 and p_last > 1):
-                self._fn, self.resolved = sparse_categorical_accuracy, "sparse_categorical_accuracy"
-            else:
-                self._fn, self.resolved = categorical_accuracy, "categorical_accuracy"
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        self._resolve(y_true.shape, y_pred.shape)
         super().update_state(y_true, y_pred, sample_weight)
+
+    def _resolve(self, t_shape, p_shape):
+        """Choose the accuracy from the shapes of the first batch (a device-resident model's
+        metrics call this with the shapes alone)."""
+        if self._fn is not None:
+            return
+        t_last = t_shape[-1] if t_shape else 1
+        p_last = p_shape[-1] if p_shape else 1
+        if p_last == 1:
+            self._fn, self.resolved = binary_accuracy, "binary_accuracy"
+        elif len(t_shape) < len(p_shape) or (t_last == 1 and p_last > 1):
+            self._fn, self.resolved = sparse_categorical_accuracy, "sparse_categorical_accuracy"
+        else:
+            self._fn, self.resolved = categorical_accuracy, "categorical_accuracy"
 
 
 _BY_NAME = {

@@ -7,11 +7,14 @@ A model (Sequential or functional) built inside `faltung.device("gpu:N")` gets a
 faltung.models.resident_ops) over the backend's `resident` entry points
 (cpp/cuda/bind_resident.hpp, bind_resident_losses.hpp). The Trainer's loop (epochs, shuffling,
 callbacks, History) is the CPU's; only the per-batch steps come here:
-- train_batch: each input uploaded once (targets, labels and sample weights once, inside the
-  loss), forward, each output's loss and gradient (times its loss weight), backward (gradients
-  of a tensor read twice, or of a layer called twice, summed), the optimizer's clipping and rule
-  on each weight and its slots in place; out come the per-sample losses, and the predictions
-  only when compiled metrics read them.
+- train_batch: each input uploaded once (in `fit`, one batch ahead through pinned buffers on a
+  copy stream, overlapping the step before: `prefetch`), targets, labels and sample weights once
+  (shared by the loss and the metrics), forward, each output's loss and gradient (times its loss
+  weight), backward (gradients of a tensor read twice, or of a layer called twice, summed), the
+  optimizer's clipping and rule on each weight and its slots in place; out comes one small
+  vector: each loss's mean and two sums per compiled metric reduced on the device (accuracies,
+  MeanSquaredError, MeanAbsoluteError: faltung.models.resident_metrics); the predictions only
+  for an output with another metric, which updates on the host from them.
 - test_batch: the same without gradients; predict: forward, the outputs downloaded.
 Every output is a new DeviceArray whose block comes from the backend's caching pool
 (cpp/cuda/pooled_buf.hpp), so steps after the first allocate nothing from the device.
@@ -43,8 +46,11 @@ losses and optimizer at compile or on the first batch):
 """
 import math
 
+import numpy as np
+
 from faltung.models.resident_graph import DeviceGraph
 from faltung.models.resident_losses import DeviceLoss
+from faltung.models.resident_metrics import BatchStats, BatchTargets, device_kind, metric_inputs
 
 
 class Resident:
@@ -66,6 +72,8 @@ class Resident:
         self.grads = {}
         self._trainable = set()
         self._checked = None      # the (optimizer, losses, loss weights) check_compile accepted
+        self._prefetcher = None   # the pinned double buffer of prefetch(), made on first use
+        self._prefetched = []     # [(host inputs, their DeviceArrays)] uploaded ahead
         for v in self.variables:
             v._resident = self
 
@@ -144,38 +152,74 @@ class Resident:
         key = id(var)
         self.grads[key] = grad if key not in self.grads else self.r.add(self.grads[key], grad)
 
+    def prefetch(self, xs):
+        """Start uploading a later batch's inputs (the Trainer hands over batch i + 1 before
+        batch i's step): through pinned buffers on a copy stream, overlapping the step between
+        (Prefetcher, cpp/cuda/bind_resident_io.hpp); the step of that batch then takes them."""
+        self._activate()  # the arrays (and the prefetcher's stream) go to the model's GPU
+        if self._prefetcher is None:
+            self._prefetcher = self.r.Prefetcher(2)
+        dev = self._prefetcher.upload([np.ascontiguousarray(x, dtype=self.dtype) for x in xs])
+        self._prefetched.append((list(xs), dev))
+        del self._prefetched[:-2]  # a batch is taken right after the next is prefetched
+
     def _upload(self, xs):
+        """The inputs on the device: prefetched ones (the same arrays, in order), else one
+        upload each now."""
+        if self._prefetched:
+            host, dev = self._prefetched.pop(0)
+            if len(host) == len(xs) and all(h is x for h, x in zip(host, xs)):
+                return dev
+            self._prefetched.clear()
         return [self.DeviceArray(x, self.dtype) for x in xs]
 
     def _losses(self, outs, ys, sws, need_grad):
-        """([total, per-output losses...] as the CPU Trainer logs them, output gradients)."""
+        """([total, per-output losses...] as the CPU Trainer logs them, output gradients), and the
+        compiled metrics updated: the losses and the metrics resident_metrics reduces come out
+        in one download of a few numbers; other metrics read their output's predictions."""
         model = self.model
         names = model.output_names
-        total, logged, dys = 0.0, [], []
-        for i, (loss, w, out, y, sw) in enumerate(zip(self.losses, self.loss_weights, outs, ys, sws)):
-            if loss is None:
-                dys.append(None)
-                continue
-            if y is None:
-                raise ValueError(f"Model '{model.name}': output '{names[i]}' has a loss but received no target "
-                                 "in `y`.")
-            try:
-                value, dy = loss(self, out, y, sw, w, need_grad)
-            except ValueError as e:
-                if len(names) == 1:
-                    raise
-                raise ValueError(f"Output '{names[i]}' of model '{model.name}': {e}") from e
+        metric_lists = model._per_output[2] if model._metrics else [[] for _ in outs]
+        stats = BatchStats(self, sum(l is not None for l in self.losses) + len(model._metrics))
+        loss_slots, dys, on_device, on_host = [], [], [], []
+        for i, (loss, w, out, y, sw, t) in enumerate(zip(self.losses, self.loss_weights, outs, ys, sws,
+                                                         self.graph.outputs)):
+            targets = BatchTargets(self, y)
+            if loss is not None:
+                if y is None:
+                    raise ValueError(f"Model '{model.name}': output '{names[i]}' has a loss but received no "
+                                     "target in `y`.")
+                try:
+                    n, slot, dy = loss(self, out, targets, sw, w, need_grad, stats)
+                except ValueError as e:
+                    if len(names) == 1:
+                        raise
+                    raise ValueError(f"Output '{names[i]}' of model '{model.name}': {e}") from e
+                loss_slots.append((n, slot, w))
+            else:
+                dy = None
             dys.append(dy)
-            total += value * w
-            logged.append(value)
-        if model._metrics:  # what the metrics read: the outputs that have metrics
-            preds = []
-            for out, t, ms in zip(outs, self.graph.outputs, model._per_output[2]):
-                if not ms:
-                    preds.append(None)
+            pred, host_pred = None, None  # what the metrics read: the probabilities of a fused softmax
+            for metric in metric_lists[i]:
+                if pred is None:
+                    pred = self.r.softmax(out) if t in self.fused else out
+                kind = device_kind(metric, y, pred.shape)
+                inputs = kind and metric_inputs(kind[0], metric, targets, pred.shape, sw)
+                if inputs:
+                    target, labels, mw = inputs
+                    on_device.append((metric, stats.add(kind[0], pred, target, labels, mw, kind[1])))
                     continue
-                preds.append((self.r.softmax(out) if t in self.fused else out).numpy())
-            model._update_metrics(ys, preds, [None] * len(preds), sws)
+                if host_pred is None:
+                    host_pred = pred.numpy()
+                on_host.append((metric, y, host_pred, sw))
+        values = stats.read()
+        logged = [float(values[slot] / n) if n else 0.0 for n, slot, _ in loss_slots]
+        total = sum(v * w for v, (_, _, w) in zip(logged, loss_slots))
+        for metric, slot in on_device:  # what Mean.update_state would add
+            metric.total += float(values[slot])
+            metric.count += float(values[slot + 1])
+        for metric, y, p, sw in on_host:  # the Trainer's _update_metrics, without masks
+            metric.update_state(y, p, sample_weight=sw if metric._weighted else None)
         return [total] + logged, dys
 
     def _activate(self):

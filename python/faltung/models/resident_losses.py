@@ -75,7 +75,7 @@ class DeviceLoss:
             raise unsupported
         self.inner = inner
 
-    def _targets(self, y, pred_shape):
+    def _targets(self, y, pred_shape, res_dtype):
         """(target, labels) as the CPU loss reads y (its checks and messages)."""
         name = self.name
         if self.sparse:
@@ -88,6 +88,11 @@ class DeviceLoss:
             if t.dtype.kind == "f" and (not np.all(np.isfinite(t)) or np.any(t != np.round(t))):
                 raise ValueError(f"{name}: labels must be integers, received non-integer values in target of "
                                  f"shape {t.shape}")
+            bad = np.flatnonzero((t < 0) | (t >= pred_shape[-1]))
+            if bad.size:  # checked here: the labels go to the device as a DeviceArray
+                i = int(bad[0])
+                raise ValueError(f"loss({self.kind}): label {int(t.flat[i])} at index {i} is out of range "
+                                 f"[0, {pred_shape[-1]})")
             return None, np.ascontiguousarray(t, dtype=np.int32)
         t = np.asarray(y)
         if self.kind in ("softmax_xent", "probs_xent"):
@@ -95,24 +100,25 @@ class DeviceLoss:
                 raise L._shape_error(name, t, _like(pred_shape))
         else:
             t = L._same_rank(name, t, _like(pred_shape))
-        return np.ascontiguousarray(t), None
+        return np.ascontiguousarray(t, dtype=res_dtype), None
 
-    def __call__(self, res, pred, y, sample_weight, loss_weight, need_grad):
-        """(the output's loss value as the CPU logs it, dL/dpred times loss_weight or None)."""
+    def __call__(self, res, pred, targets, sample_weight, loss_weight, need_grad, stats):
+        """(the rows n and the slot of `stats` (resident_metrics.BatchStats) whose first sum over n
+        is the output's loss value as the CPU logs it, dL/dpred times loss_weight or None).
+        `targets` (resident_metrics.BatchTargets) uploads the output's targets, once per batch."""
         shape = tuple(pred.shape)
-        target, labels = self._targets(y, shape)
+        target, labels = self._targets(targets.y, shape, res.dtype)
         rows = shape[:-1]
         n = int(np.prod(rows))
         w = None
         if sample_weight is not None:
             w = L._match_weight(self.name, np.asarray(sample_weight, dtype=res.dtype), _like(rows))
-            w = np.ascontiguousarray(w)
+            w = targets.upload(w.reshape(-1))
         k = shape[-1]
         tadd = self.smoothing / (2.0 if self.kind.startswith("bce") else k)
-        values, grad = res.r.loss(self.kind, pred, target=target, labels=labels, row_scale=w,
+        values, grad = res.r.loss(self.kind, pred, target=None if target is None else targets.upload(target),
+                                  labels=None if labels is None else targets.upload(labels),
+                                  row_scale=None if w is None else w.reshape(rows),
                                   scale=loss_weight / max(n, 1), tmul=1.0 - self.smoothing, tadd=tadd,
                                   delta=self.delta, need_grad=need_grad)
-        v = values.numpy()
-        if w is not None:
-            v = v * w.reshape(-1)
-        return float(v.sum() / max(n, 1)) if n else 0.0, grad
+        return n, stats.add("value", values, weight=w), grad

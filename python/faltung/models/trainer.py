@@ -436,7 +436,7 @@ class Trainer:
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
             sums, count = None, 0
-            for step, (bxs, bys, bsws) in enumerate(train.epoch()):
+            for step, (bxs, bys, bsws) in enumerate(self._prefetching(train.epoch())):
                 cbs.on_train_batch_begin(step)
                 values = self._train_batch(bxs, bys, bsws)
                 size = bxs[0].shape[0]
@@ -460,6 +460,24 @@ class Trainer:
         self.history = hist
         return hist
 
+    def _prefetching(self, batches):
+        """The batches; a device-resident model gets each batch's inputs one batch ahead (before
+        the step of the one before it), so that their upload overlaps that step
+        (faltung.models.resident). Reads one batch ahead of the step it yields."""
+        if self._resident is None:
+            yield from batches
+            return
+        it = iter(batches)
+        batch = next(it, None)
+        if batch is not None:
+            self._resident.prefetch(batch[0])
+        while batch is not None:
+            after = next(it, None)
+            if after is not None:
+                self._resident.prefetch(after[0])
+            yield batch
+            batch = after
+
     def _evaluate(self, data, batch_size, cbs, steps=None):
         """data: prepared (xs, ys, sws) arrays or a DatasetBatches."""
         from faltung.models import data_adapters
@@ -468,7 +486,7 @@ class Trainer:
         self.reset_metrics()
         cbs.on_test_begin()
         sums, count = [0.0] * (1 + len(self._loss_names)), 0
-        for step, (bxs, bys, bsws) in enumerate(data.epoch(steps)):
+        for step, (bxs, bys, bsws) in enumerate(self._prefetching(data.epoch(steps))):
             cbs.on_test_batch_begin(step)
             values = self._test_batch(bxs, bys, bsws)
             size = bxs[0].shape[0]
@@ -528,7 +546,7 @@ class Trainer:
                            epochs=1, steps=n_steps)
         cbs.on_predict_begin()
         outs = []
-        for step, (bxs, _, _) in enumerate(source.epoch(steps)):
+        for step, (bxs, _, _) in enumerate(self._prefetching(source.epoch(steps))):
             cbs.on_predict_batch_begin(step)
             outs.append(self._predict_batch(bxs))
             cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs[-1])})
