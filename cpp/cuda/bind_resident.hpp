@@ -13,6 +13,7 @@
 
 #include "bind_kernels.hpp"
 #include "bind_resident_losses.hpp"
+#include "bind_resident_seq.hpp"
 #include "device_array.hpp"
 
 namespace faltung::cuda::binding {
@@ -676,6 +677,7 @@ struct BindResident {
     m.def("weight_decay", &weight_decay, py::arg("w"), py::arg("weight_decay"), py::arg("lr"), blk);
     BindResidentLayers<Backend>::bind(m);
     ResidentLosses<BindResident>::bind(m);  // merge, losses, clipping (bind_resident_losses.hpp)
+    ResidentSeq<BindResident>::bind(m);  // Embedding, masks, RepeatVector, Permute (bind_resident_seq.hpp)
   }
 };
 

@@ -14,6 +14,7 @@
 #include "kernels_impl.hpp"
 #include "loss_kernels_impl.hpp"
 #include "pooled_buf.hpp"
+#include "seq_kernels_impl.hpp"
 
 namespace faltung::cuda {
 
@@ -25,6 +26,9 @@ FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, float)  // the device-resident layers
 FALTUNG_CUDA_INSTANTIATE_LAYERS(HostExec, double)
 FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, float)  // losses, graph plumbing, clipping
 FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_SEQ(HostExec, float)  // Embedding, masks, RepeatVector, Permute
+FALTUNG_CUDA_INSTANTIATE_SEQ(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_SEQ_ONCE(HostExec)
 
 namespace {
 // Host memory standing in for device memory, through the same pool as the device's.
