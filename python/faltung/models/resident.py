@@ -23,14 +23,18 @@ Supported, anything else raising NotImplementedError that names it (layers at bu
 losses and optimizer at compile or on the first batch):
 - graphs: Sequential and functional models, several inputs and outputs, the merge layers Add,
   Subtract, Multiply, Average, Maximum, Minimum and Concatenate, shared layers, tensors read by
-  several layers; no masks, no layers with several outputs, no nested models;
+  several layers; masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
+  weighing the losses and metrics of the outputs they reach as the CPU Trainer's; no `mask=`
+  arguments, no layers with several outputs, no nested models;
 - layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2DTranspose (every
   padding, stride, dilation, groups and output_padding the CPU layers take),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
-  go_backwards; no masks, stateful, return_state or dropout), Dropout (without noise_shape; its
-  masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
+  go_backwards, masks but GRU(reset_after=False)'s; no stateful, return_state or dropout),
+  Bidirectional (merge modes concat, sum, mul, ave) and TimeDistributed of those layers,
+  Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without
+  noise_shape; its masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
   synchronized), and the activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with
   activations that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on
   the last axis; no regularizers or constraints (faltung.models.resident_ops);
@@ -145,11 +149,14 @@ class Resident:
         self.grads[key] = grad if key not in self.grads else self.r.add(self.grads[key], grad)
 
     def _upload(self, xs):
-        return [self.DeviceArray(x, self.dtype) for x in xs]
+        return self.graph.upload(self, xs)
 
-    def _losses(self, outs, ys, sws, need_grad):
-        """([total, per-output losses...] as the CPU Trainer logs them, output gradients)."""
+    def _losses(self, outs, ys, sws, need_grad, masks=None):
+        """([total, per-output losses...] as the CPU Trainer logs them, output gradients); an
+        output's mask (downloaded) weighs its loss and metrics as the CPU Trainer's."""
+        from faltung.models.trainer import _apply_mask
         model = self.model
+        masks = [None if m is None else m.numpy().astype(bool) for m in masks or [None] * len(outs)]
         names = model.output_names
         total, logged, dys = 0.0, [], []
         for i, (loss, w, out, y, sw) in enumerate(zip(self.losses, self.loss_weights, outs, ys, sws)):
@@ -159,6 +166,8 @@ class Resident:
             if y is None:
                 raise ValueError(f"Model '{model.name}': output '{names[i]}' has a loss but received no target "
                                  "in `y`.")
+            if masks[i] is not None:
+                sw = _apply_mask(sw, masks[i], loss.loss.reduction)
             try:
                 value, dy = loss(self, out, y, sw, w, need_grad)
             except ValueError as e:
@@ -175,7 +184,7 @@ class Resident:
                     preds.append(None)
                     continue
                 preds.append((self.r.softmax(out) if t in self.fused else out).numpy())
-            model._update_metrics(ys, preds, [None] * len(preds), sws)
+            model._update_metrics(ys, preds, masks, sws)
         return [total] + logged, dys
 
     def _activate(self):
@@ -191,8 +200,8 @@ class Resident:
         trainable = model.trainable_weights
         self._trainable = {id(v) for v in trainable}
         self.grads = {}
-        outs, saved = self.graph.forward(self, self._upload(xs), True, self.fused)
-        result, dys = self._losses(outs, ys, sws, True)
+        outs, saved, masks = self.graph.forward(self, self._upload(xs), True, self.fused)
+        result, dys = self._losses(outs, ys, sws, True, masks)
         self.graph.backward(self, saved, dys, self.fused)
         self._apply(opt, [v for v in trainable if id(v) in self.grads])
         return result
@@ -200,13 +209,13 @@ class Resident:
     def test_batch(self, xs, ys, sws):
         self.check_compile()
         self._activate()
-        outs, _ = self.graph.forward(self, self._upload(xs), False, self.fused)
-        return self._losses(outs, ys, sws, False)[0]
+        outs, _, masks = self.graph.forward(self, self._upload(xs), False, self.fused)
+        return self._losses(outs, ys, sws, False, masks)[0]
 
     def predict_batch(self, xs):
         """The outputs as numpy for one batch (the Trainer's list of outputs)."""
         self._activate()
-        outs, _ = self.graph.forward(self, self._upload(xs), False)
+        outs, _, _ = self.graph.forward(self, self._upload(xs), False)
         return [y.numpy() for y in outs]
 
     def _apply(self, opt, variables):

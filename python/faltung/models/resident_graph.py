@@ -7,11 +7,24 @@ one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, 
 several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As the CPU graph
 does: the gradients of a tensor read by several calls are summed, and so are the weight
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
-training=False runs as at inference. Masks do not travel on the device: a layer that makes or
-takes one raises NotImplementedError, as do layers with several outputs or tensor keyword
-arguments.
+training=False runs as at inference. Layers with several outputs or tensor keyword arguments
+raise NotImplementedError.
+
+Masks travel as the CPU graph propagates them (Layer.compute_mask), as uint8 DeviceArrays (1 =
+keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bidirectional
+consume it (and pass it on with return_sequences); TimeDistributed and the layers that support
+masking pass it on; others drop it. Which tensors carry a mask is known when the graph is built:
+a mask reaching a layer the device cannot honour it for (a merge, a pooling over time, a
+`mask=` argument, ...) raises NotImplementedError naming the layer then. The model's outputs'
+masks come out of forward for the losses and metrics (faltung.models.resident).
+
+Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
+them (faltung.models.resident_seq.Indices); every other input is uploaded as a float array.
 """
+from faltung.layers.layer import Layer
+from faltung.models.graph import _takes_mask
 from faltung.models.resident_ops import SoftmaxOp, ops_for
+from faltung.models.resident_seq import Indices, _Embedding
 
 MERGE_NAMES = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Average": "average",
                "Maximum": "maximum", "Minimum": "minimum"}
@@ -53,6 +66,8 @@ class _Step:
         self.inputs = [id(t) for t in node.input_tensors]
         self.output = id(node.output_tensors[0])
         self.recorded_training = (node.call_kwargs or {}).get("training")
+        self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
+        self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
 
     def mode(self, training):
         """The training flag of this call, as the CPU graph chooses it."""
@@ -65,12 +80,13 @@ class _Step:
 
 
 def _step_of(node, where):
-    from faltung.layers import Concatenate, Masking
+    from faltung.layers import Concatenate
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
     what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
-    if isinstance(layer, Masking) or getattr(layer, "mask_zero", False) or "mask" in (node.call_kwargs or {}):
-        raise NotImplementedError(f"{what} makes or takes a mask; masks are not supported on the device yet")
+    if "mask" in (node.call_kwargs or {}):
+        raise NotImplementedError(f"{what} is called with a `mask=` argument, which is not supported on the "
+                                  "device yet (masks made by Masking or Embedding(mask_zero=True) are)")
     if len(node.output_tensors) != 1:
         raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
                                   "outputs are not supported on the device yet")
@@ -99,6 +115,8 @@ class DeviceGraph:
         self.inputs = [id(t) for t in graph.inputs]
         self.outputs = [id(t) for t in graph.outputs]
         self.steps = [_step_of(node, where) for node in graph.nodes]
+        self._plan_masks(graph.nodes, where)
+        self._plan_indices(where)
         out_ids = set(self.outputs)
         self.last_use = {}
         self.readers = {}
@@ -108,6 +126,61 @@ class DeviceGraph:
                 if t not in out_ids:
                     self.last_use[t] = i
         self.producer = {step.output: step for step in self.steps}
+
+    def _plan_masks(self, nodes, where):
+        """Which steps make, take and pass on masks (see the module's docstring)."""
+        has = set()  # ids of the tensors that carry a mask
+        for node, step in zip(nodes, self.steps):
+            layer = node.layer
+            what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
+            first = step.ops[0] if step.ops else None
+            if first is not None and hasattr(first, "mask_of"):
+                if not isinstance(first, _Embedding) or layer.mask_zero:
+                    step.mask_out = "make"
+                    has.add(step.output)
+                continue
+            if not any(t in has for t in step.inputs):
+                continue
+            refused = NotImplementedError(f"{what} receives a mask, which the device cannot apply to it yet "
+                                          "(the CPU can: build the model outside the device scope)")
+            if step.merge is not None:
+                raise refused
+            if getattr(first, "takes_mask", False):
+                for op in (first.fwd, first.bwd) if hasattr(first, "fwd") else (first,):
+                    why = op.mask_unsupported() if hasattr(op, "mask_unsupported") else None
+                    if why:
+                        raise NotImplementedError(f"{what}: {why} is not supported on the device yet")
+                step.mask_in = True
+                passes = getattr(layer, "return_sequences", True)
+            elif _takes_mask(layer) or type(layer).compute_mask is not Layer.compute_mask:
+                raise refused
+            else:
+                passes = layer.supports_masking
+            if passes:
+                step.mask_out = "pass"
+                has.add(step.output)
+
+    def _plan_indices(self, where):
+        """The model inputs Embedding layers read (kept on the host until they upload them)."""
+        self.index_inputs = set()
+        for step in self.steps:
+            if step.ops and isinstance(step.ops[0], _Embedding):
+                if step.inputs[0] not in self.inputs:
+                    raise NotImplementedError(f"{where}: layer '{step.layer.name}' (Embedding) reads the output of "
+                                              "another layer; on the device an Embedding reads a model input")
+                self.index_inputs.add(step.inputs[0])
+        for step in self.steps:
+            if any(t in self.index_inputs for t in step.inputs) and not (
+                    step.ops and isinstance(step.ops[0], _Embedding)):
+                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) reads "
+                                          "an input that an Embedding also reads; on the device such an input "
+                                          "feeds Embedding layers only")
+
+    def upload(self, res, xs):
+        """The model's inputs for forward: Indices for those Embedding layers read, DeviceArrays
+        (one upload each) for the others."""
+        return [Indices(x) if t in self.index_inputs else res.DeviceArray(x, res.dtype)
+                for t, x in zip(self.inputs, xs)]
 
     def softmax_output(self, i):
         """Whether output i is a softmax that nothing else reads (its loss may read the logits)."""
@@ -120,9 +193,11 @@ class DeviceGraph:
         return step.ops[:-1] if step.output in stop else step.ops
 
     def forward(self, res, xs, training, stop=frozenset()):
-        """Output values (a list) and, when training, what backward needs. Outputs in `stop`
-        come out before their last op (the logits under a softmax)."""
+        """Output values (a list), what backward needs (when training) and the outputs' masks
+        (uint8 DeviceArrays or None). Outputs in `stop` come out before their last op (the
+        logits under a softmax)."""
         values = dict(zip(self.inputs, xs))
+        masks = {}
         saved = []
         for i, step in enumerate(self.steps):
             mode = step.mode(training)
@@ -130,16 +205,25 @@ class DeviceGraph:
                 y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode)
             else:
                 y, s = values[step.inputs[0]], []
-                for op in self._chain(step, stop):
-                    y, si = op.forward(res, y, mode)
+                in_mask = masks.get(step.inputs[0])
+                for j, op in enumerate(self._chain(step, stop)):
+                    if j == 0 and step.mask_in:
+                        y, si = op.forward(res, y, mode, mask=in_mask)
+                    else:
+                        y, si = op.forward(res, y, mode)
+                    if j == 0 and step.mask_out == "make":
+                        masks[step.output] = op.mask_of(res, si)
                     s.append(si)
+                if step.mask_out == "pass" and in_mask is not None:
+                    masks[step.output] = in_mask
             values[step.output] = y
             if training:
                 saved.append(s)
             for t in step.inputs:
                 if self.last_use.get(t) == i:
                     values.pop(t, None)
-        return [values[t] for t in self.outputs], saved
+                    masks.pop(t, None)
+        return [values[t] for t in self.outputs], saved, [masks.get(t) for t in self.outputs]
 
     def backward(self, res, saved, dys, stop=frozenset()):
         """From the output gradients `dys` (None where an output has no loss) to every trainable
