@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from faltung import _device
-from faltung.layers import (GRU, LSTM, Add, Bidirectional, Conv1D, Dense, Embedding, Flatten,
+from faltung.layers import (GRU, LSTM, Add, Bidirectional, Concatenate, Conv1D, Dense, Embedding, Flatten,
                             GlobalAveragePooling1D, Input, Masking, Permute, RepeatVector, SimpleRNN,
                             TimeDistributed)
 from faltung.losses import SparseCategoricalCrossentropy
@@ -101,6 +101,13 @@ def test_mask_repeat_and_permute_entry_points_equal_numpy():
     y = RNG.standard_normal(x.shape).astype(np.float32)
     np.testing.assert_array_equal(r.apply_mask(DA(y), keep).numpy(), y * np.any(x != 0, axis=-1)[..., None])
     np.testing.assert_array_equal(r.reverse_mask(keep).numpy(), keep.numpy()[:, ::-1])
+    m = keep.numpy().astype(bool)[..., None]
+    with np.errstate(invalid="ignore"):  # an all-masked sample: 0/0 = NaN, as the CPU layer and Keras
+        mean = np.where(m, y, 0).sum(axis=1) / m.sum(axis=1)
+    np.testing.assert_allclose(r.masked_mean_time(DA(y), keep).numpy(), mean, rtol=1e-6)
+    g = RNG.standard_normal((N, 3)).astype(np.float32)
+    np.testing.assert_allclose(r.masked_mean_time_backward(DA(g), keep).numpy(),
+                               np.where(m, g[:, None] / np.maximum(m.sum(axis=1, keepdims=True), 1), 0), rtol=1e-6)
     v = RNG.standard_normal((3, 4))
     np.testing.assert_array_equal(r.repeat_vector(DA(v), 5).numpy(), np.repeat(v[:, None], 5, axis=1))
     assert r.repeat_vector(DA(v), 0).shape == (3, 0, 4)
@@ -202,6 +209,20 @@ def test_bidirectional_with_a_mask_matches_the_cpu(merge_mode, return_sequences)
     fits_alike(make, TOKENS, SEQ_LABELS if return_sequences else LABELS)
 
 
+@pytest.mark.parametrize("keepdims", [False, True], ids=["flat", "keepdims"])
+def test_embedding_mask_zero_into_global_average_pooling_matches_the_cpu(keepdims):
+    """The classic text classifier: the mean over the unmasked tokens (no sample all padding:
+    the CPU's NaN would propagate into both fits alike, but not comparably)."""
+    x = TOKENS.copy()
+    x[:, 0] = np.maximum(x[:, 0], 1)
+
+    def make():
+        layers = [Input((T,), dtype="int32"), Embedding(V, 4, mask_zero=True),
+                  GlobalAveragePooling1D(keepdims=keepdims)]
+        return Sequential(layers + [Flatten()] * keepdims + [Dense(3)])
+    fits_alike(make, x, LABELS)
+
+
 def test_bidirectional_gru_without_a_mask_and_time_distributed_conv_match_the_cpu():
     def make():
         a = Input((T, 4, 2))
@@ -270,10 +291,15 @@ def graph_gradients_match_central_differences(make, x, k=4):
 
 def test_float64_gradients_of_embedding_masks_and_bidirectional():
     def make():
-        return Sequential([Input((T,), dtype="int32"), Embedding(V, 3, mask_zero=True),
-                           Bidirectional(GRU(3, return_sequences=True, go_backwards=False), merge_mode="mul"),
-                           SimpleRNN(3, go_backwards=True, return_sequences=True), TimeDistributed(Dense(2))])
-    graph_gradients_match_central_differences(make, TOKENS[:4])
+        a = Input((T,), dtype="int32")
+        h = Embedding(V, 3, mask_zero=True)(a)
+        h = Bidirectional(GRU(3, return_sequences=True, go_backwards=False), merge_mode="mul")(h)
+        h = SimpleRNN(3, go_backwards=True, return_sequences=True)(h)
+        pooled = GlobalAveragePooling1D()(TimeDistributed(Dense(2))(h))
+        return Model(a, Dense(2)(pooled))
+    x = TOKENS[:4].copy()
+    x[:, 0] = np.maximum(x[:, 0], 1)  # no sample all padding (its mean would be NaN)
+    graph_gradients_match_central_differences(make, x)
 
 
 def test_float64_gradients_of_masking_repeat_and_permute():
@@ -304,12 +330,12 @@ def test_out_of_range_indices_raise_the_cpu_error():
 
 
 @pytest.mark.parametrize("build,match", [
-    (lambda a: GlobalAveragePooling1D(name="gap")(Masking()(a)), "layer 'gap.*receives a mask"),
+    (lambda a: Concatenate(name="cat")([Masking()(a), a]), "layer 'cat.*receives a mask"),
     (lambda a: GRU(2, reset_after=False)(Masking()(a)), "a mask into GRU\\(reset_after=False\\)"),
     (lambda a: LSTM(2, zero_output_for_mask=True)(Masking()(a)), "zero_output_for_mask=True and return_sequences"),
     (lambda a: Bidirectional(LSTM(2), merge_mode=None)(a), "returns 2 tensors"),
     (lambda a: TimeDistributed(Masking())(a), "inner layer Masking"),
-], ids=["pooling", "gru-reset-before", "zero-output-last", "bidirectional-none", "time-distributed-masking"])
+], ids=["concatenate", "gru-reset-before", "zero-output-last", "bidirectional-none", "time-distributed-masking"])
 def test_what_the_device_cannot_honour_fails_at_build_naming_the_layer(build, match):
     with _device._harness_device():
         a = Input((T, 3))

@@ -1,7 +1,8 @@
 // cpp/cuda/bind_resident_seq.hpp — the `resident` entry points of sequence models, over
 // DeviceArrays (see bind_resident.hpp, whose checks these share): Embedding (indices checked on
 // the host and uploaded with the batch, with the grouping its backward sums by), the masks of
-// Masking and Embedding(mask_zero=True) as uint8 arrays (1 = keep), RepeatVector, Permute.
+// Masking and Embedding(mask_zero=True) as uint8 arrays (1 = keep), the masked mean over time of
+// GlobalAveragePooling1D, RepeatVector, Permute.
 // Registered by BindResident::bind as ResidentSeq<BindResident<Backend>>.
 // N lookups, V vocabulary (input_dim), D embedding size; B batch, T steps, F features.
 #pragma once
@@ -171,6 +172,45 @@ struct ResidentSeq {
     return out;
   }
 
+  // GlobalAveragePooling1D with a mask: x (B,T,F), keep (B,T) -> y (B,F), the mean over the kept
+  // steps (NaN where none is)
+  static DA masked_mean_time(const DA& x, const DA& keep, int64_t block) {
+    const std::string op = "masked_mean_time";
+    Res::expect_rank(x, 3, op, "x");
+    check_block(block, op);
+    const int64_t B = x.shape()[0], T_ = x.shape()[1], F = x.shape()[2];
+    expect_mask(keep, {B, T_}, op);
+    return Res::dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>({B, F});
+      const T* px = ptr<T>(x, op, "x");
+      const uint8_t* pk = keep.template data<uint8_t>();
+      T* py = y.template data<T>();
+      py::gil_scoped_release nogil;
+      SK::masked_mean_time(py, px, pk, B, T_, F, block);
+      return y;
+    });
+  }
+  // dy (B,F), keep (B,T) -> dx (B,T,F): dy / max(count, 1) at the kept steps, 0 elsewhere
+  static DA masked_mean_time_backward(const DA& dy, const DA& keep, int64_t block) {
+    const std::string op = "masked_mean_time_backward";
+    Res::expect_rank(dy, 2, op, "dy");
+    Res::expect_rank(keep, 2, op, "mask");
+    check_block(block, op);
+    const int64_t B = dy.shape()[0], T_ = keep.shape()[1], F = dy.shape()[1];
+    expect_mask(keep, {B, T_}, op);
+    return Res::dispatch(dy, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA dx = DA::template empty<T>({B, T_, F});
+      const T* pdy = ptr<T>(dy, op, "dy");
+      const uint8_t* pk = keep.template data<uint8_t>();
+      T* pdx = dx.template data<T>();
+      py::gil_scoped_release nogil;
+      SK::masked_mean_time_backward(pdx, pdy, pk, B, T_, F, block);
+      return dx;
+    });
+  }
+
   // ---- RepeatVector and Permute -----------------------------------------------------------------
   // x (B,F) -> (B,n,F)
   static DA repeat_vector(const DA& x, int64_t n, int64_t block) {
@@ -246,6 +286,8 @@ struct ResidentSeq {
     m.def("nonzero_mask", &nonzero_mask, py::arg("indices"), blk);
     m.def("apply_mask", &apply_mask, py::arg("x"), py::arg("mask"), blk);
     m.def("reverse_mask", &reverse_mask, py::arg("mask"), blk);
+    m.def("masked_mean_time", &masked_mean_time, py::arg("x"), py::arg("mask"), blk);
+    m.def("masked_mean_time_backward", &masked_mean_time_backward, py::arg("dy"), py::arg("mask"), blk);
     m.def("repeat_vector", &repeat_vector, py::arg("x"), py::arg("n"), blk);
     m.def("repeat_vector_backward", &repeat_vector_backward, py::arg("dy"), blk);
     m.def("permute", &permute, py::arg("x"), py::arg("perm"), blk);

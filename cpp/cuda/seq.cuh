@@ -1,6 +1,7 @@
 // cpp/cuda/seq.cuh — the sequence plumbing of a device-resident model, as kernel bodies and
 // launch sequences (see hd.cuh for the design): Embedding's gather and its scatter-add backward,
-// the row masks of Masking and Embedding(mask_zero=True), RepeatVector and its sum, Permute.
+// the row masks of Masking and Embedding(mask_zero=True), the masked mean over time of
+// GlobalAveragePooling1D, RepeatVector and its sum, Permute.
 // Oracles: faltung's CPU kernels (cpp/src/embedding.cpp) and numpy (x != v, np.repeat, sum,
 // np.transpose) through the CPU layers.
 // N lookups, V vocabulary, D embedding size; R rows of F features; B batch, n copies.
@@ -78,6 +79,44 @@ struct MaskRows {
   }
 };
 
+// GlobalAveragePooling1D with a mask: y (B,F) = the sum of x (B,T,F) over the kept steps (keep
+// (B,T)), in increasing t, over their count (0/0 = NaN for a sample with no kept step, as the
+// CPU layer and Keras). Thread per (b, f).
+template <typename T>
+struct MaskedMeanTime {
+  T* y;
+  const T* x;
+  const uint8_t* keep;
+  int64_t B, T_, F;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global();
+    if (e >= B * F) return;
+    const int64_t b = e / F, f = e % F;
+    T s = T(0), count = T(0);
+    for (int64_t t = 0; t < T_; ++t)
+      if (keep[b * T_ + t]) s += x[(b * T_ + t) * F + f], count += T(1);
+    y[e] = s / count;
+  }
+};
+// Its backward: dx (B,T,F) = dy (B,F) / max(count, 1) at kept steps, 0 at masked ones.
+// Thread per (b, f).
+template <typename T>
+struct MaskedMeanTimeBackward {
+  T* dx;
+  const T* dy;
+  const uint8_t* keep;
+  int64_t B, T_, F;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global();
+    if (e >= B * F) return;
+    const int64_t b = e / F, f = e % F;
+    T count = T(0);
+    for (int64_t t = 0; t < T_; ++t) count += T(keep[b * T_ + t] ? 1 : 0);
+    const T g = dy[e] / (count > T(1) ? count : T(1));
+    for (int64_t t = 0; t < T_; ++t) dx[(b * T_ + t) * F + f] = keep[b * T_ + t] ? g : T(0);
+  }
+};
+
 // RepeatVector: out (B,n,F)[b, i] = x (B,F)[b]. Thread per output element.
 template <typename T>
 struct Repeat {
@@ -146,6 +185,16 @@ void keep_rows(Exec& ex, uint8_t* keep, const T* x, int64_t R, int64_t F, T valu
 template <class Exec, typename T>
 void mask_rows(Exec& ex, T* y, const T* x, const uint8_t* keep, int64_t R, int64_t F, int64_t block) {
   ex.launch(cover(R * F, block), MaskRows<T>{y, x, keep, R, F});
+}
+template <class Exec, typename T>
+void masked_mean_time(Exec& ex, T* y, const T* x, const uint8_t* keep, int64_t B, int64_t T_, int64_t F,
+                      int64_t block) {
+  ex.launch(cover(B * F, block), MaskedMeanTime<T>{y, x, keep, B, T_, F});
+}
+template <class Exec, typename T>
+void masked_mean_time_backward(Exec& ex, T* dx, const T* dy, const uint8_t* keep, int64_t B, int64_t T_, int64_t F,
+                               int64_t block) {
+  ex.launch(cover(B * F, block), MaskedMeanTimeBackward<T>{dx, dy, keep, B, T_, F});
 }
 template <class Exec, typename T>
 void repeat(Exec& ex, T* out, const T* x, int64_t B, int64_t n, int64_t F, int64_t block) {

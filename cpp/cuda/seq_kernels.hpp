@@ -22,6 +22,11 @@ struct SeqKernels {
   static void keep_rows(uint8_t* keep, const T* x, int64_t R, int64_t F, T value, int64_t block);
   template <typename T>
   static void mask_rows(T* y, const T* x, const uint8_t* keep, int64_t R, int64_t F, int64_t block);
+  template <typename T>
+  static void masked_mean_time(T* y, const T* x, const uint8_t* keep, int64_t B, int64_t T_, int64_t F, int64_t block);
+  template <typename T>
+  static void masked_mean_time_backward(T* dx, const T* dy, const uint8_t* keep, int64_t B, int64_t T_, int64_t F,
+                                        int64_t block);
   template <typename T> static void repeat(T* out, const T* x, int64_t B, int64_t n, int64_t F, int64_t block);
   template <typename T> static void sum_middle(T* dx, const T* dy, int64_t B, int64_t n, int64_t F, int64_t block);
   template <typename T> static void permute(const seq::Permute<T>& body, int64_t block);

@@ -27,6 +27,18 @@ void SeqKernels<Exec>::mask_rows(T* y, const T* x, const uint8_t* keep, int64_t 
   seq::mask_rows(ex, y, x, keep, R, F, block);
 }
 template <class Exec> template <typename T>
+void SeqKernels<Exec>::masked_mean_time(T* y, const T* x, const uint8_t* keep, int64_t B, int64_t T_, int64_t F,
+                                        int64_t block) {
+  Exec ex;
+  seq::masked_mean_time(ex, y, x, keep, B, T_, F, block);
+}
+template <class Exec> template <typename T>
+void SeqKernels<Exec>::masked_mean_time_backward(T* dx, const T* dy, const uint8_t* keep, int64_t B, int64_t T_,
+                                                 int64_t F, int64_t block) {
+  Exec ex;
+  seq::masked_mean_time_backward(ex, dx, dy, keep, B, T_, F, block);
+}
+template <class Exec> template <typename T>
 void SeqKernels<Exec>::repeat(T* out, const T* x, int64_t B, int64_t n, int64_t F, int64_t block) {
   Exec ex;
   seq::repeat(ex, out, x, B, n, F, block);
@@ -53,6 +65,10 @@ void SeqKernels<Exec>::reverse_mask(uint8_t* out, const uint8_t* inp, int64_t B,
                                                  int64_t);                                                      \
   template void SeqKernels<Exec>::keep_rows<T>(uint8_t*, const T*, int64_t, int64_t, T, int64_t);               \
   template void SeqKernels<Exec>::mask_rows<T>(T*, const T*, const uint8_t*, int64_t, int64_t, int64_t);        \
+  template void SeqKernels<Exec>::masked_mean_time<T>(T*, const T*, const uint8_t*, int64_t, int64_t, int64_t,   \
+                                                      int64_t);                                                 \
+  template void SeqKernels<Exec>::masked_mean_time_backward<T>(T*, const T*, const uint8_t*, int64_t, int64_t,  \
+                                                               int64_t, int64_t);                               \
   template void SeqKernels<Exec>::repeat<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);                  \
   template void SeqKernels<Exec>::sum_middle<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);              \
   template void SeqKernels<Exec>::permute<T>(const seq::Permute<T>&, int64_t);

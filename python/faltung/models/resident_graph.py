@@ -12,11 +12,12 @@ raise NotImplementedError.
 
 Masks travel as the CPU graph propagates them (Layer.compute_mask), as uint8 DeviceArrays (1 =
 keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bidirectional
-consume it (and pass it on with return_sequences); TimeDistributed and the layers that support
-masking pass it on; others drop it. Which tensors carry a mask is known when the graph is built:
-a mask reaching a layer the device cannot honour it for (a merge, a pooling over time, a
-`mask=` argument, ...) raises NotImplementedError naming the layer then. The model's outputs'
-masks come out of forward for the losses and metrics (faltung.models.resident).
+consume it (and pass it on with return_sequences), GlobalAveragePooling1D consumes it;
+TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
+carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
+it for (the merge layers, Concatenate) raises NotImplementedError naming the layer then, as does
+a `mask=` argument. The model's outputs' masks come out of forward for the losses and metrics
+(faltung.models.resident).
 
 Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
 them (faltung.models.resident_seq.Indices); every other input is uploaded as a float array.
@@ -151,7 +152,7 @@ class DeviceGraph:
                     if why:
                         raise NotImplementedError(f"{what}: {why} is not supported on the device yet")
                 step.mask_in = True
-                passes = getattr(layer, "return_sequences", True)
+                passes = first.passes_mask()
             elif _takes_mask(layer) or type(layer).compute_mask is not Layer.compute_mask:
                 raise refused
             else:

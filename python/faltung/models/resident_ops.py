@@ -259,10 +259,22 @@ class _Pool(_LayerOp):
 
 
 class _GlobalPool(_LayerOp):
-    """Global{Max,Average}Pooling1D/2D: a pooling whose window is the whole image."""
+    """Global{Max,Average}Pooling1D/2D: a pooling whose window is the whole image.
+    GlobalAveragePooling1D takes a mask (the mean over the kept steps) and passes none on."""
 
-    def forward(self, res, x, training):
+    def __init__(self, layer):
+        self.layer = layer
+        self.takes_mask = layer.pool_mode == "average" and layer.pool_dimensions == 1
+
+    def passes_mask(self):
+        return False
+
+    def forward(self, res, x, training, mask=None):
         l = self.layer
+        if mask is not None:
+            y = res.r.masked_mean_time(x, mask)
+            n, c = x.shape[0], x.shape[-1]
+            return (y.reshape((n, 1, c)) if l.keepdims else y), (mask, None, tuple(x.shape))
         x4 = _image(x, l.pool_dimensions)
         hw = tuple(x4.shape[1:3])
         if l.pool_mode == "max":
@@ -277,6 +289,8 @@ class _GlobalPool(_LayerOp):
         if not need_dx:
             return None
         argmax, hw, x_shape = saved
+        if hw is None:  # masked: `argmax` holds the mask
+            return res.r.masked_mean_time_backward(dy.reshape((x_shape[0], x_shape[-1])), argmax)
         dy4 = dy.reshape((x_shape[0], 1, 1, x_shape[-1]))
         if argmax is not None:
             dx = res.r.max_pool2d_backward(dy4, argmax, hw, hw, hw, "valid")
@@ -419,6 +433,9 @@ class _Recurrent(_LayerOp):
     mask (B,T) makes masked steps carry the states, their outputs the carried h (zeros with
     zero_output_for_mask), as the CPU kernels do."""
     takes_mask = True
+
+    def passes_mask(self):
+        return self.layer.return_sequences
 
     def mask_unsupported(self):
         """Why this layer cannot take a mask on the device, or None."""

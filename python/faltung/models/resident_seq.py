@@ -5,8 +5,9 @@ Permute, Bidirectional and TimeDistributed.
 
 Masks (uint8 DeviceArrays, 1 = keep) travel as faltung.models.resident_graph propagates them:
 an op with `mask_of(res, saved)` makes its step's output mask (Masking, Embedding with
-mask_zero=True), an op with `takes_mask` receives its step's input mask as `mask=` (the
-recurrent layers, Bidirectional, TimeDistributed).
+mask_zero=True), an op with `takes_mask` receives its step's input mask as `mask=` and says
+with `passes_mask()` whether its output keeps it (the recurrent layers, Bidirectional,
+TimeDistributed, GlobalAveragePooling1D).
 """
 from faltung.models.resident_ops import _LayerOp, _unsupported, ops_for, recurrent_op
 
@@ -93,6 +94,9 @@ class _TimeDistributed(_LayerOp):
             if getattr(op, "takes_mask", False) or hasattr(op, "mask_of"):
                 raise _unsupported(layer, f"the inner layer {type(layer.layer).__name__} (it makes or takes a mask)")
 
+    def passes_mask(self):
+        return True
+
     def forward(self, res, x, training, mask=None):
         shape = tuple(x.shape)
         if len(shape) < 3:
@@ -126,6 +130,9 @@ class _Bidirectional(_LayerOp):
         if layer.merge_mode is None:
             raise _unsupported(layer, "merge_mode=None (two outputs)")
         self.fwd, self.bwd = recurrent_op(layer.forward_layer), recurrent_op(layer.backward_layer)
+
+    def passes_mask(self):
+        return self.layer.return_sequences
 
     def forward(self, res, x, training, mask=None):
         y_f, s_f = self.fwd.forward(res, x, training, mask=mask)
