@@ -254,6 +254,44 @@ def test_masked_outputs_of_a_functional_model_match_the_cpu():
         loose(a, b)
 
 
+def fit_outputs_alike(make, x, y, losses, metrics=None):
+    cpu, dev = pair(make)
+    for m in (cpu, dev):
+        m.compile(Adam(0.01), losses, metrics=metrics)
+    hc = cpu.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    hd = dev.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    assert sorted(hd) == sorted(hc)
+    for key in hc:
+        loose(hd[key], hc[key])
+    for a, b in zip(dev.get_weights(), cpu.get_weights()):
+        loose(a, b)
+    for a, b in zip(dev.predict(x, verbose=0), cpu.predict(x, verbose=0)):
+        loose(a, b)
+    return cpu, dev
+
+
+def test_bidirectional_without_merge_returns_both_directions_as_the_cpu():
+    """merge_mode=None: two outputs, each direction masked, reversed back, with its own loss."""
+    def make():
+        a = Input((T,), dtype="int32")
+        f, b = Bidirectional(LSTM(3, return_sequences=True), merge_mode=None)(Embedding(V, 4, mask_zero=True)(a))
+        return Model(a, [Dense(3, name="tags")(f), Dense(2, name="cls")(SimpleRNN(2)(b))])
+    fit_outputs_alike(make, TOKENS, [SEQ_LABELS, RNG.standard_normal((N, 2)).astype(np.float32)],
+                      [SparseCategoricalCrossentropy(from_logits=True), "mse"], metrics=[["accuracy"], []])
+
+
+def test_bidirectional_direction_without_a_gradient_is_left_alone_as_on_the_cpu():
+    """The backward direction feeds only an output without a loss: its weights stay as they were."""
+    def make():
+        a = Input((T, 3))
+        f, b = Bidirectional(GRU(3), merge_mode=None)(a)
+        return Model(a, [Dense(3)(f), b])
+    cpu, dev = fit_outputs_alike(make, FEATURES, [LABELS, None], [SparseCategoricalCrossentropy(from_logits=True),
+                                                                  None])
+    for a, b in zip(dev.layers[1].backward_layer.get_weights(), cpu.layers[1].backward_layer.get_weights()):
+        np.testing.assert_array_equal(a, b)  # both still the initial weights
+
+
 # ---- float64: gradients of whole masked graphs ----------------------------------------------------
 
 def graph_gradients_match_central_differences(make, x, k=4):
@@ -333,7 +371,7 @@ def test_out_of_range_indices_raise_the_cpu_error():
     (lambda a: Concatenate(name="cat")([Masking()(a), a]), "layer 'cat.*receives a mask"),
     (lambda a: GRU(2, reset_after=False)(Masking()(a)), "a mask into GRU\\(reset_after=False\\)"),
     (lambda a: LSTM(2, zero_output_for_mask=True)(Masking()(a)), "zero_output_for_mask=True and return_sequences"),
-    (lambda a: Bidirectional(LSTM(2), merge_mode=None)(a), "returns 2 tensors"),
+    (lambda a: Bidirectional(LSTM(2, return_state=True), merge_mode=None)(a), "returns 6 tensors"),
     (lambda a: TimeDistributed(Masking())(a), "inner layer Masking"),
 ], ids=["concatenate", "gru-reset-before", "zero-output-last", "bidirectional-none", "time-distributed-masking"])
 def test_what_the_device_cannot_honour_fails_at_build_naming_the_layer(build, match):

@@ -65,7 +65,8 @@ class _Step:
     def __init__(self, node, ops, merge):
         self.layer, self.ops, self.merge = node.layer, ops, merge
         self.inputs = [id(t) for t in node.input_tensors]
-        self.output = id(node.output_tensors[0])
+        self.outputs = [id(t) for t in node.output_tensors]  # several: Bidirectional(merge_mode=None)
+        self.output = self.outputs[0]
         self.recorded_training = (node.call_kwargs or {}).get("training")
         self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
         self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
@@ -80,6 +81,12 @@ class _Step:
         return bool(self.ops) and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
 
 
+def _two_directions(layer):
+    """A Bidirectional layer returning its two directions (merge_mode=None, no states)."""
+    from faltung.layers import Bidirectional
+    return isinstance(layer, Bidirectional) and layer.merge_mode is None and not layer.return_state
+
+
 def _step_of(node, where):
     from faltung.layers import Concatenate
     from faltung.layers.merging.base_merge import Merge
@@ -88,7 +95,7 @@ def _step_of(node, where):
     if "mask" in (node.call_kwargs or {}):
         raise NotImplementedError(f"{what} is called with a `mask=` argument, which is not supported on the "
                                   "device yet (masks made by Masking or Embedding(mask_zero=True) are)")
-    if len(node.output_tensors) != 1:
+    if len(node.output_tensors) != 1 and not _two_directions(layer):
         raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
                                   "outputs are not supported on the device yet")
     if node.kwargs_tensors:
@@ -126,7 +133,7 @@ class DeviceGraph:
                 self.readers[t] = self.readers.get(t, 0) + 1
                 if t not in out_ids:
                     self.last_use[t] = i
-        self.producer = {step.output: step for step in self.steps}
+        self.producer = {t: step for step in self.steps for t in step.outputs}
 
     def _plan_masks(self, nodes, where):
         """Which steps make, take and pass on masks (see the module's docstring)."""
@@ -159,7 +166,7 @@ class DeviceGraph:
                 passes = layer.supports_masking
             if passes:
                 step.mask_out = "pass"
-                has.add(step.output)
+                has.update(step.outputs)
 
     def _plan_indices(self, where):
         """The model inputs Embedding layers read (kept on the host until they upload them)."""
@@ -216,8 +223,11 @@ class DeviceGraph:
                         masks[step.output] = op.mask_of(res, si)
                     s.append(si)
                 if step.mask_out == "pass" and in_mask is not None:
-                    masks[step.output] = in_mask
-            values[step.output] = y
+                    masks.update((t, in_mask) for t in step.outputs)
+            if len(step.outputs) > 1:
+                values.update(zip(step.outputs, y))
+            else:
+                values[step.output] = y
             if training:
                 saved.append(s)
             for t in step.inputs:
@@ -233,7 +243,7 @@ class DeviceGraph:
         for step in self.steps:
             wants = any(want.get(t, False) for t in step.inputs)
             a = wants or any(res.trains(v) for v in step.layer.trainable_weights)
-            want[step.output] = a
+            want.update((t, a) for t in step.outputs)
             active.append((a, wants))
         grads = {}
 
@@ -246,6 +256,9 @@ class DeviceGraph:
         for i in range(len(self.steps) - 1, -1, -1):
             step = self.steps[i]
             dy = grads.pop(step.output, None)
+            if len(step.outputs) > 1:  # a list with None where an output gets no gradient
+                dy = [dy] + [grads.pop(t, None) for t in step.outputs[1:]]
+                dy = None if all(d is None for d in dy) else dy
             is_active, need_dx = active[i]
             if dy is None or not is_active:
                 continue

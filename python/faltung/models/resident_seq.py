@@ -122,13 +122,12 @@ BIDIRECTIONAL_MERGE = {"sum": "add", "ave": "average", "mul": "multiply"}
 class _Bidirectional(_LayerOp):
     """Bidirectional: the forward and the backward (go_backwards) recurrent op on the same input
     and mask; with return_sequences the backward output flipped back to input order; merged by
-    concat, sum, ave or mul."""
+    concat, sum, ave or mul, or both returned (merge_mode=None: a list of two outputs, whose
+    gradients come as a list with None where an output has none)."""
     takes_mask = True
 
     def __init__(self, layer):
         self.layer = layer
-        if layer.merge_mode is None:
-            raise _unsupported(layer, "merge_mode=None (two outputs)")
         self.fwd, self.bwd = recurrent_op(layer.forward_layer), recurrent_op(layer.backward_layer)
 
     def passes_mask(self):
@@ -140,6 +139,8 @@ class _Bidirectional(_LayerOp):
         if self.layer.return_sequences:
             y_b = res.r.reverse_time(y_b)
         mode = self.layer.merge_mode
+        if mode is None:
+            return [y_f, y_b], (s_f, s_b, None)
         if mode == "concat":
             return res.r.concatenate([y_f, y_b], len(y_f.shape) - 1), (s_f, s_b, None)
         y, win = res.r.merge(BIDIRECTIONAL_MERGE[mode], [y_f, y_b])
@@ -148,16 +149,20 @@ class _Bidirectional(_LayerOp):
     def backward(self, res, dy, saved, need_dx):
         s_f, s_b, merged = saved
         mode = self.layer.merge_mode
-        if mode == "concat":
+        if mode is None:
+            d_f, d_b = dy
+        elif mode == "concat":
             units = dy.shape[-1] // 2
             d_f, d_b = res.r.concatenate_backward(dy, [units, units], len(dy.shape) - 1)
         else:
             d_f, d_b = res.r.merge_backward(BIDIRECTIONAL_MERGE[mode], dy, merged[0], merged[1])
-        if self.layer.return_sequences:
+        if self.layer.return_sequences and d_b is not None:
             d_b = res.r.reverse_time(d_b)
-        dx_f = self.fwd.backward(res, d_f, s_f, need_dx)
-        dx_b = self.bwd.backward(res, d_b, s_b, need_dx)
-        return res.r.add(dx_f, dx_b) if need_dx else None
+        dxs = [op.backward(res, d, s, need_dx) for op, d, s in ((self.fwd, d_f, s_f), (self.bwd, d_b, s_b))
+               if d is not None]  # a direction without a gradient is skipped, as on the CPU
+        if not need_dx:
+            return None
+        return dxs[0] if len(dxs) == 1 else res.r.add(dxs[0], dxs[1])
 
 
 def SEQ_LAYERS():
