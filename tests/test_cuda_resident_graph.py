@@ -338,7 +338,7 @@ def test_a_step_uploads_each_input_once_and_downloads_only_the_losses(monkeypatc
 # ---- what is not supported, and bad inputs ----------------------------------------------------
 
 @pytest.mark.parametrize("build,match", [
-    (lambda a: Add()([Masking()(a), Dense(5)(a)]), "layer 'add.*receives a mask"),
+    (lambda a: Multiply(name="mul")([Masking()(a), Dense(5)(a)]), "layer 'mul.*receives a mask"),
     (lambda a: Dense(2)(Embedding(10, 5)(Dense(3)(a))), "Embedding.*reads the output of another layer"),
     (lambda a: Dot(axes=1)([Dense(3)(a), Dense(3)(a)]), "merge layer Dot is not supported"),
     (lambda a: Sequential([Input((5,)), Dense(2)])(a), "layer type Sequential"),

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from faltung import _device
-from faltung.layers import (GRU, LSTM, Add, Bidirectional, Concatenate, Conv1D, Dense, Embedding, Flatten,
-                            GlobalAveragePooling1D, Input, Masking, Permute, RepeatVector, SimpleRNN,
-                            TimeDistributed)
+from faltung.layers import (GRU, LSTM, Add, Average, Bidirectional, Concatenate, Conv1D, Dense, Embedding, Flatten,
+                            GlobalAveragePooling1D, Input, Masking, Multiply, Permute, RepeatVector, SimpleRNN,
+                            Subtract, TimeDistributed)
 from faltung.losses import SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential
 from faltung.ops.embedding import embedding_backward
@@ -50,7 +50,7 @@ def padded_features(n=N, t=T, f=3):
     return x
 
 
-TOKENS, FEATURES = padded_tokens(), padded_features()
+TOKENS, TOKENS2, FEATURES = padded_tokens(), padded_tokens(), padded_features()
 LABELS, SEQ_LABELS = RNG.integers(0, 3, N), RNG.integers(0, 3, (N, T))
 
 
@@ -101,6 +101,8 @@ def test_mask_repeat_and_permute_entry_points_equal_numpy():
     y = RNG.standard_normal(x.shape).astype(np.float32)
     np.testing.assert_array_equal(r.apply_mask(DA(y), keep).numpy(), y * np.any(x != 0, axis=-1)[..., None])
     np.testing.assert_array_equal(r.reverse_mask(keep).numpy(), keep.numpy()[:, ::-1])
+    other = r.masking_mask(DA(np.roll(x, 1, axis=1)), 0.0)
+    np.testing.assert_array_equal(r.mask_or(keep, other).numpy(), keep.numpy() | other.numpy())
     m = keep.numpy().astype(bool)[..., None]
     with np.errstate(invalid="ignore"):  # an all-masked sample: 0/0 = NaN, as the CPU layer and Keras
         mean = np.where(m, y, 0).sum(axis=1) / m.sum(axis=1)
@@ -270,6 +272,27 @@ def fit_outputs_alike(make, x, y, losses, metrics=None):
     return cpu, dev
 
 
+@pytest.mark.parametrize("merge", ["add", "subtract", "average", "concatenate-one-unmasked"])
+def test_masks_through_merges_match_the_cpu(merge):
+    """A residual around a masked LSTM (one mask read twice), two masks or-ed, or a
+    concatenation with an unmasked input (its mask then keeps every step), into a masked
+    sequence output."""
+    two = merge in ("average", "concatenate-one-unmasked")
+
+    def make():
+        a, b = Input((T,), dtype="int32"), Input((T,), dtype="int32")
+        e = Embedding(V, 4, mask_zero=True)(a)
+        h = LSTM(4, return_sequences=True)(e)
+        if merge == "concatenate-one-unmasked":
+            m = Concatenate()([h, Dense(2)(Embedding(V, 2)(b))])
+        elif merge == "average":
+            m = Average()([h, Embedding(V, 4, mask_zero=True)(b)])
+        else:
+            m = {"add": Add, "subtract": Subtract}[merge]()([h, e])
+        return Model([a, b] if two else a, Dense(3)(GRU(3, return_sequences=True)(m)))
+    fits_alike(make, [TOKENS, TOKENS2] if two else TOKENS, SEQ_LABELS)
+
+
 def test_bidirectional_without_merge_returns_both_directions_as_the_cpu():
     """merge_mode=None: two outputs, each direction masked, reversed back, with its own loss."""
     def make():
@@ -368,12 +391,14 @@ def test_out_of_range_indices_raise_the_cpu_error():
 
 
 @pytest.mark.parametrize("build,match", [
-    (lambda a: Concatenate(name="cat")([Masking()(a), a]), "layer 'cat.*receives a mask"),
+    (lambda a: Concatenate(name="cat", axis=1)([Masking()(a), a]), "layer 'cat.*receives a mask"),
+    (lambda a: Multiply(name="mul")([Masking()(a), a]), "layer 'mul.*receives a mask"),
     (lambda a: GRU(2, reset_after=False)(Masking()(a)), "a mask into GRU\\(reset_after=False\\)"),
     (lambda a: LSTM(2, zero_output_for_mask=True)(Masking()(a)), "zero_output_for_mask=True and return_sequences"),
     (lambda a: Bidirectional(LSTM(2, return_state=True), merge_mode=None)(a), "returns 6 tensors"),
     (lambda a: TimeDistributed(Masking())(a), "inner layer Masking"),
-], ids=["concatenate", "gru-reset-before", "zero-output-last", "bidirectional-none", "time-distributed-masking"])
+], ids=["concatenate-time", "multiply", "gru-reset-before", "zero-output-last", "bidirectional-states",
+        "time-distributed-masking"])
 def test_what_the_device_cannot_honour_fails_at_build_naming_the_layer(build, match):
     with _device._harness_device():
         a = Input((T, 3))

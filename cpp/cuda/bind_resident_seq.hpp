@@ -158,6 +158,19 @@ struct ResidentSeq {
       return y;
     });
   }
+  // a, b masks of one shape -> a | b
+  static DA mask_or(const DA& a, const DA& b, int64_t block) {
+    const std::string op = "mask_or";
+    check_block(block, op);
+    expect_mask(a, a.shape(), op);
+    expect_mask(b, a.shape(), op);
+    DA out = DA::template empty<uint8_t>(a.shape());
+    const uint8_t *pa = a.template data<uint8_t>(), *pb = b.template data<uint8_t>();
+    uint8_t* po = out.template data<uint8_t>();
+    py::gil_scoped_release nogil;
+    SK::mask_or(po, pa, pb, a.size(), block);
+    return out;
+  }
   // keep (B,T) -> keep reversed in time (a go_backwards layer's)
   static DA reverse_mask(const DA& keep, int64_t block) {
     const std::string op = "reverse_mask";
@@ -286,6 +299,7 @@ struct ResidentSeq {
     m.def("nonzero_mask", &nonzero_mask, py::arg("indices"), blk);
     m.def("apply_mask", &apply_mask, py::arg("x"), py::arg("mask"), blk);
     m.def("reverse_mask", &reverse_mask, py::arg("mask"), blk);
+    m.def("mask_or", &mask_or, py::arg("a"), py::arg("b"), blk);
     m.def("masked_mean_time", &masked_mean_time, py::arg("x"), py::arg("mask"), blk);
     m.def("masked_mean_time_backward", &masked_mean_time_backward, py::arg("dy"), py::arg("mask"), blk);
     m.def("repeat_vector", &repeat_vector, py::arg("x"), py::arg("n"), blk);

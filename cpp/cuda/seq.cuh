@@ -64,6 +64,19 @@ struct KeepRows {
   }
 };
 
+// out (n) = a | b: the mask of Add, Subtract, Average and Concatenate over masked inputs. Thread
+// per element.
+struct MaskOr {
+  uint8_t* out;
+  const uint8_t *a, *b;
+  int64_t n;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global();
+    if (e >= n) return;
+    out[e] = uint8_t(a[e] | b[e]);
+  }
+};
+
 // y (R,F) = x * keep[row], the product as the CPU layer takes it (Masking forward, and its
 // backward with x = dy). Thread per element.
 template <typename T>
@@ -181,6 +194,10 @@ void scatter_add(Exec& ex, T* dtable, const T* dy, const int32_t* order, const i
 template <class Exec, typename T>
 void keep_rows(Exec& ex, uint8_t* keep, const T* x, int64_t R, int64_t F, T value, int64_t block) {
   ex.launch(cover(R, block), KeepRows<T>{keep, x, R, F, value});
+}
+template <class Exec>
+void mask_or(Exec& ex, uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, int64_t block) {
+  ex.launch(cover(n, block), MaskOr{out, a, b, n});
 }
 template <class Exec, typename T>
 void mask_rows(Exec& ex, T* y, const T* x, const uint8_t* keep, int64_t R, int64_t F, int64_t block) {

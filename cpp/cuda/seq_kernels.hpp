@@ -30,6 +30,7 @@ struct SeqKernels {
   template <typename T> static void repeat(T* out, const T* x, int64_t B, int64_t n, int64_t F, int64_t block);
   template <typename T> static void sum_middle(T* dx, const T* dy, int64_t B, int64_t n, int64_t F, int64_t block);
   template <typename T> static void permute(const seq::Permute<T>& body, int64_t block);
+  static void mask_or(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, int64_t block);
   // a (B,T) mask reversed in time (go_backwards)
   static void reverse_mask(uint8_t* out, const uint8_t* inp, int64_t B, int64_t T_, int64_t block);
 };

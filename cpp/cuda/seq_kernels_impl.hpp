@@ -54,6 +54,11 @@ void SeqKernels<Exec>::permute(const seq::Permute<T>& body, int64_t block) {
   seq::permute(ex, body, block);
 }
 template <class Exec>
+void SeqKernels<Exec>::mask_or(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, int64_t block) {
+  Exec ex;
+  seq::mask_or(ex, out, a, b, n, block);
+}
+template <class Exec>
 void SeqKernels<Exec>::reverse_mask(uint8_t* out, const uint8_t* inp, int64_t B, int64_t T_, int64_t block) {
   Exec ex;
   layout::reverse_time(ex, out, inp, B, T_, int64_t(1), block);

@@ -15,13 +15,16 @@ keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bi
 consume it (and pass it on with return_sequences), GlobalAveragePooling1D consumes it;
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
-it for (the merge layers, Concatenate) raises NotImplementedError naming the layer then, as does
-a `mask=` argument. The model's outputs' masks come out of forward for the losses and metrics
-(faltung.models.resident).
+it for (Multiply, Maximum, Minimum, Dot, Concatenate but on the last axis) raises
+NotImplementedError naming the layer then, as does a `mask=` argument. Add, Subtract, Average
+and Concatenate (last axis) or their inputs' masks, as the CPU layers' compute_mask. The
+model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
 
 Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
 them (faltung.models.resident_seq.Indices); every other input is uploaded as a float array.
 """
+import numpy as np
+
 from faltung.layers.layer import Layer
 from faltung.models.graph import _takes_mask
 from faltung.models.resident_ops import SoftmaxOp, ops_for
@@ -152,6 +155,17 @@ class DeviceGraph:
             refused = NotImplementedError(f"{what} receives a mask, which the device cannot apply to it yet "
                                           "(the CPU can: build the model outside the device scope)")
             if step.merge is not None:
+                kind = type(layer).__name__
+                if kind in ("Add", "Subtract", "Average"):  # values ignore the masks
+                    if all(t in has for t in step.inputs):    # else no mask, as the CPU's compute_mask
+                        step.mask_out = "or"
+                        has.add(step.output)
+                    continue
+                if kind == "Concatenate" and layer.axis % len(node.output_tensors[0].shape) == \
+                        len(node.output_tensors[0].shape) - 1:
+                    step.mask_out = "or"  # an input without a mask counts as all kept
+                    has.add(step.output)
+                    continue
                 raise refused
             if getattr(first, "takes_mask", False):
                 for op in (first.fwd, first.bwd) if hasattr(first, "fwd") else (first,):
@@ -211,6 +225,9 @@ class DeviceGraph:
             mode = step.mode(training)
             if step.merge is not None:
                 y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode)
+                if step.mask_out == "or":
+                    masks[step.output] = self._or_masks(res, step, [masks.get(t) for t in step.inputs],
+                                                        tuple(y.shape[:-1]))
             else:
                 y, s = values[step.inputs[0]], []
                 in_mask = masks.get(step.inputs[0])
@@ -235,6 +252,20 @@ class DeviceGraph:
                     values.pop(t, None)
                     masks.pop(t, None)
         return [values[t] for t in self.outputs], saved, [masks.get(t) for t in self.outputs]
+
+    @staticmethod
+    def _or_masks(res, step, ms, shape):
+        """The output mask of a merge (the CPU's compute_mask): the inputs' masks or-ed, an
+        input without one counting as all kept (Concatenate)."""
+        if any(m is None for m in ms):
+            return res.DeviceArray(np.ones(shape, np.uint8))
+        out = ms[0]
+        for m in ms[1:]:
+            if tuple(m.shape) != tuple(out.shape):
+                raise NotImplementedError(f"Layer '{step.layer.name}' ({type(step.layer).__name__}): masks of shapes "
+                                          f"{tuple(out.shape)} and {tuple(m.shape)} do not combine on the device yet")
+            out = out if m is out else res.r.mask_or(out, m)  # one mask read twice: itself
+        return out
 
     def backward(self, res, saved, dys, stop=frozenset()):
         """From the output gradients `dys` (None where an output has no loss) to every trainable
