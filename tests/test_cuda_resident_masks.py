@@ -21,6 +21,7 @@ from faltung.layers import (GRU, LSTM, Add, Average, Bidirectional, Concatenate,
                             Subtract, TimeDistributed)
 from faltung.losses import SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential
+from faltung.ops import rnn as R
 from faltung.ops.embedding import embedding_backward
 from faltung.optimizers import SGD, Adam
 from test_cuda_resident_model import loose, pair
@@ -142,9 +143,42 @@ def test_bad_arguments_of_the_sequence_entry_points_name_them():
     with pytest.raises(ValueError, match=r"lstm_forward: expected `mask` of shape \(2, 3\)"):
         r.lstm_forward(DA(np.zeros((2, 3, 4), np.float32)), DA(np.zeros((4, 8), np.float32)),
                        DA(np.zeros((2, 8), np.float32)), None, mask=DA(np.ones((2, 4), np.uint8)))
-    with pytest.raises(ValueError, match="gru_forward: masks need reset_after=True"):
+    with pytest.raises(ValueError, match="gru_forward: expected `mask` of dtype uint8"):
         r.gru_forward(DA(np.zeros((2, 3, 4), np.float32)), DA(np.zeros((4, 6), np.float32)),
-                      DA(np.zeros((2, 6), np.float32)), None, reset_after=False, mask=DA(np.ones((2, 3), np.uint8)))
+                      DA(np.zeros((2, 6), np.float32)), None, reset_after=False, mask=DA(np.ones((2, 3), np.int32)))
+
+
+RECURRENT_OPS = {  # entry point family, gates, bias shape of U, CPU forward, CPU backward, options
+    "simple_rnn": ("simple_rnn", 1, lambda u: (u,), R.simple_rnn_forward, R.simple_rnn_backward, {}),
+    "lstm": ("lstm", 4, lambda u: (4 * u,), R.lstm_forward,
+             lambda saved, dhs, dh_T: R.lstm_backward(saved, dhs, dh_T, None), {}),
+    "gru": ("gru", 3, lambda u: (2, 3 * u), R.gru_forward, R.gru_backward, {"reset_after": True}),
+    "gru-reset-before": ("gru", 3, lambda u: (3 * u,), R.gru_forward, R.gru_backward, {"reset_after": False}),
+}
+
+
+@pytest.mark.parametrize("zero_output", [False, True], ids=["carried", "zeros"])
+@pytest.mark.parametrize("name", list(RECURRENT_OPS))
+def test_masked_recurrent_entry_points_equal_the_cpu_ops_in_float64(name, zero_output):
+    """Masked steps inside, at the ends of and covering whole sequences; gradients of every
+    output (masked steps' too) and of the last state."""
+    family, gates, bias_shape, cpu_forward, cpu_backward, options = RECURRENT_OPS[name]
+    B, T_, F, U = 4, 5, 3, 4
+    x, W = RNG.standard_normal((B, T_, F)), RNG.standard_normal((F, gates * U)) * 0.5
+    Rk, b = RNG.standard_normal((U, gates * U)) * 0.5, RNG.standard_normal(bias_shape(U))
+    mask = np.ones((B, T_), bool)
+    mask[0, 3:], mask[1, :2], mask[2, 2], mask[3] = False, False, False, False
+    dhs, dh_T = RNG.standard_normal((B, T_, U)), RNG.standard_normal((B, U))
+    out = cpu_forward(x, W, Rk, b, mask=mask, zero_output_for_mask=zero_output, training=True, **options)
+    want = cpu_backward(out[-1], dhs, dh_T)[:4]
+    r, DA = host.resident, host.DeviceArray
+    opts = dict(options, mask=DA(mask.astype(np.uint8)), zero_output_for_mask=zero_output)
+    hs, h_T, ws = getattr(r, family + "_forward")(DA(x), DA(W), DA(Rk), DA(b), training=True, **opts)
+    np.testing.assert_allclose(hs.numpy(), out[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h_T.numpy(), out[1], rtol=1e-12, atol=1e-12)
+    got = getattr(r, family + "_backward")(DA(x), DA(W), DA(Rk), DA(b), ws, DA(dhs), DA(dh_T), **opts)
+    for g, w, what in zip(got, want, ("dx", "dkernel", "drecurrent_kernel", "dbias")):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-10, atol=1e-12, err_msg=what)
 
 
 # ---- float32 fits against the CPU: priority 1 ---------------------------------------------------
@@ -174,7 +208,8 @@ def test_repeat_vector_and_permute_fit_matches_the_cpu():
 
 # ---- masks --------------------------------------------------------------------------------------
 
-RECURRENT = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
+RECURRENT = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU,
+             "gru-reset-before": lambda *a, **k: GRU(*a, reset_after=False, **k)}
 
 
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backwards"])
@@ -393,11 +428,10 @@ def test_out_of_range_indices_raise_the_cpu_error():
 @pytest.mark.parametrize("build,match", [
     (lambda a: Concatenate(name="cat", axis=1)([Masking()(a), a]), "layer 'cat.*receives a mask"),
     (lambda a: Multiply(name="mul")([Masking()(a), a]), "layer 'mul.*receives a mask"),
-    (lambda a: GRU(2, reset_after=False)(Masking()(a)), "a mask into GRU\\(reset_after=False\\)"),
     (lambda a: LSTM(2, zero_output_for_mask=True)(Masking()(a)), "zero_output_for_mask=True and return_sequences"),
     (lambda a: Bidirectional(LSTM(2, return_state=True), merge_mode=None)(a), "returns 6 tensors"),
     (lambda a: TimeDistributed(Masking())(a), "inner layer Masking"),
-], ids=["concatenate-time", "multiply", "gru-reset-before", "zero-output-last", "bidirectional-states",
+], ids=["concatenate-time", "multiply", "zero-output-last", "bidirectional-states",
         "time-distributed-masking"])
 def test_what_the_device_cannot_honour_fails_at_build_naming_the_layer(build, match):
     with _device._harness_device():

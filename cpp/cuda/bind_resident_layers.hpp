@@ -237,8 +237,7 @@ struct BindResidentLayers : BindResident<Backend> {
   }
 
   // ---- recurrent layers: forward (keeping the workspace when training), then backward -------
-  // Keras's default activations (tanh, sigmoid), an optional mask (B,T) uint8 (GRU: reset_after only),
-  // no initial state.
+  // Keras's default activations (tanh, sigmoid), an optional mask (B,T) uint8, no initial state.
   struct Rnn {
     int64_t B, T, F, U;
   };
@@ -396,7 +395,6 @@ struct BindResidentLayers : BindResident<Backend> {
     const std::string op = "gru_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
     const uint8_t* pm = mask_ptr(mask, d, op);
-    expect(!pm || reset_after, op + ": masks need reset_after=True");
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
       DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
@@ -420,7 +418,6 @@ struct BindResidentLayers : BindResident<Backend> {
     const std::string op = "gru_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
     const uint8_t* pm = mask_ptr(mask, d, op);
-    expect(!pm || reset_after, op + ": masks need reset_after=True");
     expect_workspace(ws, gru_workspace(d, reset_after, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {

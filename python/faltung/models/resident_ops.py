@@ -440,8 +440,6 @@ class _Recurrent(_LayerOp):
     def mask_unsupported(self):
         """Why this layer cannot take a mask on the device, or None."""
         l = self.layer
-        if self.family == "gru" and not l.cell.reset_after:
-            return "a mask into GRU(reset_after=False)"
         if l.zero_output_for_mask and not l.return_sequences:
             return "a mask with zero_output_for_mask=True and return_sequences=False"
         return None
