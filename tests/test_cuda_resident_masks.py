@@ -236,6 +236,27 @@ def test_masking_into_a_sequence_output_masks_the_loss_and_metrics_as_the_cpu(fa
     fits_alike(make, FEATURES, SEQ_LABELS)
 
 
+def test_masked_loss_with_sample_weights_and_weighted_metrics_matches_the_cpu():
+    """Per-sample weights times the mask (the CPU Trainer's _apply_mask), a weighted metric and
+    a plain one, and validation on the same masked output."""
+    def make():
+        return Sequential([Input((T,), dtype="int32"), Embedding(V, 4, mask_zero=True),
+                           GRU(4, return_sequences=True), Dense(3)])
+    cpu, dev = pair(make)
+    for m in (cpu, dev):
+        m.compile(Adam(0.01), SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                  weighted_metrics=["accuracy"])
+    sw = RNG.uniform(0.5, 2.0, N).astype(np.float32)
+    kw = dict(sample_weight=sw, validation_data=(TOKENS2, SEQ_LABELS), batch_size=4, epochs=2, shuffle=False,
+              verbose=0)
+    hc, hd = cpu.fit(TOKENS, SEQ_LABELS, **kw).history, dev.fit(TOKENS, SEQ_LABELS, **kw).history
+    assert sorted(hd) == sorted(hc) and "val_weighted_accuracy" in hd
+    for key in hc:
+        loose(hd[key], hc[key])
+    for a, b in zip(dev.get_weights(), cpu.get_weights()):
+        loose(a, b)
+
+
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
 @pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
 def test_bidirectional_with_a_mask_matches_the_cpu(merge_mode, return_sequences):
