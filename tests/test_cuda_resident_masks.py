@@ -281,11 +281,11 @@ def test_embedding_mask_zero_into_global_average_pooling_matches_the_cpu(keepdim
     fits_alike(make, x, LABELS)
 
 
-def test_bidirectional_gru_without_a_mask_and_time_distributed_conv_match_the_cpu():
+def test_bidirectional_gru_without_a_mask_and_time_distributed_conv_and_lstm_match_the_cpu():
     def make():
         a = Input((T, 4, 2))
         h = TimeDistributed(Conv1D(3, 2, activation="relu"))(a)  # (N, T, 3, 3)
-        h = TimeDistributed(Flatten())(h)
+        h = TimeDistributed(LSTM(3))(h)  # (N, T, 3)
         h = Bidirectional(GRU(3, return_sequences=True), merge_mode="sum")(h)
         return Model(a, Dense(3)(Flatten()(h)))
     fits_alike(make, RNG.standard_normal((N, T, 4, 2)).astype(np.float32), LABELS)
@@ -451,9 +451,10 @@ def test_out_of_range_indices_raise_the_cpu_error():
     (lambda a: Multiply(name="mul")([Masking()(a), a]), "layer 'mul.*receives a mask"),
     (lambda a: LSTM(2, zero_output_for_mask=True)(Masking()(a)), "zero_output_for_mask=True and return_sequences"),
     (lambda a: Bidirectional(LSTM(2, return_state=True), merge_mode=None)(a), "returns 6 tensors"),
-    (lambda a: TimeDistributed(Masking())(a), "inner layer Masking"),
+    (lambda a: TimeDistributed(Masking())(a), "inner layer Masking of TimeDistributed"),
+    (lambda a: TimeDistributed(Embedding(V, 2))(a), "inner layer Embedding"),
 ], ids=["concatenate-time", "multiply", "zero-output-last", "bidirectional-states",
-        "time-distributed-masking"])
+        "time-distributed-masking", "time-distributed-embedding"])
 def test_what_the_device_cannot_honour_fails_at_build_naming_the_layer(build, match):
     with _device._harness_device():
         a = Input((T, 3))

@@ -90,9 +90,9 @@ class _TimeDistributed(_LayerOp):
 
     def __init__(self, layer):
         self.layer, self.ops = layer, ops_for(layer.layer)
-        for op in self.ops:
-            if getattr(op, "takes_mask", False) or hasattr(op, "mask_of"):
-                raise _unsupported(layer, f"the inner layer {type(layer.layer).__name__} (it makes or takes a mask)")
+        for op in self.ops:  # the inner layer never sees the mask, as on the CPU
+            if hasattr(op, "mask_of"):  # Masking, Embedding
+                raise _unsupported(layer, f"the inner layer {type(layer.layer).__name__} of TimeDistributed")
 
     def passes_mask(self):
         return True
