@@ -349,6 +349,40 @@ def test_masks_through_merges_match_the_cpu(merge):
     fits_alike(make, [TOKENS, TOKENS2] if two else TOKENS, SEQ_LABELS)
 
 
+def mask_argument_model(with_masking):
+    """`layer(x, mask=m)` with m a model input: the layer takes m instead of its input's mask, and
+    only the input's mask passes on (none without Masking)."""
+    def make():
+        x, m = Input((T, 3)), Input((T,), dtype="int32")
+        h = Masking()(x) if with_masking else x
+        h = LSTM(4, return_sequences=True)(h, mask=m)
+        pooled = GlobalAveragePooling1D()(Bidirectional(GRU(3, return_sequences=True))(h, mask=m), mask=m)
+        return Model([x, m], [Dense(3, name="tags")(h), Dense(3, name="cls")(pooled)])
+    return make
+
+
+STEPS = (RNG.random((N, T)) > 0.3).astype(np.int32)
+STEPS[:, 0] = 1  # no sample all masked (the pooled mean would be NaN)
+
+
+@pytest.mark.parametrize("with_masking", [False, True], ids=["argument-only", "argument-over-masking"])
+def test_mask_arguments_that_are_model_inputs_evaluate_as_the_cpu(with_masking):
+    """Forward, losses and metrics as the CPU's (whose graph cannot train through a `mask=`
+    tensor argument yet: its backward expects input gradients for it)."""
+    cpu, dev = pair(mask_argument_model(with_masking))
+    for m in (cpu, dev):
+        m.compile(Adam(0.01), [SparseCategoricalCrossentropy(from_logits=True)] * 2, metrics=[["accuracy"]] * 2)
+    x, y = [FEATURES, STEPS], [SEQ_LABELS, LABELS]
+    loose(dev.evaluate(x, y, batch_size=4, verbose=0), cpu.evaluate(x, y, batch_size=4, verbose=0))
+    for a, b in zip(dev.predict(x, batch_size=3, verbose=0), cpu.predict(x, batch_size=3, verbose=0)):
+        loose(a, b)
+    dev.fit(x, y, batch_size=4, epochs=1, verbose=0)  # trains on the device
+
+
+def test_float64_gradients_through_mask_arguments():
+    graph_gradients_match_central_differences(mask_argument_model(True), [FEATURES[:4], STEPS[:4]])
+
+
 def test_bidirectional_without_merge_returns_both_directions_as_the_cpu():
     """merge_mode=None: two outputs, each direction masked, reversed back, with its own loss."""
     def make():
@@ -374,21 +408,22 @@ def test_bidirectional_direction_without_a_gradient_is_left_alone_as_on_the_cpu(
 # ---- float64: gradients of whole masked graphs ----------------------------------------------------
 
 def graph_gradients_match_central_differences(make, x, k=4):
-    """sum(out * R) of the resident graph in float64: every weight gradient the backward gives
-    equals central differences of the forward, at sampled coordinates."""
+    """sum(out * R) over the outputs of the resident graph in float64 (x: the input, or a list of
+    the inputs): every weight gradient the backward gives equals central differences of the
+    forward, at sampled coordinates."""
     with _device._harness_device("float64"):
         model = make()
     res = model._resident
     res._trainable = {id(v) for v in model.trainable_weights}
 
     def out():
-        return res.graph.forward(res, res._upload([x]), True)
+        return res.graph.forward(res, res._upload(x if isinstance(x, list) else [x]), True)
 
     y, saved, _ = out()
-    R = RNG.standard_normal(y[0].shape)
+    Rs = [RNG.standard_normal(o.shape) for o in y]
     res.grads = {}
-    res.graph.backward(res, saved, [res.DeviceArray(R, np.float64)])
-    loss = lambda: float(np.sum(out()[0][0].numpy() * R))  # noqa: E731
+    res.graph.backward(res, saved, [res.DeviceArray(R, np.float64) for R in Rs])
+    loss = lambda: sum(float(np.sum(o.numpy() * R)) for o, R in zip(out()[0], Rs))  # noqa: E731
     eps = 1e-6
     for v in model.trainable_weights:
         w, g = res.arrays[id(v)].numpy(), res.grads[id(v)].numpy()
@@ -452,9 +487,10 @@ def test_out_of_range_indices_raise_the_cpu_error():
     (lambda a: LSTM(2, zero_output_for_mask=True)(Masking()(a)), "zero_output_for_mask=True and return_sequences"),
     (lambda a: Bidirectional(LSTM(2, return_state=True), merge_mode=None)(a), "returns 6 tensors"),
     (lambda a: TimeDistributed(Masking())(a), "inner layer Masking of TimeDistributed"),
+    (lambda a: LSTM(2)(a, mask=GlobalAveragePooling1D()(a)), "takes a `mask=` computed by another layer"),
     (lambda a: TimeDistributed(Embedding(V, 2))(a), "inner layer Embedding"),
 ], ids=["concatenate-time", "multiply", "zero-output-last", "bidirectional-states",
-        "time-distributed-masking", "time-distributed-embedding"])
+        "time-distributed-masking", "time-distributed-embedding", "mask-from-a-layer"])
 def test_what_the_device_cannot_honour_fails_at_build_naming_the_layer(build, match):
     with _device._harness_device():
         a = Input((T, 3))

@@ -24,8 +24,9 @@ losses and optimizer at compile or on the first batch):
 - graphs: Sequential and functional models, several inputs and outputs, the merge layers Add,
   Subtract, Multiply, Average, Maximum, Minimum and Concatenate, shared layers, tensors read by
   several layers; masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
-  weighing the losses and metrics of the outputs they reach as the CPU Trainer's; no `mask=`
-  arguments, no layers with several outputs, no nested models;
+  weighing the losses and metrics of the outputs they reach as the CPU Trainer's, and `mask=`
+  arguments that are model inputs; no layers with several outputs (but Bidirectional's), no
+  nested models;
 - layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2DTranspose (every
   padding, stride, dilation, groups and output_padding the CPU layers take),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,

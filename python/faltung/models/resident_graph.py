@@ -16,7 +16,9 @@ consume it (and pass it on with return_sequences), GlobalAveragePooling1D consum
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
 it for (Multiply, Maximum, Minimum, Dot, Concatenate but on the last axis) raises
-NotImplementedError naming the layer then, as does a `mask=` argument. Add, Subtract, Average
+NotImplementedError naming the layer then. A `mask=` argument that is a model input (uploaded as
+uint8) goes to a layer that takes a mask instead of its input's (as on the CPU; only the
+input's passes on); other `mask=` arguments raise NotImplementedError. Add, Subtract, Average
 and Concatenate (last axis) or their inputs' masks, as the CPU layers' compute_mask. The
 model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
 
@@ -26,6 +28,7 @@ them (faltung.models.resident_seq.Indices); every other input is uploaded as a f
 import numpy as np
 
 from faltung.layers.layer import Layer
+from faltung.layers.node import KerasTensor
 from faltung.models.graph import _takes_mask
 from faltung.models.resident_ops import SoftmaxOp, ops_for
 from faltung.models.resident_seq import Indices, _Embedding
@@ -72,6 +75,7 @@ class _Step:
         self.output = self.outputs[0]
         self.recorded_training = (node.call_kwargs or {}).get("training")
         self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
+        self.mask_arg = None   # the tensor of a `mask=` argument (a model input), which it takes instead
         self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
 
     def mode(self, training):
@@ -95,12 +99,21 @@ def _step_of(node, where):
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
     what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
-    if "mask" in (node.call_kwargs or {}):
-        raise NotImplementedError(f"{what} is called with a `mask=` argument, which is not supported on the "
-                                  "device yet (masks made by Masking or Embedding(mask_zero=True) are)")
     if len(node.output_tensors) != 1 and not _two_directions(layer):
         raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
                                   "outputs are not supported on the device yet")
+    mask_arg = (node.call_kwargs or {}).get("mask")
+    if mask_arg is not None:
+        if not (isinstance(mask_arg, KerasTensor) and node.kwargs_tensors == [mask_arg] and
+                len(node.args_tensors) == 1 and not isinstance(layer, Merge)):
+            raise NotImplementedError(f"{what} is called with a `mask=` argument the device cannot take yet (it "
+                                      "takes one tensor, a model input, for a layer that takes a mask)")
+        step = _Step(node, ops_for(layer), None)
+        if not getattr(step.ops[0] if step.ops else None, "takes_mask", False):
+            raise NotImplementedError(f"{what} is called with a `mask=` argument, which it does not take on the "
+                                      "device")
+        step.mask_arg = id(mask_arg)
+        return step
     if node.kwargs_tensors:
         raise NotImplementedError(f"{what} is called with tensor keyword arguments, which are not supported on "
                                   "the device yet")
@@ -150,6 +163,12 @@ class DeviceGraph:
                     step.mask_out = "make"
                     has.add(step.output)
                 continue
+            if step.mask_arg is not None:  # the argument's mask is taken; only the input's passes on
+                self._check_takes_mask(step, first, what)
+                if step.inputs[0] in has and first.passes_mask():
+                    step.mask_out = "pass"
+                    has.update(step.outputs)
+                continue
             if not any(t in has for t in step.inputs):
                 continue
             refused = NotImplementedError(f"{what} receives a mask, which the device cannot apply to it yet "
@@ -168,11 +187,7 @@ class DeviceGraph:
                     continue
                 raise refused
             if getattr(first, "takes_mask", False):
-                for op in (first.fwd, first.bwd) if hasattr(first, "fwd") else (first,):
-                    why = op.mask_unsupported() if hasattr(op, "mask_unsupported") else None
-                    if why:
-                        raise NotImplementedError(f"{what}: {why} is not supported on the device yet")
-                step.mask_in = True
+                self._check_takes_mask(step, first, what)
                 passes = first.passes_mask()
             elif _takes_mask(layer) or type(layer).compute_mask is not Layer.compute_mask:
                 raise refused
@@ -181,6 +196,14 @@ class DeviceGraph:
             if passes:
                 step.mask_out = "pass"
                 has.update(step.outputs)
+
+    @staticmethod
+    def _check_takes_mask(step, first, what):
+        for op in (first.fwd, first.bwd) if hasattr(first, "fwd") else (first,):
+            why = op.mask_unsupported() if hasattr(op, "mask_unsupported") else None
+            if why:
+                raise NotImplementedError(f"{what}: {why} is not supported on the device yet")
+        step.mask_in = True
 
     def _plan_indices(self, where):
         """The model inputs Embedding layers read (kept on the host until they upload them)."""
@@ -191,6 +214,16 @@ class DeviceGraph:
                     raise NotImplementedError(f"{where}: layer '{step.layer.name}' (Embedding) reads the output of "
                                               "another layer; on the device an Embedding reads a model input")
                 self.index_inputs.add(step.inputs[0])
+        self.mask_inputs = {step.mask_arg for step in self.steps if step.mask_arg is not None}
+        for step in self.steps:
+            if step.mask_arg is not None and step.mask_arg not in self.inputs:
+                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) takes a "
+                                          "`mask=` computed by another layer; on the device a `mask=` is a model "
+                                          "input")
+            if any(t in self.mask_inputs for t in step.inputs if t != step.mask_arg):
+                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) reads "
+                                          "an input that is also a `mask=`; on the device such an input is a mask "
+                                          "only")
         for step in self.steps:
             if any(t in self.index_inputs for t in step.inputs) and not (
                     step.ops and isinstance(step.ops[0], _Embedding)):
@@ -199,10 +232,12 @@ class DeviceGraph:
                                           "feeds Embedding layers only")
 
     def upload(self, res, xs):
-        """The model's inputs for forward: Indices for those Embedding layers read, DeviceArrays
-        (one upload each) for the others."""
-        return [Indices(x) if t in self.index_inputs else res.DeviceArray(x, res.dtype)
-                for t, x in zip(self.inputs, xs)]
+        """The model's inputs for forward: Indices for those Embedding layers read, uint8 masks
+        (nonzero = keep, as the CPU's) for `mask=` arguments, DeviceArrays (one upload each) of
+        the model's float dtype for the others."""
+        return [Indices(x) if t in self.index_inputs else
+                res.DeviceArray(np.ascontiguousarray(np.asarray(x) != 0, dtype=np.uint8)) if t in self.mask_inputs else
+                res.DeviceArray(x, res.dtype) for t, x in zip(self.inputs, xs)]
 
     def softmax_output(self, i):
         """Whether output i is a softmax that nothing else reads (its loss may read the logits)."""
@@ -233,7 +268,8 @@ class DeviceGraph:
                 in_mask = masks.get(step.inputs[0])
                 for j, op in enumerate(self._chain(step, stop)):
                     if j == 0 and step.mask_in:
-                        y, si = op.forward(res, y, mode, mask=in_mask)
+                        taken = in_mask if step.mask_arg is None else values[step.mask_arg]
+                        y, si = op.forward(res, y, mode, mask=taken)
                     else:
                         y, si = op.forward(res, y, mode)
                     if j == 0 and step.mask_out == "make":
