@@ -14,6 +14,7 @@
 #include "bind_kernels.hpp"
 #include "bind_resident_io.hpp"
 #include "bind_resident_losses.hpp"
+#include "bind_resident_seq.hpp"
 #include "device_array.hpp"
 
 namespace faltung::cuda::binding {
@@ -681,6 +682,7 @@ struct BindResident {
     BindResidentLayers<Backend>::bind(m);
     ResidentLosses<BindResident>::bind(m);  // merge, losses, clipping (bind_resident_losses.hpp)
     ResidentIo<BindResident>::bind(m);  // batch statistics, staged uploads (bind_resident_io.hpp)
+    ResidentSeq<BindResident>::bind(m);  // Embedding, masks, RepeatVector, Permute (bind_resident_seq.hpp)
   }
 };
 

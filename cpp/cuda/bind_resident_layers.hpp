@@ -237,7 +237,7 @@ struct BindResidentLayers : BindResident<Backend> {
   }
 
   // ---- recurrent layers: forward (keeping the workspace when training), then backward -------
-  // Keras's default activations (tanh, sigmoid), no mask, no initial state.
+  // Keras's default activations (tanh, sigmoid), an optional mask (B,T) uint8, no initial state.
   struct Rnn {
     int64_t B, T, F, U;
   };
@@ -269,18 +269,27 @@ struct BindResidentLayers : BindResident<Backend> {
     if (dhs) expect_shape(*dhs, {d.B, d.T, d.U}, op, "dhs");
     if (dh_T) expect_shape(*dh_T, {d.B, d.U}, op, "dh_T");
   }
+  // An optional mask (B,T) uint8 (1 = keep; bind_resident_seq.hpp's masks), at input time.
+  static const uint8_t* mask_ptr(const std::optional<DA>& mask, const Rnn& d, const std::string& op) {
+    if (!mask) return nullptr;
+    expect(mask->dtype() == DType::u8, op + ": expected `mask` of dtype uint8, received " + dtype_name(mask->dtype()));
+    expect_shape(*mask, {d.B, d.T}, op, "mask");
+    return mask->template data<uint8_t>();
+  }
 
   // -> (hs (B,T,U), h_T (B,U), workspace | None (None unless training))
   static py::tuple simple_rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
-                                      bool training, int64_t block) {
+                                      bool training, const std::optional<DA>& mask, bool zero_output_for_mask,
+                                      int64_t block) {
     const std::string op = "simple_rnn_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 1, [](int64_t U) { return Shape{U}; }, op, block);
+    const uint8_t* pm = mask_ptr(mask, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
       DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
          ws = DA::template empty<R>({cuda::simple_rnn::workspace_size(d.B, d.T, d.U, training)});
-      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
                                   hs.template data<R>(), h_T.template data<R>(), nullptr, nullptr, nullptr, nullptr,
                                   nullptr, nullptr, nullptr, ws.template data<R>()};
       {
@@ -294,9 +303,11 @@ struct BindResidentLayers : BindResident<Backend> {
   // -> (dx (B,T,F) | None (without need_dx), dkernel, drecurrent_kernel, dbias | None)
   static py::tuple simple_rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                        const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
-                                       bool need_dx, int64_t block) {
+                                       bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
+                                       int64_t block) {
     const std::string op = "simple_rnn_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 1, [](int64_t U) { return Shape{U}; }, op, block);
+    const uint8_t* pm = mask_ptr(mask, d, op);
     expect_workspace(ws, cuda::simple_rnn::workspace_size(d.B, d.T, d.U, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
@@ -306,8 +317,8 @@ struct BindResidentLayers : BindResident<Backend> {
       if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
       Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
-      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
                                   nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
                                   opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
                                   opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
@@ -321,17 +332,18 @@ struct BindResidentLayers : BindResident<Backend> {
 
   // LSTM, gates i, f, c, o: -> (hs (B,T,U), h_T (B,U), workspace | None)
   static py::tuple lstm_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
-                                int64_t block) {
+                                const std::optional<DA>& mask, bool zero_output_for_mask, int64_t block) {
     const std::string op = "lstm_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 4, [](int64_t U) { return Shape{4 * U}; }, op, block);
+    const uint8_t* pm = mask_ptr(mask, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
       DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
          ws = DA::template empty<R>({cuda::lstm::workspace_size(d.B, d.T, d.U, training)});
       Buf<R> c_T = Buf<R>::alloc(d.B * d.U);
-      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
                             ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
-                            nullptr, hs.template data<R>(), h_T.template data<R>(), c_T.get(), nullptr, nullptr,
+                            pm, hs.template data<R>(), h_T.template data<R>(), c_T.get(), nullptr, nullptr,
                             nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, ws.template data<R>()};
       {
         py::gil_scoped_release nogil;
@@ -342,9 +354,11 @@ struct BindResidentLayers : BindResident<Backend> {
   }
   static py::tuple lstm_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                  const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
-                                 bool need_dx, int64_t block) {
+                                 bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
+                                 int64_t block) {
     const std::string op = "lstm_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 4, [](int64_t U) { return Shape{4 * U}; }, op, block);
+    const uint8_t* pm = mask_ptr(mask, d, op);
     expect_workspace(ws, cuda::lstm::workspace_size(d.B, d.T, d.U, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
@@ -354,9 +368,9 @@ struct BindResidentLayers : BindResident<Backend> {
       if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
       Buf<R> dh0 = Buf<R>::alloc(d.B * d.U), dc0 = Buf<R>::alloc(d.B * d.U);
-      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
                             ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
-                            nullptr, nullptr, nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"),
+                            pm, nullptr, nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"),
                             opt_ptr<R>(dh_T, op, "dh_T"), nullptr, opt_ptr<R>(dx, op, "dx"), dW.template data<R>(),
                             dR.template data<R>(), opt_ptr<R>(db, op, "dbias"), dh0.get(), dc0.get(),
                             ptr<R>(ws, op, "workspace")};
@@ -376,15 +390,17 @@ struct BindResidentLayers : BindResident<Backend> {
                        : cuda::gru_reset_before::workspace_size(d.B, d.T, d.U, backward);
   }
   static py::tuple gru_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
-                               bool reset_after, int64_t block) {
+                               bool reset_after, const std::optional<DA>& mask, bool zero_output_for_mask,
+                               int64_t block) {
     const std::string op = "gru_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
+    const uint8_t* pm = mask_ptr(mask, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
       DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
          ws = DA::template empty<R>({gru_workspace(d, reset_after, training)});
-      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
                            hs.template data<R>(), h_T.template data<R>(), nullptr, nullptr, nullptr, nullptr,
                            nullptr, nullptr, nullptr, ws.template data<R>()};
       {
@@ -397,9 +413,11 @@ struct BindResidentLayers : BindResident<Backend> {
   }
   static py::tuple gru_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
                                 const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool reset_after,
-                                bool need_dx, int64_t block) {
+                                bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
+                                int64_t block) {
     const std::string op = "gru_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
+    const uint8_t* pm = mask_ptr(mask, d, op);
     expect_workspace(ws, gru_workspace(d, reset_after, true), op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
@@ -409,8 +427,8 @@ struct BindResidentLayers : BindResident<Backend> {
       if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
       Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
-      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, false, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
+      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
+                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
                            nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
                            opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
                            opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
@@ -439,21 +457,24 @@ struct BindResidentLayers : BindResident<Backend> {
     m.def("reverse_time", &reverse_time, py::arg("x"), blk);
     const auto rnn_fwd = [&](const char* name, auto fn) {
       m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
-            py::arg("training") = false, py::arg("block") = 128);
+            py::arg("training") = false, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false,
+            py::arg("block") = 128);
     };
     const auto rnn_bwd = [&](const char* name, auto fn) {
       m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
-            py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_dx") = true, py::arg("block") = 128);
+            py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_dx") = true,
+            py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, py::arg("block") = 128);
     };
     rnn_fwd("simple_rnn_forward", &simple_rnn_forward);
     rnn_bwd("simple_rnn_backward", &simple_rnn_backward);
     rnn_fwd("lstm_forward", &lstm_forward);
     rnn_bwd("lstm_backward", &lstm_backward);
     m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
-          py::arg("training") = false, py::arg("reset_after") = true, blk);
+          py::arg("training") = false, py::arg("reset_after") = true, py::arg("mask") = py::none(),
+          py::arg("zero_output_for_mask") = false, blk);
     m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
           py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("reset_after") = true,
-          py::arg("need_dx") = true, blk);
+          py::arg("need_dx") = true, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, blk);
   }
 };
 

@@ -4,8 +4,9 @@
 // through faltung.ops.gru_forward/gru_backward(reset_after=False).
 //
 // B batch, T steps, F input features, U units, 3U gate columns (Keras's order z, r, h).
-// gru::Args with bias (3U) or nullptr (one bias, on the input side); no mask (a.mask must be
-// nullptr), h0 (B,U) or nullptr (zeros); hs (B,T,U), h_T (B,U).
+// gru::Args with bias (3U) or nullptr (one bias, on the input side), mask (B,T) bytes (0 =
+// masked: state carried, output the carried h or 0 with zero_output_for_mask; dP_t = 0) or
+// nullptr, h0 (B,U) or nullptr (zeros); hs (B,T,U), h_T (B,U).
 //   p = x_t W + b;  z, r = sigmoid(p_{z,r} + h_{t-1} R_{z,r})
 //   hh = tanh(p_h + (r h_{t-1}) R_h);  h_t = z h_{t-1} + (1 - z) hh
 //
@@ -57,6 +58,7 @@ struct View {
   FALTUNG_HD R* state(int64_t b, int64_t t) const { return a.ws + lay.H + (b * (a.T + 1) + t) * a.U; }
   FALTUNG_HD R* gates(int64_t off, int64_t b, int64_t t) const { return a.ws + off + (b * a.T + t) * 3 * a.U; }
   FALTUNG_HD R* rh(int64_t b, int64_t t) const { return a.ws + lay.RH + (b * a.T + t) * a.U; }
+  FALTUNG_HD bool live(int64_t b, int64_t t) const { return !a.mask || a.mask[b * a.T + t]; }
 };
 
 // H[:, 0] = h0 (zeros when absent), or with `grad` dH = dh_T. Thread per (b, u).
@@ -99,6 +101,12 @@ struct GateH {
     const int64_t e = th.global(), U = a.U;
     if (e >= a.B * U) return;
     const int64_t b = e / U, u = e % U;
+    if (!v.live(b, t)) {
+      const R h_prev = v.state(b, t)[u];
+      v.state(b, t + 1)[u] = h_prev;
+      a.hs[(b * a.T + t) * U + u] = a.zero_output_for_mask ? R(0) : h_prev;
+      return;
+    }
     R* g = v.gates(v.lay.G, b, t);
     const R hh = hd_tanh(v.gates(v.lay.P, b, t)[2 * U + u] + v.gates(v.lay.Q, b, t)[2 * U + u]);
     const R z = g[u];
@@ -121,6 +129,7 @@ struct Final {
 };
 
 // Step t's h epilogue backward: dh = dH + dhs_t -> dP_t[z], dP_t[h], and the carried dH = dh z.
+// At a masked step dP_t = 0 and dh (with dhs_t unless the output was zeros) passes to step t - 1.
 // Thread per (b, u).
 template <typename R>
 struct GateHBackward {
@@ -134,8 +143,14 @@ struct GateHBackward {
     const R* g = v.gates(v.lay.G, b, t);
     R* dp = v.gates(v.lay.dP, b, t);
     R& dH = v.w(v.lay.dH)[e];
+    const R dout = a.dhs ? a.dhs[(b * a.T + t) * U + u] : R(0);
+    if (!v.live(b, t)) {
+      dp[u] = dp[2 * U + u] = R(0);
+      if (!a.zero_output_for_mask) dH += dout;
+      return;
+    }
     const R z = g[u], hh = g[2 * U + u], h_prev = v.state(b, t)[u];
-    const R dh = dH + (a.dhs ? a.dhs[(b * a.T + t) * U + u] : R(0));
+    const R dh = dH + dout;
     dp[u] = dh * (h_prev - hh) * z * (R(1) - z);
     dp[2 * U + u] = dh * (R(1) - z) * (R(1) - hh * hh);
     dH = dh * z;
@@ -152,6 +167,10 @@ struct GateRBackward {
     const int64_t e = th.global(), U = v.a.U;
     if (e >= v.a.B * U) return;
     const int64_t b = e / U, u = e % U;
+    if (!v.live(b, t)) {  // dRH is 0 here (dP_t[h] is)
+      v.gates(v.lay.dP, b, t)[U + u] = R(0);
+      return;
+    }
     const R r = v.gates(v.lay.G, b, t)[U + u], drh = v.w(v.lay.dRH)[e];
     v.gates(v.lay.dP, b, t)[U + u] = drh * v.state(b, t)[u] * r * (R(1) - r);
     v.w(v.lay.dH)[e] += drh * r;

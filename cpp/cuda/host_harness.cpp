@@ -15,6 +15,7 @@
 #include "loss_kernels_impl.hpp"
 #include "metric_kernels_impl.hpp"
 #include "pooled_buf.hpp"
+#include "seq_kernels_impl.hpp"
 
 namespace faltung::cuda {
 
@@ -28,6 +29,9 @@ FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, float)  // losses, graph plumbing, cli
 FALTUNG_CUDA_INSTANTIATE_LOSSES(HostExec, double)
 FALTUNG_CUDA_INSTANTIATE_METRICS(HostExec, float)  // compiled metrics, loss means
 FALTUNG_CUDA_INSTANTIATE_METRICS(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_SEQ(HostExec, float)  // Embedding, masks, RepeatVector, Permute
+FALTUNG_CUDA_INSTANTIATE_SEQ(HostExec, double)
+FALTUNG_CUDA_INSTANTIATE_SEQ_ONCE(HostExec)
 
 namespace {
 // Host memory standing in for device memory, through the same pool as the device's.

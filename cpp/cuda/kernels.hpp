@@ -140,7 +140,7 @@ struct Kernels {
   template <typename R> static void lstm_backward(const lstm::Args<R>& a, int64_t block);
   template <typename R> static void gru_forward(const gru::Args<R>& a, int64_t block);
   template <typename R> static void gru_backward(const gru::Args<R>& a, int64_t block);
-  // GRU with reset_after=False (gru_reset_before.cuh): bias (3U), no mask
+  // GRU with reset_after=False (gru_reset_before.cuh): bias (3U)
   template <typename R> static void gru_reset_before_forward(const gru::Args<R>& a, int64_t block);
   template <typename R> static void gru_reset_before_backward(const gru::Args<R>& a, int64_t block);
   template <typename T>

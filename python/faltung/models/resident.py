@@ -26,14 +26,19 @@ Supported, anything else raising NotImplementedError that names it (layers at bu
 losses and optimizer at compile or on the first batch):
 - graphs: Sequential and functional models, several inputs and outputs, the merge layers Add,
   Subtract, Multiply, Average, Maximum, Minimum and Concatenate, shared layers, tensors read by
-  several layers; no masks, no layers with several outputs, no nested models;
+  several layers; masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
+  weighing the losses and metrics of the outputs they reach as the CPU Trainer's, and `mask=`
+  arguments that are model inputs; no layers with several outputs (but Bidirectional's), no
+  nested models;
 - layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2DTranspose (every
   padding, stride, dilation, groups and output_padding the CPU layers take),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
-  go_backwards; no masks, stateful, return_state or dropout), Dropout (without noise_shape; its
-  masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
+  go_backwards, masks; no stateful, return_state or dropout),
+  Bidirectional (merge modes concat, sum, mul, ave, None) and TimeDistributed of those layers,
+  Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without
+  noise_shape; its masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
   synchronized), and the activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with
   activations that are kernels (relu & co., sigmoid, tanh, gelu, ...) or softmax/log_softmax on
   the last axis; no regularizers or constraints (faltung.models.resident_ops);
@@ -155,7 +160,11 @@ class Resident:
     def prefetch(self, xs):
         """Start uploading a later batch's inputs (the Trainer hands over batch i + 1 before
         batch i's step): through pinned buffers on a copy stream, overlapping the step between
-        (Prefetcher, cpp/cuda/bind_resident_io.hpp); the step of that batch then takes them."""
+        (Prefetcher, cpp/cuda/bind_resident_io.hpp); the step of that batch then takes them.
+        Models with inputs that are not floats on the device (Embedding's indices, `mask=`
+        arguments: resident_graph's upload) take their batches as they come."""
+        if self.graph.index_inputs or self.graph.mask_inputs:
+            return
         self._activate()  # the arrays (and the prefetcher's stream) go to the model's GPU
         if self._prefetcher is None:
             self._prefetcher = self.r.Prefetcher(2)
@@ -164,33 +173,38 @@ class Resident:
         del self._prefetched[:-2]  # a batch is taken right after the next is prefetched
 
     def _upload(self, xs):
-        """The inputs on the device: prefetched ones (the same arrays, in order), else one
-        upload each now."""
+        """The inputs on the device: prefetched ones (the same arrays, in order), else the
+        graph's upload of each now."""
         if self._prefetched:
             host, dev = self._prefetched.pop(0)
             if len(host) == len(xs) and all(h is x for h, x in zip(host, xs)):
                 return dev
             self._prefetched.clear()
-        return [self.DeviceArray(x, self.dtype) for x in xs]
+        return self.graph.upload(self, xs)
 
-    def _losses(self, outs, ys, sws, need_grad):
+    def _losses(self, outs, ys, sws, need_grad, masks=None):
         """([total, per-output losses...] as the CPU Trainer logs them, output gradients), and the
         compiled metrics updated: the losses and the metrics resident_metrics reduces come out
-        in one download of a few numbers; other metrics read their output's predictions."""
+        in one download of a few numbers; other metrics read their output's predictions. An
+        output's mask (downloaded) weighs its loss and metrics as in the CPU Trainer
+        (_apply_mask, _update_metrics)."""
+        from faltung.models.trainer import _apply_mask  # (trainer imports this module)
         model = self.model
+        masks = [None if m is None else m.numpy().astype(bool) for m in masks or [None] * len(outs)]
         names = model.output_names
         metric_lists = model._per_output[2] if model._metrics else [[] for _ in outs]
         stats = BatchStats(self, sum(l is not None for l in self.losses) + len(model._metrics))
         loss_slots, dys, on_device, on_host = [], [], [], []
-        for i, (loss, w, out, y, sw, t) in enumerate(zip(self.losses, self.loss_weights, outs, ys, sws,
-                                                         self.graph.outputs)):
+        for i, (loss, w, out, y, sw, t, m) in enumerate(zip(self.losses, self.loss_weights, outs, ys, sws,
+                                                            self.graph.outputs, masks)):
             targets = BatchTargets(self, y)
             if loss is not None:
                 if y is None:
                     raise ValueError(f"Model '{model.name}': output '{names[i]}' has a loss but received no "
                                      "target in `y`.")
+                lw = sw if m is None else _apply_mask(sw, m, loss.loss.reduction)
                 try:
-                    n, slot, dy = loss(self, out, targets, sw, w, need_grad, stats)
+                    n, slot, dy = loss(self, out, targets, lw, w, need_grad, stats)
                 except ValueError as e:
                     if len(names) == 1:
                         raise
@@ -199,27 +213,31 @@ class Resident:
             else:
                 dy = None
             dys.append(dy)
+            # `metrics` see only the output's mask, `weighted_metrics` also the sample weights
+            masked = None if m is None else _apply_mask(None, m, "sum")
+            weighted = sw if m is None else _apply_mask(sw, m, "sum")
             pred, host_pred = None, None  # what the metrics read: the probabilities of a fused softmax
             for metric in metric_lists[i]:
+                mw = weighted if metric._weighted else masked
                 if pred is None:
                     pred = self.r.softmax(out) if t in self.fused else out
                 kind = device_kind(metric, y, pred.shape)
-                inputs = kind and metric_inputs(kind[0], metric, targets, pred.shape, sw)
+                inputs = kind and metric_inputs(kind[0], metric, targets, pred.shape, mw)
                 if inputs:
-                    target, labels, mw = inputs
-                    on_device.append((metric, stats.add(kind[0], pred, target, labels, mw, kind[1])))
+                    target, labels, row_w = inputs
+                    on_device.append((metric, stats.add(kind[0], pred, target, labels, row_w, kind[1])))
                     continue
                 if host_pred is None:
                     host_pred = pred.numpy()
-                on_host.append((metric, y, host_pred, sw))
+                on_host.append((metric, y, host_pred, mw))
         values = stats.read()
         logged = [float(values[slot] / n) if n else 0.0 for n, slot, _ in loss_slots]
         total = sum(v * w for v, (_, _, w) in zip(logged, loss_slots))
         for metric, slot in on_device:  # what Mean.update_state would add
             metric.total += float(values[slot])
             metric.count += float(values[slot + 1])
-        for metric, y, p, sw in on_host:  # the Trainer's _update_metrics, without masks
-            metric.update_state(y, p, sample_weight=sw if metric._weighted else None)
+        for metric, y, p, mw in on_host:  # the Trainer's _update_metrics
+            metric.update_state(y, p, sample_weight=mw)
         return [total] + logged, dys
 
     def _activate(self):
@@ -235,8 +253,8 @@ class Resident:
         trainable = model.trainable_weights
         self._trainable = {id(v) for v in trainable}
         self.grads = {}
-        outs, saved = self.graph.forward(self, self._upload(xs), True, self.fused)
-        result, dys = self._losses(outs, ys, sws, True)
+        outs, saved, masks = self.graph.forward(self, self._upload(xs), True, self.fused)
+        result, dys = self._losses(outs, ys, sws, True, masks)
         self.graph.backward(self, saved, dys, self.fused)
         self._apply(opt, [v for v in trainable if id(v) in self.grads])
         return result
@@ -244,13 +262,13 @@ class Resident:
     def test_batch(self, xs, ys, sws):
         self.check_compile()
         self._activate()
-        outs, _ = self.graph.forward(self, self._upload(xs), False, self.fused)
-        return self._losses(outs, ys, sws, False)[0]
+        outs, _, masks = self.graph.forward(self, self._upload(xs), False, self.fused)
+        return self._losses(outs, ys, sws, False, masks)[0]
 
     def predict_batch(self, xs):
         """The outputs as numpy for one batch (the Trainer's list of outputs)."""
         self._activate()
-        outs, _ = self.graph.forward(self, self._upload(xs), False)
+        outs, _, _ = self.graph.forward(self, self._upload(xs), False)
         return [y.numpy() for y in outs]
 
     def _apply(self, opt, variables):

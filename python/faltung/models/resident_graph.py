@@ -7,11 +7,31 @@ one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, 
 several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As the CPU graph
 does: the gradients of a tensor read by several calls are summed, and so are the weight
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
-training=False runs as at inference. Masks do not travel on the device: a layer that makes or
-takes one raises NotImplementedError, as do layers with several outputs or tensor keyword
-arguments.
+training=False runs as at inference. Layers with several outputs or tensor keyword arguments
+raise NotImplementedError.
+
+Masks travel as the CPU graph propagates them (Layer.compute_mask), as uint8 DeviceArrays (1 =
+keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bidirectional
+consume it (and pass it on with return_sequences), GlobalAveragePooling1D consumes it;
+TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
+carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
+it for (Multiply, Maximum, Minimum, Dot, Concatenate but on the last axis) raises
+NotImplementedError naming the layer then. A `mask=` argument that is a model input (uploaded as
+uint8) goes to a layer that takes a mask instead of its input's (as on the CPU; only the
+input's passes on); other `mask=` arguments raise NotImplementedError. Add, Subtract, Average
+and Concatenate (last axis) or their inputs' masks, as the CPU layers' compute_mask. The
+model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
+
+Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
+them (faltung.models.resident_seq.Indices); every other input is uploaded as a float array.
 """
+import numpy as np
+
+from faltung.layers.layer import Layer
+from faltung.layers.node import KerasTensor
+from faltung.models.graph import _takes_mask
 from faltung.models.resident_ops import SoftmaxOp, ops_for
+from faltung.models.resident_seq import Indices, _Embedding
 
 MERGE_NAMES = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Average": "average",
                "Maximum": "maximum", "Minimum": "minimum"}
@@ -51,8 +71,12 @@ class _Step:
     def __init__(self, node, ops, merge):
         self.layer, self.ops, self.merge = node.layer, ops, merge
         self.inputs = [id(t) for t in node.input_tensors]
-        self.output = id(node.output_tensors[0])
+        self.outputs = [id(t) for t in node.output_tensors]  # several: Bidirectional(merge_mode=None)
+        self.output = self.outputs[0]
         self.recorded_training = (node.call_kwargs or {}).get("training")
+        self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
+        self.mask_arg = None   # the tensor of a `mask=` argument (a model input), which it takes instead
+        self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
 
     def mode(self, training):
         """The training flag of this call, as the CPU graph chooses it."""
@@ -64,16 +88,32 @@ class _Step:
         return bool(self.ops) and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
 
 
+def _two_directions(layer):
+    """A Bidirectional layer returning its two directions (merge_mode=None, no states)."""
+    from faltung.layers import Bidirectional
+    return isinstance(layer, Bidirectional) and layer.merge_mode is None and not layer.return_state
+
+
 def _step_of(node, where):
-    from faltung.layers import Concatenate, Masking
+    from faltung.layers import Concatenate
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
     what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
-    if isinstance(layer, Masking) or getattr(layer, "mask_zero", False) or "mask" in (node.call_kwargs or {}):
-        raise NotImplementedError(f"{what} makes or takes a mask; masks are not supported on the device yet")
-    if len(node.output_tensors) != 1:
+    if len(node.output_tensors) != 1 and not _two_directions(layer):
         raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
                                   "outputs are not supported on the device yet")
+    mask_arg = (node.call_kwargs or {}).get("mask")
+    if mask_arg is not None:
+        if not (isinstance(mask_arg, KerasTensor) and node.kwargs_tensors == [mask_arg] and
+                len(node.args_tensors) == 1 and not isinstance(layer, Merge)):
+            raise NotImplementedError(f"{what} is called with a `mask=` argument the device cannot take yet (it "
+                                      "takes one tensor, a model input, for a layer that takes a mask)")
+        step = _Step(node, ops_for(layer), None)
+        if not getattr(step.ops[0] if step.ops else None, "takes_mask", False):
+            raise NotImplementedError(f"{what} is called with a `mask=` argument, which it does not take on the "
+                                      "device")
+        step.mask_arg = id(mask_arg)
+        return step
     if node.kwargs_tensors:
         raise NotImplementedError(f"{what} is called with tensor keyword arguments, which are not supported on "
                                   "the device yet")
@@ -99,6 +139,8 @@ class DeviceGraph:
         self.inputs = [id(t) for t in graph.inputs]
         self.outputs = [id(t) for t in graph.outputs]
         self.steps = [_step_of(node, where) for node in graph.nodes]
+        self._plan_masks(graph.nodes, where)
+        self._plan_indices(where)
         out_ids = set(self.outputs)
         self.last_use = {}
         self.readers = {}
@@ -107,7 +149,95 @@ class DeviceGraph:
                 self.readers[t] = self.readers.get(t, 0) + 1
                 if t not in out_ids:
                     self.last_use[t] = i
-        self.producer = {step.output: step for step in self.steps}
+        self.producer = {t: step for step in self.steps for t in step.outputs}
+
+    def _plan_masks(self, nodes, where):
+        """Which steps make, take and pass on masks (see the module's docstring)."""
+        has = set()  # ids of the tensors that carry a mask
+        for node, step in zip(nodes, self.steps):
+            layer = node.layer
+            what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
+            first = step.ops[0] if step.ops else None
+            if first is not None and hasattr(first, "mask_of"):
+                if not isinstance(first, _Embedding) or layer.mask_zero:
+                    step.mask_out = "make"
+                    has.add(step.output)
+                continue
+            if step.mask_arg is not None:  # the argument's mask is taken; only the input's passes on
+                self._check_takes_mask(step, first, what)
+                if step.inputs[0] in has and first.passes_mask():
+                    step.mask_out = "pass"
+                    has.update(step.outputs)
+                continue
+            if not any(t in has for t in step.inputs):
+                continue
+            refused = NotImplementedError(f"{what} receives a mask, which the device cannot apply to it yet "
+                                          "(the CPU can: build the model outside the device scope)")
+            if step.merge is not None:
+                kind = type(layer).__name__
+                if kind in ("Add", "Subtract", "Average"):  # values ignore the masks
+                    if all(t in has for t in step.inputs):    # else no mask, as the CPU's compute_mask
+                        step.mask_out = "or"
+                        has.add(step.output)
+                    continue
+                if kind == "Concatenate" and layer.axis % len(node.output_tensors[0].shape) == \
+                        len(node.output_tensors[0].shape) - 1:
+                    step.mask_out = "or"  # an input without a mask counts as all kept
+                    has.add(step.output)
+                    continue
+                raise refused
+            if getattr(first, "takes_mask", False):
+                self._check_takes_mask(step, first, what)
+                passes = first.passes_mask()
+            elif _takes_mask(layer) or type(layer).compute_mask is not Layer.compute_mask:
+                raise refused
+            else:
+                passes = layer.supports_masking
+            if passes:
+                step.mask_out = "pass"
+                has.update(step.outputs)
+
+    @staticmethod
+    def _check_takes_mask(step, first, what):
+        for op in (first.fwd, first.bwd) if hasattr(first, "fwd") else (first,):
+            why = op.mask_unsupported() if hasattr(op, "mask_unsupported") else None
+            if why:
+                raise NotImplementedError(f"{what}: {why} is not supported on the device yet")
+        step.mask_in = True
+
+    def _plan_indices(self, where):
+        """The model inputs Embedding layers read (kept on the host until they upload them)."""
+        self.index_inputs = set()
+        for step in self.steps:
+            if step.ops and isinstance(step.ops[0], _Embedding):
+                if step.inputs[0] not in self.inputs:
+                    raise NotImplementedError(f"{where}: layer '{step.layer.name}' (Embedding) reads the output of "
+                                              "another layer; on the device an Embedding reads a model input")
+                self.index_inputs.add(step.inputs[0])
+        self.mask_inputs = {step.mask_arg for step in self.steps if step.mask_arg is not None}
+        for step in self.steps:
+            if step.mask_arg is not None and step.mask_arg not in self.inputs:
+                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) takes a "
+                                          "`mask=` computed by another layer; on the device a `mask=` is a model "
+                                          "input")
+            if any(t in self.mask_inputs for t in step.inputs if t != step.mask_arg):
+                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) reads "
+                                          "an input that is also a `mask=`; on the device such an input is a mask "
+                                          "only")
+        for step in self.steps:
+            if any(t in self.index_inputs for t in step.inputs) and not (
+                    step.ops and isinstance(step.ops[0], _Embedding)):
+                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) reads "
+                                          "an input that an Embedding also reads; on the device such an input "
+                                          "feeds Embedding layers only")
+
+    def upload(self, res, xs):
+        """The model's inputs for forward: Indices for those Embedding layers read, uint8 masks
+        (nonzero = keep, as the CPU's) for `mask=` arguments, DeviceArrays (one upload each) of
+        the model's float dtype for the others."""
+        return [Indices(x) if t in self.index_inputs else
+                res.DeviceArray(np.ascontiguousarray(np.asarray(x) != 0, dtype=np.uint8)) if t in self.mask_inputs else
+                res.DeviceArray(x, res.dtype) for t, x in zip(self.inputs, xs)]
 
     def softmax_output(self, i):
         """Whether output i is a softmax that nothing else reads (its loss may read the logits)."""
@@ -120,26 +250,58 @@ class DeviceGraph:
         return step.ops[:-1] if step.output in stop else step.ops
 
     def forward(self, res, xs, training, stop=frozenset()):
-        """Output values (a list) and, when training, what backward needs. Outputs in `stop`
-        come out before their last op (the logits under a softmax)."""
+        """Output values (a list), what backward needs (when training) and the outputs' masks
+        (uint8 DeviceArrays or None). Outputs in `stop` come out before their last op (the
+        logits under a softmax)."""
         values = dict(zip(self.inputs, xs))
+        masks = {}
         saved = []
         for i, step in enumerate(self.steps):
             mode = step.mode(training)
             if step.merge is not None:
                 y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode)
+                if step.mask_out == "or":
+                    masks[step.output] = self._or_masks(res, step, [masks.get(t) for t in step.inputs],
+                                                        tuple(y.shape[:-1]))
             else:
                 y, s = values[step.inputs[0]], []
-                for op in self._chain(step, stop):
-                    y, si = op.forward(res, y, mode)
+                in_mask = masks.get(step.inputs[0])
+                for j, op in enumerate(self._chain(step, stop)):
+                    if j == 0 and step.mask_in:
+                        taken = in_mask if step.mask_arg is None else values[step.mask_arg]
+                        y, si = op.forward(res, y, mode, mask=taken)
+                    else:
+                        y, si = op.forward(res, y, mode)
+                    if j == 0 and step.mask_out == "make":
+                        masks[step.output] = op.mask_of(res, si)
                     s.append(si)
-            values[step.output] = y
+                if step.mask_out == "pass" and in_mask is not None:
+                    masks.update((t, in_mask) for t in step.outputs)
+            if len(step.outputs) > 1:
+                values.update(zip(step.outputs, y))
+            else:
+                values[step.output] = y
             if training:
                 saved.append(s)
             for t in step.inputs:
                 if self.last_use.get(t) == i:
                     values.pop(t, None)
-        return [values[t] for t in self.outputs], saved
+                    masks.pop(t, None)
+        return [values[t] for t in self.outputs], saved, [masks.get(t) for t in self.outputs]
+
+    @staticmethod
+    def _or_masks(res, step, ms, shape):
+        """The output mask of a merge (the CPU's compute_mask): the inputs' masks or-ed, an
+        input without one counting as all kept (Concatenate)."""
+        if any(m is None for m in ms):
+            return res.DeviceArray(np.ones(shape, np.uint8))
+        out = ms[0]
+        for m in ms[1:]:
+            if tuple(m.shape) != tuple(out.shape):
+                raise NotImplementedError(f"Layer '{step.layer.name}' ({type(step.layer).__name__}): masks of shapes "
+                                          f"{tuple(out.shape)} and {tuple(m.shape)} do not combine on the device yet")
+            out = out if m is out else res.r.mask_or(out, m)  # one mask read twice: itself
+        return out
 
     def backward(self, res, saved, dys, stop=frozenset()):
         """From the output gradients `dys` (None where an output has no loss) to every trainable
@@ -148,7 +310,7 @@ class DeviceGraph:
         for step in self.steps:
             wants = any(want.get(t, False) for t in step.inputs)
             a = wants or any(res.trains(v) for v in step.layer.trainable_weights)
-            want[step.output] = a
+            want.update((t, a) for t in step.outputs)
             active.append((a, wants))
         grads = {}
 
@@ -161,6 +323,9 @@ class DeviceGraph:
         for i in range(len(self.steps) - 1, -1, -1):
             step = self.steps[i]
             dy = grads.pop(step.output, None)
+            if len(step.outputs) > 1:  # a list with None where an output gets no gradient
+                dy = [dy] + [grads.pop(t, None) for t in step.outputs[1:]]
+                dy = None if all(d is None for d in dy) else dy
             is_active, need_dx = active[i]
             if dy is None or not is_active:
                 continue

@@ -74,7 +74,9 @@ def device_kind(metric, y, pred_shape):
 def metric_inputs(kind, metric, targets, pred_shape, sample_weight):
     """(target, labels, row weights) on the device for one metric, with the CPU metric's shape
     checks and messages; None when its sample weights differ along the last axis of a binary
-    accuracy (not per row: the host path)."""
+    accuracy (not per row: the host path). sample_weight: what this metric weighs by (the
+    caller's choice, as the Trainer's _update_metrics: weighted metrics the sample weights,
+    all of them an output's mask)."""
     res, y = targets.res, np.asarray(targets.y)
     shape = tuple(pred_shape)
     rows = shape[:-1]
@@ -93,7 +95,7 @@ def metric_inputs(kind, metric, targets, pred_shape, sample_weight):
     else:  # mean_squared_error, mean_absolute_error: the loss functions' rule and message
         target = targets.upload(L._same_rank(kind, y.astype(res.dtype), _like(shape)))
     w = None
-    if sample_weight is not None and metric._weighted:
+    if sample_weight is not None:
         vshape = shape if kind == "binary_accuracy" else rows
         w = M._broadcast_weight(metric.name, sample_weight, vshape)
         if vshape != rows:

@@ -13,7 +13,8 @@ from faltung.ops.convolution import pad_and_size
 SUPPORTED_LAYERS = ("Dense, Conv2D, Conv1D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1DTranspose, "
                     "Conv2DTranspose, Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D, Flatten, Reshape, "
                     "UpSampling1D/2D, ZeroPadding1D/2D, Cropping1D/2D, SimpleRNN, LSTM, GRU, Dropout, "
-                    "BatchNormalization, Activation, ReLU, LeakyReLU, ELU, Softmax")
+                    "BatchNormalization, Activation, ReLU, LeakyReLU, ELU, Softmax, Embedding, Masking, "
+                    "RepeatVector, Permute, Bidirectional, TimeDistributed")
 
 
 class _Act:
@@ -258,10 +259,22 @@ class _Pool(_LayerOp):
 
 
 class _GlobalPool(_LayerOp):
-    """Global{Max,Average}Pooling1D/2D: a pooling whose window is the whole image."""
+    """Global{Max,Average}Pooling1D/2D: a pooling whose window is the whole image.
+    GlobalAveragePooling1D takes a mask (the mean over the kept steps) and passes none on."""
 
-    def forward(self, res, x, training):
+    def __init__(self, layer):
+        self.layer = layer
+        self.takes_mask = layer.pool_mode == "average" and layer.pool_dimensions == 1
+
+    def passes_mask(self):
+        return False
+
+    def forward(self, res, x, training, mask=None):
         l = self.layer
+        if mask is not None:
+            y = res.r.masked_mean_time(x, mask)
+            n, c = x.shape[0], x.shape[-1]
+            return (y.reshape((n, 1, c)) if l.keepdims else y), (mask, None, tuple(x.shape))
         x4 = _image(x, l.pool_dimensions)
         hw = tuple(x4.shape[1:3])
         if l.pool_mode == "max":
@@ -276,6 +289,8 @@ class _GlobalPool(_LayerOp):
         if not need_dx:
             return None
         argmax, hw, x_shape = saved
+        if hw is None:  # masked: `argmax` holds the mask
+            return res.r.masked_mean_time_backward(dy.reshape((x_shape[0], x_shape[-1])), argmax)
         dy4 = dy.reshape((x_shape[0], 1, 1, x_shape[-1]))
         if argmax is not None:
             dx = res.r.max_pool2d_backward(dy4, argmax, hw, hw, hw, "valid")
@@ -413,8 +428,21 @@ class _Shift(_LayerOp):
 
 class _Recurrent(_LayerOp):
     """SimpleRNN, LSTM, GRU (either reset_after): the family's forward (keeping its workspace when
-    training) and backward; go_backwards reverses the input in time first (the output stays in
-    processing order, as Keras's); the last output is the final state h_T."""
+    training) and backward; go_backwards reverses the input (and the mask) in time first (the
+    output stays in processing order, as Keras's); the last output is the final state h_T. A
+    mask (B,T) makes masked steps carry the states, their outputs the carried h (zeros with
+    zero_output_for_mask), as the CPU kernels do."""
+    takes_mask = True
+
+    def passes_mask(self):
+        return self.layer.return_sequences
+
+    def mask_unsupported(self):
+        """Why this layer cannot take a mask on the device, or None."""
+        l = self.layer
+        if l.zero_output_for_mask and not l.return_sequences:
+            return "a mask with zero_output_for_mask=True and return_sequences=False"
+        return None
 
     def __init__(self, layer, family):
         self.layer, self.family = layer, family
@@ -426,19 +454,20 @@ class _Recurrent(_LayerOp):
         c = self.layer.cell
         return res.array(c.kernel), res.array(c.recurrent_kernel), (res.array(c.bias) if c.bias is not None else None)
 
-    def forward(self, res, x, training):
+    def forward(self, res, x, training, mask=None):
         l = self.layer
         xs = res.r.reverse_time(x) if l.go_backwards else x
-        hs, h_T, ws = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
-                                                               **self._options())
-        return (hs if l.return_sequences else h_T), (xs, ws)
+        m = res.r.reverse_mask(mask) if mask is not None and l.go_backwards else mask
+        opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask)
+        hs, h_T, ws = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training, **opts)
+        return (hs if l.return_sequences else h_T), (xs, ws, opts)
 
     def backward(self, res, dy, saved, need_dx):
-        xs, ws = saved
+        xs, ws, opts = saved
         l, c = self.layer, self.layer.cell
         dhs, dh_T = (dy, None) if l.return_sequences else (None, dy)
         dx, dk, drk, db = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T,
-                                                                    need_dx=need_dx, **self._options())
+                                                                    need_dx=need_dx, **opts)
         for var, g in ((c.kernel, dk), (c.recurrent_kernel, drk), (c.bias, db)):
             if var is not None and res.trains(var):
                 res.set_grad(var, g)
@@ -462,6 +491,14 @@ def _recurrent_ops(layer):
     return [_Recurrent(layer, c.kind)]
 
 
+def recurrent_op(layer):
+    """The op of a SimpleRNN/LSTM/GRU layer (Bidirectional's directions)."""
+    from faltung.layers import GRU, LSTM, SimpleRNN
+    if type(layer) not in (SimpleRNN, LSTM, GRU):
+        raise _unsupported(layer, f"the layer type {type(layer).__name__} (inside Bidirectional)")
+    return _recurrent_ops(layer)[0]
+
+
 def _unsupported(layer, what):
     return NotImplementedError(
         f"Device-resident models do not support {what} yet (layer '{layer.name}' of type "
@@ -472,6 +509,7 @@ def _unsupported(layer, what):
 def ops_for(layer):
     """The ops of one layer, or NotImplementedError naming it."""
     from faltung import layers as L
+    from faltung.models.resident_seq import SEQ_LAYERS, seq_ops
     kind = type(layer)
     activation_layers = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax)
     convs = (L.Conv1D, L.Conv2D)
@@ -487,7 +525,7 @@ def ops_for(layer):
     supported = (convs + depthwise + separable + transposed + pooling + global_pooling + padding + cropping +
                  recurrent + (L.Dense, L.Flatten, L.Reshape, L.UpSampling1D, L.UpSampling2D, L.Dropout,
                               L.BatchNormalization))
-    if kind not in supported + activation_layers:
+    if kind not in supported + activation_layers + SEQ_LAYERS():
         raise _unsupported(layer, f"the layer type {kind.__name__}")
     for v in layer.weights:
         if v.regularizer is not None or v.constraint is not None:
@@ -496,6 +534,8 @@ def ops_for(layer):
         raise _unsupported(layer, "an activity_regularizer")
     if getattr(layer, "data_format", "channels_last") != "channels_last" and len(layer.input_shape) > 2:
         raise _unsupported(layer, f"data_format={layer.data_format!r}")
+    if kind in SEQ_LAYERS():
+        return seq_ops(layer)
     if kind is L.Dense:
         fused, rest = _activation_ops(layer.activation, layer, fused_elementwise=True)
         return [_Dense(layer, fused)] + rest
