@@ -6,6 +6,7 @@ Trainer's logs batch by batch, one download per step, and the pinned double-buff
 after the first.
 """
 import copy
+import gc
 
 import numpy as np
 import pytest
@@ -233,11 +234,16 @@ def test_fit_with_prefetching_equals_fit_without_and_allocates_nothing_after_the
     for m in (m1, m2, m1, m2):  # both warm (they share the pool)
         m.fit([a, b], LABELS, batch_size=6, epochs=1, shuffle=False, verbose=0)
     assert taken == [2, 2, 2, 1] * 2  # every step found its inputs prefetched (and the next batch's)
+    gc.collect()  # earlier tests' models (and their prefetchers) freed now, not during the fits
     stats, pins = host.memory_stats(), pinned()
     h1 = m1.fit([a, b], LABELS, batch_size=6, epochs=3, shuffle=False, verbose=0).history
     h2 = m2.fit([a, b], LABELS, batch_size=6, epochs=3, shuffle=False, verbose=0).history
     assert host.memory_stats()["raw_allocations"] == stats["raw_allocations"]
-    assert pinned() == pins and pins["pinned_bytes"] > 0
+    # no pinned allocation; what is held may only shrink (the cyclic collector may still free
+    # another test's prefetcher meanwhile)
+    now = pinned()
+    assert now["pinned_allocations"] == pins["pinned_allocations"] and pins["pinned_bytes"] > 0
+    assert now["pinned_bytes"] <= pins["pinned_bytes"]
     assert h1 == h2
     for w1, w2 in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(w1, w2)

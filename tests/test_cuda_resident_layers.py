@@ -25,7 +25,7 @@ from faltung.layers import (GRU, LSTM, AveragePooling1D, Conv1D, Conv1DTranspose
 from faltung.models import Sequential
 from faltung.models.resident_ops import ops_for
 from faltung.ops import rnn as R
-from faltung.optimizers import SGD, Adam
+from faltung.optimizers import SGD
 from test_cuda_resident_model import compile_both, fit_both_alike, pair
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
@@ -37,9 +37,10 @@ def data(shape, n=10, classes=3):
     return RNG.standard_normal((n,) + shape).astype(np.float32), RNG.integers(0, classes, n)
 
 
-def fits_alike(layers, input_shape, n=10, batch_size=4, opt=lambda: Adam(0.01)):
+def fits_alike(layers, input_shape, n=10, batch_size=4, opt=lambda: SGD(0.05)):
     """A Sequential of Input(input_shape), `layers` (a factory), Flatten and Dense(3): the
-    resident fit (two epochs) equals the CPU fit, and so do the predictions."""
+    resident fit (two epochs) equals the CPU fit, and so do the predictions. SGD: its steps
+    are the gradients' size (Adam's barely change when a gradient is scaled)."""
     def make():
         return Sequential([Input(input_shape), *layers(), Flatten(), Dense(3)])
     x, y = data(input_shape, n)
@@ -180,7 +181,10 @@ class _Res:
 
 
 def _sampled(shape, k=6):
-    flat = RNG.choice(int(np.prod(shape)), size=min(k, int(np.prod(shape))), replace=False)
+    """Every coordinate of a small tensor (up to 48: one wrong gate of a small kernel shows),
+    else k random ones."""
+    size = int(np.prod(shape))
+    flat = range(size) if size <= 48 else RNG.choice(size, size=k, replace=False)
     return [np.unravel_index(i, shape) for i in flat]
 
 

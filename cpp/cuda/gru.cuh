@@ -34,7 +34,8 @@ struct Args {
   const R *x, *W, *Rk, *bias, *h0;
   const uint8_t* mask;
   R *hs, *h_T;
-  // backward (dx == nullptr: forward only); dhs, dh_T may be nullptr (zero)
+  // backward (dx == nullptr: forward_backward runs the forward only, backward skips the input
+  // gradient); dhs, dh_T may be nullptr (zero)
   const R *dhs, *dh_T;
   R *dx, *dW, *dR, *db, *dh0;
   R* ws;  // workspace_size(...) elements, laid out by Layout

@@ -21,7 +21,7 @@
 #include "elementwise.cuh"
 #include "merge.cuh"
 #include "normalization.cuh"
-// element moves (padding, cropping, time reversal)
+// GRU with reset_after=False; element moves (padding, cropping, time reversal)
 #include "gru_reset_before.cuh"
 #include "layout.cuh"
 

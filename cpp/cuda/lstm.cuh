@@ -35,7 +35,8 @@ struct Args {
   const R *x, *W, *Rk, *bias, *h0, *c0;
   const uint8_t* mask;
   R *hs, *h_T, *c_T;
-  // backward (dx == nullptr: forward only); dhs, dh_T, dc_T may be nullptr (zero)
+  // backward (dx == nullptr: forward_backward runs the forward only, backward skips the input
+  // gradient); dhs, dh_T, dc_T may be nullptr (zero)
   const R *dhs, *dh_T, *dc_T;
   R *dx, *dW, *dR, *db, *dh0, *dc0;
   R* ws;  // workspace_size(...) elements, laid out by Layout

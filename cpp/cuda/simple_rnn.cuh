@@ -27,7 +27,8 @@ struct Args {
   const uint8_t* mask;
   R *hs, *h_T;
   const R *dhs, *dh_T;          // backward inputs, or nullptr (zero)
-  R *dx, *dW, *dR, *db, *dh0;   // dx == nullptr: forward only
+  R *dx, *dW, *dR, *db, *dh0;   // dx == nullptr: forward_backward runs the forward only,
+                                //   backward skips the input gradient
   R* ws;                        // workspace_size(...) elements
 };
 

@@ -30,8 +30,8 @@ losses and optimizer at compile or on the first batch):
   weighing the losses and metrics of the outputs they reach as the CPU Trainer's, and `mask=`
   arguments that are model inputs; no layers with several outputs (but Bidirectional's), no
   nested models;
-- layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2DTranspose (every
-  padding, stride, dilation, groups and output_padding the CPU layers take),
+- layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D (every padding, stride,
+  dilation and groups the CPU layers take), Conv1D/2DTranspose (also output_padding),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
