@@ -96,7 +96,7 @@ struct Forward {
           void* workspace)
       : c(c_), pl(pl_), w(w_), x(x_), h0(h0_), c0(c0_), hs(hs_), h_T(h_T_), c_T(c_T_),
         training(saved != nullptr), B(c_.B), T(c_.T), F(c_.F), U(c_.U), GU(c_.GU()),
-        fold(folded_forward(c_, saved != nullptr)), K(fold ? F + U : U), ldh(K) {
+        fold(folded_forward<Real>(c_, saved != nullptr)), K(fold ? F + U : U), ldh(K) {
     const ForwardLayout L = forward_layout<Real>(c, pl.N, training);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), xbias = at(ws, L.xbias), h = at(ws, L.h), cs = at(ws, L.c), Rf = at(ws, L.Rf);

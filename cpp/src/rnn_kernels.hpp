@@ -96,14 +96,24 @@ inline SavedLayout saved_layout(const RnnConfig& c, int64_t N) {
   return L;
 }
 
+int64_t rnn_row_split_bytes();  // rnn.cpp: L2 / 2 (256 KB where the L2 size is unknown)
+
 // Whether the forward without training folds the input projection into each step's product:
 // [x_t | h m] (B, F+U) @ [W; R] instead of one GEMM over all steps into G (N,GU) and per step
-// h m @ R added to G's rows. G then never leaves the cache (a step's block, not all N rows).
-// Not GRU: its h gate keeps x W_h and (h m) R_h apart.
-inline bool folded_forward(const RnnConfig& c, bool training) { return !training && !is_gru(c); }
+// h m @ R added to G's rows. G then never leaves the cache (a step's block, not all N rows),
+// as long as the packed [W; R] stays in every core's cache too (rnn_row_split_bytes). Not GRU:
+// its h gate keeps x W_h and (h m) R_h apart. Paired, avx512 (2 MB L2): LSTM 128 (batch 64,
+// T 50, input 64; 384 KB) 2.95 -> 2.50 ms, SimpleRNN 256 (batch 32, T 100, input 128) 2.65 ->
+// 2.47 ms; LSTM 256 (1.5 MB folded) 9.8 -> 10.5 ms, so it stays unfolded.
+template <typename Real>
+bool folded_forward(const RnnConfig& c, bool training) {
+  const int64_t bytes = c.gates() * (c.F + c.U) * c.U * int64_t(sizeof(Real));
+  return !training && !is_gru(c) && bytes <= rnn_row_split_bytes();
+}
 // The rows of the packed forward kernel Rf per panel.
-inline int64_t forward_k(const RnnConfig& c, bool training) {
-  return folded_forward(c, training) ? c.F + c.U : c.U;
+template <typename Real>
+int64_t forward_k(const RnnConfig& c, bool training) {
+  return folded_forward<Real>(c, training) ? c.F + c.U : c.U;
 }
 
 struct ForwardLayout {
@@ -115,12 +125,12 @@ ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
   const int64_t B = c.B, U = c.U, GU = c.GU();
   ForwardLayout L;
   Carve k;
-  const bool fold = folded_forward(c, training);
+  const bool fold = folded_forward<Real>(c, training);
   if (!fold) L.Xp = k.take(N * c.F);
   L.xbias = k.take(GU);
   L.h = k.take(B * U);
   if (is_lstm(c)) L.c = k.take(B * U);
-  L.Rf = k.take(Panel<Real>::size(U, c.gates(), forward_k(c, training)));
+  L.Rf = k.take(Panel<Real>::size(U, c.gates(), forward_k<Real>(c, training)));
   if (!training) {
     L.G = k.take((fold ? B : N) * GU);       // folded: one step's block
     L.Hm = k.take(B * (fold ? c.F + U : U));  // folded: [x_t | h m]
@@ -183,7 +193,6 @@ struct Rect {
 // 1 MB (LSTM U 256); with a 2 MB L2 (Intel Xeon, AVX-512) rows won at 1 MB (LSTM U 256
 // forward 11.0 -> 8.6 ms, GRU 7.8 -> 6.4 ms, batch 32, T 100).
 constexpr int64_t kMinRowsPerThread = 8;
-int64_t rnn_row_split_bytes();  // rnn.cpp: L2 / 2 (256 KB where the L2 size is unknown)
 // K: the packed kernel's rows (U; the folded forward F + U).
 template <typename Real>
 Rect step_rect(int64_t lo, int64_t hi, int64_t U, int64_t gates, int k, int nt, int64_t K = -1) {
