@@ -88,15 +88,18 @@ struct Forward {
   Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
   Real *Xp, *xbias, *h, *cs, *Rf;
   int64_t B, T, F, U, GU;
-  bool fold;           // folded_forward: Hm holds the step's [x_t | h m], K = F + U (rnn_kernels.hpp)
-  int64_t K, ldh;      // the step product's inner size and Hm's row length
+  bool fold;     // folded_forward: the step's product is [x_t | h m] @ [W; R], K = F + U
+  bool xh;       // Hm's rows are [x_t | h m] (folded, or saved for the backward: rnn_kernels.hpp)
+  int64_t K, ldh, ldx;  // the step product's inner size; Hm's and Xp's row lengths
 
   Forward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
           const Real* h0_, const Real* c0_, Real* hs_, Real* h_T_, Real* c_T_, Real* saved,
           void* workspace)
       : c(c_), pl(pl_), w(w_), x(x_), h0(h0_), c0(c0_), hs(hs_), h_T(h_T_), c_T(c_T_),
         training(saved != nullptr), B(c_.B), T(c_.T), F(c_.F), U(c_.U), GU(c_.GU()),
-        fold(folded_forward<Real>(c_, saved != nullptr)), K(fold ? F + U : U), ldh(K) {
+        fold(folded_forward<Real>(c_)),
+        xh(saved ? joint_weight_grads(c_) : fold), K(fold ? F + U : U), ldh(xh ? F + U : U),
+        ldx(F) {
     const ForwardLayout L = forward_layout<Real>(c, pl.N, training);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), xbias = at(ws, L.xbias), h = at(ws, L.h), cs = at(ws, L.c), Rf = at(ws, L.Rf);
@@ -105,6 +108,7 @@ struct Forward {
       G = at(saved, S.G), Zpre = at(saved, S.Zpre), Hm = at(saved, S.Hm);
       Hprev = at(saved, S.Hprev), Cprev = at(saved, S.Cprev), Ac = at(saved, S.Ac);
       Cnew = at(saved, S.Cnew), GH = at(saved, S.GH), Q = at(saved, S.Q);
+      if (xh) Xp = Hm, ldx = ldh;  // x gathered into the saved rows' first F columns
     } else {
       G = at(ws, L.G), Hm = at(ws, L.Hm), Ac = at(ws, L.Ac), GH = at(ws, L.GH), Q = at(ws, L.Q);
       Zpre = Hprev = Cprev = Cnew = nullptr;
@@ -114,8 +118,8 @@ struct Forward {
   int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
   // Row 0 of step s's block in a per-step buffer: packed (training) or one block (B,.).
   int64_t block_row(int64_t s) const { return training ? pl.off[s] : 0; }
-  // Row 0 of step s's block of G: packed, or the one block of the folded forward.
-  int64_t g_row(int64_t s) const { return fold ? 0 : pl.off[s]; }
+  // Row 0 of step s's block of G: packed, or the one block of the folded inference.
+  int64_t g_row(int64_t s) const { return fold && !training ? 0 : pl.off[s]; }
   bool active(int64_t s, int64_t p) const {
     return pl.active.empty() || pl.active[pl.off[s] + (p - pl.lo[s])];
   }
@@ -139,16 +143,17 @@ struct Forward {
     if (fold) return;  // each step reads its x rows itself (pack)
     for_packed_rows(pl, split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt),
                     [&](int64_t r, int64_t s, int64_t p) {
-                      std::memcpy(Xp + r * F, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
+                      std::memcpy(Xp + r * ldx, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
                     });
 #pragma omp barrier
     // the input projection of all steps: G (N,GU) = Xp (N,F) @ W (F,GU)
-    team_gemm<Real>(k, nt, false, false, pl.N, GU, F, Real(1), Xp, F, w.kernel, GU, Real(0), G, GU);
+    team_gemm<Real>(k, nt, false, false, pl.N, GU, F, Real(1), Xp, ldx, w.kernel, GU, Real(0), G, GU);
 #pragma omp barrier
   }
 
-  // Hm block rows of q = h * m (the recurrent GEMM's input); folded, [x_t | h m], each thread
-  // the part of x_t's columns in proportion to its units.
+  // Hm block rows of q = h * m (the recurrent GEMM's input), after x_t's F columns where the
+  // rows are [x_t | h m]; folded, x_t too, each thread the part of its columns in proportion to
+  // its units.
   void pack(int64_t s, const Rect& q) {
     Real* Hm_s = Hm + block_row(s) * ldh;
     const int64_t lo = pl.lo[s];
@@ -159,8 +164,8 @@ struct Forward {
         const int64_t f0 = F * q.u0 / U, f1 = F * q.u1 / U;
         if (f1 > f0)
           std::memcpy(hm + f0, x + (pl.perm[p] * T + t_of(s)) * F + f0, (f1 - f0) * sizeof(Real));
-        hm += F;
       }
+      if (xh) hm += F;  // (not folded: the prologue gathered x there)
       if (w.recurrent_mask) {
         const Real* m = w.recurrent_mask + pl.perm[p] * U;
         for (int64_t u = q.u0; u < q.u1; ++u) hm[u] = hp[u] * m[u];
@@ -311,6 +316,7 @@ struct Forward {
     const Rect q = step_rect<Real>(lo, hi, U, c.gates(), k, nt, K);
     const int64_t Gn = c.gates();
     Real* Hm_s = Hm + block_row(s) * ldh;
+    const Real* A_s = fold || !xh ? Hm_s : Hm_s + F;  // the product's input: K columns
     Real* G_s = G + g_row(s) * GU;
     pack(s, q);
     if (q.by_units) {
@@ -318,11 +324,11 @@ struct Forward {
     }
     switch (c.cell) {
       case RnnCell::simple_rnn:
-        step_gemm<Real>(q, lo, U, Gn, 0, 1, Hm_s, ldh, Rf, !fold, G_s, GU, K);
+        step_gemm<Real>(q, lo, U, Gn, 0, 1, A_s, ldh, Rf, !fold, G_s, GU, K);
         simple_epilogue(s, q);
         break;
       case RnnCell::lstm:
-        step_gemm<Real>(q, lo, U, Gn, 0, 4, Hm_s, ldh, Rf, !fold, G_s, GU, K);
+        step_gemm<Real>(q, lo, U, Gn, 0, 4, A_s, ldh, Rf, !fold, G_s, GU, K);
         lstm_epilogue(s, q);
         break;
       case RnnCell::gru:

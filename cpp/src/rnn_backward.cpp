@@ -1,7 +1,8 @@
 // Backward of the recurrent kernels (notation and buffers: faltung/rnn.hpp, rnn_kernels.hpp).
 // Per step, from the last one: the gate gradients from the state gradient (dZ, the gradient of
 // the step's recurrent product), the product back (dh_{t-1} = dZ R^T * m, against R packed
-// transposed once per call: rnn_gemm.hpp), and after the loop dW = Xp^T dZ, dR = Hm^T dZ,
+// transposed once per call: rnn_gemm.hpp), and after the loop dW = Xp^T dZ, dR = Hm^T dZ
+// (LSTM, SimpleRNN: both from one GEMM over the saved rows [x | h m]),
 // dx = dZ W^T as single GEMMs over all packed rows; db from per-thread column sums that each
 // step adds while its dZ rows are in cache (instead of a pass over all of dZ afterwards:
 // paired, LSTM 128 training step 9.73 -> 9.56 ms). A masked step passes the state gradients
@@ -33,7 +34,6 @@ struct Backward {
   const Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
   // workspace
   Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb, *dWR;
-  int64_t ldx;  // Xp's row length: F, or F + U when Xp holds [x | Hm] (dWR)
   // db's partial sums, one row of db_len per thread: the column sums of dZ (GU), then of
   // dXh (U, GRU reset_after); each thread adds its part of every step while it is in cache.
   Real* db_parts;
@@ -55,7 +55,7 @@ struct Backward {
     const BackwardLayout L = backward_layout<Real>(c, pl.N, dx != nullptr, dW != nullptr, threads);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), dZ = at(ws, L.dZ), dXh = at(ws, L.dXh), dxp = at(ws, L.dxp);
-    dWR = at(ws, L.dWR), ldx = dWR ? F + U : F;
+    dWR = at(ws, L.dWR);
     db_parts = dW && db ? at(ws, L.db_parts) : nullptr, db_len = L.db_len;
     dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ), Rb = at(ws, L.Rb);
   }
@@ -82,8 +82,7 @@ struct Backward {
     if (Xp)
       for_packed_rows(pl, split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt),
                       [&](int64_t r, int64_t s, int64_t p) {
-                        std::memcpy(Xp + r * ldx, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
-                        if (dWR) std::memcpy(Xp + r * ldx + F, Hm + r * U, U * sizeof(Real));
+                        std::memcpy(Xp + r * F, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
                       });
     if (dx)  // steps without a packed row get no gradient
       std::fill(dx + split_lo(B * T, k, nt) * F, dx + split_lo(B * T, k + 1, nt) * F, Real(0));
@@ -286,8 +285,8 @@ struct Backward {
     const int64_t GUz = split_h ? 2 * U : GU;          // columns of dZ shared by both sides
     if (dW) {
       // dW = Xp^T dZ_input;  dR = Hm^T dZ (GRU without reset_after: Q^T for the h gate)
-      if (dWR) {  // [dW; dR] = [Xp | Hm]^T dZ, then split
-        team_gemm<Real>(k, nt, true, false, F + U, GU, N, Real(1), Xp, ldx, dZ, GU, Real(0), dWR, GU);
+      if (dWR) {  // [dW; dR] = [x | h m]^T dZ (the saved Hm's rows), then split
+        team_gemm<Real>(k, nt, true, false, F + U, GU, N, Real(1), Hm, F + U, dZ, GU, Real(0), dWR, GU);
 #pragma omp barrier
         for (int64_t i = split_lo(F + U, k, nt); i < split_lo(F + U, k + 1, nt); ++i)
           std::memcpy(i < F ? dW + i * GU : dR + (i - F) * GU, dWR + i * GU, GU * sizeof(Real));

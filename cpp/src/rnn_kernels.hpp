@@ -7,7 +7,8 @@
 //   saved (forward with training, read by backward), all (N, .) packed:
 //     G      (N,GU) gate activations: SimpleRNN h; LSTM i f g o; GRU z r hh
 //     Zpre   (N,GU) the preactivations, only if an activation's derivative reads its input
-//     Hm     (N,U)  the recurrent GEMM's input h_{t-1} * m
+//     Hm     (N,U)  the recurrent GEMM's input h_{t-1} * m; LSTM, SimpleRNN: (N,F+U) rows
+//                   [x_t | h_{t-1} * m] (joint_weight_grads)
 //     Hprev  (N,U)  GRU with a recurrent mask: h_{t-1} (without one, Hm is h_{t-1})
 //     Cprev  (N,U)  LSTM c_{t-1};  Ac (N,U) LSTM a(c_t);  Cnew (N,U) LSTM c_t if a reads it
 //     GH     (N,U)  GRU reset_after: (h_{t-1} m) R_h + rb_h
@@ -16,8 +17,8 @@
 //     order; Rf the packed recurrent kernel (rnn_gemm.hpp); without training G (N,GU) and
 //     one step's block (B,U) of Hm, Ac, GH, Q.
 //   backward workspace: db_parts (threads, GU [+ U]) if dweights: each thread's column sums of
-//     dZ (and dXh); Xp (N,F) if dweights (LSTM, SimpleRNN: (N,F+U) rows [x | Hm], and
-//     dWR (F+U,GU) = [dW; dR] from their one GEMM); dZ (N,GU) the gradient of the recurrent GEMM's
+//     dZ (and dXh); Xp (N,F) if dweights (GRU; LSTM and SimpleRNN read x from the saved Hm,
+//     and dWR (F+U,GU) = [dW; dR] holds their one GEMM); dZ (N,GU) the gradient of the recurrent GEMM's
 //     output (GRU reset_after: dG, with dXh (N,U) the input side of the h gate); dxp (N,F) if
 //     dx; dH, dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU;
 //     Rb the packed transposed recurrent kernel (rnn_gemm.hpp).
@@ -74,6 +75,14 @@ Real* aligned(void* p) {
   return reinterpret_cast<Real*>((a + 63) & ~uintptr_t(63));
 }
 
+// LSTM and SimpleRNN save the rows [x_t | h_{t-1} m] (N, F+U) in place of Hm: the forward's
+// input (the projection's, or the folded step's), and the backward's one GEMM for dW and dR,
+// [x | h m]^T dZ, which packs dZ once instead of twice (LSTM 128, batch 64, T 50: the two GEMMs
+// 2.94 ms, the one 2.39 ms in numpy's OpenBLAS). GRU reads dZ's h columns apart (dXh, Q).
+inline bool joint_weight_grads(const RnnConfig& c) { return !is_gru(c); }
+// The saved Hm's row length, the h m part starting at column hm_col.
+inline int64_t saved_hm_width(const RnnConfig& c) { return joint_weight_grads(c) ? c.F + c.U : c.U; }
+
 struct SavedLayout {
   int64_t G = -1, Zpre = -1, Hm = -1, Hprev = -1, Cprev = -1, Ac = -1, Cnew = -1, GH = -1,
           Q = -1, total = 0;
@@ -84,7 +93,7 @@ inline SavedLayout saved_layout(const RnnConfig& c, int64_t N) {
   Carve k;
   L.G = k.take(N * GU);
   if (needs_preactivations(c)) L.Zpre = k.take(N * GU);
-  L.Hm = k.take(N * U);
+  L.Hm = k.take(N * saved_hm_width(c));
   if (is_gru(c) && c.has_recurrent_mask) L.Hprev = k.take(N * U);
   if (is_lstm(c)) {
     L.Cprev = k.take(N * U);
@@ -98,7 +107,7 @@ inline SavedLayout saved_layout(const RnnConfig& c, int64_t N) {
 
 int64_t rnn_row_split_bytes();  // rnn.cpp: L2 / 2 (256 KB where the L2 size is unknown)
 
-// Whether the forward without training folds the input projection into each step's product:
+// Whether the forward folds the input projection into each step's product:
 // [x_t | h m] (B, F+U) @ [W; R] instead of one GEMM over all steps into G (N,GU) and per step
 // h m @ R added to G's rows. G then never leaves the cache (a step's block, not all N rows),
 // as long as the packed [W; R] stays in every core's cache too (rnn_row_split_bytes). Not GRU:
@@ -106,14 +115,14 @@ int64_t rnn_row_split_bytes();  // rnn.cpp: L2 / 2 (256 KB where the L2 size is 
 // T 50, input 64; 384 KB) 2.95 -> 2.50 ms, SimpleRNN 256 (batch 32, T 100, input 128) 2.65 ->
 // 2.47 ms; LSTM 256 (1.5 MB folded) 9.8 -> 10.5 ms, so it stays unfolded.
 template <typename Real>
-bool folded_forward(const RnnConfig& c, bool training) {
+bool folded_forward(const RnnConfig& c) {
   const int64_t bytes = c.gates() * (c.F + c.U) * c.U * int64_t(sizeof(Real));
-  return !training && !is_gru(c) && bytes <= rnn_row_split_bytes();
+  return !is_gru(c) && bytes <= rnn_row_split_bytes();
 }
 // The rows of the packed forward kernel Rf per panel.
 template <typename Real>
-int64_t forward_k(const RnnConfig& c, bool training) {
-  return folded_forward<Real>(c, training) ? c.F + c.U : c.U;
+int64_t forward_k(const RnnConfig& c) {
+  return folded_forward<Real>(c) ? c.F + c.U : c.U;
 }
 
 struct ForwardLayout {
@@ -125,12 +134,12 @@ ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
   const int64_t B = c.B, U = c.U, GU = c.GU();
   ForwardLayout L;
   Carve k;
-  const bool fold = folded_forward<Real>(c, training);
-  if (!fold) L.Xp = k.take(N * c.F);
+  const bool fold = folded_forward<Real>(c);
+  if (!fold && !(training && joint_weight_grads(c))) L.Xp = k.take(N * c.F);  // else in Hm
   L.xbias = k.take(GU);
   L.h = k.take(B * U);
   if (is_lstm(c)) L.c = k.take(B * U);
-  L.Rf = k.take(Panel<Real>::size(U, c.gates(), forward_k<Real>(c, training)));
+  L.Rf = k.take(Panel<Real>::size(U, c.gates(), forward_k<Real>(c)));
   if (!training) {
     L.G = k.take((fold ? B : N) * GU);       // folded: one step's block
     L.Hm = k.take(B * (fold ? c.F + U : U));  // folded: [x_t | h m]
@@ -140,11 +149,6 @@ ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
   L.total = k.total;
   return L;
 }
-
-// Whether the backward takes dW and dR from one GEMM, [Xp | Hm]^T dZ (LSTM and SimpleRNN: both
-// read all of dZ): dZ is packed once instead of twice (LSTM 128, batch 64, T 50: the two GEMMs
-// 2.94 ms, the one 2.39 ms in numpy's OpenBLAS).
-inline bool joint_weight_grads(const RnnConfig& c) { return !is_gru(c); }
 
 struct BackwardLayout {
   int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, Rb = -1,
@@ -162,8 +166,8 @@ BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool
     L.db_parts = k.take(threads * L.db_len);
   }
   const bool joint = need_dweights && joint_weight_grads(c);
-  if (need_dweights) L.Xp = k.take(N * (joint ? c.F + U : c.F));  // joint: rows [x | h m]
-  if (joint) L.dWR = k.take((c.F + U) * GU);                        // [dW; dR]
+  if (need_dweights && !joint) L.Xp = k.take(N * c.F);  // joint: x is in the saved Hm
+  if (joint) L.dWR = k.take((c.F + U) * GU);             // [dW; dR]
   L.dZ = k.take(N * GU);
   if (is_gru(c) && c.reset_after) L.dXh = k.take(N * U);
   if (need_dx) L.dxp = k.take(N * c.F);
