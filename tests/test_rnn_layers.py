@@ -355,3 +355,30 @@ def test_inf_input_saturates(cls):
     layer(x)
     x[0, 1, 0] = np.inf
     assert np.isfinite(layer(x)).all()
+
+
+def test_mask_argument_from_a_model_input_trains():
+    """`LSTM(...)(h, mask=m)` with `m` a model input, after a Dense (so the LSTM's input
+    gradient is wanted): the graph's backward takes the layer's plain dx (a mask takes no
+    gradient; it failed to unpack it). Training on 5 steps with the last 2 masked equals
+    training on the first 3 steps."""
+    rng = np.random.default_rng(0)
+    xs, ys = rng.random((6, 5, 3)).astype("float32"), rng.random((6, 2)).astype("float32")
+    ms = np.ones((6, 5), bool)
+    ms[:, 3:] = False
+
+    def make(steps, with_mask):
+        x = L.Input((steps, 3))
+        m = L.Input((steps,), dtype="bool") if with_mask else None
+        d = L.Dense(3)(x)
+        h = L.LSTM(4)(d, mask=m) if with_mask else L.LSTM(4)(d)
+        model = faltung.Model([x, m] if with_mask else x, L.Dense(2)(h))
+        model.compile(faltung.optimizers.SGD(0.1), "mse")
+        return model
+
+    masked, short = make(5, True), make(3, False)
+    short.set_weights(masked.get_weights())
+    masked.fit([xs, ms], ys, batch_size=3, epochs=2, shuffle=False, verbose=0)
+    short.fit(xs[:, :3], ys, batch_size=3, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(masked.get_weights(), short.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -261,7 +261,9 @@ class Graph:
             if not want_dx[i]:
                 continue
             if node.kwargs_tensors:  # (dx, {keyword: gradients}) for tensor keyword arguments
-                dx, dkw = dx
+                # a layer whose keyword tensors take no gradient (a `mask=`) returns dx alone
+                has_dkw = isinstance(dx, tuple) and len(dx) == 2 and isinstance(dx[1], dict)
+                dx, dkw = dx if has_dkw else (dx, {})
                 flat_dx = [dx] if self._single_arg[i] else flatten(dx)
                 for key in sorted(node.call_kwargs):
                     n_t = sum(isinstance(t, KerasTensor) for t in flatten(node.call_kwargs[key]))
