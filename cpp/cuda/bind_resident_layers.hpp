@@ -28,6 +28,7 @@ struct BindResidentLayers : BindResident<Backend> {
   using Base::expect_rank;
   using Base::expect_shape;
   using Base::opt;
+  using Base::unary_op;
   template <typename T>
   static T* ptr(const DA& a, const std::string& op, const std::string& what) {
     return Base::template ptr<T>(a, op, what);
@@ -121,16 +122,8 @@ struct BindResidentLayers : BindResident<Backend> {
     check_block(block, op);
     const Shape& xs = x.shape();
     const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3];
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({N, H * size[0], W * size[1], C});
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::upsample_nearest2d(py, px, N, H, W, C, size[0], size[1], block);
-      }
-      return y;
+    return unary_op(x, {N, H * size[0], W * size[1], C}, op, "x", [&](auto* py, const auto* px) {
+      Kn::upsample_nearest2d(py, px, N, H, W, C, size[0], size[1], block);
     });
   }
   // dy (N,H*size[0],W*size[1],C) -> dx (N,H,W,C), the sums of the blocks
@@ -144,16 +137,8 @@ struct BindResidentLayers : BindResident<Backend> {
            op + ": `dy` of shape " + dims_text(ds) + " is not a multiple of size (" + std::to_string(size[0]) + ", " +
                std::to_string(size[1]) + ")");
     const int64_t N = ds[0], H = ds[1] / size[0], W = ds[2] / size[1], C = ds[3];
-    return dispatch(dy, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA dx = DA::template empty<T>({N, H, W, C});
-      const T* pdy = ptr<T>(dy, op, "dy");
-      T* pdx = dx.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::upsample_nearest2d_backward(pdx, pdy, N, H, W, C, size[0], size[1], block);
-      }
-      return dx;
+    return unary_op(dy, {N, H, W, C}, op, "dy", [&](auto* pdx, const auto* pdy) {
+      Kn::upsample_nearest2d_backward(pdx, pdy, N, H, W, C, size[0], size[1], block);
     });
   }
   // x (N,H,W,C) -> (N,OH,OW,C), bilinear with half-pixel centres (the CPU's resize)
@@ -164,16 +149,8 @@ struct BindResidentLayers : BindResident<Backend> {
     check_block(block, op);
     const Shape& xs = x.shape();
     expect(xs[1] >= 1 && xs[2] >= 1, op + ": empty input, received shape " + dims_text(xs));
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({xs[0], out_hw[0], out_hw[1], xs[3]});
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::resize_bilinear2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], block);
-      }
-      return y;
+    return unary_op(x, {xs[0], out_hw[0], out_hw[1], xs[3]}, op, "x", [&](auto* py, const auto* px) {
+      Kn::resize_bilinear2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], block);
     });
   }
   // dy (N,OH,OW,C) -> dx (N,in_hw[0],in_hw[1],C), the adjoint of resize_bilinear2d
@@ -183,16 +160,8 @@ struct BindResidentLayers : BindResident<Backend> {
     expect_positive(in_hw, op, "in_hw");
     check_block(block, op);
     const Shape& ds = dy.shape();
-    return dispatch(dy, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA dx = DA::template empty<T>({ds[0], in_hw[0], in_hw[1], ds[3]});
-      const T* pdy = ptr<T>(dy, op, "dy");
-      T* pdx = dx.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::resize_bilinear2d_backward(pdx, pdy, ds[0], in_hw[0], in_hw[1], ds[3], ds[1], ds[2], block);
-      }
-      return dx;
+    return unary_op(dy, {ds[0], in_hw[0], in_hw[1], ds[3]}, op, "dy", [&](auto* pdx, const auto* pdy) {
+      Kn::resize_bilinear2d_backward(pdx, pdy, ds[0], in_hw[0], in_hw[1], ds[3], ds[1], ds[2], block);
     });
   }
 
@@ -206,16 +175,8 @@ struct BindResidentLayers : BindResident<Backend> {
                                                  std::to_string(out_hw[0]) + ", " + std::to_string(out_hw[1]) + ")");
     check_block(block, op);
     const Shape& xs = x.shape();
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({xs[0], out_hw[0], out_hw[1], xs[3]});
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::shift2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], top, left, block);
-      }
-      return y;
+    return unary_op(x, {xs[0], out_hw[0], out_hw[1], xs[3]}, op, "x", [&](auto* py, const auto* px) {
+      Kn::shift2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], top, left, block);
     });
   }
   // x (B,T,F) -> x reversed along T
@@ -224,16 +185,8 @@ struct BindResidentLayers : BindResident<Backend> {
     expect_rank(x, 3, op, "x");
     check_block(block, op);
     const Shape& xs = x.shape();
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>(xs);
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::reverse_time(py, px, xs[0], xs[1], xs[2], block);
-      }
-      return y;
+    return unary_op(x, xs, op, "x", [&](auto* py, const auto* px) {
+      Kn::reverse_time(py, px, xs[0], xs[1], xs[2], block);
     });
   }
 
