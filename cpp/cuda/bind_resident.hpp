@@ -61,6 +61,22 @@ struct BindResident {
     throw py::type_error(op + ": expected float32 or float64 arrays, received dtype " + dtype_name(x.dtype()));
   }
   static py::object opt(const std::optional<DA>& a) { return a ? py::cast(*a) : py::none(); }
+  // A new array of `shape` and x's float dtype, which run(y, x) (T*, const T*; x checked as
+  // `what`) fills without the GIL: the body of most one-input entry points.
+  template <class F>
+  static DA unary_op(const DA& x, const Shape& shape, const std::string& op, const std::string& what, F&& run) {
+    return dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>(shape);
+      const T* px = ptr<T>(x, op, what);
+      T* py = y.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        run(py, px);
+      }
+      return y;
+    });
+  }
 
   // ---- Dense and activations ------------------------------------------------------------------
   // (B, IN, OUT) of x (B,IN) @ kernel (IN,OUT): the ranks and the shared size checked

@@ -9,6 +9,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "bind_resident.hpp"
 
@@ -27,6 +28,7 @@ struct BindResidentLayers : BindResident<Backend> {
   using Base::expect_rank;
   using Base::expect_shape;
   using Base::opt;
+  using Base::unary_op;
   template <typename T>
   static T* ptr(const DA& a, const std::string& op, const std::string& what) {
     return Base::template ptr<T>(a, op, what);
@@ -120,16 +122,8 @@ struct BindResidentLayers : BindResident<Backend> {
     check_block(block, op);
     const Shape& xs = x.shape();
     const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3];
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({N, H * size[0], W * size[1], C});
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::upsample_nearest2d(py, px, N, H, W, C, size[0], size[1], block);
-      }
-      return y;
+    return unary_op(x, {N, H * size[0], W * size[1], C}, op, "x", [&](auto* py, const auto* px) {
+      Kn::upsample_nearest2d(py, px, N, H, W, C, size[0], size[1], block);
     });
   }
   // dy (N,H*size[0],W*size[1],C) -> dx (N,H,W,C), the sums of the blocks
@@ -143,16 +137,8 @@ struct BindResidentLayers : BindResident<Backend> {
            op + ": `dy` of shape " + dims_text(ds) + " is not a multiple of size (" + std::to_string(size[0]) + ", " +
                std::to_string(size[1]) + ")");
     const int64_t N = ds[0], H = ds[1] / size[0], W = ds[2] / size[1], C = ds[3];
-    return dispatch(dy, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA dx = DA::template empty<T>({N, H, W, C});
-      const T* pdy = ptr<T>(dy, op, "dy");
-      T* pdx = dx.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::upsample_nearest2d_backward(pdx, pdy, N, H, W, C, size[0], size[1], block);
-      }
-      return dx;
+    return unary_op(dy, {N, H, W, C}, op, "dy", [&](auto* pdx, const auto* pdy) {
+      Kn::upsample_nearest2d_backward(pdx, pdy, N, H, W, C, size[0], size[1], block);
     });
   }
   // x (N,H,W,C) -> (N,OH,OW,C), bilinear with half-pixel centres (the CPU's resize)
@@ -163,16 +149,8 @@ struct BindResidentLayers : BindResident<Backend> {
     check_block(block, op);
     const Shape& xs = x.shape();
     expect(xs[1] >= 1 && xs[2] >= 1, op + ": empty input, received shape " + dims_text(xs));
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({xs[0], out_hw[0], out_hw[1], xs[3]});
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::resize_bilinear2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], block);
-      }
-      return y;
+    return unary_op(x, {xs[0], out_hw[0], out_hw[1], xs[3]}, op, "x", [&](auto* py, const auto* px) {
+      Kn::resize_bilinear2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], block);
     });
   }
   // dy (N,OH,OW,C) -> dx (N,in_hw[0],in_hw[1],C), the adjoint of resize_bilinear2d
@@ -182,16 +160,8 @@ struct BindResidentLayers : BindResident<Backend> {
     expect_positive(in_hw, op, "in_hw");
     check_block(block, op);
     const Shape& ds = dy.shape();
-    return dispatch(dy, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA dx = DA::template empty<T>({ds[0], in_hw[0], in_hw[1], ds[3]});
-      const T* pdy = ptr<T>(dy, op, "dy");
-      T* pdx = dx.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::resize_bilinear2d_backward(pdx, pdy, ds[0], in_hw[0], in_hw[1], ds[3], ds[1], ds[2], block);
-      }
-      return dx;
+    return unary_op(dy, {ds[0], in_hw[0], in_hw[1], ds[3]}, op, "dy", [&](auto* pdx, const auto* pdy) {
+      Kn::resize_bilinear2d_backward(pdx, pdy, ds[0], in_hw[0], in_hw[1], ds[3], ds[1], ds[2], block);
     });
   }
 
@@ -205,16 +175,8 @@ struct BindResidentLayers : BindResident<Backend> {
                                                  std::to_string(out_hw[0]) + ", " + std::to_string(out_hw[1]) + ")");
     check_block(block, op);
     const Shape& xs = x.shape();
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({xs[0], out_hw[0], out_hw[1], xs[3]});
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::shift2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], top, left, block);
-      }
-      return y;
+    return unary_op(x, {xs[0], out_hw[0], out_hw[1], xs[3]}, op, "x", [&](auto* py, const auto* px) {
+      Kn::shift2d(py, px, xs[0], xs[1], xs[2], xs[3], out_hw[0], out_hw[1], top, left, block);
     });
   }
   // x (B,T,F) -> x reversed along T
@@ -223,16 +185,8 @@ struct BindResidentLayers : BindResident<Backend> {
     expect_rank(x, 3, op, "x");
     check_block(block, op);
     const Shape& xs = x.shape();
-    return dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>(xs);
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      {
-        py::gil_scoped_release nogil;
-        Kn::reverse_time(py, px, xs[0], xs[1], xs[2], block);
-      }
-      return y;
+    return unary_op(x, xs, op, "x", [&](auto* py, const auto* px) {
+      Kn::reverse_time(py, px, xs[0], xs[1], xs[2], block);
     });
   }
 
@@ -277,38 +231,54 @@ struct BindResidentLayers : BindResident<Backend> {
     return mask->template data<uint8_t>();
   }
 
-  // -> (hs (B,T,U), h_T (B,U), workspace | None (None unless training))
-  static py::tuple simple_rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
-                                      bool training, const std::optional<DA>& mask, bool zero_output_for_mask,
-                                      int64_t block) {
-    const std::string op = "simple_rnn_forward";
-    const Rnn d = rnn_dims(x, W, Rk, bias, 1, [](int64_t U) { return Shape{U}; }, op, block);
+  // The fields every family's Args names alike (simple_rnn, lstm, gru): sizes, the checked inputs
+  // and the mask; the rest nullptr, for rnn_forward / rnn_backward to fill. LSTM's cell state
+  // (c_T, dc0) gets a scratch buffer from the caller.
+  template <template <class> class Args, typename R>
+  static Args<R> rnn_args(const Rnn& d, const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
+                          const uint8_t* pm, bool zero_output_for_mask, const std::string& op) {
+    Args<R> a{};
+    a.B = d.B, a.T = d.T, a.F = d.F, a.U = d.U;
+    a.zero_output_for_mask = zero_output_for_mask;
+    a.x = ptr<R>(x, op, "x"), a.W = ptr<R>(W, op, "kernel"), a.Rk = ptr<R>(Rk, op, "recurrent_kernel");
+    a.bias = opt_ptr<R>(bias, op, "bias");
+    a.mask = pm;
+    return a;
+  }
+  template <template <class> class Args, typename R>
+  static constexpr bool has_cell = std::is_same_v<Args<R>, cuda::lstm::Args<R>>;
+  // -> (hs (B,T,U), h_T (B,U), workspace | None (None unless training)); run(a) launches the
+  // family's forward without the GIL; ws_size = workspace_size(B, T, U, training).
+  template <template <class> class Args, class Run>
+  static py::tuple rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
+                               const std::optional<DA>& mask, bool zero_output_for_mask, const Rnn& d,
+                               int64_t ws_size, const std::string& op, Run run) {
     const uint8_t* pm = mask_ptr(mask, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
       DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
-         ws = DA::template empty<R>({cuda::simple_rnn::workspace_size(d.B, d.T, d.U, training)});
-      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
-                                  hs.template data<R>(), h_T.template data<R>(), nullptr, nullptr, nullptr, nullptr,
-                                  nullptr, nullptr, nullptr, ws.template data<R>()};
+         ws = DA::template empty<R>({ws_size});
+      Buf<R> c_T = Buf<R>::alloc(has_cell<Args, R> ? d.B * d.U : 0);
+      Args<R> a = rnn_args<Args, R>(d, x, W, Rk, bias, pm, zero_output_for_mask, op);
+      a.hs = hs.template data<R>(), a.h_T = h_T.template data<R>(), a.ws = ws.template data<R>();
+      if constexpr (has_cell<Args, R>) a.c_T = c_T.get();
       {
         py::gil_scoped_release nogil;
-        Kn::simple_rnn_forward(a, block);
+        run(a);
       }
       return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
     });
   }
-  // dhs (B,T,U) | None, dh_T (B,U) | None, the forward's inputs and workspace
-  // -> (dx (B,T,F) | None (without need_dx), dkernel, drecurrent_kernel, dbias | None)
-  static py::tuple simple_rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
-                                       const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
-                                       bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
-                                       int64_t block) {
-    const std::string op = "simple_rnn_backward";
-    const Rnn d = rnn_dims(x, W, Rk, bias, 1, [](int64_t U) { return Shape{U}; }, op, block);
+  // dhs (B,T,U) | None, dh_T (B,U) | None, the forward's inputs and workspace (ws_size =
+  // workspace_size(B, T, U, true)) -> (dx (B,T,F) | None (without need_dx), dkernel,
+  // drecurrent_kernel, dbias | None); run(a) launches the family's backward without the GIL.
+  template <template <class> class Args, class Run>
+  static py::tuple rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
+                                const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool need_dx,
+                                const std::optional<DA>& mask, bool zero_output_for_mask, const Rnn& d,
+                                int64_t ws_size, const std::string& op, Run run) {
     const uint8_t* pm = mask_ptr(mask, d, op);
-    expect_workspace(ws, cuda::simple_rnn::workspace_size(d.B, d.T, d.U, true), op);
+    expect_workspace(ws, ws_size, op);
     expect_grads(dhs, dh_T, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
@@ -316,74 +286,64 @@ struct BindResidentLayers : BindResident<Backend> {
       std::optional<DA> dx, db;
       if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
-      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
-      cuda::simple_rnn::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                                  ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
-                                  nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
-                                  opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
-                                  opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
+      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U), dc0 = Buf<R>::alloc(has_cell<Args, R> ? d.B * d.U : 0);
+      Args<R> a = rnn_args<Args, R>(d, x, W, Rk, bias, pm, zero_output_for_mask, op);
+      a.dhs = opt_ptr<R>(dhs, op, "dhs"), a.dh_T = opt_ptr<R>(dh_T, op, "dh_T");
+      a.dx = opt_ptr<R>(dx, op, "dx"), a.dW = dW.template data<R>(), a.dR = dR.template data<R>();
+      a.db = opt_ptr<R>(db, op, "dbias"), a.dh0 = dh0.get(), a.ws = ptr<R>(ws, op, "workspace");
+      if constexpr (has_cell<Args, R>) a.dc0 = dc0.get();
       {
         py::gil_scoped_release nogil;
-        Kn::simple_rnn_backward(a, block);
+        run(a);
       }
       return py::make_tuple(opt(dx), dW, dR, opt(db));
     });
   }
 
-  // LSTM, gates i, f, c, o: -> (hs (B,T,U), h_T (B,U), workspace | None)
+  static Shape simple_rnn_bias_shape(int64_t U) { return Shape{U}; }
+  static py::tuple simple_rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
+                                      bool training, const std::optional<DA>& mask, bool zero_output_for_mask,
+                                      int64_t block) {
+    const std::string op = "simple_rnn_forward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 1, simple_rnn_bias_shape, op, block);
+    return rnn_forward<cuda::simple_rnn::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, d,
+                                               cuda::simple_rnn::workspace_size(d.B, d.T, d.U, training), op,
+                                               [&](const auto& a) { Kn::simple_rnn_forward(a, block); });
+  }
+  static py::tuple simple_rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
+                                       const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
+                                       bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
+                                       int64_t block) {
+    const std::string op = "simple_rnn_backward";
+    const Rnn d = rnn_dims(x, W, Rk, bias, 1, simple_rnn_bias_shape, op, block);
+    return rnn_backward<cuda::simple_rnn::Args>(x, W, Rk, bias, ws, dhs, dh_T, need_dx, mask, zero_output_for_mask, d,
+                                                cuda::simple_rnn::workspace_size(d.B, d.T, d.U, true), op,
+                                                [&](const auto& a) { Kn::simple_rnn_backward(a, block); });
+  }
+
+  // LSTM, gates i, f, c, o
+  static Shape lstm_bias_shape(int64_t U) { return Shape{4 * U}; }
   static py::tuple lstm_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
                                 const std::optional<DA>& mask, bool zero_output_for_mask, int64_t block) {
     const std::string op = "lstm_forward";
-    const Rnn d = rnn_dims(x, W, Rk, bias, 4, [](int64_t U) { return Shape{4 * U}; }, op, block);
-    const uint8_t* pm = mask_ptr(mask, d, op);
-    return dispatch(x, op, [&](auto zero) {
-      using R = decltype(zero);
-      DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
-         ws = DA::template empty<R>({cuda::lstm::workspace_size(d.B, d.T, d.U, training)});
-      Buf<R> c_T = Buf<R>::alloc(d.B * d.U);
-      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                            ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
-                            pm, hs.template data<R>(), h_T.template data<R>(), c_T.get(), nullptr, nullptr,
-                            nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, ws.template data<R>()};
-      {
-        py::gil_scoped_release nogil;
-        Kn::lstm_forward(a, block);
-      }
-      return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
-    });
+    const Rnn d = rnn_dims(x, W, Rk, bias, 4, lstm_bias_shape, op, block);
+    return rnn_forward<cuda::lstm::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, d,
+                                         cuda::lstm::workspace_size(d.B, d.T, d.U, training), op,
+                                         [&](const auto& a) { Kn::lstm_forward(a, block); });
   }
   static py::tuple lstm_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                  const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
                                  bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
                                  int64_t block) {
     const std::string op = "lstm_backward";
-    const Rnn d = rnn_dims(x, W, Rk, bias, 4, [](int64_t U) { return Shape{4 * U}; }, op, block);
-    const uint8_t* pm = mask_ptr(mask, d, op);
-    expect_workspace(ws, cuda::lstm::workspace_size(d.B, d.T, d.U, true), op);
-    expect_grads(dhs, dh_T, d, op);
-    return dispatch(x, op, [&](auto zero) {
-      using R = decltype(zero);
-      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
-      std::optional<DA> dx, db;
-      if (need_dx) dx = DA::template empty<R>(x.shape());
-      if (bias) db = DA::template empty<R>(bias->shape());
-      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U), dc0 = Buf<R>::alloc(d.B * d.U);
-      cuda::lstm::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                            ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, nullptr,
-                            pm, nullptr, nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"),
-                            opt_ptr<R>(dh_T, op, "dh_T"), nullptr, opt_ptr<R>(dx, op, "dx"), dW.template data<R>(),
-                            dR.template data<R>(), opt_ptr<R>(db, op, "dbias"), dh0.get(), dc0.get(),
-                            ptr<R>(ws, op, "workspace")};
-      {
-        py::gil_scoped_release nogil;
-        Kn::lstm_backward(a, block);
-      }
-      return py::make_tuple(opt(dx), dW, dR, opt(db));
-    });
+    const Rnn d = rnn_dims(x, W, Rk, bias, 4, lstm_bias_shape, op, block);
+    return rnn_backward<cuda::lstm::Args>(x, W, Rk, bias, ws, dhs, dh_T, need_dx, mask, zero_output_for_mask, d,
+                                          cuda::lstm::workspace_size(d.B, d.T, d.U, true), op,
+                                          [&](const auto& a) { Kn::lstm_backward(a, block); });
   }
 
   // GRU, gates z, r, h; reset_after: bias (2, 3U) (gru.cuh), else bias (3U)
-  // (gru_reset_before.cuh) -> (hs (B,T,U), h_T (B,U), workspace | None)
+  // (gru_reset_before.cuh, which takes gru::Args)
   static Shape gru_bias_shape(int64_t U, bool reset_after) { return reset_after ? Shape{2, 3 * U} : Shape{3 * U}; }
   static int64_t gru_workspace(const Rnn& d, bool reset_after, bool backward) {
     return reset_after ? cuda::gru::workspace_size(d.B, d.T, d.U, backward)
@@ -394,22 +354,11 @@ struct BindResidentLayers : BindResident<Backend> {
                                int64_t block) {
     const std::string op = "gru_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
-    const uint8_t* pm = mask_ptr(mask, d, op);
-    return dispatch(x, op, [&](auto zero) {
-      using R = decltype(zero);
-      DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
-         ws = DA::template empty<R>({gru_workspace(d, reset_after, training)});
-      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
-                           hs.template data<R>(), h_T.template data<R>(), nullptr, nullptr, nullptr, nullptr,
-                           nullptr, nullptr, nullptr, ws.template data<R>()};
-      {
-        py::gil_scoped_release nogil;
-        if (reset_after) Kn::gru_forward(a, block);
-        else Kn::gru_reset_before_forward(a, block);
-      }
-      return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
-    });
+    return rnn_forward<cuda::gru::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, d,
+                                        gru_workspace(d, reset_after, training), op, [&](const auto& a) {
+                                          if (reset_after) Kn::gru_forward(a, block);
+                                          else Kn::gru_reset_before_forward(a, block);
+                                        });
   }
   static py::tuple gru_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
                                 const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool reset_after,
@@ -417,28 +366,11 @@ struct BindResidentLayers : BindResident<Backend> {
                                 int64_t block) {
     const std::string op = "gru_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
-    const uint8_t* pm = mask_ptr(mask, d, op);
-    expect_workspace(ws, gru_workspace(d, reset_after, true), op);
-    expect_grads(dhs, dh_T, d, op);
-    return dispatch(x, op, [&](auto zero) {
-      using R = decltype(zero);
-      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
-      std::optional<DA> dx, db;
-      if (need_dx) dx = DA::template empty<R>(x.shape());
-      if (bias) db = DA::template empty<R>(bias->shape());
-      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U);
-      cuda::gru::Args<R> a{d.B, d.T, d.F, d.U, zero_output_for_mask, ptr<R>(x, op, "x"), ptr<R>(W, op, "kernel"),
-                           ptr<R>(Rk, op, "recurrent_kernel"), opt_ptr<R>(bias, op, "bias"), nullptr, pm,
-                           nullptr, nullptr, opt_ptr<R>(dhs, op, "dhs"), opt_ptr<R>(dh_T, op, "dh_T"),
-                           opt_ptr<R>(dx, op, "dx"), dW.template data<R>(), dR.template data<R>(),
-                           opt_ptr<R>(db, op, "dbias"), dh0.get(), ptr<R>(ws, op, "workspace")};
-      {
-        py::gil_scoped_release nogil;
-        if (reset_after) Kn::gru_backward(a, block);
-        else Kn::gru_reset_before_backward(a, block);
-      }
-      return py::make_tuple(opt(dx), dW, dR, opt(db));
-    });
+    return rnn_backward<cuda::gru::Args>(x, W, Rk, bias, ws, dhs, dh_T, need_dx, mask, zero_output_for_mask, d,
+                                         gru_workspace(d, reset_after, true), op, [&](const auto& a) {
+                                           if (reset_after) Kn::gru_backward(a, block);
+                                           else Kn::gru_reset_before_backward(a, block);
+                                         });
   }
 
   // Into the `resident` submodule (BindResident::bind).

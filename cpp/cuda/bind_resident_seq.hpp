@@ -70,15 +70,9 @@ struct ResidentSeq {
     expect_indices(idx, V, op, "indices");
     Shape out_shape = idx.shape();
     out_shape.push_back(D);
-    return Res::dispatch(table, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA out = DA::template empty<T>(out_shape);
-      const T* pt = ptr<T>(table, op, "table");
-      const int32_t* pi = idx.template data<int32_t>();
-      T* po = out.template data<T>();
-      py::gil_scoped_release nogil;
+    const int32_t* pi = idx.template data<int32_t>();
+    return Res::unary_op(table, out_shape, op, "table", [&](auto* po, const auto* pt) {
       SK::gather(po, pt, pi, N, D, block);
-      return out;
     });
   }
   // dy (..., D) of N rows, order (N) and offsets (V+1) from `indices` -> dtable (V, D)
@@ -94,15 +88,9 @@ struct ResidentSeq {
     expect_indices(offsets, N + 1, op, "offsets");
     Res::expect(V >= 1, op + ": expected `offsets` of V + 1 >= 2 entries, received shape " +
                             dims_text(offsets.shape()));
-    return Res::dispatch(dy, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA dtable = DA::template empty<T>({V, D});
-      const T* pdy = ptr<T>(dy, op, "dy");
-      const int32_t *po = order.template data<int32_t>(), *pf = offsets.template data<int32_t>();
-      T* pd = dtable.template data<T>();
-      py::gil_scoped_release nogil;
+    const int32_t *po = order.template data<int32_t>(), *pf = offsets.template data<int32_t>();
+    return Res::unary_op(dy, {V, D}, op, "dy", [&](auto* pd, const auto* pdy) {
       SK::scatter_add(pd, pdy, po, pf, V, D, block);
-      return dtable;
     });
   }
 
@@ -147,15 +135,9 @@ struct ResidentSeq {
     check_block(block, op);
     expect_mask(keep, Shape(x.shape().begin(), x.shape().end() - 1), op);
     const int64_t F = x.shape().back(), R = F ? x.size() / F : 0;
-    return Res::dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>(x.shape());
-      const T* px = ptr<T>(x, op, "x");
-      const uint8_t* pk = keep.template data<uint8_t>();
-      T* py = y.template data<T>();
-      py::gil_scoped_release nogil;
+    const uint8_t* pk = keep.template data<uint8_t>();
+    return Res::unary_op(x, x.shape(), op, "x", [&](auto* py, const auto* px) {
       SK::mask_rows(py, px, pk, R, F, block);
-      return y;
     });
   }
   // a, b masks of one shape -> a | b
@@ -193,15 +175,9 @@ struct ResidentSeq {
     check_block(block, op);
     const int64_t B = x.shape()[0], T_ = x.shape()[1], F = x.shape()[2];
     expect_mask(keep, {B, T_}, op);
-    return Res::dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({B, F});
-      const T* px = ptr<T>(x, op, "x");
-      const uint8_t* pk = keep.template data<uint8_t>();
-      T* py = y.template data<T>();
-      py::gil_scoped_release nogil;
+    const uint8_t* pk = keep.template data<uint8_t>();
+    return Res::unary_op(x, {B, F}, op, "x", [&](auto* py, const auto* px) {
       SK::masked_mean_time(py, px, pk, B, T_, F, block);
-      return y;
     });
   }
   // dy (B,F), keep (B,T) -> dx (B,T,F): dy / max(count, 1) at the kept steps, 0 elsewhere
@@ -212,15 +188,9 @@ struct ResidentSeq {
     check_block(block, op);
     const int64_t B = dy.shape()[0], T_ = keep.shape()[1], F = dy.shape()[1];
     expect_mask(keep, {B, T_}, op);
-    return Res::dispatch(dy, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA dx = DA::template empty<T>({B, T_, F});
-      const T* pdy = ptr<T>(dy, op, "dy");
-      const uint8_t* pk = keep.template data<uint8_t>();
-      T* pdx = dx.template data<T>();
-      py::gil_scoped_release nogil;
+    const uint8_t* pk = keep.template data<uint8_t>();
+    return Res::unary_op(dy, {B, T_, F}, op, "dy", [&](auto* pdx, const auto* pdy) {
       SK::masked_mean_time_backward(pdx, pdy, pk, B, T_, F, block);
-      return dx;
     });
   }
 
@@ -232,15 +202,7 @@ struct ResidentSeq {
     Res::expect(n >= 0, op + ": expected n >= 0, received n=" + std::to_string(n));
     check_block(block, op);
     const int64_t B = x.shape()[0], F = x.shape()[1];
-    return Res::dispatch(x, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA y = DA::template empty<T>({B, n, F});
-      const T* px = ptr<T>(x, op, "x");
-      T* py = y.template data<T>();
-      py::gil_scoped_release nogil;
-      SK::repeat(py, px, B, n, F, block);
-      return y;
-    });
+    return Res::unary_op(x, {B, n, F}, op, "x", [&](auto* py, const auto* px) { SK::repeat(py, px, B, n, F, block); });
   }
   // dy (B,n,F) -> dx (B,F), the sums over the copies
   static DA repeat_vector_backward(const DA& dy, int64_t block) {
@@ -248,14 +210,8 @@ struct ResidentSeq {
     Res::expect_rank(dy, 3, op, "dy");
     check_block(block, op);
     const int64_t B = dy.shape()[0], n = dy.shape()[1], F = dy.shape()[2];
-    return Res::dispatch(dy, op, [&](auto zero) {
-      using T = decltype(zero);
-      DA dx = DA::template empty<T>({B, F});
-      const T* pdy = ptr<T>(dy, op, "dy");
-      T* pdx = dx.template data<T>();
-      py::gil_scoped_release nogil;
+    return Res::unary_op(dy, {B, F}, op, "dy", [&](auto* pdx, const auto* pdy) {
       SK::sum_middle(pdx, pdy, B, n, F, block);
-      return dx;
     });
   }
   // x of rank r <= 8, perm a permutation of 0..r-1 -> np.transpose(x, perm), contiguous

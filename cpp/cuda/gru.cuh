@@ -60,10 +60,12 @@ inline int64_t workspace_size(int64_t B, int64_t T, int64_t U, bool backward) {
   return Layout(B, T, U, backward).total;
 }
 
-template <typename R>
+// The workspace views and the state copies at either end, over this Layout or (L)
+// gru_reset_before.cuh's, which names the same H and dH.
+template <typename R, class L = Layout>
 struct View {
   Args<R> a;
-  Layout lay;
+  L lay;
   FALTUNG_HD R* w(int64_t off) const { return a.ws + off; }
   FALTUNG_HD R* state(int64_t b, int64_t t) const { return a.ws + lay.H + (b * (a.T + 1) + t) * a.U; }
   FALTUNG_HD R* gates(int64_t off, int64_t b, int64_t t) const { return a.ws + off + (b * a.T + t) * 3 * a.U; }
@@ -71,9 +73,9 @@ struct View {
 };
 
 // H[:, 0] = h0 (zeros when absent); with `grad`, dH = dh_T instead. Thread per (b, u).
-template <typename R>
+template <typename R, class L = Layout>
 struct InitState {
-  View<R> v;
+  View<R, L> v;
   bool grad;
   FALTUNG_HD void operator()(Thread th) const {
     const int64_t e = th.global(), U = v.a.U;
@@ -147,9 +149,9 @@ struct EpilogueBackward {
 };
 
 // h_T (forward) or dh0 (backward) from the last state. Thread per (b, u).
-template <typename R>
+template <typename R, class L = Layout>
 struct Final {
-  View<R> v;
+  View<R, L> v;
   bool grad;
   FALTUNG_HD void operator()(Thread th) const {
     const int64_t e = th.global(), U = v.a.U;

@@ -51,28 +51,17 @@ inline int64_t workspace_size(int64_t B, int64_t T, int64_t U, bool backward) {
 }
 
 template <typename R>
-struct View {
-  Args<R> a;
-  Layout lay;
-  FALTUNG_HD R* w(int64_t off) const { return a.ws + off; }
-  FALTUNG_HD R* state(int64_t b, int64_t t) const { return a.ws + lay.H + (b * (a.T + 1) + t) * a.U; }
-  FALTUNG_HD R* gates(int64_t off, int64_t b, int64_t t) const { return a.ws + off + (b * a.T + t) * 3 * a.U; }
-  FALTUNG_HD R* rh(int64_t b, int64_t t) const { return a.ws + lay.RH + (b * a.T + t) * a.U; }
-  FALTUNG_HD bool live(int64_t b, int64_t t) const { return !a.mask || a.mask[b * a.T + t]; }
-};
-
-// H[:, 0] = h0 (zeros when absent), or with `grad` dH = dh_T. Thread per (b, u).
+using View = gru::View<R, Layout>;
+// RH_t = r h_{t-1} of sample b
 template <typename R>
-struct Init {
-  View<R> v;
-  bool grad;
-  FALTUNG_HD void operator()(Thread th) const {
-    const int64_t e = th.global(), U = v.a.U;
-    if (e >= v.a.B * U) return;
-    if (grad) v.w(v.lay.dH)[e] = v.a.dh_T ? v.a.dh_T[e] : R(0);
-    else v.state(e / U, 0)[e % U] = v.a.h0 ? v.a.h0[e] : R(0);
-  }
-};
+FALTUNG_HD R* rh(const View<R>& v, int64_t b, int64_t t) {
+  return v.a.ws + v.lay.RH + (b * v.a.T + t) * v.a.U;
+}
+// H[:, 0] = h0 (zeros when absent), or with `grad` dH = dh_T; h_T or dh0. Thread per (b, u).
+template <typename R>
+using Init = gru::InitState<R, Layout>;
+template <typename R>
+using Final = gru::Final<R, Layout>;
 
 // Step t's z, r epilogue: z, r and RH_t = r h_{t-1}. Thread per (b, u).
 template <typename R>
@@ -87,7 +76,7 @@ struct GatesZR {
     R* g = v.gates(v.lay.G, b, t);
     const R z = sigmoid(p[u] + q[u]), r = sigmoid(p[U + u] + q[U + u]);
     g[u] = z, g[U + u] = r;
-    v.rh(b, t)[u] = r * v.state(b, t)[u];
+    rh(v, b, t)[u] = r * v.state(b, t)[u];
   }
 };
 
@@ -112,19 +101,6 @@ struct GateH {
     const R z = g[u];
     g[2 * U + u] = hh;
     v.state(b, t + 1)[u] = a.hs[(b * a.T + t) * U + u] = z * v.state(b, t)[u] + (R(1) - z) * hh;
-  }
-};
-
-// h_T (forward) or dh0 (backward). Thread per (b, u).
-template <typename R>
-struct Final {
-  View<R> v;
-  bool grad;
-  FALTUNG_HD void operator()(Thread th) const {
-    const int64_t e = th.global(), U = v.a.U;
-    if (e >= v.a.B * U) return;
-    if (grad) v.a.dh0[e] = v.w(v.lay.dH)[e];
-    else v.a.h_T[e] = v.state(e / U, v.a.T)[e % U];
   }
 };
 
@@ -220,10 +196,7 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
     ex.launch(per_unit, Gemm<R>{dH, U, dH, U, dP + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, 2 * U});
   }
   ex.launch(per_unit, Final<R>{v, true});
-  // dW (F,3U) = X^T dP;  dx (B,T,F) = dP W^T
-  ex.launch(cover(F * GU, block), Gemm<R>{a.dW, GU, nullptr, 0, a.x, 1, F, dP, GU, 1, nullptr, F, GU, rows});
-  if (a.dx)
-    ex.launch(cover(rows * F, block), Gemm<R>{a.dx, F, nullptr, 0, dP, GU, 1, a.W, 1, GU, nullptr, rows, F, GU});
+  rnn::input_grads(ex, a.x, a.W, dP, a.dW, a.dx, rows, F, GU, block);
   // dR[:, :2U] = sum over b of H_b[0:T]^T dP_b[zr];  dR[:, 2U:] = sum over b of RH_b^T dP_b[h]
   // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
   for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b) {

@@ -56,6 +56,14 @@ struct ColumnSum {
   }
 };
 
+// dW (F,GU) = X^T dP and (unless dx is nullptr) dx (rows,F) = dP W^T, over all rows = B T.
+template <class Exec, typename R>
+void input_grads(Exec& ex, const R* x, const R* W, const R* dP, R* dW, R* dx, int64_t rows, int64_t F, int64_t GU,
+                 int64_t block) {
+  ex.launch(cover(F * GU, block), Gemm<R>{dW, GU, nullptr, 0, x, 1, F, dP, GU, 1, nullptr, F, GU, rows});
+  if (dx) ex.launch(cover(rows * F, block), Gemm<R>{dx, F, nullptr, 0, dP, GU, 1, W, 1, GU, nullptr, rows, F, GU});
+}
+
 // The gradients after the backward loop, over all B T rows, for GU = gates * U columns:
 // dW (F,GU) = X^T dP, dx (B,T,F) = dP W^T, dR (U,GU) = sum over b of H_b[0:T]^T dQ_b (H (B,T+1,U)
 // holds h_{t-1} at [b, t]: one GEMM per sample), db = column sums of dP (and, for a separate
@@ -64,8 +72,7 @@ template <class Exec, typename R>
 void weight_grads(Exec& ex, const R* x, const R* W, const R* H, const R* dP, const R* dQ, R* dW, R* dx, R* dR,
                   R* db, bool db_rec, int64_t B, int64_t T, int64_t F, int64_t U, int64_t GU, int64_t block) {
   const int64_t rows = B * T;
-  ex.launch(cover(F * GU, block), Gemm<R>{dW, GU, nullptr, 0, x, 1, F, dP, GU, 1, nullptr, F, GU, rows});
-  if (dx) ex.launch(cover(rows * F, block), Gemm<R>{dx, F, nullptr, 0, dP, GU, 1, W, 1, GU, nullptr, rows, F, GU});
+  input_grads(ex, x, W, dP, dW, dx, rows, F, GU, block);
   // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
   for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b)
     ex.launch(cover(U * GU, block), Gemm<R>{dR, GU, b ? dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
