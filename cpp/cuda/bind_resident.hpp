@@ -424,12 +424,11 @@ struct BindResident {
            op + ": expected `x` of rank >= 1 with channels on its last axis, received shape " + dims_text(x.shape()));
     return {x.size() / x.shape().back(), x.shape().back()};
   }
-  // -> (y, mean, inv_std (C)), the batch's statistics; moving_mean, moving_var updated in place:
-  // moving = moving momentum + batch (1 - momentum), the variance biased (Keras's)
-  static py::tuple batch_norm_train(const DA& x, const std::optional<DA>& gamma, const std::optional<DA>& beta,
-                                    const DA& moving_mean, const DA& moving_var, double eps, double momentum,
-                                    int64_t block) {
-    const std::string op = "batch_norm_train";
+  // bn_rows, with the parameters' shapes, epsilon and the block size checked
+  static std::pair<int64_t, int64_t> bn_check(const DA& x, const std::optional<DA>& gamma,
+                                              const std::optional<DA>& beta, const DA& moving_mean,
+                                              const DA& moving_var, double eps, int64_t block,
+                                              const std::string& op) {
     const auto [R, C] = bn_rows(x, op);
     for (const auto& [a, name] : {std::pair{&gamma, "gamma"}, std::pair{&beta, "beta"}})
       if (*a) expect_shape(**a, {C}, op, name);
@@ -437,6 +436,15 @@ struct BindResident {
     expect_shape(moving_var, {C}, op, "moving_variance");
     expect(eps > 0, op + ": expected epsilon > 0, received " + std::to_string(eps));
     check_block(block, op);
+    return {R, C};
+  }
+  // -> (y, mean, inv_std (C)), the batch's statistics; moving_mean, moving_var updated in place:
+  // moving = moving momentum + batch (1 - momentum), the variance biased (Keras's)
+  static py::tuple batch_norm_train(const DA& x, const std::optional<DA>& gamma, const std::optional<DA>& beta,
+                                    const DA& moving_mean, const DA& moving_var, double eps, double momentum,
+                                    int64_t block) {
+    const std::string op = "batch_norm_train";
+    const auto [R, C] = bn_check(x, gamma, beta, moving_mean, moving_var, eps, block, op);
     return dispatch(x, op, [&, R = R, C = C](auto zero) {
       using T = decltype(zero);
       DA y = DA::template empty<T>(x.shape()), mean = DA::template empty<T>({C}), inv = DA::template empty<T>({C});
@@ -456,13 +464,7 @@ struct BindResident {
   static py::tuple batch_norm_inference(const DA& x, const std::optional<DA>& gamma, const std::optional<DA>& beta,
                                         const DA& moving_mean, const DA& moving_var, double eps, int64_t block) {
     const std::string op = "batch_norm_inference";
-    const auto [R, C] = bn_rows(x, op);
-    for (const auto& [a, name] : {std::pair{&gamma, "gamma"}, std::pair{&beta, "beta"}})
-      if (*a) expect_shape(**a, {C}, op, name);
-    expect_shape(moving_mean, {C}, op, "moving_mean");
-    expect_shape(moving_var, {C}, op, "moving_variance");
-    expect(eps > 0, op + ": expected epsilon > 0, received " + std::to_string(eps));
-    check_block(block, op);
+    const auto [R, C] = bn_check(x, gamma, beta, moving_mean, moving_var, eps, block, op);
     return dispatch(x, op, [&, R = R, C = C](auto zero) {
       using T = decltype(zero);
       DA y = DA::template empty<T>(x.shape()), inv = DA::template empty<T>({C});

@@ -39,17 +39,13 @@ using namespace rnn_detail;
 // exp(-2|z|)): sigmoid(z) = (z >= 0 ? 1 : e) / d, tanh(z) = sign(z) (1 - e) / d. The four
 // gates' denominators share one division (their product is at most 16; each reciprocal is
 // the product's reciprocal times the other three): a division costs as much as an exp here.
-// tanh near 0 takes the series, as tanh_f does (1 - e loses the relative precision there).
-template <typename Real>
-inline Real tanh_series(Real x) {  // |x| <= 0.2: error < 2e-11
-  const Real z = x * x;
-  return x * (Real(1) + z * (Real(-1) / 3 + z * (Real(2) / 15 + z * (Real(-17) / 315))));
-}
+// tanh near 0 takes tanh_f's series (1 - e loses the relative precision there).
 template <typename Real>
 void lstm_cell(int64_t n, Real* __restrict zi, Real* __restrict zf, Real* __restrict zg,
                Real* __restrict zo, const Real* __restrict b, int64_t U, Real* __restrict c,
                Real* __restrict ac, Real* __restrict h, Real* __restrict out) {
   using elementwise::clamp_nan;
+  using elementwise::tanh_series;
   using elementwise::vexp_le0;
   const Real *bi = b, *bf = b + U, *bg = b + 2 * U, *bo = b + 3 * U;
   const Real one(1), zero(0), small(0.2);
