@@ -79,7 +79,8 @@ def test_every_algorithm_forward_and_backward(case):
             np.testing.assert_allclose(g, r, atol=1e-10, err_msg=algo)
 
 
-# The direct kernel's register blocks: 6 output pixels x 16 filters (float32; 8 for float64),
+# The direct kernel's register blocks: 6 output pixels x 2 vectors of filters (16 float32 at
+# AVX2; 4 vectors, 64 float32, at AVX-512 where that pads no more filters: K = 33 takes 64),
 # 6 input channels x 16 filters for the filter gradient, and a gather data gradient for C <= 7.
 # Shapes around those block sizes: K below, at and past a block, OW not a multiple of 6,
 # C across the gather limit, windows crossing every border, strides and dilations.

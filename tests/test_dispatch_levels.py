@@ -48,6 +48,7 @@ def case_dense():
 # (input shape, kernel shape, strides, padding, algorithm): every vectorized conv kernel,
 # with channel counts that leave remainders at every vector width.
 CONVS = [((2, 11, 9, 3), (3, 3, 3, 21), 1, "same", "direct"),
+         ((2, 13, 11, 19), (3, 3, 19, 37), 2, "same", "direct"),  # border pixels' window copies
          ((1, 10, 12, 19), (3, 3, 19, 35), 1, "same", "winograd"),
          ((2, 9, 9, 8), (3, 3, 8, 40), 2, "valid", "auto"),
          ((2, 7, 8, 13), (1, 1, 13, 17), 1, "valid", "auto")]

@@ -1,15 +1,20 @@
 // Direct convolution, NHWC, register-blocked: no im2col matrix, no GEMM call.
 //
 // N batch, H/W input size, C in-channels, K filters, KH/KW kernel, OH/OW output size,
-// VW lanes of one vector register (simd.hpp: 8 floats at the AVX2 level), KB = 2*VW filters per block,
-// OWB = 6 output pixels per block. groups == 1; any stride, dilation and padding.
+// VW lanes of one vector register (simd.hpp: 8 floats at the AVX2 level), KB = KV*VW filters
+// per forward block (KV = 2, or 4 at AVX-512), OWB = 6 output pixels per block. groups == 1;
+// any stride, dilation and padding.
 //
 // Why: im2col + GEMM pays for a copy of every receptive field and for GEMM shapes it does not
 // like (D = 27 columns for a 3-channel first layer, or K = 32/64 filters); PyTorch's oneDNN
-// runs direct NHWC kernels there. The forward keeps a (OWB x KB) output block in 12 registers
-// and streams the packed weights once per block: per (kh, kw, c) step 2 weight loads + 6 broadcasts
-// feed 12 FMAs, so the loop is FMA-bound, not load-bound. Threads take chunks of blocks
-// dynamically; a conv whose every window lies inside the image skips the per-block border set-up.
+// runs direct NHWC kernels there. The forward keeps a (OWB x KB) output block in registers
+// and streams the packed weights once per block: per (kh, kw, c) step KV weight loads + 6
+// broadcasts feed 6*KV FMAs, so the loop is FMA-bound, not load-bound. Every block runs one
+// KW*C-long FMA run per kernel row: a pixel whose window crosses the image's border reads a
+// copy of its window with zeros outside (the per-tap runs of C values these pixels took before
+// cost stride 2 64->64 @32 15%: 3.57 ms against 3.10 ms for the same work with no border).
+// Threads take chunks of blocks dynamically; a conv whose every window lies inside the image
+// skips the per-block border set-up.
 //
 //   forward          out[p, k]       = sum_{kh,kw,c} inp[window(p), c] * weight[kh,kw,c,k]
 //   backward filter  dweight[t, c, k] = sum_p inp[window_t(p), c] * dout[p, k]
@@ -20,8 +25,8 @@
 //                    handled by the divisibility test of the gather)
 //
 // Workspaces (common.hpp). Forward: packed weights (ceil(K/KB), KH, KW, C, KB), zero-padded
-// past K, with the padded bias behind them: the calling thread's PackedWeights; zeros: Vectors;
-// the padded input copy for few channels: PaddedInput.
+// past K, with the padded bias behind them: the calling thread's PackedWeights; the padded input
+// copy for few channels: PaddedInput; per thread, the border pixels' window copies: WindowCopies.
 // Filter gradient: each thread's partial: Partials; its padded dout row: Vectors.
 #include <omp.h>
 
@@ -42,7 +47,15 @@ using simd::store;
 using simd::Vec;
 
 constexpr int kOWB = 6;  // output pixels per register block
-constexpr int kKV = 2;   // vectors of filters per register block (KB = kKV * VW)
+constexpr int kKV = 2;   // vectors of filters per block of the filter gradient (KB = kKV * VW)
+// Vectors of filters per forward register block: 4 where there are 32 vector registers (AVX-512:
+// 6 x 4 accumulators), so each broadcast feeds 4 FMAs (stride-2 64->64 @32, one core: 160 ->
+// 182 GFLOP/s); else 2 (6 x 2 of AVX2's 16 registers).
+#if defined(__AVX512F__)
+constexpr int kMaxFKV = 4;
+#else
+constexpr int kMaxFKV = 2;
+#endif
 
 // weight (KH,KW,C,K), bias (K)|nullptr -> packed (nkb, KH, KW, C, KB) + bias (nkb*KB).
 template <class T>
@@ -75,86 +88,86 @@ inline void valid_range(int64_t O, int64_t I, int64_t stride, int64_t pad, int64
   if (*hi < *lo) *hi = *lo;
 }
 
-// The output pixels of one register block: OWB consecutive pixels of one image in row-major
-// order, so a block may run over the end of an output row (small outputs such as 16x16 or
-// 8x8 then need no narrow tail blocks).
-template <class T, int OWB>
-struct PixelBlock {
-  int64_t oh[OWB], iw0[OWB];  // output row; first input column of the window
-  int64_t out[OWB];           // output offset of pixel j within its image
-  bool simple;                // one output row, every window row inside it, dilation_w 1
-  // simple blocks: kernel rows [lo, hi) are inside the image for every pixel, and x[j] is
-  // pixel j's input at kernel row lo (set up once per block, shared by its filter blocks)
-  int64_t lo, hi;
-  const T* x[OWB];
-};
-
 // a[j][:] += sum over r < L of x[j][r] * w[r, :] (w: L rows of KB packed filters): the FMA
-// loop of every forward block. Per r: kKV weight loads and OWB broadcasts feed OWB*kKV FMAs.
-template <class T, int OWB>
-__attribute__((always_inline)) inline void fma_run(typename Vec<T>::type (&a)[OWB][kKV], const T* const (&x)[OWB],
+// loop of every forward block. Per r: KV weight loads and OWB broadcasts feed OWB*KV FMAs.
+template <class T, int OWB, int KV>
+__attribute__((always_inline)) inline void fma_run(typename Vec<T>::type (&a)[OWB][KV], const T* const (&x)[OWB],
                                                    const T* w, int64_t L) {
   using V = typename Vec<T>::type;
-  constexpr int VW = Vec<T>::width, KB = kKV * VW;
+  constexpr int VW = Vec<T>::width, KB = KV * VW;
   for (int64_t r = 0; r < L; ++r) {
-    V wv[kKV];
-#pragma GCC unroll 2
-    for (int v = 0; v < kKV; ++v) wv[v] = load<V>(w + r * KB + v * VW);
+    V wv[KV];
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) wv[v] = load<V>(w + r * KB + v * VW);
 #pragma GCC unroll 8
     for (int j = 0; j < OWB; ++j) {
       const V b = bcast(x[j] + r);
-#pragma GCC unroll 2
-      for (int v = 0; v < kKV; ++v) a[j][v] += b * wv[v];
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) a[j][v] += b * wv[v];
     }
   }
 }
 
+// The output pixels of one register block: OWB consecutive pixels of one image in row-major
+// order, so a block may run over the end of an output row (small outputs such as 16x16 or
+// 8x8 then need no narrow tail blocks). Pixel j reads KW*C contiguous values per kernel row
+// kh in [lo, hi): from x[j] on, x[j] moving on by step[j] from row to row. Where its window
+// lies inside the image (and dilation_w is 1) x[j] points into the input; else into a copy of
+// its window with zeros outside the image (border pixels, dilated columns: 1/(K*OWB) of the
+// block's work), so every block runs the same long FMA runs.
+template <class T, int OWB>
+struct PixelBlock {
+  int64_t out[OWB];  // output offset of pixel j within its image
+  int64_t lo, hi;
+  const T* x[OWB];
+  int64_t step[OWB];
+};
+
 // a[j][:] = the KB bias values bk (every loop over an accumulator array is fully unrolled by
 // pragmas: GCC keeps such an array in registers only when no loop indexes it at run time).
-template <class T, int OWB>
-__attribute__((always_inline)) inline void init_block(typename Vec<T>::type (&a)[OWB][kKV], const T* bk) {
+template <class T, int OWB, int KV>
+__attribute__((always_inline)) inline void init_block(typename Vec<T>::type (&a)[OWB][KV], const T* bk) {
   using V = typename Vec<T>::type;
   constexpr int VW = Vec<T>::width;
-#pragma GCC unroll 2
-  for (int v = 0; v < kKV; ++v) {
+#pragma GCC unroll 4
+  for (int v = 0; v < KV; ++v) {
     const V b = load<V>(bk + v * VW);
 #pragma GCC unroll 8
     for (int j = 0; j < OWB; ++j) a[j][v] = b;
   }
 }
 
-// The simple block's FMAs: kernel rows [lo, hi), each one contiguous run of KW*C input values
-// (one run per kernel row keeps the FMA loop long even for 3 input channels) that is a fixed
-// step further on in every pixel's input; x[j]: pixel j's input at kernel row lo; wk: the
-// filter block's packed weights. The accumulators stay in registers across kernel rows.
-template <class T, int OWB>
-__attribute__((always_inline)) inline void simple_rows(typename Vec<T>::type (&a)[OWB][kKV], const T* const (&x)[OWB],
-                                                       const T* wk, const Conv2dShape& s, int64_t lo, int64_t hi) {
-  constexpr int64_t KB = kKV * Vec<T>::width;
-  const int64_t L = s.KW * s.C, step = s.dil_h * s.W * s.C;
+// The block's FMAs: kernel rows [lo, hi), each one contiguous run of KW*C input values (one run
+// per kernel row keeps the FMA loop long even for 3 input channels); wk: the filter block's
+// packed weights. The accumulators stay in registers across kernel rows.
+template <class T, int OWB, int KV>
+__attribute__((always_inline)) inline void block_rows(typename Vec<T>::type (&a)[OWB][KV], const PixelBlock<T, OWB>& pb,
+                                                      const T* wk, const Conv2dShape& s) {
+  constexpr int64_t KB = KV * Vec<T>::width;
+  const int64_t L = s.KW * s.C;
   const T* xj[OWB];
 #pragma GCC unroll 8
-  for (int j = 0; j < OWB; ++j) xj[j] = x[j];
-  const T* w = wk + lo * L * KB;
-  for (int64_t kh = lo; kh < hi; ++kh, w += L * KB) {
-    fma_run<T, OWB>(a, xj, w, L);
+  for (int j = 0; j < OWB; ++j) xj[j] = pb.x[j];
+  const T* w = wk + pb.lo * L * KB;
+  for (int64_t kh = pb.lo; kh < pb.hi; ++kh, w += L * KB) {
+    fma_run<T, OWB, KV>(a, xj, w, L);
 #pragma GCC unroll 8
-    for (int j = 0; j < OWB; ++j) xj[j] += step;
+    for (int j = 0; j < OWB; ++j) xj[j] += pb.step[j];
   }
 }
 
 // Pixel j's nk (<= KB) filters of a[j] (ReLU'd if relu) to out_px + out[j].
-template <class T, int OWB>
-__attribute__((always_inline)) inline void store_block(const typename Vec<T>::type (&a)[OWB][kKV], T* out_px,
+template <class T, int OWB, int KV>
+__attribute__((always_inline)) inline void store_block(const typename Vec<T>::type (&a)[OWB][KV], T* out_px,
                                                        const int64_t (&out)[OWB], int64_t nk, bool relu) {
   using V = typename Vec<T>::type;
-  constexpr int VW = Vec<T>::width, KB = kKV * VW;
+  constexpr int VW = Vec<T>::width, KB = KV * VW;
   T tmp[KB];
 #pragma GCC unroll 8
   for (int j = 0; j < OWB; ++j) {
     T* o = out_px + out[j];
-#pragma GCC unroll 2
-    for (int v = 0; v < kKV; ++v) {
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) {
       V r = a[j][v];
       if (relu) r = r > V{} ? r : V{};
       if (nk == KB)
@@ -166,89 +179,68 @@ __attribute__((always_inline)) inline void store_block(const typename Vec<T>::ty
   }
 }
 
-// One register block: the OWB pixels of pb, filters [k0, k0+nk) of output out_px (pixel j at
-// out_px + pb.out[j]). wk: the block's packed weights (KH, KW, C, KB); bk: its padded bias;
-// zeros: C zeros.
-template <class T, int OWB>
-inline void forward_block(T* out_px, int64_t nk, const T* in_img, const T* wk, const T* bk,
-                          const T* zeros, const Conv2dShape& s, const PixelBlock<T, OWB>& pb,
-                          bool relu) {
+// Every filter block of the pixels of pb: outputs at out_img + pb.out[j] + k0.
+template <class T, int OWB, int KV>
+inline void forward_filters(T* out_img, const PixelBlock<T, OWB>& pb, const T* wp, const T* bp,
+                            const Conv2dShape& s, bool relu) {
   using V = typename Vec<T>::type;
-  constexpr int KB = kKV * Vec<T>::width;
-  V acc[OWB][kKV];
-  init_block<T, OWB>(acc, bk);
-  if (pb.simple) {
-    if (pb.lo < pb.hi) simple_rows<T, OWB>(acc, pb.x, wk, s, pb.lo, pb.hi);
-  } else {
-    // Border blocks and dilated columns: one run of C values per kernel tap, each pixel reading
-    // its input pixel or, where the tap falls outside the image, `zeros`. No copies; measured
-    // as fast as copying window rows on 64-channel shapes. Few channels with padding take the
-    // padded copy instead (no border blocks); only a dilated few-channel conv runs these short
-    // runs.
-    const int64_t C = s.C;
-    const T* x[OWB];
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      const T* row[OWB];
-      bool any_row = false;
-      for (int j = 0; j < OWB; ++j) {
-        const int64_t ih = pb.oh[j] * s.stride_h - s.pad_top + kh * s.dil_h;
-        row[j] = ih >= 0 && ih < s.H ? in_img + ih * s.W * C : nullptr;
-        any_row |= row[j] != nullptr;
-      }
-      if (!any_row) continue;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        bool any = false;
-        for (int j = 0; j < OWB; ++j) {
-          const int64_t iw = pb.iw0[j] + kw * s.dil_w;
-          const bool in = row[j] && iw >= 0 && iw < s.W;
-          x[j] = in ? row[j] + iw * C : zeros;
-          any |= in;
-        }
-        if (any) fma_run<T, OWB>(acc, x, wk + (kh * s.KW + kw) * C * KB, C);
-      }
-    }
+  constexpr int64_t KB = KV * Vec<T>::width;
+  const int64_t R = s.KH * s.KW * s.C;
+  for (int64_t k0 = 0; k0 < s.K; k0 += KB) {
+    V a[OWB][KV];
+    init_block<T, OWB, KV>(a, bp + k0);
+    if (pb.lo < pb.hi) block_rows<T, OWB, KV>(a, pb, wp + k0 * R, s);
+    store_block<T, OWB, KV>(a, out_img + k0, pb.out, std::min(KB, s.K - k0), relu);
   }
-  store_block<T, OWB>(acc, out_px, pb.out, nk, relu);
 }
 
-// Pixels [p0, p0 + n) of one image (n <= kOWB), all filter blocks.
-template <class T, int OWB>
+// Pixels [p0, p0 + n) of one image (n <= kOWB), all filter blocks, at any position: border
+// pixels read copies of their windows from win (kOWB * KH*KW*C values of this thread's).
+template <class T, int OWB, int KV>
 void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride, const T* in_img, const T* wp,
-                    const T* bp, const T* zeros, const Conv2dShape& s, int64_t p0, bool relu) {
+                    const T* bp, T* win, const Conv2dShape& s, int64_t p0, bool relu) {
   if constexpr (OWB > 0) {
     if (n < OWB)
-      return forward_pixels<T, OWB - 1>(n, out_img, row_stride, px_stride, in_img, wp, bp, zeros, s, p0,
-                                        relu);
-    constexpr int64_t KB = kKV * Vec<T>::width;
-    const int64_t R = s.KH * s.KW * s.C;
+      return forward_pixels<T, OWB - 1, KV>(n, out_img, row_stride, px_stride, in_img, wp, bp, win, s, p0, relu);
+    const int64_t C = s.C, L = s.KW * C, span = s.KW - 1, hspan = (s.KH - 1) * s.dil_h;
     PixelBlock<T, OWB> pb;
-    // simple: every window row inside its input row, and all pixels on one output row or
-    // all with every kernel row inside the image (so the kernel rows run in lockstep).
-    bool cols_inside = s.dil_w == 1, one_row = true, rows_inside = true;
-    const int64_t span = s.KW - 1, hspan = (s.KH - 1) * s.dil_h;
+    pb.lo = s.KH;
+    pb.hi = 0;
     int64_t oh = p0 / s.OW, ow = p0 % s.OW;  // one division per block, not per pixel (they
     for (int j = 0; j < OWB; ++j, ++ow) {      // cost as much as the FMAs of a 3-channel block)
       if (ow == s.OW) {
         ow = 0;
         ++oh;
       }
-      pb.oh[j] = oh;
-      pb.iw0[j] = ow * s.stride_w - s.pad_left;
       pb.out[j] = oh * row_stride + ow * px_stride;
-      const int64_t ih0 = pb.oh[j] * s.stride_h - s.pad_top;
-      cols_inside &= pb.iw0[j] >= 0 && pb.iw0[j] + span < s.W;
-      one_row &= pb.oh[j] == pb.oh[0];
-      rows_inside &= ih0 >= 0 && ih0 + hspan < s.H;
+      const int64_t ih0 = oh * s.stride_h - s.pad_top, iw0 = ow * s.stride_w - s.pad_left;
+      int64_t lo, hi;  // kernel rows inside the image
+      valid_range(s.KH, s.H, s.dil_h, 0, ih0, &lo, &hi);
+      pb.lo = std::min(pb.lo, lo);
+      pb.hi = std::max(pb.hi, hi);
+      if (s.dil_w == 1 && iw0 >= 0 && iw0 + span < s.W && ih0 >= 0 && ih0 + hspan < s.H) {
+        pb.x[j] = in_img + (ih0 * s.W + iw0) * C;
+        pb.step[j] = s.dil_h * s.W * C;
+        continue;
+      }
+      T* wj = win + j * s.KH * L;
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t ih = ih0 + kh * s.dil_h;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t iw = iw0 + kw * s.dil_w;
+          T* dst = wj + kh * L + kw * C;
+          if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+            std::copy(in_img + (ih * s.W + iw) * C, in_img + (ih * s.W + iw + 1) * C, dst);
+          else
+            std::fill(dst, dst + C, T(0));
+        }
+      }
+      pb.x[j] = wj;
+      pb.step[j] = L;
     }
-    pb.simple = cols_inside && (one_row || rows_inside);
-    if (pb.simple) {  // kernel rows kh with pixel 0's input row ih0 + kh*dil_h inside the image
-      valid_range(s.KH, s.H, s.dil_h, 0, pb.oh[0] * s.stride_h - s.pad_top, &pb.lo, &pb.hi);
-      for (int j = 0; j < OWB; ++j)
-        pb.x[j] = in_img + ((pb.oh[j] * s.stride_h - s.pad_top + pb.lo * s.dil_h) * s.W + pb.iw0[j]) * s.C;
-    }
-    for (int64_t k0 = 0; k0 < s.K; k0 += KB)
-      forward_block<T, OWB>(out_img + k0, std::min(KB, s.K - k0), in_img, wp + k0 * R, bp + k0,
-                            zeros, s, pb, relu);
+    if (pb.lo < pb.hi)
+      for (int j = 0; j < OWB; ++j) pb.x[j] += pb.lo * pb.step[j];
+    forward_filters<T, OWB, KV>(out_img, pb, wp, bp, s, relu);
   }
 }
 
@@ -261,28 +253,22 @@ inline bool windows_inside(const Conv2dShape& s) {
 
 // The kOWB pixels of the flattened output image from (oh, ow) on, all filter blocks, for a
 // conv with windows_inside(s).
-template <class T>
+template <class T, int KV>
 void forward_inside_block(T* out_img, int64_t row_stride, int64_t px_stride, const T* in_img, const T* wp,
                           const T* bp, const Conv2dShape& s, int64_t oh, int64_t ow, bool relu) {
-  constexpr int64_t KB = kKV * Vec<T>::width;
-  const int64_t R = s.KH * s.KW * s.C;
-  int64_t out[kOWB];
-  const T* x[kOWB];
+  PixelBlock<T, kOWB> pb;
+  pb.lo = 0;
+  pb.hi = s.KH;
   for (int j = 0; j < kOWB; ++j, ++ow) {
     if (ow == s.OW) {
       ow = 0;
       ++oh;
     }
-    out[j] = oh * row_stride + ow * px_stride;
-    x[j] = in_img + ((oh * s.stride_h - s.pad_top) * s.W + ow * s.stride_w - s.pad_left) * s.C;
+    pb.out[j] = oh * row_stride + ow * px_stride;
+    pb.x[j] = in_img + ((oh * s.stride_h - s.pad_top) * s.W + ow * s.stride_w - s.pad_left) * s.C;
+    pb.step[j] = s.dil_h * s.W * s.C;
   }
-  using V = typename Vec<T>::type;
-  for (int64_t k0 = 0; k0 < s.K; k0 += KB) {
-    V a[kOWB][kKV];
-    init_block<T, kOWB>(a, bp + k0);
-    simple_rows<T, kOWB>(a, x, wp + k0 * R, s, 0, s.KH);
-    store_block<T, kOWB>(a, out_img + k0, out, std::min(KB, s.K - k0), relu);
-  }
+  forward_filters<T, kOWB, KV>(out_img, pb, wp, bp, s, relu);
 }
 
 }  // namespace
@@ -296,20 +282,18 @@ void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias,
 namespace {
 
 // by_row: blocks of kOWB pixels along each output row (wide rows: every block but the last
-// of a row is then simple), else over the flattened image (an 8- or 16-pixel row would
+// of a row then holds no border pixel), else over the flattened image (an 8- or 16-pixel row would
 // otherwise leave narrow tail blocks; measured 10-15% faster at 16x16 stride 2). A conv with
-// every window inside the image always takes flattened blocks: all of them are simple.
-template <typename T>
+// every window inside the image always takes flattened blocks: none holds a border pixel.
+template <typename T, int KV>
 void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
                            const T* weight, const T* bias, const Conv2dShape& s, bool relu, bool by_row) {
   const bool inside = windows_inside(s);
   if (inside) by_row = false;
-  constexpr int64_t KB = kKV * Vec<T>::width;
+  constexpr int64_t KB = KV * Vec<T>::width;
   const int64_t nkb = (s.K + KB - 1) / KB, R = s.KH * s.KW * s.C;
   const T* wp = pack_weight(weight, bias, s, KB);
   const T* bp = wp + nkb * R * KB;
-  T* zeros = workspace<T>(s.C, WorkspaceSlot::Vectors);
-  std::fill(zeros, zeros + s.C, T(0));
   const int64_t OHW = s.OH * s.OW, run_len = by_row ? s.OW : OHW, runs = by_row ? s.OH : 1;
   const int64_t per_run = (run_len + kOWB - 1) / kOWB, nblk = runs * per_run;
   // Threads take chunks of blocks as they come (dynamic schedule): when a neighbour on a shared
@@ -322,10 +306,10 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
   const int64_t nchunks = (nb + chunk - 1) / chunk;
   if (inside) {
     // Every window inside the image and dilation_w 1 (the padded few-channel input, "valid"
-    // padding, the stride phases of a transposed conv): every block is simple, so it is set up
-    // from its first pixel's position, carried from block to block, with no divisions and no
-    // border tests. For 3 channels a block's FMAs are only 2 x 162 cycles, and the general
-    // set-up took ~30% of the time.
+    // padding, the stride phases of a transposed conv): every block is set up from its first
+    // pixel's position, carried from block to block, with no divisions and no border tests.
+    // For 3 channels a block's FMAs are only 2 x 162 cycles, and the general set-up took ~30%
+    // of the time.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t b0 = c * chunk, b1 = std::min(nb, b0 + chunk);
@@ -334,10 +318,10 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
         T* out_img = out + n * img_stride;
         const T* in_img = inp + n * s.H * s.W * s.C;
         if (i + 1 < nblk || OHW % kOWB == 0) {
-          forward_inside_block(out_img, row_stride, px_stride, in_img, wp, bp, s, oh, ow, relu);
+          forward_inside_block<T, KV>(out_img, row_stride, px_stride, in_img, wp, bp, s, oh, ow, relu);
         } else {
-          forward_pixels<T, kOWB>(OHW - i * kOWB, out_img, row_stride, px_stride, in_img, wp, bp, zeros, s,
-                                  i * kOWB, relu);
+          forward_pixels<T, kOWB, KV>(OHW - i * kOWB, out_img, row_stride, px_stride, in_img, wp, bp, nullptr, s,
+                                      i * kOWB, relu);
         }
         ow += kOWB;
         while (ow >= s.OW) {
@@ -352,15 +336,34 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
     }
     return;
   }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    for (int64_t b = c * chunk; b < std::min(nb, (c + 1) * chunk); ++b) {
-      const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
-      const int64_t p0 = r * run_len + i * kOWB;
-      forward_pixels<T, kOWB>(std::min<int64_t>(kOWB, run_len - i * kOWB), out + n * img_stride, row_stride,
-                              px_stride, inp + n * s.H * s.W * s.C, wp, bp, zeros, s, p0, relu);
+#pragma omp parallel num_threads(nt)
+  {
+    // this thread's window copies of border pixels (WindowCopies: no caller of the direct
+    // forward holds it)
+    T* win = workspace<T>(kOWB * R, WorkspaceSlot::WindowCopies);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < nchunks; ++c) {
+      for (int64_t b = c * chunk; b < std::min(nb, (c + 1) * chunk); ++b) {
+        const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
+        const int64_t p0 = r * run_len + i * kOWB;
+        forward_pixels<T, kOWB, KV>(std::min<int64_t>(kOWB, run_len - i * kOWB), out + n * img_stride, row_stride,
+                                    px_stride, inp + n * s.H * s.W * s.C, wp, bp, win, s, p0, relu);
+      }
     }
   }
+}
+
+// The forward's blocks with KV filter vectors, or with half as many where that needs no more
+// zero-padded filters (K = 32 at AVX-512 keeps 2 x 16).
+template <typename T, int KV>
+void direct_forward_kv(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
+                       const T* weight, const T* bias, const Conv2dShape& s, bool relu, bool by_row) {
+  constexpr int64_t KB = KV * Vec<T>::width;
+  if constexpr (KV > 2) {
+    if ((s.K + KB - 1) / KB * KB > (s.K + KB / 2 - 1) / (KB / 2) * (KB / 2))
+      return direct_forward_kv<T, KV / 2>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, relu, by_row);
+  }
+  direct_forward_blocks<T, KV>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, relu, by_row);
 }
 
 }  // namespace
@@ -394,10 +397,10 @@ void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, 
       std::copy(inp + (n * s.H + h) * s.W * s.C, inp + (n * s.H + h + 1) * s.W * s.C, dst + left * s.C);
       std::fill(dst + (left + s.W) * s.C, dst + q.W * s.C, T(0));
     }
-    return direct_forward_blocks(out, img_stride, row_stride, px_stride, xp, weight, bias, q, relu, false);
+    return direct_forward_kv<T, kMaxFKV>(out, img_stride, row_stride, px_stride, xp, weight, bias, q, relu, false);
   }
-  return direct_forward_blocks(out, img_stride, row_stride, px_stride, inp, weight, bias, s, relu,
-                               s.OW >= 4 * kOWB);
+  return direct_forward_kv<T, kMaxFKV>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, relu,
+                                       s.OW >= 4 * kOWB);
 }
 
 namespace {

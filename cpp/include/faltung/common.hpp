@@ -118,8 +118,10 @@ enum class WorkspaceSlot : int {
   // 5. WinogradWeights: the transformed weights U, or their gradient dU (calling thread).
   WinogradWeights = 5,
   // 6. WinogradTiles: transformed input tiles V of one tile block, or the filter-im2col column
-  //    block (per thread).
+  //    block (per thread). WindowCopies: conv_direct.cpp forward's copies of border pixels'
+  //    windows (per thread; Direct and Winograd never call each other).
   WinogradTiles = 6,
+  WindowCopies = 6,
   // 7. WinogradProducts: the transform-domain products M, or transformed output gradients Z,
   //    of one tile block (per thread).
   WinogradProducts = 7,
