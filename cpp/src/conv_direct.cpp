@@ -406,52 +406,63 @@ void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, 
 namespace {
 
 constexpr int kCB = 6;  // input channels per register block of the filter gradient
+// Output rows per filter-gradient block: a block's accumulators sum over the pixels of up to
+// kRB rows of one image before they are added to the partial (16-pixel rows of a stride-2
+// conv left the FMA loop 16 steps long against 12-24 read-modify-writes of the partial).
+constexpr int64_t kRB = 4;
 
-// acc (CB x KB) += sum over the output pixels ow of output row (n, oh) of
-// inp[ih, iw(ow), c0..c0+CB) (outer) dout[ow, k0..k0+KB). d: the dout row (stride ldd).
-template <class T, int CB>
-inline void filter_block(T* part, int64_t ldp, const T* in_row, const T* d, int64_t ldd, int64_t ow_lo,
-                         int64_t ow_hi, int64_t iw_first, int64_t sw, int64_t C) {
+// nr output rows of one image, n pixels of each, for one kernel tap: pixel i of row r reads
+// the input at in0 + r * in_step + i * sw * C and dout at d0 + r * d_step + i * ldd.
+template <class T>
+struct FilterRows {
+  const T* in0;
+  const T* d0;
+  int64_t nr, n, in_step, d_step, ldd, sw, C;
+};
+
+// part (CB x KB) += sum over the rows and pixels of f of inp[pixel, c0..c0+CB) (outer)
+// dout[pixel, k0..k0+KB): in0 and d0 of f already point at c0 and k0.
+template <class T, int CB, int KV>
+inline void filter_block(T* part, int64_t ldp, const FilterRows<T>& f) {
   using V = typename Vec<T>::type;
   constexpr int VW = Vec<T>::width;
-  V a[CB][kKV] = {};
-  const T* x = in_row + iw_first * C;
-  const int64_t xs = sw * C, n = ow_hi - ow_lo;
-  d += ow_lo * ldd;
-  for (int64_t i = 0; i < n; ++i) {
-    const V d0 = load<V>(d + i * ldd), d1 = load<V>(d + i * ldd + VW);
+  V a[CB][KV] = {};
+  const int64_t xs = f.sw * f.C;
+  for (int64_t r = 0; r < f.nr; ++r) {
+    const T* x = f.in0 + r * f.in_step;
+    const T* d = f.d0 + r * f.d_step;
+    for (int64_t i = 0; i < f.n; ++i) {
+      V dv[KV];
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) dv[v] = load<V>(d + i * f.ldd + v * VW);
 #pragma GCC unroll 8
-    for (int j = 0; j < CB; ++j) {
-      const V b = bcast(x + i * xs + j);
-      a[j][0] += b * d0;
-      a[j][1] += b * d1;
-      static_assert(kKV == 2, "two filter vectors per block");
+      for (int j = 0; j < CB; ++j) {
+        const V b = bcast(x + i * xs + j);
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) a[j][v] += b * dv[v];
+      }
     }
   }
 #pragma GCC unroll 8
   for (int j = 0; j < CB; ++j)
-#pragma GCC unroll 2
-    for (int v = 0; v < kKV; ++v) store(part + j * ldp + v * VW, load<V>(part + j * ldp + v * VW) + a[j][v]);
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) store(part + j * ldp + v * VW, load<V>(part + j * ldp + v * VW) + a[j][v]);
 }
 
-template <class T, int CB>
-inline void filter_tail(int64_t rem, T* part, int64_t ldp, const T* in_row, const T* d, int64_t ldd,
-                        int64_t ow_lo, int64_t ow_hi, int64_t iw_first, int64_t sw, int64_t C) {
+template <class T, int CB, int KV>
+inline void filter_tail(int64_t rem, T* part, int64_t ldp, const FilterRows<T>& f) {
   if constexpr (CB > 0) {
-    if (rem == CB) return filter_block<T, CB>(part, ldp, in_row, d, ldd, ow_lo, ow_hi, iw_first, sw, C);
-    filter_tail<T, CB - 1>(rem, part, ldp, in_row, d, ldd, ow_lo, ow_hi, iw_first, sw, C);
+    if (rem == CB) return filter_block<T, CB, KV>(part, ldp, f);
+    filter_tail<T, CB - 1, KV>(rem, part, ldp, f);
   }
 }
 
-
-}  // namespace
-
-// dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (KH,KW,C,K). Threads split the output rows;
-// each accumulates a padded partial (KH*KW*C, nkb*KB) in its Partials slot, then the partials are
-// summed into dweight.
-template <typename T>
-void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
-  constexpr int64_t KB = kKV * Vec<T>::width;
+// dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (KH,KW,C,K) with blocks of KV filter vectors.
+// Threads split the output rows; each accumulates a padded partial (KH*KW*C, nkb*KB) in its
+// Partials slot, then the partials are summed into dweight.
+template <typename T, int KV>
+void direct_backward_filter_kv(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
+  constexpr int64_t KB = KV * Vec<T>::width;
   const int64_t nkb = (s.K + KB - 1) / KB, Kp = nkb * KB, R = s.KH * s.KW * s.C;
   const int64_t rows = s.N * s.OH, RK = R * Kp;
   const bool padded = Kp != s.K;
@@ -467,34 +478,51 @@ void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, cons
     T* part = workspace<T>(RK, WorkspaceSlot::Partials);
     std::fill(part, part + RK, T(0));
     parts[t] = part;
-    T* dpad = padded ? workspace<T>(s.OW * Kp, WorkspaceSlot::Vectors) : nullptr;
-    if (padded) std::fill(dpad, dpad + s.OW * Kp, T(0));
-    for (int64_t row = rows * t / nth; row < rows * (t + 1) / nth; ++row) {
-      const int64_t n = row / s.OH, oh = row % s.OH;
-      const T* d = dout + row * s.OW * s.K;
+    T* dpad = padded ? workspace<T>(kRB * s.OW * Kp, WorkspaceSlot::Vectors) : nullptr;
+    if (padded) std::fill(dpad, dpad + kRB * s.OW * Kp, T(0));
+    // this thread's rows in groups of at most kRB rows of one image
+    for (int64_t row = rows * t / nth, end = rows * (t + 1) / nth; row < end;) {
+      const int64_t n = row / s.OH, oh0 = row % s.OH;
+      const int64_t nr = std::min({kRB, end - row, s.OH - oh0});
+      const T* d_group = dout + row * s.OW * s.K;
       int64_t ldd = s.K;
-      if (padded) {  // the dout row with K padded to Kp, so that every block loads whole vectors
-        for (int64_t ow = 0; ow < s.OW; ++ow) std::copy(d + ow * s.K, d + (ow + 1) * s.K, dpad + ow * Kp);
-        d = dpad;
+      if (padded) {  // the dout rows with K padded to Kp, so that every block loads whole vectors
+        for (int64_t p = 0; p < nr * s.OW; ++p) std::copy(d_group + p * s.K, d_group + (p + 1) * s.K, dpad + p * Kp);
+        d_group = dpad;
         ldd = Kp;
       }
+      FilterRows<T> f;
+      f.ldd = ldd;
+      f.d_step = s.OW * ldd;
+      f.in_step = s.stride_h * s.W * s.C;
+      f.sw = s.stride_w;
+      f.C = s.C;
       for (int64_t kh = 0; kh < s.KH; ++kh) {
-        const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
-        if (ih < 0 || ih >= s.H) continue;
-        const T* in_row = inp + (n * s.H + ih) * s.W * s.C;
+        // the group's rows [r_lo, r_hi) whose input row ih0 + r * stride_h is inside the image
+        const int64_t ih0 = oh0 * s.stride_h - s.pad_top + kh * s.dil_h;
+        int64_t r_lo, r_hi;
+        valid_range(nr, s.H, s.stride_h, 0, ih0, &r_lo, &r_hi);
+        if (r_lo >= r_hi) continue;
+        f.nr = r_hi - r_lo;
+        const T* in_row = inp + (n * s.H + ih0 + r_lo * s.stride_h) * s.W * s.C;
         for (int64_t kw = 0; kw < s.KW; ++kw) {
           const int64_t lo = range[2 * kw], hi = range[2 * kw + 1];
           if (lo >= hi) continue;
-          const int64_t iw_first = lo * s.stride_w - s.pad_left + kw * s.dil_w;
+          f.n = hi - lo;
+          const T* x = in_row + (lo * s.stride_w - s.pad_left + kw * s.dil_w) * s.C;
+          const T* d = d_group + r_lo * f.d_step + lo * ldd;
           T* p_t = part + (kh * s.KW + kw) * s.C * Kp;
           for (int64_t c0 = 0; c0 < s.C; c0 += kCB) {
             const int64_t cb = std::min<int64_t>(kCB, s.C - c0);
-            for (int64_t k0 = 0; k0 < Kp; k0 += KB)
-              filter_tail<T, kCB>(cb, p_t + c0 * Kp + k0, Kp, in_row + c0, d + k0, ldd, lo, hi, iw_first,
-                                  s.stride_w, s.C);
+            f.in0 = x + c0;
+            for (int64_t k0 = 0; k0 < Kp; k0 += KB) {
+              f.d0 = d + k0;
+              filter_tail<T, kCB, KV>(cb, p_t + c0 * Kp + k0, Kp, f);
+            }
           }
         }
       }
+      row += nr;
     }
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -505,6 +533,20 @@ void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, cons
         dweight[r * s.K + k] = acc;
       }
   }
+}
+
+}  // namespace
+
+// The filter gradient with 4 filter vectors per block where there are 32 vector registers
+// (6 x 4 accumulators) and that pads no more filters than 2 vectors do; else 2.
+template <typename T>
+void conv2d_direct_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s) {
+  constexpr int64_t KB = kMaxFKV * Vec<T>::width;
+  if constexpr (kMaxFKV > 2) {
+    if ((s.K + KB - 1) / KB * KB == (s.K + KB / 2 - 1) / (KB / 2) * (KB / 2))
+      return direct_backward_filter_kv<T, kMaxFKV>(dweight, dout, inp, s);
+  }
+  direct_backward_filter_kv<T, 2>(dweight, dout, inp, s);
 }
 
 namespace {
