@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <new>
 #include <sstream>
 
 extern "C" {
@@ -105,14 +106,23 @@ namespace {
 std::atomic<int64_t> g_workspace_bytes{0};  // held by all threads' workspaces
 std::atomic<int> g_largest_team{1};          // the largest team a workspace was taken in
 
+// Workspaces start on a 64-byte boundary: a vector kernel's loads from them (packed weights,
+// tiles) are then whole cache lines at AVX-512, never split across two. new T[n] gives only 16
+// bytes; a large block from malloc sits 16 bytes past a page boundary, so every 64-byte load of
+// it crossed a line.
+constexpr std::align_val_t kWorkspaceAlign{64};
+struct AlignedDelete {
+  void operator()(void* p) const { ::operator delete[](p, kWorkspaceAlign); }
+};
+
 template <typename T>
 struct Workspace {
-  std::unique_ptr<T[]> data;
+  std::unique_ptr<T[], AlignedDelete> data;
   int64_t size = 0;
   T* get(int64_t n) {
     if (n > size) {
       release();  // the old contents are not kept: free them before allocating
-      data.reset(new T[n]);
+      data.reset(static_cast<T*>(::operator new[](n * sizeof(T), kWorkspaceAlign)));
       size = n;
       g_workspace_bytes += n * int64_t(sizeof(T));
       const int team = omp_get_num_threads();
