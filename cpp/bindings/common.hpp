@@ -5,6 +5,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -50,12 +52,18 @@ T* call_buffer(size_t n) {
   return buffer.data();
 }
 
-// A new C-contiguous array of the given shape (uninitialized).
+// A new C-contiguous array of the given shape (uninitialized), on a 64-byte boundary: numpy's
+// own large blocks start 16 bytes past one, so the next kernel's whole-vector loads of this
+// result at AVX-512 would each span two cache lines. The array owns its memory (a capsule
+// frees it with the matching aligned delete).
 template <typename T>
 Arr<T> empty(const std::vector<int64_t>& shape) {
   int64_t n = 1;  // refuse before allocating what memory could not hold (or int64 wraps)
   for (int64_t d : shape) n = size_mul(n, d, "allocation", "the result's element count");
-  return Arr<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  constexpr std::align_val_t align{64};
+  void* p = ::operator new[](static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T), align);
+  py::capsule owner(p, [](void* q) { ::operator delete[](q, std::align_val_t{64}); });
+  return Arr<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<T*>(p), owner);
 }
 
 // Registration of each family's functions; defined in cpp/bindings/<family>.cpp.
