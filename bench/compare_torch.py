@@ -1,6 +1,6 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc,rnnmem,seq2seq,levels]
+    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc,rnnmem,seq2seq,levels,gpu]
                                   [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
@@ -47,6 +47,13 @@ same build, switching faltung._core between the two in one process and alternati
 by round; it prints its own table (speed-up = avx2 time / avx512 time) and skips on a CPU
 without AVX-512. OpenBLAS picks its kernels from the CPU itself, so the GEMMs inside these
 layers run alike at both levels.
+
+`gpu` is the GPU column (issue 14): the CIFAR model's training step (batch 32 and 64) and the
+`rnnmem` LSTM model's, with faltung's model built under `faltung.device("gpu:0")` against the
+same PyTorch model on "cuda" (NCHW and channels_last for the CIFAR model), every step copying
+its batch in from host memory and ending when its loss is back on the host (faltung's
+train_on_batch returns it; PyTorch's side calls loss.item()). It runs only where faltung was
+built with CUDA, finds a device, and PyTorch has CUDA too; elsewhere it prints why it skipped.
 
 `rnnmem` reports the peak resident memory added by 5 training steps of an LSTM model (LSTM 256
 units with return_sequences on batch 32, T 100, input 128, then Dense 10 on every step, sparse
@@ -332,27 +339,32 @@ def _report_peak(step):
     print((_status_kb("VmHWM") - base) / 1024.0)
 
 
-def _lstm_memory_step(side, bs):
-    """One training step of the `rnnmem` LSTM model (see the module docstring)."""
+def _lstm_memory_step(side, bs, gpu=False):
+    """One training step of the `rnnmem` LSTM model (see the module docstring); gpu: faltung's
+    model device-resident on GPU 0, torch's on "cuda", the batch copied in every step."""
     T, D, U = 100, 128, 256
     rng = np.random.default_rng(0)
     x = rng.standard_normal((bs, T, D)).astype(np.float32)
     y = rng.integers(0, 10, (bs, T))
     if side == "faltung":
-        model = faltung.Sequential([layers.Input((T, D)), layers.LSTM(U, return_sequences=True),
-                                    layers.Dense(10)])
+        with faltung.device("gpu:0" if gpu else "cpu"):
+            model = faltung.Sequential([layers.Input((T, D)), layers.LSTM(U, return_sequences=True),
+                                        layers.Dense(10)])
         model.compile(optimizer="adam",
                       loss=faltung.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return lambda: model.train_on_batch(x, y)
-    lstm, head = torch.nn.LSTM(D, U, batch_first=True), torch.nn.Linear(U, 10)
+        return lambda: model.train_on_batch(x, y)  # returns the loss: the step has finished
+    dev = torch.device("cuda" if gpu else "cpu")
+    lstm, head = torch.nn.LSTM(D, U, batch_first=True).to(dev), torch.nn.Linear(U, 10).to(dev)
     opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3, eps=1e-7)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        out, _ = lstm(xt)
-        torch.nn.functional.cross_entropy(head(out).reshape(-1, 10), yt).backward()
+        out, _ = lstm(xt.to(dev))
+        loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, 10), yt.to(dev))
+        loss.backward()
         opt.step()
+        return loss.item()  # waits for the step, as faltung's returned loss does
     return step
 
 
@@ -823,11 +835,61 @@ def bench_levels(repeats):
               f"| {1 / q3:.2f}-{1 / q1:.2f} |", flush=True)
 
 
+def gpu_unavailable():
+    """Why the `gpu` group cannot run here, or None when both sides have a CUDA device."""
+    info = faltung.build_info()
+    if not info.get("cuda"):
+        return "faltung was built without CUDA (pip install -Ccmake.define.FALTUNG_CUDA=ON .)"
+    if not info.get("cuda_devices"):
+        return f"faltung finds no CUDA device ({info.get('cuda_error') or 'no device'})"
+    if not torch.cuda.is_available():
+        return "this PyTorch sees no CUDA device (a CPU wheel, or no driver)"
+    return None
+
+
+def bench_gpu(repeats):
+    """The GPU column: training steps with faltung's model device-resident on GPU 0 against the
+    same model in PyTorch on "cuda", each step taking its batch from host memory and ending
+    when its loss is back on the host."""
+    why = gpu_unavailable()
+    if why:
+        print(f"gpu: skipped: {why}", flush=True)
+        return
+    dev = torch.device("cuda")
+    rng = np.random.default_rng(0)
+    for bs in (32, 64):
+        x = rng.random((bs, 32, 32, 3), dtype=np.float32)
+        y = rng.integers(0, 10, bs)
+        with faltung.device("gpu:0"):
+            model = cifar_model_faltung()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        sides = {"faltung": lambda model=model, x=x, y=y: model.train_on_batch(x, y)}
+        for cl in (False, True):
+            tm = cifar_model_torch(cl).to(dev)
+            opt = torch.optim.Adam(tm.parameters(), lr=1e-3, eps=1e-7)
+            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            yt = torch.from_numpy(y)
+
+            def t(tm=tm, opt=opt, xt=xt, yt=yt, cl=cl):
+                opt.zero_grad(set_to_none=True)
+                xd = xt.to(dev)
+                if cl:
+                    xd = xd.contiguous(memory_format=torch.channels_last)
+                loss = torch.nn.functional.cross_entropy(tm(xd), yt.to(dev))
+                loss.backward()
+                opt.step()
+                return loss.item()
+            sides["torch_cl" if cl else "torch_nchw"] = t
+        compare(f"GPU CIFAR model train step (Adam), batch {bs}", sides, repeats)
+    compare("GPU LSTM 256 train step (Adam), batch 32, T 100, input 128",
+            {side: _lstm_memory_step(side, 32, gpu=True) for side in ("faltung", "torch")}, repeats)
+
+
 SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
             "pool": bench_pool, "step": bench_step, "memory": bench_memory,
             "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph,
             "rnn": bench_rnn, "ctc": bench_ctc, "rnnmem": bench_rnn_memory,
-            "seq2seq": bench_seq2seq, "levels": bench_levels}
+            "seq2seq": bench_seq2seq, "levels": bench_levels, "gpu": bench_gpu}
 
 
 def main():
