@@ -18,8 +18,8 @@
 //
 //   forward          out[p, k]       = sum_{kh,kw,c} inp[window(p), c] * weight[kh,kw,c,k]
 //   backward filter  dweight[t, c, k] = sum_p inp[window_t(p), c] * dout[p, k]
-//                    (per thread: 6 input channels x KB filters in registers, summed over a
-//                    row of output pixels; per-thread partials are summed at the end)
+//                    (per thread: 6 input channels x KB filters in registers, summed over
+//                    up to 4 rows of output pixels; per-thread partials are summed at the end)
 //   backward data    dinp[q, c]      = sum_{t, p: window_t(p) = q} dout[p, :] . weight[t, c, :]
 //                    (gather form, vectorized over K, for few input channels; stride > 1
 //                    handled by the divisibility test of the gather)
@@ -27,7 +27,7 @@
 // Workspaces (common.hpp). Forward: packed weights (ceil(K/KB), KH, KW, C, KB), zero-padded
 // past K, with the padded bias behind them: the calling thread's PackedWeights; the padded input
 // copy for few channels: PaddedInput; per thread, the border pixels' window copies: WindowCopies.
-// Filter gradient: each thread's partial: Partials; its padded dout row: Vectors.
+// Filter gradient: each thread's partial: Partials; its padded dout rows: Vectors.
 #include <omp.h>
 
 #include <algorithm>
