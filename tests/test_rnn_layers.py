@@ -290,6 +290,30 @@ def test_bidirectional_masks_and_initial_state_gradients():
         assert g[1, 2] == pytest.approx(central_difference(f, s, (1, 2), 1e-2), rel=3e-2, abs=3e-3)
 
 
+@pytest.mark.parametrize("used", [0, 1])
+def test_bidirectional_initial_state_gradients_when_one_direction_is_unused(used):
+    # merge_mode=None and only one direction's output feeding the loss: the other direction
+    # takes no gradient, and the initial-state gradients must still go to their own tensors
+    # (the used direction's, not the first half of the list)
+    x_in = L.Input((4, 3))
+    s_in = [L.Input((2,)) for _ in range(4)]
+    outs = L.Bidirectional(L.LSTM(2, return_sequences=True), merge_mode=None)(x_in, initial_state=s_in)
+    model = faltung.Model([x_in] + s_in, outs[used])
+    data = [_x(2, 4, 3, seed=20)] + [_x(2, 2, seed=21 + i) for i in range(4)]
+    r = np.random.default_rng(4).normal(size=(2, 4, 2)).astype(np.float32)
+    model.forward(data, training=True)
+    grads = model.backward(r, need_dx=True)
+
+    def f():
+        return float((r.astype(np.float64) * model.forward(data)).sum())
+    for i in range(1, 5):
+        if (i - 1) // 2 != used:
+            assert grads[i] is None or not np.any(grads[i])
+        else:
+            assert grads[i][1, 1] == pytest.approx(central_difference(f, data[i], (1, 1), 1e-2),
+                                                   rel=3e-2, abs=3e-3)
+
+
 def test_bidirectional_config_and_keras_file(tmp_path):
     pytest.importorskip("h5py")
     model = faltung.Sequential([L.Input((6, 4)),

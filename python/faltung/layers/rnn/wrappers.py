@@ -168,7 +168,8 @@ class Bidirectional(Composite):
             results.append(run_backward(sub, ctx, d_sub, need_dx))
         dx, d_init = None, []
         for r in results:
-            if r is None:
+            if r is None:  # no gradient reached this direction: none for its initial states
+                d_init += [None] * (len(self.forward_layer.state_size) if given else 0)
                 continue
             r_dx, r_init = (r[0], r[1]["initial_state"]) if given else (r, [])
             d_init += r_init
