@@ -8,7 +8,10 @@ several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As 
 does: the gradients of a tensor read by several calls are summed, and so are the weight
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
 training=False runs as at inference. Layers with several outputs or tensor keyword arguments
-raise NotImplementedError.
+raise NotImplementedError. A nested model (a Model or Sequential called as a layer) is inlined:
+its layer calls become steps of this graph (keyed apart per call of it), reading the tensors it
+is called on, its outputs leaving without a mask (as the CPU's Model.compute_mask), and the
+`training=` of its call applying to the calls inside as the CPU's Model.forward applies it.
 
 Masks travel as the CPU graph propagates them (Layer.compute_mask), as uint8 DeviceArrays (1 =
 keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bidirectional
@@ -66,23 +69,32 @@ class _ConcatOp:
 
 
 class _Step:
-    """One layer call: `ops` (a chain, one input) or `merge` (a list of inputs); tensor ids."""
+    """One layer call: `ops` (a chain, one input) or `merge` (a list of inputs); the keys of its
+    tensors (`key(t)`: id(t), or for the calls inside a nested model one of its own, see
+    DeviceGraph._inline); `recorded`, the `training=` each enclosing nested model's call was
+    recorded with, then this call's own."""
 
-    def __init__(self, node, ops, merge):
-        self.layer, self.ops, self.merge = node.layer, ops, merge
-        self.inputs = [id(t) for t in node.input_tensors]
-        self.outputs = [id(t) for t in node.output_tensors]  # several: Bidirectional(merge_mode=None)
+    def __init__(self, node, ops, merge, key=id, recorded=()):
+        self.node, self.layer, self.ops, self.merge = node, node.layer, ops, merge
+        self.inputs = [key(t) for t in node.input_tensors]
+        self.outputs = [key(t) for t in node.output_tensors]  # several: Bidirectional(merge_mode=None)
         self.output = self.outputs[0]
-        self.recorded_training = (node.call_kwargs or {}).get("training")
+        self.recorded = recorded + ((node.call_kwargs or {}).get("training"),)
         self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
         self.mask_arg = None   # the tensor of a `mask=` argument (a model input), which it takes instead
         self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
 
     def mode(self, training):
-        """The training flag of this call, as the CPU graph chooses it."""
-        if training:
-            return self.recorded_training is None or bool(self.recorded_training)
-        return bool(self.recorded_training)
+        """The training flag of this call, as the CPU graph chooses it: a call recorded with
+        training=False computes as at inference in a training run (and so does everything inside
+        it, a nested model's calls too); in an inference run, a call recorded with training=True
+        runs as in training (and the calls inside it as in a training run)."""
+        for recorded in self.recorded:
+            if not training:
+                training = bool(recorded)
+            elif recorded is not None and not recorded:
+                return False
+        return training
 
     def softmax_last(self):
         return bool(self.ops) and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
@@ -94,7 +106,7 @@ def _two_directions(layer):
     return isinstance(layer, Bidirectional) and layer.merge_mode is None and not layer.return_state
 
 
-def _step_of(node, where):
+def _step_of(node, where, key=id, recorded=()):
     from faltung.layers import Concatenate
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
@@ -108,27 +120,66 @@ def _step_of(node, where):
                 len(node.args_tensors) == 1 and not isinstance(layer, Merge)):
             raise NotImplementedError(f"{what} is called with a `mask=` argument the device cannot take yet (it "
                                       "takes one tensor, a model input, for a layer that takes a mask)")
-        step = _Step(node, ops_for(layer), None)
+        step = _Step(node, ops_for(layer), None, key, recorded)
         if not getattr(step.ops[0] if step.ops else None, "takes_mask", False):
             raise NotImplementedError(f"{what} is called with a `mask=` argument, which it does not take on the "
                                       "device")
-        step.mask_arg = id(mask_arg)
+        step.mask_arg = key(mask_arg)
         return step
     if node.kwargs_tensors:
         raise NotImplementedError(f"{what} is called with tensor keyword arguments, which are not supported on "
                                   "the device yet")
     if isinstance(layer, Merge):
         if type(layer) is Concatenate:
-            return _Step(node, None, _ConcatOp(layer))
+            return _Step(node, None, _ConcatOp(layer), key, recorded)
         name = MERGE_NAMES.get(type(layer).__name__)
         if name is None:
             raise NotImplementedError(f"{what}: the merge layer {type(layer).__name__} is not supported on the "
                                       f"device yet; supported: {', '.join(MERGE_NAMES)}, Concatenate")
-        return _Step(node, None, _MergeOp(name))
+        return _Step(node, None, _MergeOp(name), key, recorded)
     if len(node.input_tensors) != 1:
         raise NotImplementedError(f"{what} takes {len(node.input_tensors)} tensors; only the merge layers take "
                                   "several on the device")
-    return _Step(node, ops_for(layer), None)
+    return _Step(node, ops_for(layer), None, key, recorded)
+
+
+class _Boundary(_Step):
+    """Where a nested model's output leaves it: the value as it is (no op), and no mask, as the
+    CPU's Model.compute_mask (Layer's, the model not supporting masking) drops it."""
+
+    def __init__(self, node, inner_key, key, recorded):
+        self.node, self.layer, self.ops, self.merge = node, node.layer, [], None
+        self.inputs, self.outputs = [inner_key], [key]
+        self.output, self.recorded = key, recorded
+        self.mask_in, self.mask_arg, self.mask_out = False, None, None
+
+
+def _inline(graph, where, key=id, recorded=()):
+    """The steps of `graph`'s layer calls, a nested model's (a Model or Sequential called as a
+    layer) inlined: its calls keyed apart from those of its other calls ((the call's first output
+    key, id(t))), its inputs the tensors it is called on, each output leaving by a _Boundary."""
+    from faltung.models.model import Model
+    steps = []
+    for node in graph.nodes:
+        model = node.layer
+        if not isinstance(model, Model):
+            steps.append(_step_of(node, where, key, recorded))
+            continue
+        inner = model._graph
+        what = f"{where}: nested model '{model.name}' ({type(model).__name__})"
+        if inner is None or node.kwargs_tensors or len(node.args_tensors) != len(inner.inputs) or \
+                len(node.output_tensors) != len(inner.outputs):
+            raise NotImplementedError(f"{what} is called with tensor keyword arguments or on a structure "
+                                      "of inputs or outputs that is not its own; not supported on the device")
+        call = key(node.output_tensors[0])
+        alias = {id(t): key(a) for t, a in zip(inner.inputs, node.args_tensors)}
+
+        def inner_key(t, alias=alias, call=call):
+            return alias.get(id(t), (call, id(t)))
+        rec = recorded + ((node.call_kwargs or {}).get("training"),)
+        steps += _inline(inner, what, inner_key, rec)
+        steps += [_Boundary(node, inner_key(t), key(o), rec) for t, o in zip(inner.outputs, node.output_tensors)]
+    return steps
 
 
 class DeviceGraph:
@@ -138,8 +189,9 @@ class DeviceGraph:
     def __init__(self, graph, where):
         self.inputs = [id(t) for t in graph.inputs]
         self.outputs = [id(t) for t in graph.outputs]
-        self.steps = [_step_of(node, where) for node in graph.nodes]
-        self._plan_masks(graph.nodes, where)
+        self.steps = _inline(graph, where)
+        self.nested = {id(s.layer): s.layer for s in self.steps if isinstance(s, _Boundary)}
+        self._plan_masks(where)
         self._plan_indices(where)
         out_ids = set(self.outputs)
         self.last_use = {}
@@ -151,11 +203,13 @@ class DeviceGraph:
                     self.last_use[t] = i
         self.producer = {t: step for step in self.steps for t in step.outputs}
 
-    def _plan_masks(self, nodes, where):
+    def _plan_masks(self, where):
         """Which steps make, take and pass on masks (see the module's docstring)."""
         has = set()  # ids of the tensors that carry a mask
-        for node, step in zip(nodes, self.steps):
-            layer = node.layer
+        for step in self.steps:
+            if isinstance(step, _Boundary):
+                continue
+            layer, node = step.layer, step.node
             what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
             first = step.ops[0] if step.ops else None
             if first is not None and hasattr(first, "mask_of"):
