@@ -25,8 +25,9 @@ to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are 
 Supported, anything else raising NotImplementedError that names it (layers at build time,
 losses and optimizer at compile or on the first batch):
 - graphs: Sequential and functional models, several inputs and outputs, the merge layers Add,
-  Subtract, Multiply, Average, Maximum, Minimum and Concatenate, shared layers, tensors read by
-  several layers; masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
+  Subtract, Multiply, Average, Maximum, Minimum (masks used as the CPU layers use them),
+  Concatenate and Dot (any axes, normalize), shared layers, tensors read by several layers;
+  masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
   weighing the losses and metrics of the outputs they reach as the CPU Trainer's, and `mask=`
   arguments that are model inputs; nested models (a Sequential or functional Model called as a
   layer: its calls inlined into the outer graph, which then holds its weights: an inner model

@@ -3,7 +3,7 @@ model's Graph (faltung.models.graph, Sequential and functional alike) as steps o
 DeviceArrays, run forward in the graph's order and backward in reverse.
 
 A step is one call of a layer: a chain of ops (faltung.models.resident_ops.ops_for: one input,
-one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate:
+one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot:
 several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As the CPU graph
 does: the gradients of a tensor read by several calls are summed, and so are the weight
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
@@ -18,11 +18,13 @@ keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bi
 consume it (and pass it on with return_sequences), GlobalAveragePooling1D consumes it;
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
-it for (Multiply, Maximum, Minimum, Dot, Concatenate but on the last axis) raises
-NotImplementedError naming the layer then. A `mask=` argument that is a model input (uploaded as
-uint8) goes to a layer that takes a mask instead of its input's (as on the CPU; only the
-input's passes on); other `mask=` arguments raise NotImplementedError. Add, Subtract, Average
-and Concatenate (last axis) or their inputs' masks, as the CPU layers' compute_mask. The
+it for (Concatenate but on the last axis, layers that make or take masks the device does not
+run with one) raises NotImplementedError naming the layer then. A `mask=` argument that is a
+model input (uploaded as uint8) goes to a layer that takes a mask instead of its input's (as on
+the CPU; only the input's passes on); other `mask=` arguments raise NotImplementedError.
+Multiply, Maximum and Minimum use their inputs' masks in their values (merge.cuh), Add,
+Subtract, Average and Dot ignore them; the elementwise merges and Concatenate (last axis) or
+their inputs' masks, as the CPU layers' compute_mask, and Dot's output has none. The
 model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
 
 Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
@@ -41,25 +43,80 @@ MERGE_NAMES = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Av
 
 
 class _MergeOp:
-    """An elementwise merge layer over n inputs (broadcast as the layer broadcasts)."""
+    """An elementwise merge layer over n inputs (broadcast as the layer broadcasts); Multiply,
+    Maximum and Minimum take their inputs' masks (uint8 DeviceArrays or None) as the CPU layers
+    use them (merge.cuh), the others ignore them."""
 
     def __init__(self, name):
         self.name = name
+        self.takes_masks = name in ("multiply", "maximum", "minimum")
 
-    def forward(self, res, xs, training):
-        y, win = res.r.merge(self.name, xs)
-        return y, (xs, win)
+    def forward(self, res, xs, training, masks=None):
+        masks = masks if self.takes_masks and masks and any(m is not None for m in masks) else None
+        y, win = res.r.merge(self.name, xs, masks)
+        return y, (xs, win, masks)
 
     def backward(self, res, dy, saved, need_dx):
-        xs, win = saved
-        return res.r.merge_backward(self.name, dy, xs, win) if need_dx else None
+        xs, win, masks = saved
+        return res.r.merge_backward(self.name, dy, xs, win, masks) if need_dx else None
+
+
+class _DotOp:
+    """Dot: x with its dot axis moved last (B, M, k), y likewise (B, N, k) (permute, a copy unless
+    the axis is last already), L2-normalized along k with normalize=True, then one batched
+    product x y^T (B, M, N), shaped as the layer's output. The masks are ignored, and the output
+    has none (as the CPU layer's)."""
+    takes_masks = False
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    @staticmethod
+    def _rows(res, x, axis):
+        shape = tuple(x.shape)
+        perm = [a for a in range(len(shape)) if a != axis] + [axis]
+        moved = tuple(shape[a] for a in perm)
+        xp = x if perm == sorted(perm) else res.r.permute(x, perm)
+        return xp.reshape((shape[0], int(np.prod(moved[1:-1])), shape[axis])), (perm, moved)
+
+    @staticmethod
+    def _back(res, d, layout):
+        perm, moved = layout
+        d = d.reshape(moved)
+        return d if perm == sorted(perm) else res.r.permute(d, [int(a) for a in np.argsort(perm)])
+
+    def forward(self, res, xs, training, masks=None):
+        from faltung.layers.merging.dot import EPSILON
+        x, y = xs
+        shapes = [tuple(x.shape), tuple(y.shape)]
+        a0, a1 = self.layer._axes(shapes)  # the CPU layer's checks and errors
+        out_shape = self.layer.compute_output_shape(shapes)
+        (xm, lx), (ym, ly) = self._rows(res, x, a0), self._rows(res, y, a1)
+        inv = None
+        if self.layer.normalize:
+            (xm, ix), (ym, iy) = res.r.l2_normalize(xm, EPSILON), res.r.l2_normalize(ym, EPSILON)
+            inv = (ix, iy)
+        out = res.r.batch_matmul(xm, ym, False, True)
+        return out.reshape(out_shape), (xm, ym, lx, ly, inv)
+
+    def backward(self, res, dy, saved, need_dx):
+        from faltung.layers.merging.dot import EPSILON
+        if not need_dx:
+            return None
+        xm, ym, lx, ly, inv = saved
+        g = dy.reshape((xm.shape[0], xm.shape[1], ym.shape[1]))
+        dxm, dym = res.r.batch_matmul(g, ym), res.r.batch_matmul(g, xm, True, False)
+        if inv is not None:
+            dxm = res.r.l2_normalize_backward(dxm, xm, inv[0], EPSILON)
+            dym = res.r.l2_normalize_backward(dym, ym, inv[1], EPSILON)
+        return [self._back(res, dxm, lx), self._back(res, dym, ly)]
 
 
 class _ConcatOp:
     def __init__(self, layer):
         self.layer = layer
 
-    def forward(self, res, xs, training):
+    def forward(self, res, xs, training, masks=None):
         axis = self.layer.axis % len(xs[0].shape)
         return res.r.concatenate(xs, axis), (axis, [x.shape[axis] for x in xs])
 
@@ -107,7 +164,7 @@ def _two_directions(layer):
 
 
 def _step_of(node, where, key=id, recorded=()):
-    from faltung.layers import Concatenate
+    from faltung.layers import Concatenate, Dot
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
     what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
@@ -132,10 +189,12 @@ def _step_of(node, where, key=id, recorded=()):
     if isinstance(layer, Merge):
         if type(layer) is Concatenate:
             return _Step(node, None, _ConcatOp(layer), key, recorded)
+        if type(layer) is Dot:
+            return _Step(node, None, _DotOp(layer), key, recorded)
         name = MERGE_NAMES.get(type(layer).__name__)
         if name is None:
             raise NotImplementedError(f"{what}: the merge layer {type(layer).__name__} is not supported on the "
-                                      f"device yet; supported: {', '.join(MERGE_NAMES)}, Concatenate")
+                                      f"device yet; supported: {', '.join(MERGE_NAMES)}, Concatenate, Dot")
         return _Step(node, None, _MergeOp(name), key, recorded)
     if len(node.input_tensors) != 1:
         raise NotImplementedError(f"{what} takes {len(node.input_tensors)} tensors; only the merge layers take "
@@ -229,7 +288,10 @@ class DeviceGraph:
                                           "(the CPU can: build the model outside the device scope)")
             if step.merge is not None:
                 kind = type(layer).__name__
-                if kind in ("Add", "Subtract", "Average"):  # values ignore the masks
+                if kind == "Dot":  # values ignore the masks, the output has none
+                    continue
+                if kind in ("Add", "Subtract", "Average", "Multiply", "Maximum", "Minimum"):
+                    step.mask_in = step.merge.takes_masks  # Multiply, Maximum, Minimum use them
                     if all(t in has for t in step.inputs):    # else no mask, as the CPU's compute_mask
                         step.mask_out = "or"
                         has.add(step.output)
@@ -313,7 +375,8 @@ class DeviceGraph:
         for i, step in enumerate(self.steps):
             mode = step.mode(training)
             if step.merge is not None:
-                y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode)
+                taken = [masks.get(t) for t in step.inputs] if step.mask_in else None
+                y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode, masks=taken)
                 if step.mask_out == "or":
                     masks[step.output] = self._or_masks(res, step, [masks.get(t) for t in step.inputs],
                                                         tuple(y.shape[:-1]))
