@@ -173,7 +173,8 @@ def test_masked_recurrent_entry_points_equal_the_cpu_ops_in_float64(name, zero_o
     want = cpu_backward(out[-1], dhs, dh_T)[:4]
     r, DA = host.resident, host.DeviceArray
     opts = dict(options, mask=DA(mask.astype(np.uint8)), zero_output_for_mask=zero_output)
-    hs, h_T, ws = getattr(r, family + "_forward")(DA(x), DA(W), DA(Rk), DA(b), training=True, **opts)
+    out_dev = getattr(r, family + "_forward")(DA(x), DA(W), DA(Rk), DA(b), training=True, **opts)
+    hs, h_T, ws = out_dev[0], out_dev[1], out_dev[-1]
     np.testing.assert_allclose(hs.numpy(), out[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h_T.numpy(), out[1], rtol=1e-12, atol=1e-12)
     got = getattr(r, family + "_backward")(DA(x), DA(W), DA(Rk), DA(b), ws, DA(dhs), DA(dh_T), **opts)

@@ -38,7 +38,8 @@ losses and optimizer at compile or on the first batch):
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
-  go_backwards, masks; no stateful, return_state or dropout),
+  go_backwards, masks, return_state, initial_state (tensors of the graph), stateful (the states
+  carried on the device, read back through RNN.states); no dropout),
   Bidirectional (merge modes concat, sum, mul, ave, None) and TimeDistributed of those layers,
   Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without
   noise_shape; its masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not

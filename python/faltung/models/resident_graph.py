@@ -7,8 +7,11 @@ one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, 
 several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As the CPU graph
 does: the gradients of a tensor read by several calls are summed, and so are the weight
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
-training=False runs as at inference. Layers with several outputs or tensor keyword arguments
-raise NotImplementedError. A nested model (a Model or Sequential called as a layer) is inlined:
+training=False runs as at inference. A recurrent layer's `initial_state` tensors are inputs of
+its step after the sequence (their gradients come out of its backward), and with return_state
+its final states are outputs after its output (without a mask, as the CPU's compute_mask).
+Other layers with several outputs (but Bidirectional's two directions) or tensor keyword
+arguments raise NotImplementedError. A nested model (a Model or Sequential called as a layer) is inlined:
 its layer calls become steps of this graph (keyed apart per call of it), reading the tensors it
 is called on, its outputs leaving without a mask (as the CPU's Model.compute_mask), and the
 `training=` of its call applying to the calls inside as the CPU's Model.forward applies it.
@@ -140,6 +143,8 @@ class _Step:
         self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
         self.mask_arg = None   # the tensor of a `mask=` argument (a model input), which it takes instead
         self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
+        self.masked = self.outputs  # the outputs a passed mask goes to (a recurrent layer's states: none)
+        self.n_states = 0      # `initial_state` tensors (inputs[1:]), which the first op takes
 
     def mode(self, training):
         """The training flag of this call, as the CPU graph chooses it: a call recorded with
@@ -163,12 +168,18 @@ def _two_directions(layer):
     return isinstance(layer, Bidirectional) and layer.merge_mode is None and not layer.return_state
 
 
+def _returns_state(layer):
+    """A recurrent layer returning its final states after its output (return_state=True)."""
+    from faltung.layers import GRU, LSTM, SimpleRNN
+    return type(layer) in (SimpleRNN, LSTM, GRU) and layer.return_state
+
+
 def _step_of(node, where, key=id, recorded=()):
     from faltung.layers import Concatenate, Dot
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
     what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
-    if len(node.output_tensors) != 1 and not _two_directions(layer):
+    if len(node.output_tensors) != 1 and not (_two_directions(layer) or _returns_state(layer)):
         raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
                                   "outputs are not supported on the device yet")
     mask_arg = (node.call_kwargs or {}).get("mask")
@@ -182,6 +193,17 @@ def _step_of(node, where, key=id, recorded=()):
             raise NotImplementedError(f"{what} is called with a `mask=` argument, which it does not take on the "
                                       "device")
         step.mask_arg = key(mask_arg)
+        return step
+    init = (node.call_kwargs or {}).get("initial_state")
+    if init is not None:
+        states = list(init) if isinstance(init, (list, tuple)) else [init]
+        step = _Step(node, ops_for(layer), None, key, recorded)
+        if not (getattr(step.ops[0] if step.ops else None, "takes_initial_state", False) and
+                node.kwargs_tensors == states and len(node.args_tensors) == 1):
+            raise NotImplementedError(f"{what} is called with an `initial_state` the device cannot take (it takes "
+                                      "a list of tensors, for SimpleRNN, LSTM and GRU, and no other tensor "
+                                      "keyword argument)")
+        step.n_states = len(states)
         return step
     if node.kwargs_tensors:
         raise NotImplementedError(f"{what} is called with tensor keyword arguments, which are not supported on "
@@ -210,7 +232,7 @@ class _Boundary(_Step):
         self.node, self.layer, self.ops, self.merge = node, node.layer, [], None
         self.inputs, self.outputs = [inner_key], [key]
         self.output, self.recorded = key, recorded
-        self.mask_in, self.mask_arg, self.mask_out = False, None, None
+        self.mask_in, self.mask_arg, self.mask_out, self.masked, self.n_states = False, None, None, [], 0
 
 
 def _inline(graph, where, key=id, recorded=()):
@@ -280,10 +302,11 @@ class DeviceGraph:
                 self._check_takes_mask(step, first, what)
                 if step.inputs[0] in has and first.passes_mask():
                     step.mask_out = "pass"
-                    has.update(step.outputs)
+                    step.masked = step.outputs[:1] if _returns_state(layer) else step.outputs
+                    has.update(step.masked)
                 continue
-            if not any(t in has for t in step.inputs):
-                continue
+            if not any(t in has for t in (step.inputs if step.merge is not None else step.inputs[:1])):
+                continue  # (a recurrent layer's `initial_state` masks are not its input's)
             refused = NotImplementedError(f"{what} receives a mask, which the device cannot apply to it yet "
                                           "(the CPU can: build the model outside the device scope)")
             if step.merge is not None:
@@ -311,7 +334,8 @@ class DeviceGraph:
                 passes = layer.supports_masking
             if passes:
                 step.mask_out = "pass"
-                has.update(step.outputs)
+                step.masked = step.outputs[:1] if _returns_state(layer) else step.outputs
+                has.update(step.masked)
 
     @staticmethod
     def _check_takes_mask(step, first, what):
@@ -384,16 +408,17 @@ class DeviceGraph:
                 y, s = values[step.inputs[0]], []
                 in_mask = masks.get(step.inputs[0])
                 for j, op in enumerate(self._chain(step, stop)):
+                    kw = {}
                     if j == 0 and step.mask_in:
-                        taken = in_mask if step.mask_arg is None else values[step.mask_arg]
-                        y, si = op.forward(res, y, mode, mask=taken)
-                    else:
-                        y, si = op.forward(res, y, mode)
+                        kw["mask"] = in_mask if step.mask_arg is None else values[step.mask_arg]
+                    if j == 0 and step.n_states:
+                        kw["initial_state"] = [values[t] for t in step.inputs[1:]]
+                    y, si = op.forward(res, y, mode, **kw)
                     if j == 0 and step.mask_out == "make":
                         masks[step.output] = op.mask_of(res, si)
                     s.append(si)
                 if step.mask_out == "pass" and in_mask is not None:
-                    masks.update((t, in_mask) for t in step.outputs)
+                    masks.update((t, in_mask) for t in step.masked)
             if len(step.outputs) > 1:
                 values.update(zip(step.outputs, y))
             else:
@@ -452,7 +477,7 @@ class DeviceGraph:
                 chain = self._chain(step, stop)
                 for j in range(len(chain) - 1, -1, -1):
                     dy = chain[j].backward(res, dy, saved[i][j], need_dx or j > 0)
-                dxs = [dy]
+                dxs = [dy[0]] + dy[1] if step.n_states else [dy]  # (dx, the initial states' gradients)
             if need_dx:
                 for t, d in zip(step.inputs, dxs):
                     if d is not None and want.get(t, False):
