@@ -142,6 +142,28 @@ def test_initial_states_computed_by_layers_and_a_masked_input_match_the_cpu_fit(
     fit_alike(cpu, dev, [TOKENS, SEQ[:, 0]], [SEQ_LABELS, LABELS], batch_size=5)
 
 
+@pytest.mark.parametrize("merge_mode", ["concat", "mul", None])
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_bidirectional_states_match_the_cpu_fit(family, merge_mode):
+    """A Bidirectional encoder's four (two) final states start a Bidirectional decoder (forward
+    direction's first, as the CPU's), which reads a masked input and returns its states too."""
+    rnn = RECURRENT[family]
+
+    def make():
+        enc_in, dec_in = Input((T, F)), Input((T,), dtype="int32")
+        _, *states = Bidirectional(rnn(3, return_state=True))(enc_in)
+        out = Bidirectional(rnn(3, return_sequences=True, return_state=True), merge_mode=merge_mode)(
+            Embedding(V, 3, mask_zero=True)(dec_in), initial_state=states)
+        n_out = 2 if merge_mode is None else 1
+        seqs, finals = out[:n_out], out[n_out:]
+        tags = TimeDistributed(Dense(3), name="tags")(seqs[0] if n_out == 1 else Concatenate()(seqs))
+        return Model([enc_in, dec_in], [tags, Dense(3, name="cls")(Concatenate()(finals[::2]))])
+    cpu, dev = pair(make)
+    scce = SparseCategoricalCrossentropy(from_logits=True)
+    compile_both(cpu, dev, lambda: Adam(0.01), [scce, scce])
+    fit_alike(cpu, dev, [SEQ, TOKENS], [SEQ_LABELS, LABELS], batch_size=5)
+
+
 # ---- stateful ----------------------------------------------------------------------------------
 
 B_STATEFUL = 4  # N = 3 batches
@@ -151,6 +173,23 @@ def stateful_model(family):
     return lambda: Sequential([Input((T, F), batch_size=B_STATEFUL),
                                RECURRENT[family](4, stateful=True, return_sequences=True),
                                RECURRENT[family](3, stateful=True, go_backwards=True), Dense(3)])
+
+
+def test_a_stateful_bidirectional_layer_carries_both_directions_states_as_on_the_cpu():
+    def make():
+        return Sequential([Input((T, F), batch_size=B_STATEFUL), Bidirectional(LSTM(3, stateful=True)), Dense(3)])
+    cpu, dev = pair(make)
+    compile_both(cpu, dev, lambda: SGD(0.1), SparseCategoricalCrossentropy(from_logits=True))
+    kw = dict(batch_size=B_STATEFUL, verbose=0)
+    hc, hd = (m.fit(SEQ, LABELS, epochs=2, shuffle=False, **kw).history for m in (cpu, dev))
+    loose(hd["loss"], hc["loss"])
+    loose(dev.predict(SEQ2, **kw), cpu.predict(SEQ2, **kw))
+    for direction in ("forward_layer", "backward_layer"):
+        for a, b in zip(getattr(dev.layers[0], direction).states, getattr(cpu.layers[0], direction).states):
+            loose(a, b)
+    for m in (cpu, dev):
+        m.layers[0].reset_states()
+    loose(dev.predict(SEQ2, **kw), cpu.predict(SEQ2, **kw))
 
 
 @pytest.mark.parametrize("family", list(RECURRENT))
@@ -212,9 +251,8 @@ def test_a_stateful_batch_of_another_size_is_refused_as_on_the_cpu():
 
 
 @pytest.mark.parametrize("build,match", [
-    (lambda a: Bidirectional(LSTM(2, stateful=True))(a), "stateful=True inside Bidirectional"),
     (lambda a: LSTM(2)(a, initial_state=[np.zeros((4, 2), np.float32)] * 2), "`initial_state` the device cannot"),
-], ids=["bidirectional-stateful", "constant-initial-state"])
+], ids=["constant-initial-state"])
 def test_what_the_device_cannot_run_fails_at_build_naming_the_layer(build, match):
     with _device._harness_device():
         a = Input((T, F), batch_size=4)

@@ -40,7 +40,8 @@ losses and optimizer at compile or on the first batch):
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
   go_backwards, masks, return_state, initial_state (tensors of the graph), stateful (the states
   carried on the device, read back through RNN.states); no dropout),
-  Bidirectional (merge modes concat, sum, mul, ave, None) and TimeDistributed of those layers,
+  Bidirectional (merge modes concat, sum, mul, ave, None; return_state, initial_state, stateful)
+  and TimeDistributed of those layers,
   Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without
   noise_shape; its masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
   synchronized), and the activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with

@@ -9,9 +9,9 @@ does: the gradients of a tensor read by several calls are summed, and so are the
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
 training=False runs as at inference. A recurrent layer's `initial_state` tensors are inputs of
 its step after the sequence (their gradients come out of its backward), and with return_state
-its final states are outputs after its output (without a mask, as the CPU's compute_mask).
-Other layers with several outputs (but Bidirectional's two directions) or tensor keyword
-arguments raise NotImplementedError. A nested model (a Model or Sequential called as a layer) is inlined:
+its final states are outputs after its output (without a mask, as the CPU's compute_mask);
+Bidirectional's likewise (and its two directions with merge_mode=None). Other layers with
+several outputs or tensor keyword arguments raise NotImplementedError. A nested model (a Model or Sequential called as a layer) is inlined:
 its layer calls become steps of this graph (keyed apart per call of it), reading the tensors it
 is called on, its outputs leaving without a mask (as the CPU's Model.compute_mask), and the
 `training=` of its call applying to the calls inside as the CPU's Model.forward applies it.
@@ -162,16 +162,14 @@ class _Step:
         return bool(self.ops) and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
 
 
-def _two_directions(layer):
-    """A Bidirectional layer returning its two directions (merge_mode=None, no states)."""
-    from faltung.layers import Bidirectional
-    return isinstance(layer, Bidirectional) and layer.merge_mode is None and not layer.return_state
-
-
-def _returns_state(layer):
-    """A recurrent layer returning its final states after its output (return_state=True)."""
-    from faltung.layers import GRU, LSTM, SimpleRNN
-    return type(layer) in (SimpleRNN, LSTM, GRU) and layer.return_state
+def _n_outputs(layer):
+    """How many outputs of a recurrent layer (SimpleRNN, LSTM, GRU, Bidirectional) carry its
+    input's mask on (the others are final states, maskless as in the CPU's compute_mask); None
+    for a layer of one output."""
+    from faltung.layers import GRU, LSTM, Bidirectional, SimpleRNN
+    if isinstance(layer, Bidirectional) and (layer.merge_mode is None or layer.return_state):
+        return 2 if layer.merge_mode is None else 1
+    return 1 if type(layer) in (SimpleRNN, LSTM, GRU) and layer.return_state else None
 
 
 def _step_of(node, where, key=id, recorded=()):
@@ -179,7 +177,7 @@ def _step_of(node, where, key=id, recorded=()):
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
     what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
-    if len(node.output_tensors) != 1 and not (_two_directions(layer) or _returns_state(layer)):
+    if len(node.output_tensors) != 1 and _n_outputs(layer) is None:
         raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
                                   "outputs are not supported on the device yet")
     mask_arg = (node.call_kwargs or {}).get("mask")
@@ -302,7 +300,7 @@ class DeviceGraph:
                 self._check_takes_mask(step, first, what)
                 if step.inputs[0] in has and first.passes_mask():
                     step.mask_out = "pass"
-                    step.masked = step.outputs[:1] if _returns_state(layer) else step.outputs
+                    step.masked = step.outputs[:_n_outputs(layer) or 1]
                     has.update(step.masked)
                 continue
             if not any(t in has for t in (step.inputs if step.merge is not None else step.inputs[:1])):
@@ -334,7 +332,7 @@ class DeviceGraph:
                 passes = layer.supports_masking
             if passes:
                 step.mask_out = "pass"
-                step.masked = step.outputs[:1] if _returns_state(layer) else step.outputs
+                step.masked = step.outputs[:_n_outputs(layer) or 1]
                 has.update(step.masked)
 
     @staticmethod

@@ -530,9 +530,6 @@ def recurrent_op(layer):
     from faltung.layers import GRU, LSTM, SimpleRNN
     if type(layer) not in (SimpleRNN, LSTM, GRU):
         raise _unsupported(layer, f"the layer type {type(layer).__name__} (inside Bidirectional)")
-    for option in ("stateful", "return_state"):
-        if getattr(layer, option):
-            raise _unsupported(layer, f"{option}=True inside Bidirectional")
     return _recurrent_ops(layer)[0]
 
 
