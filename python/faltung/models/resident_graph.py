@@ -11,10 +11,11 @@ training=False runs as at inference. A recurrent layer's `initial_state` tensors
 its step after the sequence (their gradients come out of its backward), and with return_state
 its final states are outputs after its output (without a mask, as the CPU's compute_mask);
 Bidirectional's likewise (and its two directions with merge_mode=None). Other layers with
-several outputs or tensor keyword arguments raise NotImplementedError. A nested model (a Model or Sequential called as a layer) is inlined:
-its layer calls become steps of this graph (keyed apart per call of it), reading the tensors it
-is called on, its outputs leaving without a mask (as the CPU's Model.compute_mask), and the
-`training=` of its call applying to the calls inside as the CPU's Model.forward applies it.
+several outputs or tensor keyword arguments raise NotImplementedError. A nested model (a Model
+or Sequential called as a layer) is inlined: its layer calls become steps of this graph (keyed
+apart per call of it), reading the tensors it is called on, its outputs leaving without a mask
+(as the CPU's Model.compute_mask), and the `training=` of its call applying to the calls inside
+as the CPU's Model.forward applies it.
 
 Masks travel as the CPU graph propagates them (Layer.compute_mask), as uint8 DeviceArrays (1 =
 keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bidirectional
@@ -137,7 +138,7 @@ class _Step:
     def __init__(self, node, ops, merge, key=id, recorded=()):
         self.node, self.layer, self.ops, self.merge = node, node.layer, ops, merge
         self.inputs = [key(t) for t in node.input_tensors]
-        self.outputs = [key(t) for t in node.output_tensors]  # several: Bidirectional(merge_mode=None)
+        self.outputs = [key(t) for t in node.output_tensors]  # several: return_state, merge_mode=None
         self.output = self.outputs[0]
         self.recorded = recorded + ((node.call_kwargs or {}).get("training"),)
         self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
@@ -199,8 +200,8 @@ def _step_of(node, where, key=id, recorded=()):
         if not (getattr(step.ops[0] if step.ops else None, "takes_initial_state", False) and
                 node.kwargs_tensors == states and len(node.args_tensors) == 1):
             raise NotImplementedError(f"{what} is called with an `initial_state` the device cannot take (it takes "
-                                      "a list of tensors, for SimpleRNN, LSTM and GRU, and no other tensor "
-                                      "keyword argument)")
+                                      "a list of tensors, for SimpleRNN, LSTM, GRU and Bidirectional, and no "
+                                      "other tensor keyword argument)")
         step.n_states = len(states)
         return step
     if node.kwargs_tensors:

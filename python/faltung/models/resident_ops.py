@@ -495,11 +495,9 @@ class _Recurrent(_LayerOp):
         l, c = self.layer, self.layer.cell
         n = len(l.state_size)
         d_out, d_states = (dy[0], list(dy[1:])) if l.return_state else (dy, [None] * n)
-        if l.return_sequences:
-            dhs, dh_T = d_out, d_states[0]
-        else:  # the last output is the final state h_T
-            dhs, dh_T = None, d_out if d_states[0] is None else d_states[0] if d_out is None else \
-                res.r.add(d_states[0], d_out)
+        dhs, dh_T = (d_out, d_states[0]) if l.return_sequences else (None, d_states[0])
+        if not l.return_sequences and d_out is not None:  # the last output is the final state h_T
+            dh_T = d_out if dh_T is None else res.r.add(dh_T, d_out)
         extra = {"dc_T": d_states[1]} if n == 2 else {}
         grads = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T,
                                                           need_dx=need_dx, **extra, **opts)
