@@ -159,13 +159,17 @@ FD_CASES = {
 
 @pytest.mark.parametrize("case", list(FD_CASES))
 def test_float64_gradients_equal_central_differences_of_the_device_loss(case):
-    """One SGD(1) step subtracts the gradient; it equals d(loss)/d(w) of test_on_batch, in float64."""
     make, data, loss, loss_weights = FD_CASES[case]
-    _, dev = pair(make, "float64")
-    dev.compile(SGD(1.0), loss, loss_weights=loss_weights)
     x, y = data(5)
     sw = RNG.uniform(0.5, 2, 5)
-    sw = [sw, None] if isinstance(y, list) else sw
+    step_is_the_gradient(make, x, y, loss, loss_weights, [sw, None] if isinstance(y, list) else sw)
+
+
+def step_is_the_gradient(make, x, y, loss, loss_weights=None, sw=None):
+    """One SGD(1) step subtracts the gradient; it equals d(loss)/d(w) of test_on_batch, in float64
+    (three entries of each trainable weight)."""
+    _, dev = pair(make, "float64")
+    dev.compile(SGD(1.0), loss, loss_weights=loss_weights)
     res = dev._resident
     w0 = res.get_weights()
     dev.train_on_batch(x, y, sample_weight=sw)

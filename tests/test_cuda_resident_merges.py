@@ -7,7 +7,9 @@ test harness faltung._cuda_host (faltung._device._harness_device()):
   forward and backward, on odd and broadcast shapes, masks on some or all inputs;
 - float32: a resident fit equals the ordinary CPU fit (test_cuda_resident_graph.fit_alike) for
   models whose merges receive masks (Masking, Embedding(mask_zero=True)) and for Dot (every
-  axes form, normalize=True), which holds forward and gradients to the CPU's;
+  axes form, normalize=True), which holds forward and gradients to the CPU's; and in float64,
+  the gradient one SGD step applies equals central differences of the device's own loss
+  (test_cuda_resident_graph.step_is_the_gradient);
 - bad masks raise ValueError naming the entry point and the shapes.
 """
 import numpy as np
@@ -20,7 +22,7 @@ from faltung.layers.merging.dot import EPSILON, l2_normalize, l2_normalize_backw
 from faltung.losses import SparseCategoricalCrossentropy
 from faltung.models import Model
 from faltung.optimizers import SGD, Adam
-from test_cuda_resident_graph import compile_both, fit_alike, pair
+from test_cuda_resident_graph import compile_both, fit_alike, pair, step_is_the_gradient
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
 
@@ -120,17 +122,21 @@ def test_bad_masks_and_products_raise_naming_the_entry_point():
         r.batch_matmul(x, x)
 
 
-# ---- fits against the CPU -----------------------------------------------------------------------
+# ---- fits against the CPU, and float64 gradients against central differences ------------------
+
+def masked_merge_model(name, rnn=LSTM):
+    def make():
+        a, b = Input((T, 3)), Input((T, 3))
+        ha, hb = Dense(4, activation="tanh")(Masking()(a)), Dense(4)(Masking()(b))
+        return Model([a, b], Dense(3)(rnn(4)(LAYERS[name]()([ha, hb, ha]))))
+    return make
+
 
 @pytest.mark.parametrize("rnn", [LSTM, GRU], ids=["lstm", "gru"])
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_masked_merges_into_a_recurrent_layer_match_the_cpu_fit(name, rnn):
     """Both inputs masked (Masking): the merge uses the masks and passes their or to the LSTM."""
-    def make():
-        a, b = Input((T, 3)), Input((T, 3))
-        ha, hb = Dense(4, activation="tanh")(Masking()(a)), Dense(4)(Masking()(b))
-        return Model([a, b], Dense(3)(rnn(4)(LAYERS[name]()([ha, hb, ha]))))
-    cpu, dev = pair(make)
+    cpu, dev = pair(masked_merge_model(name, rnn))
     compile_both(cpu, dev, lambda: Adam(0.01), SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
     fit_alike(cpu, dev, [SEQ_A, SEQ_B], LABELS, batch_size=4)
@@ -158,9 +164,7 @@ DOTS = {  # input shapes (without the batch), Dot's axes
 }
 
 
-@pytest.mark.parametrize("normalize", [False, True], ids=["dot", "cosine"])
-@pytest.mark.parametrize("case", list(DOTS))
-def test_dot_matches_the_cpu_fit(case, normalize):
+def dot_model(case, normalize):
     sa, sb, axes = DOTS[case]
 
     def make():
@@ -169,11 +173,27 @@ def test_dot_matches_the_cpu_fit(case, normalize):
         b = Reshape(sb)(Dense(int(np.prod(sb)))(x))
         d = Dot(axes=axes, normalize=normalize)([a, b])
         return Model(x, Dense(3)(d if len(d.shape) == 2 else Flatten()(d)))
-    cpu, dev = pair(make)
+    return make
+
+
+@pytest.mark.parametrize("normalize", [False, True], ids=["dot", "cosine"])
+@pytest.mark.parametrize("case", list(DOTS))
+def test_dot_matches_the_cpu_fit(case, normalize):
+    cpu, dev = pair(dot_model(case, normalize))
     compile_both(cpu, dev, lambda: Adam(0.01), SparseCategoricalCrossentropy(from_logits=True))
     x = RNG.standard_normal((N, 6)).astype(np.float32)
     x[3] = 0  # an all-zero row: the normalization's epsilon floor
     fit_alike(cpu, dev, x, LABELS, batch_size=4)
+
+
+@pytest.mark.parametrize("case", ["multiply", "maximum", "minimum", "dot-attention", "cosine-mixed-ranks"])
+def test_float64_gradients_equal_central_differences_of_the_device_loss(case):
+    scce = SparseCategoricalCrossentropy(from_logits=True)
+    if case in LAYERS:
+        step_is_the_gradient(masked_merge_model(case), [SEQ_A[:5], SEQ_B[:5]], LABELS[:5], scce)
+    else:
+        make = dot_model(case.split("-", 1)[1], case.startswith("cosine"))
+        step_is_the_gradient(make, RNG.standard_normal((5, 6)), LABELS[:5], scce)
 
 
 def test_dot_of_masked_sequences_ignores_the_masks_as_the_cpu():

@@ -3,7 +3,8 @@ faltung.models.resident_graph inlines their layer calls into the outer DeviceGra
 harness faltung._cuda_host (faltung._device._harness_device()), each case's resident fit equals
 the ordinary CPU fit on the same weights (losses, metrics, weights and optimizer slots after
 each step, evaluate, predict: test_cuda_resident_graph.fit_alike), which holds the forward and
-the gradients of every inlined call to the CPU's nested-model bricks.
+the gradients of every inlined call to the CPU's nested-model bricks; in float64 the gradient
+one SGD step applies equals central differences of the device's own loss.
 """
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from faltung.layers import (LSTM, Add, BatchNormalization, Concatenate, Dense, D
 from faltung.losses import SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential
 from faltung.optimizers import SGD, Adam
-from test_cuda_resident_graph import compile_both, fit_alike, pair
+from test_cuda_resident_graph import compile_both, fit_alike, pair, step_is_the_gradient
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
 
@@ -88,6 +89,12 @@ def test_masks_enter_a_nested_model_and_stop_at_its_output_as_on_the_cpu():
     cpu, dev = pair(make)
     compile_both(cpu, dev, lambda: Adam(0.01), SparseCategoricalCrossentropy(from_logits=True))
     fit_alike(cpu, dev, [TOKENS, SEQ], LABELS, batch_size=5)
+
+
+def test_float64_gradients_through_nested_models_equal_central_differences_of_the_device_loss():
+    scce = SparseCategoricalCrossentropy(from_logits=True)
+    step_is_the_gradient(sequential_in_sequential, XA[:5], LABELS[:5], scce)
+    step_is_the_gradient(shared_encoder, [XA[:5], XA[5:10]], LABELS[:5], scce)
 
 
 def test_an_inner_model_built_on_the_device_hands_its_weights_to_the_outer_one():

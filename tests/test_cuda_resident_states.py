@@ -7,6 +7,7 @@ faltung._cuda_host (faltung._device._harness_device()):
 - float32: a resident fit equals the ordinary CPU fit (test_cuda_resident_graph.fit_alike) with
   return_state, initial_state (an encoder's states into a decoder, states computed by a Dense)
   and stateful layers (states carried across batches, read through RNN.states, reset_states());
+  in float64, gradients through initial states equal central differences of the device's loss;
 - what the device cannot run raises NotImplementedError naming the layer.
 """
 import numpy as np
@@ -19,7 +20,7 @@ from faltung.losses import SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential
 from faltung.ops import rnn as R
 from faltung.optimizers import SGD, Adam
-from test_cuda_resident_graph import compile_both, fit_alike, loose, pair
+from test_cuda_resident_graph import compile_both, fit_alike, loose, pair, step_is_the_gradient
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
 
@@ -109,10 +110,7 @@ def test_return_state_matches_the_cpu_fit(family, return_sequences):
     fit_alike(cpu, dev, SEQ, LABELS, batch_size=5)
 
 
-@pytest.mark.parametrize("family", list(RECURRENT))
-def test_an_encoder_s_states_start_a_decoder_as_on_the_cpu(family):
-    """Sequence to sequence: the encoder's final states are the decoder's initial states (their
-    gradients flow back into the encoder); the decoder's states also come out unused."""
+def encoder_decoder(family):
     rnn = RECURRENT[family]
 
     def make():
@@ -120,7 +118,14 @@ def test_an_encoder_s_states_start_a_decoder_as_on_the_cpu(family):
         _, *states = rnn(4, return_state=True, go_backwards=True)(enc_in)
         seq, *_ = rnn(4, return_sequences=True, return_state=True)(dec_in, initial_state=states)
         return Model([enc_in, dec_in], TimeDistributed(Dense(3))(seq))
-    cpu, dev = pair(make)
+    return make
+
+
+@pytest.mark.parametrize("family", list(RECURRENT))
+def test_an_encoder_s_states_start_a_decoder_as_on_the_cpu(family):
+    """Sequence to sequence: the encoder's final states are the decoder's initial states (their
+    gradients flow back into the encoder); the decoder's states also come out unused."""
+    cpu, dev = pair(encoder_decoder(family))
     compile_both(cpu, dev, lambda: Adam(0.01), SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
     fit_alike(cpu, dev, [SEQ, SEQ2], SEQ_LABELS, batch_size=5)
@@ -162,6 +167,12 @@ def test_bidirectional_states_match_the_cpu_fit(family, merge_mode):
     scce = SparseCategoricalCrossentropy(from_logits=True)
     compile_both(cpu, dev, lambda: Adam(0.01), [scce, scce])
     fit_alike(cpu, dev, [SEQ, TOKENS], [SEQ_LABELS, LABELS], batch_size=5)
+
+
+@pytest.mark.parametrize("family", ["simple_rnn", "lstm", "gru-reset-before"])
+def test_float64_gradients_through_states_equal_central_differences_of_the_device_loss(family):
+    step_is_the_gradient(encoder_decoder(family), [SEQ[:5], SEQ2[:5]], SEQ_LABELS[:5],
+                         SparseCategoricalCrossentropy(from_logits=True))
 
 
 # ---- stateful ----------------------------------------------------------------------------------
