@@ -296,7 +296,8 @@ def test_recurrent_entry_points_equal_the_cpu_ops_in_float64(name, B, T, dhs_or_
     hs, h_T, saved = out[0], out[1], out[-1]
     want = cpu_backward(saved, dhs, dh_T)[:4]
     r, DA = host.resident, host.DeviceArray
-    got_hs, got_h_T, ws = getattr(r, family + "_forward")(DA(x), DA(W), DA(Rk), DA(b), training=True, **options)
+    got = getattr(r, family + "_forward")(DA(x), DA(W), DA(Rk), DA(b), training=True, **options)
+    got_hs, got_h_T, ws = got[0], got[1], got[-1]  # (LSTM's c_T between, as the CPU op's)
     np.testing.assert_allclose(got_hs.numpy(), hs, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_h_T.numpy(), h_T, rtol=1e-12, atol=1e-12)
     got = getattr(r, family + "_backward")(DA(x), DA(W), DA(Rk), DA(b), ws, None if dhs is None else DA(dhs),
@@ -326,19 +327,13 @@ def test_unsupported_options_fail_at_build_naming_the_layer(layer, input_shape, 
             Sequential([Input(input_shape), layer(), Dense(2)])
 
 
-def test_stateful_rnn_fails_at_build():
-    with _device._harness_device():
-        with pytest.raises(NotImplementedError, match="stateful=True.*of type LSTM"):
-            Sequential([Input((4, 2), batch_size=2), LSTM(3, stateful=True), Dense(2)])
-
-
 def test_bad_arguments_of_the_layer_entry_points_name_them():
     r, DA = host.resident, host.DeviceArray
     x = DA(np.zeros((2, 3, 4), np.float32))
     k, rk = DA(np.zeros((4, 12), np.float32)), DA(np.zeros((3, 12), np.float32))
-    hs, h_T, ws = r.lstm_forward(x, k, rk, None, training=True)
-    assert hs.shape == (2, 3, 3) and h_T.shape == (2, 3) and ws is not None
-    assert r.lstm_forward(x, k, rk, None)[2] is None  # not training: no workspace kept
+    hs, h_T, c_T, ws = r.lstm_forward(x, k, rk, None, training=True)
+    assert hs.shape == (2, 3, 3) and h_T.shape == c_T.shape == (2, 3) and ws is not None
+    assert r.lstm_forward(x, k, rk, None)[3] is None  # not training: no workspace kept
     with pytest.raises(ValueError, match="lstm_backward: expected the `workspace` the training forward returned"):
         r.lstm_backward(x, k, rk, None, DA(np.zeros(5, np.float32)), None, h_T)
     with pytest.raises(ValueError, match=r"gru_forward: expected `kernel` of shape \(4, 9\)"):
@@ -384,7 +379,7 @@ def test_recurrent_backward_of_an_empty_batch_gives_zero_weight_gradients(family
     r, DA = host.resident, host.DeviceArray
     x = DA(np.ones((0, 3, 4), np.float32))
     k, rk = DA(np.ones((4, gates * 3), np.float32)), DA(np.ones((3, gates * 3), np.float32))
-    _, _, ws = getattr(r, family + "_forward")(x, k, rk, None, training=True, **opts)
-    dx, dk, drk, db = getattr(r, family + "_backward")(x, k, rk, None, ws, None, None, **opts)
+    ws = getattr(r, family + "_forward")(x, k, rk, None, training=True, **opts)[-1]
+    dx, dk, drk, db = getattr(r, family + "_backward")(x, k, rk, None, ws, None, None, **opts)[:4]
     np.testing.assert_array_equal(dk.numpy(), 0)
     np.testing.assert_array_equal(drk.numpy(), 0)

@@ -345,11 +345,11 @@ def test_recompiling_and_predict_only_compiles():
 
 
 def test_unsupported_arguments_and_models():
+    inner = Sequential([Input((5,)), Dense(2, kernel_regularizer="l2")], name="inner")  # on the CPU
     with _device._harness_device():
         model = dense_model()
-        inner = Sequential([Input((5,)), Dense(2)])
-        with pytest.raises(NotImplementedError, match="layer type Sequential"):
-            Sequential([Input((5,)), inner])
+        with pytest.raises(NotImplementedError, match="regularizer or constraint of weight"):
+            Sequential([Input((5,)), inner])  # a nested model is inlined, and its layers checked
     model.compile(SGD(), SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(ValueError, match=r"label 3 at index 0 is out of range \[0, 3\)"):
         model.fit(X_DENSE[:2], np.array([3, 0]), shuffle=False, verbose=0)

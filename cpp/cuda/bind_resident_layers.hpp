@@ -191,7 +191,9 @@ struct BindResidentLayers : BindResident<Backend> {
   }
 
   // ---- recurrent layers: forward (keeping the workspace when training), then backward -------
-  // Keras's default activations (tanh, sigmoid), an optional mask (B,T) uint8, no initial state.
+  // Keras's default activations (tanh, sigmoid), an optional mask (B,T) uint8, optional initial
+  // states (h0, and c0 for LSTM; their gradients come out of the backward, as the final states'
+  // go in: the CPU ops' (faltung.ops.rnn) contract).
   struct Rnn {
     int64_t B, T, F, U;
   };
@@ -247,66 +249,92 @@ struct BindResidentLayers : BindResident<Backend> {
   }
   template <template <class> class Args, typename R>
   static constexpr bool has_cell = std::is_same_v<Args<R>, cuda::lstm::Args<R>>;
-  // -> (hs (B,T,U), h_T (B,U), workspace | None (None unless training)); run(a) launches the
-  // family's forward without the GIL; ws_size = workspace_size(B, T, U, training).
+  // initial_state: None (zeros) or a list of n arrays (B,U) of x's dtype -> their pointers
+  template <typename R>
+  static std::vector<const R*> state_ptrs(const std::optional<std::vector<DA>>& states, size_t n, const Rnn& d,
+                                          const std::string& op) {
+    std::vector<const R*> p(n, nullptr);
+    if (!states) return p;
+    expect(states->size() == n, op + ": expected `initial_state` a list of " + std::to_string(n) +
+                                    " arrays of shape (batch, units), received " + std::to_string(states->size()));
+    for (size_t k = 0; k < n; ++k) {
+      const std::string what = "initial_state[" + std::to_string(k) + "]";
+      expect_shape((*states)[k], {d.B, d.U}, op, what);
+      p[k] = ptr<R>((*states)[k], op, what);
+    }
+    return p;
+  }
+  // -> (hs (B,T,U), h_T (B,U), [c_T (B,U): LSTM,] workspace | None (None unless training));
+  // run(a) launches the family's forward without the GIL; ws_size = workspace_size(B, T, U,
+  // training).
   template <template <class> class Args, class Run>
   static py::tuple rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
-                               const std::optional<DA>& mask, bool zero_output_for_mask, const Rnn& d,
-                               int64_t ws_size, const std::string& op, Run run) {
+                               const std::optional<DA>& mask, bool zero_output_for_mask,
+                               const std::optional<std::vector<DA>>& initial_state, const Rnn& d, int64_t ws_size,
+                               const std::string& op, Run run) {
     const uint8_t* pm = mask_ptr(mask, d, op);
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
+      constexpr bool cell = has_cell<Args, R>;
       DA hs = DA::template empty<R>({d.B, d.T, d.U}), h_T = DA::template empty<R>({d.B, d.U}),
-         ws = DA::template empty<R>({ws_size});
-      Buf<R> c_T = Buf<R>::alloc(has_cell<Args, R> ? d.B * d.U : 0);
+         ws = DA::template empty<R>({ws_size}), c_T = DA::template empty<R>({cell ? d.B : 0, d.U});
       Args<R> a = rnn_args<Args, R>(d, x, W, Rk, bias, pm, zero_output_for_mask, op);
+      const std::vector<const R*> s0 = state_ptrs<R>(initial_state, cell ? 2 : 1, d, op);
+      a.h0 = s0[0];
       a.hs = hs.template data<R>(), a.h_T = h_T.template data<R>(), a.ws = ws.template data<R>();
-      if constexpr (has_cell<Args, R>) a.c_T = c_T.get();
+      if constexpr (cell) a.c0 = s0[1], a.c_T = c_T.template data<R>();
       {
         py::gil_scoped_release nogil;
         run(a);
       }
-      return py::make_tuple(hs, h_T, training ? py::cast(ws) : py::none());
+      py::object kept = training ? py::cast(ws) : py::none();
+      if constexpr (cell) return py::tuple(py::make_tuple(hs, h_T, c_T, kept));
+      else return py::tuple(py::make_tuple(hs, h_T, kept));
     });
   }
-  // dhs (B,T,U) | None, dh_T (B,U) | None, the forward's inputs and workspace (ws_size =
-  // workspace_size(B, T, U, true)) -> (dx (B,T,F) | None (without need_dx), dkernel,
-  // drecurrent_kernel, dbias | None); run(a) launches the family's backward without the GIL.
+  // dhs (B,T,U) | None, dh_T (B,U) | None, dc_T (B,U) | None (LSTM's only), the forward's inputs
+  // and workspace (ws_size = workspace_size(B, T, U, true)) -> (dx (B,T,F) | None (without
+  // need_dx), dkernel, drecurrent_kernel, dbias | None, dh0 (B,U)[, dc0 (B,U): LSTM]); run(a)
+  // launches the family's backward without the GIL.
   template <template <class> class Args, class Run>
   static py::tuple rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
-                                const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool need_dx,
-                                const std::optional<DA>& mask, bool zero_output_for_mask, const Rnn& d,
-                                int64_t ws_size, const std::string& op, Run run) {
+                                const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
+                                const std::optional<DA>& dc_T, bool need_dx, const std::optional<DA>& mask,
+                                bool zero_output_for_mask, const Rnn& d, int64_t ws_size, const std::string& op,
+                                Run run) {
     const uint8_t* pm = mask_ptr(mask, d, op);
     expect_workspace(ws, ws_size, op);
     expect_grads(dhs, dh_T, d, op);
+    if (dc_T) expect_shape(*dc_T, {d.B, d.U}, op, "dc_T");
     return dispatch(x, op, [&](auto zero) {
       using R = decltype(zero);
-      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape());
+      constexpr bool cell = has_cell<Args, R>;
+      DA dW = DA::template empty<R>(W.shape()), dR = DA::template empty<R>(Rk.shape()),
+         dh0 = DA::template empty<R>({d.B, d.U}), dc0 = DA::template empty<R>({cell ? d.B : 0, d.U});
       std::optional<DA> dx, db;
       if (need_dx) dx = DA::template empty<R>(x.shape());
       if (bias) db = DA::template empty<R>(bias->shape());
-      Buf<R> dh0 = Buf<R>::alloc(d.B * d.U), dc0 = Buf<R>::alloc(has_cell<Args, R> ? d.B * d.U : 0);
       Args<R> a = rnn_args<Args, R>(d, x, W, Rk, bias, pm, zero_output_for_mask, op);
       a.dhs = opt_ptr<R>(dhs, op, "dhs"), a.dh_T = opt_ptr<R>(dh_T, op, "dh_T");
       a.dx = opt_ptr<R>(dx, op, "dx"), a.dW = dW.template data<R>(), a.dR = dR.template data<R>();
-      a.db = opt_ptr<R>(db, op, "dbias"), a.dh0 = dh0.get(), a.ws = ptr<R>(ws, op, "workspace");
-      if constexpr (has_cell<Args, R>) a.dc0 = dc0.get();
+      a.db = opt_ptr<R>(db, op, "dbias"), a.dh0 = dh0.template data<R>(), a.ws = ptr<R>(ws, op, "workspace");
+      if constexpr (cell) a.dc_T = opt_ptr<R>(dc_T, op, "dc_T"), a.dc0 = dc0.template data<R>();
       {
         py::gil_scoped_release nogil;
         run(a);
       }
-      return py::make_tuple(opt(dx), dW, dR, opt(db));
+      if constexpr (cell) return py::tuple(py::make_tuple(Base::opt(dx), dW, dR, Base::opt(db), dh0, dc0));
+      else return py::tuple(py::make_tuple(Base::opt(dx), dW, dR, Base::opt(db), dh0));
     });
   }
 
   static Shape simple_rnn_bias_shape(int64_t U) { return Shape{U}; }
   static py::tuple simple_rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                       bool training, const std::optional<DA>& mask, bool zero_output_for_mask,
-                                      int64_t block) {
+                                      const std::optional<std::vector<DA>>& initial_state, int64_t block) {
     const std::string op = "simple_rnn_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 1, simple_rnn_bias_shape, op, block);
-    return rnn_forward<cuda::simple_rnn::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, d,
+    return rnn_forward<cuda::simple_rnn::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state, d,
                                                cuda::simple_rnn::workspace_size(d.B, d.T, d.U, training), op,
                                                [&](const auto& a) { Kn::simple_rnn_forward(a, block); });
   }
@@ -316,7 +344,8 @@ struct BindResidentLayers : BindResident<Backend> {
                                        int64_t block) {
     const std::string op = "simple_rnn_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 1, simple_rnn_bias_shape, op, block);
-    return rnn_backward<cuda::simple_rnn::Args>(x, W, Rk, bias, ws, dhs, dh_T, need_dx, mask, zero_output_for_mask, d,
+    return rnn_backward<cuda::simple_rnn::Args>(x, W, Rk, bias, ws, dhs, dh_T, std::nullopt, need_dx, mask,
+                                                zero_output_for_mask, d,
                                                 cuda::simple_rnn::workspace_size(d.B, d.T, d.U, true), op,
                                                 [&](const auto& a) { Kn::simple_rnn_backward(a, block); });
   }
@@ -324,20 +353,21 @@ struct BindResidentLayers : BindResident<Backend> {
   // LSTM, gates i, f, c, o
   static Shape lstm_bias_shape(int64_t U) { return Shape{4 * U}; }
   static py::tuple lstm_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
-                                const std::optional<DA>& mask, bool zero_output_for_mask, int64_t block) {
+                                const std::optional<DA>& mask, bool zero_output_for_mask,
+                                const std::optional<std::vector<DA>>& initial_state, int64_t block) {
     const std::string op = "lstm_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 4, lstm_bias_shape, op, block);
-    return rnn_forward<cuda::lstm::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, d,
+    return rnn_forward<cuda::lstm::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state, d,
                                          cuda::lstm::workspace_size(d.B, d.T, d.U, training), op,
                                          [&](const auto& a) { Kn::lstm_forward(a, block); });
   }
   static py::tuple lstm_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                  const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
-                                 bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
-                                 int64_t block) {
+                                 const std::optional<DA>& dc_T, bool need_dx, const std::optional<DA>& mask,
+                                 bool zero_output_for_mask, int64_t block) {
     const std::string op = "lstm_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 4, lstm_bias_shape, op, block);
-    return rnn_backward<cuda::lstm::Args>(x, W, Rk, bias, ws, dhs, dh_T, need_dx, mask, zero_output_for_mask, d,
+    return rnn_backward<cuda::lstm::Args>(x, W, Rk, bias, ws, dhs, dh_T, dc_T, need_dx, mask, zero_output_for_mask, d,
                                           cuda::lstm::workspace_size(d.B, d.T, d.U, true), op,
                                           [&](const auto& a) { Kn::lstm_backward(a, block); });
   }
@@ -351,10 +381,10 @@ struct BindResidentLayers : BindResident<Backend> {
   }
   static py::tuple gru_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
                                bool reset_after, const std::optional<DA>& mask, bool zero_output_for_mask,
-                               int64_t block) {
+                               const std::optional<std::vector<DA>>& initial_state, int64_t block) {
     const std::string op = "gru_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
-    return rnn_forward<cuda::gru::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, d,
+    return rnn_forward<cuda::gru::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state, d,
                                         gru_workspace(d, reset_after, training), op, [&](const auto& a) {
                                           if (reset_after) Kn::gru_forward(a, block);
                                           else Kn::gru_reset_before_forward(a, block);
@@ -366,7 +396,8 @@ struct BindResidentLayers : BindResident<Backend> {
                                 int64_t block) {
     const std::string op = "gru_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
-    return rnn_backward<cuda::gru::Args>(x, W, Rk, bias, ws, dhs, dh_T, need_dx, mask, zero_output_for_mask, d,
+    return rnn_backward<cuda::gru::Args>(x, W, Rk, bias, ws, dhs, dh_T, std::nullopt, need_dx, mask,
+                                         zero_output_for_mask, d,
                                          gru_workspace(d, reset_after, true), op, [&](const auto& a) {
                                            if (reset_after) Kn::gru_backward(a, block);
                                            else Kn::gru_reset_before_backward(a, block);
@@ -390,20 +421,19 @@ struct BindResidentLayers : BindResident<Backend> {
     const auto rnn_fwd = [&](const char* name, auto fn) {
       m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
             py::arg("training") = false, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false,
-            py::arg("block") = 128);
+            py::arg("initial_state") = py::none(), py::arg("block") = 128);
     };
-    const auto rnn_bwd = [&](const char* name, auto fn) {
-      m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
-            py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_dx") = true,
-            py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, py::arg("block") = 128);
-    };
+    m.def("simple_rnn_backward", &simple_rnn_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
+          py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_dx") = true,
+          py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, blk);
     rnn_fwd("simple_rnn_forward", &simple_rnn_forward);
-    rnn_bwd("simple_rnn_backward", &simple_rnn_backward);
     rnn_fwd("lstm_forward", &lstm_forward);
-    rnn_bwd("lstm_backward", &lstm_backward);
+    m.def("lstm_backward", &lstm_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
+          py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("dc_T") = py::none(),
+          py::arg("need_dx") = true, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, blk);
     m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
           py::arg("training") = false, py::arg("reset_after") = true, py::arg("mask") = py::none(),
-          py::arg("zero_output_for_mask") = false, blk);
+          py::arg("zero_output_for_mask") = false, py::arg("initial_state") = py::none(), blk);
     m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
           py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("reset_after") = true,
           py::arg("need_dx") = true, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, blk);

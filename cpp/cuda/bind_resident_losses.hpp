@@ -7,6 +7,7 @@
 // ResidentLosses<BindResident<Backend>>, whose checks (expect, ptr, dispatch) it uses.
 // R rows, K classes (the last axis); n inputs of a merge.
 #pragma once
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -104,10 +105,41 @@ struct ResidentLosses {
     return o;
   }
   static bool extreme(merge::Op o) { return o == merge::Op::maximum || o == merge::Op::minimum; }
+  using Masks = std::optional<std::vector<std::optional<DA>>>;
+  // The inputs' masks (merge.cuh: MergeShape's masks): None, or one per input, None or uint8 of
+  // the input's shape without its last axis; the layers that use them only (multiply, maximum,
+  // minimum). The n pointers are uploaded into `ptrs`; s.masks stays nullptr if none is given.
+  static void set_masks(merge::MergeShape& s, Buf<const uint8_t*>& ptrs, const Masks& masks,
+                        const std::vector<DA>& xs, merge::Op o, const std::string& op) {
+    if (!masks) return;
+    Res::expect(masks->size() == xs.size(), op + ": expected one mask (or None) per input, received " +
+                                                std::to_string(masks->size()) + " for " + std::to_string(xs.size()) +
+                                                " inputs");
+    std::vector<const uint8_t*> p;
+    for (size_t k = 0; k < xs.size(); ++k) {
+      const std::optional<DA>& m = (*masks)[k];
+      if (!m) {
+        p.push_back(nullptr);
+        continue;
+      }
+      Res::expect(o == merge::Op::multiply || extreme(o), op + ": masks are taken by multiply, maximum and minimum "
+                                                               "only (the others ignore them)");
+      Res::expect(m->dtype() == DType::u8, op + ": expected masks of dtype uint8, received " + dtype_name(m->dtype()));
+      Shape want = xs[k].shape();
+      want.pop_back();
+      Res::expect_shape(*m, want, op, "mask " + std::to_string(k));
+      p.push_back(m->template data<uint8_t>());
+    }
+    if (std::all_of(p.begin(), p.end(), [](const uint8_t* q) { return q == nullptr; })) return;
+    ptrs = Buf<const uint8_t*>::upload(p.data(), int64_t(p.size()));
+    s.masks = ptrs.get();
+    s.all_masked = std::none_of(p.begin(), p.end(), [](const uint8_t* q) { return q == nullptr; });
+  }
 
-  // name (add, subtract, multiply, average, maximum, minimum), xs -> (y, win (int32, y's shape:
-  // the input each maximum/minimum came from) or None)
-  static py::tuple merge_forward(const std::string& name, const std::vector<DA>& xs, int64_t block) {
+  // name (add, subtract, multiply, average, maximum, minimum), xs, masks (set_masks) -> (y, win
+  // (int32, y's shape: the input each maximum/minimum came from) or None)
+  static py::tuple merge_forward(const std::string& name, const std::vector<DA>& xs, const Masks& masks,
+                                 int64_t block) {
     const std::string op = "merge(" + name + ")";
     const merge::Op o = checked_op(name, xs.size(), op);
     check_block(block, op);
@@ -116,7 +148,9 @@ struct ResidentLosses {
       using T = decltype(zero);
       Buf<T> all = stack<T>(xs, L, op, block);
       Buf<int64_t> dims, in_dims, offs;
-      const merge::MergeShape s = shape_of(L, dims, in_dims, offs);
+      Buf<const uint8_t*> ptrs;
+      merge::MergeShape s = shape_of(L, dims, in_dims, offs);
+      set_masks(s, ptrs, masks, xs, o, op);
       DA y = DA::template empty<T>(L.dims);
       std::optional<DA> win;
       if (extreme(o)) {
@@ -133,9 +167,10 @@ struct ResidentLosses {
     });
   }
   // dy (the output's shape), xs (the inputs: multiply reads them, the others their shapes), win
-  // (maximum/minimum: merge_forward's) -> [the gradient of each input, in its shape]
+  // (maximum/minimum: merge_forward's), the forward's masks -> [the gradient of each input, in
+  // its shape]
   static py::list merge_backward(const std::string& name, const DA& dy, const std::vector<DA>& xs,
-                                 const std::optional<DA>& win, int64_t block) {
+                                 const std::optional<DA>& win, const Masks& masks, int64_t block) {
     const std::string op = "merge_backward(" + name + ")";
     const merge::Op o = checked_op(name, xs.size(), op);
     check_block(block, op);
@@ -151,7 +186,9 @@ struct ResidentLosses {
       using T = decltype(zero);
       Buf<T> all = o == merge::Op::multiply ? stack<T>(xs, L, op, block) : Buf<T>::alloc(0);
       Buf<int64_t> dims, in_dims, offs;
-      const merge::MergeShape s = shape_of(L, dims, in_dims, offs);
+      Buf<const uint8_t*> ptrs;
+      merge::MergeShape s = shape_of(L, dims, in_dims, offs);
+      set_masks(s, ptrs, masks, xs, o, op);
       const int64_t total = L.offsets.back();
       Buf<T> g = Buf<T>::alloc(total);
       const T* pdy = Res::template ptr<T>(dy, op, "dy");
@@ -171,6 +208,74 @@ struct ResidentLosses {
         out.append(dx);
       }
       return out;
+    });
+  }
+
+  // ---- Dot: batched products and the L2 normalization of rows ----------------------------------
+  // a (B,M,K) (transpose_a: (B,K,M)), b (B,K,N) (transpose_b: (B,N,K)) -> (B,M,N), each product
+  // op(a[i]) op(b[i]) (dense.cuh's Gemm over the batch).
+  static DA batch_matmul(const DA& a, const DA& b, bool transpose_a, bool transpose_b) {
+    const std::string op = "batch_matmul";
+    Res::expect_rank(a, 3, op, "a");
+    Res::expect_rank(b, 3, op, "b");
+    const Shape &as = a.shape(), &bs = b.shape();
+    const int64_t B = as[0], M = transpose_a ? as[2] : as[1], K = transpose_a ? as[1] : as[2];
+    const int64_t N = transpose_b ? bs[1] : bs[2], Kb = transpose_b ? bs[2] : bs[1];
+    Res::expect(bs[0] == B && Kb == K && a.dtype() == b.dtype(),
+                op + ": expected a and b of one dtype, equal batch sizes and inner sizes, received a of shape " +
+                    dims_text(as) + (transpose_a ? " (transposed)" : "") + " and b of shape " + dims_text(bs) +
+                    (transpose_b ? " (transposed)" : ""));
+    return Res::dispatch(a, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA y = DA::template empty<T>({B, M, N});
+      dense::Gemm<T> g{M, N, K, Res::template ptr<T>(a, op, "a"), as[2], transpose_a, Res::template ptr<T>(b, op, "b"),
+                       bs[2], transpose_b, y.template data<T>(), N, T(1), T(0), nullptr, nullptr, dense::no_act<T>()};
+      g.batch = B, g.sA = M * K, g.sB = K * N, g.sC = M * N;
+      py::gil_scoped_release nogil;
+      Kn::gemm(g);
+      return y;
+    });
+  }
+  // x (..., K) -> (x_hat (x's shape), inv (x's shape without K)): rows over the last axis
+  // divided by max(their L2 norm, epsilon) (Dot's normalize=True).
+  static py::tuple l2_normalize(const DA& x, double eps, int64_t block) {
+    const std::string op = "l2_normalize";
+    check_block(block, op);
+    Res::expect(!x.shape().empty() && eps > 0, op + ": expected an input of rank >= 1 and epsilon > 0");
+    Shape rows_shape = x.shape();
+    const int64_t K = rows_shape.back();
+    rows_shape.pop_back();
+    return Res::dispatch(x, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA x_hat = DA::template empty<T>(x.shape()), inv = DA::template empty<T>(rows_shape);
+      const T* px = Res::template ptr<T>(x, op, "x");
+      T *ph = x_hat.template data<T>(), *pi = inv.template data<T>();
+      {
+        py::gil_scoped_release nogil;
+        Kn::l2_normalize(ph, pi, px, inv.size(), K, T(eps), block);
+      }
+      return py::make_tuple(x_hat, inv);
+    });
+  }
+  // g = dL/dx_hat, l2_normalize's (x_hat, inv) -> dL/dx
+  static DA l2_normalize_backward(const DA& g, const DA& x_hat, const DA& inv, double eps, int64_t block) {
+    const std::string op = "l2_normalize_backward";
+    check_block(block, op);
+    Res::expect_shape(x_hat, g.shape(), op, "x_hat");
+    Shape rows_shape = g.shape();
+    Res::expect(!rows_shape.empty() && eps > 0, op + ": expected an input of rank >= 1 and epsilon > 0");
+    const int64_t K = rows_shape.back();
+    rows_shape.pop_back();
+    Res::expect_shape(inv, rows_shape, op, "inv");
+    return Res::dispatch(g, op, [&](auto zero) {
+      using T = decltype(zero);
+      DA dx = DA::template empty<T>(g.shape());
+      const T *pg = Res::template ptr<T>(g, op, "g"), *ph = Res::template ptr<T>(x_hat, op, "x_hat"),
+              *pi = Res::template ptr<T>(inv, op, "inv");
+      T* pdx = dx.template data<T>();
+      py::gil_scoped_release nogil;
+      Kn::l2_normalize_backward(pdx, pg, ph, pi, inv.size(), K, T(eps), block);
+      return dx;
     });
   }
 
@@ -400,8 +505,14 @@ struct ResidentLosses {
   static void bind(py::module_& m) {
     const auto blk = py::arg("block") = 128;
     m.def("add", &add, py::arg("a"), py::arg("b"), blk);
-    m.def("merge", &merge_forward, py::arg("name"), py::arg("xs"), blk);
-    m.def("merge_backward", &merge_backward, py::arg("name"), py::arg("dy"), py::arg("xs"), py::arg("win"), blk);
+    m.def("merge", &merge_forward, py::arg("name"), py::arg("xs"), py::arg("masks") = py::none(), blk);
+    m.def("merge_backward", &merge_backward, py::arg("name"), py::arg("dy"), py::arg("xs"), py::arg("win"),
+          py::arg("masks") = py::none(), blk);
+    m.def("batch_matmul", &batch_matmul, py::arg("a"), py::arg("b"), py::arg("transpose_a") = false,
+          py::arg("transpose_b") = false);
+    m.def("l2_normalize", &l2_normalize, py::arg("x"), py::arg("epsilon"), blk);
+    m.def("l2_normalize_backward", &l2_normalize_backward, py::arg("g"), py::arg("x_hat"), py::arg("inv"),
+          py::arg("epsilon"), blk);
     m.def("concatenate", &concatenate, py::arg("xs"), py::arg("axis"), blk);
     m.def("concatenate_backward", &concatenate_backward, py::arg("dy"), py::arg("sizes"), py::arg("axis"), blk);
     m.def("loss", &row_loss, py::arg("kind"), py::arg("pred"), py::arg("target") = py::none(),

@@ -26,6 +26,8 @@ constexpr int64_t kBlock = kTile * kTile;  // one thread per C entry of the tile
 // beta == 0 never reads C (BLAS's rule: C may hold anything). bias (N) or nullptr. With an
 // activation other than linear, z (M,N) or nullptr receives the pre-activation value
 // (the backward of x-reading activations needs it) and C the activated one.
+// Batched (Dot's batch_matmul): `batch` such products, the b-th on A + b sA, B + b sB, C (and z)
+// + b sC, the same bias; the grid covers the tiles of every product.
 template <typename T>
 struct Gemm {
   int64_t M, N, K;
@@ -41,6 +43,7 @@ struct Gemm {
   const T* bias;
   T* z;
   ew::ActSpec<T> act;
+  int64_t batch = 1, sA = 0, sB = 0, sC = 0;
 
   // The block's tiles of op(A) and op(B), and each thread's running sum: the sum must outlive
   // a step (a step ends at a barrier), so it lives in the thread's slot here.
@@ -53,9 +56,12 @@ struct Gemm {
   int64_t steps() const { return 2 * k_tiles() + 2; }  // zero, (load, multiply) per k tile, store
 
   FALTUNG_HD void step(int64_t s, Thread th, Shared& sh) const {
-    const int64_t tiles_n = (N + kTile - 1) / kTile;
+    const int64_t tiles_n = (N + kTile - 1) / kTile, tiles = ((M + kTile - 1) / kTile) * tiles_n;
+    const int64_t bi = th.block / tiles, tile = th.block % tiles;  // the product, its tile
+    const T *A = this->A + bi * sA, *Bm = this->Bm + bi * sB;
+    T *C = this->C + bi * sC, *z = this->z ? this->z + bi * sC : nullptr;
     const int64_t ty = th.thread / kTile, tx = th.thread % kTile;
-    const int64_t m = (th.block / tiles_n) * kTile + ty, n = (th.block % tiles_n) * kTile + tx;
+    const int64_t m = (tile / tiles_n) * kTile + ty, n = (tile % tiles_n) * kTile + tx;
     const int64_t nk = (K + kTile - 1) / kTile;
     if (s == 0) {
       sh.acc[th.thread] = T(0);
@@ -91,8 +97,8 @@ inline ew::ActSpec<T> no_act() {
 
 template <class Exec, typename T>
 void gemm(Exec& ex, const Gemm<T>& g) {
-  if (g.M <= 0 || g.N <= 0) return;
-  ex.launch_shared(Geometry{ceil_div(g.M, kTile) * ceil_div(g.N, kTile), kBlock}, g.steps(), g);
+  if (g.M <= 0 || g.N <= 0 || g.batch <= 0) return;
+  ex.launch_shared(Geometry{g.batch * ceil_div(g.M, kTile) * ceil_div(g.N, kTile), kBlock}, g.steps(), g);
 }
 
 // dy (B,OUT) -> db (OUT), db[o] = sum_b dy[b,o] in row order (the CPU's order). Thread per

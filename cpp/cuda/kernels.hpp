@@ -121,6 +121,11 @@ struct Kernels {
   static void merge_backward(T* dxs, const T* dy, const T* xs, const int32_t* win, const merge::MergeShape& s,
                              merge::Op op, int64_t total, int64_t block);
   template <typename T>
+  static void l2_normalize(T* x_hat, T* inv, const T* x, int64_t R, int64_t K, T eps, int64_t block);
+  template <typename T>
+  static void l2_normalize_backward(T* dx, const T* g, const T* x_hat, const T* inv, int64_t R, int64_t K, T eps,
+                                    int64_t block);
+  template <typename T>
   static void concat_forward(T* y, const T* xs, const merge::ConcatShape& s, int64_t block);
   template <typename T>
   static void concat_backward(T* dxs, const T* dy, const merge::ConcatShape& s, int64_t block);

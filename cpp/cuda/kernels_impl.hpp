@@ -173,6 +173,17 @@ void Kernels<Exec>::merge_backward(T* dxs, const T* dy, const T* xs, const int32
   merge::backward(ex, dxs, dy, xs, win, s, op, block, total);
 }
 template <class Exec> template <typename T>
+void Kernels<Exec>::l2_normalize(T* x_hat, T* inv, const T* x, int64_t R, int64_t K, T eps, int64_t block) {
+  Exec ex;
+  merge::l2_normalize(ex, x_hat, inv, x, R, K, eps, block);
+}
+template <class Exec> template <typename T>
+void Kernels<Exec>::l2_normalize_backward(T* dx, const T* g, const T* x_hat, const T* inv, int64_t R, int64_t K,
+                                          T eps, int64_t block) {
+  Exec ex;
+  merge::l2_normalize_backward(ex, dx, g, x_hat, inv, R, K, eps, block);
+}
+template <class Exec> template <typename T>
 void Kernels<Exec>::concat_forward(T* y, const T* xs, const merge::ConcatShape& s, int64_t block) {
   Exec ex;
   merge::concat_forward(ex, y, xs, s, block);
@@ -250,6 +261,9 @@ void Kernels<Exec>::weight_decay(T* w, int64_t n, T factor, int64_t block) {
                                                 merge::Op, int64_t);                                 \
   template void Kernels<Exec>::merge_backward<T>(T*, const T*, const T*, const int32_t*,             \
                                                  const merge::MergeShape&, merge::Op, int64_t, int64_t); \
+  template void Kernels<Exec>::l2_normalize<T>(T*, T*, const T*, int64_t, int64_t, T, int64_t);      \
+  template void Kernels<Exec>::l2_normalize_backward<T>(T*, const T*, const T*, const T*, int64_t,   \
+                                                        int64_t, T, int64_t);                        \
   template void Kernels<Exec>::concat_forward<T>(T*, const T*, const merge::ConcatShape&, int64_t);  \
   template void Kernels<Exec>::concat_backward<T>(T*, const T*, const merge::ConcatShape&, int64_t); \
   template void Kernels<Exec>::rmsprop_update<T>(T*, T*, T*, T*, const T*, int64_t, T, T, T, T, int64_t); \

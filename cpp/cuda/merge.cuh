@@ -9,8 +9,13 @@
 //   Multiply's backward: dx_i = ((dy x_0) x_1) ... skipping x_i (no division: zeros are exact).
 // Broadcasting as the layers (base_merge.py): inputs of lower rank get size-1 axes after the
 // batch axis, then size-1 axes broadcast; the backward sums over them (in row-major order, so
-// only broadcast sums may differ from numpy's pairwise sums, by rounding). Masks are the
-// layer's business (not here).
+// only broadcast sums may differ from numpy's pairwise sums, by rounding).
+// Masks (Multiply, Maximum, Minimum; the layers' rules, as Keras 3's): input k's mask has its
+// shape without the last axis (one byte per row of its last axis, 1 = kept). Multiply: a
+// masked-out entry counts as 1, and with every input masked the output is 0 where none is kept
+// (no gradient there); Maximum/Minimum: a masked-out entry takes the value merged so far, and
+// the value merged so far (masked out in all inputs before) takes the input's (ExtremeMerge).
+// Dot (a batched GEMM, dense.cuh's Gemm over a batch) and its L2 normalization are below.
 #pragma once
 #include <cstdint>
 
@@ -27,6 +32,10 @@ enum class Op : int32_t { add, subtract, multiply, average, maximum, minimum };
 struct MergeShape {
   int64_t n, D, N;
   const int64_t *dims, *in_dims, *offsets;
+  // n pointers to the inputs' masks (nullptr where an input has none; in the executor's memory),
+  // or nullptr for no masks at all; all_masked: every input has one.
+  const uint8_t* const* masks = nullptr;
+  bool all_masked = false;
 };
 
 // The index in xs of input k's element that output element i reads (broadcast axes: 0).
@@ -41,6 +50,18 @@ FALTUNG_HD inline int64_t source(const MergeShape& s, int64_t k, int64_t i) {
   return s.offsets[k] + idx;
 }
 
+// Whether input k's entry read by output element i is kept (true without a mask).
+FALTUNG_HD inline bool kept(const MergeShape& s, int64_t k, int64_t i) {
+  if (!s.masks || !s.masks[k]) return true;
+  return s.masks[k][(source(s, k, i) - s.offsets[k]) / s.in_dims[k * s.D + s.D - 1]] != 0;
+}
+// Whether some input keeps output element i (the output's mask when all_masked).
+FALTUNG_HD inline bool any_kept(const MergeShape& s, int64_t i) {
+  for (int64_t k = 0; k < s.n; ++k)
+    if (kept(s, k, i)) return true;
+  return false;
+}
+
 // xs -> y (N), win (N) for maximum/minimum (else nullptr). Thread per output element.
 template <typename T>
 struct Forward {
@@ -52,26 +73,34 @@ struct Forward {
   FALTUNG_HD void operator()(Thread th) const {
     const int64_t i = th.global();
     if (i >= s.N) return;
-    T cur = xs[source(s, 0, i)];
+    const bool product = op == Op::multiply;
+    bool cur_kept = kept(s, 0, i);  // (the extremes': kept by an input so far)
+    T cur = product && !cur_kept ? T(1) : xs[source(s, 0, i)];
     int32_t w = 0;
     for (int64_t k = 1; k < s.n; ++k) {
-      const T v = xs[source(s, k, i)];
+      T v = xs[source(s, k, i)];
+      const bool keep = kept(s, k, i);
       switch (op) {
         case Op::add:
         case Op::average: cur = cur + v; break;
         case Op::subtract: cur = cur - v; break;
-        case Op::multiply: cur = cur * v; break;
+        case Op::multiply: cur = cur * (keep ? v : T(1)); break;
         case Op::maximum:
         case Op::minimum: {
+          int32_t src = int32_t(k);
+          if (!keep) v = cur, src = w;        // masked out: the value merged so far
+          if (!cur_kept) cur = v, w = src;    // none kept so far: the input's
+          cur_kept = cur_kept || keep;
           const bool take = op == Op::maximum ? v > cur : v < cur;
           if (cur != cur || v != v) cur = cur != cur ? cur : v;  // np.maximum/minimum: NaN wins
           else if (take) cur = v;
-          if (take) w = int32_t(k);
+          if (take) w = src;
           break;
         }
       }
     }
     if (op == Op::average) cur = cur / T(s.n);
+    if (product && s.all_masked && !any_kept(s, i)) cur = T(0);
     y[i] = cur;
     if (win) win[i] = w;
   }
@@ -95,9 +124,10 @@ struct Backward {
       case Op::subtract: return k == 0 ? d : -d;
       case Op::average: return d / T(s.n);
       case Op::multiply: {
+        if (!kept(s, k, i) || (s.all_masked && !any_kept(s, i))) return T(0);
         T g = d;
         for (int64_t j = 0; j < s.n; ++j)
-          if (j != k) g = g * xs[source(s, j, i)];
+          if (j != k && kept(s, j, i)) g = g * xs[source(s, j, i)];
         return g;
       }
       case Op::maximum:
@@ -198,6 +228,55 @@ void concat_forward(Exec& ex, T* y, const T* xs, const ConcatShape& s, int64_t b
 template <class Exec, typename T>
 void concat_backward(Exec& ex, T* dxs, const T* dy, const ConcatShape& s, int64_t block) {
   ex.launch(cover(s.outer * s.S * s.inner, block), ConcatBackward<T>{dxs, dy, s});
+}
+
+// ---- Dot's normalize=True: L2 normalization of rows -------------------------------------------
+// x (R,K) -> x_hat = x inv, inv (R) = 1 / max(||x_row||, eps) (Keras's ops.normalize with
+// backend.epsilon(); python/faltung/layers/merging/dot.py's l2_normalize). Thread per row.
+template <typename T>
+struct L2Normalize {
+  T *x_hat, *inv;
+  const T* x;
+  int64_t R, K;
+  T eps;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t r = th.global();
+    if (r >= R) return;
+    const T* x_r = x + r * K;
+    T ss = 0;
+    for (int64_t k = 0; k < K; ++k) ss += x_r[k] * x_r[k];
+    const T norm = hd_sqrt(ss), v = T(1) / (norm > eps ? norm : eps);
+    inv[r] = v;
+    for (int64_t k = 0; k < K; ++k) x_hat[r * K + k] = x_r[k] * v;
+  }
+};
+// g (R,K) = dL/dx_hat -> dx = inv (g - x_hat sum(g x_hat)) where the norm was above eps, inv g
+// where eps was taken (dot.py's l2_normalize_backward). Thread per row.
+template <typename T>
+struct L2NormalizeBackward {
+  T* dx;
+  const T *g, *x_hat, *inv;
+  int64_t R, K;
+  T eps;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t r = th.global();
+    if (r >= R) return;
+    const T *g_r = g + r * K, *h_r = x_hat + r * K;
+    T proj = 0;
+    for (int64_t k = 0; k < K; ++k) proj += g_r[k] * h_r[k];
+    if (!(inv[r] < T(1) / eps)) proj = T(0);
+    for (int64_t k = 0; k < K; ++k) dx[r * K + k] = inv[r] * (g_r[k] - h_r[k] * proj);
+  }
+};
+
+template <class Exec, typename T>
+void l2_normalize(Exec& ex, T* x_hat, T* inv, const T* x, int64_t R, int64_t K, T eps, int64_t block) {
+  ex.launch(cover(R, block), L2Normalize<T>{x_hat, inv, x, R, K, eps});
+}
+template <class Exec, typename T>
+void l2_normalize_backward(Exec& ex, T* dx, const T* g, const T* x_hat, const T* inv, int64_t R, int64_t K, T eps,
+                           int64_t block) {
+  ex.launch(cover(R, block), L2NormalizeBackward<T>{dx, g, x_hat, inv, R, K, eps});
 }
 
 }  // namespace faltung::cuda::merge

@@ -25,18 +25,23 @@ to them (Variable.assign, set_weights, load_weights, optimizer.set_weights) are 
 Supported, anything else raising NotImplementedError that names it (layers at build time,
 losses and optimizer at compile or on the first batch):
 - graphs: Sequential and functional models, several inputs and outputs, the merge layers Add,
-  Subtract, Multiply, Average, Maximum, Minimum and Concatenate, shared layers, tensors read by
-  several layers; masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
+  Subtract, Multiply, Average, Maximum, Minimum (masks used as the CPU layers use them),
+  Concatenate and Dot (any axes, normalize), shared layers, tensors read by several layers;
+  masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
   weighing the losses and metrics of the outputs they reach as the CPU Trainer's, and `mask=`
-  arguments that are model inputs; no layers with several outputs (but Bidirectional's), no
-  nested models;
+  arguments that are model inputs; nested models (a Sequential or functional Model called as a
+  layer: its calls inlined into the outer graph, which then holds its weights: an inner model
+  built on the device gives up its own Resident); no layers with several outputs (but
+  Bidirectional's);
 - layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D (every padding, stride,
   dilation and groups the CPU layers take), Conv1D/2DTranspose (also output_padding),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
-  go_backwards, masks; no stateful, return_state or dropout),
-  Bidirectional (merge modes concat, sum, mul, ave, None) and TimeDistributed of those layers,
+  go_backwards, masks, return_state, initial_state (tensors of the graph), stateful (the states
+  carried on the device, read back through RNN.states); no dropout),
+  Bidirectional (merge modes concat, sum, mul, ave, None; return_state, initial_state, stateful)
+  and TimeDistributed of those layers,
   Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without
   noise_shape; its masks equal the CPU layer's for the same seeds), BatchNormalization (last axis, not
   synchronized), and the activation layers Activation, ReLU, LeakyReLU, ELU and Softmax, with
@@ -69,6 +74,10 @@ class Resident:
         self.dtype = placement.dtype
         self.where = f"faltung.device({placement.name!r}): model '{model.name}'"
         self.graph = DeviceGraph(model._graph, self.where)
+        for inner in self.graph.nested.values():  # its weights are this model's now: one device copy
+            if inner.__dict__.get("_resident") is not None:
+                inner._resident.detach()
+                inner._resident = None
         self.variables = list(model.weights)
         self.arrays = {id(v): self.DeviceArray(v.value, self.dtype) for v in self.variables}
         self.slots = {}           # id(var) -> (host slot dict of the optimizer, {name: DeviceArray})

@@ -3,23 +3,32 @@ model's Graph (faltung.models.graph, Sequential and functional alike) as steps o
 DeviceArrays, run forward in the graph's order and backward in reverse.
 
 A step is one call of a layer: a chain of ops (faltung.models.resident_ops.ops_for: one input,
-one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate:
+one output), or a merge op (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot:
 several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As the CPU graph
 does: the gradients of a tensor read by several calls are summed, and so are the weight
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
-training=False runs as at inference. Layers with several outputs or tensor keyword arguments
-raise NotImplementedError.
+training=False runs as at inference. A recurrent layer's `initial_state` tensors are inputs of
+its step after the sequence (their gradients come out of its backward), and with return_state
+its final states are outputs after its output (without a mask, as the CPU's compute_mask);
+Bidirectional's likewise (and its two directions with merge_mode=None). Other layers with
+several outputs or tensor keyword arguments raise NotImplementedError. A nested model (a Model
+or Sequential called as a layer) is inlined: its layer calls become steps of this graph (keyed
+apart per call of it), reading the tensors it is called on, its outputs leaving without a mask
+(as the CPU's Model.compute_mask), and the `training=` of its call applying to the calls inside
+as the CPU's Model.forward applies it.
 
 Masks travel as the CPU graph propagates them (Layer.compute_mask), as uint8 DeviceArrays (1 =
 keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bidirectional
 consume it (and pass it on with return_sequences), GlobalAveragePooling1D consumes it;
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
-it for (Multiply, Maximum, Minimum, Dot, Concatenate but on the last axis) raises
-NotImplementedError naming the layer then. A `mask=` argument that is a model input (uploaded as
-uint8) goes to a layer that takes a mask instead of its input's (as on the CPU; only the
-input's passes on); other `mask=` arguments raise NotImplementedError. Add, Subtract, Average
-and Concatenate (last axis) or their inputs' masks, as the CPU layers' compute_mask. The
+it for (Concatenate but on the last axis, layers that make or take masks the device does not
+run with one) raises NotImplementedError naming the layer then. A `mask=` argument that is a
+model input (uploaded as uint8) goes to a layer that takes a mask instead of its input's (as on
+the CPU; only the input's passes on); other `mask=` arguments raise NotImplementedError.
+Multiply, Maximum and Minimum use their inputs' masks in their values (merge.cuh), Add,
+Subtract, Average and Dot ignore them; the elementwise merges and Concatenate (last axis) or
+their inputs' masks, as the CPU layers' compute_mask, and Dot's output has none. The
 model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
 
 Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
@@ -38,25 +47,80 @@ MERGE_NAMES = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Av
 
 
 class _MergeOp:
-    """An elementwise merge layer over n inputs (broadcast as the layer broadcasts)."""
+    """An elementwise merge layer over n inputs (broadcast as the layer broadcasts); Multiply,
+    Maximum and Minimum take their inputs' masks (uint8 DeviceArrays or None) as the CPU layers
+    use them (merge.cuh), the others ignore them."""
 
     def __init__(self, name):
         self.name = name
+        self.takes_masks = name in ("multiply", "maximum", "minimum")
 
-    def forward(self, res, xs, training):
-        y, win = res.r.merge(self.name, xs)
-        return y, (xs, win)
+    def forward(self, res, xs, training, masks=None):
+        masks = masks if self.takes_masks and masks and any(m is not None for m in masks) else None
+        y, win = res.r.merge(self.name, xs, masks)
+        return y, (xs, win, masks)
 
     def backward(self, res, dy, saved, need_dx):
-        xs, win = saved
-        return res.r.merge_backward(self.name, dy, xs, win) if need_dx else None
+        xs, win, masks = saved
+        return res.r.merge_backward(self.name, dy, xs, win, masks) if need_dx else None
+
+
+class _DotOp:
+    """Dot: x with its dot axis moved last (B, M, k), y likewise (B, N, k) (permute, a copy unless
+    the axis is last already), L2-normalized along k with normalize=True, then one batched
+    product x y^T (B, M, N), shaped as the layer's output. The masks are ignored, and the output
+    has none (as the CPU layer's)."""
+    takes_masks = False
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    @staticmethod
+    def _rows(res, x, axis):
+        shape = tuple(x.shape)
+        perm = [a for a in range(len(shape)) if a != axis] + [axis]
+        moved = tuple(shape[a] for a in perm)
+        xp = x if perm == sorted(perm) else res.r.permute(x, perm)
+        return xp.reshape((shape[0], int(np.prod(moved[1:-1])), shape[axis])), (perm, moved)
+
+    @staticmethod
+    def _back(res, d, layout):
+        perm, moved = layout
+        d = d.reshape(moved)
+        return d if perm == sorted(perm) else res.r.permute(d, [int(a) for a in np.argsort(perm)])
+
+    def forward(self, res, xs, training, masks=None):
+        from faltung.layers.merging.dot import EPSILON
+        x, y = xs
+        shapes = [tuple(x.shape), tuple(y.shape)]
+        a0, a1 = self.layer._axes(shapes)  # the CPU layer's checks and errors
+        out_shape = self.layer.compute_output_shape(shapes)
+        (xm, lx), (ym, ly) = self._rows(res, x, a0), self._rows(res, y, a1)
+        inv = None
+        if self.layer.normalize:
+            (xm, ix), (ym, iy) = res.r.l2_normalize(xm, EPSILON), res.r.l2_normalize(ym, EPSILON)
+            inv = (ix, iy)
+        out = res.r.batch_matmul(xm, ym, False, True)
+        return out.reshape(out_shape), (xm, ym, lx, ly, inv)
+
+    def backward(self, res, dy, saved, need_dx):
+        from faltung.layers.merging.dot import EPSILON
+        if not need_dx:
+            return None
+        xm, ym, lx, ly, inv = saved
+        g = dy.reshape((xm.shape[0], xm.shape[1], ym.shape[1]))
+        dxm, dym = res.r.batch_matmul(g, ym), res.r.batch_matmul(g, xm, True, False)
+        if inv is not None:
+            dxm = res.r.l2_normalize_backward(dxm, xm, inv[0], EPSILON)
+            dym = res.r.l2_normalize_backward(dym, ym, inv[1], EPSILON)
+        return [self._back(res, dxm, lx), self._back(res, dym, ly)]
 
 
 class _ConcatOp:
     def __init__(self, layer):
         self.layer = layer
 
-    def forward(self, res, xs, training):
+    def forward(self, res, xs, training, masks=None):
         axis = self.layer.axis % len(xs[0].shape)
         return res.r.concatenate(xs, axis), (axis, [x.shape[axis] for x in xs])
 
@@ -66,40 +130,55 @@ class _ConcatOp:
 
 
 class _Step:
-    """One layer call: `ops` (a chain, one input) or `merge` (a list of inputs); tensor ids."""
+    """One layer call: `ops` (a chain, one input) or `merge` (a list of inputs); the keys of its
+    tensors (`key(t)`: id(t), or for the calls inside a nested model one of its own, see
+    DeviceGraph._inline); `recorded`, the `training=` each enclosing nested model's call was
+    recorded with, then this call's own."""
 
-    def __init__(self, node, ops, merge):
-        self.layer, self.ops, self.merge = node.layer, ops, merge
-        self.inputs = [id(t) for t in node.input_tensors]
-        self.outputs = [id(t) for t in node.output_tensors]  # several: Bidirectional(merge_mode=None)
+    def __init__(self, node, ops, merge, key=id, recorded=()):
+        self.node, self.layer, self.ops, self.merge = node, node.layer, ops, merge
+        self.inputs = [key(t) for t in node.input_tensors]
+        self.outputs = [key(t) for t in node.output_tensors]  # several: return_state, merge_mode=None
         self.output = self.outputs[0]
-        self.recorded_training = (node.call_kwargs or {}).get("training")
+        self.recorded = recorded + ((node.call_kwargs or {}).get("training"),)
         self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
         self.mask_arg = None   # the tensor of a `mask=` argument (a model input), which it takes instead
         self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
+        self.masked = self.outputs  # the outputs a passed mask goes to (a recurrent layer's states: none)
+        self.n_states = 0      # `initial_state` tensors (inputs[1:]), which the first op takes
 
     def mode(self, training):
-        """The training flag of this call, as the CPU graph chooses it."""
-        if training:
-            return self.recorded_training is None or bool(self.recorded_training)
-        return bool(self.recorded_training)
+        """The training flag of this call, as the CPU graph chooses it: a call recorded with
+        training=False computes as at inference in a training run (and so does everything inside
+        it, a nested model's calls too); in an inference run, a call recorded with training=True
+        runs as in training (and the calls inside it as in a training run)."""
+        for recorded in self.recorded:
+            if not training:
+                training = bool(recorded)
+            elif recorded is not None and not recorded:
+                return False
+        return training
 
     def softmax_last(self):
         return bool(self.ops) and isinstance(self.ops[-1], SoftmaxOp) and not self.ops[-1].log
 
 
-def _two_directions(layer):
-    """A Bidirectional layer returning its two directions (merge_mode=None, no states)."""
-    from faltung.layers import Bidirectional
-    return isinstance(layer, Bidirectional) and layer.merge_mode is None and not layer.return_state
+def _n_outputs(layer):
+    """How many outputs of a recurrent layer (SimpleRNN, LSTM, GRU, Bidirectional) carry its
+    input's mask on (the others are final states, maskless as in the CPU's compute_mask); None
+    for a layer of one output."""
+    from faltung.layers import GRU, LSTM, Bidirectional, SimpleRNN
+    if isinstance(layer, Bidirectional) and (layer.merge_mode is None or layer.return_state):
+        return 2 if layer.merge_mode is None else 1
+    return 1 if type(layer) in (SimpleRNN, LSTM, GRU) and layer.return_state else None
 
 
-def _step_of(node, where):
-    from faltung.layers import Concatenate
+def _step_of(node, where, key=id, recorded=()):
+    from faltung.layers import Concatenate, Dot
     from faltung.layers.merging.base_merge import Merge
     layer = node.layer
     what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
-    if len(node.output_tensors) != 1 and not _two_directions(layer):
+    if len(node.output_tensors) != 1 and _n_outputs(layer) is None:
         raise NotImplementedError(f"{what} returns {len(node.output_tensors)} tensors; layers with several "
                                   "outputs are not supported on the device yet")
     mask_arg = (node.call_kwargs or {}).get("mask")
@@ -108,27 +187,79 @@ def _step_of(node, where):
                 len(node.args_tensors) == 1 and not isinstance(layer, Merge)):
             raise NotImplementedError(f"{what} is called with a `mask=` argument the device cannot take yet (it "
                                       "takes one tensor, a model input, for a layer that takes a mask)")
-        step = _Step(node, ops_for(layer), None)
+        step = _Step(node, ops_for(layer), None, key, recorded)
         if not getattr(step.ops[0] if step.ops else None, "takes_mask", False):
             raise NotImplementedError(f"{what} is called with a `mask=` argument, which it does not take on the "
                                       "device")
-        step.mask_arg = id(mask_arg)
+        step.mask_arg = key(mask_arg)
+        return step
+    init = (node.call_kwargs or {}).get("initial_state")
+    if init is not None:
+        states = list(init) if isinstance(init, (list, tuple)) else [init]
+        step = _Step(node, ops_for(layer), None, key, recorded)
+        if not (getattr(step.ops[0] if step.ops else None, "takes_initial_state", False) and
+                node.kwargs_tensors == states and len(node.args_tensors) == 1):
+            raise NotImplementedError(f"{what} is called with an `initial_state` the device cannot take (it takes "
+                                      "a list of tensors, for SimpleRNN, LSTM, GRU and Bidirectional, and no "
+                                      "other tensor keyword argument)")
+        step.n_states = len(states)
         return step
     if node.kwargs_tensors:
         raise NotImplementedError(f"{what} is called with tensor keyword arguments, which are not supported on "
                                   "the device yet")
     if isinstance(layer, Merge):
         if type(layer) is Concatenate:
-            return _Step(node, None, _ConcatOp(layer))
+            return _Step(node, None, _ConcatOp(layer), key, recorded)
+        if type(layer) is Dot:
+            return _Step(node, None, _DotOp(layer), key, recorded)
         name = MERGE_NAMES.get(type(layer).__name__)
         if name is None:
             raise NotImplementedError(f"{what}: the merge layer {type(layer).__name__} is not supported on the "
-                                      f"device yet; supported: {', '.join(MERGE_NAMES)}, Concatenate")
-        return _Step(node, None, _MergeOp(name))
+                                      f"device yet; supported: {', '.join(MERGE_NAMES)}, Concatenate, Dot")
+        return _Step(node, None, _MergeOp(name), key, recorded)
     if len(node.input_tensors) != 1:
         raise NotImplementedError(f"{what} takes {len(node.input_tensors)} tensors; only the merge layers take "
                                   "several on the device")
-    return _Step(node, ops_for(layer), None)
+    return _Step(node, ops_for(layer), None, key, recorded)
+
+
+class _Boundary(_Step):
+    """Where a nested model's output leaves it: the value as it is (no op), and no mask, as the
+    CPU's Model.compute_mask (Layer's, the model not supporting masking) drops it."""
+
+    def __init__(self, node, inner_key, key, recorded):
+        self.node, self.layer, self.ops, self.merge = node, node.layer, [], None
+        self.inputs, self.outputs = [inner_key], [key]
+        self.output, self.recorded = key, recorded
+        self.mask_in, self.mask_arg, self.mask_out, self.masked, self.n_states = False, None, None, [], 0
+
+
+def _inline(graph, where, key=id, recorded=()):
+    """The steps of `graph`'s layer calls, a nested model's (a Model or Sequential called as a
+    layer) inlined: its calls keyed apart from those of its other calls ((the call's first output
+    key, id(t))), its inputs the tensors it is called on, each output leaving by a _Boundary."""
+    from faltung.models.model import Model
+    steps = []
+    for node in graph.nodes:
+        model = node.layer
+        if not isinstance(model, Model):
+            steps.append(_step_of(node, where, key, recorded))
+            continue
+        inner = model._graph
+        what = f"{where}: nested model '{model.name}' ({type(model).__name__})"
+        if inner is None or node.kwargs_tensors or len(node.args_tensors) != len(inner.inputs) or \
+                len(node.output_tensors) != len(inner.outputs):
+            raise NotImplementedError(f"{what} is called with tensor keyword arguments or on a structure "
+                                      "of inputs or outputs that is not its own; not supported on the device")
+        call = key(node.output_tensors[0])
+        alias = {id(t): key(a) for t, a in zip(inner.inputs, node.args_tensors)}
+
+        def inner_key(t, alias=alias, call=call):
+            return alias.get(id(t), (call, id(t)))
+        rec = recorded + ((node.call_kwargs or {}).get("training"),)
+        steps += _inline(inner, what, inner_key, rec)
+        steps += [_Boundary(node, inner_key(t), key(o), rec) for t, o in zip(inner.outputs, node.output_tensors)]
+    return steps
 
 
 class DeviceGraph:
@@ -138,8 +269,9 @@ class DeviceGraph:
     def __init__(self, graph, where):
         self.inputs = [id(t) for t in graph.inputs]
         self.outputs = [id(t) for t in graph.outputs]
-        self.steps = [_step_of(node, where) for node in graph.nodes]
-        self._plan_masks(graph.nodes, where)
+        self.steps = _inline(graph, where)
+        self.nested = {id(s.layer): s.layer for s in self.steps if isinstance(s, _Boundary)}
+        self._plan_masks(where)
         self._plan_indices(where)
         out_ids = set(self.outputs)
         self.last_use = {}
@@ -151,11 +283,13 @@ class DeviceGraph:
                     self.last_use[t] = i
         self.producer = {t: step for step in self.steps for t in step.outputs}
 
-    def _plan_masks(self, nodes, where):
+    def _plan_masks(self, where):
         """Which steps make, take and pass on masks (see the module's docstring)."""
         has = set()  # ids of the tensors that carry a mask
-        for node, step in zip(nodes, self.steps):
-            layer = node.layer
+        for step in self.steps:
+            if isinstance(step, _Boundary):
+                continue
+            layer, node = step.layer, step.node
             what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
             first = step.ops[0] if step.ops else None
             if first is not None and hasattr(first, "mask_of"):
@@ -167,15 +301,19 @@ class DeviceGraph:
                 self._check_takes_mask(step, first, what)
                 if step.inputs[0] in has and first.passes_mask():
                     step.mask_out = "pass"
-                    has.update(step.outputs)
+                    step.masked = step.outputs[:_n_outputs(layer) or 1]
+                    has.update(step.masked)
                 continue
-            if not any(t in has for t in step.inputs):
-                continue
+            if not any(t in has for t in (step.inputs if step.merge is not None else step.inputs[:1])):
+                continue  # (a recurrent layer's `initial_state` masks are not its input's)
             refused = NotImplementedError(f"{what} receives a mask, which the device cannot apply to it yet "
                                           "(the CPU can: build the model outside the device scope)")
             if step.merge is not None:
                 kind = type(layer).__name__
-                if kind in ("Add", "Subtract", "Average"):  # values ignore the masks
+                if kind == "Dot":  # values ignore the masks, the output has none
+                    continue
+                if kind in ("Add", "Subtract", "Average", "Multiply", "Maximum", "Minimum"):
+                    step.mask_in = step.merge.takes_masks  # Multiply, Maximum, Minimum use them
                     if all(t in has for t in step.inputs):    # else no mask, as the CPU's compute_mask
                         step.mask_out = "or"
                         has.add(step.output)
@@ -195,7 +333,8 @@ class DeviceGraph:
                 passes = layer.supports_masking
             if passes:
                 step.mask_out = "pass"
-                has.update(step.outputs)
+                step.masked = step.outputs[:_n_outputs(layer) or 1]
+                has.update(step.masked)
 
     @staticmethod
     def _check_takes_mask(step, first, what):
@@ -259,7 +398,8 @@ class DeviceGraph:
         for i, step in enumerate(self.steps):
             mode = step.mode(training)
             if step.merge is not None:
-                y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode)
+                taken = [masks.get(t) for t in step.inputs] if step.mask_in else None
+                y, s = step.merge.forward(res, [values[t] for t in step.inputs], mode, masks=taken)
                 if step.mask_out == "or":
                     masks[step.output] = self._or_masks(res, step, [masks.get(t) for t in step.inputs],
                                                         tuple(y.shape[:-1]))
@@ -267,16 +407,17 @@ class DeviceGraph:
                 y, s = values[step.inputs[0]], []
                 in_mask = masks.get(step.inputs[0])
                 for j, op in enumerate(self._chain(step, stop)):
+                    kw = {}
                     if j == 0 and step.mask_in:
-                        taken = in_mask if step.mask_arg is None else values[step.mask_arg]
-                        y, si = op.forward(res, y, mode, mask=taken)
-                    else:
-                        y, si = op.forward(res, y, mode)
+                        kw["mask"] = in_mask if step.mask_arg is None else values[step.mask_arg]
+                    if j == 0 and step.n_states:
+                        kw["initial_state"] = [values[t] for t in step.inputs[1:]]
+                    y, si = op.forward(res, y, mode, **kw)
                     if j == 0 and step.mask_out == "make":
                         masks[step.output] = op.mask_of(res, si)
                     s.append(si)
                 if step.mask_out == "pass" and in_mask is not None:
-                    masks.update((t, in_mask) for t in step.outputs)
+                    masks.update((t, in_mask) for t in step.masked)
             if len(step.outputs) > 1:
                 values.update(zip(step.outputs, y))
             else:
@@ -335,7 +476,7 @@ class DeviceGraph:
                 chain = self._chain(step, stop)
                 for j in range(len(chain) - 1, -1, -1):
                     dy = chain[j].backward(res, dy, saved[i][j], need_dx or j > 0)
-                dxs = [dy]
+                dxs = [dy[0]] + dy[1] if step.n_states else [dy]  # (dx, the initial states' gradients)
             if need_dx:
                 for t, d in zip(step.inputs, dxs):
                     if d is not None and want.get(t, False):

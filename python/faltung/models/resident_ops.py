@@ -431,8 +431,16 @@ class _Recurrent(_LayerOp):
     training) and backward; go_backwards reverses the input (and the mask) in time first (the
     output stays in processing order, as Keras's); the last output is the final state h_T. A
     mask (B,T) makes masked steps carry the states, their outputs the carried h (zeros with
-    zero_output_for_mask), as the CPU kernels do."""
+    zero_output_for_mask), as the CPU kernels do.
+
+    States, as the CPU layer (faltung.layers.rnn.rnn): `initial_state` (DeviceArrays h0, and c0
+    for LSTM) starts the recursion instead of zeros, and backward then returns (dx, [dh0, ...]);
+    a stateful layer starts from its carried states (the layer's `_device_states`, uploaded from
+    its host `states` when absent: after reset_states() or a read of RNN.states) and carries its
+    final states on (also at inference); return_state adds the final states to the outputs,
+    whose gradients come as a list (None where one gets none)."""
     takes_mask = True
+    takes_initial_state = True
 
     def passes_mask(self):
         return self.layer.return_sequences
@@ -454,33 +462,57 @@ class _Recurrent(_LayerOp):
         c = self.layer.cell
         return res.array(c.kernel), res.array(c.recurrent_kernel), (res.array(c.bias) if c.bias is not None else None)
 
-    def forward(self, res, x, training, mask=None):
+    def _initial(self, res, batch, initial_state):
+        """The states the recursion starts from: given, carried (stateful) or None (zeros)."""
+        l = self.layer
+        if initial_state is not None or not l.stateful:
+            return initial_state
+        carried = l.__dict__.get("_device_states")
+        if carried is None:
+            carried = [res.DeviceArray(s, res.dtype) for s in l.states]
+        if carried[0].shape[0] != batch:  # the CPU layer's words
+            raise ValueError("If an RNN is stateful, the batch size of the input sequences must be the same as "
+                             f"the batch size of the initial state. \n- Expected batch size: {carried[0].shape[0]}"
+                             f"\n- Received batch size: {batch}")
+        return carried
+
+    def forward(self, res, x, training, mask=None, initial_state=None):
         l = self.layer
         xs = res.r.reverse_time(x) if l.go_backwards else x
         m = res.r.reverse_mask(mask) if mask is not None and l.go_backwards else mask
         opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask)
-        hs, h_T, ws = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training, **opts)
-        return (hs if l.return_sequences else h_T), (xs, ws, opts)
+        out = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
+                                                       initial_state=self._initial(res, x.shape[0], initial_state),
+                                                       **opts)
+        hs, finals, ws = out[0], list(out[1:-1]), out[-1]  # finals: h_T (and c_T)
+        if l.stateful:
+            l._device_states = finals
+        y = hs if l.return_sequences else finals[0]
+        return ([y] + finals if l.return_state else y), (xs, ws, opts, initial_state is not None)
 
     def backward(self, res, dy, saved, need_dx):
-        xs, ws, opts = saved
+        xs, ws, opts, given = saved
         l, c = self.layer, self.layer.cell
-        dhs, dh_T = (dy, None) if l.return_sequences else (None, dy)
-        dx, dk, drk, db = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T,
-                                                                    need_dx=need_dx, **opts)
+        n = len(l.state_size)
+        d_out, d_states = (dy[0], list(dy[1:])) if l.return_state else (dy, [None] * n)
+        dhs, dh_T = (d_out, d_states[0]) if l.return_sequences else (None, d_states[0])
+        if not l.return_sequences and d_out is not None:  # the last output is the final state h_T
+            dh_T = d_out if dh_T is None else res.r.add(dh_T, d_out)
+        extra = {"dc_T": d_states[1]} if n == 2 else {}
+        grads = getattr(res.r, self.family + "_backward")(xs, *self._weights(res), ws, dhs, dh_T,
+                                                          need_dx=need_dx, **extra, **opts)
+        dx, dk, drk, db = grads[:4]
         for var, g in ((c.kernel, dk), (c.recurrent_kernel, drk), (c.bias, db)):
             if var is not None and res.trains(var):
                 res.set_grad(var, g)
-        return res.r.reverse_time(dx) if dx is not None and l.go_backwards else dx
+        dx = res.r.reverse_time(dx) if dx is not None and l.go_backwards else dx
+        return (dx, list(grads[4:])) if given else dx
 
 
 def _recurrent_ops(layer):
     """SimpleRNN/LSTM/GRU, or NotImplementedError naming the option the device cannot run."""
     from faltung.layers import GRU, LSTM
     c = layer.cell
-    for option in ("stateful", "return_state"):
-        if getattr(layer, option):
-            raise _unsupported(layer, f"{option}=True")
     for option in ("dropout", "recurrent_dropout"):
         if getattr(c, option):
             raise _unsupported(layer, f"{option}={getattr(c, option)}")

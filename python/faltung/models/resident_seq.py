@@ -122,9 +122,13 @@ BIDIRECTIONAL_MERGE = {"sum": "add", "ave": "average", "mul": "multiply"}
 class _Bidirectional(_LayerOp):
     """Bidirectional: the forward and the backward (go_backwards) recurrent op on the same input
     and mask; with return_sequences the backward output flipped back to input order; merged by
-    concat, sum, ave or mul, or both returned (merge_mode=None: a list of two outputs, whose
-    gradients come as a list with None where an output has none)."""
+    concat, sum, ave or mul, or both returned (merge_mode=None). As the CPU wrapper: with
+    return_state the forward direction's final states, then the backward's, follow the
+    output(s); `initial_state` is the forward direction's states, then the backward's (their
+    gradients come back alike); stateful directions carry their own states (_Recurrent). Several
+    outputs take their gradients as a list, None where one gets none."""
     takes_mask = True
+    takes_initial_state = True
 
     def __init__(self, layer):
         self.layer = layer
@@ -133,36 +137,57 @@ class _Bidirectional(_LayerOp):
     def passes_mask(self):
         return self.layer.return_sequences
 
-    def forward(self, res, x, training, mask=None):
-        y_f, s_f = self.fwd.forward(res, x, training, mask=mask)
-        y_b, s_b = self.bwd.forward(res, x, training, mask=mask)
-        if self.layer.return_sequences:
+    def forward(self, res, x, training, mask=None, initial_state=None):
+        l, mode = self.layer, self.layer.merge_mode
+        half = None if initial_state is None else len(initial_state) // 2
+        fs, bs = (None, None) if half is None else (initial_state[:half], initial_state[half:])
+        y_f, s_f = self.fwd.forward(res, x, training, mask=mask, initial_state=fs)
+        y_b, s_b = self.bwd.forward(res, x, training, mask=mask, initial_state=bs)
+        states = []
+        if l.return_state:
+            states, y_f, y_b = y_f[1:] + y_b[1:], y_f[0], y_b[0]
+        if l.return_sequences:
             y_b = res.r.reverse_time(y_b)
-        mode = self.layer.merge_mode
+        merged = None
         if mode is None:
-            return [y_f, y_b], (s_f, s_b, None)
-        if mode == "concat":
-            return res.r.concatenate([y_f, y_b], len(y_f.shape) - 1), (s_f, s_b, None)
-        y, win = res.r.merge(BIDIRECTIONAL_MERGE[mode], [y_f, y_b])
-        return y, (s_f, s_b, ([y_f, y_b], win))
+            out = [y_f, y_b]
+        elif mode == "concat":
+            out = [res.r.concatenate([y_f, y_b], len(y_f.shape) - 1)]
+        else:
+            y, win = res.r.merge(BIDIRECTIONAL_MERGE[mode], [y_f, y_b])
+            out, merged = [y], ([y_f, y_b], win)
+        saved = (s_f, s_b, merged, half is not None)
+        return (out + states if l.return_state or mode is None else out[0]), saved
 
     def backward(self, res, dy, saved, need_dx):
-        s_f, s_b, merged = saved
-        mode = self.layer.merge_mode
+        s_f, s_b, merged, given = saved
+        l, mode = self.layer, self.layer.merge_mode
+        dys = list(dy) if l.return_state or mode is None else [dy]
+        n_out = 2 if mode is None else 1
+        g, d_states = dys[0], dys[n_out:]
         if mode is None:
-            d_f, d_b = dy
+            d_f, d_b = dys[:2]
+        elif g is None:
+            d_f = d_b = None
         elif mode == "concat":
-            units = dy.shape[-1] // 2
-            d_f, d_b = res.r.concatenate_backward(dy, [units, units], len(dy.shape) - 1)
+            units = g.shape[-1] // 2
+            d_f, d_b = res.r.concatenate_backward(g, [units, units], len(g.shape) - 1)
         else:
-            d_f, d_b = res.r.merge_backward(BIDIRECTIONAL_MERGE[mode], dy, merged[0], merged[1])
-        if self.layer.return_sequences and d_b is not None:
+            d_f, d_b = res.r.merge_backward(BIDIRECTIONAL_MERGE[mode], g, merged[0], merged[1])
+        if l.return_sequences and d_b is not None:
             d_b = res.r.reverse_time(d_b)
-        dxs = [op.backward(res, d, s, need_dx) for op, d, s in ((self.fwd, d_f, s_f), (self.bwd, d_b, s_b))
-               if d is not None]  # a direction without a gradient is skipped, as on the CPU
-        if not need_dx:
-            return None
-        return dxs[0] if len(dxs) == 1 else res.r.add(dxs[0], dxs[1])
+        n_s = len(d_states) // 2
+        dx, d_init = None, []
+        for op, d, ds, s in ((self.fwd, d_f, d_states[:n_s], s_f), (self.bwd, d_b, d_states[n_s:], s_b)):
+            if d is None and all(v is None for v in ds):  # a direction without a gradient is skipped
+                d_init += [None] * len(op.layer.state_size)
+                continue
+            r = op.backward(res, [d] + ds if l.return_state else d, s, need_dx)
+            r_dx, r_init = r if given else (r, [])
+            d_init += r_init
+            if r_dx is not None:
+                dx = r_dx if dx is None else res.r.add(dx, r_dx)
+        return (dx, d_init) if given else dx
 
 
 def SEQ_LAYERS():

@@ -128,6 +128,24 @@ class RNN(Composite):
 
     reset_state = reset_states
 
+    @property
+    def states(self):
+        """A stateful layer's carried states ((batch, s) float32 arrays, h then c), else None.
+        A device-resident model keeps them on the device (`_device_states`, see
+        faltung.models.resident_ops): reading them downloads them here, and the device takes
+        these host arrays (and whatever is written into them) again on its next batch."""
+        dev = self.__dict__.get("_device_states")
+        if dev is not None:
+            for s, d in zip(self._states, dev):
+                s[...] = d.numpy()
+            self._device_states = None
+        return self._states
+
+    @states.setter
+    def states(self, value):
+        self._states = value
+        self._device_states = None
+
     # -- computation ---------------------------------------------------------------------------
     def _check_states(self, states, batch):
         states = list(states) if isinstance(states, (list, tuple)) else [states]
