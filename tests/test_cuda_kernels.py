@@ -12,10 +12,14 @@ import pytest
 from faltung import _core, _device
 
 BACKENDS = ["host", "device"]
+# The GEMM-bound families also run as "host-blas": the host harness taking the path cuBLAS takes
+# on a GPU (cpp/cuda/blas.hpp), each GEMM done by the column-major reference through the same
+# argument mapping, its prologue and epilogue bodies around it.
+WITH_BLAS = pytest.mark.parametrize("impl", ["host", "host-blas", "device"], indirect=True)
 
 
 def _backend(name):
-    if name == "host":
+    if name in ("host", "host-blas"):
         return pytest.importorskip(
             "faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
     info = _device.cuda_info()
@@ -26,9 +30,21 @@ def _backend(name):
     return _device._cuda_module()
 
 
+def _impl(request):
+    mod = _backend(request.param)
+    blas = request.param == "host-blas"
+    if blas:
+        mod.set_reference_blas(True)
+    try:
+        yield mod
+    finally:
+        if blas:
+            mod.set_reference_blas(False)
+
+
 @pytest.fixture(params=BACKENDS)
 def impl(request):
-    return _backend(request.param)
+    yield from _impl(request)
 
 
 def sfx(dtype):
@@ -271,6 +287,7 @@ def check_rnn(got, want, forward_only, n_states, dtype):
     assert all(g is None for g in forward_only[n_states:])
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_lstm_matches_cpu(impl, case, dtype):
@@ -286,6 +303,7 @@ def test_lstm_matches_cpu(impl, case, dtype):
               run(x, W, R, bias, h0, c0, mask, zero_out, None, None, None, False, block=32), 3, dtype)
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_gru_matches_cpu(impl, case, dtype):
@@ -312,6 +330,7 @@ def test_lstm_rejects_bad_shapes(impl):
                       False, None, None, None, False)
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_simple_rnn_matches_cpu(impl, case, dtype):
