@@ -68,6 +68,21 @@ def _batches(n, batch_size, shuffle):
     return [idx[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _reads_batch_logs(cbs, verbose):
+    """Whether a callback of fit reads the logs after each batch: a progress bar (verbose 1) or
+    any callback with its own batch-end hook (on_train_batch_end or on_batch_end)."""
+    from faltung.callbacks import Callback, ProgbarLogger
+    for c in cbs.callbacks:
+        if isinstance(c, ProgbarLogger) and type(c).on_train_batch_end is ProgbarLogger.on_train_batch_end:
+            if verbose == 1:
+                return True
+            continue
+        if (type(c).on_train_batch_end is not Callback.on_train_batch_end
+                or type(c).on_batch_end is not Callback.on_batch_end):
+            return True
+    return False
+
+
 def _take(arrays, idx):
     return [None if a is None else a[idx] for a in arrays]
 
@@ -318,10 +333,12 @@ class Trainer:
             for metric in ms:
                 metric.update_state(y, p, sample_weight=weighted if metric._weighted else masked)
 
-    def _train_batch(self, xs, ys, sws):
+    def _train_batch(self, xs, ys, sws, epoch_stats=None):
+        """[total loss, per-output losses...] of one step; None when a device-resident model
+        adds them to `epoch_stats` (fit's deferred logs) instead."""
         self._require_loss()
         if self._resident is not None:  # device-resident (faltung.models.resident)
-            return self._resident.train_batch(xs, ys, sws)
+            return self._resident.train_batch(xs, ys, sws, epoch_stats)
         trainable = self.trainable_weights
         graph = replica.graph_of(self)  # with DataParallel: this rank's rows, gathered
         for v in trainable:
@@ -430,22 +447,29 @@ class Trainer:
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
+        # A device-resident model whose batch logs nobody reads sums its losses and metrics on
+        # the device and reads them once per epoch (resident_metrics.EpochStats).
+        deferred = self._resident is not None and not _reads_batch_logs(cbs, verbose)
         cbs.on_train_begin()
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
             sums, count = None, 0
+            epoch_stats = self._resident.epoch_stats() if deferred else None
             for step, (bxs, bys, bsws) in enumerate(self._prefetching(train.epoch())):
                 cbs.on_train_batch_begin(step)
-                values = self._train_batch(bxs, bys, bsws)
                 size = bxs[0].shape[0]
-                sums = [v * size + (sums[i] if sums else 0.0) for i, v in enumerate(values)]
                 count += size
-                logs = self._logs(sums, count)
+                values = self._train_batch(bxs, bys, bsws, epoch_stats)
+                if values is not None:
+                    sums = [v * size + (sums[i] if sums else 0.0) for i, v in enumerate(values)]
+                logs = self._logs(sums, count) if values is not None else {}
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
+            if epoch_stats is not None:
+                sums = epoch_stats.read()
             logs = self._logs(sums or [0.0] * (1 + len(self._loss_names)), count)
             if val is not None and (epoch + 1) % validation_freq == 0:
                 vl = self._evaluate(val, validation_batch_size or batch_size, cbs, validation_steps)
@@ -461,20 +485,21 @@ class Trainer:
         return hist
 
     def _prefetching(self, batches):
-        """The batches; a device-resident model gets each batch's inputs one batch ahead (before
-        the step of the one before it), so that their upload overlaps that step
-        (faltung.models.resident). Reads one batch ahead of the step it yields."""
+        """The batches; a device-resident model gets each batch (inputs, targets, sample
+        weights) one batch ahead (before the step of the one before it), so that its upload
+        overlaps that step (faltung.models.resident). Reads one batch ahead of the step it
+        yields."""
         if self._resident is None:
             yield from batches
             return
         it = iter(batches)
         batch = next(it, None)
         if batch is not None:
-            self._resident.prefetch(batch[0])
+            self._resident.prefetch(*batch)
         while batch is not None:
             after = next(it, None)
             if after is not None:
-                self._resident.prefetch(after[0])
+                self._resident.prefetch(*after)
             yield batch
             batch = after
 
