@@ -90,8 +90,9 @@ def test_missing_env_path_is_a_clear_error_and_no_fallback_search(tmp_path):
 def test_nothing_found_names_the_wheel_and_every_place_tried(tmp_path):
     empty = str(tmp_path / "empty")
     info = host.blas_probe(None, [empty])
-    if info["found"]:  # a system cuBLAS (LD_LIBRARY_PATH, ldconfig, /usr/local/cuda)
-        pytest.skip(f"this machine has a system cuBLAS: {info['path']}")
+    if info["found"]:  # the system's (LD_LIBRARY_PATH, ldconfig, /usr/local/cuda), or the one this process
+        # opened already (faltung._cuda's), which the loader gives for the bare name
+        pytest.skip(f"libcublas.so.13 is reachable without the directories: {info['path']}")
     err = info["error"]
     assert err.startswith("libcublas.so.13 not found (pip install \"nvidia-cublas>=13,<14\"")
     assert os.path.join(empty, "libcublas.so.13") in err and "/usr/local/cuda/lib64/libcublas.so.13" in err
@@ -290,12 +291,17 @@ def test_resident_fit_on_the_blas_path_equals_the_gemm_bodies():
 
 # ---- on a GPU --------------------------------------------------------------------------------
 
-def test_device_gemm_runs_on_cublas_and_matches_numpy():
+def needs_gpu():
     info = _device.cuda_info()
     if not info["cuda"]:
         pytest.skip("this build has no CUDA backend (built without FALTUNG_CUDA)")
     if info["cuda_devices"] == 0:
         pytest.skip(f"needs a GPU ({info['cuda_error']})")
+    return info
+
+
+def test_device_gemm_runs_on_cublas_and_matches_numpy():
+    info = needs_gpu()
     if not info["cublas"]:
         pytest.skip(f"cuBLAS not found: {info['cublas_error']}")
     mod = _device._cuda_module()
@@ -306,3 +312,23 @@ def test_device_gemm_runs_on_cublas_and_matches_numpy():
             b = rng.standard_normal((5, 9) if tb else (9, 5)).astype(np.float32)
             want = (a.T if ta else a) @ (b.T if tb else b)
             np.testing.assert_allclose(mod.gemm_f32(a, b, None, ta, tb, 1.0, 0.0), want, rtol=1e-4, atol=1e-5)
+
+
+def test_device_without_cublas_runs_its_own_kernels():
+    """FALTUNG_CUBLAS=0 in a fresh process: the same device GEMM, Dense and conv on the bodies."""
+    needs_gpu()
+    got = _run("""
+        import numpy as np, faltung
+        from faltung import _device
+        assert not faltung.build_info()["cublas"]
+        mod = _device._cuda_module()
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((7, 9)).astype(np.float32), rng.standard_normal((9, 5)).astype(np.float32)
+        np.testing.assert_allclose(mod.gemm_f32(a, b, None, False, False, 1.0, 0.0), a @ b, rtol=1e-4, atol=1e-5)
+        x, w = rng.standard_normal((2, 5, 5, 3)), rng.standard_normal((3, 3, 3, 4))
+        y = mod.conv2d_forward_f64(x, w, None, 1, 1, 1, 1, 5, 5, 1, 1, 1)
+        want = faltung._core.conv2d_forward(x, w, None, 1, 1, 1, 1, 5, 5, 1, 1, 1)[0]
+        np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-12)
+        print("ok")
+    """, FALTUNG_CUBLAS="0")
+    assert got.returncode == 0 and got.stdout.strip() == "ok", got.stderr

@@ -1,9 +1,12 @@
 // cpp/cuda/blas.cpp — faltung._cuda's cuBLAS calls (blas.hpp opens the library): one handle per
-// (host thread, device), created on first use and kept for the process (a handle is not to be
-// shared by threads that may call at once; the bindings release the GIL around kernels).
+// (host thread, device), as a handle is not to be used by threads calling at once (the
+// bindings release the GIL around kernels). A thread that ends gives its handles back to a pool
+// that later threads take from; none is destroyed (a cublasDestroy at process exit could run
+// after the driver's teardown), so the process holds at most one per thread that ran at once.
 #include <cuda_runtime_api.h>
 
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -22,12 +25,35 @@ void check_status(int status, const char* what) {
     throw std::runtime_error(std::string("cuBLAS ") + what + " failed with status " + std::to_string(status));
 }
 
+// Handles no thread holds: (device, handle).
+std::mutex pool_mutex;
+std::multimap<int, Handle> pool;
+
+// This thread's handles by device, back to the pool when the thread ends.
+struct ThreadHandles {
+  std::map<int, Handle> by_device;
+  ~ThreadHandles() {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    for (const auto& [dev, h] : by_device) pool.emplace(dev, h);
+  }
+};
+
 Handle handle_for_current_device() {
-  thread_local std::map<int, Handle> handles;
+  thread_local ThreadHandles mine;
+  std::map<int, Handle>& handles = mine.by_device;
   int dev = 0;
   check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
   auto it = handles.find(dev);
   if (it != handles.end()) return it->second;
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    auto spare = pool.find(dev);
+    if (spare != pool.end()) {
+      handles[dev] = spare->second;
+      pool.erase(spare);
+      return handles[dev];
+    }
+  }
   const Library& lib = library();
   Handle h = nullptr;
   check_status(lib.create(&h), "cublasCreate_v2");
