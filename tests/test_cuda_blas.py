@@ -219,12 +219,16 @@ def small_col_budget():
         host.set_col_budget(old)
 
 
-def both_paths(run):
-    """run() on the GEMM bodies, then on the BLAS path."""
+def both_paths(run, gemms=None):
+    """run() on the GEMM bodies, then on the BLAS path (which ran `gemms` GEMMs, or some)."""
     plain = run()
     host.set_reference_blas(True)
     try:
-        return plain, run()
+        before = host.reference_blas_calls()
+        blas = run()
+        ran = host.reference_blas_calls() - before
+        assert ran == gemms if gemms is not None else ran > 0
+        return plain, blas
     finally:
         host.set_reference_blas(False)
 
@@ -233,6 +237,8 @@ CONV = {  # N, H, W, C, K, KH, KW, stride, dilation, pad (top, left), OH, OW
     "N2-H7-W6-C3-K4-k3-same": (2, 7, 6, 3, 4, 3, 3, 1, 1, (1, 1), 7, 6),
     "N3-H9-W5-C2-K5-k2-s3": (3, 9, 5, 2, 5, 2, 2, 3, 1, (0, 0), 3, 2),
     "N1-H8-W8-C1-K2-k3-d2": (1, 8, 8, 1, 2, 3, 3, 1, 2, (0, 0), 4, 4),
+    "N2-H3-W4-C5-K3-pointwise": (2, 3, 4, 5, 3, 1, 1, 1, 1, (0, 0), 3, 4),  # the GEMM on the input itself
+    "N2-H5-W5-C3-K2-k1-s2": (2, 5, 5, 3, 2, 1, 1, 2, 1, (0, 0), 3, 3),
 }
 
 
@@ -246,18 +252,22 @@ def test_conv_im2col_in_chunks_matches_the_implicit_gemm(case, small_col_budget)
     def run():
         y = host.conv2d_forward_f64(x, w, bias, s, s, pt, pl, OH, OW, d, d, 1, relu=True, block=32)
         return [y, *host.conv2d_backward_f64(dout, x, w, s, s, pt, pl, d, d, 1, True, True, True, block=32)]
-    for a, b in zip(*both_paths(run)):
+    pointwise = KH == KW == s == 1
+    for a, b in zip(*both_paths(run, 3 if pointwise else None)):  # pointwise: one GEMM each, no im2col
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
 
 
-def test_conv_transpose_im2col_matches_the_implicit_gemm(small_col_budget):
+@pytest.mark.parametrize("ksize,strides", [(3, 2), (1, 1)], ids=["k3-s2", "pointwise"])
+def test_conv_transpose_im2col_matches_the_implicit_gemm(small_col_budget, ksize, strides):
     rng = np.random.default_rng(5)
-    x, k, bias = rng.standard_normal((2, 4, 3, 3)), rng.standard_normal((3, 3, 2, 3)), rng.standard_normal(2)
+    x, k, bias = (rng.standard_normal((2, 4, 3, 3)), rng.standard_normal((ksize, ksize, 2, 3)),
+                  rng.standard_normal(2))
+    st = (strides, strides)
 
     def run():
-        y = host.conv_transpose2d_f64(x, k, bias, (2, 2), "same", None, (1, 1), block=32)
+        y = host.conv_transpose2d_f64(x, k, bias, st, "same", None, (1, 1), block=32)
         dy = np.linspace(-1, 1, y.size).reshape(y.shape)
-        return [y, *host.conv_transpose2d_backward_f64(dy, x, k, (2, 2), "same", None, (1, 1), True, True, True,
+        return [y, *host.conv_transpose2d_backward_f64(dy, x, k, st, "same", None, (1, 1), True, True, True,
                                                        block=32)]
     for a, b in zip(*both_paths(run)):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)

@@ -23,7 +23,8 @@
 // Speed: no shared-memory tiling (the executors' contract has none), so each thread rereads its
 // weights from L1/L2. Where the executor has a BLAS (cuBLAS on the device, blas.hpp) and the
 // caller passes a `col` buffer (col_workspace_size), 1-group convolutions run as im2col + GEMM
-// instead, over chunks of output pixels so that the column buffer stays bounded:
+// instead (a 1x1 kernel at stride 1 without padding as the GEMM alone, on the input itself),
+// over chunks of output pixels so that the column buffer stays bounded:
 //   forward         col (rows, KH*KW*C) = the chunk's windows; out rows = col W; bias, relu after
 //   backward data   dcol = dout rows W^T; Col2im gathers dcol back onto the input (thread per
 //                   input element of the chunk's images; the chunk holding an image's first
@@ -212,10 +213,20 @@ inline int64_t col_chunk(const Conv2dShape& s) {
   const int64_t P = s.N * s.OH * s.OW, rows = col_budget() / (col_row(s) > 0 ? col_row(s) : 1);
   return rows < 1 ? 1 : (rows < P ? rows : P);
 }
-// Elements of the `col` buffer the im2col path needs; 0 where it does not apply (groups > 1, or
-// nothing to multiply).
+// Whether the GEMM path applies: one group, and something to multiply.
+inline bool gemm_applies(const Conv2dShape& s) {
+  return s.groups == 1 && s.N * s.OH * s.OW > 0 && col_row(s) > 0 && s.K > 0;
+}
+// A 1x1 kernel at stride 1 without padding: the im2col matrix is the input itself, (P, C), taken
+// whole (P within BLAS's int).
+inline bool pointwise(const Conv2dShape& s) {
+  return s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+         s.OH == s.H && s.OW == s.W && s.N * s.H * s.W <= 2147483647;
+}
+// Elements of the `col` buffer the im2col path needs; 0 where it needs none (pointwise) or does
+// not apply.
 inline int64_t col_workspace_size(const Conv2dShape& s) {
-  if (s.groups != 1 || s.N * s.OH * s.OW <= 0 || col_row(s) <= 0 || s.K <= 0) return 0;
+  if (!gemm_applies(s) || pointwise(s)) return 0;
   return col_chunk(s) * col_row(s);
 }
 
@@ -289,34 +300,42 @@ struct BiasRelu {
   }
 };
 
-// Whether forward/backward take the im2col + GEMM path.
+// Whether forward/backward take the GEMM path (im2col + GEMM; GEMM alone when pointwise).
 template <class Exec>
-bool use_col(Exec& ex, const void* col, const Conv2dShape& s) {
-  return col && ex.blas() && col_workspace_size(s) > 0;
+bool use_gemm(Exec& ex, const void* col, const Conv2dShape& s) {
+  return ex.blas() && gemm_applies(s) && (col || pointwise(s));
 }
 
-// col: col_workspace_size(s) elements, or nullptr (the implicit-GEMM bodies).
+// col: col_workspace_size(s) elements, or nullptr (the implicit-GEMM bodies, unless pointwise).
 template <class Exec, typename T>
 void forward(Exec& ex, T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s, bool relu,
              int64_t block, T* col = nullptr) {
-  if (!use_col(ex, col, s)) {
+  if (!use_gemm(ex, col, s)) {
     ex.launch(cover(s.N * s.OH * s.OW * s.K, block), Forward<T>{out, inp, weight, bias, s, relu});
     return;
   }
-  const int64_t P = s.N * s.OH * s.OW, L = col_row(s), chunk = col_chunk(s);
+  const bool pw = pointwise(s);
+  const int64_t P = s.N * s.OH * s.OW, L = col_row(s), chunk = pw ? P : col_chunk(s);
   for (int64_t p0 = 0; p0 < P; p0 += chunk) {
     const int64_t rows = p0 + chunk < P ? chunk : P - p0;
-    ex.launch(cover(rows * L, block), Im2col<T>{col, inp, s, p0, rows});
-    // out rows (rows, K) = col (rows, L) W (L, K)
-    ex.gemm(blas::RowGemm<T>{false, false, rows, s.K, L, T(1), col, L, weight, s.K, T(0), out + p0 * s.K, s.K});
+    if (!pw) ex.launch(cover(rows * L, block), Im2col<T>{col, inp, s, p0, rows});
+    // out rows (rows, K) = col (rows, L) W (L, K); pointwise: col is the input
+    ex.gemm(blas::RowGemm<T>{false, false, rows, s.K, L, T(1), pw ? inp : col, L, weight, s.K, T(0),
+                             out + p0 * s.K, s.K});
   }
   if (bias || relu) ex.launch(cover(P * s.K, block), BiasRelu<T>{out, bias, P * s.K, s.K, relu});
 }
 template <class Exec, typename T>
 void backward_data(Exec& ex, T* dinp, const T* dout, const T* weight, const T* bias, const Conv2dShape& s,
                    int64_t block, T* col = nullptr) {
-  if (!use_col(ex, col, s)) {
+  if (!use_gemm(ex, col, s)) {
     ex.launch(cover(s.N * s.H * s.W * s.C, block), BackwardData<T>{dinp, dout, weight, bias, s});
+    return;
+  }
+  if (pointwise(s)) {  // dinp (P, C) = dout (P, K) W^T (K, C), + bias
+    const int64_t P = s.N * s.H * s.W;
+    ex.gemm(blas::RowGemm<T>{false, true, P, s.C, s.K, T(1), dout, s.K, weight, s.K, T(0), dinp, s.C});
+    if (bias) ex.launch(cover(P * s.C, block), BiasRelu<T>{dinp, bias, P * s.C, s.C, false});
     return;
   }
   const int64_t P = s.N * s.OH * s.OW, L = col_row(s), chunk = col_chunk(s), HWC = s.H * s.W * s.C;
@@ -332,14 +351,15 @@ void backward_data(Exec& ex, T* dinp, const T* dout, const T* weight, const T* b
 template <class Exec, typename T>
 void backward_filter(Exec& ex, T* dweight, T* ws, const T* dout, const T* inp, const Conv2dShape& s, int64_t block,
                      T* col = nullptr) {
-  if (use_col(ex, col, s)) {
-    const int64_t P = s.N * s.OH * s.OW, L = col_row(s), chunk = col_chunk(s);
+  if (use_gemm(ex, col, s)) {
+    const bool pw = pointwise(s);
+    const int64_t P = s.N * s.OH * s.OW, L = col_row(s), chunk = pw ? P : col_chunk(s);
     for (int64_t p0 = 0; p0 < P; p0 += chunk) {
       const int64_t rows = p0 + chunk < P ? chunk : P - p0;
-      ex.launch(cover(rows * L, block), Im2col<T>{col, inp, s, p0, rows});
-      // dW (L, K) (+)= col^T (L, rows) dout rows (rows, K)
-      ex.gemm(blas::RowGemm<T>{true, false, L, s.K, rows, T(1), col, L, dout + p0 * s.K, s.K, p0 ? T(1) : T(0),
-                               dweight, s.K});
+      if (!pw) ex.launch(cover(rows * L, block), Im2col<T>{col, inp, s, p0, rows});
+      // dW (L, K) (+)= col^T (L, rows) dout rows (rows, K); pointwise: col is the input
+      ex.gemm(blas::RowGemm<T>{true, false, L, s.K, rows, T(1), pw ? inp : col, L, dout + p0 * s.K, s.K,
+                               p0 ? T(1) : T(0), dweight, s.K});
     }
     return;
   }

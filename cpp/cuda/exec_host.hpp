@@ -18,11 +18,17 @@ inline bool& reference_blas() {
   static bool on = false;
   return on;
 }
+// How many GEMMs took that path (faltung._cuda_host.reference_blas_calls): tests see the path taken.
+inline int64_t& reference_blas_calls() {
+  static int64_t n = 0;
+  return n;
+}
 
 struct HostExec {
   bool blas() const { return reference_blas(); }
   template <typename T>
   void gemm(const blas::RowGemm<T>& g) {
+    ++reference_blas_calls();
     blas::ref_gemm(blas::to_col_major(g));
   }
   template <class Body>

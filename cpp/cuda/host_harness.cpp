@@ -87,6 +87,8 @@ PYBIND11_MODULE(_cuda_host, m) {
         "Run the families' BLAS path (cuBLAS's on a GPU) with the column-major reference GEMM (on), or "
         "their own GEMM bodies (off, the default).");
   m.def("reference_blas", []() { return faltung::cuda::reference_blas(); });
+  m.def("reference_blas_calls", []() { return faltung::cuda::reference_blas_calls(); },
+        "How many GEMMs the reference BLAS ran so far.");
   m.def("set_col_budget", [](int64_t n) {
           const int64_t old = faltung::cuda::conv::col_budget();
           faltung::cuda::conv::col_budget() = n > 0 ? n : int64_t(1) << 24;
