@@ -252,6 +252,7 @@ def test_adam_matches_cpu(impl, amsgrad, dtype):
 RNN_CASES = {  # B, T, F, U, with bias/h0/c0, mask kind, zero_output_for_mask
     "B1-T1-F1-U1": (1, 1, 1, 1, False, None, False),
     "B3-T4-F1-U1-states": (3, 4, 1, 1, True, None, False),  # one feature, one unit, many rows
+    "B6-T2-F3-U2-right-padded": (6, 2, 3, 2, True, "right", False),  # T < B: dR summed step by step
     "B3-T5-F4-U3-states": (3, 5, 4, 3, True, None, False),
     "B4-T7-F3-U5-right-padded": (4, 7, 3, 5, True, "right", False),
     "B2-T6-F2-U4-holes-zero-output": (2, 6, 2, 4, True, "random", True),

@@ -16,9 +16,9 @@
 // backward turns dh into dP_t[z], dP_t[h] and the carried dH = dh z; dRH = dP_t[h] R_h^T (GEMM);
 // the r epilogue backward gives dP_t[r] and dH += dRH r; then dH += dP_t[zr] R_zr^T (GEMM).
 // After the loop, over all rows: dW = X^T dP, dx = dP W^T, db = column sums of dP,
-// dR_zr = Hprev^T dP[zr], dR_h = RH^T dP[h] (one GEMM per sample each).
+// dR_zr = Hprev^T dP[zr], dR_h = RH^T dP[h] (rnn::sum_over_steps: a GEMM per sample or per
+// step, whichever are fewer).
 #pragma once
-#include <algorithm>
 #include <cstdint>
 
 #include "gru.cuh"
@@ -198,14 +198,8 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(per_unit, Final<R>{v, true});
   rnn::input_grads(ex, a.x, a.W, dP, a.dW, a.dx, rows, F, GU, block);
   // dR[:, :2U] = sum over b of H_b[0:T]^T dP_b[zr];  dR[:, 2U:] = sum over b of RH_b^T dP_b[h]
-  // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
-  for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b) {
-    const int64_t K = B ? T : 0;
-    rnn::gemm(ex, Gemm<R>{a.dR, GU, b ? a.dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
-                          dP + b * T * GU, GU, 1, nullptr, U, 2 * U, K}, block);
-    rnn::gemm(ex, Gemm<R>{a.dR + 2 * U, GU, b ? a.dR + 2 * U : nullptr, GU, RH + b * T * U, 1, U,
-                          dP + b * T * GU + 2 * U, GU, 1, nullptr, U, U, K}, block);
-  }
+  rnn::sum_over_steps(ex, a.dR, GU, H, (T + 1) * U, dP, T * GU, GU, B, T, U, 2 * U, block);
+  rnn::sum_over_steps(ex, a.dR + 2 * U, GU, RH, T * U, dP + 2 * U, T * GU, GU, B, T, U, U, block);
   if (a.db) ex.launch(cover(GU, block), rnn::ColumnSum<R>{a.db, dP, rows, GU});
 }
 

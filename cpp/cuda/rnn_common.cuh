@@ -85,18 +85,32 @@ void input_grads(Exec& ex, const R* x, const R* W, const R* dP, R* dW, R* dx, in
 }
 
 // The gradients after the backward loop, over all B T rows, for GU = gates * U columns:
+// dR (U,N) with rows ldr apart = sum over samples b and steps t < T of A[b,t]^T Q[b,t]: A's rows
+// (U long) at b sa + t U, Q's (N long) at b sq + t lq. One product per sample (K = T) or per step
+// (K = B), whichever are fewer launches; B or T = 0: one product over no rows (the zeros the sum is).
+template <class Exec, typename R>
+void sum_over_steps(Exec& ex, R* dR, int64_t ldr, const R* A, int64_t sa, const R* Q, int64_t sq, int64_t lq,
+                    int64_t B, int64_t T, int64_t U, int64_t N, int64_t block) {
+  const bool per_step = T < B;
+  const int64_t n = std::max<int64_t>(per_step ? T : B, 1), K = B && T ? (per_step ? B : T) : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    // per sample: A_b^T (U,T) Q_b (T,N); per step: A[:, t]^T (U,B) Q[:, t] (B,N)
+    const R* a = A + i * (per_step ? U : sa);
+    const R* q = Q + i * (per_step ? lq : sq);
+    rnn::gemm(ex, Gemm<R>{dR, ldr, i ? dR : nullptr, ldr, a, 1, per_step ? sa : U, q, per_step ? sq : lq, 1, nullptr,
+                          U, N, K}, block);
+  }
+}
+
 // dW (F,GU) = X^T dP, dx (B,T,F) = dP W^T, dR (U,GU) = sum over b of H_b[0:T]^T dQ_b (H (B,T+1,U)
-// holds h_{t-1} at [b, t]: one GEMM per sample), db = column sums of dP (and, for a separate
-// recurrent bias, of dQ into db + GU). LSTM passes dZ as both dP and dQ. dx nullptr: not wanted.
+// holds h_{t-1} at [b, t]), db = column sums of dP (and, for a separate recurrent bias, of dQ into
+// db + GU). LSTM passes dZ as both dP and dQ. dx nullptr: not wanted.
 template <class Exec, typename R>
 void weight_grads(Exec& ex, const R* x, const R* W, const R* H, const R* dP, const R* dQ, R* dW, R* dx, R* dR,
                   R* db, bool db_rec, int64_t B, int64_t T, int64_t F, int64_t U, int64_t GU, int64_t block) {
   const int64_t rows = B * T;
   input_grads(ex, x, W, dP, dW, dx, rows, F, GU, block);
-  // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
-  for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b)
-    rnn::gemm(ex, Gemm<R>{dR, GU, b ? dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
-                          dQ + b * T * GU, GU, 1, nullptr, U, GU, B ? T : 0}, block);
+  sum_over_steps(ex, dR, GU, H, (T + 1) * U, dQ, T * GU, GU, B, T, U, GU, block);
   if (!db) return;
   ex.launch(cover(GU, block), ColumnSum<R>{db, dP, rows, GU});
   if (db_rec) ex.launch(cover(GU, block), ColumnSum<R>{db + GU, dQ, rows, GU});
