@@ -276,11 +276,17 @@ DEFERRED = {  # make, loss, y, metrics, loss_weights
 }
 
 
+class AllBatchLogs(BatchLogs):
+    def on_test_batch_end(self, batch, logs=None):
+        self.logs.append(dict(logs))
+
+
 @pytest.mark.parametrize("case", list(DEFERRED), ids=list(DEFERRED))
 def test_logs_read_once_per_epoch_equal_the_per_batch_path(case, monkeypatch):
     """verbose 0 and no batch-end callback: the losses and device metrics are summed on the device
-    and read once per epoch; the History (and the weights) equal those of a fit whose callback
-    reads every batch's logs (float64, to tight tolerances)."""
+    and read once per epoch (and once per validation, and per evaluate); the History, the weights
+    and evaluate's results equal those of a fit whose callback reads every batch's logs (float64,
+    to tight tolerances)."""
     from faltung.models import resident_metrics
     make, loss, y, metrics, loss_weights = DEFERRED[case]
     reads = {"batch": 0, "epoch": 0}
@@ -290,34 +296,43 @@ def test_logs_read_once_per_epoch_equal_the_per_batch_path(case, monkeypatch):
             return _read(self)
         monkeypatch.setattr(cls, "read", counted)
     results = []
-    for callbacks in ([], [BatchLogs()]):
+    sw = SW if loss_weights is None else None
+    for callbacks in ([], [AllBatchLogs()]):
         with _device._harness_device("float64"):
             m = make()
         m.set_weights([np.random.default_rng(i).uniform(-0.5, 0.5, w.shape) for i, w in enumerate(m.get_weights())])
         m.compile(SGD(0.05, momentum=0.5), loss, loss_weights=loss_weights, metrics=copy.deepcopy(metrics))
         reads.update(batch=0, epoch=0)
+        val = (X[:14], y[:14] if loss_weights is None else [t[:14] for t in y])
         hist = m.fit(X, y, batch_size=6, epochs=3, shuffle=False, verbose=0, callbacks=callbacks,
-                     sample_weight=SW if loss_weights is None else None)
-        results.append((hist.history, m._resident.get_weights(), dict(reads)))
-    (hd, wd, rd), (hb, wb, rb) = results
-    assert rd == {"batch": 0, "epoch": 3} and rb == {"batch": 12, "epoch": 0}
-    assert sorted(hd) == sorted(hb)
+                     sample_weight=sw, validation_data=val)
+        fit_reads = dict(reads)
+        ev = m.evaluate(X, y, batch_size=7, sample_weight=sw, verbose=0, callbacks=callbacks, return_dict=True)
+        results.append((hist.history, m._resident.get_weights(), fit_reads, ev, dict(reads)))
+    (hd, wd, rd, ed, rd2), (hb, wb, rb, eb, rb2) = results
+    # 3 epochs of 4 batches, each validated over 3 batches, then evaluate over 3 batches
+    assert rd == {"batch": 0, "epoch": 6} and rb == {"batch": 21, "epoch": 0}
+    assert rd2 == {"batch": 0, "epoch": 7} and rb2 == {"batch": 24, "epoch": 0}
+    assert sorted(hd) == sorted(hb) and any(k.startswith("val_") for k in hd)
     for key in hb:
         np.testing.assert_allclose(hd[key], hb[key], rtol=1e-12, atol=1e-14)
+    for key in eb:
+        np.testing.assert_allclose(ed[key], eb[key], rtol=1e-12, atol=1e-14)
     for a, b in zip(wd, wb):
         np.testing.assert_array_equal(a, b)
 
 
 def test_a_progress_bar_or_a_batch_callback_reads_every_batch(monkeypatch, capsys):
-    from faltung.callbacks import TerminateOnNaN
+    from faltung.callbacks import LambdaCallback, TerminateOnNaN
     from faltung.models import resident_metrics
     reads = []
     monkeypatch.setattr(resident_metrics.EpochStats, "read", lambda self: reads.append(1) or self.sums)
     with _device._harness_device():
         m = model_of(3, None)
     m.compile(SGD(0.01), SparseCategoricalCrossentropy(from_logits=True))
-    for verbose, callbacks in ((1, []), (0, [TerminateOnNaN()])):
+    for verbose, callbacks in ((1, []), (0, [TerminateOnNaN()]), (0, [LambdaCallback(on_batch_end=print)])):
         m.fit(X, LABELS, batch_size=6, epochs=1, verbose=verbose, callbacks=callbacks)
+    m.evaluate(X, LABELS, batch_size=6, verbose=1)
     assert reads == []
     capsys.readouterr()
     m.fit(X, LABELS, batch_size=6, epochs=2, verbose=2)

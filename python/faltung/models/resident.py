@@ -15,9 +15,9 @@ callbacks, History) is the CPU's; only the per-batch steps come here:
   each weight and its slots in place; out comes one small vector: each loss's mean and two sums
   per compiled metric reduced on the device (accuracies, MeanSquaredError, MeanAbsoluteError:
   faltung.models.resident_metrics), read after the batch, or summed on the device and read once
-  per epoch when `fit` builds no batch logs (verbose 0 or 2 and no batch-end callback:
-  EpochStats); the predictions only for an output with another metric, which updates on the
-  host from them.
+  per epoch (validation, evaluate) when no callback reads batch logs (verbose 0 or 2 and no
+  batch-end hook: EpochStats); the predictions only for an output with another metric, which
+  updates on the host from them.
 - test_batch: the same without gradients; predict: forward, the outputs downloaded.
 Every output is a new DeviceArray whose block comes from the backend's caching pool
 (cpp/cuda/pooled_buf.hpp), so steps after the first allocate nothing from the device.
@@ -283,12 +283,13 @@ class Resident:
         self._apply(opt, [v for v in trainable if id(v) in self.grads])
         return result
 
-    def test_batch(self, xs, ys, sws):
+    def test_batch(self, xs, ys, sws, epoch=None):
+        """The logged losses of one batch, or None with `epoch` (as train_batch)."""
         self.check_compile()
         self._activate()
         inputs, uploaded = self._upload(xs)
         outs, _, masks = self.graph.forward(self, inputs, False, self.fused)
-        return self._losses(outs, ys, sws, False, masks, uploaded=uploaded)[0]
+        return self._losses(outs, ys, sws, False, masks, epoch, len(xs[0]), uploaded)[0]
 
     def predict_batch(self, xs):
         """The outputs as numpy for one batch (the Trainer's list of outputs)."""

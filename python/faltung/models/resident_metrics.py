@@ -20,9 +20,10 @@ Each distinct target array of an output (labels, dense targets, row weights) is 
 per batch and shared by the loss and the metrics (`BatchTargets`).
 
 The vector is read after every batch when the Trainer builds logs for the callbacks after every
-batch. When none reads them (verbose 0 or 2, no callback with a batch-end hook: Trainer.fit),
-`EpochStats` sums the batches' vectors on the device and reads them once, at the end of the
-epoch: one synchronization per epoch instead of one per batch.
+batch. When none reads them (no progress bar drawn batch by batch, no callback with a batch-end
+hook: trainer._reads_batch_logs), `EpochStats` sums the batches' vectors on the device and reads
+them once, at the end of the epoch (of the validation, of evaluate): one synchronization there
+instead of one per batch.
 """
 import numpy as np
 

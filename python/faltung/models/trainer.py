@@ -68,17 +68,24 @@ def _batches(n, batch_size, shuffle):
     return [idx[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _reads_batch_logs(cbs, verbose):
-    """Whether a callback of fit reads the logs after each batch: a progress bar (verbose 1) or
-    any callback with its own batch-end hook (on_train_batch_end or on_batch_end)."""
+_TRAIN_BATCH_END = ("on_train_batch_end", "on_batch_end")
+_TEST_BATCH_END = ("on_test_batch_end",)
+
+
+def _reads_batch_logs(cbs, verbose, hooks, in_fit=True):
+    """Whether a callback reads the logs after each batch (`hooks`: the batch-end hooks of fit,
+    _TRAIN_BATCH_END, or of evaluation, _TEST_BATCH_END): a progress bar drawn batch by batch
+    (verbose 1; the one of fit draws none while validating), or any callback with its own hook
+    (a method overridden, or a function set on the instance, as LambdaCallback does)."""
     from faltung.callbacks import Callback, ProgbarLogger
+
+    def own(c, base):
+        return any(getattr(getattr(c, h), "__func__", getattr(c, h)) is not getattr(base, h) for h in hooks)
     for c in cbs.callbacks:
-        if isinstance(c, ProgbarLogger) and type(c).on_train_batch_end is ProgbarLogger.on_train_batch_end:
-            if verbose == 1:
+        if isinstance(c, ProgbarLogger) and not own(c, ProgbarLogger):
+            if verbose == 1 and (hooks is _TRAIN_BATCH_END or not in_fit):
                 return True
-            continue
-        if (type(c).on_train_batch_end is not Callback.on_train_batch_end
-                or type(c).on_batch_end is not Callback.on_batch_end):
+        elif own(c, Callback):
             return True
     return False
 
@@ -356,10 +363,10 @@ class Trainer:
         self._update_metrics(ys, preds, masks, sws)
         return [loss] + logged
 
-    def _test_batch(self, xs, ys, sws):
+    def _test_batch(self, xs, ys, sws, epoch_stats=None):
         self._require_loss()
         if self._resident is not None:
-            return self._resident.test_batch(xs, ys, sws)
+            return self._resident.test_batch(xs, ys, sws, epoch_stats)
         preds, masks, _ = replica.graph_of(self).forward(xs, False)
         loss, logged, _ = self._losses(ys, preds, masks, sws, False)
         self._update_metrics(ys, preds, masks, sws)
@@ -449,7 +456,7 @@ class Trainer:
         self.stop_training = False
         # A device-resident model whose batch logs nobody reads sums its losses and metrics on
         # the device and reads them once per epoch (resident_metrics.EpochStats).
-        deferred = self._resident is not None and not _reads_batch_logs(cbs, verbose)
+        deferred = self._resident is not None and not _reads_batch_logs(cbs, verbose, _TRAIN_BATCH_END)
         cbs.on_train_begin()
         logs = {}
         for epoch in range(initial_epoch, epochs):
@@ -472,7 +479,9 @@ class Trainer:
                 sums = epoch_stats.read()
             logs = self._logs(sums or [0.0] * (1 + len(self._loss_names)), count)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                vl = self._evaluate(val, validation_batch_size or batch_size, cbs, validation_steps)
+                vl = self._evaluate(val, validation_batch_size or batch_size, cbs, validation_steps,
+                                    deferred=self._resident is not None
+                                    and not _reads_batch_logs(cbs, verbose, _TEST_BATCH_END))
                 logs.update({"val_" + k: v for k, v in vl.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -503,22 +512,27 @@ class Trainer:
             yield batch
             batch = after
 
-    def _evaluate(self, data, batch_size, cbs, steps=None):
-        """data: prepared (xs, ys, sws) arrays or a DatasetBatches."""
+    def _evaluate(self, data, batch_size, cbs, steps=None, deferred=False):
+        """data: prepared (xs, ys, sws) arrays or a DatasetBatches. `deferred` (a device-resident
+        model whose batch logs no callback reads): the losses and metrics are summed on the
+        device and read once, at the end."""
         from faltung.models import data_adapters
         if isinstance(data, tuple):
             data = data_adapters.ArrayBatches(*data, batch_size, False)
         self.reset_metrics()
         cbs.on_test_begin()
         sums, count = [0.0] * (1 + len(self._loss_names)), 0
+        epoch_stats = self._resident.epoch_stats() if deferred else None
         for step, (bxs, bys, bsws) in enumerate(self._prefetching(data.epoch(steps))):
             cbs.on_test_batch_begin(step)
-            values = self._test_batch(bxs, bys, bsws)
+            values = self._test_batch(bxs, bys, bsws, epoch_stats)
             size = bxs[0].shape[0]
-            sums = [s + v * size for s, v in zip(sums, values)]
             count += size
-            logs = self._logs(sums, count)
-            cbs.on_test_batch_end(step, logs)
+            if values is not None:
+                sums = [s + v * size for s, v in zip(sums, values)]
+            cbs.on_test_batch_end(step, self._logs(sums, count) if values is not None else {})
+        if epoch_stats is not None:
+            sums = epoch_stats.read()
         logs = self._logs(sums, count)
         cbs.on_test_end(logs)
         return logs
@@ -549,7 +563,9 @@ class Trainer:
         callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=n_steps)
-        logs = self._evaluate(data, batch_size, cbs, steps)
+        deferred = self._resident is not None and not _reads_batch_logs(cbs, verbose, _TEST_BATCH_END,
+                                                                         in_fit=False)
+        logs = self._evaluate(data, batch_size, cbs, steps, deferred)
         return logs if return_dict else self._values(logs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
