@@ -44,12 +44,14 @@ struct Gemm {
 
 // Gemm g through the executor's BLAS (ex.blas()): a K = 0 Gemm first writes out = add + col_bias
 // where the product must add to something other than out itself, then the product accumulates
-// (beta 1) or overwrites (beta 0). Without BLAS, for K = 0 (the prologue alone is the result) and
-// operands whose strides BLAS cannot express, the Gemm body.
+// (beta 1) or overwrites (beta 0). Without BLAS, for K = 0 (the prologue alone is the result),
+// operands whose strides BLAS cannot express and an `add` that is `out` read with other strides,
+// the Gemm body.
 template <class Exec, typename R>
 void gemm(Exec& ex, const Gemm<R>& g, int64_t block) {
   const blas::Operand a = blas::operand(g.ars, g.acs, g.M, g.K), b = blas::operand(g.brs, g.bcs, g.K, g.N);
-  if (!ex.blas() || g.M <= 0 || g.N <= 0 || g.K <= 0 || a.ld < 0 || b.ld < 0) {
+  const bool odd_add = g.add == g.out && g.adrs != g.ors;
+  if (!ex.blas() || g.M <= 0 || g.N <= 0 || g.K <= 0 || a.ld < 0 || b.ld < 0 || odd_add) {
     ex.launch(cover(g.M * g.N, block), g);
     return;
   }
