@@ -15,7 +15,7 @@ import pytest
 from faltung import _core
 from faltung.ops.convolution import pad_and_size
 
-from test_cuda_kernels import impl  # noqa: E402,F401  (the fixture: host harness, then device)
+from test_cuda_kernels import WITH_BLAS, impl  # noqa: E402,F401  (the fixture: host harness, then device)
 
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
@@ -70,6 +70,7 @@ def conv_inputs(rng, N, H, W, C, K, KH, KW, groups, dtype):
     return x, w, b
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", CONV_CASES.values(), ids=CONV_CASES.keys())
 @DTYPES
 @pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
@@ -100,6 +101,7 @@ def test_conv2d_matches_cpu(impl, case, dtype, relu):
     close(only_dw[1], dw_c, dtype)
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("padding,strides,dilation", [("causal", 1, 2), ("causal", 2, 1), ("valid", 3, 1)])
 @DTYPES
 def test_conv1d_routed_as_2d_matches_cpu(impl, padding, strides, dilation, dtype):
@@ -216,6 +218,7 @@ TRANSPOSE_CASES = {  # N, IH, IW, CI, F, KH, KW, strides, padding, output_paddin
 }
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", TRANSPOSE_CASES.values(), ids=TRANSPOSE_CASES.keys())
 @DTYPES
 def test_conv_transpose2d_matches_cpu(impl, case, dtype):
@@ -356,6 +359,7 @@ def test_global_pooling_matches_cpu(impl, case, dtype):
 
 # ---- SeparableConv2D: the depthwise body then a 1x1 conv, as faltung.ops.separable_conv ---------
 
+@WITH_BLAS
 @DTYPES
 def test_separable_conv2d_composes_to_cpu(impl, dtype):
     from faltung.ops import convolution as conv_ops

@@ -8,8 +8,10 @@ from faltung import _device
 
 def test_build_info_reports_cuda():
     info = faltung.build_info()
-    for key in ("cuda", "cuda_version", "cuda_driver", "cuda_devices", "cuda_error"):
+    for key in ("cuda", "cuda_version", "cuda_driver", "cuda_devices", "cuda_error", "cublas", "cublas_path",
+                "cublas_version", "cublas_error"):
         assert key in info
+    assert info["cublas"] == bool(info["cublas_path"]) == bool(info["cublas_version"]) != bool(info["cublas_error"])
     assert info["cuda"] == (_device._cuda_module() is not None)
     if info["cuda"]:
         assert info["cuda_version"].split(".")[0].isdigit()
@@ -77,6 +79,9 @@ class FakeCuda:
     def driver_version(self):
         return self.driver
 
+    def blas_info(self, dirs):
+        return {"found": False, "path": "", "version": "", "error": "libcublas.so.13 not found"}
+
     def devices(self):
         return {"count": self.count, "error": self.error,
                 "devices": [{"name": "Fake GPU", "compute_capability": "9.0", "memory": 1 << 34}] * self.count}
@@ -106,6 +111,7 @@ def test_device_messages_of_a_cuda_build(monkeypatch, fake, exc, match):
                 pass
     info = _device.cuda_info()
     assert info["cuda"] and info["cuda_devices"] == fake.count and info["cuda_version"] == "13.0"
+    assert not info["cublas"] and info["cublas_error"] == "libcublas.so.13 not found"
     if fake.count:
         assert info["cuda_device_names"] == ["Fake GPU"]
         with pytest.raises(RuntimeError, match=r"device index in \[0, 1\)"):

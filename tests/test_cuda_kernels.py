@@ -12,10 +12,14 @@ import pytest
 from faltung import _core, _device
 
 BACKENDS = ["host", "device"]
+# The GEMM-bound families also run as "host-blas": the host harness taking the path cuBLAS takes
+# on a GPU (cpp/cuda/blas.hpp), each GEMM done by the column-major reference through the same
+# argument mapping, its prologue and epilogue bodies around it.
+WITH_BLAS = pytest.mark.parametrize("impl", ["host", "host-blas", "device"], indirect=True)
 
 
 def _backend(name):
-    if name == "host":
+    if name in ("host", "host-blas"):
         return pytest.importorskip(
             "faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
     info = _device.cuda_info()
@@ -26,9 +30,21 @@ def _backend(name):
     return _device._cuda_module()
 
 
+def _impl(request):
+    mod = _backend(request.param)
+    blas = request.param == "host-blas"
+    if blas:
+        mod.set_reference_blas(True)
+    try:
+        yield mod
+    finally:
+        if blas:
+            mod.set_reference_blas(False)
+
+
 @pytest.fixture(params=BACKENDS)
 def impl(request):
-    return _backend(request.param)
+    yield from _impl(request)
 
 
 def sfx(dtype):
@@ -235,6 +251,8 @@ def test_adam_matches_cpu(impl, amsgrad, dtype):
 
 RNN_CASES = {  # B, T, F, U, with bias/h0/c0, mask kind, zero_output_for_mask
     "B1-T1-F1-U1": (1, 1, 1, 1, False, None, False),
+    "B3-T4-F1-U1-states": (3, 4, 1, 1, True, None, False),  # one feature, one unit, many rows
+    "B6-T2-F3-U2-right-padded": (6, 2, 3, 2, True, "right", False),  # T < B: dR summed step by step
     "B3-T5-F4-U3-states": (3, 5, 4, 3, True, None, False),
     "B4-T7-F3-U5-right-padded": (4, 7, 3, 5, True, "right", False),
     "B2-T6-F2-U4-holes-zero-output": (2, 6, 2, 4, True, "random", True),
@@ -271,6 +289,7 @@ def check_rnn(got, want, forward_only, n_states, dtype):
     assert all(g is None for g in forward_only[n_states:])
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_lstm_matches_cpu(impl, case, dtype):
@@ -286,6 +305,7 @@ def test_lstm_matches_cpu(impl, case, dtype):
               run(x, W, R, bias, h0, c0, mask, zero_out, None, None, None, False, block=32), 3, dtype)
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_gru_matches_cpu(impl, case, dtype):
@@ -312,6 +332,7 @@ def test_lstm_rejects_bad_shapes(impl):
                       False, None, None, None, False)
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("case", RNN_CASES.values(), ids=RNN_CASES.keys())
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_simple_rnn_matches_cpu(impl, case, dtype):

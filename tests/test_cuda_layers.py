@@ -15,14 +15,14 @@ from faltung import _core
 from faltung.layers import (Add, Average, BatchNormalization, Concatenate, Maximum, Minimum,
                             Multiply, Subtract)
 from faltung.optimizers import Adamax
-from test_cuda_kernels import _backend, close, sfx
+from test_cuda_kernels import WITH_BLAS, _impl, close, sfx
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 
 
 @pytest.fixture(params=["host", "device"])
 def impl(request):
-    return _backend(request.param)
+    yield from _impl(request)
 
 
 def fn(mod, name, dtype):
@@ -38,6 +38,7 @@ def rand(rng, shape, dtype, scale=1.0):
 GEMM_SHAPES = [(1, 1, 1), (1, 17, 5), (19, 1, 33), (37, 23, 17), (16, 16, 16), (33, 50, 40), (5, 7, 0)]
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("M,N,K", GEMM_SHAPES)
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
 @DTYPES
@@ -54,6 +55,7 @@ def test_gemm_matches_numpy(impl, M, N, K, ta, tb, dtype):
     close(got, -0.5 * (opA @ opB) + 2.0 * C, dtype)
 
 
+@WITH_BLAS
 def test_gemm_beta_zero_never_reads_c(impl):
     A, B = np.ones((3, 2)), np.ones((2, 5))
     C = np.full((3, 5), np.nan)  # BLAS's rule: with beta 0, C may hold anything
@@ -63,6 +65,7 @@ def test_gemm_beta_zero_never_reads_c(impl):
 DENSE_SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 9), (3, 9, 1), (17, 33, 19), (40, 20, 35)]
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("B,IN,OUT", DENSE_SHAPES)
 @pytest.mark.parametrize("activation,params", [("linear", {}), ("relu", {}), ("gelu", {}),
                                                ("sigmoid", {}), ("relu", {"max_value": 6.0, "negative_slope": 0.1})])
@@ -82,6 +85,7 @@ def test_dense_forward_matches_cpu(impl, B, IN, OUT, activation, params, dtype):
             close(z, z_cpu, dtype)
 
 
+@WITH_BLAS
 @pytest.mark.parametrize("B,IN,OUT", DENSE_SHAPES + [(0, 4, 3)])
 @DTYPES
 def test_dense_backward_matches_cpu(impl, B, IN, OUT, dtype):
@@ -96,6 +100,7 @@ def test_dense_backward_matches_cpu(impl, B, IN, OUT, dtype):
     close(dW, ref[1], dtype)
 
 
+@WITH_BLAS
 def test_dense_chain_with_activation_gradient(impl):
     """Forward with a fused x-reading activation, then the activation's backward on z and the
     dense backward: the gradient the layer computes, against finite differences."""

@@ -130,15 +130,21 @@ def test_a_step_downloads_one_vector_of_loss_and_metric_sums(monkeypatch):
                   weighted_metrics=["accuracy"])
     model.fit(X, LABELS, batch_size=10, verbose=0)
     uploads, downloads = counting(monkeypatch, model._resident)
-    model.fit(X, LABELS, batch_size=10, epochs=1, sample_weight=SW, verbose=0)
+    model.fit(X, LABELS, batch_size=10, epochs=1, sample_weight=SW, verbose=0, callbacks=[BatchLogs()])
     assert downloads == [(6,)] * 2  # the loss and two metrics: (sum v w, sum c w) each
-    assert uploads == [(10,), (10,)] * 2  # the labels and the sample weights (shared by loss and metrics); x
-    # comes in through the prefetcher
+    assert uploads == []  # x, the labels and the sample weights come in through the prefetcher
+    model.train_on_batch(X[:10], LABELS[:10], sample_weight=SW[:10])
+    assert uploads == [(10, 5), (10,), (10,)]  # no prefetch: x, then the labels and the sample weights, each
+    # uploaded once (shared by the loss and the metrics)
+    uploads.clear()
+    downloads.clear()
+    model.fit(X, LABELS, batch_size=10, epochs=2, sample_weight=SW, verbose=0)
+    assert downloads == [(6,)] * 2  # no batch logs read: the epoch's sums, once per epoch
     model.compile(SGD(), "sparse_categorical_crossentropy", metrics=[M.SparseTopKCategoricalAccuracy(k=2)])
     model.fit(X, LABELS, batch_size=10, epochs=1, verbose=0)  # a new optimizer: the old one's slots come out
     downloads.clear()
     model.fit(X, LABELS, batch_size=10, epochs=1, verbose=0)
-    assert downloads == [(10, 3), (4,)] * 2  # a host metric reads the predictions
+    assert downloads == [(10, 3), (10, 3), (4,)]  # a host metric reads the predictions; the loss once
 
 
 def test_the_step_checks_targets_as_the_cpu_metric_does():
@@ -227,7 +233,7 @@ def test_fit_with_prefetching_equals_fit_without_and_allocates_nothing_after_the
 
     m1, m2 = make(), make()
     m2.set_weights(m1.get_weights())
-    monkeypatch.setattr(m2._resident, "prefetch", lambda xs: None)
+    monkeypatch.setattr(m2._resident, "prefetch", lambda *batch: None)
     taken, res = [], m1._resident
     real_upload = res._upload
     monkeypatch.setattr(res, "_upload", lambda xs: taken.append(len(res._prefetched)) or real_upload(xs))
@@ -253,3 +259,81 @@ def test_fit_with_prefetching_equals_fit_without_and_allocates_nothing_after_the
     e1, e2 = (m.evaluate([a, b], LABELS, batch_size=8, verbose=0) for m in (m1, m2))
     assert e1 == e2
     assert taken == [2, 2, 1] * 2  # predict and evaluate prefetch too
+
+
+# ---- logs read once per epoch (resident_metrics.EpochStats) -------------------------------------
+
+def two_output_model():
+    x = Input((5,))
+    h = Dense(6, activation="tanh")(x)
+    return Model(x, [Dense(3, name="cls")(h), Dense(2, name="reg")(h)])
+
+
+DEFERRED = {  # make, loss, y, metrics, loss_weights
+    **{k: (lambda c=c: model_of(c[0], c[1]), c[2], c[3], c[4], None) for k, c in CASES.items()},
+    "two-outputs-weighted": (two_output_model, [SparseCategoricalCrossentropy(from_logits=True), "mse"],
+                             [LABELS, X[:, :2]], [["accuracy"], ["mae"]], [0.7, 2.0]),
+}
+
+
+class AllBatchLogs(BatchLogs):
+    def on_test_batch_end(self, batch, logs=None):
+        self.logs.append(dict(logs))
+
+
+@pytest.mark.parametrize("case", list(DEFERRED), ids=list(DEFERRED))
+def test_logs_read_once_per_epoch_equal_the_per_batch_path(case, monkeypatch):
+    """verbose 0 and no batch-end callback: the losses and device metrics are summed on the device
+    and read once per epoch (and once per validation, and per evaluate); the History, the weights
+    and evaluate's results equal those of a fit whose callback reads every batch's logs (float64,
+    to tight tolerances)."""
+    from faltung.models import resident_metrics
+    make, loss, y, metrics, loss_weights = DEFERRED[case]
+    reads = {"batch": 0, "epoch": 0}
+    for cls, key in ((resident_metrics.BatchStats, "batch"), (resident_metrics.EpochStats, "epoch")):
+        def counted(self, _read=cls.read, _key=key):
+            reads[_key] += 1
+            return _read(self)
+        monkeypatch.setattr(cls, "read", counted)
+    results = []
+    sw = SW if loss_weights is None else None
+    for callbacks in ([], [AllBatchLogs()]):
+        with _device._harness_device("float64"):
+            m = make()
+        m.set_weights([np.random.default_rng(i).uniform(-0.5, 0.5, w.shape) for i, w in enumerate(m.get_weights())])
+        m.compile(SGD(0.05, momentum=0.5), loss, loss_weights=loss_weights, metrics=copy.deepcopy(metrics))
+        reads.update(batch=0, epoch=0)
+        val = (X[:14], y[:14] if loss_weights is None else [t[:14] for t in y])
+        hist = m.fit(X, y, batch_size=6, epochs=3, shuffle=False, verbose=0, callbacks=callbacks,
+                     sample_weight=sw, validation_data=val)
+        fit_reads = dict(reads)
+        ev = m.evaluate(X, y, batch_size=7, sample_weight=sw, verbose=0, callbacks=callbacks, return_dict=True)
+        results.append((hist.history, m._resident.get_weights(), fit_reads, ev, dict(reads)))
+    (hd, wd, rd, ed, rd2), (hb, wb, rb, eb, rb2) = results
+    # 3 epochs of 4 batches, each validated over 3 batches, then evaluate over 3 batches
+    assert rd == {"batch": 0, "epoch": 6} and rb == {"batch": 21, "epoch": 0}
+    assert rd2 == {"batch": 0, "epoch": 7} and rb2 == {"batch": 24, "epoch": 0}
+    assert sorted(hd) == sorted(hb) and any(k.startswith("val_") for k in hd)
+    for key in hb:
+        np.testing.assert_allclose(hd[key], hb[key], rtol=1e-12, atol=1e-14)
+    for key in eb:
+        np.testing.assert_allclose(ed[key], eb[key], rtol=1e-12, atol=1e-14)
+    for a, b in zip(wd, wb):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_progress_bar_or_a_batch_callback_reads_every_batch(monkeypatch, capsys):
+    from faltung.callbacks import LambdaCallback, TerminateOnNaN
+    from faltung.models import resident_metrics
+    reads = []
+    monkeypatch.setattr(resident_metrics.EpochStats, "read", lambda self: reads.append(1) or self.sums)
+    with _device._harness_device():
+        m = model_of(3, None)
+    m.compile(SGD(0.01), SparseCategoricalCrossentropy(from_logits=True))
+    for verbose, callbacks in ((1, []), (0, [TerminateOnNaN()]), (0, [LambdaCallback(on_batch_end=print)])):
+        m.fit(X, LABELS, batch_size=6, epochs=1, verbose=verbose, callbacks=callbacks)
+    m.evaluate(X, LABELS, batch_size=6, verbose=1)
+    assert reads == []
+    capsys.readouterr()
+    m.fit(X, LABELS, batch_size=6, epochs=2, verbose=2)
+    assert reads == [1, 1] and capsys.readouterr().out.count("loss:") == 2

@@ -282,10 +282,20 @@ RECURRENT_OPS = {  # (entry point family, gates, bias shape of U, CPU forward, C
 }
 
 
+@pytest.fixture(params=[False, True], ids=["bodies", "blas"])
+def gemm_path(request):
+    """The recurrent GEMMs on their bodies, or on the BLAS path (the host's reference GEMM)."""
+    host.set_reference_blas(request.param)
+    try:
+        yield request.param
+    finally:
+        host.set_reference_blas(False)
+
+
 @pytest.mark.parametrize("dhs_or_last", ["sequences", "last"])
-@pytest.mark.parametrize("B,T", [(3, 4), (1, 1)], ids=["B3-T4", "B1-T1"])
+@pytest.mark.parametrize("B,T", [(3, 4), (1, 1), (5, 2)], ids=["B3-T4", "B1-T1", "B5-T2"])
 @pytest.mark.parametrize("name", list(RECURRENT_OPS))
-def test_recurrent_entry_points_equal_the_cpu_ops_in_float64(name, B, T, dhs_or_last):
+def test_recurrent_entry_points_equal_the_cpu_ops_in_float64(name, B, T, dhs_or_last, gemm_path):
     family, gates, bias_shape, cpu_forward, cpu_backward, options = RECURRENT_OPS[name]
     F, U = 3, 5
     x, W = RNG.standard_normal((B, T, F)), RNG.standard_normal((F, gates * U)) * 0.5

@@ -418,7 +418,7 @@ def graph_gradients_match_central_differences(make, x, k=4):
     res._trainable = {id(v) for v in model.trainable_weights}
 
     def out():
-        return res.graph.forward(res, res._upload(x if isinstance(x, list) else [x]), True)
+        return res.graph.forward(res, res._upload(x if isinstance(x, list) else [x])[0], True)
 
     y, saved, _ = out()
     Rs = [RNG.standard_normal(o.shape) for o in y]

@@ -401,8 +401,8 @@ def test_a_training_step_copies_the_batch_in_once_and_only_the_loss_out(monkeypa
     monkeypatch.setattr(res, "DeviceArray", lambda a, dtype=None: uploads.append(a.shape) or host.DeviceArray(a, dtype))
     monkeypatch.setattr(host.DeviceArray, "numpy", lambda self: downloads.append(self.shape) or real_numpy(self))
     model.fit(X_CNN, Y_CNN, batch_size=6, epochs=1, verbose=0)
-    assert uploads == [(6,)] * 2  # the labels of each batch; x comes through the prefetcher
-    assert downloads == [(2,), (2,)]  # each batch's loss sums (resident_metrics.BatchStats)
+    assert uploads == []  # x and the labels of each batch come through the prefetcher
+    assert downloads == [(2,)]  # the loss sums of the epoch, read once (resident_metrics.EpochStats)
     downloads.clear()
     model.fit(X_CNN, Y_CNN, batch_size=12, epochs=1, verbose=0)
     assert downloads == [(2,)]

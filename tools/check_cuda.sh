@@ -3,7 +3,8 @@
 # with -Ccmake.define.FALTUNG_CUDA=ON (nvcc compiles cpp/cuda/kernels.cu for sm_80 and sm_90;
 # the baseline CPU level only, to keep it short) into its own venv (build/cuda), checks that
 # faltung._cuda loads, names its runtime (nvcc's version) and architectures and holds device
-# code for both, then runs the CUDA tests in that venv: build_info and faltung.device report
+# code for both, finds cuBLAS in NVIDIA's wheel (installed into the venv) and reads its version,
+# then runs the CUDA tests in that venv: build_info and faltung.device report
 # what this machine lacks, and the kernel and device-resident tests run the host harness (and
 # the device, where a GPU exists; they skip with the reason here).
 # Without nvcc it says so and exits 0 (1 with FALTUNG_REQUIRE_CUDA=1).
@@ -24,6 +25,9 @@ if [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
 "$venv/bin/pip" install -q numpy scipy-openblas32 h5py pytest scikit-build-core pybind11 cmake ninja
+# cuBLAS from NVIDIA's wheel (~450 MB download, cached by pip): faltung._cuda opens it at run time
+# (cpp/cuda/blas.hpp); the check below asks that it is found and its version read (no GPU needed).
+"$venv/bin/pip" install -q "nvidia-cublas>=13,<14"
 "$venv/bin/pip" install -q --no-build-isolation --no-deps --force-reinstall \
   -Cbuild-dir="$dir/cmake" \
   -Ccmake.define.FALTUNG_CUDA=ON \
@@ -44,11 +48,15 @@ assert info["cuda_devices"] > 0 or info["cuda_error"], info
 data = open(_cuda.__file__, "rb").read()
 for sm in (b"sm_80", b"sm_90"):
     assert sm in data, f"no {sm.decode()} device code in {_cuda.__file__}"
+assert info["cublas"] and info["cublas_version"].startswith("13."), info
+assert "/nvidia/" in info["cublas_path"], info["cublas_path"]  # the wheel's, found through sys.path
 print(f"check_cuda: faltung._cuda built (CUDA {info['cuda_version']}, sm {info['cuda_architectures']}) "
-      f"and loaded; devices: {info['cuda_devices']} {info['cuda_error']}")
+      f"and loaded; cuBLAS {info['cublas_version']} at {info['cublas_path']}; "
+      f"devices: {info['cuda_devices']} {info['cuda_error']}")
 PY
 cd - >/dev/null
 "$venv/bin/python" -m pytest -p no:cacheprovider "${@:--q}" tests/test_cuda_device.py tests/test_cuda_kernels.py \
   tests/test_cuda_conv.py tests/test_cuda_layers.py tests/test_cuda_resident_ops.py tests/test_cuda_resident_model.py \
   tests/test_cuda_resident_layers.py tests/test_cuda_resident_graph.py tests/test_cuda_resident_io.py \
-  tests/test_cuda_resident_masks.py tests/test_cuda_resident_nested.py tests/test_cuda_resident_merges.py tests/test_cuda_resident_states.py
+  tests/test_cuda_resident_masks.py tests/test_cuda_resident_nested.py tests/test_cuda_resident_merges.py \
+  tests/test_cuda_resident_states.py tests/test_cuda_blas.py

@@ -63,6 +63,13 @@ Arr<T> empty_like_shape(const py::array& a) {
   return Arr<T>(shape);
 }
 
+// The `col` buffer of a conv launch (Kernels::conv2d_*): conv::col_workspace_size(s) elements
+// when the kernels run their GEMMs on a BLAS (im2col + GEMM), else none (get() is nullptr).
+template <class Backend, typename T>
+typename Backend::template Buf<T> conv_col_buf(const Conv2dShape& s) {
+  return Backend::template Buf<T>::alloc(Backend::Kernels::blas() ? conv::col_workspace_size(s) : 0);
+}
+
 template <class Backend>
 struct Bind {
   template <typename T> using Buf = typename Backend::template Buf<T>;
@@ -1149,8 +1156,8 @@ struct Bind {
     check_block(block, op);
     if (b) check_shape(*b, {s.K}, op, "b");
     Buf<T> dx = in<T>(x), dw = in<T>(w), db = b ? in<T>(*b) : Buf<T>::alloc(0),
-           dy = Buf<T>::alloc(s.N * s.OH * s.OW * s.K);
-    Kn::conv2d_forward(dy.get(), dx.get(), dw.get(), b ? db.get() : nullptr, s, relu, block);
+           dy = Buf<T>::alloc(s.N * s.OH * s.OW * s.K), col = conv_col_buf<Backend, T>(s);
+    Kn::conv2d_forward(dy.get(), dx.get(), dw.get(), b ? db.get() : nullptr, s, relu, block, col.get());
     Arr<T> y({s.N, s.OH, s.OW, s.K});
     out<T>(y, dy);
     return y;
@@ -1167,15 +1174,16 @@ struct Bind {
     Buf<T> ddout = in<T>(dout);
     py::object rx = py::none(), rw = py::none(), rb = py::none();
     if (need_dx) {
-      Buf<T> dw = in<T>(w), ddx = Buf<T>::alloc(s.N * s.H * s.W * s.C);
-      Kn::conv2d_backward_data(ddx.get(), ddout.get(), dw.get(), static_cast<const T*>(nullptr), s, block);
+      Buf<T> dw = in<T>(w), ddx = Buf<T>::alloc(s.N * s.H * s.W * s.C), col = conv_col_buf<Backend, T>(s);
+      Kn::conv2d_backward_data(ddx.get(), ddout.get(), dw.get(), static_cast<const T*>(nullptr), s, block, col.get());
       Arr<T> a({s.N, s.H, s.W, s.C});
       out<T>(a, ddx);
       rx = a;
     }
     if (need_dw) {
-      Buf<T> dx = in<T>(x), ddw = Buf<T>::alloc(w.size()), ws = Buf<T>::alloc(conv::filter_workspace_size(s));
-      Kn::conv2d_backward_filter(ddw.get(), ws.get(), ddout.get(), dx.get(), s, block);
+      Buf<T> dx = in<T>(x), ddw = Buf<T>::alloc(w.size()), ws = Buf<T>::alloc(conv::filter_workspace_size(s)),
+             col = conv_col_buf<Backend, T>(s);
+      Kn::conv2d_backward_filter(ddw.get(), ws.get(), ddout.get(), dx.get(), s, block, col.get());
       Arr<T> a = empty_like_shape<T>(w);
       out<T>(a, ddw);
       rw = a;
@@ -1273,8 +1281,8 @@ struct Bind {
     check_block(block, op);
     if (bias) check_shape(*bias, {s.C}, op, "bias");
     Buf<T> dx = in<T>(x), dk = in<T>(kernel), db = bias ? in<T>(*bias) : Buf<T>::alloc(0),
-           dy = Buf<T>::alloc(s.N * s.H * s.W * s.C);
-    Kn::conv2d_backward_data(dy.get(), dx.get(), dk.get(), bias ? db.get() : nullptr, s, block);
+           dy = Buf<T>::alloc(s.N * s.H * s.W * s.C), col = conv_col_buf<Backend, T>(s);
+    Kn::conv2d_backward_data(dy.get(), dx.get(), dk.get(), bias ? db.get() : nullptr, s, block, col.get());
     Arr<T> y({s.N, s.H, s.W, s.C});
     out<T>(y, dy);
     return y;
@@ -1291,15 +1299,16 @@ struct Bind {
     Buf<T> ddy = in<T>(dy);
     py::object rx = py::none(), rk = py::none(), rb = py::none();
     if (need_dx) {
-      Buf<T> dk = in<T>(kernel), ddx = Buf<T>::alloc(x.size());
-      Kn::conv2d_forward(ddx.get(), ddy.get(), dk.get(), static_cast<const T*>(nullptr), s, false, block);
+      Buf<T> dk = in<T>(kernel), ddx = Buf<T>::alloc(x.size()), col = conv_col_buf<Backend, T>(s);
+      Kn::conv2d_forward(ddx.get(), ddy.get(), dk.get(), static_cast<const T*>(nullptr), s, false, block, col.get());
       Arr<T> a = empty_like_shape<T>(x);
       out<T>(a, ddx);
       rx = a;
     }
     if (need_dkernel) {
-      Buf<T> dx = in<T>(x), ddk = Buf<T>::alloc(kernel.size()), ws = Buf<T>::alloc(conv::filter_workspace_size(s));
-      Kn::conv2d_backward_filter(ddk.get(), ws.get(), dx.get(), ddy.get(), s, block);
+      Buf<T> dx = in<T>(x), ddk = Buf<T>::alloc(kernel.size()), ws = Buf<T>::alloc(conv::filter_workspace_size(s)),
+             col = conv_col_buf<Backend, T>(s);
+      Kn::conv2d_backward_filter(ddk.get(), ws.get(), dx.get(), ddy.get(), s, block, col.get());
       Arr<T> a = empty_like_shape<T>(kernel);
       out<T>(a, ddk);
       rk = a;

@@ -284,9 +284,10 @@ struct BindResident {
       DA y = DA::template empty<T>({s.N, s.OH, s.OW, s.K});
       const T *px = ptr<T>(x, op, "x"), *pw = ptr<T>(w, op, "w"), *pb = opt_ptr<T>(b, op, "b");
       T* py = y.template data<T>();
+      Buf<T> col = conv_col_buf<Backend, T>(s);
       {
         py::gil_scoped_release nogil;
-        Kn::conv2d_forward(py, px, pw, pb, s, relu, block);
+        Kn::conv2d_forward(py, px, pw, pb, s, relu, block, col.get());
       }
       return y;
     });
@@ -308,13 +309,14 @@ struct BindResident {
       if (need_dw) dwt = DA::template empty<T>(w.shape());
       if (need_db) db = DA::template empty<T>({s.K});
       Buf<T> wsf = Buf<T>::alloc(need_dw ? conv::filter_workspace_size(s) : 0),
-             wsb = Buf<T>::alloc(need_db ? conv::reduce_workspace_size(P, s.K) : 0);
+             wsb = Buf<T>::alloc(need_db ? conv::reduce_workspace_size(P, s.K) : 0),
+             col = conv_col_buf<Backend, T>(s);
       const T *pdout = ptr<T>(dout, op, "dout"), *px = ptr<T>(x, op, "x"), *pw = ptr<T>(w, op, "w");
       T *pdx = opt_ptr<T>(dx, op, "dx"), *pdw = opt_ptr<T>(dwt, op, "dw"), *pdb = opt_ptr<T>(db, op, "db");
       {
         py::gil_scoped_release nogil;
-        if (pdx) Kn::conv2d_backward_data(pdx, pdout, pw, static_cast<const T*>(nullptr), s, block);
-        if (pdw) Kn::conv2d_backward_filter(pdw, wsf.get(), pdout, px, s, block);
+        if (pdx) Kn::conv2d_backward_data(pdx, pdout, pw, static_cast<const T*>(nullptr), s, block, col.get());
+        if (pdw) Kn::conv2d_backward_filter(pdw, wsf.get(), pdout, px, s, block, col.get());
         if (pdb) Kn::column_sum(pdb, wsb.get(), pdout, P, s.K, block);
       }
       return py::make_tuple(opt(dx), opt(dwt), opt(db));

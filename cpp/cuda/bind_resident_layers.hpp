@@ -71,9 +71,10 @@ struct BindResidentLayers : BindResident<Backend> {
       DA y = DA::template empty<T>({s.N, s.H, s.W, s.C});
       const T *px = ptr<T>(x, op, "inputs"), *pk = ptr<T>(kernel, op, "kernel"), *pb = opt_ptr<T>(bias, op, "bias");
       T* py = y.template data<T>();
+      Buf<T> col = conv_col_buf<Backend, T>(s);
       {
         py::gil_scoped_release nogil;
-        Kn::conv2d_backward_data(py, px, pk, pb, s, block);
+        Kn::conv2d_backward_data(py, px, pk, pb, s, block, col.get());
       }
       return y;
     });
@@ -96,13 +97,14 @@ struct BindResidentLayers : BindResident<Backend> {
       if (need_dkernel) dk = DA::template empty<T>(kernel.shape());
       if (need_dbias) db = DA::template empty<T>({s.C});
       Buf<T> wsf = Buf<T>::alloc(need_dkernel ? conv::filter_workspace_size(s) : 0),
-             wsb = Buf<T>::alloc(need_dbias ? conv::reduce_workspace_size(P, s.C) : 0);
+             wsb = Buf<T>::alloc(need_dbias ? conv::reduce_workspace_size(P, s.C) : 0),
+             col = conv_col_buf<Backend, T>(s);
       const T *pdy = ptr<T>(dy, op, "dy"), *px = ptr<T>(x, op, "inputs"), *pk = ptr<T>(kernel, op, "kernel");
       T *pdx = opt_ptr<T>(dx, op, "dx"), *pdk = opt_ptr<T>(dk, op, "dkernel"), *pdb = opt_ptr<T>(db, op, "dbias");
       {
         py::gil_scoped_release nogil;
-        if (pdx) Kn::conv2d_forward(pdx, pdy, pk, static_cast<const T*>(nullptr), s, false, block);
-        if (pdk) Kn::conv2d_backward_filter(pdk, wsf.get(), px, pdy, s, block);
+        if (pdx) Kn::conv2d_forward(pdx, pdy, pk, static_cast<const T*>(nullptr), s, false, block, col.get());
+        if (pdk) Kn::conv2d_backward_filter(pdk, wsf.get(), px, pdy, s, block, col.get());
         if (pdb) Kn::column_sum(pdb, wsb.get(), pdy, P, s.C, block);
       }
       return py::make_tuple(opt(dx), opt(dk), opt(db));

@@ -11,6 +11,7 @@
 #include <string>
 #include <utility>
 
+#include "bind_blas.hpp"
 #include "bind_kernels.hpp"
 #include "bind_resident.hpp"
 #include "pooled_buf.hpp"
@@ -156,4 +157,5 @@ PYBIND11_MODULE(_cuda, m) {
         "Make GPU `index` the current device: where new DeviceArrays and kernel launches go.");
   fc::binding::Bind<fc::DeviceBackend>::bind(m);
   fc::binding::BindResident<fc::DeviceBackend>::bind(m);
+  fc::binding::bind_blas(m);
 }

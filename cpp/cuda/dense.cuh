@@ -3,16 +3,17 @@
 // db = column sums of dy) built on it (see hd.cuh for the design). Oracle: cpp/src/dense.cpp
 // (OpenBLAS) and cpp/src/activations.cpp.
 //
-// Where cuBLAS plugs in: on a device, the production path for the three products is
-// cublasSgemm/cublasDgemm (row-major C = A B is column-major C^T = B^T A^T: swap the operands,
-// M <-> N) with the bias, activation and column sums as the small bodies below (or cuBLASLt's
-// bias/activation epilogues). This body is the portable fallback and the testable reference:
-// the host harness checks its tiling, transposes and bounds against the CPU on every run.
+// gemm() runs the product through the executor's BLAS when it has one (cuBLAS on the device,
+// blas.hpp; the host harness's reference GEMM when asked), with the bias and activation as the
+// Epilogue body after it; otherwise the tiled Gemm body, which stays as the portable fallback
+// and the testable reference: the host harness checks its tiling, transposes and bounds
+// against the CPU on every run.
 //
 // B batch, IN input features, OUT units; row-major throughout.
 #pragma once
 #include <cstdint>
 
+#include "blas.hpp"
 #include "elementwise.cuh"
 #include "hd.cuh"
 
@@ -95,9 +96,46 @@ inline ew::ActSpec<T> no_act() {
   return ew::ActSpec<T>{Act::linear, T(0), T(0), T(0), T(1), false};
 }
 
+// After a BLAS product in C (M,N): C += bias[n], then (act not linear) z = C, C = act(C), as
+// Gemm's epilogue. Thread per element.
+template <typename T>
+struct Epilogue {
+  T* C;
+  int64_t ldc;
+  const T* bias;
+  T* z;
+  ew::ActSpec<T> act;
+  int64_t M, N;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global();
+    if (e >= M * N) return;
+    const int64_t i = (e / N) * ldc + e % N;
+    const T v = bias ? C[i] + bias[e % N] : C[i];
+    if (act.kind == Act::linear) {
+      C[i] = v;
+    } else {
+      if (z) z[i] = v;
+      C[i] = ew::act_forward(act, v);
+    }
+  }
+};
+
+// g through the executor's BLAS (ex.blas(), K > 0) and the Epilogue where g has a bias or an
+// activation; else the tiled body (K = 0 writes beta C + bias, activated).
 template <class Exec, typename T>
 void gemm(Exec& ex, const Gemm<T>& g) {
   if (g.M <= 0 || g.N <= 0 || g.batch <= 0) return;
+  if (ex.blas() && g.K > 0) {
+    for (int64_t b = 0; b < g.batch; ++b) {  // a batched product (Dot): one BLAS call per product
+      T* C = g.C + b * g.sC;
+      ex.gemm(blas::RowGemm<T>{g.transA, g.transB, g.M, g.N, g.K, g.alpha, g.A + b * g.sA, g.lda,
+                               g.Bm + b * g.sB, g.ldb, g.beta, C, g.ldc});
+      if (g.bias || g.act.kind != Act::linear)
+        ex.launch(cover(g.M * g.N, kBlock),
+                  Epilogue<T>{C, g.ldc, g.bias, g.z ? g.z + b * g.sC : nullptr, g.act, g.M, g.N});
+    }
+    return;
+  }
   ex.launch_shared(Geometry{g.batch * ceil_div(g.M, kTile) * ceil_div(g.N, kTile), kBlock}, g.steps(), g);
 }
 

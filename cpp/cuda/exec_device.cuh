@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "blas.hpp"
 #include "hd.cuh"
 
 namespace faltung::cuda {
@@ -39,6 +40,12 @@ void check_cuda(cudaError_t e, const char* what);  // runtime.cu: throws, naming
 
 struct DeviceExec {
   cudaStream_t stream = nullptr;
+  // GEMMs go to cuBLAS when it was found (blas.hpp); otherwise the families launch their bodies.
+  bool blas() const { return blas::library().ok; }
+  template <typename T>
+  void gemm(const blas::RowGemm<T>& g) {
+    blas::device_gemm(g, stream);
+  }
   template <class Body>
   void launch(Geometry g, const Body& body) {
     if (g.grid == 0) return;

@@ -6,11 +6,31 @@
 #include <cstring>
 #include <memory>
 
+#include "blas.hpp"
 #include "hd.cuh"
 
 namespace faltung::cuda {
 
+// The host harness's stand-in for cuBLAS (faltung._cuda_host.set_reference_blas): when on, the
+// families take their BLAS path, each GEMM run by blas::ref_gemm through the same row- to
+// column-major mapping as cuBLAS's calls, so that path too is held to the CPU kernels.
+inline bool& reference_blas() {
+  static bool on = false;
+  return on;
+}
+// How many GEMMs took that path (faltung._cuda_host.reference_blas_calls): tests see the path taken.
+inline int64_t& reference_blas_calls() {
+  static int64_t n = 0;
+  return n;
+}
+
 struct HostExec {
+  bool blas() const { return reference_blas(); }
+  template <typename T>
+  void gemm(const blas::RowGemm<T>& g) {
+    ++reference_blas_calls();
+    blas::ref_gemm(blas::to_col_major(g));
+  }
   template <class Body>
   void launch(Geometry g, const Body& body) {
     for (int64_t b = 0; b < g.grid; ++b)

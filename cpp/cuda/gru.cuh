@@ -173,12 +173,12 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   const R* b_in = a.bias;
   const R* b_rec = a.bias ? a.bias + GU : nullptr;
   // P (BT,3U) = X (BT,F) W (F,3U) + b_in
-  ex.launch(cover(rows * GU, block), Gemm<R>{P, GU, nullptr, 0, a.x, F, 1, a.W, GU, 1, b_in, rows, GU, F});
+  rnn::gemm(ex, Gemm<R>{P, GU, nullptr, 0, a.x, F, 1, a.W, GU, 1, b_in, rows, GU, F}, block);
   ex.launch(cover(B * U, block), InitState<R>{v, false});
   for (int64_t t = 0; t < T; ++t) {
     // Q_t (B,3U) = H_t (B,U) R (U,3U) + b_rec; rows of step t are T * 3U (resp. (T+1) U) apart
-    ex.launch(cover(B * GU, block), Gemm<R>{Q + t * GU, T * GU, nullptr, 0, H + t * U, (T + 1) * U, 1, a.Rk, GU, 1,
-                                            b_rec, B, GU, U});
+    rnn::gemm(ex, Gemm<R>{Q + t * GU, T * GU, nullptr, 0, H + t * U, (T + 1) * U, 1, a.Rk, GU, 1,
+                          b_rec, B, GU, U}, block);
     ex.launch(cover(B * U, block), Epilogue<R>{v, t});
   }
   ex.launch(cover(B * U, block), Final<R>{v, false});
@@ -198,7 +198,7 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(cover(B * U, block), EpilogueBackward<R>{v, t});
     // dH (B,U) += dQ_t (B,3U) R^T (3U,U)
-    ex.launch(cover(B * U, block), Gemm<R>{dH, U, dH, U, dQ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, GU});
+    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dQ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, GU}, block);
   }
   ex.launch(cover(B * U, block), Final<R>{v, true});
   rnn::weight_grads(ex, a.x, a.W, H, dP, dQ, a.dW, a.dx, a.dR, a.db, true, B, T, F, U, GU, block);

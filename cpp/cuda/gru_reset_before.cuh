@@ -16,9 +16,9 @@
 // backward turns dh into dP_t[z], dP_t[h] and the carried dH = dh z; dRH = dP_t[h] R_h^T (GEMM);
 // the r epilogue backward gives dP_t[r] and dH += dRH r; then dH += dP_t[zr] R_zr^T (GEMM).
 // After the loop, over all rows: dW = X^T dP, dx = dP W^T, db = column sums of dP,
-// dR_zr = Hprev^T dP[zr], dR_h = RH^T dP[h] (one GEMM per sample each).
+// dR_zr = Hprev^T dP[zr], dR_h = RH^T dP[h] (rnn::sum_over_steps: a GEMM per sample or per
+// step, whichever are fewer).
 #pragma once
-#include <algorithm>
 #include <cstdint>
 
 #include "gru.cuh"
@@ -162,16 +162,16 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   R *P = v.w(v.lay.P), *Q = v.w(v.lay.Q), *H = v.w(v.lay.H), *RH = v.w(v.lay.RH);
   const Geometry per_unit = cover(B * U, block);
   // P (BT,3U) = X (BT,F) W (F,3U) + b
-  ex.launch(cover(rows * GU, block), Gemm<R>{P, GU, nullptr, 0, a.x, F, 1, a.W, GU, 1, a.bias, rows, GU, F});
+  rnn::gemm(ex, Gemm<R>{P, GU, nullptr, 0, a.x, F, 1, a.W, GU, 1, a.bias, rows, GU, F}, block);
   ex.launch(per_unit, Init<R>{v, false});
   for (int64_t t = 0; t < T; ++t) {
     // Q_t[zr] (B,2U) = H_t (B,U) R[:, :2U]; rows of step t are T * 3U (resp. (T+1) U) apart
-    ex.launch(cover(B * 2 * U, block), Gemm<R>{Q + t * GU, T * GU, nullptr, 0, H + t * U, (T + 1) * U, 1, a.Rk, GU,
-                                               1, nullptr, B, 2 * U, U});
+    rnn::gemm(ex, Gemm<R>{Q + t * GU, T * GU, nullptr, 0, H + t * U, (T + 1) * U, 1, a.Rk, GU,
+                          1, nullptr, B, 2 * U, U}, block);
     ex.launch(per_unit, GatesZR<R>{v, t});
     // Q_t[h] (B,U) = RH_t (B,U) R[:, 2U:]
-    ex.launch(per_unit, Gemm<R>{Q + t * GU + 2 * U, T * GU, nullptr, 0, RH + t * U, T * U, 1, a.Rk + 2 * U, GU, 1,
-                                nullptr, B, U, U});
+    rnn::gemm(ex, Gemm<R>{Q + t * GU + 2 * U, T * GU, nullptr, 0, RH + t * U, T * U, 1, a.Rk + 2 * U, GU, 1,
+                          nullptr, B, U, U}, block);
     ex.launch(per_unit, GateH<R>{v, t});
   }
   ex.launch(per_unit, Final<R>{v, false});
@@ -189,23 +189,17 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(per_unit, GateHBackward<R>{v, t});
     // dRH (B,U) = dP_t[h] (B,U) R[:, 2U:]^T
-    ex.launch(per_unit, Gemm<R>{dRH, U, nullptr, 0, dP + t * GU + 2 * U, T * GU, 1, a.Rk + 2 * U, 1, GU, nullptr, B,
-                                U, U});
+    rnn::gemm(ex, Gemm<R>{dRH, U, nullptr, 0, dP + t * GU + 2 * U, T * GU, 1, a.Rk + 2 * U, 1, GU, nullptr, B,
+                          U, U}, block);
     ex.launch(per_unit, GateRBackward<R>{v, t});
     // dH (B,U) += dP_t[zr] (B,2U) R[:, :2U]^T
-    ex.launch(per_unit, Gemm<R>{dH, U, dH, U, dP + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, 2 * U});
+    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dP + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, 2 * U}, block);
   }
   ex.launch(per_unit, Final<R>{v, true});
   rnn::input_grads(ex, a.x, a.W, dP, a.dW, a.dx, rows, F, GU, block);
   // dR[:, :2U] = sum over b of H_b[0:T]^T dP_b[zr];  dR[:, 2U:] = sum over b of RH_b^T dP_b[h]
-  // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
-  for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b) {
-    const int64_t K = B ? T : 0;
-    ex.launch(cover(U * 2 * U, block), Gemm<R>{a.dR, GU, b ? a.dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
-                                               dP + b * T * GU, GU, 1, nullptr, U, 2 * U, K});
-    ex.launch(cover(U * U, block), Gemm<R>{a.dR + 2 * U, GU, b ? a.dR + 2 * U : nullptr, GU, RH + b * T * U, 1, U,
-                                           dP + b * T * GU + 2 * U, GU, 1, nullptr, U, U, K});
-  }
+  rnn::sum_over_steps(ex, a.dR, GU, H, (T + 1) * U, dP, T * GU, GU, B, T, U, 2 * U, block);
+  rnn::sum_over_steps(ex, a.dR + 2 * U, GU, RH, T * U, dP + 2 * U, T * GU, GU, B, T, U, U, block);
   if (a.db) ex.launch(cover(GU, block), rnn::ColumnSum<R>{a.db, dP, rows, GU});
 }
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <new>
 
+#include "bind_blas.hpp"
 #include "bind_kernels.hpp"
 #include "bind_resident.hpp"
 #include "exec_host.hpp"
@@ -19,6 +20,7 @@
 
 namespace faltung::cuda {
 
+template bool Kernels<HostExec>::blas();
 FALTUNG_CUDA_INSTANTIATE(HostExec, float)
 FALTUNG_CUDA_INSTANTIATE(HostExec, double)
 FALTUNG_CUDA_INSTANTIATE_CONV(HostExec, float)  // convolution and resampling
@@ -80,4 +82,17 @@ PYBIND11_MODULE(_cuda_host, m) {
   m.doc() = "faltung's CUDA kernel bodies run on the CPU over the whole grid (test harness)";
   faltung::cuda::binding::Bind<faltung::cuda::HostBackend>::bind(m);
   faltung::cuda::binding::BindResident<faltung::cuda::HostBackend>::bind(m);
+  faltung::cuda::binding::bind_blas(m);
+  m.def("set_reference_blas", [](bool on) { faltung::cuda::reference_blas() = on; }, pybind11::arg("on"),
+        "Run the families' BLAS path (cuBLAS's on a GPU) with the column-major reference GEMM (on), or "
+        "their own GEMM bodies (off, the default).");
+  m.def("reference_blas", []() { return faltung::cuda::reference_blas(); });
+  m.def("reference_blas_calls", []() { return faltung::cuda::reference_blas_calls(); },
+        "How many GEMMs the reference BLAS ran so far.");
+  m.def("set_col_budget", [](int64_t n) {
+          const int64_t old = faltung::cuda::conv::col_budget();
+          faltung::cuda::conv::col_budget() = n > 0 ? n : int64_t(1) << 24;
+          return old;
+        }, pybind11::arg("elements"),
+        "Bound conv's im2col buffer to `elements` (0: the default 2^24); returns the previous bound.");
 }

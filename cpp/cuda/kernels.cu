@@ -5,6 +5,7 @@
 
 namespace faltung::cuda {
 
+template bool Kernels<DeviceExec>::blas();
 FALTUNG_CUDA_INSTANTIATE(DeviceExec, float)
 FALTUNG_CUDA_INSTANTIATE(DeviceExec, double)
 FALTUNG_CUDA_INSTANTIATE_CONV(DeviceExec, float)  // convolution and resampling

@@ -32,6 +32,8 @@ struct DeviceExec;
 
 template <class Exec>
 struct Kernels {
+  // Whether the GEMMs run on a BLAS (cuBLAS on the device): the callers then pass conv's `col`.
+  static bool blas();
   template <typename R> static void ctc_loss(const ctc::Args<R>& a, int64_t block);
   template <typename R> static void ctc_greedy_decode(const ctc::GreedyArgs<R>& a, int64_t block);
   template <typename R> static void lstm(const lstm::Args<R>& a, int64_t block);
@@ -65,15 +67,16 @@ struct Kernels {
   static void adam_update(T* w, T* m, T* v, T* vhat, const T* g, int64_t n, T alpha, T beta1, T beta2,
                           T eps, int64_t block);
   // ---- convolution and resampling (conv.cuh, resample.cuh) ----
+  // col: conv::col_workspace_size(s) elements when blas() (im2col + GEMM), else nullptr
   template <typename T>
   static void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s, bool relu,
-                             int64_t block);
+                             int64_t block, T* col);
   template <typename T>
   static void conv2d_backward_data(T* dinp, const T* dout, const T* weight, const T* bias, const Conv2dShape& s,
-                                   int64_t block);
+                                   int64_t block, T* col);
   template <typename T>
   static void conv2d_backward_filter(T* dweight, T* ws, const T* dout, const T* inp, const Conv2dShape& s,
-                                     int64_t block);
+                                     int64_t block, T* col);
   template <typename T> static void column_sum(T* out, T* ws, const T* a, int64_t P, int64_t M, int64_t block);
   template <typename T>
   static void upsample_nearest2d(T* out, const T* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t SH,

@@ -272,23 +272,27 @@ void Kernels<Exec>::weight_decay(T* w, int64_t n, T factor, int64_t block) {
   template void Kernels<Exec>::weight_decay<T>(T*, int64_t, T, int64_t);
 
 // ---- convolution and resampling (conv.cuh, resample.cuh) ----
+template <class Exec>
+bool Kernels<Exec>::blas() {
+  return Exec{}.blas();
+}
 template <class Exec> template <typename T>
 void Kernels<Exec>::conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
-                                   bool relu, int64_t block) {
+                                   bool relu, int64_t block, T* col) {
   Exec ex;
-  conv::forward(ex, out, inp, weight, bias, s, relu, block);
+  conv::forward(ex, out, inp, weight, bias, s, relu, block, col);
 }
 template <class Exec> template <typename T>
 void Kernels<Exec>::conv2d_backward_data(T* dinp, const T* dout, const T* weight, const T* bias,
-                                         const Conv2dShape& s, int64_t block) {
+                                         const Conv2dShape& s, int64_t block, T* col) {
   Exec ex;
-  conv::backward_data(ex, dinp, dout, weight, bias, s, block);
+  conv::backward_data(ex, dinp, dout, weight, bias, s, block, col);
 }
 template <class Exec> template <typename T>
 void Kernels<Exec>::conv2d_backward_filter(T* dweight, T* ws, const T* dout, const T* inp, const Conv2dShape& s,
-                                           int64_t block) {
+                                           int64_t block, T* col) {
   Exec ex;
-  conv::backward_filter(ex, dweight, ws, dout, inp, s, block);
+  conv::backward_filter(ex, dweight, ws, dout, inp, s, block, col);
 }
 template <class Exec> template <typename T>
 void Kernels<Exec>::column_sum(T* out, T* ws, const T* a, int64_t P, int64_t M, int64_t block) {
@@ -324,11 +328,11 @@ void Kernels<Exec>::resize_bilinear2d_backward(T* dinp, const T* dout, int64_t N
 // and host_harness.cpp invoke it next to FALTUNG_CUDA_INSTANTIATE).
 #define FALTUNG_CUDA_INSTANTIATE_CONV(Exec, T)                                                                 \
   template void Kernels<Exec>::conv2d_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, bool,    \
-                                                 int64_t);                                                      \
+                                                 int64_t, T*);                                                  \
   template void Kernels<Exec>::conv2d_backward_data<T>(T*, const T*, const T*, const T*, const Conv2dShape&,   \
-                                                       int64_t);                                                \
+                                                       int64_t, T*);                                            \
   template void Kernels<Exec>::conv2d_backward_filter<T>(T*, T*, const T*, const T*, const Conv2dShape&,       \
-                                                         int64_t);                                              \
+                                                         int64_t, T*);                                          \
   template void Kernels<Exec>::column_sum<T>(T*, T*, const T*, int64_t, int64_t, int64_t);                     \
   template void Kernels<Exec>::upsample_nearest2d<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, \
                                                      int64_t, int64_t);                                         \

@@ -197,12 +197,12 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   R* Z = v.w(v.lay.Z);
   R* H = v.w(v.lay.H);
   // P (BT,4U) = X (BT,F) W (F,4U) + b
-  ex.launch(cover(rows * GU, block), Gemm<R>{P, GU, nullptr, 0, a.x, F, 1, a.W, GU, 1, a.bias, rows, GU, F});
+  rnn::gemm(ex, Gemm<R>{P, GU, nullptr, 0, a.x, F, 1, a.W, GU, 1, a.bias, rows, GU, F}, block);
   ex.launch(cover(B * U, block), InitState<R>{v});
   for (int64_t t = 0; t < T; ++t) {
     // Z_t (B,4U) = P_t + H_t (B,U) R (U,4U); rows of step t are T * 4U (resp. (T+1) U) apart
-    ex.launch(cover(B * GU, block), Gemm<R>{Z + t * GU, T * GU, P + t * GU, T * GU, H + t * U, (T + 1) * U, 1,
-                                            a.Rk, GU, 1, nullptr, B, GU, U});
+    rnn::gemm(ex, Gemm<R>{Z + t * GU, T * GU, P + t * GU, T * GU, H + t * U, (T + 1) * U, 1,
+                          a.Rk, GU, 1, nullptr, B, GU, U}, block);
     ex.launch(cover(B * U, block), Epilogue<R>{v, t});
   }
   ex.launch(cover(B * U, block), Final<R>{v});
@@ -221,7 +221,7 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(cover(B * U, block), EpilogueBackward<R>{v, t});
     // dH (B,U) += dZ_t (B,4U) R^T (4U,U)
-    ex.launch(cover(B * U, block), Gemm<R>{dH, U, dH, U, dZ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, GU});
+    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dZ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, GU}, block);
   }
   ex.launch(cover(B * U, block), FinalGrad<R>{v});
   rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, GU, block);

@@ -1,12 +1,13 @@
 // cpp/cuda/rnn_common.cuh — what the recurrent families (lstm.cuh, gru.cuh) share: the gate
 // gate activations, the GEMM and the column sum around their fused gate epilogues.
-// The GEMM is a plain body (thread per output element) on both executors, so that the host
-// harness checks each family's whole launch sequence; on the device it stands in for cuBLAS,
-// which replaces it (same operands and strides) once the backend links cuBLAS (CMakeLists.txt).
+// gemm() runs each product through the executor's BLAS when it has one (cuBLAS on the device,
+// blas.hpp; the host harness's reference GEMM when asked), else the Gemm body (thread per output
+// element), which stays as the fallback and the oracle.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
+#include "blas.hpp"
 #include "hd.cuh"
 
 namespace faltung::cuda::rnn {
@@ -41,6 +42,27 @@ struct Gemm {
   }
 };
 
+// Gemm g through the executor's BLAS (ex.blas()): a K = 0 Gemm first writes out = add + col_bias
+// where the product must add to something other than out itself, then the product accumulates
+// (beta 1) or overwrites (beta 0). Without BLAS, for K = 0 (the prologue alone is the result),
+// operands whose strides BLAS cannot express and an `add` that is `out` read with other strides,
+// the Gemm body.
+template <class Exec, typename R>
+void gemm(Exec& ex, const Gemm<R>& g, int64_t block) {
+  const blas::Operand a = blas::operand(g.ars, g.acs, g.M, g.K), b = blas::operand(g.brs, g.bcs, g.K, g.N);
+  const bool odd_add = g.add == g.out && g.adrs != g.ors;
+  if (!ex.blas() || g.M <= 0 || g.N <= 0 || g.K <= 0 || a.ld < 0 || b.ld < 0 || odd_add) {
+    ex.launch(cover(g.M * g.N, block), g);
+    return;
+  }
+  if (g.col_bias || (g.add && g.add != g.out))
+    ex.launch(cover(g.M * g.N, block), Gemm<R>{g.out, g.ors, g.add, g.adrs, nullptr, 0, 0, nullptr, 0, 0, g.col_bias,
+                                               g.M, g.N, 0});
+  const int64_t ldc = g.M == 1 && g.ors < g.N ? g.N : g.ors;
+  ex.gemm(blas::RowGemm<R>{a.trans, b.trans, g.M, g.N, g.K, R(1), g.A, a.ld, g.Bm, b.ld,
+                           g.add || g.col_bias ? R(1) : R(0), g.out, ldc});
+}
+
 // out (cols) = sum over the rows of in (rows, cols). Thread per column.
 template <typename R>
 struct ColumnSum {
@@ -60,23 +82,37 @@ struct ColumnSum {
 template <class Exec, typename R>
 void input_grads(Exec& ex, const R* x, const R* W, const R* dP, R* dW, R* dx, int64_t rows, int64_t F, int64_t GU,
                  int64_t block) {
-  ex.launch(cover(F * GU, block), Gemm<R>{dW, GU, nullptr, 0, x, 1, F, dP, GU, 1, nullptr, F, GU, rows});
-  if (dx) ex.launch(cover(rows * F, block), Gemm<R>{dx, F, nullptr, 0, dP, GU, 1, W, 1, GU, nullptr, rows, F, GU});
+  rnn::gemm(ex, Gemm<R>{dW, GU, nullptr, 0, x, 1, F, dP, GU, 1, nullptr, F, GU, rows}, block);
+  if (dx) rnn::gemm(ex, Gemm<R>{dx, F, nullptr, 0, dP, GU, 1, W, 1, GU, nullptr, rows, F, GU}, block);
 }
 
 // The gradients after the backward loop, over all B T rows, for GU = gates * U columns:
+// dR (U,N) with rows ldr apart = sum over samples b and steps t < T of A[b,t]^T Q[b,t]: A's rows
+// (U long) at b sa + t U, Q's (N long) at b sq + t lq. One product per sample (K = T) or per step
+// (K = B), whichever are fewer launches; B or T = 0: one product over no rows (the zeros the sum is).
+template <class Exec, typename R>
+void sum_over_steps(Exec& ex, R* dR, int64_t ldr, const R* A, int64_t sa, const R* Q, int64_t sq, int64_t lq,
+                    int64_t B, int64_t T, int64_t U, int64_t N, int64_t block) {
+  const bool per_step = T < B;
+  const int64_t n = std::max<int64_t>(per_step ? T : B, 1), K = B && T ? (per_step ? B : T) : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    // per sample: A_b^T (U,T) Q_b (T,N); per step: A[:, t]^T (U,B) Q[:, t] (B,N)
+    const R* a = A + i * (per_step ? U : sa);
+    const R* q = Q + i * (per_step ? lq : sq);
+    rnn::gemm(ex, Gemm<R>{dR, ldr, i ? dR : nullptr, ldr, a, 1, per_step ? sa : U, q, per_step ? sq : lq, 1, nullptr,
+                          U, N, K}, block);
+  }
+}
+
 // dW (F,GU) = X^T dP, dx (B,T,F) = dP W^T, dR (U,GU) = sum over b of H_b[0:T]^T dQ_b (H (B,T+1,U)
-// holds h_{t-1} at [b, t]: one GEMM per sample), db = column sums of dP (and, for a separate
-// recurrent bias, of dQ into db + GU). LSTM passes dZ as both dP and dQ. dx nullptr: not wanted.
+// holds h_{t-1} at [b, t]), db = column sums of dP (and, for a separate recurrent bias, of dQ into
+// db + GU). LSTM passes dZ as both dP and dQ. dx nullptr: not wanted.
 template <class Exec, typename R>
 void weight_grads(Exec& ex, const R* x, const R* W, const R* H, const R* dP, const R* dQ, R* dW, R* dx, R* dR,
                   R* db, bool db_rec, int64_t B, int64_t T, int64_t F, int64_t U, int64_t GU, int64_t block) {
   const int64_t rows = B * T;
   input_grads(ex, x, W, dP, dW, dx, rows, F, GU, block);
-  // (B = 0: one product over no rows, which writes the zeros the samples' sum is)
-  for (int64_t b = 0; b < std::max<int64_t>(B, 1); ++b)
-    ex.launch(cover(U * GU, block), Gemm<R>{dR, GU, b ? dR : nullptr, GU, H + b * (T + 1) * U, 1, U,
-                                            dQ + b * T * GU, GU, 1, nullptr, U, GU, B ? T : 0});
+  sum_over_steps(ex, dR, GU, H, (T + 1) * U, dQ, T * GU, GU, B, T, U, GU, block);
   if (!db) return;
   ex.launch(cover(GU, block), ColumnSum<R>{db, dP, rows, GU});
   if (db_rec) ex.launch(cover(GU, block), ColumnSum<R>{db + GU, dQ, rows, GU});

@@ -102,12 +102,12 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   const Geometry per_unit = cover(B * U, block);
   using rnn::Gemm;
   // P (BT,U) = X (BT,F) W (F,U) + b
-  ex.launch(cover(rows * U, block), Gemm<R>{P, U, nullptr, 0, a.x, F, 1, a.W, U, 1, a.bias, rows, U, F});
+  rnn::gemm(ex, Gemm<R>{P, U, nullptr, 0, a.x, F, 1, a.W, U, 1, a.bias, rows, U, F}, block);
   ex.launch(per_unit, Step<R>{a, lay, -1, false});
   for (int64_t t = 0; t < T; ++t) {
     // Z_t (B,U) = P_t + H_t (B,U) R (U,U)
-    ex.launch(cover(B * U, block), Gemm<R>{Z + t * U, T * U, P + t * U, T * U, H + t * U, (T + 1) * U, 1, a.Rk, U,
-                                           1, nullptr, B, U, U});
+    rnn::gemm(ex, Gemm<R>{Z + t * U, T * U, P + t * U, T * U, H + t * U, (T + 1) * U, 1, a.Rk, U,
+                          1, nullptr, B, U, U}, block);
     ex.launch(per_unit, Step<R>{a, lay, t, false});
   }
   ex.launch(per_unit, Step<R>{a, lay, T, false});
@@ -126,7 +126,7 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(per_unit, Step<R>{a, lay, t, true});
     // dH (B,U) += dZ_t (B,U) R^T (U,U)
-    ex.launch(per_unit, Gemm<R>{dH, U, dH, U, dZ + t * U, T * U, 1, a.Rk, 1, U, nullptr, B, U, U});
+    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dZ + t * U, T * U, 1, a.Rk, 1, U, nullptr, B, U, U}, block);
   }
   ex.launch(per_unit, Step<R>{a, lay, T, true});
   rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, U, block);

@@ -19,7 +19,9 @@ training to the ordinary CPU fit without a GPU.
 """
 import contextlib
 import importlib
+import os
 import re
+import sys
 import threading
 
 import numpy as np
@@ -28,26 +30,47 @@ _current = threading.local()  # .placement: the Placement of the innermost devic
 
 
 def _cuda_module():
-    """faltung._cuda, or None in a CPU-only build."""
+    """faltung._cuda, or None in a CPU-only build. Opens cuBLAS on first use (cublas_dirs())."""
     try:
-        return importlib.import_module("faltung._cuda")
+        mod = importlib.import_module("faltung._cuda")
     except ImportError:
         return None
+    mod.blas_info(cublas_dirs())  # the process's cuBLAS: opened by the first call, then reported
+    return mod
+
+
+def cublas_dirs():
+    """Where NVIDIA's cuBLAS wheel (nvidia-cublas) puts libcublas.so.13 under each sys.path entry
+    (nvidia/cu13/lib; nvidia/cublas/lib in its older layout): the directories cpp/cuda/blas.hpp
+    searches after $FALTUNG_CUBLAS and before the system loader."""
+    dirs = []
+    for entry in sys.path:
+        for sub in (("nvidia", "cu13", "lib"), ("nvidia", "cublas", "lib")):
+            d = os.path.join(entry or os.getcwd(), *sub)
+            if os.path.isdir(d) and d not in dirs:
+                dirs.append(d)
+    return dirs
 
 
 def cuda_info():
     """The CUDA facts build_info() reports: cuda (compiled in), cuda_version (the runtime
     linked in), cuda_driver (the CUDA version the driver supports, "" without a driver),
     cuda_architectures (the SM versions compiled), cuda_devices (how many GPUs the runtime
-    sees), cuda_device_names, and cuda_error (why it sees none, "" otherwise)."""
+    sees), cuda_device_names, and cuda_error (why it sees none, "" otherwise); cublas (whether
+    the device GEMMs run on cuBLAS, opened at run time: cpp/cuda/blas.hpp), cublas_path,
+    cublas_version and cublas_error (why not, "" otherwise)."""
     mod = _cuda_module()
     if mod is None:
         return {"cuda": False, "cuda_version": "", "cuda_driver": "", "cuda_architectures": "",
-                "cuda_devices": 0, "cuda_device_names": [], "cuda_error": "built without CUDA"}
+                "cuda_devices": 0, "cuda_device_names": [], "cuda_error": "built without CUDA",
+                "cublas": False, "cublas_path": "", "cublas_version": "", "cublas_error": "built without CUDA"}
     devs = mod.devices()
+    blas = mod.blas_info(cublas_dirs())
     return {"cuda": True, "cuda_version": mod.runtime_version(), "cuda_driver": mod.driver_version(),
             "cuda_architectures": mod.architectures, "cuda_devices": devs["count"],
-            "cuda_device_names": [d["name"] for d in devs["devices"]], "cuda_error": devs["error"]}
+            "cuda_device_names": [d["name"] for d in devs["devices"]], "cuda_error": devs["error"],
+            "cublas": blas["found"], "cublas_path": blas["path"], "cublas_version": blas["version"],
+            "cublas_error": blas["error"]}
 
 
 def _parse(device_name):

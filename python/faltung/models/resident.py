@@ -8,13 +8,16 @@ faltung.models.resident_ops) over the backend's `resident` entry points
 (cpp/cuda/bind_resident.hpp, bind_resident_losses.hpp). The Trainer's loop (epochs, shuffling,
 callbacks, History) is the CPU's; only the per-batch steps come here:
 - train_batch: each input uploaded once (in `fit`, one batch ahead through pinned buffers on a
-  copy stream, overlapping the step before: `prefetch`), targets, labels and sample weights once
-  (shared by the loss and the metrics), forward, each output's loss and gradient (times its loss
-  weight), backward (gradients of a tensor read twice, or of a layer called twice, summed), the
-  optimizer's clipping and rule on each weight and its slots in place; out comes one small
-  vector: each loss's mean and two sums per compiled metric reduced on the device (accuracies,
-  MeanSquaredError, MeanAbsoluteError: faltung.models.resident_metrics); the predictions only
-  for an output with another metric, which updates on the host from them.
+  copy stream, overlapping the step before: `prefetch`, with the batch's targets and sample
+  weights), targets, labels and sample weights once (shared by the loss and the metrics),
+  forward, each output's loss and gradient (times its loss weight), backward (gradients of a
+  tensor read twice, or of a layer called twice, summed), the optimizer's clipping and rule on
+  each weight and its slots in place; out comes one small vector: each loss's mean and two sums
+  per compiled metric reduced on the device (accuracies, MeanSquaredError, MeanAbsoluteError:
+  faltung.models.resident_metrics), read after the batch, or summed on the device and read once
+  per epoch (validation, evaluate) when no callback reads batch logs (verbose 0 or 2 and no
+  batch-end hook: EpochStats); the predictions only for an output with another metric, which
+  updates on the host from them.
 - test_batch: the same without gradients; predict: forward, the outputs downloaded.
 Every output is a new DeviceArray whose block comes from the backend's caching pool
 (cpp/cuda/pooled_buf.hpp), so steps after the first allocate nothing from the device.
@@ -60,7 +63,7 @@ import numpy as np
 
 from faltung.models.resident_graph import DeviceGraph
 from faltung.models.resident_losses import DeviceLoss
-from faltung.models.resident_metrics import BatchStats, BatchTargets, device_kind, metric_inputs
+from faltung.models.resident_metrics import BatchStats, BatchTargets, EpochStats, device_kind, metric_inputs
 
 
 class Resident:
@@ -166,37 +169,52 @@ class Resident:
         key = id(var)
         self.grads[key] = grad if key not in self.grads else self.r.add(self.grads[key], grad)
 
-    def prefetch(self, xs):
-        """Start uploading a later batch's inputs (the Trainer hands over batch i + 1 before
-        batch i's step): through pinned buffers on a copy stream, overlapping the step between
-        (Prefetcher, cpp/cuda/bind_resident_io.hpp); the step of that batch then takes them.
-        Models with inputs that are not floats on the device (Embedding's indices, `mask=`
-        arguments: resident_graph's upload) take their batches as they come."""
+    def prefetch(self, xs, ys=(), sws=()):
+        """Start uploading a later batch (the Trainer hands over batch i + 1 before batch i's
+        step): its inputs, and its targets and sample weights as the losses and metrics will
+        most likely read them (integer labels as int32, the rest in the model's float dtype;
+        BatchTargets takes them where they match), through pinned buffers on a copy stream,
+        overlapping the step between (Prefetcher, cpp/cuda/bind_resident_io.hpp); the step of
+        that batch then takes them. Models with inputs that are not floats on the device
+        (Embedding's indices, `mask=` arguments: resident_graph's upload) take their batches as
+        they come."""
         if self.graph.index_inputs or self.graph.mask_inputs:
             return
         self._activate()  # the arrays (and the prefetcher's stream) go to the model's GPU
         if self._prefetcher is None:
             self._prefetcher = self.r.Prefetcher(2)
-        dev = self._prefetcher.upload([np.ascontiguousarray(x, dtype=self.dtype) for x in xs])
-        self._prefetched.append((list(xs), dev))
+        extra = [np.ascontiguousarray(a, dtype=np.int32 if a.dtype.kind in "iub" else self.dtype)
+                 for a in (np.asarray(a) for a in [*(ys or ()), *(sws or ())] if a is not None)
+                 if a.dtype.kind in "iubf"]
+        xs = list(xs)
+        dev = self._prefetcher.upload([np.ascontiguousarray(x, dtype=self.dtype) for x in xs] + extra)
+        self._prefetched.append((xs, dev[:len(xs)], list(zip(extra, dev[len(xs):]))))
         del self._prefetched[:-2]  # a batch is taken right after the next is prefetched
 
     def _upload(self, xs):
-        """The inputs on the device: prefetched ones (the same arrays, in order), else the
-        graph's upload of each now."""
+        """(the inputs on the device, [(host array, DeviceArray)] of the batch's targets and
+        weights uploaded ahead): prefetched ones (the same inputs, in order), else the graph's
+        upload of each input now, and no targets."""
         if self._prefetched:
-            host, dev = self._prefetched.pop(0)
+            host, dev, targets = self._prefetched.pop(0)
             if len(host) == len(xs) and all(h is x for h, x in zip(host, xs)):
-                return dev
+                return dev, targets
             self._prefetched.clear()
-        return self.graph.upload(self, xs)
+        return self.graph.upload(self, xs), []
 
-    def _losses(self, outs, ys, sws, need_grad, masks=None):
+    def epoch_stats(self):
+        """An EpochStats for Trainer.fit's deferred logs (resident_metrics)."""
+        self.check_compile()
+        return EpochStats(self, sum(loss is not None for loss in self.losses))
+
+    def _losses(self, outs, ys, sws, need_grad, masks=None, epoch=None, size=0, uploaded=()):
         """([total, per-output losses...] as the CPU Trainer logs them, output gradients), and the
         compiled metrics updated: the losses and the metrics resident_metrics reduces come out
         in one download of a few numbers; other metrics read their output's predictions. An
         output's mask (downloaded) weighs its loss and metrics as in the CPU Trainer
-        (_apply_mask, _update_metrics)."""
+        (_apply_mask, _update_metrics). `uploaded`: the batch's prefetched targets (_upload).
+        With `epoch` (an EpochStats) nothing is read: the numbers of this batch of `size`
+        samples join the epoch's sums on the device, and the losses come back as None."""
         from faltung.models.trainer import _apply_mask  # (trainer imports this module)
         model = self.model
         masks = [None if m is None else m.numpy().astype(bool) for m in masks or [None] * len(outs)]
@@ -206,7 +224,7 @@ class Resident:
         loss_slots, dys, on_device, on_host = [], [], [], []
         for i, (loss, w, out, y, sw, t, m) in enumerate(zip(self.losses, self.loss_weights, outs, ys, sws,
                                                             self.graph.outputs, masks)):
-            targets = BatchTargets(self, y)
+            targets = BatchTargets(self, y, uploaded)
             if loss is not None:
                 if y is None:
                     raise ValueError(f"Model '{model.name}': output '{names[i]}' has a loss but received no "
@@ -239,14 +257,17 @@ class Resident:
                 if host_pred is None:
                     host_pred = pred.numpy()
                 on_host.append((metric, y, host_pred, mw))
+        for metric, y, p, mw in on_host:  # the Trainer's _update_metrics
+            metric.update_state(y, p, sample_weight=mw)
+        if epoch is not None:
+            epoch.add(stats, loss_slots, on_device, size)
+            return None, dys
         values = stats.read()
         logged = [float(values[slot] / n) if n else 0.0 for n, slot, _ in loss_slots]
         total = sum(v * w for v, (_, _, w) in zip(logged, loss_slots))
         for metric, slot in on_device:  # what Mean.update_state would add
             metric.total += float(values[slot])
             metric.count += float(values[slot + 1])
-        for metric, y, p, mw in on_host:  # the Trainer's _update_metrics
-            metric.update_state(y, p, sample_weight=mw)
         return [total] + logged, dys
 
     def _activate(self):
@@ -255,29 +276,34 @@ class Resident:
         if set_device is not None:
             set_device(self.placement.index)
 
-    def train_batch(self, xs, ys, sws):
+    def train_batch(self, xs, ys, sws, epoch=None):
+        """One step; its logged losses, or None with `epoch` (an EpochStats: Trainer.fit's
+        deferred logs, read at the end of the epoch)."""
         self.check_compile()
         self._activate()
         model, opt = self.model, self.model.optimizer
         trainable = model.trainable_weights
         self._trainable = {id(v) for v in trainable}
         self.grads = {}
-        outs, saved, masks = self.graph.forward(self, self._upload(xs), True, self.fused)
-        result, dys = self._losses(outs, ys, sws, True, masks)
+        inputs, uploaded = self._upload(xs)
+        outs, saved, masks = self.graph.forward(self, inputs, True, self.fused)
+        result, dys = self._losses(outs, ys, sws, True, masks, epoch, len(xs[0]), uploaded)
         self.graph.backward(self, saved, dys, self.fused)
         self._apply(opt, [v for v in trainable if id(v) in self.grads])
         return result
 
-    def test_batch(self, xs, ys, sws):
+    def test_batch(self, xs, ys, sws, epoch=None):
+        """The logged losses of one batch, or None with `epoch` (as train_batch)."""
         self.check_compile()
         self._activate()
-        outs, _, masks = self.graph.forward(self, self._upload(xs), False, self.fused)
-        return self._losses(outs, ys, sws, False, masks)[0]
+        inputs, uploaded = self._upload(xs)
+        outs, _, masks = self.graph.forward(self, inputs, False, self.fused)
+        return self._losses(outs, ys, sws, False, masks, epoch, len(xs[0]), uploaded)[0]
 
     def predict_batch(self, xs):
         """The outputs as numpy for one batch (the Trainer's list of outputs)."""
         self._activate()
-        outs, _, _ = self.graph.forward(self, self._upload(xs), False)
+        outs, _, _ = self.graph.forward(self, self._upload(xs)[0], False)
         return [y.numpy() for y in outs]
 
     def _apply(self, opt, variables):

@@ -19,9 +19,11 @@ metric's own update_state: the model still runs on the device, only the metric o
 Each distinct target array of an output (labels, dense targets, row weights) is uploaded once
 per batch and shared by the loss and the metrics (`BatchTargets`).
 
-The vector is read after every batch, because the Trainer builds the logs it hands to the
-callbacks after every batch; accumulating it on the device over an epoch, read only when some
-callback reads batch logs, is not done yet.
+The vector is read after every batch when the Trainer builds logs for the callbacks after every
+batch. When none reads them (no progress bar drawn batch by batch, no callback with a batch-end
+hook: trainer._reads_batch_logs), `EpochStats` sums the batches' vectors on the device and reads
+them once, at the end of the epoch (of the validation, of evaluate): one synchronization there
+instead of one per batch.
 """
 import numpy as np
 
@@ -39,10 +41,12 @@ def _like(shape):
 
 
 class BatchTargets:
-    """One output's target arrays of one batch on the device: each distinct array uploaded once."""
+    """One output's target arrays of one batch on the device: each distinct array uploaded once,
+    or taken from `uploaded` ([(host array, DeviceArray)]: the batch's targets and weights that
+    Resident.prefetch uploaded with its inputs) where one equals it."""
 
-    def __init__(self, res, y):
-        self.res, self.y, self._up = res, y, []
+    def __init__(self, res, y, uploaded=()):
+        self.res, self.y, self._up = res, y, list(uploaded)
 
     def upload(self, a):
         a = np.ascontiguousarray(a)
@@ -126,3 +130,40 @@ class BatchStats:
         """One download of every slot (the batch's only one)."""
         self.values = self.out.numpy()
         return self.values
+
+
+class EpochStats:
+    """A fit epoch's batch vectors (BatchStats) summed on the device, read once by `read`: the
+    Trainer's sums over the batches of size x each logged loss ([total, per output...]), and the
+    device metrics' total and count. A batch's loss mean is its sum over its n rows, times its
+    size in the Trainer's sums: the sums fold exactly while size / n, the loss weights and the
+    slots stay the same (every batch of an ordinary fit); a batch that changes them folds what
+    came before it first (one more read)."""
+
+    def __init__(self, res, n_losses):
+        self.r = res.r
+        self.sums = [0.0] * (1 + n_losses)
+        self.acc, self.key, self.metrics = None, None, []
+
+    def add(self, stats, loss_slots, on_device, size):
+        """One batch: its BatchStats (not read), [(rows n, slot, loss weight)], [(metric, slot)]."""
+        key = (tuple((slot, w, size / n if n else 0.0) for n, slot, w in loss_slots),
+               tuple((id(m), slot) for m, slot in on_device))
+        if self.key is not None and key != self.key:
+            self.read()
+        self.acc = stats.out if self.acc is None else self.r.add(self.acc, stats.out)
+        self.key, self.metrics = key, on_device
+
+    def read(self):
+        """Fold the sums so far into `sums` and the metrics (one download); returns `sums`."""
+        if self.acc is not None:
+            values = self.acc.numpy()
+            losses = [float(values[slot]) * ratio for slot, _, ratio in self.key[0]]
+            self.sums[0] += sum(w * v for (_, w, _), v in zip(self.key[0], losses))
+            for i, v in enumerate(losses):
+                self.sums[1 + i] += v
+            for metric, slot in self.metrics:  # what Mean.update_state would add
+                metric.total += float(values[slot])
+                metric.count += float(values[slot + 1])
+            self.acc, self.key, self.metrics = None, None, []
+        return self.sums

@@ -68,6 +68,28 @@ def _batches(n, batch_size, shuffle):
     return [idx[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+_TRAIN_BATCH_END = ("on_train_batch_end", "on_batch_end")
+_TEST_BATCH_END = ("on_test_batch_end",)
+
+
+def _reads_batch_logs(cbs, verbose, hooks, in_fit=True):
+    """Whether a callback reads the logs after each batch (`hooks`: the batch-end hooks of fit,
+    _TRAIN_BATCH_END, or of evaluation, _TEST_BATCH_END): a progress bar drawn batch by batch
+    (verbose 1; the one of fit draws none while validating), or any callback with its own hook
+    (a method overridden, or a function set on the instance, as LambdaCallback does)."""
+    from faltung.callbacks import Callback, ProgbarLogger
+
+    def own(c, base):
+        return any(getattr(getattr(c, h), "__func__", getattr(c, h)) is not getattr(base, h) for h in hooks)
+    for c in cbs.callbacks:
+        if isinstance(c, ProgbarLogger) and not own(c, ProgbarLogger):
+            if verbose == 1 and (hooks is _TRAIN_BATCH_END or not in_fit):
+                return True
+        elif own(c, Callback):
+            return True
+    return False
+
+
 def _take(arrays, idx):
     return [None if a is None else a[idx] for a in arrays]
 
@@ -318,10 +340,12 @@ class Trainer:
             for metric in ms:
                 metric.update_state(y, p, sample_weight=weighted if metric._weighted else masked)
 
-    def _train_batch(self, xs, ys, sws):
+    def _train_batch(self, xs, ys, sws, epoch_stats=None):
+        """[total loss, per-output losses...] of one step; None when a device-resident model
+        adds them to `epoch_stats` (fit's deferred logs) instead."""
         self._require_loss()
         if self._resident is not None:  # device-resident (faltung.models.resident)
-            return self._resident.train_batch(xs, ys, sws)
+            return self._resident.train_batch(xs, ys, sws, epoch_stats)
         trainable = self.trainable_weights
         graph = replica.graph_of(self)  # with DataParallel: this rank's rows, gathered
         for v in trainable:
@@ -339,10 +363,10 @@ class Trainer:
         self._update_metrics(ys, preds, masks, sws)
         return [loss] + logged
 
-    def _test_batch(self, xs, ys, sws):
+    def _test_batch(self, xs, ys, sws, epoch_stats=None):
         self._require_loss()
         if self._resident is not None:
-            return self._resident.test_batch(xs, ys, sws)
+            return self._resident.test_batch(xs, ys, sws, epoch_stats)
         preds, masks, _ = replica.graph_of(self).forward(xs, False)
         loss, logged, _ = self._losses(ys, preds, masks, sws, False)
         self._update_metrics(ys, preds, masks, sws)
@@ -430,25 +454,34 @@ class Trainer:
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
+        # A device-resident model whose batch logs nobody reads sums its losses and metrics on
+        # the device and reads them once per epoch (resident_metrics.EpochStats).
+        deferred = self._resident is not None and not _reads_batch_logs(cbs, verbose, _TRAIN_BATCH_END)
         cbs.on_train_begin()
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
             sums, count = None, 0
+            epoch_stats = self._resident.epoch_stats() if deferred else None
             for step, (bxs, bys, bsws) in enumerate(self._prefetching(train.epoch())):
                 cbs.on_train_batch_begin(step)
-                values = self._train_batch(bxs, bys, bsws)
                 size = bxs[0].shape[0]
-                sums = [v * size + (sums[i] if sums else 0.0) for i, v in enumerate(values)]
                 count += size
-                logs = self._logs(sums, count)
+                values = self._train_batch(bxs, bys, bsws, epoch_stats)
+                if values is not None:
+                    sums = [v * size + (sums[i] if sums else 0.0) for i, v in enumerate(values)]
+                logs = self._logs(sums, count) if values is not None else {}
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
+            if epoch_stats is not None:
+                sums = epoch_stats.read()
             logs = self._logs(sums or [0.0] * (1 + len(self._loss_names)), count)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                vl = self._evaluate(val, validation_batch_size or batch_size, cbs, validation_steps)
+                vl = self._evaluate(val, validation_batch_size or batch_size, cbs, validation_steps,
+                                    deferred=self._resident is not None
+                                    and not _reads_batch_logs(cbs, verbose, _TEST_BATCH_END))
                 logs.update({"val_" + k: v for k, v in vl.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -461,39 +494,45 @@ class Trainer:
         return hist
 
     def _prefetching(self, batches):
-        """The batches; a device-resident model gets each batch's inputs one batch ahead (before
-        the step of the one before it), so that their upload overlaps that step
-        (faltung.models.resident). Reads one batch ahead of the step it yields."""
+        """The batches; a device-resident model gets each batch (inputs, targets, sample
+        weights) one batch ahead (before the step of the one before it), so that its upload
+        overlaps that step (faltung.models.resident). Reads one batch ahead of the step it
+        yields."""
         if self._resident is None:
             yield from batches
             return
         it = iter(batches)
         batch = next(it, None)
         if batch is not None:
-            self._resident.prefetch(batch[0])
+            self._resident.prefetch(*batch)
         while batch is not None:
             after = next(it, None)
             if after is not None:
-                self._resident.prefetch(after[0])
+                self._resident.prefetch(*after)
             yield batch
             batch = after
 
-    def _evaluate(self, data, batch_size, cbs, steps=None):
-        """data: prepared (xs, ys, sws) arrays or a DatasetBatches."""
+    def _evaluate(self, data, batch_size, cbs, steps=None, deferred=False):
+        """data: prepared (xs, ys, sws) arrays or a DatasetBatches. `deferred` (a device-resident
+        model whose batch logs no callback reads): the losses and metrics are summed on the
+        device and read once, at the end."""
         from faltung.models import data_adapters
         if isinstance(data, tuple):
             data = data_adapters.ArrayBatches(*data, batch_size, False)
         self.reset_metrics()
         cbs.on_test_begin()
         sums, count = [0.0] * (1 + len(self._loss_names)), 0
+        epoch_stats = self._resident.epoch_stats() if deferred else None
         for step, (bxs, bys, bsws) in enumerate(self._prefetching(data.epoch(steps))):
             cbs.on_test_batch_begin(step)
-            values = self._test_batch(bxs, bys, bsws)
+            values = self._test_batch(bxs, bys, bsws, epoch_stats)
             size = bxs[0].shape[0]
-            sums = [s + v * size for s, v in zip(sums, values)]
             count += size
-            logs = self._logs(sums, count)
-            cbs.on_test_batch_end(step, logs)
+            if values is not None:
+                sums = [s + v * size for s, v in zip(sums, values)]
+            cbs.on_test_batch_end(step, self._logs(sums, count) if values is not None else {})
+        if epoch_stats is not None:
+            sums = epoch_stats.read()
         logs = self._logs(sums, count)
         cbs.on_test_end(logs)
         return logs
@@ -524,7 +563,9 @@ class Trainer:
         callbacks, verbose = replica.rank_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=n_steps)
-        logs = self._evaluate(data, batch_size, cbs, steps)
+        deferred = self._resident is not None and not _reads_batch_logs(cbs, verbose, _TEST_BATCH_END,
+                                                                         in_fit=False)
+        logs = self._evaluate(data, batch_size, cbs, steps, deferred)
         return logs if return_dict else self._values(logs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
