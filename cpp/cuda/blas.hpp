@@ -16,19 +16,6 @@
 // The mapping: row-major C (M,N) = op(A) op(B) is, read as column-major, C^T (N,M) =
 // op(B)^T op(A)^T: the column-major call swaps the operands (and their transposes and
 // leading dimensions) and M <-> N (to_col_major). ref_gemm is a plain column-major GEMM with
-// A (rows, cols) operand given by its element strides (rs, cs) as BLAS's (trans, ld): column
-// stride 1 is row-major storage, row stride 1 its transpose. A single row (column) may have any
-// stride across rows (columns): then ld is the smallest BLAS accepts. ld < 0: neither stride is 1.
-struct Operand {
-  bool trans;
-  int64_t ld;
-};
-inline Operand operand(int64_t rs, int64_t cs, int64_t rows, int64_t cols) {
-  if (cs == 1) return {false, rows == 1 && rs < cols ? cols : rs};
-  if (rs == 1) return {true, cols == 1 && cs < rows ? rows : cs};
-  return {false, -1};
-}
-
 // BLAS's argument rules, so the host harness checks the mapping against numpy.
 #pragma once
 #include <dlfcn.h>
