@@ -99,6 +99,25 @@ struct Forward {
   }
 };
 
+// f(kh, kw, oh, ow) for every kernel tap and output pixel whose window reads input pixel
+// (h, w): the gather form of the data gradient (BackwardData, Col2im).
+template <class F>
+FALTUNG_HD void for_windows_reading(const Conv2dShape& s, int64_t h, int64_t w, F&& f) {
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    const int64_t ph = h + s.pad_top - kh * s.dil_h;  // = oh * stride_h for a window holding h
+    if (ph < 0 || ph % s.stride_h) continue;
+    const int64_t oh = ph / s.stride_h;
+    if (oh >= s.OH) continue;
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const int64_t pw = w + s.pad_left - kw * s.dil_w;
+      if (pw < 0 || pw % s.stride_w) continue;
+      const int64_t ow = pw / s.stride_w;
+      if (ow >= s.OW) continue;
+      f(kh, kw, oh, ow);
+    }
+  }
+}
+
 // dout (N,OH,OW,K), weight (KH,KW,Cg,K), bias (C) or nullptr -> dinp (N,H,W,C). Thread per
 // input element. The bias is the transposed conv's (its output is this dinp).
 template <typename T>
@@ -114,21 +133,11 @@ struct BackwardData {
     const int64_t c = e % s.C, w = e / s.C % s.W, h = e / (s.C * s.W) % s.H, n = e / (s.C * s.W * s.H);
     const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups, cg = c % Cg, k0 = c / Cg * Kg;
     T acc = 0;
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      const int64_t ph = h + s.pad_top - kh * s.dil_h;  // = oh * stride_h for a window holding h
-      if (ph < 0 || ph % s.stride_h) continue;
-      const int64_t oh = ph / s.stride_h;
-      if (oh >= s.OH) continue;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const int64_t pw = w + s.pad_left - kw * s.dil_w;
-        if (pw < 0 || pw % s.stride_w) continue;
-        const int64_t ow = pw / s.stride_w;
-        if (ow >= s.OW) continue;
-        const T* d = dout + ((n * s.OH + oh) * s.OW + ow) * s.K + k0;
-        const T* wt = weight + ((kh * s.KW + kw) * Cg + cg) * s.K + k0;
-        for (int64_t j = 0; j < Kg; ++j) acc += d[j] * wt[j];
-      }
-    }
+    for_windows_reading(s, h, w, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+      const T* d = dout + ((n * s.OH + oh) * s.OW + ow) * s.K + k0;
+      const T* wt = weight + ((kh * s.KW + kw) * Cg + cg) * s.K + k0;
+      for (int64_t j = 0; j < Kg; ++j) acc += d[j] * wt[j];
+    });
     if (bias) acc += bias[c];
     dinp[e] = acc;
   }
@@ -266,20 +275,10 @@ struct Col2im {
     if (e >= (n1 + 1) * HWC) return;
     const int64_t c = e % s.C, w = e / s.C % s.W, h = e / (s.C * s.W) % s.H, n = e / HWC;
     T acc = 0;
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      const int64_t ph = h + s.pad_top - kh * s.dil_h;
-      if (ph < 0 || ph % s.stride_h) continue;
-      const int64_t oh = ph / s.stride_h;
-      if (oh >= s.OH) continue;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const int64_t pw = w + s.pad_left - kw * s.dil_w;
-        if (pw < 0 || pw % s.stride_w) continue;
-        const int64_t ow = pw / s.stride_w;
-        if (ow >= s.OW) continue;
-        const int64_t p = (n * s.OH + oh) * s.OW + ow;
-        if (p >= p0 && p < p1) acc += dcol[(p - p0) * s.KH * s.KW * s.C + (kh * s.KW + kw) * s.C + c];
-      }
-    }
+    for_windows_reading(s, h, w, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+      const int64_t p = (n * s.OH + oh) * s.OW + ow;
+      if (p >= p0 && p < p1) acc += dcol[(p - p0) * s.KH * s.KW * s.C + (kh * s.KW + kw) * s.C + c];
+    });
     const bool first = n * s.OH * s.OW >= p0;
     dinp[e] = (first ? (bias ? bias[c] : T(0)) : dinp[e]) + acc;
   }
