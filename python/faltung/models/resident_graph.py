@@ -22,13 +22,15 @@ keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bi
 consume it (and pass it on with return_sequences), GlobalAveragePooling1D consumes it;
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
-it for (Concatenate but on the last axis, layers that make or take masks the device does not
-run with one) raises NotImplementedError naming the layer then. A `mask=` argument that is a
+it for (layers that make or take masks the device does not run with one) raises
+NotImplementedError naming the layer then. A `mask=` argument that is a
 model input (uploaded as uint8) goes to a layer that takes a mask instead of its input's (as on
 the CPU; only the input's passes on); other `mask=` arguments raise NotImplementedError.
 Multiply, Maximum and Minimum use their inputs' masks in their values (merge.cuh), Add,
-Subtract, Average and Dot ignore them; the elementwise merges and Concatenate (last axis) or
-their inputs' masks, as the CPU layers' compute_mask, and Dot's output has none. The
+Subtract, Average and Dot ignore them; the elementwise merges or their inputs' masks (broadcast
+as numpy broadcasts masks of equal rank), Concatenate on the last axis or-s them and on another
+axis concatenates them along it (an input without a mask counting as all kept), as the CPU
+layers' compute_mask, and Dot's output has none. The
 model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
 
 Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
@@ -318,9 +320,9 @@ class DeviceGraph:
                         step.mask_out = "or"
                         has.add(step.output)
                     continue
-                if kind == "Concatenate" and layer.axis % len(node.output_tensors[0].shape) == \
-                        len(node.output_tensors[0].shape) - 1:
-                    step.mask_out = "or"  # an input without a mask counts as all kept
+                if kind == "Concatenate":  # an input without a mask counts as all kept
+                    rank = len(node.output_tensors[0].shape)
+                    step.mask_out = "or" if layer.axis % rank == rank - 1 else "concat"
                     has.add(step.output)
                     continue
                 raise refused
@@ -403,6 +405,9 @@ class DeviceGraph:
                 if step.mask_out == "or":
                     masks[step.output] = self._or_masks(res, step, [masks.get(t) for t in step.inputs],
                                                         tuple(y.shape[:-1]))
+                elif step.mask_out == "concat":
+                    masks[step.output] = self._concat_masks(res, step, [masks.get(t) for t in step.inputs],
+                                                            [values[t] for t in step.inputs], s[0])
             else:
                 y, s = values[step.inputs[0]], []
                 in_mask = masks.get(step.inputs[0])
@@ -432,17 +437,44 @@ class DeviceGraph:
 
     @staticmethod
     def _or_masks(res, step, ms, shape):
-        """The output mask of a merge (the CPU's compute_mask): the inputs' masks or-ed, an
-        input without one counting as all kept (Concatenate)."""
+        """The output mask of a merge (the CPU's compute_mask): the inputs' masks or-ed,
+        broadcast as numpy broadcasts them (masks of equal rank), an input without one counting
+        as all kept (Concatenate on the last axis)."""
         if any(m is None for m in ms):
             return res.DeviceArray(np.ones(shape, np.uint8))
-        out = ms[0]
-        for m in ms[1:]:
-            if tuple(m.shape) != tuple(out.shape):
-                raise NotImplementedError(f"Layer '{step.layer.name}' ({type(step.layer).__name__}): masks of shapes "
-                                          f"{tuple(out.shape)} and {tuple(m.shape)} do not combine on the device yet")
-            out = out if m is out else res.r.mask_or(out, m)  # one mask read twice: itself
-        return out
+        if all(tuple(m.shape) == tuple(ms[0].shape) for m in ms):
+            out = ms[0]
+            for m in ms[1:]:
+                out = out if m is out else res.r.mask_or(out, m)  # one mask read twice: itself
+            return out
+        if len({len(m.shape) for m in ms}) != 1:
+            raise NotImplementedError(f"Layer '{step.layer.name}' ({type(step.layer).__name__}): masks of shapes "
+                                      f"{', '.join(str(tuple(m.shape)) for m in ms)} (of different ranks) do not "
+                                      "combine on the device yet")
+        # broadcast: the masks as 0/1 floats added by the merge kernel (which broadcasts), then != 0
+        summed, _ = res.r.merge("add", [DeviceGraph._float_mask(res, m, m.shape) for m in ms], None)
+        return res.r.masking_mask(summed, 0.0)
+
+    @staticmethod
+    def _concat_masks(res, step, ms, xs, axis):
+        """The output mask of Concatenate on an axis but the last (the CPU's compute_mask): the
+        inputs' masks concatenated along it, an input without one counting as all kept; each
+        mask has its input's shape but the last axis."""
+        for m, x in zip(ms, xs):
+            if m is not None and tuple(m.shape) != tuple(x.shape[:-1]):
+                raise NotImplementedError(f"Layer '{step.layer.name}' (Concatenate): a mask of shape {tuple(m.shape)} "
+                                          f"for an input of shape {tuple(x.shape)} does not concatenate on the "
+                                          "device yet (it takes masks of the input's shape but the last axis)")
+        # as 0/1 floats of shape (..., 1): concatenated by the float kernel, then != 0 along the 1
+        fs = [DeviceGraph._float_mask(res, m, tuple(x.shape[:-1])) for m, x in zip(ms, xs)]
+        return res.r.masking_mask(res.r.concatenate(fs, axis), 0.0)
+
+    @staticmethod
+    def _float_mask(res, m, shape):
+        """The uint8 mask `m` of `shape` (None: all kept) as 0/1 in the model's float dtype, of
+        shape (*shape, 1)."""
+        ones = res.DeviceArray(np.ones(tuple(shape) + (1,), res.dtype))
+        return ones if m is None else res.r.apply_mask(ones, m)
 
     def backward(self, res, saved, dys, stop=frozenset()):
         """From the output gradients `dys` (None where an output has no loss) to every trainable
