@@ -5,18 +5,24 @@ same weights (test_cuda_resident_graph.fit_alike: losses, weights, optimizer slo
 predict), and in float64 the gradient one SGD step applies equals central differences of the
 device's own loss (test_cuda_resident_graph.step_is_the_gradient):
 
-- masks into Concatenate on an axis but the last (concatenated along it, an input without a
-  mask counting as all kept, as Concatenate.compute_mask);
-- masks into the elementwise merges whose inputs broadcast (the output's mask the inputs' or-ed
-  as numpy broadcasts them, as Merge.compute_mask).
+1. masks into Concatenate on an axis but the last (concatenated along it, an input without a
+   mask counting as all kept, as Concatenate.compute_mask);
+2. a nested model called with `mask=` (model inputs, one per input of it: its graph takes them
+   instead of its inputs' masks, as Model.forward), and a nested model whose LSTM takes
+   `initial_state` tensors computed in the outer graph;
+3. constant `initial_state`s (numpy arrays, lists; mixed with tensors), checked as the CPU layer
+   checks them;
+4. masks into the elementwise merges whose inputs broadcast (the output's mask the inputs' or-ed
+   as numpy broadcasts them, as Merge.compute_mask).
 """
 import numpy as np
 import pytest
 
 from faltung import _device
-from faltung.layers import LSTM, Add, Concatenate, Dense, Input, Masking, Maximum, Minimum, Multiply, Subtract
+from faltung.layers import (GRU, LSTM, Add, Bidirectional, Concatenate, Dense, Input, Masking, Maximum, Minimum,
+                            Multiply, SimpleRNN, Subtract)
 from faltung.losses import SparseCategoricalCrossentropy
-from faltung.models import Model
+from faltung.models import Model, Sequential
 from faltung.optimizers import Adam
 from test_cuda_resident_graph import compile_both, fit_alike, pair, step_is_the_gradient
 
@@ -113,3 +119,102 @@ def test_the_or_of_broadcast_masks_equals_the_cpu_mask():
     DA = host.DeviceArray
     got = DeviceGraph._or_masks(dev._resident, None, [DA(ma.astype(np.uint8)), DA(mp.astype(np.uint8))], want.shape)
     np.testing.assert_array_equal(got.numpy().astype(bool), want)
+
+
+# ---- 2. a nested model called with tensor keyword arguments -------------------------------------
+
+KEEP = (RNG.random((N, T)) > 0.3).astype(np.float32)  # a `mask=` model input (nonzero = keep)
+KEEP[3] = 0  # one sample all masked
+
+
+def nested_with_mask(masked_outer=False):
+    """inner(x, mask=m): the inner LSTMs read m (instead of x's own Masking mask, with
+    masked_outer), as the CPU's Model.forward gives its graph the argument's mask."""
+    def make():
+        x, m = Input((T, F), name="x"), Input((T,), name="m")
+        inner = Sequential([Input((T, F)), LSTM(4, return_sequences=True), LSTM(3)], name="inner")
+        h = inner(Masking()(x) if masked_outer else x, mask=m)
+        return Model([x, m], Dense(3)(h))
+    return make
+
+
+def nested_two_inputs_with_masks():
+    """inner([a, b], mask=[m, None]): the inner LSTM on a reads m; b enters without a mask (its
+    Masking mask dropped, as on the CPU), so the Add after them has none (Merge.compute_mask) and
+    the LSTM after it runs unmasked; outside, b's Masking mask still reaches another LSTM."""
+    def make():
+        a, b, m = Input((T, F), name="a"), Input((T, F), name="b"), Input((T,), name="m")
+        p, q = Input((T, F)), Input((T, F))
+        hp = LSTM(4, return_sequences=True)(p)
+        inner = Model([p, q], LSTM(3)(Add()([hp, Dense(4)(q)])), name="inner2")
+        return Model([a, b, m], Dense(3)(Concatenate()([inner([a, Masking()(b)], mask=[m, None]),
+                                                        LSTM(2)(Masking()(b))])))
+    return make
+
+
+def nested_initial_state():
+    """A nested model whose LSTM takes `initial_state` from its inputs, fed from the outer graph."""
+    def make():
+        x, v = Input((T, F), name="x"), Input((2,), name="v")
+        s, h0, c0 = Input((T, F)), Input((4,)), Input((4,))
+        inner = Model([s, h0, c0], LSTM(4)(s, initial_state=[h0, c0]), name="stateful_inner")
+        return Model([x, v], Dense(3)(inner([x, Dense(4, activation="tanh")(v), Dense(4)(v)])))
+    return make
+
+
+VEC = RNG.standard_normal((N, 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("masked_outer", [False, True], ids=["plain", "overriding-masking"])
+def test_a_nested_model_called_with_a_mask_argument_matches_the_cpu(masked_outer):
+    fits_and_steps(nested_with_mask(masked_outer), [SEQ_A, KEEP])
+
+
+def test_a_nested_model_of_two_inputs_called_with_a_list_of_masks_matches_the_cpu():
+    fits_and_steps(nested_two_inputs_with_masks(), [SEQ_A, SEQ_C, KEEP])
+
+
+def test_a_nested_model_whose_lstm_takes_initial_states_from_the_outer_graph_matches_the_cpu():
+    fits_and_steps(nested_initial_state(), [SEQ_A, VEC])
+
+
+
+# ---- 3. constant `initial_state` ----------------------------------------------------------------
+
+B = 5  # a constant state has the batch's size (the CPU layer's check): every batch has B samples
+H0, C0 = RNG.standard_normal((2, B, 4)).astype(np.float32)
+G0, S0 = RNG.standard_normal((B, 3)).astype(np.float32), RNG.standard_normal((B, 2))  # (float64: cast)
+
+
+def constant_states(kind):
+    def make():
+        a, v = Input((T, F), batch_size=B, name="a"), Input((2,), batch_size=B, name="v")
+        if kind == "lstm-mixed":  # a tensor h0 and a constant c0
+            h = LSTM(4, name="rnn")(a, initial_state=[Dense(4, activation="tanh")(v), C0])
+        elif kind == "lstm-constants":
+            h = LSTM(4, return_sequences=True)(Masking()(a), initial_state=[H0, C0])
+            h = GRU(3)(h, initial_state=G0)  # one array, not a list
+        else:  # Bidirectional: the forward direction's state, then the backward's
+            h = Bidirectional(SimpleRNN(2, name="srnn"), name="rnn")(a, initial_state=[S0.tolist(), Dense(2)(v)])  # a list
+        return Model([a, v], Dense(3)(h))
+    return make
+
+
+@pytest.mark.parametrize("kind", ["lstm-mixed", "lstm-constants", "bidirectional"])
+def test_constant_initial_states_match_the_cpu(kind):
+    x = [SEQ_A[:B], VEC[:B]]
+    cpu, dev = pair(constant_states(kind))
+    compile_both(cpu, dev, lambda: Adam(0.01), SCCE)
+    fit_alike(cpu, dev, x, LABELS[:B], batch_size=B)
+    step_is_the_gradient(constant_states(kind), x, LABELS[:B], SCCE)
+
+
+def test_a_constant_initial_state_of_another_batch_size_is_refused_as_on_the_cpu():
+    for kind in ("lstm-mixed", "bidirectional"):
+        cpu, dev = pair(constant_states(kind))
+        errors = []
+        for m in (cpu, dev):
+            with pytest.raises(ValueError, match=r"expected an initial state of shape \(3, \d\), received shape") as e:
+                m.predict([SEQ_A[:3], VEC[:3]], batch_size=3, verbose=0)
+            errors.append(str(e.value))
+        assert errors[0] == errors[1]

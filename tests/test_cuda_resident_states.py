@@ -7,13 +7,12 @@ faltung._cuda_host (faltung._device._harness_device()):
 - float32: a resident fit equals the ordinary CPU fit (test_cuda_resident_graph.fit_alike) with
   return_state, initial_state (an encoder's states into a decoder, states computed by a Dense)
   and stateful layers (states carried across batches, read through RNN.states, reset_states());
-  in float64, gradients through initial states equal central differences of the device's loss;
-- what the device cannot run raises NotImplementedError naming the layer.
+  in float64, gradients through initial states equal central differences of the device's loss
+  (constant initial states: test_cuda_resident_refusals).
 """
 import numpy as np
 import pytest
 
-from faltung import _device
 from faltung.layers import (GRU, LSTM, Bidirectional, Concatenate, Dense, Embedding, Flatten, Input, SimpleRNN,
                             TimeDistributed)
 from faltung.losses import SparseCategoricalCrossentropy
@@ -259,13 +258,3 @@ def test_a_stateful_batch_of_another_size_is_refused_as_on_the_cpu():
             m.predict(SEQ[:3], batch_size=3, verbose=0)
         errors.append(str(e.value))
     assert errors[0] == errors[1]
-
-
-@pytest.mark.parametrize("build,match", [
-    (lambda a: LSTM(2)(a, initial_state=[np.zeros((4, 2), np.float32)] * 2), "`initial_state` the device cannot"),
-], ids=["constant-initial-state"])
-def test_what_the_device_cannot_run_fails_at_build_naming_the_layer(build, match):
-    with _device._harness_device():
-        a = Input((T, F), batch_size=4)
-        with pytest.raises(NotImplementedError, match=match):
-            Model(a, build(a))

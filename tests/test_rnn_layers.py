@@ -244,6 +244,17 @@ def _fd_model(model, data, rng, tol=3e-2):
             assert g[idx] == pytest.approx(central_difference(f, arr, idx, 1e-2), rel=tol, abs=3e-3)
 
 
+def test_constant_initial_states_in_a_graph_leave_the_gradients_to_the_tensors():
+    """Constants in `initial_state` (arrays, nested lists) take no gradient: the layer before an
+    RNN started from constants gets its dx (not the RNN's (dx, {...}) pair), and a tensor after a
+    constant in the list gets its own gradient (not the constant's)."""
+    x_in, v_in = L.Input((4, 3)), L.Input((2,))
+    h = L.LSTM(3, return_sequences=True)(L.Dense(3)(x_in), initial_state=[_x(2, 3, seed=7), _x(2, 3, seed=8)])
+    out = L.Bidirectional(L.GRU(2))(h, initial_state=[_x(2, 2, seed=9).tolist(), L.Dense(2)(v_in)])
+    model = faltung.Model([x_in, v_in], out)
+    _fd_model(model, [_x(2, 4, 3, seed=10), _x(2, 2, seed=11)], np.random.default_rng(12))
+
+
 @pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
 @pytest.mark.parametrize("seq", [False, True])
 def test_bidirectional_merge_modes_gradients(mode, seq):

@@ -260,17 +260,22 @@ class Graph:
                 after_node(i)
             if not want_dx[i]:
                 continue
-            if node.kwargs_tensors:  # (dx, {keyword: gradients}) for tensor keyword arguments
-                # a layer whose keyword tensors take no gradient (a `mask=`) returns dx alone
-                has_dkw = isinstance(dx, tuple) and len(dx) == 2 and isinstance(dx[1], dict)
-                dx, dkw = dx if has_dkw else (dx, {})
+            # (dx, {keyword: gradients}) for keyword arguments that take one (an RNN's
+            # initial_state, constants too); a layer whose keyword tensors take no gradient
+            # (a `mask=`) returns dx alone
+            has_dkw = isinstance(dx, tuple) and len(dx) == 2 and isinstance(dx[1], dict)
+            dx, dkw = dx if has_dkw else (dx, {})
+            if node.kwargs_tensors:
                 flat_dx = [dx] if self._single_arg[i] else flatten(dx)
-                for key in sorted(node.call_kwargs):
-                    n_t = sum(isinstance(t, KerasTensor) for t in flatten(node.call_kwargs[key]))
-                    if n_t:
-                        got = dkw.get(key)
-                        flat_dx += [None] * n_t if got is None else \
-                            flatten(got)[:n_t]
+                for key in sorted(node.call_kwargs):  # the tensors' gradients, not the constants'
+                    kw, got = node.call_kwargs[key], dkw.get(key)  # (a constant may be a nested list)
+                    n_t = sum(isinstance(t, KerasTensor) for t in flatten(kw))
+                    if n_t and got is None:
+                        flat_dx += [None] * n_t
+                    elif n_t:
+                        items = kw if isinstance(kw, (list, tuple)) else [kw]
+                        got = got if isinstance(got, (list, tuple)) else [got]
+                        flat_dx += [g for t, g in zip(items, got) if isinstance(t, KerasTensor)]
             else:
                 flat_dx = [dx] if self._single_arg[i] else flatten(dx)
             for t, d in zip(node.input_tensors, flat_dx):

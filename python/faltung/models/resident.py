@@ -33,15 +33,15 @@ losses and optimizer at compile or on the first batch):
   masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
   weighing the losses and metrics of the outputs they reach as the CPU Trainer's, and `mask=`
   arguments that are model inputs; nested models (a Sequential or functional Model called as a
-  layer: its calls inlined into the outer graph, which then holds its weights: an inner model
-  built on the device gives up its own Resident); no layers with several outputs (but
+  layer, also with a `mask=` of model inputs: its calls inlined into the outer graph, which then
+  holds its weights: an inner model built on the device gives up its own Resident); no layers with several outputs (but
   Bidirectional's);
 - layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D (every padding, stride,
   dilation and groups the CPU layers take), Conv1D/2DTranspose (also output_padding),
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
-  go_backwards, masks, return_state, initial_state (tensors of the graph), stateful (the states
+  go_backwards, masks, return_state, initial_state (tensors of the graph or constants), stateful (the states
   carried on the device, read back through RNN.states); no dropout),
   Bidirectional (merge modes concat, sum, mul, ave, None; return_state, initial_state, stateful)
   and TimeDistributed of those layers,

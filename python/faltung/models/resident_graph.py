@@ -8,14 +8,16 @@ several inputs) over cpp/cuda/bind_resident_losses.hpp's merge entry points. As 
 does: the gradients of a tensor read by several calls are summed, and so are the weight
 gradients of a layer called several times (Resident.set_grad sums them); a call recorded with
 training=False runs as at inference. A recurrent layer's `initial_state` tensors are inputs of
-its step after the sequence (their gradients come out of its backward), and with return_state
-its final states are outputs after its output (without a mask, as the CPU's compute_mask);
-Bidirectional's likewise (and its two directions with merge_mode=None). Other layers with
-several outputs or tensor keyword arguments raise NotImplementedError. A nested model (a Model
-or Sequential called as a layer) is inlined: its layer calls become steps of this graph (keyed
-apart per call of it), reading the tensors it is called on, its outputs leaving without a mask
-(as the CPU's Model.compute_mask), and the `training=` of its call applying to the calls inside
-as the CPU's Model.forward applies it.
+its step after the sequence (their gradients come out of its backward), its constants (numpy
+arrays, lists) are uploaded when it runs (checked as the CPU layer checks them), and with
+return_state its final states are outputs after its output (without a mask, as the CPU's
+compute_mask); Bidirectional's likewise (and its two directions with merge_mode=None). Other
+layers with several outputs or tensor keyword arguments raise NotImplementedError. A nested
+model (a Model or Sequential called as a layer) is inlined: its layer calls become steps of this
+graph (keyed apart per call of it), reading the tensors it is called on (with the masks of a
+`mask=` argument of model inputs instead of theirs when called with one, as the CPU's
+Model.forward), its outputs leaving without a mask (as the CPU's Model.compute_mask), and the
+`training=` of its call applying to the calls inside as the CPU's Model.forward applies it.
 
 Masks travel as the CPU graph propagates them (Layer.compute_mask), as uint8 DeviceArrays (1 =
 keep): Masking and Embedding(mask_zero=True) make one; SimpleRNN/LSTM/GRU and Bidirectional
@@ -147,7 +149,26 @@ class _Step:
         self.mask_arg = None   # the tensor of a `mask=` argument (a model input), which it takes instead
         self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
         self.masked = self.outputs  # the outputs a passed mask goes to (a recurrent layer's states: none)
-        self.n_states = 0      # `initial_state` tensors (inputs[1:]), which the first op takes
+        self.n_states = 0      # `initial_state` states, which the first op takes: tensors (inputs[1:])
+        self.constants = {}    # and constants (numpy arrays and the like), by their place in the list
+
+    def initial_state(self, res, values, batch):
+        """The `initial_state` list for the first op: the tensors' values, the constants checked
+        (the CPU layer's words) and uploaded in the model's float dtype."""
+        layer = self.layer
+        subs = [layer.forward_layer, layer.backward_layer] if hasattr(layer, "forward_layer") else [layer]
+        sizes = [(sub.name, size) for sub in subs for size in sub.state_size]  # (Bidirectional: its layers)
+        tensors, out = iter(self.inputs[1:]), []
+        for i in range(self.n_states):
+            if i not in self.constants:
+                out.append(values[next(tensors)])
+                continue
+            a = np.asarray(self.constants[i], res.dtype)
+            if len(sizes) == self.n_states and a.shape != (batch, sizes[i][1]):
+                raise ValueError(f"Layer {sizes[i][0]}: expected an initial state of shape {(batch, sizes[i][1])}, "
+                                 f"received shape {a.shape}")
+            out.append(res.DeviceArray(a, res.dtype))
+        return out
 
     def mode(self, training):
         """The training flag of this call, as the CPU graph chooses it: a call recorded with
@@ -200,11 +221,13 @@ def _step_of(node, where, key=id, recorded=()):
         states = list(init) if isinstance(init, (list, tuple)) else [init]
         step = _Step(node, ops_for(layer), None, key, recorded)
         if not (getattr(step.ops[0] if step.ops else None, "takes_initial_state", False) and
-                node.kwargs_tensors == states and len(node.args_tensors) == 1):
+                node.kwargs_tensors == [t for t in states if isinstance(t, KerasTensor)] and
+                len(node.args_tensors) == 1):
             raise NotImplementedError(f"{what} is called with an `initial_state` the device cannot take (it takes "
-                                      "a list of tensors, for SimpleRNN, LSTM, GRU and Bidirectional, and no "
-                                      "other tensor keyword argument)")
+                                      "a list of tensors or constants, for SimpleRNN, LSTM, GRU and Bidirectional, "
+                                      "and no other tensor keyword argument)")
         step.n_states = len(states)
+        step.constants = {i: t for i, t in enumerate(states) if not isinstance(t, KerasTensor)}
         return step
     if node.kwargs_tensors:
         raise NotImplementedError(f"{what} is called with tensor keyword arguments, which are not supported on "
@@ -225,6 +248,19 @@ def _step_of(node, where, key=id, recorded=()):
     return _Step(node, ops_for(layer), None, key, recorded)
 
 
+class _Entry(_Step):
+    """Where a nested model called with `mask=` takes an input: the value as it is (no op), its
+    mask the argument's (`mask_arg`, a model input uploaded as uint8) or none, as the CPU's
+    Model.forward gives its graph the `mask=` argument's masks instead of the inputs'."""
+
+    def __init__(self, node, outer_key, mask_key, key, recorded):
+        self.node, self.layer, self.ops, self.merge = node, node.layer, [], None
+        self.inputs = [outer_key] + ([mask_key] if mask_key is not None else [])
+        self.outputs = [key]
+        self.output, self.recorded, self.constants = key, recorded, {}
+        self.mask_in, self.mask_arg, self.mask_out, self.masked, self.n_states = False, mask_key, None, [], 0
+
+
 class _Boundary(_Step):
     """Where a nested model's output leaves it: the value as it is (no op), and no mask, as the
     CPU's Model.compute_mask (Layer's, the model not supporting masking) drops it."""
@@ -232,8 +268,23 @@ class _Boundary(_Step):
     def __init__(self, node, inner_key, key, recorded):
         self.node, self.layer, self.ops, self.merge = node, node.layer, [], None
         self.inputs, self.outputs = [inner_key], [key]
-        self.output, self.recorded = key, recorded
+        self.output, self.recorded, self.constants = key, recorded, {}
         self.mask_in, self.mask_arg, self.mask_out, self.masked, self.n_states = False, None, None, [], 0
+
+
+def _mask_args(node, inner):
+    """The `mask=` argument of a nested model's call, one tensor or None per input of `inner`
+    ([] without one), or None for what the device cannot take (other tensor keyword arguments,
+    another structure)."""
+    mask = (node.call_kwargs or {}).get("mask")
+    if mask is None:
+        return None if node.kwargs_tensors else []
+    masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+    tensors = [m for m in masks if m is not None]
+    if inner is None or len(masks) != len(inner.inputs) or node.kwargs_tensors != tensors or \
+            not all(isinstance(m, KerasTensor) for m in tensors):
+        return None
+    return masks
 
 
 def _inline(graph, where, key=id, recorded=()):
@@ -249,16 +300,23 @@ def _inline(graph, where, key=id, recorded=()):
             continue
         inner = model._graph
         what = f"{where}: nested model '{model.name}' ({type(model).__name__})"
-        if inner is None or node.kwargs_tensors or len(node.args_tensors) != len(inner.inputs) or \
+        masks = _mask_args(node, inner)
+        if inner is None or masks is None or len(node.args_tensors) != len(inner.inputs) or \
                 len(node.output_tensors) != len(inner.outputs):
-            raise NotImplementedError(f"{what} is called with tensor keyword arguments or on a structure "
-                                      "of inputs or outputs that is not its own; not supported on the device")
+            raise NotImplementedError(f"{what} is called with tensor keyword arguments (but `mask=`: model inputs "
+                                      "or None, one per input of it) or on a structure of inputs or outputs that "
+                                      "is not its own; not supported on the device")
         call = key(node.output_tensors[0])
-        alias = {id(t): key(a) for t, a in zip(inner.inputs, node.args_tensors)}
+        rec = recorded + ((node.call_kwargs or {}).get("training"),)
+        if masks:  # each input enters under a key of its own, with the `mask=` argument's mask
+            alias = {id(t): (call, id(t)) for t in inner.inputs}
+            steps += [_Entry(node, key(a), None if m is None else key(m), (call, id(t)), rec)
+                      for t, a, m in zip(inner.inputs, node.args_tensors, masks)]
+        else:
+            alias = {id(t): key(a) for t, a in zip(inner.inputs, node.args_tensors)}
 
         def inner_key(t, alias=alias, call=call):
             return alias.get(id(t), (call, id(t)))
-        rec = recorded + ((node.call_kwargs or {}).get("training"),)
         steps += _inline(inner, what, inner_key, rec)
         steps += [_Boundary(node, inner_key(t), key(o), rec) for t, o in zip(inner.outputs, node.output_tensors)]
     return steps
@@ -289,7 +347,10 @@ class DeviceGraph:
         """Which steps make, take and pass on masks (see the module's docstring)."""
         has = set()  # ids of the tensors that carry a mask
         for step in self.steps:
-            if isinstance(step, _Boundary):
+            if isinstance(step, _Entry) and step.mask_arg is not None:
+                step.mask_out = "arg"
+                has.add(step.output)
+            if isinstance(step, (_Boundary, _Entry)):
                 continue
             layer, node = step.layer, step.node
             what = f"{where}: layer '{layer.name}' ({type(layer).__name__})"
@@ -416,13 +477,15 @@ class DeviceGraph:
                     if j == 0 and step.mask_in:
                         kw["mask"] = in_mask if step.mask_arg is None else values[step.mask_arg]
                     if j == 0 and step.n_states:
-                        kw["initial_state"] = [values[t] for t in step.inputs[1:]]
+                        kw["initial_state"] = step.initial_state(res, values, y.shape[0])
                     y, si = op.forward(res, y, mode, **kw)
                     if j == 0 and step.mask_out == "make":
                         masks[step.output] = op.mask_of(res, si)
                     s.append(si)
                 if step.mask_out == "pass" and in_mask is not None:
                     masks.update((t, in_mask) for t in step.masked)
+                elif step.mask_out == "arg":  # a nested model's input, its `mask=` argument's mask
+                    masks[step.output] = values[step.mask_arg]
             if len(step.outputs) > 1:
                 values.update(zip(step.outputs, y))
             else:
@@ -508,7 +571,9 @@ class DeviceGraph:
                 chain = self._chain(step, stop)
                 for j in range(len(chain) - 1, -1, -1):
                     dy = chain[j].backward(res, dy, saved[i][j], need_dx or j > 0)
-                dxs = [dy[0]] + dy[1] if step.n_states else [dy]  # (dx, the initial states' gradients)
+                dxs = [dy]
+                if step.n_states:  # (dx, the initial states' gradients; the constants' dropped)
+                    dxs = [dy[0]] + [d for k, d in enumerate(dy[1]) if k not in step.constants]
             if need_dx:
                 for t, d in zip(step.inputs, dxs):
                     if d is not None and want.get(t, False):
