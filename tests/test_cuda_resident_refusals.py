@@ -19,16 +19,23 @@ import numpy as np
 import pytest
 
 from faltung import _device
-from faltung.layers import (GRU, LSTM, Add, Bidirectional, Concatenate, Dense, Input, Masking, Maximum, Minimum,
+from faltung.layers import (GRU, LSTM, Add, Average, Bidirectional, Concatenate, Dense, Input, Masking, Maximum, Minimum,
                             Multiply, SimpleRNN, Subtract)
 from faltung.losses import SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential
 from faltung.optimizers import Adam
+from faltung.utils import set_random_seed
 from test_cuda_resident_graph import compile_both, fit_alike, pair, step_is_the_gradient
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
 
 RNG = np.random.default_rng(1414)
+
+
+@pytest.fixture(autouse=True)
+def _seeded_weights():
+    """The same initial weights in every run (the cases compare fits, not initializers)."""
+    set_random_seed(14)
 N, T, F = 10, 5, 3
 SCCE = SparseCategoricalCrossentropy(from_logits=True)
 
@@ -105,7 +112,7 @@ def broadcast_merge(kind):
     return make
 
 
-@pytest.mark.parametrize("kind", [Multiply, Maximum, Minimum, Add, Subtract],
+@pytest.mark.parametrize("kind", [Multiply, Maximum, Minimum, Add, Subtract, Average],
                          ids=lambda k: k.__name__.lower())
 def test_masks_of_broadcast_merge_inputs_match_the_cpu(kind):
     fits_and_steps(broadcast_merge(kind), [SEQ_A, STEP])
@@ -119,6 +126,18 @@ def test_the_or_of_broadcast_masks_equals_the_cpu_mask():
     DA = host.DeviceArray
     got = DeviceGraph._or_masks(dev._resident, None, [DA(ma.astype(np.uint8)), DA(mp.astype(np.uint8))], want.shape)
     np.testing.assert_array_equal(got.numpy().astype(bool), want)
+
+
+def test_masks_of_different_ranks_into_a_merge_name_the_layer():
+    """(B, T) and (B,) masks: the CPU or-s them as numpy broadcasts (aligned on the last axis,
+    not the batch); the device refuses to guess, naming the layer and the shapes."""
+    def make():
+        a, p = Input((T, F)), Input((F,))
+        return Model([a, p], Dense(3)(LSTM(2)(Multiply(name="merge")([Masking()(a), Masking()(p)]))))
+    cpu, dev = pair(make)
+    with pytest.raises(NotImplementedError, match=r"'merge' \(Multiply\): masks of shapes \(4, 5\), \(4,\) "
+                                                  r"\(of different ranks\)"):
+        dev.predict([SEQ_A[:4], STEP[:4, 0]], verbose=0)
 
 
 # ---- 2. a nested model called with tensor keyword arguments -------------------------------------

@@ -25,14 +25,14 @@ consume it (and pass it on with return_sequences), GlobalAveragePooling1D consum
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
 it for (layers that make or take masks the device does not run with one) raises
-NotImplementedError naming the layer then. A `mask=` argument that is a
-model input (uploaded as uint8) goes to a layer that takes a mask instead of its input's (as on
-the CPU; only the input's passes on); other `mask=` arguments raise NotImplementedError.
-Multiply, Maximum and Minimum use their inputs' masks in their values (merge.cuh), Add,
-Subtract, Average and Dot ignore them; the elementwise merges or their inputs' masks (broadcast
-as numpy broadcasts masks of equal rank), Concatenate on the last axis or-s them and on another
-axis concatenates them along it (an input without a mask counting as all kept), as the CPU
-layers' compute_mask, and Dot's output has none. The
+NotImplementedError naming the layer then. A `mask=` argument that is a model input (uploaded
+as uint8) goes to a layer that takes a mask instead of its input's (as on the CPU; only the
+input's passes on); other `mask=` arguments raise NotImplementedError. Multiply, Maximum and
+Minimum use their inputs' masks in their values (merge.cuh), Add, Subtract, Average and Dot
+ignore them; the elementwise merges or their inputs' masks (broadcast as numpy broadcasts masks
+of equal rank; masks of different ranks raise NotImplementedError when they meet), Concatenate
+on the last axis or-s them and on another axis concatenates them along it (an input without a
+mask counting as all kept), as the CPU layers' compute_mask, and Dot's output has none. The
 model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
 
 Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
