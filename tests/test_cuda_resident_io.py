@@ -201,6 +201,7 @@ def pinned():
 
 
 def test_prefetcher_uploads_every_dtype_and_reuses_its_pinned_buffers():
+    gc.collect()  # earlier tests' garbage (models in reference cycles) frees its pinned buffers now, not below
     pf = host.resident.Prefetcher(2)
     before = pinned()
     arrays = [RNG.standard_normal((4, 3)).astype(np.float32), np.arange(5, dtype=np.int32),
