@@ -438,7 +438,11 @@ class _Recurrent(_LayerOp):
     a stateful layer starts from its carried states (the layer's `_device_states`, uploaded from
     its host `states` when absent: after reset_states() or a read of RNN.states) and carries its
     final states on (also at inference); return_state adds the final states to the outputs,
-    whose gradients come as a list (None where one gets none)."""
+    whose gradients come as a list (None where one gets none).
+
+    `dropout` (training only): x times the CPU layer's mask (B,1,F), fixed across time and drawn
+    as the CPU layer draws it, so the masks are the CPU's; dx times the same mask.
+    recurrent_dropout is not supported yet (the device kernels take no recurrent mask)."""
     takes_mask = True
     takes_initial_state = True
 
@@ -476,8 +480,20 @@ class _Recurrent(_LayerOp):
                              f"\n- Received batch size: {batch}")
         return carried
 
+    def _input_dropout(self, res, x, training):
+        """The CPU layer's input dropout mask (B,1,F) on the device, drawn as RNN.forward draws
+        it (RNN._dropout_mask: the cell's seed or faltung's generator), or None."""
+        l = self.layer
+        if not training or not l.cell.dropout:
+            return None
+        batch, _, features = x.shape
+        keep = l._dropout_mask(l.cell.dropout, (batch, features), res.dtype)
+        return res.DeviceArray(keep.reshape(batch, 1, features), res.dtype)
+
     def forward(self, res, x, training, mask=None, initial_state=None):
         l = self.layer
+        dp = self._input_dropout(res, x, training)
+        x = x if dp is None else res.r.merge("multiply", [x, dp])[0]  # fixed across time
         xs = res.r.reverse_time(x) if l.go_backwards else x
         m = res.r.reverse_mask(mask) if mask is not None and l.go_backwards else mask
         opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask)
@@ -488,10 +504,10 @@ class _Recurrent(_LayerOp):
         if l.stateful:
             l._device_states = finals
         y = hs if l.return_sequences else finals[0]
-        return ([y] + finals if l.return_state else y), (xs, ws, opts, initial_state is not None)
+        return ([y] + finals if l.return_state else y), (xs, ws, opts, initial_state is not None, dp)
 
     def backward(self, res, dy, saved, need_dx):
-        xs, ws, opts, given = saved
+        xs, ws, opts, given, dp = saved
         l, c = self.layer, self.layer.cell
         n = len(l.state_size)
         d_out, d_states = (dy[0], list(dy[1:])) if l.return_state else (dy, [None] * n)
@@ -506,6 +522,7 @@ class _Recurrent(_LayerOp):
             if var is not None and res.trains(var):
                 res.set_grad(var, g)
         dx = res.r.reverse_time(dx) if dx is not None and l.go_backwards else dx
+        dx = res.r.merge("multiply", [dx, dp])[0] if dx is not None and dp is not None else dx
         return (dx, list(grads[4:])) if given else dx
 
 
@@ -513,9 +530,8 @@ def _recurrent_ops(layer):
     """SimpleRNN/LSTM/GRU, or NotImplementedError naming the option the device cannot run."""
     from faltung.layers import GRU, LSTM
     c = layer.cell
-    for option in ("dropout", "recurrent_dropout"):
-        if getattr(c, option):
-            raise _unsupported(layer, f"{option}={getattr(c, option)}")
+    if c.recurrent_dropout:
+        raise _unsupported(layer, f"recurrent_dropout={c.recurrent_dropout}")
     if c.activation.name != "tanh":
         raise _unsupported(layer, f"activation={c.activation.name!r} (only 'tanh' is)")
     if isinstance(layer, (LSTM, GRU)) and c.recurrent_activation.name != "sigmoid":
