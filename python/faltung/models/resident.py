@@ -42,8 +42,8 @@ losses and optimizer at compile or on the first batch):
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
   go_backwards, masks, return_state, initial_state (tensors of the graph), stateful (the states
-  carried on the device, read back through RNN.states); dropout (the CPU layer's masks),
-  no recurrent_dropout),
+  carried on the device, read back through RNN.states); dropout and recurrent_dropout (the CPU
+  layer's masks; recurrent_dropout not with GRU(reset_after=False))),
   Bidirectional (merge modes concat, sum, mul, ave, None; return_state, initial_state, stateful)
   and TimeDistributed of those layers,
   Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without

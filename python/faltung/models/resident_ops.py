@@ -440,9 +440,10 @@ class _Recurrent(_LayerOp):
     final states on (also at inference); return_state adds the final states to the outputs,
     whose gradients come as a list (None where one gets none).
 
-    `dropout` (training only): x times the CPU layer's mask (B,1,F), fixed across time and drawn
-    as the CPU layer draws it, so the masks are the CPU's; dx times the same mask.
-    recurrent_dropout is not supported yet (the device kernels take no recurrent mask)."""
+    Dropout (training only), with the CPU layer's masks (drawn as it draws them, input mask
+    first), fixed across time: `dropout` multiplies x by a (B,1,F) mask (dx likewise),
+    `recurrent_dropout` gives the kernels a (B,units) mask on h_{t-1} in the recurrent product
+    (rnn_common.cuh), as the CPU kernels apply it; not for GRU with reset_after=False yet."""
     takes_mask = True
     takes_initial_state = True
 
@@ -480,23 +481,26 @@ class _Recurrent(_LayerOp):
                              f"\n- Received batch size: {batch}")
         return carried
 
-    def _input_dropout(self, res, x, training):
-        """The CPU layer's input dropout mask (B,1,F) on the device, drawn as RNN.forward draws
-        it (RNN._dropout_mask: the cell's seed or faltung's generator), or None."""
+    def _dropout_masks(self, res, x, training):
+        """The CPU layer's dropout masks on the device, drawn as RNN.forward draws them
+        (RNN._dropout_mask: the cell's seed or faltung's generator, input mask first): input
+        (B,1,F) and recurrent (B,units), each None without its rate or when not training."""
         l = self.layer
-        if not training or not l.cell.dropout:
-            return None
+        if not training or not (l.cell.dropout or l.cell.recurrent_dropout):
+            return None, None
         batch, _, features = x.shape
-        keep = l._dropout_mask(l.cell.dropout, (batch, features), res.dtype)
-        return res.DeviceArray(keep.reshape(batch, 1, features), res.dtype)
+        dp = l._dropout_mask(l.cell.dropout, (batch, features), res.dtype)
+        rdp = l._dropout_mask(l.cell.recurrent_dropout, (batch, l.units), res.dtype)
+        return (None if dp is None else res.DeviceArray(dp.reshape(batch, 1, features), res.dtype),
+                None if rdp is None else res.DeviceArray(rdp, res.dtype))
 
     def forward(self, res, x, training, mask=None, initial_state=None):
         l = self.layer
-        dp = self._input_dropout(res, x, training)
+        dp, rdp = self._dropout_masks(res, x, training)
         x = x if dp is None else res.r.merge("multiply", [x, dp])[0]  # fixed across time
         xs = res.r.reverse_time(x) if l.go_backwards else x
         m = res.r.reverse_mask(mask) if mask is not None and l.go_backwards else mask
-        opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask)
+        opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask, recurrent_mask=rdp)
         out = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
                                                        initial_state=self._initial(res, x.shape[0], initial_state),
                                                        **opts)
@@ -530,8 +534,8 @@ def _recurrent_ops(layer):
     """SimpleRNN/LSTM/GRU, or NotImplementedError naming the option the device cannot run."""
     from faltung.layers import GRU, LSTM
     c = layer.cell
-    if c.recurrent_dropout:
-        raise _unsupported(layer, f"recurrent_dropout={c.recurrent_dropout}")
+    if c.recurrent_dropout and isinstance(layer, GRU) and not c.reset_after:
+        raise _unsupported(layer, f"recurrent_dropout={c.recurrent_dropout} with reset_after=False")
     if c.activation.name != "tanh":
         raise _unsupported(layer, f"activation={c.activation.name!r} (only 'tanh' is)")
     if isinstance(layer, (LSTM, GRU)) and c.recurrent_activation.name != "sigmoid":
