@@ -402,16 +402,11 @@ struct BindResidentLayers : BindResident<Backend> {
     return reset_after ? cuda::gru::workspace_size(d.B, d.T, d.U, backward)
                        : cuda::gru_reset_before::workspace_size(d.B, d.T, d.U, backward);
   }
-  // gru_reset_before.cuh takes no recurrent dropout mask yet
-  static void expect_reset_after(bool reset_after, const std::optional<DA>& recurrent_mask, const std::string& op) {
-    expect(reset_after || !recurrent_mask, op + ": a `recurrent_mask` needs reset_after=True");
-  }
   static py::tuple gru_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
                                bool reset_after, const std::optional<DA>& mask, bool zero_output_for_mask,
                                const std::optional<std::vector<DA>>& initial_state,
                                const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "gru_forward";
-    expect_reset_after(reset_after, recurrent_mask, op);
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
     return rnn_forward<cuda::gru::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state,
                                         recurrent_mask, d,
@@ -425,7 +420,6 @@ struct BindResidentLayers : BindResident<Backend> {
                                 bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
                                 const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "gru_backward";
-    expect_reset_after(reset_after, recurrent_mask, op);
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
     return rnn_backward<cuda::gru::Args>(x, W, Rk, bias, ws, dhs, dh_T, std::nullopt, need_dx, mask,
                                          zero_output_for_mask, recurrent_mask, d,

@@ -40,7 +40,7 @@ struct Args {
   const R *dhs, *dh_T;
   R *dx, *dW, *dR, *db, *dh0;
   R* ws;  // workspace_size(...) elements, laid out by Layout
-  // recurrent dropout (rnn_common.cuh): m (B,U) or nullptr, and with it scratch of B (T+1) U; gru_reset_before.cuh takes none
+  // recurrent dropout (rnn_common.cuh): m (B,U) or nullptr, and with it scratch of B (T+1) U
   const R* rmask;
   R* rscratch;
 };

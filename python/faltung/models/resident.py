@@ -43,7 +43,7 @@ losses and optimizer at compile or on the first batch):
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
   go_backwards, masks, return_state, initial_state (tensors of the graph), stateful (the states
   carried on the device, read back through RNN.states); dropout and recurrent_dropout (the CPU
-  layer's masks; recurrent_dropout not with GRU(reset_after=False))),
+  layer's masks)),
   Bidirectional (merge modes concat, sum, mul, ave, None; return_state, initial_state, stateful)
   and TimeDistributed of those layers,
   Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without

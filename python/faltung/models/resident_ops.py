@@ -442,8 +442,8 @@ class _Recurrent(_LayerOp):
 
     Dropout (training only), with the CPU layer's masks (drawn as it draws them, input mask
     first), fixed across time: `dropout` multiplies x by a (B,1,F) mask (dx likewise),
-    `recurrent_dropout` gives the kernels a (B,units) mask on h_{t-1} in the recurrent product
-    (rnn_common.cuh), as the CPU kernels apply it; not for GRU with reset_after=False yet."""
+    `recurrent_dropout` gives the kernels a (B,units) mask on h_{t-1} in the recurrent products
+    (rnn_common.cuh), as the CPU kernels apply it."""
     takes_mask = True
     takes_initial_state = True
 
@@ -534,8 +534,6 @@ def _recurrent_ops(layer):
     """SimpleRNN/LSTM/GRU, or NotImplementedError naming the option the device cannot run."""
     from faltung.layers import GRU, LSTM
     c = layer.cell
-    if c.recurrent_dropout and isinstance(layer, GRU) and not c.reset_after:
-        raise _unsupported(layer, f"recurrent_dropout={c.recurrent_dropout} with reset_after=False")
     if c.activation.name != "tanh":
         raise _unsupported(layer, f"activation={c.activation.name!r} (only 'tanh' is)")
     if isinstance(layer, (LSTM, GRU)) and c.recurrent_activation.name != "sigmoid":
