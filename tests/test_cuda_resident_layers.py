@@ -324,13 +324,10 @@ def test_recurrent_entry_points_equal_the_cpu_ops_in_float64(name, B, T, dhs_or_
 # ---- what the device cannot run ----------------------------------------------------------------
 
 @pytest.mark.parametrize("layer,input_shape,match", [
-    (lambda: LSTM(3, dropout=0.25), (4, 2), "dropout=0.25"),
-    (lambda: SimpleRNN(3, recurrent_dropout=0.5), (4, 2), "recurrent_dropout=0.5"),
     (lambda: SimpleRNN(3, activation="relu"), (4, 2), "activation='relu'"),
     (lambda: LSTM(3, recurrent_activation="hard_sigmoid"), (4, 2), "recurrent_activation='hard_sigmoid'"),
     (lambda: Conv1D(2, 2, kernel_regularizer="l2"), (4, 2), "regularizer"),
-], ids=["lstm-dropout", "recurrent-dropout", "rnn-activation", "recurrent-activation",
-        "conv1d-regularizer"])
+], ids=["rnn-activation", "recurrent-activation", "conv1d-regularizer"])
 def test_unsupported_options_fail_at_build_naming_the_layer(layer, input_shape, match):
     with _device._harness_device():
         with pytest.raises(NotImplementedError, match=f"{match}.*layer '.*' of type"):

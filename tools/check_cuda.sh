@@ -59,4 +59,5 @@ cd - >/dev/null
   tests/test_cuda_conv.py tests/test_cuda_layers.py tests/test_cuda_resident_ops.py tests/test_cuda_resident_model.py \
   tests/test_cuda_resident_layers.py tests/test_cuda_resident_graph.py tests/test_cuda_resident_io.py \
   tests/test_cuda_resident_masks.py tests/test_cuda_resident_nested.py tests/test_cuda_resident_merges.py \
-  tests/test_cuda_resident_states.py tests/test_cuda_resident_refusals.py tests/test_cuda_blas.py
+  tests/test_cuda_resident_states.py tests/test_cuda_resident_refusals.py tests/test_cuda_resident_rnn_dropout.py \
+  tests/test_cuda_blas.py

@@ -249,6 +249,17 @@ struct BindResidentLayers : BindResident<Backend> {
     a.mask = pm;
     return a;
   }
+  // An optional recurrent dropout mask (B,U) of x's dtype (rnn_common.cuh's m): sets a.rmask and
+  // a.rscratch to `scratch`, made here (B (T+1) U elements), which must outlive the launch.
+  template <class A, typename R>
+  static void recurrent_mask_into(A& a, const std::optional<DA>& rmask, const Rnn& d, DA& scratch,
+                                  const std::string& op) {
+    if (!rmask) return;
+    expect_shape(*rmask, {d.B, d.U}, op, "recurrent_mask");
+    a.rmask = ptr<R>(*rmask, op, "recurrent_mask");
+    scratch = DA::template empty<R>({d.B * (d.T + 1) * d.U});
+    a.rscratch = scratch.template data<R>();
+  }
   template <template <class> class Args, typename R>
   static constexpr bool has_cell = std::is_same_v<Args<R>, cuda::lstm::Args<R>>;
   // initial_state: None (zeros) or a list of n arrays (B,U) of x's dtype -> their pointers
@@ -272,7 +283,8 @@ struct BindResidentLayers : BindResident<Backend> {
   template <template <class> class Args, class Run>
   static py::tuple rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
                                const std::optional<DA>& mask, bool zero_output_for_mask,
-                               const std::optional<std::vector<DA>>& initial_state, const Rnn& d, int64_t ws_size,
+                               const std::optional<std::vector<DA>>& initial_state,
+                               const std::optional<DA>& recurrent_mask, const Rnn& d, int64_t ws_size,
                                const std::string& op, Run run) {
     const uint8_t* pm = mask_ptr(mask, d, op);
     return dispatch(x, op, [&](auto zero) {
@@ -285,6 +297,8 @@ struct BindResidentLayers : BindResident<Backend> {
       a.h0 = s0[0];
       a.hs = hs.template data<R>(), a.h_T = h_T.template data<R>(), a.ws = ws.template data<R>();
       if constexpr (cell) a.c0 = s0[1], a.c_T = c_T.template data<R>();
+      DA scratch = DA::template empty<R>({0});
+      recurrent_mask_into<Args<R>, R>(a, recurrent_mask, d, scratch, op);
       {
         py::gil_scoped_release nogil;
         run(a);
@@ -302,8 +316,8 @@ struct BindResidentLayers : BindResident<Backend> {
   static py::tuple rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
                                 const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
                                 const std::optional<DA>& dc_T, bool need_dx, const std::optional<DA>& mask,
-                                bool zero_output_for_mask, const Rnn& d, int64_t ws_size, const std::string& op,
-                                Run run) {
+                                bool zero_output_for_mask, const std::optional<DA>& recurrent_mask, const Rnn& d,
+                                int64_t ws_size, const std::string& op, Run run) {
     const uint8_t* pm = mask_ptr(mask, d, op);
     expect_workspace(ws, ws_size, op);
     expect_grads(dhs, dh_T, d, op);
@@ -321,6 +335,8 @@ struct BindResidentLayers : BindResident<Backend> {
       a.dx = opt_ptr<R>(dx, op, "dx"), a.dW = dW.template data<R>(), a.dR = dR.template data<R>();
       a.db = opt_ptr<R>(db, op, "dbias"), a.dh0 = dh0.template data<R>(), a.ws = ptr<R>(ws, op, "workspace");
       if constexpr (cell) a.dc_T = opt_ptr<R>(dc_T, op, "dc_T"), a.dc0 = dc0.template data<R>();
+      DA scratch = DA::template empty<R>({0});
+      recurrent_mask_into<Args<R>, R>(a, recurrent_mask, d, scratch, op);
       {
         py::gil_scoped_release nogil;
         run(a);
@@ -333,21 +349,23 @@ struct BindResidentLayers : BindResident<Backend> {
   static Shape simple_rnn_bias_shape(int64_t U) { return Shape{U}; }
   static py::tuple simple_rnn_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                       bool training, const std::optional<DA>& mask, bool zero_output_for_mask,
-                                      const std::optional<std::vector<DA>>& initial_state, int64_t block) {
+                                      const std::optional<std::vector<DA>>& initial_state,
+                                      const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "simple_rnn_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 1, simple_rnn_bias_shape, op, block);
-    return rnn_forward<cuda::simple_rnn::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state, d,
+    return rnn_forward<cuda::simple_rnn::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state,
+                                               recurrent_mask, d,
                                                cuda::simple_rnn::workspace_size(d.B, d.T, d.U, training), op,
                                                [&](const auto& a) { Kn::simple_rnn_forward(a, block); });
   }
   static py::tuple simple_rnn_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                        const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
                                        bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
-                                       int64_t block) {
+                                       const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "simple_rnn_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 1, simple_rnn_bias_shape, op, block);
     return rnn_backward<cuda::simple_rnn::Args>(x, W, Rk, bias, ws, dhs, dh_T, std::nullopt, need_dx, mask,
-                                                zero_output_for_mask, d,
+                                                zero_output_for_mask, recurrent_mask, d,
                                                 cuda::simple_rnn::workspace_size(d.B, d.T, d.U, true), op,
                                                 [&](const auto& a) { Kn::simple_rnn_backward(a, block); });
   }
@@ -356,20 +374,23 @@ struct BindResidentLayers : BindResident<Backend> {
   static Shape lstm_bias_shape(int64_t U) { return Shape{4 * U}; }
   static py::tuple lstm_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
                                 const std::optional<DA>& mask, bool zero_output_for_mask,
-                                const std::optional<std::vector<DA>>& initial_state, int64_t block) {
+                                const std::optional<std::vector<DA>>& initial_state,
+                                const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "lstm_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 4, lstm_bias_shape, op, block);
-    return rnn_forward<cuda::lstm::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state, d,
+    return rnn_forward<cuda::lstm::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state,
+                                         recurrent_mask, d,
                                          cuda::lstm::workspace_size(d.B, d.T, d.U, training), op,
                                          [&](const auto& a) { Kn::lstm_forward(a, block); });
   }
   static py::tuple lstm_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias,
                                  const DA& ws, const std::optional<DA>& dhs, const std::optional<DA>& dh_T,
                                  const std::optional<DA>& dc_T, bool need_dx, const std::optional<DA>& mask,
-                                 bool zero_output_for_mask, int64_t block) {
+                                 bool zero_output_for_mask, const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "lstm_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 4, lstm_bias_shape, op, block);
-    return rnn_backward<cuda::lstm::Args>(x, W, Rk, bias, ws, dhs, dh_T, dc_T, need_dx, mask, zero_output_for_mask, d,
+    return rnn_backward<cuda::lstm::Args>(x, W, Rk, bias, ws, dhs, dh_T, dc_T, need_dx, mask, zero_output_for_mask,
+                                          recurrent_mask, d,
                                           cuda::lstm::workspace_size(d.B, d.T, d.U, true), op,
                                           [&](const auto& a) { Kn::lstm_backward(a, block); });
   }
@@ -383,10 +404,12 @@ struct BindResidentLayers : BindResident<Backend> {
   }
   static py::tuple gru_forward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, bool training,
                                bool reset_after, const std::optional<DA>& mask, bool zero_output_for_mask,
-                               const std::optional<std::vector<DA>>& initial_state, int64_t block) {
+                               const std::optional<std::vector<DA>>& initial_state,
+                               const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "gru_forward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
-    return rnn_forward<cuda::gru::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state, d,
+    return rnn_forward<cuda::gru::Args>(x, W, Rk, bias, training, mask, zero_output_for_mask, initial_state,
+                                        recurrent_mask, d,
                                         gru_workspace(d, reset_after, training), op, [&](const auto& a) {
                                           if (reset_after) Kn::gru_forward(a, block);
                                           else Kn::gru_reset_before_forward(a, block);
@@ -395,11 +418,11 @@ struct BindResidentLayers : BindResident<Backend> {
   static py::tuple gru_backward(const DA& x, const DA& W, const DA& Rk, const std::optional<DA>& bias, const DA& ws,
                                 const std::optional<DA>& dhs, const std::optional<DA>& dh_T, bool reset_after,
                                 bool need_dx, const std::optional<DA>& mask, bool zero_output_for_mask,
-                                int64_t block) {
+                                const std::optional<DA>& recurrent_mask, int64_t block) {
     const std::string op = "gru_backward";
     const Rnn d = rnn_dims(x, W, Rk, bias, 3, [&](int64_t U) { return gru_bias_shape(U, reset_after); }, op, block);
     return rnn_backward<cuda::gru::Args>(x, W, Rk, bias, ws, dhs, dh_T, std::nullopt, need_dx, mask,
-                                         zero_output_for_mask, d,
+                                         zero_output_for_mask, recurrent_mask, d,
                                          gru_workspace(d, reset_after, true), op, [&](const auto& a) {
                                            if (reset_after) Kn::gru_backward(a, block);
                                            else Kn::gru_reset_before_backward(a, block);
@@ -423,22 +446,26 @@ struct BindResidentLayers : BindResident<Backend> {
     const auto rnn_fwd = [&](const char* name, auto fn) {
       m.def(name, fn, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
             py::arg("training") = false, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false,
-            py::arg("initial_state") = py::none(), py::arg("block") = 128);
+            py::arg("initial_state") = py::none(), py::arg("recurrent_mask") = py::none(), py::arg("block") = 128);
     };
     m.def("simple_rnn_backward", &simple_rnn_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
           py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("need_dx") = true,
-          py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, blk);
+          py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
+          blk);
     rnn_fwd("simple_rnn_forward", &simple_rnn_forward);
     rnn_fwd("lstm_forward", &lstm_forward);
     m.def("lstm_backward", &lstm_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
           py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("dc_T") = py::none(),
-          py::arg("need_dx") = true, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, blk);
+          py::arg("need_dx") = true, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false,
+          py::arg("recurrent_mask") = py::none(), blk);
     m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
           py::arg("training") = false, py::arg("reset_after") = true, py::arg("mask") = py::none(),
-          py::arg("zero_output_for_mask") = false, py::arg("initial_state") = py::none(), blk);
+          py::arg("zero_output_for_mask") = false, py::arg("initial_state") = py::none(),
+          py::arg("recurrent_mask") = py::none(), blk);
     m.def("gru_backward", &gru_backward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
           py::arg("bias"), py::arg("workspace"), py::arg("dhs"), py::arg("dh_T"), py::arg("reset_after") = true,
-          py::arg("need_dx") = true, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false, blk);
+          py::arg("need_dx") = true, py::arg("mask") = py::none(), py::arg("zero_output_for_mask") = false,
+          py::arg("recurrent_mask") = py::none(), blk);
   }
 };
 

@@ -9,7 +9,8 @@
 // h or 0 with zero_output_for_mask) or nullptr; hs (B,T,U), h_T (B,U).
 //   p = x_t W + b_in;  q = h_{t-1} R + b_rec
 //   z, r = sigmoid(p_{z,r} + q_{z,r});  hh = tanh(p_h + r q_h);  h_t = z h_{t-1} + (1 - z) hh
-// This slice covers tanh/sigmoid, reset_after, no recurrent dropout mask, go_backwards false.
+// This slice covers tanh/sigmoid, reset_after, a recurrent dropout mask (rnn_common.cuh),
+// go_backwards false.
 //
 // Launches. Forward: P = X W + b_in (one GEMM over all B T rows); H_0 from h0; per step t:
 // Q_t = H_t R + b_rec (GEMM), the gate epilogue (thread per (b, u)). Backward, per step
@@ -39,6 +40,9 @@ struct Args {
   const R *dhs, *dh_T;
   R *dx, *dW, *dR, *db, *dh0;
   R* ws;  // workspace_size(...) elements, laid out by Layout
+  // recurrent dropout (rnn_common.cuh): m (B,U) or nullptr, and with it scratch of B (T+1) U
+  const R* rmask;
+  R* rscratch;
 };
 
 // The workspace layout, here and nowhere else.
@@ -177,8 +181,9 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(cover(B * U, block), InitState<R>{v, false});
   for (int64_t t = 0; t < T; ++t) {
     // Q_t (B,3U) = H_t (B,U) R (U,3U) + b_rec; rows of step t are T * 3U (resp. (T+1) U) apart
-    rnn::gemm(ex, Gemm<R>{Q + t * GU, T * GU, nullptr, 0, H + t * U, (T + 1) * U, 1, a.Rk, GU, 1,
-                          b_rec, B, GU, U}, block);
+    int64_t hst = (T + 1) * U;
+    const R* Ht = rnn::step_state(ex, H + t * U, hst, a.rmask, a.rscratch, B, U, block);
+    rnn::gemm(ex, Gemm<R>{Q + t * GU, T * GU, nullptr, 0, Ht, hst, 1, a.Rk, GU, 1, b_rec, B, GU, U}, block);
     ex.launch(cover(B * U, block), Epilogue<R>{v, t});
   }
   ex.launch(cover(B * U, block), Final<R>{v, false});
@@ -194,14 +199,18 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   R* dP = v.w(v.lay.dP);
   R* dQ = v.w(v.lay.dQ);
   R* dH = v.w(v.lay.dH);
+  R* dHm = a.rmask ? a.rscratch + B * T * U : dH;  // (dq R^T) before the mask
   ex.launch(cover(B * U, block), InitState<R>{v, true});
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(cover(B * U, block), EpilogueBackward<R>{v, t});
     // dH (B,U) += dQ_t (B,3U) R^T (3U,U)
-    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dQ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, GU}, block);
+    rnn::gemm(ex, Gemm<R>{dHm, U, a.rmask ? nullptr : dH, U, dQ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U,
+                          GU}, block);
+    if (a.rmask) ex.launch(cover(B * U, block), rnn::AddMasked<R>{dH, dHm, a.rmask, B * U});
   }
   ex.launch(cover(B * U, block), Final<R>{v, true});
-  rnn::weight_grads(ex, a.x, a.W, H, dP, dQ, a.dW, a.dx, a.dR, a.db, true, B, T, F, U, GU, block);
+  rnn::weight_grads(ex, a.x, a.W, H, dP, dQ, a.dW, a.dx, a.dR, a.db, true, B, T, F, U, GU, block, a.rmask,
+                    a.rscratch);
 }
 
 // Forward, then (a.dx != nullptr) backward.

@@ -18,6 +18,8 @@
 // After the loop, over all rows: dW = X^T dP, dx = dP W^T, db = column sums of dP,
 // dR_zr = Hprev^T dP[zr], dR_h = RH^T dP[h] (rnn::sum_over_steps: a GEMM per sample or per
 // step, whichever are fewer).
+// A recurrent dropout mask m (a.rmask, rnn_common.cuh) scales h_{t-1} in both recurrent products,
+// as the CPU kernels do: Q_t[zr] = (h m) R_zr, RH_t = r h m; the z gate's h_{t-1} stays unmasked.
 #pragma once
 #include <cstdint>
 
@@ -76,7 +78,7 @@ struct GatesZR {
     R* g = v.gates(v.lay.G, b, t);
     const R z = sigmoid(p[u] + q[u]), r = sigmoid(p[U + u] + q[U + u]);
     g[u] = z, g[U + u] = r;
-    rh(v, b, t)[u] = r * v.state(b, t)[u];
+    rh(v, b, t)[u] = r * v.state(b, t)[u] * (v.a.rmask ? v.a.rmask[e] : R(1));
   }
 };
 
@@ -133,8 +135,8 @@ struct GateHBackward {
   }
 };
 
-// Step t's r epilogue backward, from dRH = dP_t[h] R_h^T: dP_t[r] = dRH h_{t-1} r (1 - r) and
-// dH += dRH r (the GEMM adds dP_t[zr] R_zr^T next). Thread per (b, u).
+// Step t's r epilogue backward, from dRH = dP_t[h] R_h^T: dP_t[r] = dRH h_{t-1} m r (1 - r) and
+// dH += dRH r m (m = 1 without a mask; the GEMM adds dP_t[zr] R_zr^T next). Thread per (b, u).
 template <typename R>
 struct GateRBackward {
   View<R> v;
@@ -147,9 +149,9 @@ struct GateRBackward {
       v.gates(v.lay.dP, b, t)[U + u] = R(0);
       return;
     }
-    const R r = v.gates(v.lay.G, b, t)[U + u], drh = v.w(v.lay.dRH)[e];
-    v.gates(v.lay.dP, b, t)[U + u] = drh * v.state(b, t)[u] * r * (R(1) - r);
-    v.w(v.lay.dH)[e] += drh * r;
+    const R r = v.gates(v.lay.G, b, t)[U + u], drh = v.w(v.lay.dRH)[e], m = v.a.rmask ? v.a.rmask[e] : R(1);
+    v.gates(v.lay.dP, b, t)[U + u] = drh * v.state(b, t)[u] * m * r * (R(1) - r);
+    v.w(v.lay.dH)[e] += drh * r * m;
   }
 };
 
@@ -166,8 +168,9 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(per_unit, Init<R>{v, false});
   for (int64_t t = 0; t < T; ++t) {
     // Q_t[zr] (B,2U) = H_t (B,U) R[:, :2U]; rows of step t are T * 3U (resp. (T+1) U) apart
-    rnn::gemm(ex, Gemm<R>{Q + t * GU, T * GU, nullptr, 0, H + t * U, (T + 1) * U, 1, a.Rk, GU,
-                          1, nullptr, B, 2 * U, U}, block);
+    int64_t hst = (T + 1) * U;
+    const R* Ht = rnn::step_state(ex, H + t * U, hst, a.rmask, a.rscratch, B, U, block);
+    rnn::gemm(ex, Gemm<R>{Q + t * GU, T * GU, nullptr, 0, Ht, hst, 1, a.Rk, GU, 1, nullptr, B, 2 * U, U}, block);
     ex.launch(per_unit, GatesZR<R>{v, t});
     // Q_t[h] (B,U) = RH_t (B,U) R[:, 2U:]
     rnn::gemm(ex, Gemm<R>{Q + t * GU + 2 * U, T * GU, nullptr, 0, RH + t * U, T * U, 1, a.Rk + 2 * U, GU, 1,
@@ -184,6 +187,7 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   const View<R> v{a, Layout(a.B, a.T, a.U, true)};
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = 3 * U, rows = B * T;
   R *H = v.w(v.lay.H), *RH = v.w(v.lay.RH), *dP = v.w(v.lay.dP), *dRH = v.w(v.lay.dRH), *dH = v.w(v.lay.dH);
+  R* dHm = a.rmask ? a.rscratch + B * T * U : dH;  // (dP_t[zr] R_zr^T) before the mask
   const Geometry per_unit = cover(B * U, block);
   ex.launch(per_unit, Init<R>{v, true});
   for (int64_t t = T - 1; t >= 0; --t) {
@@ -193,12 +197,20 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
                           U, U}, block);
     ex.launch(per_unit, GateRBackward<R>{v, t});
     // dH (B,U) += dP_t[zr] (B,2U) R[:, :2U]^T
-    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dP + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, 2 * U}, block);
+    rnn::gemm(ex, Gemm<R>{dHm, U, a.rmask ? nullptr : dH, U, dP + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U,
+                          2 * U}, block);
+    if (a.rmask) ex.launch(per_unit, rnn::AddMasked<R>{dH, dHm, a.rmask, B * U});
   }
   ex.launch(per_unit, Final<R>{v, true});
   rnn::input_grads(ex, a.x, a.W, dP, a.dW, a.dx, rows, F, GU, block);
   // dR[:, :2U] = sum over b of H_b[0:T]^T dP_b[zr];  dR[:, 2U:] = sum over b of RH_b^T dP_b[h]
-  rnn::sum_over_steps(ex, a.dR, GU, H, (T + 1) * U, dP, T * GU, GU, B, T, U, 2 * U, block);
+  const R* Hm = H;  // h m (rnn::weight_grads does the same)
+  int64_t sh = (T + 1) * U;
+  if (a.rmask) {
+    ex.launch(cover(B * T * U, block), rnn::MaskStates<R>{a.rscratch, H, sh, a.rmask, B, T, U});
+    Hm = a.rscratch, sh = T * U;
+  }
+  rnn::sum_over_steps(ex, a.dR, GU, Hm, sh, dP, T * GU, GU, B, T, U, 2 * U, block);
   rnn::sum_over_steps(ex, a.dR + 2 * U, GU, RH, T * U, dP + 2 * U, T * GU, GU, B, T, U, U, block);
   if (a.db) ex.launch(cover(GU, block), rnn::ColumnSum<R>{a.db, dP, rows, GU});
 }

@@ -8,7 +8,7 @@
 // zero_output_for_mask) or nullptr; hs (B,T,U), h_T, c_T (B,U).
 //   z = x_t W + b + h_{t-1} R;  i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_c)
 //   c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
-// This slice covers Keras's default activations (tanh, sigmoid), no recurrent dropout mask,
+// This slice covers Keras's default activations (tanh, sigmoid), a recurrent dropout mask (rnn_common.cuh),
 // go_backwards false; the CPU kernels cover the rest.
 //
 // Launches. Forward: P = X W + b (one GEMM over all B T rows); H0/C0 from h0/c0; then per step
@@ -40,6 +40,9 @@ struct Args {
   const R *dhs, *dh_T, *dc_T;
   R *dx, *dW, *dR, *db, *dh0, *dc0;
   R* ws;  // workspace_size(...) elements, laid out by Layout
+  // recurrent dropout (rnn_common.cuh): m (B,U) or nullptr, and with it scratch of B (T+1) U
+  const R* rmask;
+  R* rscratch;
 };
 
 // The workspace layout, here and nowhere else.
@@ -201,8 +204,10 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(cover(B * U, block), InitState<R>{v});
   for (int64_t t = 0; t < T; ++t) {
     // Z_t (B,4U) = P_t + H_t (B,U) R (U,4U); rows of step t are T * 4U (resp. (T+1) U) apart
-    rnn::gemm(ex, Gemm<R>{Z + t * GU, T * GU, P + t * GU, T * GU, H + t * U, (T + 1) * U, 1,
-                          a.Rk, GU, 1, nullptr, B, GU, U}, block);
+    int64_t hst = (T + 1) * U;
+    const R* Ht = rnn::step_state(ex, H + t * U, hst, a.rmask, a.rscratch, B, U, block);
+    rnn::gemm(ex, Gemm<R>{Z + t * GU, T * GU, P + t * GU, T * GU, Ht, hst, 1, a.Rk, GU, 1, nullptr, B, GU, U},
+              block);
     ex.launch(cover(B * U, block), Epilogue<R>{v, t});
   }
   ex.launch(cover(B * U, block), Final<R>{v});
@@ -217,14 +222,18 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   R* H = v.w(v.lay.H);
   R* dZ = v.w(v.lay.dZ);
   R* dH = v.w(v.lay.dH);
+  R* dHm = a.rmask ? a.rscratch + B * T * U : dH;  // (dq R^T) before the mask
   ex.launch(cover(B * U, block), InitGrad<R>{v});
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(cover(B * U, block), EpilogueBackward<R>{v, t});
     // dH (B,U) += dZ_t (B,4U) R^T (4U,U)
-    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dZ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U, GU}, block);
+    rnn::gemm(ex, Gemm<R>{dHm, U, a.rmask ? nullptr : dH, U, dZ + t * GU, T * GU, 1, a.Rk, 1, GU, nullptr, B, U,
+                          GU}, block);
+    if (a.rmask) ex.launch(cover(B * U, block), rnn::AddMasked<R>{dH, dHm, a.rmask, B * U});
   }
   ex.launch(cover(B * U, block), FinalGrad<R>{v});
-  rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, GU, block);
+  rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, GU, block, a.rmask,
+                    a.rscratch);
 }
 
 // Forward, then (a.dx != nullptr) backward.

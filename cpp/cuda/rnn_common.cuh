@@ -78,6 +78,50 @@ struct ColumnSum {
   }
 };
 
+// Keras's recurrent dropout, as the CPU kernels apply it (cpp/src/rnn.cpp): a mask m (B,U) fixed
+// across time scales h_{t-1} in the recurrent product only (q = (h m) R; the gates' other reads
+// of h take it unmasked), so the backward adds (dq R^T) m to dh and dR sums (h m)^T dq.
+// out (B,n,U) = in (B,n,U), a sample's rows `in_stride` apart, times m of its sample. Thread per
+// element.
+template <typename R>
+struct MaskStates {
+  R* out;
+  const R* in;
+  int64_t in_stride;
+  const R* m;
+  int64_t B, n, U;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global(), row = n * U;
+    if (e >= B * row) return;
+    const int64_t b = e / row, k = e % row;
+    out[e] = in[b * in_stride + k] * m[b * U + k % U];
+  }
+};
+
+// dh (B,U) += d (B,U) m. Thread per element.
+template <typename R>
+struct AddMasked {
+  R* dh;
+  const R* d;
+  const R* m;
+  int64_t n;
+  FALTUNG_HD void operator()(Thread th) const {
+    const int64_t e = th.global();
+    if (e < n) dh[e] += d[e] * m[e];
+  }
+};
+
+// The rows the step GEMM reads for h_{t-1}: H[:, t] (rows `stride` apart), or without a mask
+// (m nullptr) those, else h_{t-1} m in scratch (B,U); stride set to the rows' distance.
+template <class Exec, typename R>
+const R* step_state(Exec& ex, const R* Ht, int64_t& stride, const R* m, R* scratch, int64_t B, int64_t U,
+                    int64_t block) {
+  if (!m) return Ht;
+  ex.launch(cover(B * U, block), MaskStates<R>{scratch, Ht, stride, m, B, 1, U});
+  stride = U;
+  return scratch;
+}
+
 // dW (F,GU) = X^T dP and (unless dx is nullptr) dx (rows,F) = dP W^T, over all rows = B T.
 template <class Exec, typename R>
 void input_grads(Exec& ex, const R* x, const R* W, const R* dP, R* dW, R* dx, int64_t rows, int64_t F, int64_t GU,
@@ -105,14 +149,21 @@ void sum_over_steps(Exec& ex, R* dR, int64_t ldr, const R* A, int64_t sa, const 
 }
 
 // dW (F,GU) = X^T dP, dx (B,T,F) = dP W^T, dR (U,GU) = sum over b of H_b[0:T]^T dQ_b (H (B,T+1,U)
-// holds h_{t-1} at [b, t]), db = column sums of dP (and, for a separate recurrent bias, of dQ into
+// holds h_{t-1} at [b, t]; with a recurrent dropout mask m, h m: MaskStates into `scratch`
+// (B,T,U) first), db = column sums of dP (and, for a separate recurrent bias, of dQ into
 // db + GU). LSTM passes dZ as both dP and dQ. dx nullptr: not wanted.
 template <class Exec, typename R>
 void weight_grads(Exec& ex, const R* x, const R* W, const R* H, const R* dP, const R* dQ, R* dW, R* dx, R* dR,
-                  R* db, bool db_rec, int64_t B, int64_t T, int64_t F, int64_t U, int64_t GU, int64_t block) {
+                  R* db, bool db_rec, int64_t B, int64_t T, int64_t F, int64_t U, int64_t GU, int64_t block,
+                  const R* m = nullptr, R* scratch = nullptr) {
   const int64_t rows = B * T;
   input_grads(ex, x, W, dP, dW, dx, rows, F, GU, block);
-  sum_over_steps(ex, dR, GU, H, (T + 1) * U, dQ, T * GU, GU, B, T, U, GU, block);
+  int64_t sh = (T + 1) * U;
+  if (m) {
+    ex.launch(cover(B * T * U, block), MaskStates<R>{scratch, H, sh, m, B, T, U});
+    H = scratch, sh = T * U;
+  }
+  sum_over_steps(ex, dR, GU, H, sh, dQ, T * GU, GU, B, T, U, GU, block);
   if (!db) return;
   ex.launch(cover(GU, block), ColumnSum<R>{db, dP, rows, GU});
   if (db_rec) ex.launch(cover(GU, block), ColumnSum<R>{db + GU, dQ, rows, GU});

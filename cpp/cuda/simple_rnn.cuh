@@ -6,7 +6,7 @@
 // nullptr, h0 (B,U) or nullptr (zeros), mask (B,T) bytes (0 = masked: state carried, output
 // the carried h or 0 with zero_output_for_mask) or nullptr; hs (B,T,U), h_T (B,U).
 //   h_t = tanh(x_t W + b + h_{t-1} R)
-// This slice covers tanh, no recurrent dropout mask, go_backwards false.
+// This slice covers tanh, a recurrent dropout mask (rnn_common.cuh), go_backwards false.
 //
 // Launches: P = X W + b (one GEMM over all B T rows); H_0 from h0; per step t: Z_t = P_t + H_t R
 // (GEMM), the epilogue (thread per (b, u)). Backward per step t = T-1..0: the epilogue backward
@@ -30,6 +30,9 @@ struct Args {
   R *dx, *dW, *dR, *db, *dh0;   // dx == nullptr: forward_backward runs the forward only,
                                 //   backward skips the input gradient
   R* ws;                        // workspace_size(...) elements
+  // recurrent dropout (rnn_common.cuh): m (B,U) or nullptr, and with it scratch of B (T+1) U
+  const R* rmask;
+  R* rscratch;
 };
 
 // The workspace layout, here and nowhere else.
@@ -106,8 +109,9 @@ void forward(Exec& ex, const Args<R>& a, int64_t block) {
   ex.launch(per_unit, Step<R>{a, lay, -1, false});
   for (int64_t t = 0; t < T; ++t) {
     // Z_t (B,U) = P_t + H_t (B,U) R (U,U)
-    rnn::gemm(ex, Gemm<R>{Z + t * U, T * U, P + t * U, T * U, H + t * U, (T + 1) * U, 1, a.Rk, U,
-                          1, nullptr, B, U, U}, block);
+    int64_t hst = (T + 1) * U;
+    const R* Ht = rnn::step_state(ex, H + t * U, hst, a.rmask, a.rscratch, B, U, block);
+    rnn::gemm(ex, Gemm<R>{Z + t * U, T * U, P + t * U, T * U, Ht, hst, 1, a.Rk, U, 1, nullptr, B, U, U}, block);
     ex.launch(per_unit, Step<R>{a, lay, t, false});
   }
   ex.launch(per_unit, Step<R>{a, lay, T, false});
@@ -120,16 +124,20 @@ void backward(Exec& ex, const Args<R>& a, int64_t block) {
   const Layout lay(a.B, a.T, a.U, true);
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U;
   R *H = a.ws + lay.H, *dZ = a.ws + lay.dZ, *dH = a.ws + lay.dH;
+  R* dHm = a.rmask ? a.rscratch + B * T * U : dH;  // (dq R^T) before the mask
   const Geometry per_unit = cover(B * U, block);
   using rnn::Gemm;
   ex.launch(per_unit, Step<R>{a, lay, -1, true});
   for (int64_t t = T - 1; t >= 0; --t) {
     ex.launch(per_unit, Step<R>{a, lay, t, true});
     // dH (B,U) += dZ_t (B,U) R^T (U,U)
-    rnn::gemm(ex, Gemm<R>{dH, U, dH, U, dZ + t * U, T * U, 1, a.Rk, 1, U, nullptr, B, U, U}, block);
+    rnn::gemm(ex, Gemm<R>{dHm, U, a.rmask ? nullptr : dH, U, dZ + t * U, T * U, 1, a.Rk, 1, U, nullptr, B, U, U},
+              block);
+    if (a.rmask) ex.launch(per_unit, rnn::AddMasked<R>{dH, dHm, a.rmask, B * U});
   }
   ex.launch(per_unit, Step<R>{a, lay, T, true});
-  rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, U, block);
+  rnn::weight_grads(ex, a.x, a.W, H, dZ, dZ, a.dW, a.dx, a.dR, a.db, false, B, T, F, U, U, block, a.rmask,
+                    a.rscratch);
 }
 
 // Forward, then (a.dx != nullptr) backward.

@@ -41,8 +41,9 @@ losses and optimizer at compile or on the first batch):
   Max/AveragePooling1D/2D, Global{Max,Average}Pooling1D/2D (keepdims; no mask), Flatten,
   Reshape, UpSampling1D/2D (nearest, bilinear), ZeroPadding1D/2D, Cropping1D/2D (all
   channels_last), SimpleRNN, LSTM, GRU (either reset_after; tanh/sigmoid; return_sequences,
-  go_backwards, masks, return_state, initial_state (tensors of the graph or constants), stateful (the states
-  carried on the device, read back through RNN.states); no dropout),
+  go_backwards, masks, return_state, initial_state (tensors of the graph or constants), stateful
+  (the states carried on the device, read back through RNN.states); dropout and
+  recurrent_dropout (the CPU layer's masks)),
   Bidirectional (merge modes concat, sum, mul, ave, None; return_state, initial_state, stateful)
   and TimeDistributed of those layers,
   Embedding, Masking, RepeatVector, Permute (faltung.models.resident_seq), Dropout (without

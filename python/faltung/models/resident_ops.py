@@ -438,7 +438,12 @@ class _Recurrent(_LayerOp):
     a stateful layer starts from its carried states (the layer's `_device_states`, uploaded from
     its host `states` when absent: after reset_states() or a read of RNN.states) and carries its
     final states on (also at inference); return_state adds the final states to the outputs,
-    whose gradients come as a list (None where one gets none)."""
+    whose gradients come as a list (None where one gets none).
+
+    Dropout (training only), with the CPU layer's masks (drawn as it draws them, input mask
+    first), fixed across time: `dropout` multiplies x by a (B,1,F) mask (dx likewise),
+    `recurrent_dropout` gives the kernels a (B,units) mask on h_{t-1} in the recurrent products
+    (rnn_common.cuh), as the CPU kernels apply it."""
     takes_mask = True
     takes_initial_state = True
 
@@ -476,11 +481,26 @@ class _Recurrent(_LayerOp):
                              f"\n- Received batch size: {batch}")
         return carried
 
+    def _dropout_masks(self, res, x, training):
+        """The CPU layer's dropout masks on the device, drawn as RNN.forward draws them
+        (RNN._dropout_mask: the cell's seed or faltung's generator, input mask first): input
+        (B,1,F) and recurrent (B,units), each None without its rate or when not training."""
+        l = self.layer
+        if not training or not (l.cell.dropout or l.cell.recurrent_dropout):
+            return None, None
+        batch, _, features = x.shape
+        dp = l._dropout_mask(l.cell.dropout, (batch, features), res.dtype)
+        rdp = l._dropout_mask(l.cell.recurrent_dropout, (batch, l.units), res.dtype)
+        return (None if dp is None else res.DeviceArray(dp.reshape(batch, 1, features), res.dtype),
+                None if rdp is None else res.DeviceArray(rdp, res.dtype))
+
     def forward(self, res, x, training, mask=None, initial_state=None):
         l = self.layer
+        dp, rdp = self._dropout_masks(res, x, training)
+        x = x if dp is None else res.r.merge("multiply", [x, dp])[0]  # fixed across time
         xs = res.r.reverse_time(x) if l.go_backwards else x
         m = res.r.reverse_mask(mask) if mask is not None and l.go_backwards else mask
-        opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask)
+        opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask, recurrent_mask=rdp)
         out = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
                                                        initial_state=self._initial(res, x.shape[0], initial_state),
                                                        **opts)
@@ -488,10 +508,10 @@ class _Recurrent(_LayerOp):
         if l.stateful:
             l._device_states = finals
         y = hs if l.return_sequences else finals[0]
-        return ([y] + finals if l.return_state else y), (xs, ws, opts, initial_state is not None)
+        return ([y] + finals if l.return_state else y), (xs, ws, opts, initial_state is not None, dp)
 
     def backward(self, res, dy, saved, need_dx):
-        xs, ws, opts, given = saved
+        xs, ws, opts, given, dp = saved
         l, c = self.layer, self.layer.cell
         n = len(l.state_size)
         d_out, d_states = (dy[0], list(dy[1:])) if l.return_state else (dy, [None] * n)
@@ -506,6 +526,7 @@ class _Recurrent(_LayerOp):
             if var is not None and res.trains(var):
                 res.set_grad(var, g)
         dx = res.r.reverse_time(dx) if dx is not None and l.go_backwards else dx
+        dx = res.r.merge("multiply", [dx, dp])[0] if dx is not None and dp is not None else dx
         return (dx, list(grads[4:])) if given else dx
 
 
@@ -513,9 +534,6 @@ def _recurrent_ops(layer):
     """SimpleRNN/LSTM/GRU, or NotImplementedError naming the option the device cannot run."""
     from faltung.layers import GRU, LSTM
     c = layer.cell
-    for option in ("dropout", "recurrent_dropout"):
-        if getattr(c, option):
-            raise _unsupported(layer, f"{option}={getattr(c, option)}")
     if c.activation.name != "tanh":
         raise _unsupported(layer, f"activation={c.activation.name!r} (only 'tanh' is)")
     if isinstance(layer, (LSTM, GRU)) and c.recurrent_activation.name != "sigmoid":
