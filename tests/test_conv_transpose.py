@@ -49,6 +49,9 @@ CASES = {
     # kernel = stride: each phase is a 1x1 conv with every window inside the input, over a
     # 28-wide row (wider than 24 pixels and not a multiple of the 6-pixel block)
     "N2-3x28-k2-s2-valid-CI8-F12-wide": (2, (3, 28), 8, 12, 2, 2, "valid", None, 1),
+    # stride and dilation > 1: a phase's padding exceeds its kernel, so some of its output rows
+    # have every window above the input (the direct kernel's row range must stay empty there)
+    "N2-3x3-k3-s3-d4-CI16-F16": (2, (3, 3), 16, 16, 3, 3, "valid", None, 4),
 }
 
 

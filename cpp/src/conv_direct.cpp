@@ -76,13 +76,14 @@ T* pack_weight(const T* weight, const T* bias, const Conv2dShape& s, int64_t KB)
   return wp;
 }
 
-// First and one-past-last index o in [0, O) whose input o*stride + off - pad is in [0, I)
-// (output columns of a kernel column, or kernel rows of an output row). The stride-1 branches
+// First and one-past-last index o in [0, O) whose input o*stride + off - pad is in [0, I), both
+// clamped to [0, O] (output columns of a kernel column, or kernel rows of an output row: a
+// window wholly above the image would otherwise give lo = hi > KH). The stride-1 branches
 // skip two integer divisions, which in the per-block use cost as much as a 3-channel block's FMAs.
 inline void valid_range(int64_t O, int64_t I, int64_t stride, int64_t pad, int64_t off, int64_t* lo,
                         int64_t* hi) {
   const int64_t a = pad - off;  // o*stride >= a
-  *lo = a <= 0 ? 0 : (stride == 1 ? a : (a + stride - 1) / stride);
+  *lo = std::min(O, a <= 0 ? 0 : (stride == 1 ? a : (a + stride - 1) / stride));
   const int64_t b = I - 1 + pad - off;  // o*stride <= b
   *hi = b < 0 ? 0 : std::min(O, stride == 1 ? b + 1 : b / stride + 1);
   if (*hi < *lo) *hi = *lo;
