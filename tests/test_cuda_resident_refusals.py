@@ -9,8 +9,8 @@ device's own loss (test_cuda_resident_graph.step_is_the_gradient):
    mask counting as all kept, as Concatenate.compute_mask);
 2. a nested model called with `mask=` (tensors, one per input of it: its graph takes them
    instead of its inputs' masks, as Model.forward; an Embedding first in it reads its tokens),
-   a `mask=` a layer computes (nonzero = keep), and a nested model whose LSTM takes
-   `initial_state` tensors computed in the outer graph;
+   a `mask=` a layer computes (nonzero = keep) or a model input that is also read as a value,
+   and a nested model whose LSTM takes `initial_state` tensors computed in the outer graph;
 3. constant `initial_state`s (numpy arrays, lists; mixed with tensors), checked as the CPU layer
    checks them;
 4. masks into the elementwise merges whose inputs broadcast (the output's mask the inputs' or-ed
@@ -254,6 +254,23 @@ def computed_mask(nested):
 @pytest.mark.parametrize("nested", [False, True], ids=["layer", "nested-model"])
 def test_a_mask_argument_a_layer_computes_matches_the_cpu(nested):
     fits_and_steps(computed_mask(nested), [SEQ_A, KEEP[..., None] * 2.5])  # (nonzero, not 1: kept)
+
+
+def mask_input_read_as_a_value(nested):
+    """A model input that is a `mask=` (of a layer, or of a nested model) and a Dense's input."""
+    def make():
+        x, m = Input((T, F), name="x"), Input((T,), name="m")
+        if nested:
+            h = Sequential([Input((T, F)), LSTM(3)], name="inner")(x, mask=m)
+        else:
+            h = LSTM(3)(x, mask=m)
+        return Model([x, m], Dense(3)(Concatenate()([h, Dense(2)(m)])))
+    return make
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["layer", "nested-model"])
+def test_a_mask_input_also_read_as_a_value_matches_the_cpu(nested):
+    fits_and_steps(mask_input_read_as_a_value(nested), [SEQ_A, KEEP * 2.5])
 
 
 TOKENS = np.random.default_rng(15).integers(0, 4, (N, T)).astype(np.int32)  # zeros among them

@@ -25,9 +25,9 @@ consume it (and pass it on with return_sequences), GlobalAveragePooling1D consum
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
 it for (layers that make or take masks the device does not run with one) raises
-NotImplementedError naming the layer then. A `mask=` argument (one tensor: a model input,
-uploaded as uint8, or a layer's output, made one as nonzero = keep, as the CPU layers read a
-mask) goes to a layer that takes a mask instead of its input's (as on the CPU; only the input's
+NotImplementedError naming the layer then. A `mask=` argument (one tensor: a model input read
+as a mask only, uploaded as uint8, or any other tensor, made one as nonzero = keep, as the CPU
+layers read a mask) goes to a layer that takes a mask instead of its input's (as on the CPU; only the input's
 passes on); other `mask=` arguments raise NotImplementedError. Multiply, Maximum and
 Minimum use their inputs' masks in their values (merge.cuh), Add, Subtract, Average and Dot
 ignore them; the elementwise merges or their inputs' masks (broadcast as numpy broadcasts them,
@@ -414,7 +414,7 @@ class DeviceGraph:
     def _plan_indices(self, where):
         """The model inputs Embedding layers read (kept on the host until they upload them), also
         through the entries of nested models called with `mask=`, and the `mask=` arguments that
-        are model inputs (uploaded as uint8 masks)."""
+        are model inputs read as masks only (uploaded as uint8 masks)."""
         entries = {step.output: step for step in self.steps if isinstance(step, _Entry)}
 
         def source(t):  # the tensor an entry passes on, through nested entries
@@ -428,12 +428,10 @@ class DeviceGraph:
                     raise NotImplementedError(f"{where}: layer '{step.layer.name}' (Embedding) reads the output of "
                                               "another layer; on the device an Embedding reads a model input")
                 self.index_inputs.add(source(step.inputs[0]))
-        self.mask_inputs = {step.mask_arg for step in self.steps if step.mask_arg in self.inputs}
-        for step in self.steps:
-            if any(t in self.mask_inputs for t in step.inputs if t != step.mask_arg):
-                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) reads "
-                                          "an input that is also a `mask=`; on the device such an input is a mask "
-                                          "only")
+        # (an input also read as a value, or an output, is uploaded as one; _mask_arg makes the mask)
+        as_value = {t for step in self.steps for i, t in enumerate(step.inputs) if i == 0 or t != step.mask_arg}
+        self.mask_inputs = {step.mask_arg for step in self.steps if step.mask_arg in self.inputs} - as_value - \
+            set(self.outputs)
         for step in self.steps:  # (an entry passes an index input on to the Embedding inside)
             reads = [source(t) in self.index_inputs for t in step.inputs]
             feeds = isinstance(step, _Entry) or bool(step.ops) and isinstance(step.ops[0], _Embedding)
@@ -443,8 +441,9 @@ class DeviceGraph:
                                           "feeds Embedding layers only")
 
     def _mask_arg(self, res, values, t):
-        """The value of the `mask=` argument `t` as a uint8 mask: a model input comes uploaded as
-        one; a layer's output is made one, nonzero = keep, as the CPU layers read a mask."""
+        """The value of the `mask=` argument `t` as a uint8 mask: a model input read as a mask only
+        comes uploaded as one; another tensor is made one, nonzero = keep, as the CPU layers read
+        a mask."""
         v = values[t]
         return v if t in self.mask_inputs else res.r.masking_mask(v.reshape(tuple(v.shape) + (1,)), 0.0)
 
