@@ -485,10 +485,9 @@ def test_out_of_range_indices_raise_the_cpu_error():
 @pytest.mark.parametrize("build,match", [
     (lambda a: LSTM(2, zero_output_for_mask=True)(Masking()(a)), "zero_output_for_mask=True and return_sequences"),
     (lambda a: TimeDistributed(Masking())(a), "inner layer Masking of TimeDistributed"),
-    (lambda a: LSTM(2)(a, mask=GlobalAveragePooling1D()(a)), "takes a `mask=` computed by another layer"),
     (lambda a: TimeDistributed(Embedding(V, 2))(a), "inner layer Embedding"),
 ], ids=["zero-output-last",
-        "time-distributed-masking", "time-distributed-embedding", "mask-from-a-layer"])
+        "time-distributed-masking", "time-distributed-embedding"])
 def test_what_the_device_cannot_honour_fails_at_build_naming_the_layer(build, match):
     with _device._harness_device():
         a = Input((T, 3))

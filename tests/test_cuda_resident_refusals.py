@@ -7,20 +7,22 @@ device's own loss (test_cuda_resident_graph.step_is_the_gradient):
 
 1. masks into Concatenate on an axis but the last (concatenated along it, an input without a
    mask counting as all kept, as Concatenate.compute_mask);
-2. a nested model called with `mask=` (model inputs, one per input of it: its graph takes them
-   instead of its inputs' masks, as Model.forward), and a nested model whose LSTM takes
-   `initial_state` tensors computed in the outer graph;
+2. a nested model called with `mask=` (tensors, one per input of it: its graph takes them
+   instead of its inputs' masks, as Model.forward; an Embedding first in it reads its tokens),
+   a `mask=` a layer computes (nonzero = keep) or a model input that is also read as a value,
+   and a nested model whose LSTM takes `initial_state` tensors computed in the outer graph;
 3. constant `initial_state`s (numpy arrays, lists; mixed with tensors), checked as the CPU layer
    checks them;
 4. masks into the elementwise merges whose inputs broadcast (the output's mask the inputs' or-ed
-   as numpy broadcasts them, as Merge.compute_mask).
+   as numpy broadcasts them, as Merge.compute_mask), masks of different ranks too (aligned on
+   the last axis, as numpy; a ValueError where they do not broadcast, as on the CPU).
 """
 import numpy as np
 import pytest
 
 from faltung import _device
-from faltung.layers import (GRU, LSTM, Add, Average, Bidirectional, Concatenate, Dense, Input, Masking, Maximum, Minimum,
-                            Multiply, SimpleRNN, Subtract)
+from faltung.layers import (GRU, LSTM, Add, Average, Bidirectional, Concatenate, Dense, Embedding, Input, Masking,
+                            Maximum, Minimum, Multiply, Reshape, SimpleRNN, Subtract)
 from faltung.losses import SparseCategoricalCrossentropy
 from faltung.models import Model, Sequential
 from faltung.optimizers import Adam
@@ -85,18 +87,38 @@ def test_the_concatenated_mask_equals_the_cpu_mask():
     ma, mc = np.any(SEQ_A != 0, -1), np.any(SEQ_C != 0, -1)
     want = layer.compute_mask([SEQ_A, SEQ_B, SEQ_C], [ma, None, mc])
     np.testing.assert_array_equal(want, np.concatenate([ma, np.ones((N, 3), bool), mc], axis=1))
-    from faltung.models.resident_graph import DeviceGraph
     res = dev._resident
     DA = host.DeviceArray
-    got = DeviceGraph._concat_masks(res, None, [DA(ma.astype(np.uint8)), None, DA(mc.astype(np.uint8))],
-                                    [DA(SEQ_A), DA(SEQ_B), DA(SEQ_C)], 1)
+    got = res.graph._concat_masks(res, None, [DA(ma.astype(np.uint8)), None, DA(mc.astype(np.uint8))],
+                                  [DA(SEQ_A), DA(SEQ_B), DA(SEQ_C)], 1)
     np.testing.assert_array_equal(got.numpy().astype(bool), want)
     for axis in (0, 2):  # the batch axis; the mask's last (that of a (B, T, 1, F) input)
         xs = [RNG.standard_normal((2, 3, 1, 2)), RNG.standard_normal((2, 3, 1, 2))]
         ms = [RNG.random((2, 3, 1)) > 0.5, None]
-        got = DeviceGraph._concat_masks(res, None, [DA(ms[0].astype(np.uint8)), None],
-                                        [DA(x.astype(np.float32)) for x in xs], axis)
+        got = res.graph._concat_masks(res, None, [DA(ms[0].astype(np.uint8)), None],
+                                      [DA(x.astype(np.float32)) for x in xs], axis)
         np.testing.assert_array_equal(got.numpy().astype(bool), Concatenate(axis=axis).compute_mask(xs, ms))
+
+
+
+def test_all_kept_masks_are_uploaded_once_per_batch(monkeypatch):
+    """Concatenate along time of masked, unmasked and masked inputs, then on the last axis with
+    an unmasked one: the all-ones arrays those masks are made of go up once per shape and dtype
+    in a step (each batch's own, not the 3 + 1 calls')."""
+    def make():
+        a, b, c, d = Input((T, F)), Input((3, F)), Input((T, F)), Input((2 * T + 3, 2))
+        h = Concatenate(axis=1)([Masking()(a), Dense(F)(b), Masking()(c)])
+        return Model([a, b, c, d], Dense(3)(LSTM(3)(Concatenate()([h, d]))))
+    cpu, dev = pair(make)
+    compile_both(cpu, dev, lambda: Adam(0.01), SCCE)
+    x = [SEQ_A, SEQ_B, SEQ_C, RNG.standard_normal((N, 2 * T + 3, 2)).astype(np.float32)]
+    fit_alike(cpu, dev, x, LABELS, batch_size=4)
+    uploads = []
+    monkeypatch.setattr(dev._resident, "DeviceArray",
+                        lambda a, dtype=None: uploads.append((a.shape, a.dtype.str)) or host.DeviceArray(a, dtype))
+    dev.train_on_batch([a[:4] for a in x], LABELS[:4])
+    ones = [(4, T, 1), (4, 3, 1), (4, 2 * T + 3)]  # float (B, T, 1), (B, 3, 1); uint8: d's mask
+    assert sorted(u for u in uploads if u[0] in ones) == sorted(zip(ones, ["<f4", "<f4", "|u1"]))
 
 
 # ---- 4. masks into merges that broadcast ---------------------------------------------------------
@@ -122,22 +144,39 @@ def test_the_or_of_broadcast_masks_equals_the_cpu_mask():
     cpu, dev = pair(broadcast_merge(Multiply))
     ma, mp = np.any(SEQ_A != 0, -1), np.any(STEP != 0, -1)
     want = dev.get_layer("merge").compute_mask([SEQ_A, STEP], [ma, mp])
-    from faltung.models.resident_graph import DeviceGraph
     DA = host.DeviceArray
-    got = DeviceGraph._or_masks(dev._resident, None, [DA(ma.astype(np.uint8)), DA(mp.astype(np.uint8))], want.shape)
+    got = dev._resident.graph._or_masks(dev._resident, None, [DA(ma.astype(np.uint8)), DA(mp.astype(np.uint8))],
+                                        want.shape)
     np.testing.assert_array_equal(got.numpy().astype(bool), want)
 
 
-def test_masks_of_different_ranks_into_a_merge_name_the_layer():
-    """(B, T) and (B,) masks: the CPU or-s them as numpy broadcasts (aligned on the last axis,
-    not the batch); the device refuses to guess, naming the layer and the shapes."""
+def ranks_merge():
+    """(B, T) and (B,) masks into Multiply: the CPU or-s them as numpy broadcasts (aligned on the
+    last axis, not the batch), which works when B is T (or 1) and raises otherwise."""
     def make():
         a, p = Input((T, F)), Input((F,))
         return Model([a, p], Dense(3)(LSTM(2)(Multiply(name="merge")([Masking()(a), Masking()(p)]))))
-    cpu, dev = pair(make)
-    with pytest.raises(NotImplementedError, match=r"'merge' \(Multiply\): masks of shapes \(4, 5\), \(4,\) "
-                                                  r"\(of different ranks\)"):
-        dev.predict([SEQ_A[:4], STEP[:4, 0]], verbose=0)
+    return make
+
+
+def test_masks_of_different_ranks_into_a_merge_match_the_cpu():
+    x = [SEQ_A[:T], STEP[:T, 0]]  # batch T: the masks broadcast to (T, T) on the CPU
+    cpu, dev = pair(ranks_merge())
+    compile_both(cpu, dev, lambda: Adam(0.01), SCCE)
+    fit_alike(cpu, dev, x, LABELS[:T], batch_size=T)
+    step_is_the_gradient(ranks_merge(), x, LABELS[:T], SCCE)
+    one = [SEQ_A[:1], STEP[:1, 0]]  # batch 1
+    np.testing.assert_allclose(dev.predict(one, verbose=0), cpu.predict(one, verbose=0), rtol=2e-4, atol=2e-5)
+
+
+def test_masks_of_different_ranks_that_do_not_broadcast_raise_as_on_the_cpu():
+    cpu, dev = pair(ranks_merge())
+    x = [SEQ_A[:4], STEP[:4, 0]]
+    with pytest.raises(ValueError, match="broadcast"):
+        cpu.predict(x, verbose=0)
+    with pytest.raises(ValueError, match=r'"merge" \(Multiply\): the masks of its inputs, of shapes \(4, 5\), '
+                                         r"\(4,\), do not broadcast"):
+        dev.predict(x, verbose=0)
 
 
 # ---- 2. a nested model called with tensor keyword arguments -------------------------------------
@@ -196,6 +235,84 @@ def test_a_nested_model_of_two_inputs_called_with_a_list_of_masks_matches_the_cp
 def test_a_nested_model_whose_lstm_takes_initial_states_from_the_outer_graph_matches_the_cpu():
     fits_and_steps(nested_initial_state(), [SEQ_A, VEC])
 
+
+
+def computed_mask(nested):
+    """A `mask=` a layer computes (a Reshape of a model input, which a Dense reads too): the
+    LSTM, or the nested model's LSTMs, read it as nonzero = keep, as the CPU layers do."""
+    def make():
+        x, m = Input((T, F), name="x"), Input((T, 1), name="m")
+        keep = Reshape((T,))(m)
+        if nested:
+            h = Sequential([Input((T, F)), LSTM(4, return_sequences=True), LSTM(3)], name="inner")(x, mask=keep)
+        else:
+            h = LSTM(3)(LSTM(4, return_sequences=True)(x, mask=keep))
+        return Model([x, m], Dense(3)(Concatenate()([h, Dense(2)(keep)])))
+    return make
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["layer", "nested-model"])
+def test_a_mask_argument_a_layer_computes_matches_the_cpu(nested):
+    fits_and_steps(computed_mask(nested), [SEQ_A, KEEP[..., None] * 2.5])  # (nonzero, not 1: kept)
+
+
+def mask_input_read_as_a_value(nested):
+    """A model input that is a `mask=` (of a layer, or of a nested model) and a Dense's input."""
+    def make():
+        x, m = Input((T, F), name="x"), Input((T,), name="m")
+        if nested:
+            h = Sequential([Input((T, F)), LSTM(3)], name="inner")(x, mask=m)
+        else:
+            h = LSTM(3)(x, mask=m)
+        return Model([x, m], Dense(3)(Concatenate()([h, Dense(2)(m)])))
+    return make
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["layer", "nested-model"])
+def test_a_mask_input_also_read_as_a_value_matches_the_cpu(nested):
+    fits_and_steps(mask_input_read_as_a_value(nested), [SEQ_A, KEEP * 2.5])
+
+
+TOKENS = np.random.default_rng(15).integers(0, 4, (N, T)).astype(np.int32)  # zeros among them
+
+
+def nested_embedding(mask_zero):
+    """inner([tokens, x], mask=[None, m]): the Embedding first in it reads the tokens (a model
+    input); with mask_zero its own mask reaches the LSTM after it, as the CPU's Embedding makes
+    its mask whatever it receives; x enters with m."""
+    def make():
+        tok, x, m = Input((T,), dtype="int32", name="tok"), Input((T, F), name="x"), Input((T,), name="m")
+        t_in, x_in = Input((T,), dtype="int32"), Input((T, F))
+        h = Concatenate()([LSTM(3)(Embedding(4, 3, mask_zero=mask_zero)(t_in)), LSTM(2)(x_in)])
+        inner = Model([t_in, x_in], h, name="inner")
+        return Model([tok, x, m], Dense(3)(inner([tok, x], mask=[None, m])))
+    return make
+
+
+def nested_embedding_masked(mask_zero):
+    """A Sequential that starts with an Embedding, called with `mask=` (which the Embedding
+    drops, as on the CPU)."""
+    def make():
+        tok, m = Input((T,), dtype="int32", name="tok"), Input((T,), name="m")
+        inner = Sequential([Input((T,), dtype="int32"), Embedding(4, 3, mask_zero=mask_zero), LSTM(4)], name="text")
+        return Model([tok, m], Dense(3)(inner(tok, mask=m)))
+    return make
+
+
+@pytest.mark.parametrize("mask_zero", [False, True], ids=["no-mask-zero", "mask-zero"])
+def test_an_embedding_first_in_a_nested_model_called_with_mask_matches_the_cpu(mask_zero):
+    fits_and_steps(nested_embedding(mask_zero), [TOKENS, SEQ_A, KEEP])
+    fits_and_steps(nested_embedding_masked(mask_zero), [TOKENS, KEEP])
+
+
+def test_tokens_a_nested_embedding_reads_feed_embedding_layers_only():
+    t_in = Input((T,), dtype="int32")
+    inner = Model(t_in, Concatenate()([Embedding(4, 2)(t_in), Reshape((T, 1))(t_in)]), name="inner")  # (the CPU's)
+    with _device._harness_device():
+        tok, m = Input((T,), dtype="int32"), Input((T,))
+        with pytest.raises(NotImplementedError, match=r"layer '.*' \(Reshape\) reads an input that an Embedding "
+                                                      "also reads"):
+            Model([tok, m], inner(tok, mask=m))
 
 
 # ---- 3. constant `initial_state` ----------------------------------------------------------------

@@ -4,6 +4,10 @@ mostly valid and partly broken arguments. Each call either matches the float64 r
 tests/reference/ or raises a ValueError/TypeError with a message; arguments the reference
 accepts must not raise, and arguments it refuses must not be accepted.
 
+The device-resident entry points (faltung._cuda_host's `resident`: the CUDA kernels over host
+memory) are fuzzed the same way against the same references in the CUDA variant's run
+(tools/check_cuda.sh: built with FALTUNG_CUDA); elsewhere they skip.
+
 FALTUNG_FUZZ_EXAMPLES sets the examples per family (default 150; 10000 for the long run).
 FALTUNG_FUZZ_REPORT=path appends the per-family counts (calls, matched, clear errors) as
 JSON lines when the module finishes.
@@ -20,12 +24,13 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from faltung import ops  # noqa: E402
+from faltung import _device, ops  # noqa: E402
 from faltung.ops import image  # noqa: E402
 from faltung.ops import convolution, ctc, embedding, normalization, nn, pooling, resampling, rnn  # noqa: E402
 from reference import conv as ref_conv  # noqa: E402
 from reference import conv_transpose as ref_convt  # noqa: E402
 from reference import ctc as ref_ctc  # noqa: E402
+from reference import merging as ref_merge  # noqa: E402
 from reference import image_transform as ref_image  # noqa: E402
 from reference import nn as ref_nn  # noqa: E402
 from reference import pooling as ref_pool  # noqa: E402
@@ -935,3 +940,255 @@ def test_fuzz_ctc_decode(case):
         assert want is None or row == list(want), f"{family}: {row} vs {want}"
         assert abs(float(scores[i, 0]) - want_score) <= (1e-4 if dt == np.float32 else 1e-9) * (1 + abs(want_score))
     COUNTS[family]["matched"] += 1
+
+
+# -- device-resident entry points (the CUDA variant: tools/check_cuda.sh) ------------------------
+
+try:
+    from faltung import _cuda_host as HOST  # the CUDA kernels run on the CPU, over host memory
+except ImportError:
+    HOST = None
+RESIDENT = pytest.mark.skipif(HOST is None or _device._cuda_module() is None,
+                              reason="the CUDA variant only (built with FALTUNG_CUDA: tools/check_cuda.sh)")
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def on_device(a):
+    """a uploaded as it is (any dtype, any layout: the upload checks and copies it)."""
+    return None if a is None else HOST.DeviceArray(a)
+
+
+def one_float_dtype(*arrays_):
+    """Whether the arrays (None skipped) share one dtype the device kernels run in."""
+    dts = {a.dtype for a in arrays_ if a is not None}
+    return len(dts) == 1 and dts <= set(FLOATS)
+
+
+@st.composite
+def resident_dense_case(draw):
+    b, fin, fout = draw(st.integers(1, 4)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    breaker = draw(st.sampled_from([None] * 5 + ["kernel", "bias", "rank", "kernel_rank", "dtype"]))
+    xshape, kshape, bshape = (b, fin), (fin, fout), (fout,)
+    if breaker == "kernel":
+        kshape = (fin + 1, fout)
+    elif breaker == "bias":
+        bshape = (fout + 1,)
+    elif breaker == "rank":
+        xshape = (b, 1, fin)
+    elif breaker == "kernel_rank":
+        kshape = (fin,)
+    dt = draw(DTYPES)
+    wdt = draw(st.sampled_from([np.float32, np.float64])) if breaker == "dtype" else dt
+    x = draw(arrays(xshape, dt, scale=3.0))
+    w = draw(arrays(kshape, np.float64, special=False)).astype(wdt)
+    bias = draw(st.one_of(st.none(), arrays(bshape, np.float64, special=False)))
+    return x, w, None if bias is None else bias.astype(wdt), draw(st.sampled_from(["linear", "relu"]))
+
+
+@RESIDENT
+@FUZZ
+@given(resident_dense_case())
+def test_fuzz_resident_dense(case):
+    x, w, b, act = case
+    valid = (x.ndim == 2 and w.ndim == 2 and w.shape[0] == x.shape[1] and (b is None or b.shape == (w.shape[1],))
+             and one_float_dtype(x, w, b))
+    got = attempt("resident_dense", valid,
+                  lambda: HOST.resident.dense_forward(on_device(x), on_device(w), on_device(b), act))
+    if got is None:
+        return
+    y, z = got
+    dt = x.dtype
+    xs, ws, bs = seen(x, dt), seen(w, dt), None if b is None else seen(b, dt)
+    with np.errstate(invalid="ignore"):
+        want = ref_nn.dense(xs, ws, bs)
+        bound = ref_nn.dense(np.abs(xs), np.abs(ws), None if bs is None else np.abs(bs))
+    assert (z is None) == (act == "linear")
+    if z is not None:
+        assert_close("resident_dense", z.numpy(), want, bound, dt, count=False)
+        want = np.where(want < 0, 0.0, want)  # relu keeps NaN
+    assert_close("resident_dense", y.numpy(), want, bound, dt)
+
+
+@st.composite
+def resident_conv_case(draw):
+    """conv2d_forward's explicit geometry: valid paddings and output sizes are drawn from their
+    whole range (the output may end before or past the input's end), then maybe broken."""
+    n, h, w, groups = draw(st.integers(1, 2)), draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(
+        st.sampled_from([1, 1, 2]))
+    cg, k = draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.sampled_from([1, 1, 2])), draw(st.sampled_from([1, 1, 2]))
+    pt, pl = draw(st.integers(0, (kh - 1) * dh)), draw(st.integers(0, (kw - 1) * dw))
+    oh, ow = draw(st.integers(1, (h - 1 + pt) // sh + 1)), draw(st.integers(1, (w - 1 + pl) // sw + 1))
+    xshape, kshape, bshape = [n, h, w, groups * cg], [kh, kw, cg, k], (k,)
+    breaker = draw(st.sampled_from([None] * 6 + ["stride", "dilation", "groups", "channels", "pad", "out", "rank",
+                                                 "kernel_rank", "bias", "dtype"]))
+    if breaker == "stride":
+        sh = draw(st.integers(-1, 0))
+    elif breaker == "dilation":
+        dw = draw(st.integers(-1, 0))
+    elif breaker == "groups":
+        groups = draw(st.sampled_from([0, -1, 3]))
+    elif breaker == "channels":
+        xshape[-1] += 1
+    elif breaker == "pad":
+        pt = draw(st.sampled_from([-1, (kh - 1) * dh + 1]))
+    elif breaker == "out":
+        oh = draw(st.sampled_from([0, (h - 1 + pt) // sh + 2]))
+    elif breaker == "rank":
+        xshape = xshape[1:]
+    elif breaker == "kernel_rank":
+        kshape = kshape[1:]
+    elif breaker == "bias":
+        bshape = (k + 1,)
+    dt = draw(DTYPES)
+    x = draw(arrays(tuple(xshape), dt))
+    kern = draw(arrays(tuple(kshape), np.float64, special=False)).astype(
+        draw(st.sampled_from([np.float32, np.float64])) if breaker == "dtype" else dt)
+    b = draw(st.one_of(st.none(), arrays(bshape, np.float64, special=False)))
+    return x, kern, None if b is None else b.astype(kern.dtype), (sh, sw, pt, pl, oh, ow, dh, dw, groups)
+
+
+def resident_conv_valid(x, w, b, geom):
+    """The device conv's rules (check_conv2d_shape's, as the CPU kernels')."""
+    sh, sw, pt, pl, oh, ow, dh, dw, groups = geom
+    if x.ndim != 4 or w.ndim != 4 or groups < 1 or not one_float_dtype(x, w, b):
+        return False
+    (_, h, wd, c), (kh, kw, cg, k) = x.shape, w.shape
+    if cg * groups != c or k % groups or (b is not None and b.shape != (k,)):
+        return False
+    if min(sh, sw, dh, dw, oh, ow) < 1:
+        return False
+    return (0 <= pt <= (kh - 1) * dh and 0 <= pl <= (kw - 1) * dw and (oh - 1) * sh - pt <= h - 1
+            and (ow - 1) * sw - pl <= wd - 1)
+
+
+@RESIDENT
+@FUZZ
+@given(resident_conv_case())
+def test_fuzz_resident_conv2d(case):
+    x, w, b, geom = case
+    sh, sw, pt, pl, oh, ow, dh, dw, groups = geom
+    valid = resident_conv_valid(x, w, b, geom)
+    got = attempt("resident_conv2d", valid, lambda: HOST.resident.conv2d_forward(
+        on_device(x), on_device(w), on_device(b), sh, sw, pt, pl, oh, ow, dh, dw, groups))
+    if got is None:
+        return
+    dt = x.dtype
+    xs, ws = seen(x, dt), seen(w, dt)
+    h, wd, kh, kw = x.shape[1], x.shape[2], w.shape[0], w.shape[1]
+    pads = ((pt, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt), (pl, (ow - 1) * sw + (kw - 1) * dw + 1 - wd - pl))
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = ref_conv.conv2d(xs, ws, None if b is None else seen(b, dt), (sh, sw), pads, (dh, dw), groups)
+        bound = ref_conv.conv2d(np.abs(xs), np.abs(ws), None if b is None else np.abs(seen(b, dt)), (sh, sw), pads,
+                                (dh, dw), groups)
+    assert_close("resident_conv2d", got.numpy(), want, bound, dt)
+    if finite(xs):
+        dy = np.random.default_rng(x.size).uniform(-1, 1, want.shape).astype(dt)
+        dx, dk, db = HOST.resident.conv2d_backward(on_device(dy), on_device(x), on_device(w), sh, sw, pt, pl, dh, dw,
+                                                   groups)
+        lin = want - (0 if b is None else seen(b, dt))
+        scale = float(np.sum(np.abs(dy) * bound))
+        assert_adjoint("resident_conv2d", float(np.sum(dx.numpy() * xs)), float(np.sum(dy * lin)), scale, dt)
+        assert_adjoint("resident_conv2d", float(np.sum(dk.numpy() * ws)), float(np.sum(dy * lin)), scale, dt)
+        np.testing.assert_allclose(db.numpy(), dy.reshape(-1, dy.shape[-1]).sum(0), rtol=1e-4, atol=1e-4)
+
+
+MERGES = {"add": ref_merge.add, "subtract": ref_merge.subtract, "multiply": ref_merge.multiply,
+          "average": ref_merge.average, "maximum": ref_merge.maximum, "minimum": ref_merge.minimum}
+
+
+@st.composite
+def resident_merge_case(draw):
+    """Several inputs of one batch, each of the full shape or of lower rank and some sizes 1
+    (Keras's merge broadcasting), maybe broken."""
+    b = draw(st.integers(1, 3))
+    full = [draw(st.integers(1, 3)) for _ in range(draw(st.integers(1, 3)))]
+    shapes = []
+    for _ in range(draw(st.integers(1, 3))):
+        rank = draw(st.integers(0, len(full)))
+        shapes.append([b] + [draw(st.sampled_from([d, d, 1])) for d in full[:rank]])
+    breaker = draw(st.sampled_from([None] * 5 + ["batch", "size", "scalar", "empty", "dtype"]))
+    dts = [draw(DTYPES)] * len(shapes)
+    if breaker == "batch":
+        shapes[-1][0] += 1
+    elif breaker == "size" and len(shapes[-1]) > 1:
+        shapes[-1][-1] = 4
+    elif breaker == "scalar":
+        shapes[-1] = []
+    elif breaker == "empty":
+        shapes = []
+    elif breaker == "dtype":
+        dts[-1] = draw(st.sampled_from([np.float32, np.float64]))
+    xs = [draw(arrays(tuple(s), dt)) for s, dt in zip(shapes, dts)]
+    return xs, draw(st.sampled_from(sorted(MERGES)))
+
+
+def keras_broadcast(shapes):
+    """The merge's output shape (Keras's rule: size-1 axes after the batch, then numpy's), or
+    None when the shapes do not merge."""
+    if not shapes or min(len(s) for s in shapes) < 1 or len({s[0] for s in shapes}) != 1:
+        return None
+    rank = max(len(s) for s in shapes)
+    try:
+        return np.broadcast_shapes(*[s[:1] + (1,) * (rank - len(s)) + s[1:] for s in shapes])
+    except ValueError:
+        return None
+
+
+@RESIDENT
+@FUZZ
+@given(resident_merge_case())
+def test_fuzz_resident_merge(case):
+    xs, name = case
+    valid = keras_broadcast([x.shape for x in xs]) is not None and one_float_dtype(*xs) and (
+        name != "subtract" or len(xs) == 2)
+    got = attempt("resident_merge", valid, lambda: HOST.resident.merge(name, [on_device(x) for x in xs]))
+    if got is None:
+        return
+    dt = xs[0].dtype
+    seen_xs = [seen(x, dt) for x in xs]
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = MERGES[name](seen_xs)
+        bound = ref_merge.add([np.abs(x) for x in seen_xs]) if name != "multiply" else np.abs(want)
+    assert_close("resident_merge", got[0].numpy(), want, bound, dt)
+
+
+@st.composite
+def resident_concat_case(draw):
+    """Inputs of one shape but along `axis` (sizes 0 to 3 there), maybe broken."""
+    full = [draw(st.integers(1, 3)) for _ in range(draw(st.integers(1, 4)))]
+    axis = draw(st.integers(-len(full), len(full) - 1))
+    shapes = [full[:axis % len(full)] + [draw(st.integers(0, 3))] + full[axis % len(full) + 1:]
+              for _ in range(draw(st.integers(1, 3)))]
+    breaker = draw(st.sampled_from([None] * 5 + ["axis", "rank", "size", "empty", "dtype"]))
+    dts = [draw(DTYPES)] * len(shapes)
+    if breaker == "axis":
+        axis = draw(st.sampled_from([len(full), -len(full) - 1]))
+    elif breaker == "rank":
+        shapes[-1] = shapes[-1] + [1]
+    elif breaker == "size" and len(full) > 1:
+        shapes[-1][(axis + 1) % len(full)] += 1
+    elif breaker == "empty":
+        shapes = []
+    elif breaker == "dtype":
+        dts[-1] = draw(st.sampled_from([np.float32, np.float64]))
+    return [draw(arrays(tuple(s), dt)) for s, dt in zip(shapes, dts)], axis
+
+
+@RESIDENT
+@FUZZ
+@given(resident_concat_case())
+def test_fuzz_resident_concatenate(case):
+    xs, axis = case
+    shapes = [x.shape for x in xs]
+    rank = len(shapes[0]) if shapes else 0
+    valid = (bool(xs) and -rank <= axis < rank and all(len(s) == rank for s in shapes)
+             and all(s[:axis % rank] + s[axis % rank + 1:] == shapes[0][:axis % rank] + shapes[0][axis % rank + 1:]
+                     for s in shapes) and one_float_dtype(*xs))
+    got = attempt("resident_concatenate", valid, lambda: HOST.resident.concatenate([on_device(x) for x in xs], axis))
+    if got is None:
+        return
+    want = np.concatenate([seen(x, xs[0].dtype) for x in xs], axis)
+    assert_close("resident_concatenate", got.numpy(), want, np.abs(want), xs[0].dtype)

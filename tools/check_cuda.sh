@@ -6,7 +6,8 @@
 # code for both, finds cuBLAS in NVIDIA's wheel (installed into the venv) and reads its version,
 # then runs the CUDA tests in that venv: build_info and faltung.device report
 # what this machine lacks, and the kernel and device-resident tests run the host harness (and
-# the device, where a GPU exists; they skip with the reason here).
+# the device, where a GPU exists; they skip with the reason here); then the fuzzing of the
+# resident entry points (tests/test_fuzz_ops.py -k resident, on the host harness).
 # Without nvcc it says so and exits 0 (1 with FALTUNG_REQUIRE_CUDA=1).
 # Usage: tools/check_cuda.sh [pytest arguments]   PYTHON (default python3) creates the venv.
 set -euo pipefail
@@ -24,7 +25,7 @@ venv=$dir/venv
 if [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
-"$venv/bin/pip" install -q numpy scipy-openblas32 h5py pytest scikit-build-core pybind11 cmake ninja
+"$venv/bin/pip" install -q numpy scipy-openblas32 h5py pytest hypothesis scikit-build-core pybind11 cmake ninja
 # cuBLAS from NVIDIA's wheel (~450 MB download, cached by pip): faltung._cuda opens it at run time
 # (cpp/cuda/blas.hpp); the check below asks that it is found and its version read (no GPU needed).
 "$venv/bin/pip" install -q "nvidia-cublas>=13,<14"
@@ -61,3 +62,5 @@ cd - >/dev/null
   tests/test_cuda_resident_masks.py tests/test_cuda_resident_nested.py tests/test_cuda_resident_merges.py \
   tests/test_cuda_resident_states.py tests/test_cuda_resident_refusals.py tests/test_cuda_resident_rnn_dropout.py \
   tests/test_cuda_blas.py
+# the resident entry points' fuzzing (test_fuzz_ops's CPU families run in the ordinary suite)
+"$venv/bin/python" -m pytest -p no:cacheprovider "${@:--q}" tests/test_fuzz_ops.py -k resident

@@ -37,6 +37,7 @@
 #include <cstdint>
 
 #include "blas.hpp"
+#include "dense.cuh"
 #include "faltung/conv_shape.hpp"
 #include "hd.cuh"
 
@@ -284,20 +285,14 @@ struct Col2im {
   }
 };
 
-// out (P, K) += bias[k], then relu clamps. Thread per element.
+// The GEMM path's epilogue over out (P, K): += bias[k] (bias or nullptr), then relu clamps
+// (relu or linear: relu's defaults are the Forward body's v < 0 ? 0 : v, NaN kept).
 template <typename T>
-struct BiasRelu {
-  T* out;
-  const T* bias;
-  int64_t n, K;
-  bool relu;
-  FALTUNG_HD void operator()(Thread th) const {
-    const int64_t e = th.global();
-    if (e >= n) return;
-    const T v = bias ? out[e] + bias[e % K] : out[e];
-    out[e] = (relu && v < T(0)) ? T(0) : v;
-  }
-};
+dense::Epilogue<T> bias_act(T* out, const T* bias, int64_t P, int64_t K, bool relu) {
+  ew::ActSpec<T> act = dense::no_act<T>();
+  if (relu) act.kind = Act::relu;
+  return dense::Epilogue<T>{out, K, bias, nullptr, act, P, K};
+}
 
 // Whether forward/backward take the GEMM path (im2col + GEMM; GEMM alone when pointwise).
 template <class Exec>
@@ -322,7 +317,7 @@ void forward(Exec& ex, T* out, const T* inp, const T* weight, const T* bias, con
     ex.gemm(blas::RowGemm<T>{false, false, rows, s.K, L, T(1), pw ? inp : col, L, weight, s.K, T(0),
                              out + p0 * s.K, s.K});
   }
-  if (bias || relu) ex.launch(cover(P * s.K, block), BiasRelu<T>{out, bias, P * s.K, s.K, relu});
+  if (bias || relu) ex.launch(cover(P * s.K, block), bias_act(out, bias, P, s.K, relu));
 }
 template <class Exec, typename T>
 void backward_data(Exec& ex, T* dinp, const T* dout, const T* weight, const T* bias, const Conv2dShape& s,
@@ -334,7 +329,7 @@ void backward_data(Exec& ex, T* dinp, const T* dout, const T* weight, const T* b
   if (pointwise(s)) {  // dinp (P, C) = dout (P, K) W^T (K, C), + bias
     const int64_t P = s.N * s.H * s.W;
     ex.gemm(blas::RowGemm<T>{false, true, P, s.C, s.K, T(1), dout, s.K, weight, s.K, T(0), dinp, s.C});
-    if (bias) ex.launch(cover(P * s.C, block), BiasRelu<T>{dinp, bias, P * s.C, s.C, false});
+    if (bias) ex.launch(cover(P * s.C, block), bias_act(dinp, bias, P, s.C, false));
     return;
   }
   const int64_t P = s.N * s.OH * s.OW, L = col_row(s), chunk = col_chunk(s), HWC = s.H * s.W * s.C;

@@ -32,8 +32,8 @@ losses and optimizer at compile or on the first batch):
   Concatenate and Dot (any axes, normalize), shared layers, tensors read by several layers;
   masks from Masking and Embedding(mask_zero=True) (faltung.models.resident_graph),
   weighing the losses and metrics of the outputs they reach as the CPU Trainer's, and `mask=`
-  arguments that are model inputs; nested models (a Sequential or functional Model called as a
-  layer, also with a `mask=` of model inputs: its calls inlined into the outer graph, which then
+  arguments (model inputs or layers' outputs); nested models (a Sequential or functional Model
+  called as a layer, also with a `mask=`: its calls inlined into the outer graph, which then
   holds its weights: an inner model built on the device gives up its own Resident); no layers with several outputs (but
   Bidirectional's);
 - layers Dense, Conv1D/2D, DepthwiseConv1D/2D, SeparableConv1D/2D (every padding, stride,

@@ -15,7 +15,7 @@ compute_mask); Bidirectional's likewise (and its two directions with merge_mode=
 layers with several outputs or tensor keyword arguments raise NotImplementedError. A nested
 model (a Model or Sequential called as a layer) is inlined: its layer calls become steps of this
 graph (keyed apart per call of it), reading the tensors it is called on (with the masks of a
-`mask=` argument of model inputs instead of theirs when called with one, as the CPU's
+`mask=` argument instead of theirs when called with one, as the CPU's
 Model.forward), its outputs leaving without a mask (as the CPU's Model.compute_mask), and the
 `training=` of its call applying to the calls inside as the CPU's Model.forward applies it.
 
@@ -25,18 +25,21 @@ consume it (and pass it on with return_sequences), GlobalAveragePooling1D consum
 TimeDistributed and the layers that support masking pass it on; others drop it. Which tensors
 carry a mask is known when the graph is built: a mask reaching a layer the device cannot honour
 it for (layers that make or take masks the device does not run with one) raises
-NotImplementedError naming the layer then. A `mask=` argument that is a model input (uploaded
-as uint8) goes to a layer that takes a mask instead of its input's (as on the CPU; only the
-input's passes on); other `mask=` arguments raise NotImplementedError. Multiply, Maximum and
+NotImplementedError naming the layer then. A `mask=` argument (one tensor: a model input read
+as a mask only, uploaded as uint8, or any other tensor, made one as nonzero = keep, as the CPU
+layers read a mask) goes to a layer that takes a mask instead of its input's (as on the CPU; only the input's
+passes on); other `mask=` arguments raise NotImplementedError. Multiply, Maximum and
 Minimum use their inputs' masks in their values (merge.cuh), Add, Subtract, Average and Dot
-ignore them; the elementwise merges or their inputs' masks (broadcast as numpy broadcasts masks
-of equal rank; masks of different ranks raise NotImplementedError when they meet), Concatenate
+ignore them; the elementwise merges or their inputs' masks (broadcast as numpy broadcasts them,
+masks of different ranks aligned on the last axis, as Merge.compute_mask's np.logical_or; masks
+that do not broadcast raise ValueError naming the layer), Concatenate
 on the last axis or-s them and on another axis concatenates them along it (an input without a
 mask counting as all kept), as the CPU layers' compute_mask, and Dot's output has none. The
 model's outputs' masks come out of forward for the losses and metrics (faltung.models.resident).
 
-Model inputs read by Embedding layers stay on the host until the Embedding checks and uploads
-them (faltung.models.resident_seq.Indices); every other input is uploaded as a float array.
+Model inputs read by Embedding layers (also the first layers of a nested model called with
+`mask=`) stay on the host until the Embedding checks and uploads them
+(faltung.models.resident_seq.Indices); every other input is uploaded as a float array.
 """
 import numpy as np
 
@@ -146,7 +149,7 @@ class _Step:
         self.output = self.outputs[0]
         self.recorded = recorded + ((node.call_kwargs or {}).get("training"),)
         self.mask_in = False   # the input's mask goes to the first op (set by DeviceGraph)
-        self.mask_arg = None   # the tensor of a `mask=` argument (a model input), which it takes instead
+        self.mask_arg = None   # the tensor of a `mask=` argument, which it takes instead
         self.mask_out = None   # the output's mask: "make" (the first op's), "pass" (the input's) or None
         self.masked = self.outputs  # the outputs a passed mask goes to (a recurrent layer's states: none)
         self.n_states = 0      # `initial_state` states, which the first op takes: tensors (inputs[1:])
@@ -209,7 +212,7 @@ def _step_of(node, where, key=id, recorded=()):
         if not (isinstance(mask_arg, KerasTensor) and node.kwargs_tensors == [mask_arg] and
                 len(node.args_tensors) == 1 and not isinstance(layer, Merge)):
             raise NotImplementedError(f"{what} is called with a `mask=` argument the device cannot take yet (it "
-                                      "takes one tensor, a model input, for a layer that takes a mask)")
+                                      "takes one tensor, for a layer that takes a mask)")
         step = _Step(node, ops_for(layer), None, key, recorded)
         if not getattr(step.ops[0] if step.ops else None, "takes_mask", False):
             raise NotImplementedError(f"{what} is called with a `mask=` argument, which it does not take on the "
@@ -250,7 +253,7 @@ def _step_of(node, where, key=id, recorded=()):
 
 class _Entry(_Step):
     """Where a nested model called with `mask=` takes an input: the value as it is (no op), its
-    mask the argument's (`mask_arg`, a model input uploaded as uint8) or none, as the CPU's
+    mask the argument's (`mask_arg`, DeviceGraph._mask_arg) or none, as the CPU's
     Model.forward gives its graph the `mask=` argument's masks instead of the inputs'."""
 
     def __init__(self, node, outer_key, mask_key, key, recorded):
@@ -303,8 +306,8 @@ def _inline(graph, where, key=id, recorded=()):
         masks = _mask_args(node, inner)
         if inner is None or masks is None or len(node.args_tensors) != len(inner.inputs) or \
                 len(node.output_tensors) != len(inner.outputs):
-            raise NotImplementedError(f"{what} is called with tensor keyword arguments (but `mask=`: model inputs "
-                                      "or None, one per input of it) or on a structure of inputs or outputs that "
+            raise NotImplementedError(f"{what} is called with tensor keyword arguments (but `mask=`: tensors or "
+                                      "None, one per input of it) or on a structure of inputs or outputs that "
                                       "is not its own; not supported on the device")
         call = key(node.output_tensors[0])
         rec = recorded + ((node.call_kwargs or {}).get("training"),)
@@ -342,6 +345,7 @@ class DeviceGraph:
                 if t not in out_ids:
                     self.last_use[t] = i
         self.producer = {t: step for step in self.steps for t in step.outputs}
+        self._ones = {}
 
     def _plan_masks(self, where):
         """Which steps make, take and pass on masks (see the module's docstring)."""
@@ -408,30 +412,40 @@ class DeviceGraph:
         step.mask_in = True
 
     def _plan_indices(self, where):
-        """The model inputs Embedding layers read (kept on the host until they upload them)."""
+        """The model inputs Embedding layers read (kept on the host until they upload them), also
+        through the entries of nested models called with `mask=`, and the `mask=` arguments that
+        are model inputs read as masks only (uploaded as uint8 masks)."""
+        entries = {step.output: step for step in self.steps if isinstance(step, _Entry)}
+
+        def source(t):  # the tensor an entry passes on, through nested entries
+            while t in entries:
+                t = entries[t].inputs[0]
+            return t
         self.index_inputs = set()
         for step in self.steps:
             if step.ops and isinstance(step.ops[0], _Embedding):
-                if step.inputs[0] not in self.inputs:
+                if source(step.inputs[0]) not in self.inputs:
                     raise NotImplementedError(f"{where}: layer '{step.layer.name}' (Embedding) reads the output of "
                                               "another layer; on the device an Embedding reads a model input")
-                self.index_inputs.add(step.inputs[0])
-        self.mask_inputs = {step.mask_arg for step in self.steps if step.mask_arg is not None}
-        for step in self.steps:
-            if step.mask_arg is not None and step.mask_arg not in self.inputs:
-                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) takes a "
-                                          "`mask=` computed by another layer; on the device a `mask=` is a model "
-                                          "input")
-            if any(t in self.mask_inputs for t in step.inputs if t != step.mask_arg):
-                raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) reads "
-                                          "an input that is also a `mask=`; on the device such an input is a mask "
-                                          "only")
-        for step in self.steps:
-            if any(t in self.index_inputs for t in step.inputs) and not (
-                    step.ops and isinstance(step.ops[0], _Embedding)):
+                self.index_inputs.add(source(step.inputs[0]))
+        # (an input also read as a value, or an output, is uploaded as one; _mask_arg makes the mask)
+        as_value = {t for step in self.steps for i, t in enumerate(step.inputs) if i == 0 or t != step.mask_arg}
+        self.mask_inputs = {step.mask_arg for step in self.steps if step.mask_arg in self.inputs} - as_value - \
+            set(self.outputs)
+        for step in self.steps:  # (an entry passes an index input on to the Embedding inside)
+            reads = [source(t) in self.index_inputs for t in step.inputs]
+            feeds = isinstance(step, _Entry) or bool(step.ops) and isinstance(step.ops[0], _Embedding)
+            if any(reads[1:]) or reads[0] and not feeds:
                 raise NotImplementedError(f"{where}: layer '{step.layer.name}' ({type(step.layer).__name__}) reads "
                                           "an input that an Embedding also reads; on the device such an input "
                                           "feeds Embedding layers only")
+
+    def _mask_arg(self, res, values, t):
+        """The value of the `mask=` argument `t` as a uint8 mask: a model input read as a mask only
+        comes uploaded as one; another tensor is made one, nonzero = keep, as the CPU layers read
+        a mask."""
+        v = values[t]
+        return v if t in self.mask_inputs else res.r.masking_mask(v.reshape(tuple(v.shape) + (1,)), 0.0)
 
     def upload(self, res, xs):
         """The model's inputs for forward: Indices for those Embedding layers read, uint8 masks
@@ -457,6 +471,7 @@ class DeviceGraph:
         logits under a softmax)."""
         values = dict(zip(self.inputs, xs))
         masks = {}
+        self._ones = {}  # the all-kept masks of this batch, by shape and dtype (_ones_of)
         saved = []
         for i, step in enumerate(self.steps):
             mode = step.mode(training)
@@ -475,7 +490,7 @@ class DeviceGraph:
                 for j, op in enumerate(self._chain(step, stop)):
                     kw = {}
                     if j == 0 and step.mask_in:
-                        kw["mask"] = in_mask if step.mask_arg is None else values[step.mask_arg]
+                        kw["mask"] = in_mask if step.mask_arg is None else self._mask_arg(res, values, step.mask_arg)
                     if j == 0 and step.n_states:
                         kw["initial_state"] = step.initial_state(res, values, y.shape[0])
                     y, si = op.forward(res, y, mode, **kw)
@@ -485,7 +500,7 @@ class DeviceGraph:
                 if step.mask_out == "pass" and in_mask is not None:
                     masks.update((t, in_mask) for t in step.masked)
                 elif step.mask_out == "arg":  # a nested model's input, its `mask=` argument's mask
-                    masks[step.output] = values[step.mask_arg]
+                    masks[step.output] = self._mask_arg(res, values, step.mask_arg)
             if len(step.outputs) > 1:
                 values.update(zip(step.outputs, y))
             else:
@@ -498,28 +513,42 @@ class DeviceGraph:
                     masks.pop(t, None)
         return [values[t] for t in self.outputs], saved, [masks.get(t) for t in self.outputs]
 
-    @staticmethod
-    def _or_masks(res, step, ms, shape):
+    def _ones_of(self, res, shape, dtype):
+        """An all-ones DeviceArray (an all-kept mask, uint8 or float), uploaded once per shape and
+        dtype in a forward pass: constant in a batch, read but never written (so a forward in
+        another thread may share them)."""
+        key = (tuple(shape), np.dtype(dtype).str)
+        if key not in self._ones:
+            self._ones[key] = res.DeviceArray(np.ones(key[0], dtype))
+        return self._ones[key]
+
+    def _or_masks(self, res, step, ms, shape):
         """The output mask of a merge (the CPU's compute_mask): the inputs' masks or-ed,
-        broadcast as numpy broadcasts them (masks of equal rank), an input without one counting
-        as all kept (Concatenate on the last axis)."""
+        broadcast as numpy broadcasts them (ranks aligned on the last axis), an input without
+        one counting as all kept (Concatenate on the last axis)."""
         if any(m is None for m in ms):
-            return res.DeviceArray(np.ones(shape, np.uint8))
+            return self._ones_of(res, shape, np.uint8)
         if all(tuple(m.shape) == tuple(ms[0].shape) for m in ms):
             out = ms[0]
             for m in ms[1:]:
                 out = out if m is out else res.r.mask_or(out, m)  # one mask read twice: itself
             return out
-        if len({len(m.shape) for m in ms}) != 1:
-            raise NotImplementedError(f"Layer '{step.layer.name}' ({type(step.layer).__name__}): masks of shapes "
-                                      f"{', '.join(str(tuple(m.shape)) for m in ms)} (of different ranks) do not "
-                                      "combine on the device yet")
-        # broadcast: the masks as 0/1 floats added by the merge kernel (which broadcasts), then != 0
-        summed, _ = res.r.merge("add", [DeviceGraph._float_mask(res, m, m.shape) for m in ms], None)
-        return res.r.masking_mask(summed, 0.0)
+        shapes = [tuple(m.shape) for m in ms]
+        try:
+            out = np.broadcast_shapes(*shapes)
+        except ValueError:
+            raise ValueError(f'Layer "{step.layer.name}" ({type(step.layer).__name__}): the masks of its inputs, of '
+                             f"shapes {', '.join(map(str, shapes))}, do not broadcast together (the or of masks "
+                             "broadcasts as numpy does, aligned on the last axis)") from None
+        # broadcast: the masks as 0/1 floats added by the merge kernel (which broadcasts), then != 0;
+        # numpy aligns masks of different ranks on the last axis: each gets leading 1-axes, and all
+        # a leading 1-axis for the kernel's batch, which it does not broadcast
+        fs = [self._float_mask(res, m, m.shape).reshape((1,) * (len(out) + 1 - len(sh)) + sh + (1,))
+              for m, sh in zip(ms, shapes)]
+        summed, _ = res.r.merge("add", fs, None)
+        return res.r.masking_mask(summed, 0.0).reshape(out)
 
-    @staticmethod
-    def _concat_masks(res, step, ms, xs, axis):
+    def _concat_masks(self, res, step, ms, xs, axis):
         """The output mask of Concatenate on an axis but the last (the CPU's compute_mask): the
         inputs' masks concatenated along it, an input without one counting as all kept; each
         mask has its input's shape but the last axis."""
@@ -529,14 +558,13 @@ class DeviceGraph:
                                           f"for an input of shape {tuple(x.shape)} does not concatenate on the "
                                           "device yet (it takes masks of the input's shape but the last axis)")
         # as 0/1 floats of shape (..., 1): concatenated by the float kernel, then != 0 along the 1
-        fs = [DeviceGraph._float_mask(res, m, tuple(x.shape[:-1])) for m, x in zip(ms, xs)]
+        fs = [self._float_mask(res, m, tuple(x.shape[:-1])) for m, x in zip(ms, xs)]
         return res.r.masking_mask(res.r.concatenate(fs, axis), 0.0)
 
-    @staticmethod
-    def _float_mask(res, m, shape):
+    def _float_mask(self, res, m, shape):
         """The uint8 mask `m` of `shape` (None: all kept) as 0/1 in the model's float dtype, of
         shape (*shape, 1)."""
-        ones = res.DeviceArray(np.ones(tuple(shape) + (1,), res.dtype))
+        ones = self._ones_of(res, tuple(shape) + (1,), res.dtype)
         return ones if m is None else res.r.apply_mask(ones, m)
 
     def backward(self, res, saved, dys, stop=frozenset()):
