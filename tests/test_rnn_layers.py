@@ -8,6 +8,7 @@ import pytest
 import faltung
 from faltung import layers as L
 from reference.gradcheck import central_difference
+from reference.rnn import _run
 
 CLASSES = [L.SimpleRNN, L.LSTM, L.GRU]
 N_STATES = {L.SimpleRNN: 1, L.LSTM: 2, L.GRU: 1}
@@ -156,26 +157,88 @@ def test_config_round_trip_and_keras_file(tmp_path):
     assert clone.reset_after is False and clone.units == 4
 
 
-class MinimalCell:
-    """A Keras-style user cell (Keras's RNN docstring example), in numpy."""
-    state_size = 3
+class MinimalRNNCell(L.Layer):
+    """Keras's custom-cell example (keras.layers.RNN's docstring), keras.ops -> faltung.ops."""
 
-    def __init__(self):
-        self.w = np.full((2, 3), 0.1, np.float32)
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                      initializer="uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                initializer="uniform", name="recurrent_kernel")
 
     def call(self, inputs, states):
-        h = np.tanh(inputs @ self.w + states[0] if isinstance(states, list) else states)
-        return h, [h]
+        prev_output = states[0]
+        h = faltung.ops.matmul(inputs, self.kernel)
+        output = h + faltung.ops.matmul(prev_output, self.recurrent_kernel)
+        return output, [output]
 
 
-def test_user_cell_runs_for_inference_and_refuses_training():
-    layer = L.RNN(MinimalCell(), return_sequences=True)
-    inp = L.Input((4, 2))
-    model = faltung.Model(inp, layer(inp))
-    assert model.predict(_x(2, 4, 2), verbose=0).shape == (2, 4, 3)
+class TwoStateCell:
+    """A plain-object cell with two states: h' = tanh(x W + h U + c), c' = c / 2 + h'."""
+    state_size = [3, 3]
+
+    def __init__(self):
+        rng = np.random.default_rng(7)
+        self.w, self.u = rng.normal(size=(2, 3)) * 0.5, rng.normal(size=(3, 3)) * 0.5
+
+    def call(self, inputs, states):
+        h, c = states
+        h = faltung.ops.tanh(faltung.ops.dot(inputs, self.w) + faltung.ops.dot(h, self.u) + c)
+        return h, [h, c / 2 + h]
+
+
+def _user_cell_reference(cell, x, states, mask, go_backwards):
+    """The cell's step written again in float64 numpy, run by the reference's Keras loop."""
+    if isinstance(cell, TwoStateCell):
+        def step(x_t, b, s):
+            h = np.tanh(x_t @ cell.w + s[0] @ cell.u + s[1])
+            return h, s[1] / 2 + h
+    else:
+        W, U = (np.float64(v.value) for v in (cell.kernel, cell.recurrent_kernel))
+
+        def step(x_t, b, s):
+            return (x_t @ W + s[0] @ U,)
+    return _run(step, np.float64(x), tuple(np.float64(s) for s in states), mask, go_backwards,
+                False)
+
+
+@pytest.mark.parametrize("two", [False, True], ids=["one_state", "two_states"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_user_cell_matches_a_numpy_loop(two, go_backwards, masked):
+    """RNN(cell) over a user-written cell (Keras's protocol: states is a list even with one
+    state): sequences, final states, masks and go_backwards against the reference loop."""
+    cell = TwoStateCell() if two else MinimalRNNCell(3)
+    layer = L.RNN(cell, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    x = _x(2, 5, 2)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool) if masked else None
+    states = [_x(2, 3, seed=1 + i) for i in range(1 + two)]
+    out = layer(x, mask=mask, initial_state=states)
+    hs, finals = _user_cell_reference(cell, x, states, mask, go_backwards)
+    assert len(out) == 2 + two
+    assert np.allclose(out[0], hs, atol=1e-5)
+    for got, want in zip(out[1:], finals):
+        assert np.allclose(got, want, atol=1e-5)
+    last = L.RNN(cell, go_backwards=go_backwards)(x, mask=mask, initial_state=states)
+    assert np.allclose(last, finals[0], atol=1e-5)  # the last output is the final h here
+
+
+def test_user_cell_runs_in_a_model_and_refuses_training():
+    cell = MinimalRNNCell(3, name="minimal")
+    inp = L.Input((None, 2))
+    model = faltung.Model(inp, L.RNN(cell)(inp))
+    x = _x(2, 4, 2)
+    hs, (h,) = _user_cell_reference(cell, x, [np.zeros((2, 3))], None, False)
+    assert np.allclose(model.predict(x, verbose=0), h, atol=1e-6)
+    assert [w.path for w in model.weights] == ["minimal/kernel", "minimal/recurrent_kernel"]
     model.compile("sgd", "mse")
     with pytest.raises(ValueError, match="cannot train through the user-written cell"):
-        model.train_on_batch(_x(2, 4, 2), np.zeros((2, 4, 3), np.float32))
+        model.train_on_batch(x, np.zeros((2, 3), np.float32))
 
 
 def test_rnn_of_builtin_cell_equals_the_layer():

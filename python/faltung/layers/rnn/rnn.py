@@ -9,9 +9,12 @@ zeros with zero_output_for_mask), dropout and recurrent_dropout (one mask per se
 across time; faltung shares the recurrent mask across the gates, where Keras draws one per
 gate), `unroll` accepted and ignored (the C++ loop is already one call).
 
-A user-written cell (any object with `call(inputs, states)` and `state_size`) runs in a
-Python loop for inference; training through it raises a clear error (faltung has no
-autograd to differentiate arbitrary Python).
+A user-written cell (any object with `call(inputs, states)` and `state_size`, Keras's
+custom-cell protocol: `states` is a list even for one state, the cell returns
+(output, new_states)) runs in a Python loop for inference, with masks, go_backwards,
+return_state and stateful; training through it raises a clear error (faltung has no
+autograd to differentiate arbitrary Python). Such cells may use numpy or faltung.ops
+(`matmul`, `dot`, `tanh`, `sigmoid`, ...).
 """
 import numpy as np
 
@@ -86,6 +89,7 @@ class RNN(Composite):
         shape = self._sequence_shape(input_shape)
         if isinstance(self.cell, Layer) and not self.cell.built:
             self.cell.build((shape[0], shape[2]))
+            self.cell.built = True  # as Keras: a user cell's build need not call super().build
         if self.stateful:
             if shape[0] is None:
                 raise ValueError("When using `stateful=True` in a RNN, the batch size must be "
@@ -257,13 +261,17 @@ class RNN(Composite):
         outs, prev = [], None
         steps = range(T - 1, -1, -1) if self.go_backwards else range(T)
         for t in steps:
-            out, new = self.cell.call(x[:, t], states if len(states) > 1 else states[0])
+            out, new = self.cell.call(x[:, t], list(states))  # a list even for one state (Keras)
             new = list(new) if isinstance(new, (list, tuple)) else [new]
             out, new = np.asarray(out, np.float32), [np.asarray(s, np.float32) for s in new]
             if mask is not None:
                 keep = mask[:, t][:, None]
                 new = [np.where(keep, n, s) for n, s in zip(new, states)]
-                fallback = np.zeros_like(out) if self.zero_output_for_mask or prev is None else prev
+                # as the built-in layers (and Keras's jax/numpy loop): the carried h, states[0];
+                # a cell whose output is not shaped like it repeats its previous output
+                carried = states[0] if states[0].shape == out.shape else prev
+                fallback = np.zeros_like(out) if self.zero_output_for_mask or carried is None \
+                    else carried
                 out = np.where(keep, out, fallback)
             states, prev = new, out
             outs.append(out)
