@@ -108,6 +108,44 @@ def test_stateful_batches_continue_the_sequence(cls):
         part(x[:1, :3])
 
 
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("seq", [False, True])
+def test_stateful_gradients_over_two_batches(cls, seq):
+    """Two consecutive stateful training batches: the second starts from the first's final
+    states (carried), and its gradients (inputs and weights) treat those states as constants
+    (Keras keeps them in variables: no gradient flows across batches). Central differences
+    of each batch's sum(out * r) with the states it starts from held fixed."""
+    layer = cls(3, return_sequences=seq, stateful=True)
+    model = faltung.Sequential([L.Input(batch_shape=(2, 4, 3)), layer])
+    xs = [_x(2, 4, 3, seed=30), _x(2, 4, 3, seed=31)]
+    rng = np.random.default_rng(32)
+    rs = [rng.normal(size=model.output_shape).astype(np.float32) for _ in xs]
+    weights = model.trainable_weights
+    starts, grads = [], []
+    for x, r in zip(xs, rs):
+        starts.append([s.copy() for s in layer.states])
+        model.forward(x, training=True)
+        grads.append([model.backward(r, need_dx=True)] + [v.grad.copy() for v in weights])
+    assert np.any(starts[1][0])  # the second batch started where the first ended
+
+    for x, r, start, g in zip(xs, rs, starts, grads):
+        def f():
+            layer.reset_states(start)
+            return float((r.astype(np.float64) * model.forward(x)).sum())
+        for arr, grad in zip([x] + [v.value for v in weights], g):
+            for idx in [tuple(rng.integers(0, n) for n in arr.shape) for _ in range(3)]:
+                assert grad[idx] == pytest.approx(central_difference(f, arr, idx, 1e-2),
+                                                  rel=3e-2, abs=3e-3)
+
+    def through_both():  # the second batch's loss if gradients did flow across the batches
+        layer.reset_states(starts[0])
+        model.forward(xs[0])
+        return float((rs[1].astype(np.float64) * model.forward(xs[1])).sum())
+    w = weights[1].value  # the recurrent kernel: the carried h feeds it at the first step
+    full = np.array([central_difference(through_both, w, idx, 1e-2) for idx in np.ndindex(w.shape)])
+    assert not np.allclose(full, grads[1][2].ravel(), rtol=3e-2, atol=3e-3)
+
+
 def test_stateful_training_carries_state_and_reset_clears_it():
     model = faltung.Sequential([L.Input(batch_shape=(4, 5, 2)), L.LSTM(3, stateful=True),
                                 L.Dense(1)])
