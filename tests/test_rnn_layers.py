@@ -104,7 +104,10 @@ def test_stateful_batches_continue_the_sequence(cls):
     assert np.allclose(np.concatenate([part(x[:, :3]), part(x[:, 3:])], 1), whole, atol=1e-6)
     part.reset_states()
     assert np.allclose(part(x[:, :3]), whole[:, :3], atol=1e-6)
-    with pytest.raises(ValueError, match="batch size of the input sequences must be the same"):
+    with pytest.raises(ValueError, match=rf"Layer {part.name}: .*batch size of the input sequences "
+                                         r"must be the same.* Expected an input of shape \(2, 3, 3\) "
+                                         r"\(the carried states have shape \(2, 4\)\), received "
+                                         r"shape \(1, 3, 3\)"):
         part(x[:1, :3])
 
 

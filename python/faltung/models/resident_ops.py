@@ -467,7 +467,7 @@ class _Recurrent(_LayerOp):
         c = self.layer.cell
         return res.array(c.kernel), res.array(c.recurrent_kernel), (res.array(c.bias) if c.bias is not None else None)
 
-    def _initial(self, res, batch, initial_state):
+    def _initial(self, res, input_shape, initial_state):
         """The states the recursion starts from: given, carried (stateful) or None (zeros)."""
         l = self.layer
         if initial_state is not None or not l.stateful:
@@ -475,10 +475,7 @@ class _Recurrent(_LayerOp):
         carried = l.__dict__.get("_device_states")
         if carried is None:
             carried = [res.DeviceArray(s, res.dtype) for s in l.states]
-        if carried[0].shape[0] != batch:  # the CPU layer's words
-            raise ValueError("If an RNN is stateful, the batch size of the input sequences must be the same as "
-                             f"the batch size of the initial state. \n- Expected batch size: {carried[0].shape[0]}"
-                             f"\n- Received batch size: {batch}")
+        l._check_stateful_batch(input_shape, carried[0].shape)  # the CPU layer's words
         return carried
 
     def _dropout_masks(self, res, x, training):
@@ -502,7 +499,7 @@ class _Recurrent(_LayerOp):
         m = res.r.reverse_mask(mask) if mask is not None and l.go_backwards else mask
         opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask, recurrent_mask=rdp)
         out = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
-                                                       initial_state=self._initial(res, x.shape[0], initial_state),
+                                                       initial_state=self._initial(res, x.shape, initial_state),
                                                        **opts)
         hs, finals, ws = out[0], list(out[1:-1]), out[-1]  # finals: h_T (and c_T)
         if l.stateful:

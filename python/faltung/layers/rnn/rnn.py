@@ -165,6 +165,16 @@ class RNN(Composite):
             out.append(s)
         return out
 
+    def _check_stateful_batch(self, input_shape, state_shape):
+        """A stateful layer takes batches of the size of its carried states, else ValueError
+        (Keras's words, and the layer and shapes; the device-resident path raises it too)."""
+        if input_shape[0] != state_shape[0]:
+            raise ValueError(f"Layer {self.name}: if an RNN is stateful, the batch size of the input "
+                             "sequences must be the same as the batch size of the initial state. "
+                             f"Expected an input of shape {(state_shape[0],) + tuple(input_shape[1:])}"
+                             f" (the carried states have shape {tuple(state_shape)}), received "
+                             f"shape {tuple(input_shape)}.")
+
     def _check_mask(self, mask, x):
         if mask is None:
             return None
@@ -193,11 +203,7 @@ class RNN(Composite):
         if given:
             states = self._check_states(initial_state, batch)
         elif self.stateful:
-            if self.states[0].shape[0] != batch:
-                raise ValueError("If an RNN is stateful, the batch size of the input sequences "
-                                 "must be the same as the batch size of the initial state. \n"
-                                 f"- Expected batch size: {self.states[0].shape[0]}\n"
-                                 f"- Received batch size: {batch}")
+            self._check_stateful_batch(x.shape, self.states[0].shape)
             states = [s.copy() for s in self.states]
         else:
             states = [None] * len(self.state_size)
