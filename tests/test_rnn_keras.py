@@ -103,3 +103,24 @@ def test_user_cell_matches_keras(go_backwards):
     mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
     for a, b in zip(mine(x), ref):
         assert np.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "Bidirectional"])
+def test_activity_regularizer_matches_keras_losses(layer):
+    from faltung.layers.layer import CallContext, collect_activity_losses, run_forward
+    x = np.random.default_rng(4).normal(size=(3, 5, 2)).astype(np.float32)
+
+    def make(lib):
+        reg = lib.regularizers.L1L2(l1=0.1, l2=0.4)
+        if layer == "LSTM":
+            return lib.layers.LSTM(4, return_state=True, activity_regularizer=reg)
+        return lib.layers.Bidirectional(lib.layers.GRU(4, activity_regularizer=reg), merge_mode="ave",
+                                        activity_regularizer=reg)
+    theirs, mine = make(keras), make(faltung)
+    theirs(x)
+    mine(x)
+    mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
+    with collect_activity_losses() as got:
+        run_forward(mine, CallContext(), x)  # as a model's layer call
+    want = sorted(float(keras.ops.convert_to_numpy(v)) for v in theirs.losses)
+    assert np.allclose(sorted(got), want, rtol=1e-5)

@@ -316,6 +316,79 @@ def test_bad_input_names_the_layer_and_shapes():
         L.SimpleRNN(0)
 
 
+ACTIVITY_CASES = {  # name -> (layer, the outputs its penalty covers, from its call's outputs)
+    "SimpleRNN": lambda reg: L.SimpleRNN(3, activity_regularizer=reg),
+    "LSTM-return_state": lambda reg: L.LSTM(3, return_state=True, activity_regularizer=reg),
+    "GRU-sequences": lambda reg: L.GRU(3, return_sequences=True, activity_regularizer=reg),
+    "Bidirectional-sum": lambda reg: L.Bidirectional(L.LSTM(3), merge_mode="sum",
+                                                     activity_regularizer=reg),
+}
+
+
+@pytest.mark.parametrize("case", ACTIVITY_CASES)
+def test_activity_regularizer_adds_to_the_loss_and_its_gradient(case):
+    """Keras: the loss gains activity_regularizer(output) / batch size for every output of the
+    layer (states too with return_state), in train and test steps; the gradient too."""
+    from faltung.layers.layer import collect_activity_losses
+    faltung.utils.set_random_seed(5)
+    reg = faltung.regularizers.L1L2(l1=0.3, l2=0.7)
+    layer = ACTIVITY_CASES[case](reg)
+    inp = L.Input((4, 3))
+    outs = layer(inp)
+    head = outs[0] if isinstance(outs, list) else outs
+    model = faltung.Model(inp, head)
+    model.compile("sgd", "mse")
+    x, y = _x(2, 4, 3, seed=40), _x(*((2, 4, 3) if "sequences" in case else (2, 3)), seed=41)
+    values = layer(x)
+    values = values if isinstance(values, list) else [values]
+    penalty = sum(0.3 * np.abs(v).sum() / 2 + 0.7 * (np.float64(v) ** 2).sum() / 2 for v in values)
+    mse = float(np.mean((np.float64(values[0]) - y) ** 2))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(mse + penalty, rel=1e-5)
+    assert model.train_on_batch(x, y) == pytest.approx(mse + penalty, rel=1e-5)
+
+    r = np.random.default_rng(42).normal(size=y.shape).astype(np.float32)
+    with collect_activity_losses():
+        model.forward(x, training=True)
+    grads = [model.backward(r, need_dx=True)] + [v.grad.copy() for v in model.trainable_weights]
+
+    def f():
+        with collect_activity_losses() as activity:
+            out = model.forward(x)
+        return float((r.astype(np.float64) * out).sum()) + sum(activity)
+    rng = np.random.default_rng(43)
+    for arr, g in zip([x] + [v.value for v in model.trainable_weights], grads):
+        for idx in [tuple(rng.integers(0, n) for n in arr.shape) for _ in range(3)]:
+            assert g[idx] == pytest.approx(central_difference(f, arr, idx, 1e-3), rel=3e-2, abs=3e-3)
+
+
+def test_dense_activity_regularizer_is_the_same_mechanism():
+    dense = L.Dense(2, activity_regularizer=faltung.regularizers.L2(0.5))
+    model = faltung.Sequential([L.Input((3,)), dense])
+    model.compile("sgd", "mse")
+    x, y = _x(4, 3), _x(4, 2, seed=1)
+    out = np.float64(dense(x))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(
+        np.mean((out - y) ** 2) + 0.5 * (out ** 2).sum() / 4, rel=1e-5)
+
+
+def test_activity_regularizer_in_the_config_and_keras_file(tmp_path):
+    pytest.importorskip("h5py")
+    model = faltung.Sequential([L.Input((4, 3)), L.GRU(3, return_sequences=True, activity_regularizer="l2"),
+                                L.Bidirectional(L.LSTM(2), activity_regularizer=faltung.regularizers.L1(0.2))])
+    for layer in model.layers:
+        cfg = layer.get_config()
+        assert cfg["activity_regularizer"] == faltung.regularizers.serialize(layer.activity_regularizer)
+        assert type(type(layer).from_config(cfg).activity_regularizer) is type(layer.activity_regularizer)
+    model.compile("sgd", "mse")
+    path = tmp_path / "act.keras"
+    model.save(path)
+    back = faltung.models.load_model(path)
+    assert back.layers[1].activity_regularizer.l1 == pytest.approx(0.2)
+    x, y = _x(2, 4, 3), _x(2, 4, seed=1)
+    assert back.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)
+    assert L.LSTM(2).get_config()["activity_regularizer"] is None
+
+
 def test_lstm_learns_fashion_mnist_rows():
     try:
         (x, y), (xt, yt) = faltung.datasets.fashion_mnist.load_data()

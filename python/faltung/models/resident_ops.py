@@ -556,6 +556,7 @@ def _unsupported(layer, what):
 def ops_for(layer):
     """The ops of one layer, or NotImplementedError naming it."""
     from faltung import layers as L
+    from faltung.layers.layer import Composite
     from faltung.models.resident_seq import SEQ_LAYERS, seq_ops
     kind = type(layer)
     activation_layers = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax)
@@ -577,7 +578,8 @@ def ops_for(layer):
     for v in layer.weights:
         if v.regularizer is not None or v.constraint is not None:
             raise _unsupported(layer, f"the regularizer or constraint of weight '{v.name}'")
-    if getattr(layer, "activity_regularizer", None) is not None:
+    inner = layer._inner_layers() if isinstance(layer, Composite) else []
+    if any(getattr(l, "activity_regularizer", None) is not None for l in [layer] + inner):
         raise _unsupported(layer, "an activity_regularizer")
     if getattr(layer, "data_format", "channels_last") != "channels_last" and len(layer.input_shape) > 2:
         raise _unsupported(layer, f"data_format={layer.data_format!r}")

@@ -18,7 +18,7 @@ autograd to differentiate arbitrary Python). Such cells may use numpy or faltung
 """
 import numpy as np
 
-from faltung import backend, initializers
+from faltung import backend, initializers, regularizers
 from faltung.layers.layer import Composite, Layer
 from faltung.layers.rnn.cells import _Cell
 
@@ -38,6 +38,9 @@ class RNN(Composite):
             (needs a fixed batch size); `reset_states()` zeroes them.
         unroll: accepted for Keras compatibility; no effect.
         zero_output_for_mask: masked steps output zeros instead of the previous output.
+        activity_regularizer: penalty on the layer's outputs (the states too with
+            return_state), over the batch size, added to the loss as Keras does
+            (faltung.layers.layer.collect_activity_losses).
 
     Call arguments: `inputs` (batch, time, features) (bool/int inputs are cast to float32),
     `initial_state` (a list of (batch, units) arrays or tensors), `mask` (batch, time),
@@ -45,7 +48,8 @@ class RNN(Composite):
     """
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
-                 stateful=False, unroll=False, zero_output_for_mask=False, **kwargs):
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 activity_regularizer=None, **kwargs):
         if isinstance(cell, (list, tuple)):
             raise ValueError("RNN: faltung does not support stacked cells (a list of cells) "
                              "yet; stack RNN layers instead.")
@@ -60,6 +64,7 @@ class RNN(Composite):
         self.stateful = bool(stateful)
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.states = None
         self._rng = None
         size = cell.state_size
@@ -292,7 +297,8 @@ class RNN(Composite):
         cfg = super().get_config()
         cfg.update(return_sequences=self.return_sequences, return_state=self.return_state,
                    go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
-                   zero_output_for_mask=self.zero_output_for_mask)
+                   zero_output_for_mask=self.zero_output_for_mask,
+                   activity_regularizer=regularizers.serialize(self.activity_regularizer))
         if type(self) is RNN:
             cfg["cell"] = serialize_layer(self.cell)
         return cfg
