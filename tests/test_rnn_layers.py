@@ -8,6 +8,7 @@ import pytest
 import faltung
 from faltung import layers as L
 from reference.gradcheck import central_difference
+from reference import rnn as rnn_ref
 from reference.rnn import _run
 
 CLASSES = [L.SimpleRNN, L.LSTM, L.GRU]
@@ -453,6 +454,43 @@ def test_bidirectional_equals_forward_and_reversed_backward_layers():
     bwd.set_weights(bi.get_weights()[3:])
     assert np.allclose(y, np.concatenate([fwd(x), bwd(x)[:, ::-1]], -1), atol=1e-6)
     assert bi.weights[0] is bi.forward_layer.cell.kernel
+
+
+def _reference_direction(layer, x):
+    """One direction of a Bidirectional by the float64 numpy reference on its own weights: the
+    last output, or the sequence in input order (a go_backwards one flipped back)."""
+    fn = {L.SimpleRNN: rnn_ref.simple_rnn, L.LSTM: rnn_ref.lstm, L.GRU: rnn_ref.gru}[type(layer)]
+    kw = dict(reset_after=layer.reset_after) if isinstance(layer, L.GRU) else {}
+    hs, h_last = fn(x, *layer.get_weights(), go_backwards=layer.go_backwards, **kw)[:2]
+    if not layer.return_sequences:
+        return h_last
+    return hs[:, ::-1] if layer.go_backwards else hs
+
+
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("seq", [False, True])
+@pytest.mark.parametrize("backward", ["copy", "GRU"])
+def test_bidirectional_merge_modes_against_the_reference(mode, seq, backward):
+    """Each merge mode of the two directions, computed from the float64 reference of each (the
+    backward one on the reversed input): the default copy of the layer, or an explicit
+    `backward_layer` of another kind (a GRU under an LSTM)."""
+    back = L.GRU(3, return_sequences=seq, go_backwards=True) if backward == "GRU" else None
+    bi = L.Bidirectional(L.LSTM(3, return_sequences=seq), merge_mode=mode, backward_layer=back)
+    x = _x(2, 5, 4, seed=50)
+    bi(x)
+    rng = np.random.default_rng(51)
+    bi.set_weights([rng.normal(size=w.shape) * 0.5 for w in bi.get_weights()])
+    f = _reference_direction(bi.forward_layer, x)
+    b = _reference_direction(bi.backward_layer, x)
+    want = {"concat": [np.concatenate([f, b], -1)], "sum": [f + b], "mul": [f * b],
+            "ave": [(f + b) / 2], None: [f, b]}[mode]
+    got = bi(x)
+    got = got if isinstance(got, list) else [got]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and np.allclose(g, w, atol=1e-5)
+    if backward == "GRU":
+        assert isinstance(bi.backward_layer, L.GRU) and bi.backward_layer is back
 
 
 def test_bidirectional_masks_and_initial_state_gradients():
