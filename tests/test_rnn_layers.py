@@ -323,6 +323,9 @@ ACTIVITY_CASES = {  # name -> (layer, the outputs its penalty covers, from its c
     "GRU-sequences": lambda reg: L.GRU(3, return_sequences=True, activity_regularizer=reg),
     "Bidirectional-sum": lambda reg: L.Bidirectional(L.LSTM(3), merge_mode="sum",
                                                      activity_regularizer=reg),
+    # the inner layers' own: the backward direction's output feeds no loss but its penalty
+    "Bidirectional-None-inner": lambda reg: L.Bidirectional(L.LSTM(3, activity_regularizer=reg),
+                                                            merge_mode=None),
 }
 
 
@@ -370,6 +373,15 @@ def test_dense_activity_regularizer_is_the_same_mechanism():
     out = np.float64(dense(x))
     assert model.evaluate(x, y, verbose=0) == pytest.approx(
         np.mean((out - y) ** 2) + 0.5 * (out ** 2).sum() / 4, rel=1e-5)
+    # an output that no loss reaches still takes its penalty's gradient: an SGD step
+    inp = L.Input((3,))
+    free = L.Dense(2, use_bias=False, activity_regularizer=faltung.regularizers.L2(0.5))
+    model = faltung.Model(inp, [L.Dense(2)(inp), free(inp)])
+    model.compile(faltung.optimizers.SGD(0.1), ["mse", None])
+    w = free.kernel.value.copy()
+    model.train_on_batch(x, [y, y])
+    grad = np.float64(x).T @ (np.float64(x) @ w) / 4  # d(0.5 sum(out^2) / 4) / dW
+    assert np.allclose(free.kernel.value, w - 0.1 * grad, atol=1e-6)
 
 
 def test_activity_regularizer_in_the_config_and_keras_file(tmp_path):

@@ -166,7 +166,7 @@ class Bidirectional(Composite):
         for sub, ctx, d, ds in ((self.forward_layer, ctx_f, dy_f, d_states[:n_s]),
                                 (self.backward_layer, ctx_b, dy_b, d_states[n_s:])):
             d_sub = [d] + list(ds) if self.return_state else d
-            if d is None and not any(s is not None for s in ds):
+            if d is None and not any(s is not None for s in ds) and ctx.activity is None:
                 ctx.saved = None
                 results.append(None)
                 continue
