@@ -283,6 +283,17 @@ def test_user_cell_runs_in_a_model_and_refuses_training():
         model.train_on_batch(x, np.zeros((2, 3), np.float32))
 
 
+def test_user_cell_stateful_batches_continue_the_sequence():
+    cell = TwoStateCell()
+    part = L.RNN(cell, return_sequences=True, stateful=True)
+    faltung.Sequential([L.Input(batch_shape=(2, 3, 2)), part])
+    x = _x(2, 6, 2)
+    hs, _ = _user_cell_reference(cell, x, [np.zeros((2, 3))] * 2, None, False)
+    assert np.allclose(np.concatenate([part(x[:, :3]), part(x[:, 3:])], 1), hs, atol=1e-5)
+    with pytest.raises(ValueError, match=rf"Layer {part.name}: .*received shape \(1, 3, 2\)"):
+        part(x[:1, :3])
+
+
 def test_rnn_of_builtin_cell_equals_the_layer():
     cell_layer = L.RNN(L.GRUCell(4), return_sequences=True)
     layer = L.GRU(4, return_sequences=True)
