@@ -69,3 +69,58 @@ def test_bidirectional_matches_keras(mode):
     mine(x)
     mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
     assert np.allclose(mine(x), ref, atol=1e-5)
+
+
+def _minimal_cell(lib, ops):
+    class MinimalRNNCell(lib.layers.Layer):  # keras.layers.RNN's docstring example
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                          initializer="uniform", name="kernel")
+            self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                    initializer="uniform", name="recurrent_kernel")
+
+        def call(self, inputs, states):
+            prev_output = states[0]
+            h = ops.matmul(inputs, self.kernel)
+            output = h + ops.matmul(prev_output, self.recurrent_kernel)
+            return output, [output]
+    return MinimalRNNCell(4)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_user_cell_matches_keras(go_backwards):
+    x = np.random.default_rng(3).normal(size=(2, 5, 3)).astype(np.float32)
+    kw = dict(return_sequences=True, return_state=True, go_backwards=go_backwards)
+    theirs = keras.layers.RNN(_minimal_cell(keras, keras.ops), **kw)
+    mine = L.RNN(_minimal_cell(faltung, faltung.ops), **kw)
+    ref = [keras.ops.convert_to_numpy(r) for r in theirs(x)]
+    mine(x)
+    mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
+    for a, b in zip(mine(x), ref):
+        assert np.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "Bidirectional"])
+def test_activity_regularizer_matches_keras_losses(layer):
+    from faltung.layers.layer import CallContext, collect_activity_losses, run_forward
+    x = np.random.default_rng(4).normal(size=(3, 5, 2)).astype(np.float32)
+
+    def make(lib):
+        reg = lib.regularizers.L1L2(l1=0.1, l2=0.4)
+        if layer == "LSTM":
+            return lib.layers.LSTM(4, return_state=True, activity_regularizer=reg)
+        return lib.layers.Bidirectional(lib.layers.GRU(4, activity_regularizer=reg), merge_mode="ave",
+                                        activity_regularizer=reg)
+    theirs, mine = make(keras), make(faltung)
+    theirs(x)
+    mine(x)
+    mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
+    with collect_activity_losses() as got:
+        run_forward(mine, CallContext(), x)  # as a model's layer call
+    want = sorted(float(keras.ops.convert_to_numpy(v)) for v in theirs.losses)
+    assert np.allclose(sorted(got), want, rtol=1e-5)

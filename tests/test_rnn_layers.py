@@ -8,6 +8,8 @@ import pytest
 import faltung
 from faltung import layers as L
 from reference.gradcheck import central_difference
+from reference import rnn as rnn_ref
+from reference.rnn import _run
 
 CLASSES = [L.SimpleRNN, L.LSTM, L.GRU]
 N_STATES = {L.SimpleRNN: 1, L.LSTM: 2, L.GRU: 1}
@@ -103,8 +105,49 @@ def test_stateful_batches_continue_the_sequence(cls):
     assert np.allclose(np.concatenate([part(x[:, :3]), part(x[:, 3:])], 1), whole, atol=1e-6)
     part.reset_states()
     assert np.allclose(part(x[:, :3]), whole[:, :3], atol=1e-6)
-    with pytest.raises(ValueError, match="batch size of the input sequences must be the same"):
+    with pytest.raises(ValueError, match=rf"Layer {part.name}: .*batch size of the input sequences "
+                                         r"must be the same.* Expected an input of shape \(2, 3, 3\) "
+                                         r"\(the carried states have shape \(2, 4\)\), received "
+                                         r"shape \(1, 3, 3\)"):
         part(x[:1, :3])
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("seq", [False, True])
+def test_stateful_gradients_over_two_batches(cls, seq):
+    """Two consecutive stateful training batches: the second starts from the first's final
+    states (carried), and its gradients (inputs and weights) treat those states as constants
+    (Keras keeps them in variables: no gradient flows across batches). Central differences
+    of each batch's sum(out * r) with the states it starts from held fixed."""
+    layer = cls(3, return_sequences=seq, stateful=True)
+    model = faltung.Sequential([L.Input(batch_shape=(2, 4, 3)), layer])
+    xs = [_x(2, 4, 3, seed=30), _x(2, 4, 3, seed=31)]
+    rng = np.random.default_rng(32)
+    rs = [rng.normal(size=model.output_shape).astype(np.float32) for _ in xs]
+    weights = model.trainable_weights
+    starts, grads = [], []
+    for x, r in zip(xs, rs):
+        starts.append([s.copy() for s in layer.states])
+        model.forward(x, training=True)
+        grads.append([model.backward(r, need_dx=True)] + [v.grad.copy() for v in weights])
+    assert np.any(starts[1][0])  # the second batch started where the first ended
+
+    for x, r, start, g in zip(xs, rs, starts, grads):
+        def f():
+            layer.reset_states(start)
+            return float((r.astype(np.float64) * model.forward(x)).sum())
+        for arr, grad in zip([x] + [v.value for v in weights], g):
+            for idx in [tuple(rng.integers(0, n) for n in arr.shape) for _ in range(3)]:
+                assert grad[idx] == pytest.approx(central_difference(f, arr, idx, 1e-2),
+                                                  rel=3e-2, abs=3e-3)
+
+    def through_both():  # the second batch's loss if gradients did flow across the batches
+        layer.reset_states(starts[0])
+        model.forward(xs[0])
+        return float((rs[1].astype(np.float64) * model.forward(xs[1])).sum())
+    w = weights[1].value  # the recurrent kernel: the carried h feeds it at the first step
+    full = np.array([central_difference(through_both, w, idx, 1e-2) for idx in np.ndindex(w.shape)])
+    assert not np.allclose(full, grads[1][2].ravel(), rtol=3e-2, atol=3e-3)
 
 
 def test_stateful_training_carries_state_and_reset_clears_it():
@@ -156,26 +199,99 @@ def test_config_round_trip_and_keras_file(tmp_path):
     assert clone.reset_after is False and clone.units == 4
 
 
-class MinimalCell:
-    """A Keras-style user cell (Keras's RNN docstring example), in numpy."""
-    state_size = 3
+class MinimalRNNCell(L.Layer):
+    """Keras's custom-cell example (keras.layers.RNN's docstring), keras.ops -> faltung.ops."""
 
-    def __init__(self):
-        self.w = np.full((2, 3), 0.1, np.float32)
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                      initializer="uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                initializer="uniform", name="recurrent_kernel")
 
     def call(self, inputs, states):
-        h = np.tanh(inputs @ self.w + states[0] if isinstance(states, list) else states)
-        return h, [h]
+        prev_output = states[0]
+        h = faltung.ops.matmul(inputs, self.kernel)
+        output = h + faltung.ops.matmul(prev_output, self.recurrent_kernel)
+        return output, [output]
 
 
-def test_user_cell_runs_for_inference_and_refuses_training():
-    layer = L.RNN(MinimalCell(), return_sequences=True)
-    inp = L.Input((4, 2))
-    model = faltung.Model(inp, layer(inp))
-    assert model.predict(_x(2, 4, 2), verbose=0).shape == (2, 4, 3)
+class TwoStateCell:
+    """A plain-object cell with two states: h' = tanh(x W + h U + c), c' = c / 2 + h'."""
+    state_size = [3, 3]
+
+    def __init__(self):
+        rng = np.random.default_rng(7)
+        self.w, self.u = rng.normal(size=(2, 3)) * 0.5, rng.normal(size=(3, 3)) * 0.5
+
+    def call(self, inputs, states):
+        h, c = states
+        h = faltung.ops.tanh(faltung.ops.dot(inputs, self.w) + faltung.ops.dot(h, self.u) + c)
+        return h, [h, c / 2 + h]
+
+
+def _user_cell_reference(cell, x, states, mask, go_backwards):
+    """The cell's step written again in float64 numpy, run by the reference's Keras loop."""
+    if isinstance(cell, TwoStateCell):
+        def step(x_t, b, s):
+            h = np.tanh(x_t @ cell.w + s[0] @ cell.u + s[1])
+            return h, s[1] / 2 + h
+    else:
+        W, U = (np.float64(v.value) for v in (cell.kernel, cell.recurrent_kernel))
+
+        def step(x_t, b, s):
+            return (x_t @ W + s[0] @ U,)
+    return _run(step, np.float64(x), tuple(np.float64(s) for s in states), mask, go_backwards,
+                False)
+
+
+@pytest.mark.parametrize("two", [False, True], ids=["one_state", "two_states"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_user_cell_matches_a_numpy_loop(two, go_backwards, masked):
+    """RNN(cell) over a user-written cell (Keras's protocol: states is a list even with one
+    state): sequences, final states, masks and go_backwards against the reference loop."""
+    cell = TwoStateCell() if two else MinimalRNNCell(3)
+    layer = L.RNN(cell, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    x = _x(2, 5, 2)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool) if masked else None
+    states = [_x(2, 3, seed=1 + i) for i in range(1 + two)]
+    out = layer(x, mask=mask, initial_state=states)
+    hs, finals = _user_cell_reference(cell, x, states, mask, go_backwards)
+    assert len(out) == 2 + two
+    assert np.allclose(out[0], hs, atol=1e-5)
+    for got, want in zip(out[1:], finals):
+        assert np.allclose(got, want, atol=1e-5)
+    last = L.RNN(cell, go_backwards=go_backwards)(x, mask=mask, initial_state=states)
+    assert np.allclose(last, finals[0], atol=1e-5)  # the last output is the final h here
+
+
+def test_user_cell_runs_in_a_model_and_refuses_training():
+    cell = MinimalRNNCell(3, name="minimal")
+    inp = L.Input((None, 2))
+    model = faltung.Model(inp, L.RNN(cell)(inp))
+    x = _x(2, 4, 2)
+    hs, (h,) = _user_cell_reference(cell, x, [np.zeros((2, 3))], None, False)
+    assert np.allclose(model.predict(x, verbose=0), h, atol=1e-6)
+    assert [w.path for w in model.weights] == ["minimal/kernel", "minimal/recurrent_kernel"]
     model.compile("sgd", "mse")
     with pytest.raises(ValueError, match="cannot train through the user-written cell"):
-        model.train_on_batch(_x(2, 4, 2), np.zeros((2, 4, 3), np.float32))
+        model.train_on_batch(x, np.zeros((2, 3), np.float32))
+
+
+def test_user_cell_stateful_batches_continue_the_sequence():
+    cell = TwoStateCell()
+    part = L.RNN(cell, return_sequences=True, stateful=True)
+    faltung.Sequential([L.Input(batch_shape=(2, 3, 2)), part])
+    x = _x(2, 6, 2)
+    hs, _ = _user_cell_reference(cell, x, [np.zeros((2, 3))] * 2, None, False)
+    assert np.allclose(np.concatenate([part(x[:, :3]), part(x[:, 3:])], 1), hs, atol=1e-5)
+    with pytest.raises(ValueError, match=rf"Layer {part.name}: .*received shape \(1, 3, 2\)"):
+        part(x[:1, :3])
 
 
 def test_rnn_of_builtin_cell_equals_the_layer():
@@ -210,6 +326,91 @@ def test_bad_input_names_the_layer_and_shapes():
         faltung.Sequential([L.Input((4, 5)), L.LSTM(3, stateful=True)])
     with pytest.raises(ValueError, match="`units`"):
         L.SimpleRNN(0)
+
+
+ACTIVITY_CASES = {  # name -> (layer, the outputs its penalty covers, from its call's outputs)
+    "SimpleRNN": lambda reg: L.SimpleRNN(3, activity_regularizer=reg),
+    "LSTM-return_state": lambda reg: L.LSTM(3, return_state=True, activity_regularizer=reg),
+    "GRU-sequences": lambda reg: L.GRU(3, return_sequences=True, activity_regularizer=reg),
+    "Bidirectional-sum": lambda reg: L.Bidirectional(L.LSTM(3), merge_mode="sum",
+                                                     activity_regularizer=reg),
+    # the inner layers' own: the backward direction's output feeds no loss but its penalty
+    "Bidirectional-None-inner": lambda reg: L.Bidirectional(L.LSTM(3, activity_regularizer=reg),
+                                                            merge_mode=None),
+}
+
+
+@pytest.mark.parametrize("case", ACTIVITY_CASES)
+def test_activity_regularizer_adds_to_the_loss_and_its_gradient(case):
+    """Keras: the loss gains activity_regularizer(output) / batch size for every output of the
+    layer (states too with return_state), in train and test steps; the gradient too."""
+    from faltung.layers.layer import collect_activity_losses
+    faltung.utils.set_random_seed(5)
+    reg = faltung.regularizers.L1L2(l1=0.3, l2=0.7)
+    layer = ACTIVITY_CASES[case](reg)
+    inp = L.Input((4, 3))
+    outs = layer(inp)
+    head = outs[0] if isinstance(outs, list) else outs
+    model = faltung.Model(inp, head)
+    model.compile("sgd", "mse")
+    x, y = _x(2, 4, 3, seed=40), _x(*((2, 4, 3) if "sequences" in case else (2, 3)), seed=41)
+    values = layer(x)
+    values = values if isinstance(values, list) else [values]
+    penalty = sum(0.3 * np.abs(v).sum() / 2 + 0.7 * (np.float64(v) ** 2).sum() / 2 for v in values)
+    mse = float(np.mean((np.float64(values[0]) - y) ** 2))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(mse + penalty, rel=1e-5)
+    assert model.train_on_batch(x, y) == pytest.approx(mse + penalty, rel=1e-5)
+
+    r = np.random.default_rng(42).normal(size=y.shape).astype(np.float32)
+    with collect_activity_losses():
+        model.forward(x, training=True)
+    grads = [model.backward(r, need_dx=True)] + [v.grad.copy() for v in model.trainable_weights]
+
+    def f():
+        with collect_activity_losses() as activity:
+            out = model.forward(x)
+        return float((r.astype(np.float64) * out).sum()) + sum(activity)
+    rng = np.random.default_rng(43)
+    for arr, g in zip([x] + [v.value for v in model.trainable_weights], grads):
+        for idx in [tuple(rng.integers(0, n) for n in arr.shape) for _ in range(3)]:
+            assert g[idx] == pytest.approx(central_difference(f, arr, idx, 1e-3), rel=3e-2, abs=3e-3)
+
+
+def test_dense_activity_regularizer_is_the_same_mechanism():
+    dense = L.Dense(2, activity_regularizer=faltung.regularizers.L2(0.5))
+    model = faltung.Sequential([L.Input((3,)), dense])
+    model.compile("sgd", "mse")
+    x, y = _x(4, 3), _x(4, 2, seed=1)
+    out = np.float64(dense(x))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(
+        np.mean((out - y) ** 2) + 0.5 * (out ** 2).sum() / 4, rel=1e-5)
+    # an output that no loss reaches still takes its penalty's gradient: an SGD step
+    inp = L.Input((3,))
+    free = L.Dense(2, use_bias=False, activity_regularizer=faltung.regularizers.L2(0.5))
+    model = faltung.Model(inp, [L.Dense(2)(inp), free(inp)])
+    model.compile(faltung.optimizers.SGD(0.1), ["mse", None])
+    w = free.kernel.value.copy()
+    model.train_on_batch(x, [y, y])
+    grad = np.float64(x).T @ (np.float64(x) @ w) / 4  # d(0.5 sum(out^2) / 4) / dW
+    assert np.allclose(free.kernel.value, w - 0.1 * grad, atol=1e-6)
+
+
+def test_activity_regularizer_in_the_config_and_keras_file(tmp_path):
+    pytest.importorskip("h5py")
+    model = faltung.Sequential([L.Input((4, 3)), L.GRU(3, return_sequences=True, activity_regularizer="l2"),
+                                L.Bidirectional(L.LSTM(2), activity_regularizer=faltung.regularizers.L1(0.2))])
+    for layer in model.layers:
+        cfg = layer.get_config()
+        assert cfg["activity_regularizer"] == faltung.regularizers.serialize(layer.activity_regularizer)
+        assert type(type(layer).from_config(cfg).activity_regularizer) is type(layer.activity_regularizer)
+    model.compile("sgd", "mse")
+    path = tmp_path / "act.keras"
+    model.save(path)
+    back = faltung.models.load_model(path)
+    assert back.layers[1].activity_regularizer.l1 == pytest.approx(0.2)
+    x, y = _x(2, 4, 3), _x(2, 4, seed=1)
+    assert back.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)
+    assert L.LSTM(2).get_config()["activity_regularizer"] is None
 
 
 def test_lstm_learns_fashion_mnist_rows():
@@ -276,6 +477,43 @@ def test_bidirectional_equals_forward_and_reversed_backward_layers():
     bwd.set_weights(bi.get_weights()[3:])
     assert np.allclose(y, np.concatenate([fwd(x), bwd(x)[:, ::-1]], -1), atol=1e-6)
     assert bi.weights[0] is bi.forward_layer.cell.kernel
+
+
+def _reference_direction(layer, x):
+    """One direction of a Bidirectional by the float64 numpy reference on its own weights: the
+    last output, or the sequence in input order (a go_backwards one flipped back)."""
+    fn = {L.SimpleRNN: rnn_ref.simple_rnn, L.LSTM: rnn_ref.lstm, L.GRU: rnn_ref.gru}[type(layer)]
+    kw = dict(reset_after=layer.reset_after) if isinstance(layer, L.GRU) else {}
+    hs, h_last = fn(x, *layer.get_weights(), go_backwards=layer.go_backwards, **kw)[:2]
+    if not layer.return_sequences:
+        return h_last
+    return hs[:, ::-1] if layer.go_backwards else hs
+
+
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("seq", [False, True])
+@pytest.mark.parametrize("backward", ["copy", "GRU"])
+def test_bidirectional_merge_modes_against_the_reference(mode, seq, backward):
+    """Each merge mode of the two directions, computed from the float64 reference of each (the
+    backward one on the reversed input): the default copy of the layer, or an explicit
+    `backward_layer` of another kind (a GRU under an LSTM)."""
+    back = L.GRU(3, return_sequences=seq, go_backwards=True) if backward == "GRU" else None
+    bi = L.Bidirectional(L.LSTM(3, return_sequences=seq), merge_mode=mode, backward_layer=back)
+    x = _x(2, 5, 4, seed=50)
+    bi(x)
+    rng = np.random.default_rng(51)
+    bi.set_weights([rng.normal(size=w.shape) * 0.5 for w in bi.get_weights()])
+    f = _reference_direction(bi.forward_layer, x)
+    b = _reference_direction(bi.backward_layer, x)
+    want = {"concat": [np.concatenate([f, b], -1)], "sum": [f + b], "mul": [f * b],
+            "ave": [(f + b) / 2], None: [f, b]}[mode]
+    got = bi(x)
+    got = got if isinstance(got, list) else [got]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and np.allclose(g, w, atol=1e-5)
+    if backward == "GRU":
+        assert isinstance(bi.backward_layer, L.GRU) and bi.backward_layer is back
 
 
 def test_bidirectional_masks_and_initial_state_gradients():

@@ -27,6 +27,7 @@ keeps both calls' values and inference in another thread never disturbs training
 called directly (`layer.forward(x, training=True)`, then `layer.backward(dy)`) saves into a
 context of its own per thread, which the next direct training forward replaces.
 """
+import contextlib
 import threading
 
 import numpy as np
@@ -42,11 +43,43 @@ class CallContext:
     `inference` marks a call made with training=False inside a training step (Keras's
     `base(x, training=False)` for fine-tuning): the layer behaves as at inference (batch
     norm uses its moving statistics, dropout is off) but still saves for its backward."""
-    __slots__ = ("saved", "inference")
+    __slots__ = ("saved", "inference", "activity")
 
     def __init__(self, inference=False):
         self.saved = None
         self.inference = inference
+        self.activity = None  # the outputs whose activity penalty backward differentiates
+
+
+@contextlib.contextmanager
+def collect_activity_losses():
+    """Within it, every layer call (run_forward) of a layer with an `activity_regularizer`
+    appends to the yielded list, as Keras's Layer.__call__ adds to the layer's losses, the
+    penalty of each float output divided by its batch size; a training call keeps its outputs
+    so that its backward adds the penalty's gradient to dy. The training loop collects the
+    losses of each step (train and test); elsewhere (predict, direct calls) none is computed."""
+    prev = getattr(_active, "activity_losses", None)
+    _active.activity_losses = losses = []
+    try:
+        yield losses
+    finally:
+        _active.activity_losses = prev
+
+
+def _flat_outputs(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _activity(reg, out):
+    """[(penalty, gradient) / batch size] of each float output (None for the others)."""
+    res = []
+    for o in _flat_outputs(out):
+        if not isinstance(o, np.ndarray) or o.dtype.kind != "f":
+            res.append(None)
+            continue
+        n = o.shape[0] if o.ndim and o.shape[0] else 1
+        res.append((float(reg(o)) / n, np.asarray(reg.grad(o), o.dtype) / o.dtype.type(n)))
+    return res
 
 
 def _enter(layer, ctx):
@@ -59,13 +92,25 @@ def run_forward(layer, ctx, inputs, training=False, **kwargs):
     """layer.forward(inputs) with its saved values going to `ctx` (a CallContext)."""
     prev = _enter(layer, ctx)
     try:
-        return layer.forward(inputs, training=training, **kwargs)
+        out = layer.forward(inputs, training=training, **kwargs)
     finally:
         _active.layer, _active.ctx = prev
+    reg, losses = getattr(layer, "activity_regularizer", None), getattr(_active, "activity_losses", None)
+    if reg is not None and losses is not None:
+        losses += [a[0] for a in _activity(reg, out) if a is not None]
+        if training:
+            ctx.activity = out
+    return out
 
 
 def run_backward(layer, ctx, dy, need_dx=True):
     """layer.backward(dy) on what the forward of `ctx` saved; frees those values after."""
+    if ctx.activity is not None:  # dy plus the gradient of the outputs' activity penalty
+        grads = [None if a is None else a[1] for a in _activity(layer.activity_regularizer, ctx.activity)]
+        ctx.activity = None
+        dys = _flat_outputs(dy) if dy is not None else [None] * len(grads)
+        dys = [d if g is None else g if d is None else d + g for d, g in zip(dys, grads)]
+        dy = dys if isinstance(dy, (list, tuple)) or len(dys) > 1 else dys[0]
     prev = _enter(layer, ctx)
     try:
         return layer.backward(dy, need_dx=need_dx)

@@ -467,7 +467,7 @@ class _Recurrent(_LayerOp):
         c = self.layer.cell
         return res.array(c.kernel), res.array(c.recurrent_kernel), (res.array(c.bias) if c.bias is not None else None)
 
-    def _initial(self, res, batch, initial_state):
+    def _initial(self, res, input_shape, initial_state):
         """The states the recursion starts from: given, carried (stateful) or None (zeros)."""
         l = self.layer
         if initial_state is not None or not l.stateful:
@@ -475,10 +475,7 @@ class _Recurrent(_LayerOp):
         carried = l.__dict__.get("_device_states")
         if carried is None:
             carried = [res.DeviceArray(s, res.dtype) for s in l.states]
-        if carried[0].shape[0] != batch:  # the CPU layer's words
-            raise ValueError("If an RNN is stateful, the batch size of the input sequences must be the same as "
-                             f"the batch size of the initial state. \n- Expected batch size: {carried[0].shape[0]}"
-                             f"\n- Received batch size: {batch}")
+        l._check_stateful_batch(input_shape, carried[0].shape)  # the CPU layer's words
         return carried
 
     def _dropout_masks(self, res, x, training):
@@ -502,7 +499,7 @@ class _Recurrent(_LayerOp):
         m = res.r.reverse_mask(mask) if mask is not None and l.go_backwards else mask
         opts = dict(self._options(), mask=m, zero_output_for_mask=l.zero_output_for_mask, recurrent_mask=rdp)
         out = getattr(res.r, self.family + "_forward")(xs, *self._weights(res), training=training,
-                                                       initial_state=self._initial(res, x.shape[0], initial_state),
+                                                       initial_state=self._initial(res, x.shape, initial_state),
                                                        **opts)
         hs, finals, ws = out[0], list(out[1:-1]), out[-1]  # finals: h_T (and c_T)
         if l.stateful:
@@ -559,6 +556,7 @@ def _unsupported(layer, what):
 def ops_for(layer):
     """The ops of one layer, or NotImplementedError naming it."""
     from faltung import layers as L
+    from faltung.layers.layer import Composite
     from faltung.models.resident_seq import SEQ_LAYERS, seq_ops
     kind = type(layer)
     activation_layers = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax)
@@ -580,7 +578,8 @@ def ops_for(layer):
     for v in layer.weights:
         if v.regularizer is not None or v.constraint is not None:
             raise _unsupported(layer, f"the regularizer or constraint of weight '{v.name}'")
-    if getattr(layer, "activity_regularizer", None) is not None:
+    inner = layer._inner_layers() if isinstance(layer, Composite) else []
+    if any(getattr(l, "activity_regularizer", None) is not None for l in [layer] + inner):
         raise _unsupported(layer, "an activity_regularizer")
     if getattr(layer, "data_format", "channels_last") != "channels_last" and len(layer.input_shape) > 2:
         raise _unsupported(layer, f"data_format={layer.data_format!r}")

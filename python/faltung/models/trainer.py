@@ -3,7 +3,9 @@
 Train step: the graph's forward with training=True; per output, (loss, dL/dy_pred) from
 that output's loss object, times its loss weight (an output's mask, as Keras, weights its
 loss and metrics); regularization penalties (every Variable with a `.regularizer`) added to
-the loss value and, after backward, to each variable's grad; optimizer.apply(trainable
+the loss value and, after backward, to each variable's grad; activity penalties (a layer's
+`activity_regularizer` of its outputs, over the batch size, train and test steps) added to
+the loss value, their gradients to the layer's dy (faltung.layers.layer.run_backward); optimizer.apply(trainable
 variables). Logged "loss", per-output "<output>_loss" (when several outputs have a loss)
 and metrics ("<output>_<metric>" when the model has several outputs) are running means over
 the epoch, with sorted keys, as Keras logs them.
@@ -18,6 +20,7 @@ import numpy as np
 
 from faltung import backend
 from faltung.distribution import replica
+from faltung.layers.layer import collect_activity_losses
 
 
 def _as_labels(y, what="y"):
@@ -350,9 +353,10 @@ class Trainer:
         graph = replica.graph_of(self)  # with DataParallel: this rank's rows, gathered
         for v in trainable:
             v.grad = None
-        preds, masks, ctxs = graph.forward(xs, True)
+        with collect_activity_losses() as activity:
+            preds, masks, ctxs = graph.forward(xs, True)
         loss, logged, dys = self._losses(ys, preds, masks, sws, True)
-        loss += self._regularization()
+        loss += self._regularization() + sum(activity)
         if trainable:
             graph.backward(ctxs, dys, False)
             self._add_regularization_grads()
@@ -367,10 +371,11 @@ class Trainer:
         self._require_loss()
         if self._resident is not None:
             return self._resident.test_batch(xs, ys, sws, epoch_stats)
-        preds, masks, _ = replica.graph_of(self).forward(xs, False)
+        with collect_activity_losses() as activity:
+            preds, masks, _ = replica.graph_of(self).forward(xs, False)
         loss, logged, _ = self._losses(ys, preds, masks, sws, False)
         self._update_metrics(ys, preds, masks, sws)
-        return [loss + self._regularization()] + logged
+        return [loss + self._regularization() + sum(activity)] + logged
 
     def _logs(self, loss_sums, count):
         count = max(count, 1)

@@ -1,4 +1,4 @@
-"""Dense, activations, dropout and fused softmax cross-entropy (keras.ops names).
+"""Dense, matmul/dot, activations, dropout and fused softmax cross-entropy (keras.ops names).
 
 numpy in, numpy out. float64 inputs run the float64 kernels (for gradient checks);
 everything else runs in float32. Backward functions are faltung's addition: each takes
@@ -12,7 +12,7 @@ from faltung import _core
 from faltung.ops._kernels import as_array, dtype_of, kernel_for
 
 __all__ = [
-    "dense", "dense_backward", "activation", "activation_backward",
+    "matmul", "dot", "dense", "dense_backward", "activation", "activation_backward",
     "relu", "relu_backward", "relu6", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
     "gelu", "gelu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
     "exponential", "exponential_backward", "softplus", "softplus_backward", "softsign",
@@ -30,6 +30,16 @@ def _arr(x):
 
 
 # -- dense ------------------------------------------------------------------------------
+
+def matmul(x1, x2):
+    """numpy's matmul (keras.ops.matmul), for user-written code such as a custom RNN cell."""
+    return np.matmul(np.asarray(x1), np.asarray(x2))
+
+
+def dot(x1, x2):
+    """numpy's dot (keras.ops.dot), for user-written code such as a custom RNN cell."""
+    return np.dot(np.asarray(x1), np.asarray(x2))
+
 
 def dense(x, kernel, bias=None):
     """x (..., IN) @ kernel (IN, OUT) + bias (OUT) -> (..., OUT)."""

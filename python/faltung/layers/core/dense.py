@@ -18,7 +18,8 @@ class Dense(Layer):
         use_bias: whether the layer has a bias vector.
         kernel_initializer, bias_initializer: initializers ("glorot_uniform", "zeros").
         kernel_regularizer, bias_regularizer: stored as `Variable.regularizer` of the
-            weights (applied by the training loop); activity_regularizer is stored.
+            weights (applied by the training loop); activity_regularizer: penalty on the
+            output, over the batch size (faltung.layers.layer.collect_activity_losses).
         kernel_constraint, bias_constraint: stored as `Variable.constraint`.
 
     Input shape:

@@ -5,7 +5,7 @@ from faltung.layers.rnn.cells import GRUCell, LSTMCell, SimpleRNNCell
 from faltung.layers.rnn.rnn import RNN
 
 _RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
-             "zero_output_for_mask")
+             "zero_output_for_mask", "activity_regularizer")
 _LAYER_ARGS = ("name", "trainable", "dtype", "input_shape", "batch_input_shape", "input_dim")
 
 
@@ -16,11 +16,9 @@ class _CellLayer(RNN):
         kwargs.pop("use_cudnn", None)  # Keras's kernel choice; faltung has one
         rnn_args = {k: kwargs.pop(k) for k in _RNN_ARGS if k in kwargs}
         layer_args = {k: kwargs.pop(k) for k in _LAYER_ARGS if k in kwargs}
-        activity_regularizer = kwargs.pop("activity_regularizer", None)
         # Keras names the cell after its class inside the layer ("lstm_cell")
         cell = self.cell_class(units, name=to_snake_case(self.cell_class.__name__), **kwargs)
         super().__init__(cell, **rnn_args, **layer_args)
-        self.activity_regularizer = activity_regularizer
 
     def __getattr__(self, name):  # units, activation, kernel_initializer, ... from the cell
         cell = self.__dict__.get("cell")
@@ -34,7 +32,6 @@ class _CellLayer(RNN):
         for k in ("name", "trainable", "dtype"):
             cell_cfg.pop(k, None)
         cfg.update(cell_cfg)
-        cfg["activity_regularizer"] = None
         return cfg
 
     @classmethod

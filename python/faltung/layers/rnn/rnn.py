@@ -9,13 +9,16 @@ zeros with zero_output_for_mask), dropout and recurrent_dropout (one mask per se
 across time; faltung shares the recurrent mask across the gates, where Keras draws one per
 gate), `unroll` accepted and ignored (the C++ loop is already one call).
 
-A user-written cell (any object with `call(inputs, states)` and `state_size`) runs in a
-Python loop for inference; training through it raises a clear error (faltung has no
-autograd to differentiate arbitrary Python).
+A user-written cell (any object with `call(inputs, states)` and `state_size`, Keras's
+custom-cell protocol: `states` is a list even for one state, the cell returns
+(output, new_states)) runs in a Python loop for inference, with masks, go_backwards,
+return_state and stateful; training through it raises a clear error (faltung has no
+autograd to differentiate arbitrary Python). Such cells may use numpy or faltung.ops
+(`matmul`, `dot`, `tanh`, `sigmoid`, ...).
 """
 import numpy as np
 
-from faltung import backend, initializers
+from faltung import backend, initializers, regularizers
 from faltung.layers.layer import Composite, Layer
 from faltung.layers.rnn.cells import _Cell
 
@@ -35,6 +38,9 @@ class RNN(Composite):
             (needs a fixed batch size); `reset_states()` zeroes them.
         unroll: accepted for Keras compatibility; no effect.
         zero_output_for_mask: masked steps output zeros instead of the previous output.
+        activity_regularizer: penalty on the layer's outputs (the states too with
+            return_state), over the batch size, added to the loss as Keras does
+            (faltung.layers.layer.collect_activity_losses).
 
     Call arguments: `inputs` (batch, time, features) (bool/int inputs are cast to float32),
     `initial_state` (a list of (batch, units) arrays or tensors), `mask` (batch, time),
@@ -42,7 +48,8 @@ class RNN(Composite):
     """
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
-                 stateful=False, unroll=False, zero_output_for_mask=False, **kwargs):
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 activity_regularizer=None, **kwargs):
         if isinstance(cell, (list, tuple)):
             raise ValueError("RNN: faltung does not support stacked cells (a list of cells) "
                              "yet; stack RNN layers instead.")
@@ -57,6 +64,7 @@ class RNN(Composite):
         self.stateful = bool(stateful)
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.states = None
         self._rng = None
         size = cell.state_size
@@ -86,6 +94,7 @@ class RNN(Composite):
         shape = self._sequence_shape(input_shape)
         if isinstance(self.cell, Layer) and not self.cell.built:
             self.cell.build((shape[0], shape[2]))
+            self.cell.built = True  # as Keras: a user cell's build need not call super().build
         if self.stateful:
             if shape[0] is None:
                 raise ValueError("When using `stateful=True` in a RNN, the batch size must be "
@@ -161,6 +170,16 @@ class RNN(Composite):
             out.append(s)
         return out
 
+    def _check_stateful_batch(self, input_shape, state_shape):
+        """A stateful layer takes batches of the size of its carried states, else ValueError
+        (Keras's words, and the layer and shapes; the device-resident path raises it too)."""
+        if input_shape[0] != state_shape[0]:
+            raise ValueError(f"Layer {self.name}: if an RNN is stateful, the batch size of the input "
+                             "sequences must be the same as the batch size of the initial state. "
+                             f"Expected an input of shape {(state_shape[0],) + tuple(input_shape[1:])}"
+                             f" (the carried states have shape {tuple(state_shape)}), received "
+                             f"shape {tuple(input_shape)}.")
+
     def _check_mask(self, mask, x):
         if mask is None:
             return None
@@ -189,11 +208,7 @@ class RNN(Composite):
         if given:
             states = self._check_states(initial_state, batch)
         elif self.stateful:
-            if self.states[0].shape[0] != batch:
-                raise ValueError("If an RNN is stateful, the batch size of the input sequences "
-                                 "must be the same as the batch size of the initial state. \n"
-                                 f"- Expected batch size: {self.states[0].shape[0]}\n"
-                                 f"- Received batch size: {batch}")
+            self._check_stateful_batch(x.shape, self.states[0].shape)
             states = [s.copy() for s in self.states]
         else:
             states = [None] * len(self.state_size)
@@ -257,13 +272,17 @@ class RNN(Composite):
         outs, prev = [], None
         steps = range(T - 1, -1, -1) if self.go_backwards else range(T)
         for t in steps:
-            out, new = self.cell.call(x[:, t], states if len(states) > 1 else states[0])
+            out, new = self.cell.call(x[:, t], list(states))  # a list even for one state (Keras)
             new = list(new) if isinstance(new, (list, tuple)) else [new]
             out, new = np.asarray(out, np.float32), [np.asarray(s, np.float32) for s in new]
             if mask is not None:
                 keep = mask[:, t][:, None]
                 new = [np.where(keep, n, s) for n, s in zip(new, states)]
-                fallback = np.zeros_like(out) if self.zero_output_for_mask or prev is None else prev
+                # as the built-in layers (and Keras's jax/numpy loop): the carried h, states[0];
+                # a cell whose output is not shaped like it repeats its previous output
+                carried = states[0] if states[0].shape == out.shape else prev
+                fallback = np.zeros_like(out) if self.zero_output_for_mask or carried is None \
+                    else carried
                 out = np.where(keep, out, fallback)
             states, prev = new, out
             outs.append(out)
@@ -278,7 +297,8 @@ class RNN(Composite):
         cfg = super().get_config()
         cfg.update(return_sequences=self.return_sequences, return_state=self.return_state,
                    go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
-                   zero_output_for_mask=self.zero_output_for_mask)
+                   zero_output_for_mask=self.zero_output_for_mask,
+                   activity_regularizer=regularizers.serialize(self.activity_regularizer))
         if type(self) is RNN:
             cfg["cell"] = serialize_layer(self.cell)
         return cfg

@@ -3,6 +3,7 @@ sub-calls with their own CallContexts, so a wrapper used twice in a graph keeps 
 saved values, like any other brick."""
 import numpy as np
 
+from faltung import regularizers
 from faltung.layers.layer import CallContext, Composite, Layer, run_backward, run_forward
 
 _MERGE_MODES = ("sum", "mul", "ave", "concat", None)
@@ -18,6 +19,8 @@ class Bidirectional(Composite):
         merge_mode: "concat" (default), "sum", "mul", "ave" or None (a list of both outputs).
         weights: optional list of initial weights (forward layer's, then backward layer's).
         backward_layer: optional RNN layer for the backward direction.
+        activity_regularizer: penalty on the merged output(s) (and returned states), as
+            Keras's; the inner layers' own activity_regularizers apply to their outputs.
 
     With return_sequences, the backward layer's output sequence is flipped back to input
     order before merging, and masked steps output zeros (Keras forces zero_output_for_mask).
@@ -26,7 +29,8 @@ class Bidirectional(Composite):
 
     supports_masking = True
 
-    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
+                 activity_regularizer=None, **kwargs):
         from faltung.models.saving import deserialize_layer, serialize_layer
         if not isinstance(layer, Layer):
             raise ValueError("Please initialize `Bidirectional` layer with a `keras.layers.Layer` "
@@ -65,6 +69,7 @@ class Bidirectional(Composite):
         self.stateful, self.return_sequences = f.stateful, f.return_sequences
         self.return_state = f.return_state
         self._initial_weights = weights
+        self.activity_regularizer = regularizers.get(activity_regularizer)
 
     def _inner_layers(self):
         return [self.forward_layer, self.backward_layer]
@@ -161,7 +166,7 @@ class Bidirectional(Composite):
         for sub, ctx, d, ds in ((self.forward_layer, ctx_f, dy_f, d_states[:n_s]),
                                 (self.backward_layer, ctx_b, dy_b, d_states[n_s:])):
             d_sub = [d] + list(ds) if self.return_state else d
-            if d is None and not any(s is not None for s in ds):
+            if d is None and not any(s is not None for s in ds) and ctx.activity is None:
                 ctx.saved = None
                 results.append(None)
                 continue
@@ -181,7 +186,8 @@ class Bidirectional(Composite):
         from faltung.models.saving import serialize_layer
         cfg = super().get_config()
         cfg.update(merge_mode=self.merge_mode, layer=serialize_layer(self.forward_layer),
-                   backward_layer=serialize_layer(self.backward_layer))
+                   backward_layer=serialize_layer(self.backward_layer),
+                   activity_regularizer=regularizers.serialize(self.activity_regularizer))
         for key in ("layer", "backward_layer"):
             cfg[key].pop("build_config", None)
         return cfg
