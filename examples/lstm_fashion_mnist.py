@@ -1,7 +1,10 @@
 """Fashion-MNIST images read row by row: 28 steps of 28 features, classified by an LSTM, a
 GRU and a Bidirectional LSTM (the seeds' sequence view of an image).
 
-    python examples/lstm_fashion_mnist.py [--epochs 8] [--batch-size 64] [--models lstm,gru,bilstm]
+    python examples/lstm_fashion_mnist.py [--epochs 8] [--batch-size 64] [--lr 3e-3] [--models lstm,gru,bilstm]
+
+Adam with a cosine decay of the learning rate from --lr to 0 over the run (at the constant
+default 1e-3 the LSTM ended at 0.8805, 0.05 points above the 88% it is meant to reach).
 
 Reads the real data (Debian package `dataset-fashion-mnist`, or $FALTUNG_DATA), prints
 seconds per epoch and the test accuracy of each model. Written as Keras code: only the import
@@ -19,6 +22,7 @@ p.add_argument("--batch-size", type=int, default=64)
 p.add_argument("--units", type=int, default=128)
 p.add_argument("--models", default="lstm,gru,bilstm")
 p.add_argument("--seed", type=int, default=1)
+p.add_argument("--lr", type=float, default=3e-3)
 args = p.parse_args()
 
 (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
@@ -39,7 +43,10 @@ for name in args.models.split(","):
         layers.Dense(10, activation="softmax"),
     ], name=name)
     model.summary()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    steps = args.epochs * -(-len(x_train) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     t0 = time.perf_counter()
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
     seconds = time.perf_counter() - t0
