@@ -168,6 +168,27 @@ def test_bidirectional_states_match_the_cpu_fit(family, merge_mode):
     fit_alike(cpu, dev, [SEQ, TOKENS], [SEQ_LABELS, LABELS], batch_size=5)
 
 
+@pytest.mark.parametrize("merge_mode", ["concat", None])
+def test_bidirectional_with_a_backward_layer_of_another_kind_matches_the_cpu_fit(merge_mode):
+    """An LSTM (2 states, 3 units) under a GRU backward_layer (1 state, 4 units): its initial
+    states (from Dense layers) are the forward layer's 2 then the backward layer's 1, and its
+    returned states come back in that order with their own widths, as on the CPU."""
+    def make():
+        seq_in, v_in = Input((T, F)), Input((F,))
+        init = [Dense(3)(v_in), Dense(3)(v_in), Dense(4)(v_in)]
+        bi = Bidirectional(LSTM(3, return_sequences=True, return_state=True), merge_mode=merge_mode,
+                           backward_layer=GRU(4, return_sequences=True, return_state=True, go_backwards=True))
+        out = bi(seq_in, initial_state=init)
+        n_out = 2 if merge_mode is None else 1
+        seqs, finals = out[:n_out], out[n_out:]
+        tags = TimeDistributed(Dense(3), name="tags")(seqs[0] if n_out == 1 else Concatenate()(seqs))
+        return Model([seq_in, v_in], [tags, Dense(3, name="cls")(Concatenate()(finals))])
+    cpu, dev = pair(make)
+    scce = SparseCategoricalCrossentropy(from_logits=True)
+    compile_both(cpu, dev, lambda: Adam(0.01), [scce, scce])
+    fit_alike(cpu, dev, [SEQ, SEQ2[:, 0]], [SEQ_LABELS, LABELS], batch_size=5)
+
+
 @pytest.mark.parametrize("family", ["simple_rnn", "lstm", "gru-reset-before"])
 def test_float64_gradients_through_states_equal_central_differences_of_the_device_loss(family):
     step_is_the_gradient(encoder_decoder(family), [SEQ[:5], SEQ2[:5]], SEQ_LABELS[:5],

@@ -563,6 +563,33 @@ def test_bidirectional_initial_state_gradients_when_one_direction_is_unused(used
                                                    rel=3e-2, abs=3e-3)
 
 
+def test_bidirectional_backward_layer_of_another_kind_keeps_its_own_states():
+    """An LSTM (2 states, 2 units) under a GRU backward_layer (1 state, 5 units): initial_state is
+    the forward layer's 2 states then the backward layer's 1, return_state gives them back in
+    that order with their own shapes, the values equal each direction run alone, and every
+    state's gradient reaches its own tensor (central differences). A wrong count of initial
+    states, or sum over outputs of different widths, is a ValueError naming the layer."""
+    x_in = L.Input((4, 3))
+    s_in = [L.Input((2,)), L.Input((2,)), L.Input((5,))]
+    bi = L.Bidirectional(L.LSTM(2, return_sequences=True, return_state=True),
+                         backward_layer=L.GRU(5, return_sequences=True, return_state=True, go_backwards=True))
+    outs = bi(x_in, initial_state=s_in)
+    assert [tuple(o.shape) for o in outs] == [(None, 4, 7), (None, 2), (None, 2), (None, 5)]
+    model = faltung.Model([x_in] + s_in, outs)
+    data = [_x(2, 4, 3, seed=60), _x(2, 2, seed=61), _x(2, 2, seed=62), _x(2, 5, seed=63)]
+    got = model.predict(data, verbose=0)
+    f_seq, f_h, f_c = bi.forward_layer(data[0], initial_state=data[1:3])
+    b_seq, b_h = bi.backward_layer(data[0], initial_state=data[3:])
+    want = [np.concatenate([f_seq, b_seq[:, ::-1]], -1), f_h, f_c, b_h]
+    assert all(g.shape == w.shape and np.allclose(g, w, atol=1e-6) for g, w in zip(got, want))
+    _fd_model(model, data, np.random.default_rng(64))
+    with pytest.raises(ValueError, match=r"Bidirectional\) expects 3 initial states \(2 for .*1 for .*received 4"):
+        bi(data[0], initial_state=data[1:3] + data[1:3])
+    wide = L.Bidirectional(L.LSTM(2), merge_mode="sum", backward_layer=L.GRU(5, go_backwards=True))
+    with pytest.raises(ValueError, match=r"merge_mode='sum'.*\(2, 2\).*\(2, 5\)"):
+        wide(data[0])
+
+
 def test_bidirectional_config_and_keras_file(tmp_path):
     pytest.importorskip("h5py")
     model = faltung.Sequential([L.Input((6, 4)),

@@ -139,8 +139,8 @@ class _Bidirectional(_LayerOp):
 
     def forward(self, res, x, training, mask=None, initial_state=None):
         l, mode = self.layer, self.layer.merge_mode
-        half = None if initial_state is None else len(initial_state) // 2
-        fs, bs = (None, None) if half is None else (initial_state[:half], initial_state[half:])
+        nf = len(l.forward_layer.state_size)  # (a backward_layer of another kind has its own count)
+        fs, bs = (None, None) if initial_state is None else (initial_state[:nf], initial_state[nf:])
         y_f, s_f = self.fwd.forward(res, x, training, mask=mask, initial_state=fs)
         y_b, s_b = self.bwd.forward(res, x, training, mask=mask, initial_state=bs)
         states = []
@@ -156,11 +156,11 @@ class _Bidirectional(_LayerOp):
         else:
             y, win = res.r.merge(BIDIRECTIONAL_MERGE[mode], [y_f, y_b])
             out, merged = [y], ([y_f, y_b], win)
-        saved = (s_f, s_b, merged, half is not None)
+        saved = (s_f, s_b, merged, initial_state is not None, y_f.shape[-1])
         return (out + states if l.return_state or mode is None else out[0]), saved
 
     def backward(self, res, dy, saved, need_dx):
-        s_f, s_b, merged, given = saved
+        s_f, s_b, merged, given, units = saved
         l, mode = self.layer, self.layer.merge_mode
         dys = list(dy) if l.return_state or mode is None else [dy]
         n_out = 2 if mode is None else 1
@@ -170,15 +170,14 @@ class _Bidirectional(_LayerOp):
         elif g is None:
             d_f = d_b = None
         elif mode == "concat":
-            units = g.shape[-1] // 2
-            d_f, d_b = res.r.concatenate_backward(g, [units, units], len(g.shape) - 1)
+            d_f, d_b = res.r.concatenate_backward(g, [units, g.shape[-1] - units], len(g.shape) - 1)
         else:
             d_f, d_b = res.r.merge_backward(BIDIRECTIONAL_MERGE[mode], g, merged[0], merged[1])
         if l.return_sequences and d_b is not None:
             d_b = res.r.reverse_time(d_b)
-        n_s = len(d_states) // 2
+        nf = len(l.forward_layer.state_size)
         dx, d_init = None, []
-        for op, d, ds, s in ((self.fwd, d_f, d_states[:n_s], s_f), (self.bwd, d_b, d_states[n_s:], s_b)):
+        for op, d, ds, s in ((self.fwd, d_f, d_states[:nf], s_f), (self.bwd, d_b, d_states[nf:], s_b)):
             if d is None and all(v is None for v in ds):  # a direction without a gradient is skipped
                 d_init += [None] * len(op.layer.state_size)
                 continue

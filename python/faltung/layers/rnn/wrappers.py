@@ -88,15 +88,20 @@ class Bidirectional(Composite):
 
     def compute_output_shape(self, input_shape):
         out = self.forward_layer.compute_output_shape(input_shape)
+        out_b = self.backward_layer.compute_output_shape(input_shape)
         states = []
-        if self.return_state:
-            out, states = out[0], list(out[1:])
+        if self.return_state:  # each direction's own states (a backward_layer may differ)
+            out, out_b, states = out[0], out_b[0], list(out[1:]) + list(out_b[1:])
         if self.merge_mode == "concat":
-            out = tuple(out[:-1]) + (None if out[-1] is None else 2 * out[-1],)
-        outs = [tuple(out), tuple(out)] if self.merge_mode is None else [tuple(out)]
+            last = None if out[-1] is None or out_b[-1] is None else out[-1] + out_b[-1]
+            out = tuple(out[:-1]) + (last,)
+        outs = [tuple(out), tuple(out_b)] if self.merge_mode is None else [tuple(out)]
         if self.return_state:
-            return outs + states + states
+            return outs + states
         return outs if self.merge_mode is None else outs[0]
+
+    def _state_counts(self):
+        return len(self.forward_layer.state_size), len(self.backward_layer.state_size)
 
     def compute_mask(self, inputs, mask=None):
         if isinstance(mask, (list, tuple)):
@@ -104,16 +109,20 @@ class Bidirectional(Composite):
         out = mask if self.return_sequences else None
         outs = [out, out] if self.merge_mode is None else [out]
         if self.return_state:
-            return outs + [None] * (2 * len(self.forward_layer.state_size))
+            return outs + [None] * sum(self._state_counts())
         return outs if self.merge_mode is None else outs[0]
 
     def forward(self, x, training=False, mask=None, initial_state=None):
         inference = self._context().inference
         fs = bs = None
-        if initial_state is not None:
+        if initial_state is not None:  # the forward layer's states, then the backward one's
             initial_state = list(initial_state)
-            half = len(initial_state) // 2
-            fs, bs = initial_state[:half], initial_state[half:]
+            nf, nb = self._state_counts()
+            if len(initial_state) != nf + nb:
+                raise ValueError(f"Layer {self.name} (Bidirectional) expects {nf + nb} initial states "
+                                 f"({nf} for '{self.forward_layer.name}', then {nb} for "
+                                 f"'{self.backward_layer.name}'), received {len(initial_state)}.")
+            fs, bs = initial_state[:nf], initial_state[nf:]
         ctx_f, ctx_b = CallContext(inference), CallContext(inference)
         y = run_forward(self.forward_layer, ctx_f, x, training, mask=mask, initial_state=fs)
         y_rev = run_forward(self.backward_layer, ctx_b, x, training, mask=mask, initial_state=bs)
@@ -124,6 +133,10 @@ class Bidirectional(Composite):
         if self.return_sequences:
             y_rev = y_rev[:, ::-1]
         mode = self.merge_mode
+        if mode in ("sum", "ave", "mul") and y.shape != y_rev.shape:
+            raise ValueError(f"Layer {self.name} (Bidirectional, merge_mode={mode!r}): the forward "
+                             f"layer's output has shape {y.shape}, the backward layer's {y_rev.shape}; "
+                             "they must be equal (or use merge_mode='concat' or None).")
         if mode == "concat":
             out = [np.concatenate([y, y_rev], axis=-1)]
         elif mode == "sum":
@@ -161,10 +174,10 @@ class Bidirectional(Composite):
             dy_f, dy_b = d_out
         if dy_b is not None and self.return_sequences:
             dy_b = np.ascontiguousarray(dy_b[:, ::-1])
-        n_s = len(d_states) // 2
+        nf, nb = self._state_counts()
         results = []
-        for sub, ctx, d, ds in ((self.forward_layer, ctx_f, dy_f, d_states[:n_s]),
-                                (self.backward_layer, ctx_b, dy_b, d_states[n_s:])):
+        for sub, ctx, d, ds in ((self.forward_layer, ctx_f, dy_f, d_states[:nf]),
+                                (self.backward_layer, ctx_b, dy_b, d_states[nf:])):
             d_sub = [d] + list(ds) if self.return_state else d
             if d is None and not any(s is not None for s in ds) and ctx.activity is None:
                 ctx.saved = None
@@ -172,9 +185,9 @@ class Bidirectional(Composite):
                 continue
             results.append(run_backward(sub, ctx, d_sub, need_dx))
         dx, d_init = None, []
-        for r in results:
+        for r, n in zip(results, (nf, nb)):
             if r is None:  # no gradient reached this direction: none for its initial states
-                d_init += [None] * (len(self.forward_layer.state_size) if given else 0)
+                d_init += [None] * (n if given else 0)
                 continue
             r_dx, r_init = (r[0], r[1]["initial_state"]) if given else (r, [])
             d_init += r_init
