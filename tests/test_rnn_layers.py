@@ -175,10 +175,24 @@ def test_dropout_only_in_training(cls):
     model.fit(x, np.zeros((4, 5), np.float32), verbose=0)  # backward through both masks
 
 
-def test_bool_and_int_inputs_are_cast():
-    layer = L.LSTM(3)
-    x = np.random.default_rng(0).random((2, 4, 5)) > 0.5
-    assert np.allclose(layer(x), layer(x.astype(np.float32)))
+@pytest.mark.parametrize("dtype", [bool, np.int32, np.int64, np.uint8])
+@pytest.mark.parametrize("make", [lambda: L.LSTM(3), lambda: L.GRU(3, return_sequences=True),
+                                  lambda: L.SimpleRNN(3), lambda: L.Bidirectional(L.LSTM(2)),
+                                  lambda: L.TimeDistributed(L.Dense(3))], ids=["lstm", "gru", "simple", "bi", "td"])
+def test_bool_and_int_inputs_are_cast(make, dtype):
+    layer = make()
+    x = (np.random.default_rng(0).integers(0, 3, (2, 4, 5))).astype(dtype)
+    y = layer(x)
+    assert y.dtype == np.float32 and np.allclose(y, layer(x.astype(np.float32)))
+
+
+def test_unroll_is_accepted_and_changes_nothing():
+    x = _x(2, 4, 5)
+    rolled, unrolled = L.LSTM(3, return_sequences=True), L.LSTM(3, return_sequences=True, unroll=True)
+    rolled(x), unrolled(x)
+    unrolled.set_weights(rolled.get_weights())
+    assert unrolled.get_config()["unroll"] is True
+    assert np.array_equal(rolled(x), unrolled(x))
 
 
 def test_config_round_trip_and_keras_file(tmp_path):
