@@ -10,6 +10,7 @@ keras = pytest.importorskip("keras")
 
 import faltung  # noqa: E402
 from faltung import layers as L  # noqa: E402
+from reference.rnn import minimal_rnn_cell  # noqa: E402
 
 
 def _pair(name, **kw):
@@ -70,34 +71,12 @@ def test_bidirectional_matches_keras(mode):
     mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])
     assert np.allclose(mine(x), ref, atol=1e-5)
 
-
-def _minimal_cell(lib, ops):
-    class MinimalRNNCell(lib.layers.Layer):  # keras.layers.RNN's docstring example
-        def __init__(self, units, **kwargs):
-            super().__init__(**kwargs)
-            self.units = units
-            self.state_size = units
-
-        def build(self, input_shape):
-            self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
-                                          initializer="uniform", name="kernel")
-            self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
-                                                    initializer="uniform", name="recurrent_kernel")
-
-        def call(self, inputs, states):
-            prev_output = states[0]
-            h = ops.matmul(inputs, self.kernel)
-            output = h + ops.matmul(prev_output, self.recurrent_kernel)
-            return output, [output]
-    return MinimalRNNCell(4)
-
-
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_user_cell_matches_keras(go_backwards):
     x = np.random.default_rng(3).normal(size=(2, 5, 3)).astype(np.float32)
     kw = dict(return_sequences=True, return_state=True, go_backwards=go_backwards)
-    theirs = keras.layers.RNN(_minimal_cell(keras, keras.ops), **kw)
-    mine = L.RNN(_minimal_cell(faltung, faltung.ops), **kw)
+    theirs = keras.layers.RNN(minimal_rnn_cell(keras, keras.ops, 4), **kw)
+    mine = L.RNN(minimal_rnn_cell(faltung, faltung.ops, 4), **kw)
     ref = [keras.ops.convert_to_numpy(r) for r in theirs(x)]
     mine(x)
     mine.set_weights([keras.ops.convert_to_numpy(w) for w in theirs.get_weights()])

@@ -9,7 +9,7 @@ import faltung
 from faltung import layers as L
 from reference.gradcheck import central_difference
 from reference import rnn as rnn_ref
-from reference.rnn import _run
+from reference.rnn import _run, minimal_rnn_cell
 
 CLASSES = [L.SimpleRNN, L.LSTM, L.GRU]
 N_STATES = {L.SimpleRNN: 1, L.LSTM: 2, L.GRU: 1}
@@ -213,27 +213,6 @@ def test_config_round_trip_and_keras_file(tmp_path):
     assert clone.reset_after is False and clone.units == 4
 
 
-class MinimalRNNCell(L.Layer):
-    """Keras's custom-cell example (keras.layers.RNN's docstring), keras.ops -> faltung.ops."""
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.state_size = units
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
-                                      initializer="uniform", name="kernel")
-        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
-                                                initializer="uniform", name="recurrent_kernel")
-
-    def call(self, inputs, states):
-        prev_output = states[0]
-        h = faltung.ops.matmul(inputs, self.kernel)
-        output = h + faltung.ops.matmul(prev_output, self.recurrent_kernel)
-        return output, [output]
-
-
 class TwoStateCell:
     """A plain-object cell with two states: h' = tanh(x W + h U + c), c' = c / 2 + h'."""
     state_size = [3, 3]
@@ -269,7 +248,7 @@ def _user_cell_reference(cell, x, states, mask, go_backwards):
 def test_user_cell_matches_a_numpy_loop(two, go_backwards, masked):
     """RNN(cell) over a user-written cell (Keras's protocol: states is a list even with one
     state): sequences, final states, masks and go_backwards against the reference loop."""
-    cell = TwoStateCell() if two else MinimalRNNCell(3)
+    cell = TwoStateCell() if two else minimal_rnn_cell(faltung, faltung.ops, 3)
     layer = L.RNN(cell, return_sequences=True, return_state=True, go_backwards=go_backwards)
     x = _x(2, 5, 2)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool) if masked else None
@@ -285,7 +264,7 @@ def test_user_cell_matches_a_numpy_loop(two, go_backwards, masked):
 
 
 def test_user_cell_runs_in_a_model_and_refuses_training():
-    cell = MinimalRNNCell(3, name="minimal")
+    cell = minimal_rnn_cell(faltung, faltung.ops, 3, name="minimal")
     inp = L.Input((None, 2))
     model = faltung.Model(inp, L.RNN(cell)(inp))
     x = _x(2, 4, 2)

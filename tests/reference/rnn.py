@@ -141,3 +141,26 @@ def gru(x, kernel, recurrent_kernel, bias, h0=None, mask=None, go_backwards=Fals
 
     hs, (hT,) = _run(step, x, (_initial(h0, B, U),), mask, go_backwards, zero_output_for_mask)
     return hs, hT
+
+
+def minimal_rnn_cell(lib, ops, units, **kwargs):
+    """Keras's custom-cell example (keras.layers.RNN's docstring), written against `lib`
+    (keras or faltung) and its `ops`: output = x W + h U, one state."""
+    class MinimalRNNCell(lib.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                          initializer="uniform", name="kernel")
+            self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                    initializer="uniform", name="recurrent_kernel")
+
+        def call(self, inputs, states):
+            prev_output = states[0]
+            h = ops.matmul(inputs, self.kernel)
+            output = h + ops.matmul(prev_output, self.recurrent_kernel)
+            return output, [output]
+    return MinimalRNNCell(units, **kwargs)
