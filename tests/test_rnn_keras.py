@@ -103,3 +103,33 @@ def test_activity_regularizer_matches_keras_losses(layer):
         run_forward(mine, CallContext(), x)  # as a model's layer call
     want = sorted(float(keras.ops.convert_to_numpy(v)) for v in theirs.losses)
     assert np.allclose(sorted(got), want, rtol=1e-5)
+
+
+def test_activity_penalties_under_outputs_without_a_loss_train_as_keras():
+    """One SGD step of a model whose loss reaches only its first output: the penalties of layers
+    under the others (a Bidirectional's inner LSTM, a nested model's Dense) still take their
+    gradients, and TimeDistributed's inner layer adds none (Keras runs its `call`); weights and
+    loss after the step equal Keras's."""
+    def make(lib):
+        ll, reg = lib.layers, lib.regularizers
+        inp, ii = lib.Input((5, 3)), lib.Input((5, 3))
+        inner = lib.Model(ii, ll.Dense(2, activity_regularizer=reg.L2(0.4), name="reg")(ii), name="inner")
+        outs = [ll.Dense(2, name="head")(ll.Flatten()(inp)),
+                ll.Bidirectional(ll.LSTM(2, activity_regularizer=reg.L2(1.0)), name="bi")(inp),
+                ll.TimeDistributed(ll.Dense(2, activity_regularizer=reg.L1(0.3)), name="td")(inp),
+                inner(ll.Dense(3, name="pre")(inp))]
+        model = lib.Model(inp, outs)
+        model.compile(loss=["mse", None, None, None], optimizer=lib.optimizers.SGD(0.1))
+        return model
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(4, 5, 3)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32)
+    theirs, mine = make(keras), make(faltung)
+    weights = [rng.normal(size=np.shape(w)).astype(np.float32) * 0.5 for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    mine.set_weights(weights)
+    ys = [y, y, np.zeros((4, 5, 2), np.float32), np.zeros((4, 5, 2), np.float32)]
+    want = float(np.ravel(theirs.train_on_batch(x, ys))[0])
+    got = float(np.ravel(mine.train_on_batch(x, ys))[0])
+    assert got == pytest.approx(want, rel=1e-5)
+    for a, b in zip(mine.get_weights(), theirs.get_weights()):
+        assert np.allclose(a, keras.ops.convert_to_numpy(b), atol=1e-5)

@@ -388,6 +388,57 @@ def test_dense_activity_regularizer_is_the_same_mechanism():
     assert np.allclose(free.kernel.value, w - 0.1 * grad, atol=1e-6)
 
 
+def test_activity_penalties_under_outputs_without_a_loss():
+    """Only the first output has a loss: a nested model's Dense penalty and a Bidirectional's
+    inner LSTM penalty still enter the loss and take their gradients (the calls above them run
+    their backward with zeros for their outputs); TimeDistributed's inner layer adds none
+    (Keras runs its `call`). The SGD step's change of every weight is its gradient against
+    central differences of the evaluated loss."""
+    faltung.utils.set_random_seed(8)
+    ii, inp = L.Input((4, 3)), L.Input((4, 3))
+    inner = faltung.Model(ii, L.Dense(2, activity_regularizer=faltung.regularizers.L2(0.4))(ii))
+    td = L.TimeDistributed(L.Dense(2, activity_regularizer=faltung.regularizers.L1(0.3)))
+    outs = [L.Dense(2)(L.Flatten()(inp)), inner(L.Dense(3)(inp)),
+            L.Bidirectional(L.LSTM(2, activity_regularizer=faltung.regularizers.L2(1.0)))(inp), td(inp)]
+    model = faltung.Model(inp, outs)
+    model.compile(faltung.optimizers.SGD(1.0), ["mse", None, None, None])
+    x, y = _x(2, 4, 3, seed=80), _x(2, 2, seed=81)
+    ys = [y, y, y, np.zeros((2, 4, 2), np.float32)]
+    head, nested, bi, _ = model.predict(x, verbose=0)
+    lstm_f = model.layers[-2].forward_layer  # (the inner LSTM's penalty is each direction's)
+    want = np.mean((np.float64(head) - y) ** 2) + 0.4 * (np.float64(nested) ** 2).sum() / 2
+    loss = model.evaluate(x, ys, verbose=0)
+    assert loss > want  # the two LSTM directions' penalties on top, TimeDistributed's not:
+    f_out = lstm_f(x)
+    b_out = model.layers[-2].backward_layer(x)
+    want += 1.0 * ((np.float64(f_out) ** 2).sum() + (np.float64(b_out) ** 2).sum()) / 2
+    assert loss == pytest.approx(want, rel=1e-5)
+
+    before = [v.value.copy() for v in model.trainable_weights]
+    model.train_on_batch(x, ys)
+    grads = [b - v.value for b, v in zip(before, model.trainable_weights)]
+    for v, b in zip(model.trainable_weights, before):
+        v.value[...] = b
+
+    def f():
+        return model.evaluate(x, ys, verbose=0)
+    rng = np.random.default_rng(82)
+    for v, g in zip(model.trainable_weights, grads):
+        for idx in [tuple(rng.integers(0, n) for n in v.value.shape) for _ in range(2)]:
+            assert g[idx] == pytest.approx(central_difference(f, v.value, idx, 1e-2), rel=5e-2, abs=3e-3)
+
+
+def test_activity_regularizer_is_refused_under_data_parallel(monkeypatch):
+    """Each process would add only its own rows' penalty: a clear error on every rank."""
+    from faltung.distribution import replica
+    model = faltung.Sequential([L.Input((3,)), L.Dense(2, activity_regularizer="l2")])
+    model.compile("sgd", "mse")
+    monkeypatch.setattr(replica, "is_distributed", lambda: True)
+    for step in (model.train_on_batch, model.test_on_batch):
+        with pytest.raises(NotImplementedError, match="activity_regularizer.*DataParallel"):
+            step(_x(4, 3), _x(4, 2))
+
+
 def test_activity_regularizer_in_the_config_and_keras_file(tmp_path):
     pytest.importorskip("h5py")
     model = faltung.Sequential([L.Input((4, 3)), L.GRU(3, return_sequences=True, activity_regularizer="l2"),
@@ -578,9 +629,10 @@ def test_bidirectional_backward_layer_of_another_kind_keeps_its_own_states():
     _fd_model(model, data, np.random.default_rng(64))
     with pytest.raises(ValueError, match=r"Bidirectional\) expects 3 initial states \(2 for .*1 for .*received 4"):
         bi(data[0], initial_state=data[1:3] + data[1:3])
-    wide = L.Bidirectional(L.LSTM(2), merge_mode="sum", backward_layer=L.GRU(5, go_backwards=True))
-    with pytest.raises(ValueError, match=r"merge_mode='sum'.*\(2, 2\).*\(2, 5\)"):
-        wide(data[0])
+    for call in (lambda layer: layer(data[0]), lambda layer: layer(L.Input((4, 3)))):  # eager, symbolic
+        wide = L.Bidirectional(L.LSTM(2), merge_mode="sum", backward_layer=L.GRU(5, go_backwards=True))
+        with pytest.raises(ValueError, match=r"merge_mode='sum'.*, 2\).*, 5\)"):
+            call(wide)
 
 
 def test_bidirectional_config_and_keras_file(tmp_path):

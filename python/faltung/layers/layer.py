@@ -35,20 +35,30 @@ import numpy as np
 from faltung import backend, constraints, regularizers
 from faltung.ops.argument_validation import check_output_size
 
-_active = threading.local()  # .layer, .ctx: the layer call this thread is running
+class _Active(threading.local):
+    """Per thread: the layer call it is running (`layer`, `ctx`) and the activity penalties of
+    the step being collected (`activity_losses`, collect_activity_losses; None elsewhere)."""
+    layer = ctx = activity_losses = None
+
+
+_active = _Active()
 
 
 class CallContext:
     """What one call of a layer saved for its backward (`saved` is None until then).
     `inference` marks a call made with training=False inside a training step (Keras's
     `base(x, training=False)` for fine-tuning): the layer behaves as at inference (batch
-    norm uses its moving statistics, dropout is off) but still saves for its backward."""
-    __slots__ = ("saved", "inference", "activity")
+    norm uses its moving statistics, dropout is off) but still saves for its backward.
+    `activity`: the outputs whose activity penalty backward differentiates (the layer's own
+    regularizer); `outputs_spec`: (shape, dtype) of each output when a penalty lies at or under
+    this call, so that its backward runs with zeros for outputs no gradient reaches."""
+    __slots__ = ("saved", "inference", "activity", "outputs_spec")
 
     def __init__(self, inference=False):
         self.saved = None
         self.inference = inference
-        self.activity = None  # the outputs whose activity penalty backward differentiates
+        self.activity = None
+        self.outputs_spec = None
 
 
 @contextlib.contextmanager
@@ -56,9 +66,11 @@ def collect_activity_losses():
     """Within it, every layer call (run_forward) of a layer with an `activity_regularizer`
     appends to the yielded list, as Keras's Layer.__call__ adds to the layer's losses, the
     penalty of each float output divided by its batch size; a training call keeps its outputs
-    so that its backward adds the penalty's gradient to dy. The training loop collects the
-    losses of each step (train and test); elsewhere (predict, direct calls) none is computed."""
-    prev = getattr(_active, "activity_losses", None)
+    so that its backward adds the penalty's gradient to dy, and marks the calls it runs under
+    (a wrapper's, a nested model's), whose backward must then run even where no loss reaches
+    their outputs. The training loop collects the losses of each step (train and test);
+    elsewhere (predict, direct calls) none is computed."""
+    prev = _active.activity_losses
     _active.activity_losses = losses = []
     try:
         yield losses
@@ -70,46 +82,57 @@ def _flat_outputs(out):
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
-def _activity(reg, out):
-    """[(penalty, gradient) / batch size] of each float output (None for the others)."""
-    res = []
-    for o in _flat_outputs(out):
-        if not isinstance(o, np.ndarray) or o.dtype.kind != "f":
-            res.append(None)
-            continue
-        n = o.shape[0] if o.ndim and o.shape[0] else 1
-        res.append((float(reg(o)) / n, np.asarray(reg.grad(o), o.dtype) / o.dtype.type(n)))
-    return res
+def _is_float(o):
+    return isinstance(o, np.ndarray) and o.dtype.kind == "f"
+
+
+def _batch(o):
+    return o.shape[0] if o.ndim and o.shape[0] else 1
 
 
 def _enter(layer, ctx):
-    prev = (getattr(_active, "layer", None), getattr(_active, "ctx", None))
+    prev = (_active.layer, _active.ctx)
     _active.layer, _active.ctx = layer, ctx
     return prev
 
 
-def run_forward(layer, ctx, inputs, training=False, **kwargs):
-    """layer.forward(inputs) with its saved values going to `ctx` (a CallContext)."""
+def run_forward(layer, ctx, inputs, training=False, own_activity=True, **kwargs):
+    """layer.forward(inputs) with its saved values going to `ctx` (a CallContext). With
+    own_activity=False the layer's activity_regularizer is not applied to this call
+    (TimeDistributed, which Keras runs through the inner layer's `call`)."""
+    ctx.outputs_spec = None  # (set by calls under this one that have a penalty)
     prev = _enter(layer, ctx)
     try:
         out = layer.forward(inputs, training=training, **kwargs)
     finally:
         _active.layer, _active.ctx = prev
-    reg, losses = getattr(layer, "activity_regularizer", None), getattr(_active, "activity_losses", None)
-    if reg is not None and losses is not None:
-        losses += [a[0] for a in _activity(reg, out) if a is not None]
-        if training:
-            ctx.activity = out
+    losses = _active.activity_losses
+    if losses is None:
+        return out
+    reg = layer.activity_regularizer if own_activity else None
+    if reg is not None:
+        losses += [float(reg(o)) / _batch(o) for o in _flat_outputs(out) if _is_float(o)]
+    if training and (reg is not None or ctx.outputs_spec is not None):
+        ctx.activity = out if reg is not None else None
+        ctx.outputs_spec = [(o.shape, o.dtype) if _is_float(o) else None for o in _flat_outputs(out)]
+        if prev[1] is not None and prev[1].outputs_spec is None:
+            prev[1].outputs_spec = []  # the enclosing call holds a penalty (its run_forward fills it)
     return out
 
 
 def run_backward(layer, ctx, dy, need_dx=True):
-    """layer.backward(dy) on what the forward of `ctx` saved; frees those values after."""
-    if ctx.activity is not None:  # dy plus the gradient of the outputs' activity penalty
-        grads = [None if a is None else a[1] for a in _activity(layer.activity_regularizer, ctx.activity)]
-        ctx.activity = None
-        dys = _flat_outputs(dy) if dy is not None else [None] * len(grads)
-        dys = [d if g is None else g if d is None else d + g for d, g in zip(dys, grads)]
+    """layer.backward(dy) on what the forward of `ctx` saved; frees those values after. Where a
+    penalty lies at or under the call, outputs without a gradient get zeros, and the layer's
+    own penalty's gradient is added to dy."""
+    spec = ctx.outputs_spec
+    if spec is not None:
+        dys = _flat_outputs(dy) if dy is not None else [None] * len(spec)
+        dys = [np.zeros(*sd) if d is None and sd is not None else d for d, sd in zip(dys, spec)]
+        if ctx.activity is not None:
+            reg = layer.activity_regularizer
+            dys = [d + np.asarray(reg.grad(o), o.dtype) / o.dtype.type(_batch(o)) if _is_float(o) else d
+                   for d, o in zip(dys, _flat_outputs(ctx.activity))]
+        ctx.activity = ctx.outputs_spec = None
         dy = dys if isinstance(dy, (list, tuple)) or len(dys) > 1 else dys[0]
     prev = _enter(layer, ctx)
     try:
@@ -302,7 +325,7 @@ class Layer:
 
     # -- what backward needs (see the module docstring) ------------------------------
     def _context(self):
-        if getattr(_active, "layer", None) is self:
+        if _active.layer is self:
             return _active.ctx
         local = self.__dict__.get("_direct")
         if local is None:
@@ -341,6 +364,10 @@ class Layer:
 
     def call(self, x, training=False):
         return self.forward(x, training=training)
+
+    # a regularizer of the layer's outputs (layers that take `activity_regularizer` set it):
+    # run_forward adds its penalty to a training or test step's loss
+    activity_regularizer = None
 
     # -- masks (Keras's protocol) ------------------------------------------------------
     supports_masking = False

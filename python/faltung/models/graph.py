@@ -244,7 +244,7 @@ class Graph:
                 dys = [grads.pop(id(t), None) for t in node.output_tensors]
                 missing = all(d is None for d in dys)
                 dy = pack_like(node.outputs, dys)
-            if not active[i] or missing and ctx.activity is None:  # (an activity penalty's gradient)
+            if not active[i] or missing and ctx.outputs_spec is None:  # (an activity penalty at or under it)
                 ctx.saved = None
                 continue
             stash = ()

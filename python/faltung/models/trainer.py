@@ -23,6 +23,15 @@ from faltung.distribution import replica
 from faltung.layers.layer import collect_activity_losses
 
 
+def _check_activity(activity):
+    """Activity penalties are per batch: under DataParallel each process would add its own
+    rows' penalty over its own row count (every rank raises alike, none waits for another)."""
+    if activity and replica.is_distributed():
+        raise NotImplementedError("activity_regularizer is not supported under DataParallel over several "
+                                  "processes yet: each process would add the penalty of its own rows only. "
+                                  "Train on one process, or regularize the weights instead.")
+
+
 def _as_labels(y, what="y"):
     """y as an ndarray: float data as float32, integer/bool labels as int32."""
     try:
@@ -355,6 +364,7 @@ class Trainer:
             v.grad = None
         with collect_activity_losses() as activity:
             preds, masks, ctxs = graph.forward(xs, True)
+        _check_activity(activity)
         loss, logged, dys = self._losses(ys, preds, masks, sws, True)
         loss += self._regularization() + sum(activity)
         if trainable:
@@ -373,6 +383,7 @@ class Trainer:
             return self._resident.test_batch(xs, ys, sws, epoch_stats)
         with collect_activity_losses() as activity:
             preds, masks, _ = replica.graph_of(self).forward(xs, False)
+        _check_activity(activity)
         loss, logged, _ = self._losses(ys, preds, masks, sws, False)
         self._update_metrics(ys, preds, masks, sws)
         return [loss + self._regularization() + sum(activity)] + logged

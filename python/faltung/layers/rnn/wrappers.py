@@ -95,6 +95,10 @@ class Bidirectional(Composite):
         if self.merge_mode == "concat":
             last = None if out[-1] is None or out_b[-1] is None else out[-1] + out_b[-1]
             out = tuple(out[:-1]) + (last,)
+        elif self.merge_mode is not None and tuple(out) != tuple(out_b):
+            raise ValueError(f"Layer {self.name} (Bidirectional, merge_mode={self.merge_mode!r}): the "
+                             f"forward layer's output has shape {tuple(out)}, the backward layer's "
+                             f"{tuple(out_b)}; they must be equal (or use merge_mode='concat' or None).")
         outs = [tuple(out), tuple(out_b)] if self.merge_mode is None else [tuple(out)]
         if self.return_state:
             return outs + states
@@ -179,7 +183,7 @@ class Bidirectional(Composite):
         for sub, ctx, d, ds in ((self.forward_layer, ctx_f, dy_f, d_states[:nf]),
                                 (self.backward_layer, ctx_b, dy_b, d_states[nf:])):
             d_sub = [d] + list(ds) if self.return_state else d
-            if d is None and not any(s is not None for s in ds) and ctx.activity is None:
+            if d is None and not any(s is not None for s in ds) and ctx.outputs_spec is None:
                 ctx.saved = None
                 results.append(None)
                 continue
@@ -264,7 +268,8 @@ class TimeDistributed(Composite):
         batch, time = x.shape[:2]
         ctx = CallContext(self._context().inference)
         flat = np.ascontiguousarray(x).reshape((batch * time,) + x.shape[2:])
-        y = run_forward(self.layer, ctx, flat, training)
+        # the inner layer's own activity_regularizer does not apply (Keras runs its `call`)
+        y = run_forward(self.layer, ctx, flat, training, own_activity=False)
         if training:
             self.save_for_backward(ctx, x.shape)
         return y.reshape((batch, time) + y.shape[1:])
