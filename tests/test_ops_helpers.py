@@ -63,3 +63,14 @@ def test_modules_are_not_shadowed_by_functions():
         assert getattr(ops, name) is module
     assert ops.conv is ops.convolution.conv
     assert ops.conv_transpose is ops.convolution_transpose.conv_transpose
+
+
+def test_matmul_and_dot_are_numpy_s_with_the_shapes_in_their_errors():
+    rng = np.random.default_rng(0)
+    a, b, batch = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=(5, 4, 2))
+    assert np.array_equal(ops.matmul(a, b), a @ b) and np.array_equal(ops.dot(a, b), a.dot(b))
+    assert np.array_equal(ops.matmul(batch, a), batch @ a)  # a batch of products
+    assert np.array_equal(ops.matmul(a.tolist(), b), a @ b)  # lists, as keras.ops takes them
+    for fn in (ops.matmul, ops.dot):
+        with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(4, 3\) do not fit"):
+            fn(a, b.T)

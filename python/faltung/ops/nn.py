@@ -31,14 +31,22 @@ def _arr(x):
 
 # -- dense ------------------------------------------------------------------------------
 
+def _product(name, fn, x1, x2):
+    x1, x2 = np.asarray(x1), np.asarray(x2)
+    try:
+        return fn(x1, x2)
+    except ValueError as e:  # numpy names only the mismatched axis
+        raise ValueError(f"{name}: shapes {x1.shape} and {x2.shape} do not fit ({e})") from None
+
+
 def matmul(x1, x2):
     """numpy's matmul (keras.ops.matmul), for user-written code such as a custom RNN cell."""
-    return np.matmul(np.asarray(x1), np.asarray(x2))
+    return _product("matmul", np.matmul, x1, x2)
 
 
 def dot(x1, x2):
     """numpy's dot (keras.ops.dot), for user-written code such as a custom RNN cell."""
-    return np.dot(np.asarray(x1), np.asarray(x2))
+    return _product("dot", np.dot, x1, x2)
 
 
 def dense(x, kernel, bias=None):
