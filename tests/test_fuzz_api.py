@@ -52,6 +52,7 @@ PADDING = choice(["valid", "same"], ["causal", "full", "SAME", "bogus", None, 1]
 ACTIVATION = choice([None, "relu", "tanh", "sigmoid", "softmax", "linear", "gelu", "selu"], ["bogus", 3])
 FLOAT = arg(st.floats(-2, 2), [float("nan"), float("inf"), -1e3, "x", None])
 RATE = arg(st.floats(0, 0.9), [1.0, -0.5, 2.0, "0.5", None])
+REGULARIZER = choice([None, "l1", "l2", "l1_l2"], ["bogus", 3, -1.0])
 FACTOR = arg(st.one_of(st.floats(0, 0.5), st.tuples(st.floats(-0.5, 0), st.floats(0, 0.5))),
              [-1.0, 2.0, (0.5, -0.5), "x", None])
 AXIS = arg(st.integers(-4, 3), [None, "x", 2.5, (1, 2)])
@@ -68,7 +69,7 @@ def geometry(rank):
 def conv(rank, **extra):
     g = geometry(rank)
     return dict(filters=POS, kernel_size=g, strides=g, padding=PADDING, dilation_rate=g, activation=ACTIVATION,
-                use_bias=BOOL, **extra)
+                use_bias=BOOL, activity_regularizer=REGULARIZER, **extra)
 
 
 def depthwise(rank):
@@ -83,10 +84,10 @@ def pool(rank):
 
 GLOBAL = dict(keepdims=BOOL)
 RNN_CFG = dict(units=POS, activation=ACTIVATION, return_sequences=BOOL, go_backwards=BOOL,
-               dropout=RATE, recurrent_dropout=RATE)
+               dropout=RATE, recurrent_dropout=RATE, activity_regularizer=REGULARIZER)
 NO_ARGS = {}
 LAYERS = {
-    "Dense": (1, 3, dict(units=POS, activation=ACTIVATION, use_bias=BOOL)),
+    "Dense": (1, 3, dict(units=POS, activation=ACTIVATION, use_bias=BOOL, activity_regularizer=REGULARIZER)),
     "Activation": (1, 3, dict(activation=ACTIVATION)),
     "Identity": (1, 3, NO_ARGS),
     "Highway": (1, 1, dict(activation=ACTIVATION)),
@@ -268,6 +269,13 @@ def test_fuzz_wrappers_and_cells(data):
         run(name, lambda: layers.RNN(getattr(layers, cell)(**cfg), **flags), x)
     else:
         merge = data.draw(st.sampled_from(["concat", "sum", "mul", "ave", None, "bogus"]))
-        kwargs = {"merge_mode": merge} if name == "Bidirectional" else {}
+        kwargs = {}
+        if name == "Bidirectional":
+            kwargs = dict(merge_mode=merge, activity_regularizer=data.draw(REGULARIZER[0]))
+            if data.draw(st.booleans()):  # a backward layer of any recurrent kind, units and flags
+                back = data.draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
+                kwargs["backward_layer"] = getattr(layers, back)(
+                    data.draw(st.integers(1, 4)), go_backwards=data.draw(st.booleans()),
+                    return_sequences=data.draw(st.booleans()))
         run(name, lambda: getattr(layers, name)(getattr(layers, inner)(**config), **kwargs), x)
     COUNTS[cell if cell in CELLS else inner]["wrapped"] += 1

@@ -204,3 +204,9 @@ def test_config_round_trip(layer):
     cfg = layer.get_config()
     clone = type(layer).from_config(cfg)
     assert clone.get_config() == cfg
+
+
+@pytest.mark.parametrize("height, width", [(0, 4), (4, 0), (-1, 2)])
+def test_resizing_refuses_a_size_below_one(height, width):
+    with pytest.raises(ValueError, match=r"positive output size.*height=.*width="):
+        faltung.layers.Resizing(height, width)

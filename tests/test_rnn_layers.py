@@ -635,6 +635,14 @@ def test_bidirectional_backward_layer_of_another_kind_keeps_its_own_states():
             call(wide)
 
 
+@pytest.mark.parametrize("make", [lambda: L.Bidirectional(L.Dense(3)),
+                                  lambda: L.Bidirectional(L.LSTM(3), backward_layer=L.Dense(2))],
+                         ids=["layer", "backward_layer"])
+def test_bidirectional_refuses_a_layer_that_is_not_recurrent(make):
+    with pytest.raises(ValueError, match=r"must be a recurrent layer .*received Dense"):
+        make()
+
+
 def test_bidirectional_config_and_keras_file(tmp_path):
     pytest.importorskip("h5py")
     model = faltung.Sequential([L.Input((6, 4)),

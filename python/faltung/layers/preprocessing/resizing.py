@@ -54,6 +54,9 @@ class Resizing(Layer):
             raise ValueError(f"Invalid value for argument `fill_mode`. Expected 'constant'. "
                              f"Received: fill_mode={fill_mode}")
         self.height, self.width = int(height), int(width)
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"Layer {self.name}: expected a positive output size, received "
+                             f"height={height}, width={width}")
         self.interpolation, self.antialias = interpolation, antialias
         self.crop_to_aspect_ratio, self.pad_to_aspect_ratio = crop_to_aspect_ratio, pad_to_aspect_ratio
         self.fill_mode, self.fill_value = fill_mode, fill_value

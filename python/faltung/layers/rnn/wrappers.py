@@ -38,6 +38,10 @@ class Bidirectional(Composite):
         if backward_layer is not None and not isinstance(backward_layer, Layer):
             raise ValueError("`backward_layer` need to be a `keras.layers.Layer` instance. "
                              f"Received: {backward_layer}")
+        for role, sub in (("layer", layer), ("backward_layer", backward_layer)):
+            if sub is not None and not hasattr(sub, "go_backwards"):
+                raise ValueError(f"Bidirectional: `{role}` must be a recurrent layer (an RNN, SimpleRNN, "
+                                 f"LSTM or GRU), received {type(sub).__name__} '{sub.name}'.")
         if merge_mode not in _MERGE_MODES:
             raise ValueError(f"Invalid merge mode. Received: {merge_mode}. Merge mode should be "
                              'one of {"sum", "mul", "ave", "concat", None}')
