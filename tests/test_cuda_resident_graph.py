@@ -181,11 +181,17 @@ def step_is_the_gradient(make, x, y, loss, loss_weights=None, sw=None):
             res.arrays[id(v)] = host.DeviceArray(w, np.float64)
         return np.atleast_1d(dev.test_on_batch(x, y, sample_weight=sw))[0]
 
+    steps_are_central_differences(steps, w0, loss_at, variables, RNG, trainable)
+
+
+def steps_are_central_differences(steps, w0, loss_at, variables, rng, trainable=None):
+    """Each SGD(1) step's entries (three per weight; only the ids in `trainable` if given) equal
+    the central difference of loss_at(weights) at w0, in float64."""
     h = 1e-6
     for k, (v, w) in enumerate(zip(variables, w0)):
-        if id(v) not in trainable:
+        if trainable is not None and id(v) not in trainable:
             continue
-        for idx in RNG.choice(w.size, size=min(3, w.size), replace=False):
+        for idx in rng.choice(w.size, size=min(3, w.size), replace=False):
             up, down = [a.copy() for a in w0], [a.copy() for a in w0]
             up[k].flat[idx] += h
             down[k].flat[idx] -= h

@@ -20,7 +20,7 @@ from faltung.layers.rnn.rnn import RNN
 from faltung.models import Sequential
 from faltung.ops import rnn as R
 from faltung.optimizers import SGD, Adam
-from test_cuda_resident_graph import loose, pair
+from test_cuda_resident_graph import loose, pair, steps_are_central_differences
 
 host = pytest.importorskip("faltung._cuda_host", reason="built with -DFALTUNG_CUDA_HOST_HARNESS=OFF")
 
@@ -160,11 +160,4 @@ def test_float64_step_is_the_gradient_of_the_training_loss_under_the_same_masks(
     w0 = res.get_weights()
     train_loss(w0)
     steps = [a - b for a, b in zip(w0, res.get_weights())]
-    rng, h = np.random.default_rng(5), 1e-6
-    for k, (v, w) in enumerate(zip(dev.weights, w0)):
-        for idx in rng.choice(w.size, size=min(3, w.size), replace=False):
-            up, down = [a.copy() for a in w0], [a.copy() for a in w0]
-            up[k].flat[idx] += h
-            down[k].flat[idx] -= h
-            numeric = (train_loss(up) - train_loss(down)) / (2 * h)
-            np.testing.assert_allclose(steps[k].flat[idx], numeric, rtol=1e-6, atol=1e-9, err_msg=v.name)
+    steps_are_central_differences(steps, w0, train_loss, dev.weights, np.random.default_rng(5))
