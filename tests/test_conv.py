@@ -302,6 +302,60 @@ def test_depthwise_and_separable(m, rank):
     np.testing.assert_allclose(db, Rw.reshape(-1, 3 * m).sum(0), atol=1e-10)
 
 
+# Depthwise with one filter per channel (m == 1) has its own row passes (cpp/src/conv_depthwise.cpp):
+# window tiles at stride 1 / dilation 1 for kernel widths 3 and 5, pixel tiles of 8/4/2/1, edge
+# pixels with checked taps, channel vectors then a scalar tail, stride phases in the input
+# gradient, the bias gradient in the filter pass, bias and ReLU fused into the forward.
+DW_M1 = [  # (id, (N, H, W, C), kernel (kh, kw), strides, dilation, padding)
+    ("k3-window-tiles-tail", (2, 3, 37, 40), (3, 3), 1, 1, "same"),
+    ("k5-window-odd-C", (1, 5, 21, 17), (5, 5), 1, 1, "same"),
+    ("k3-valid-no-edges", (2, 4, 12, 16), (3, 3), 1, 1, "valid"),
+    ("k2x4-even-asymmetric", (2, 6, 19, 24), (2, 4), 1, 1, "same"),
+    ("k3-s2-phases", (2, 7, 23, 33), (3, 3), 2, 1, "same"),
+    ("k3-s(1,2)", (1, 6, 22, 16), (3, 3), (1, 2), 1, "same"),
+    ("k3-d2", (2, 6, 20, 16), (3, 3), 1, 2, "same"),
+    ("k1x3-s3-stride>kernel", (2, 5, 9, 8), (1, 3), 3, 1, "valid"),
+    ("W1-k3", (3, 2, 1, 5), (3, 3), 1, 1, "same"),
+    ("k5-W3-window-wider-than-row", (1, 4, 3, 20), (5, 5), 1, 1, "same"),
+]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", DW_M1, ids=[c[0] for c in DW_M1])
+def test_depthwise_one_filter_per_channel_matches_reference(case, dtype, relu):
+    _, xs, ks, strides, dil, padding = case
+    x = rng.standard_normal(xs).astype(dtype)
+    dk = rng.standard_normal(ks + (xs[-1], 1)).astype(dtype)
+    b = rng.standard_normal(xs[-1]).astype(dtype)
+    args = (strides, padding, None, dil)
+    y, algo = C.depthwise_conv_forward(x, dk, b, *args, relu=relu)
+    assert algo == "depthwise"
+    want = C.depthwise_conv_forward(x, dk, b, *args, relu=relu, algorithm="reference")[0]
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, want, **tol)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    for need in [(True, True, True), (True, False, False), (False, True, True), (False, True, False),
+                 (False, False, True)]:
+        got = C.depthwise_conv_backward(gy, x, dk, *args, *need)
+        ref = C.depthwise_conv_backward(gy, x, dk, *args, *need, algorithm="reference")
+        for g, r, wanted in zip(got, ref, need):
+            assert (g is None) == (not wanted)
+            if wanted:
+                np.testing.assert_allclose(g, r, **tol)
+
+
+def test_depthwise_window_gradients_are_central_differences():
+    x = rng.standard_normal((1, 4, 11, 3))
+    dk = rng.standard_normal((3, 5, 3, 1))
+    Rw = rng.standard_normal((1, 4, 11, 3))
+    loss = lambda: float((C.depthwise_conv(x, dk, 1, "same") * Rw).sum())  # noqa: E731
+    dx, dw, db = C.depthwise_conv_backward(Rw, x, dk, 1, "same")
+    np.testing.assert_allclose(dx, _num_grad(loss, x), atol=1e-6)
+    np.testing.assert_allclose(dw, _num_grad(loss, dk), atol=1e-6)
+    np.testing.assert_allclose(db, Rw.reshape(-1, 3).sum(0), atol=1e-10)
+
+
 def test_auto_choice():
     x1 = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
     assert C.conv_forward(x1, np.ones((1, 1, 3, 2), np.float32))[1] == "gemm1x1"

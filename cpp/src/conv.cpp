@@ -350,6 +350,10 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
   if (algo == ConvAlgo::Auto) algo = choose_conv_algo(s);
   FALTUNG_CHECK(conv_algo_applicable(algo, s), std::string("conv2d_backward: algorithm '") + conv_algo_name(algo) +
                                                    "' cannot run this shape; " + geom_str(s));
+  if (algo == ConvAlgo::Depthwise) {  // every gradient in one pass over dout
+    conv2d_depthwise_backward(dinp, dweight, dbias, dout, inp, weight, s);
+    return algo;
+  }
   if (dbias) conv2d_bias_backward(dbias, dout, s);
   switch (algo) {
     case ConvAlgo::Reference:
@@ -361,10 +365,7 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
       if (dinp) conv2d_gemm_backward_data(dinp, dout, weight, s, algo == ConvAlgo::Gemm1x1);
       if (dweight) conv2d_gemm_backward_filter(dweight, dout, inp, s, algo == ConvAlgo::Gemm1x1);
       break;
-    case ConvAlgo::Depthwise:
-      if (dinp) conv2d_depthwise_backward_data(dinp, dout, weight, s);
-      if (dweight) conv2d_depthwise_backward_filter(dweight, dout, inp, s);
-      break;
+    case ConvAlgo::Depthwise: break;  // above
     case ConvAlgo::Winograd:
       // Few input channels (reached only when Winograd is forced): the data-gradient
       // transforms cost more than they save (as in choose_conv_algo), so that gradient goes

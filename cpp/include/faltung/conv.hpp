@@ -103,8 +103,15 @@ void conv2d_depthwise_forward(T* out, const T* inp, const T* weight, const T* bi
                               const Conv2dShape& s, bool relu = false);
 template <typename T>
 void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s);
+// dbias (K), if given, gets the bias gradient too (the sum of dout over its pixels), in the
+// same pass over dout.
 template <typename T>
-void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s);
+void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s,
+                                      T* dbias = nullptr);
+// All three gradients (each optional: nullptr) in one pass over the rows, reading dout once.
+template <typename T>
+void conv2d_depthwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                               const Conv2dShape& s);
 
 // Direct (groups 1): same shapes as the reference. The data gradient in direct form
 // (gather, vectorized over K) is for few input channels only: C <= kDirectDataMaxC
