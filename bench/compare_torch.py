@@ -1,6 +1,6 @@
 """faltung vs PyTorch CPU, timed in one run on the same machine.
 
-    python bench/compare_torch.py [--only mlp,conv,convT,pool,step,memory,inception,densenet,graph,rnn,ctc,rnnmem,seq2seq,levels,gpu]
+    python bench/compare_torch.py [--only mlp,conv,depthwise,convT,pool,step,memory,inception,densenet,graph,rnn,ctc,rnnmem,seq2seq,levels,gpu]
                                   [--repeats 15] [--threads 2]
 
 PyTorch lives only in a benchmark venv (`pip install torch==2.13.0`); it is never a
@@ -182,6 +182,29 @@ def bench_conv(repeats):
             tm.weight.copy_(torch.from_numpy(fl.kernel.value.transpose(3, 2, 0, 1).copy()))
         for bwd in (False, True):
             compare(f"{label} {'fwd+bwd' if bwd else 'fwd'}", torch_conv_sides(fl, tm, x, bwd), repeats)
+
+
+def bench_depthwise(repeats):
+    """DepthwiseConv2D against torch.nn.Conv2d(C, C, k, groups=C) with the same weights."""
+    rng = np.random.default_rng(0)
+    for label, N, HW, C, k, s in [("3x3 (64,32,32,64)", 64, 32, 64, 3, 1),
+                                  ("3x3 stride 2 (64,32,32,64)", 64, 32, 64, 3, 2),
+                                  ("5x5 (32,16,16,128)", 32, 16, 128, 5, 1)]:
+        x = rng.standard_normal((N, HW, HW, C)).astype(np.float32)
+        fl = layers.DepthwiseConv2D(k, strides=s, padding="same")
+        fl.build((None, HW, HW, C))
+        tm = torch.nn.Conv2d(C, C, k, stride=s, padding=(k - 1) // 2, groups=C)
+        with torch.no_grad():  # Keras (kh, kw, C, 1) -> torch (C, 1, kh, kw)
+            tm.weight.copy_(torch.from_numpy(fl.kernel.value.transpose(2, 3, 0, 1).copy()))
+            tm.bias.copy_(torch.from_numpy(fl.bias.value))
+            want = tm(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
+        # (at stride 2 Keras's "same" pads one pixel after, torch's padding=1 one on each side:
+        # the same shapes and work, outputs shifted by a pixel, so only stride 1 is compared)
+        if s == 1 and not np.allclose(np.asarray(fl.forward(x)), want, atol=1e-4):
+            raise AssertionError(f"depthwise {label}: faltung and torch outputs differ")
+        for bwd in (False, True):
+            compare(f"depthwise conv {label} {'fwd+bwd' if bwd else 'fwd'}", torch_conv_sides(fl, tm, x, bwd),
+                    repeats)
 
 
 def bench_conv_transpose(repeats):
@@ -885,7 +908,7 @@ def bench_gpu(repeats):
             {side: _lstm_memory_step(side, 32, gpu=True) for side in ("faltung", "torch")}, repeats)
 
 
-SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "convT": bench_conv_transpose,
+SECTIONS = {"mlp": bench_mlp, "conv": bench_conv, "depthwise": bench_depthwise, "convT": bench_conv_transpose,
             "pool": bench_pool, "step": bench_step, "memory": bench_memory,
             "inception": bench_inception, "densenet": bench_densenet, "graph": bench_graph,
             "rnn": bench_rnn, "ctc": bench_ctc, "rnnmem": bench_rnn_memory,

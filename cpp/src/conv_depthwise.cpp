@@ -81,10 +81,12 @@ struct RowPass {
   V init(int64_t c) const {
     return bias ? simd::load<V>(bias + c) : V{};
   }
+  // v (ReLU'd if r) to o. The tiles pass dst, dpx and relu as locals: read through `this`
+  // after a store, GCC reloads them for every pixel (the store might have changed them).
   template <typename V>
-  void put(int64_t j, int64_t c, V v) const {
-    if (relu) v = v > V{} ? v : V{};
-    simd::store(dst + j * dpx + c, v);
+  static void put(T* o, V v, bool r) {
+    if (r) v = v > V{} ? v : V{};
+    simd::store(o, v);
   }
   // Pixel j, channels [c, c + CV vectors), every tap checked.
   template <typename V, int CV>
@@ -98,7 +100,7 @@ struct RowPass {
       for (int v = 0; v < CV; ++v)
         acc[v] += simd::load<V>(taps[t].src + p * C + c + v * VW) * simd::load<V>(taps[t].w + c + v * VW);
     }
-    for (int v = 0; v < CV; ++v) put(j, c + v * VW, acc[v]);
+    for (int v = 0; v < CV; ++v) put(dst + j * dpx + c + v * VW, acc[v], relu);
   }
   // Pixels [j, j + P), channels [c, c + CV vectors), no checks.
   template <typename V, int P, int CV>
@@ -122,18 +124,21 @@ struct RowPass {
         for (int p = 0; p < P; ++p) acc[p][v] += simd::load<V>(s + p * ps + v * VW) * wv;
       }
     }
+    T* const o = dst + j * dpx + c;
+    const int64_t d = dpx;
+    const bool r = relu;
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
-      for (int v = 0; v < CV; ++v) put(j + p, c + v * VW, acc[p][v]);
+      for (int v = 0; v < CV; ++v) put(o + p * d + v * VW, acc[p][v], r);
   }
   // Pixels [j, j + P), one channel vector c, taps in groups of KW (win == KW), no checks.
   template <typename V, int P, int KW>
   void win_tile(int64_t j, int64_t c) const {
-    V acc[P];
+    V acc[2][P];  // even and odd taps of a row: each pixel's FMA chain at half the length
     const V b = init<V>(c);
 #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) acc[p] = b;
+    for (int p = 0; p < P; ++p) acc[0][p] = b, acc[1][p] = V{};
     for (int64_t g = 0; g < ntaps; g += KW) {
       const T* s = taps[g].src + (j + taps[g].off) * C + c;
       V x[P + KW - 1];
@@ -143,11 +148,14 @@ struct RowPass {
       for (int k = 0; k < KW; ++k) {
         const V w = simd::load<V>(taps[g + k].w + c);
 #pragma GCC unroll 8
-        for (int p = 0; p < P; ++p) acc[p] += x[p + k] * w;
+        for (int p = 0; p < P; ++p) acc[k & 1][p] += x[p + k] * w;
       }
     }
+    T* const o = dst + j * dpx + c;
+    const int64_t d = dpx;
+    const bool r = relu;
 #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) put(j + p, c, acc[p]);
+    for (int p = 0; p < P; ++p) put(o + p * d, acc[0][p] + acc[1][p], r);
   }
   template <int P, int KW>
   void win_tiles(int64_t j) const {

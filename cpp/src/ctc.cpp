@@ -82,28 +82,10 @@ inline Real lse2(Real a, Real b) {
   return m + vlog_ge1(vexp_le0(a - m) + vexp_le0(b - m)) + (a + b) * Real(0);
 }
 
-// A row's max and sum_k exp(x[k] - m). Whole vectors only: a row that is no multiple of the
-// vector width (28 classes: 16 + 12 at AVX-512) takes its last vector at C - W, overlapping the
-// one before; the max does not mind, and the sum masks the overlap's lanes out. Scalar tails
-// cost as much as the vectors at such widths. Rows narrower than a vector go scalar. GCC does
-// not vectorize a plain float reduction, whose order it may not change: the max and the sum
-// run over simd.hpp vectors.
-template <typename Real>
-Real row_max(const Real* x, int64_t C) {
-  using V = typename simd::Vec<Real>::type;
-  constexpr int W = simd::Vec<Real>::width;
-  if (C < W) {
-    Real m = -std::numeric_limits<Real>::infinity();
-    for (int64_t k = 0; k < C; ++k) m = std::max(m, x[k]);
-    return m;
-  }
-  V vm = simd::load<V>(x + C - W);
-  for (int64_t k = 0; k + W <= C; k += W) {
-    const V v = simd::load<V>(x + k);
-    vm = v > vm ? v : vm;
-  }
-  return simd::hmax<Real>(vm);
-}
+// A row's sum_k exp(x[k] - m) (its max: elementwise.hpp's max_of). Whole vectors only: a row
+// that is no multiple of the vector width (28 classes: 16 + 12 at AVX-512) takes its last
+// vector at C - W, overlapping the one before; the sum masks the overlap's lanes out. Scalar
+// tails cost as much as the vectors at such widths. Rows narrower than a vector go scalar.
 // sum_k exp(x[k] - m); e (C) receives the exps (the exp loops vectorize as they stand), or,
 // if null, scratch (C) does. (Summing in registers instead, an omp simd reduction without the
 // stores, measured slower at 5000 classes: 13.0 against 12.5 ms.)
@@ -246,7 +228,7 @@ struct Ctc {
         std::fill(lse, lse + n, Real(0));
         if (gb) std::fill(gb, gb + n * C, Real(0));
       } else {
-        for (int64_t i = 0; i < n; ++i) m[i] = row_max(xb + i * C, C);
+        for (int64_t i = 0; i < n; ++i) m[i] = elementwise::max_of(xb + i * C, C);
         // the next block's rows are prefetched beside this block's exps when they come from
         // memory (blocks of fewer than kRowBlock rows: more than 4 KB per row)
         const int64_t next_n = block < kRowBlock ? std::min(block, live - tb - n) : 0;

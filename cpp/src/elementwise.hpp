@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "faltung/common.hpp"
+#include "simd.hpp"
 
 namespace faltung::elementwise {
 
@@ -186,15 +187,82 @@ void rows(int64_t R, int64_t K, Row row) {
     for (int64_t r = r0; r < r1; ++r) row(r);
   });
 }
+// Row reductions over simd.hpp vectors: GCC does not vectorize a plain float reduction (it
+// may not reorder the sum, and a max that must skip NaNs), which left softmax scalar (4x
+// PyTorch's time at 256 x 1000). The order of the sums differs from a left-to-right loop.
+
+// The max of x (K) as std::max folds it from -inf (a NaN element is skipped). Whole vectors:
+// a row that is no multiple of the vector width takes its last vector at K - W, overlapping
+// the one before (the max does not mind); rows narrower than a vector go scalar.
+template <typename T>
+T max_of(const T* x, int64_t K) {
+  using V = typename simd::Vec<T>::type;
+  constexpr int W = simd::Vec<T>::width;
+  T m = -std::numeric_limits<T>::infinity();
+  if (K < W) {
+    for (int64_t k = 0; k < K; ++k) m = std::max(m, x[k]);
+    return m;
+  }
+  V vm = V{} + m;
+  for (int64_t k = 0; k + W <= K; k += W) {
+    const V v = simd::load<V>(x + k);
+    vm = v > vm ? v : vm;
+  }
+  const V v = simd::load<V>(x + K - W);
+  vm = v > vm ? v : vm;
+  return simd::hmax<T>(vm);
+}
+// sum of x (K): two vector partial sums, their lanes pairwise, then the scalar tail.
+template <typename T>
+T sum_of(const T* x, int64_t K) {
+  using V = typename simd::Vec<T>::type;
+  constexpr int W = simd::Vec<T>::width;
+  V a0 = V{}, a1 = V{};
+  int64_t k = 0;
+  for (; k + 2 * W <= K; k += 2 * W) a0 += simd::load<V>(x + k), a1 += simd::load<V>(x + k + W);
+  for (; k + W <= K; k += W) a0 += simd::load<V>(x + k);
+  T s = simd::hsum<T>(a0 + a1);
+  for (; k < K; ++k) s += x[k];
+  return s;
+}
+// sum of a[k] * b[k] (K), as sum_of.
+template <typename T>
+T dot_of(const T* a, const T* b, int64_t K) {
+  using V = typename simd::Vec<T>::type;
+  constexpr int W = simd::Vec<T>::width;
+  V a0 = V{}, a1 = V{};
+  int64_t k = 0;
+  for (; k + 2 * W <= K; k += 2 * W)
+    a0 += simd::load<V>(a + k) * simd::load<V>(b + k), a1 += simd::load<V>(a + k + W) * simd::load<V>(b + k + W);
+  for (; k + W <= K; k += W) a0 += simd::load<V>(a + k) * simd::load<V>(b + k);
+  T s = simd::hsum<T>(a0 + a1);
+  for (; k < K; ++k) s += a[k] * b[k];
+  return s;
+}
+// sum over k of exp(x[k] - m); e (K), if given, receives the exps. The exp loops vectorize as
+// they stand; without e they fill a stack buffer a piece at a time.
+template <typename T>
+T sum_exp(const T* x, int64_t K, T m, T* e = nullptr) {
+  if (e) {
+    for (int64_t k = 0; k < K; ++k) e[k] = vexp(x[k] - m);
+    return sum_of(e, K);
+  }
+  constexpr int64_t kPiece = 256;
+  T buf[kPiece];
+  T s = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += kPiece) {
+    const int64_t n = std::min(kPiece, K - k0);
+    for (int64_t k = 0; k < n; ++k) buf[k] = vexp(x[k0 + k] - m);
+    s += sum_of(buf, n);
+  }
+  return s;
+}
 // logsumexp of x (K)
 template <typename T>
 T logsumexp(const T* x, int64_t K) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t k = 0; k < K; ++k) m = std::max(m, x[k]);
+  const T m = max_of(x, K);
   if (std::isinf(m)) return m;
-  T s = 0;
-  for (int64_t k = 0; k < K; ++k) s += vexp(x[k] - m);
-  return m + std::log(s);
+  return m + std::log(sum_exp(x, K, m));
 }
 
 }  // namespace faltung::elementwise

@@ -25,11 +25,8 @@ void softmax_forward(T* y, const T* x, int64_t R, int64_t K) {
   rows(R, K, [=](int64_t r) {
     const T* x_r = x + r * K;
     T* y_r = y + r * K;
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t k = 0; k < K; ++k) m = std::max(m, x_r[k]);
-    T s = 0;
-    for (int64_t k = 0; k < K; ++k) s += (y_r[k] = vexp(x_r[k] - m));
-    const T inv = T(1) / s;
+    const T m = max_of(x_r, K);
+    const T inv = T(1) / sum_exp(x_r, K, m, y_r);
     for (int64_t k = 0; k < K; ++k) y_r[k] *= inv;
   });
 }
@@ -40,8 +37,7 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K) {
   rows(R, K, [=](int64_t r) {
     const T *dy_r = dy + r * K, *y_r = y + r * K;
     T* dx_r = dx + r * K;
-    T dot = 0;
-    for (int64_t k = 0; k < K; ++k) dot += dy_r[k] * y_r[k];
+    const T dot = dot_of(dy_r, y_r, K);
     for (int64_t k = 0; k < K; ++k) dx_r[k] = y_r[k] * (dy_r[k] - dot);
   });
 }
@@ -63,8 +59,7 @@ void log_softmax_backward(T* dx, const T* dy, const T* y, int64_t R, int64_t K) 
   rows(R, K, [=](int64_t r) {
     const T *dy_r = dy + r * K, *y_r = y + r * K;
     T* dx_r = dx + r * K;
-    T s = 0;
-    for (int64_t k = 0; k < K; ++k) s += dy_r[k];
+    const T s = sum_of(dy_r, K);
     for (int64_t k = 0; k < K; ++k) dx_r[k] = dy_r[k] - vexp(y_r[k]) * s;
   });
 }
