@@ -171,6 +171,8 @@ def bench_conv(repeats):
         ("vgg conv 256->256 @56 N8", 8, 56, 56, 256, 256, 3, 1, 1, "same"),
         ("conv 64->64 @32 stride 2", 64, 32, 32, 64, 64, 3, 2, 1, "same"),
         ("conv 64->64 @32 dilation 2", 64, 32, 32, 64, 64, 3, 1, 2, "same"),
+        ("pointwise conv 1x1 64->128 @32", 64, 32, 32, 64, 128, 1, 1, 1, "same"),
+        ("pointwise conv 1x1 256->512 @8 N32", 32, 8, 8, 256, 512, 1, 1, 1, "same"),
     ]
     for label, N, H, W, C, K, k, s, d, pad in cases:
         x = rng.standard_normal((N, H, W, C)).astype(np.float32)

@@ -356,6 +356,40 @@ def test_depthwise_window_gradients_are_central_differences():
     np.testing.assert_allclose(db, Rw.reshape(-1, 3).sum(0), atol=1e-10)
 
 
+# 1x1 convolutions (groups 1) run the packed-panel register tiles (conv.cpp pointwise_gemm) for
+# the forward and the input gradient while the inner size is at most 512, OpenBLAS beyond; the
+# bias gradient sums rows in registers (conv2d_bias_backward). Row counts that are no multiple
+# of the tile (12 / 6 rows) or of a chunk, output widths that end in a partial panel.
+PW = [  # (id, (N, H, W, C), K)
+    ("C64-K128-rows-ragged", (3, 7, 9, 64), 128),
+    ("C1-K37-partial-panel", (2, 5, 13, 1), 37),
+    ("C300-K5-chunk-of-tile-rows", (1, 11, 17, 300), 5),
+    ("C513-K40-openblas-forward", (1, 6, 7, 513), 40),
+    ("C24-K600-openblas-input-grad", (2, 3, 5, 24), 600),
+]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", PW, ids=[c[0] for c in PW])
+def test_pointwise_conv_matches_reference(case, dtype, relu):
+    _, xs, K = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((1, 1, xs[-1], K)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    y, algo = C.conv_forward(x, w, b, relu=relu)
+    assert algo == "gemm1x1"
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
+    want = x.reshape(-1, xs[-1]).astype(np.float64) @ w.reshape(xs[-1], K).astype(np.float64) + b
+    np.testing.assert_allclose(y.reshape(-1, K), np.maximum(want, 0) if relu else want, **tol)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = C.conv_backward(gy, x, w)
+    g2 = gy.reshape(-1, K).astype(np.float64)
+    np.testing.assert_allclose(dx.reshape(-1, xs[-1]), g2 @ w.reshape(xs[-1], K).T.astype(np.float64), **tol)
+    np.testing.assert_allclose(dw.reshape(xs[-1], K), x.reshape(-1, xs[-1]).T.astype(np.float64) @ g2, **tol)
+    np.testing.assert_allclose(db, g2.sum(0), **tol)
+
+
 def test_auto_choice():
     x1 = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
     assert C.conv_forward(x1, np.ones((1, 1, 3, 2), np.float32))[1] == "gemm1x1"

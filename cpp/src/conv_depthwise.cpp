@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "faltung/conv.hpp"
+#include "elementwise.hpp"
 #include "simd.hpp"
 
 namespace faltung {
@@ -370,31 +371,6 @@ void dot_window(T* acc, const T* x, const T* g, int64_t n, int64_t W, int64_t of
   for (; c < C; ++c) dot_window_block<T, KW, 1, T>(acc, x, g, n, W, off, C, lo, hi, c);
 }
 
-// acc[c] += sum over ow < n of g[ow*C + c], pixel by pixel (a sequential stream) with up to
-// four channel vectors in registers.
-template <typename T>
-void sum_pixels(T* acc, const T* g, int64_t n, int64_t C) {
-  using V = typename simd::Vec<T>::type;
-  constexpr int VW = simd::Vec<T>::width;
-  auto sum = [&](auto zero, auto cv, int64_t c) {
-    using W_ = decltype(zero);
-    constexpr int CV = decltype(cv)::value;
-    constexpr int64_t w = sizeof(W_) / sizeof(T);
-    W_ a[CV];
-#pragma GCC unroll 4
-    for (int v = 0; v < CV; ++v) a[v] = zero;
-    for (int64_t ow = 0; ow < n; ++ow)
-#pragma GCC unroll 4
-      for (int v = 0; v < CV; ++v) a[v] += simd::load<W_>(g + ow * C + c + v * w);
-#pragma GCC unroll 4
-    for (int v = 0; v < CV; ++v) simd::store(acc + c + v * w, simd::load<W_>(acc + c + v * w) + a[v]);
-  };
-  int64_t c = 0;
-  for (; c + 4 * VW <= C; c += 4 * VW) sum(V{}, std::integral_constant<int, 4>{}, c);
-  for (; c + VW <= C; c += VW) sum(V{}, std::integral_constant<int, 1>{}, c);
-  for (; c < C; ++c) sum(T(0), std::integral_constant<int, 1>{}, c);
-}
-
 }  // namespace
 
 // inp (N,H,W,C), weight (KH,KW,1,K), bias (K)|nullptr -> out (N,OH,OW,K). Parallel over (n, oh).
@@ -485,7 +461,7 @@ void filter_row(T* acc, const T* dout, const T* inp, const Conv2dShape& s, int64
   const int64_t C = s.C, K = s.K, m = K / C;
   const int64_t n = r / s.OH, oh = r % s.OH;
   const T* g = dout + r * s.OW * K;
-  if (bias) sum_pixels(acc + s.KH * s.KW * K, g, s.OW, K);
+  if (bias) elementwise::sum_rows(acc + s.KH * s.KW * K, g, s.OW, K);
   for (int64_t kh = 0; kh < s.KH; ++kh) {
     const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
     if (ih < 0 || ih >= s.H) continue;

@@ -99,34 +99,11 @@ void conv2d_reference_backward_filter(T* dweight, const T* dout, const T* inp, c
   }
 }
 
-// dout (N,OH,OW,K) -> dbias (K): per-thread partial sums over pixel rows, then a reduce.
-template <typename T>
-void conv2d_bias_backward(T* dbias, const T* dout, const Conv2dShape& s) {
-  const int64_t P = s.N * s.OH * s.OW, K = s.K;
-  std::fill(dbias, dbias + K, T(0));
-  const int nt = (P * K < (1 << 16)) ? 1 : get_num_threads();
-  // the calling thread's scratch, one row per thread
-  T* partial = workspace<T>(nt * K, WorkspaceSlot::Vectors);
-  std::fill(partial, partial + nt * K, T(0));
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    T* acc = partial + t * K;
-    for (int64_t p = P * t / n; p < P * (t + 1) / n; ++p) {
-      const T* row = dout + p * K;
-      for (int64_t k = 0; k < K; ++k) acc[k] += row[k];
-    }
-  }
-  for (int t = 0; t < nt; ++t)
-    for (int64_t k = 0; k < K; ++k) dbias[k] += partial[t * K + k];
-}
-
 #define FALTUNG_CONV_REF(T)                                                                      \
   template void conv2d_reference_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, \
                                             bool);                                              \
   template void conv2d_reference_backward_data<T>(T*, const T*, const T*, const Conv2dShape&);   \
-  template void conv2d_reference_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&); \
-  template void conv2d_bias_backward<T>(T*, const T*, const Conv2dShape&);
+  template void conv2d_reference_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&);
 FALTUNG_CONV_REF(float)
 FALTUNG_CONV_REF(double)
 #undef FALTUNG_CONV_REF

@@ -257,6 +257,31 @@ T sum_exp(const T* x, int64_t K, T m, T* e = nullptr) {
   }
   return s;
 }
+// acc[c] += sum over rows r < n of g[r*C + c], row by row (a sequential stream), up to four
+// channel vectors in registers at a time (conv bias gradients).
+template <typename T>
+void sum_rows(T* acc, const T* g, int64_t n, int64_t C) {
+  using V = typename simd::Vec<T>::type;
+  constexpr int VW = simd::Vec<T>::width;
+  auto sum = [&](auto zero, auto cv, int64_t c) {
+    using W_ = decltype(zero);
+    constexpr int CV = decltype(cv)::value;
+    constexpr int64_t w = sizeof(W_) / sizeof(T);
+    W_ a[CV];
+#pragma GCC unroll 4
+    for (int v = 0; v < CV; ++v) a[v] = zero;
+    for (int64_t ow = 0; ow < n; ++ow)
+#pragma GCC unroll 4
+      for (int v = 0; v < CV; ++v) a[v] += simd::load<W_>(g + ow * C + c + v * w);
+#pragma GCC unroll 4
+    for (int v = 0; v < CV; ++v) simd::store(acc + c + v * w, simd::load<W_>(acc + c + v * w) + a[v]);
+  };
+  int64_t c = 0;
+  for (; c + 4 * VW <= C; c += 4 * VW) sum(V{}, std::integral_constant<int, 4>{}, c);
+  for (; c + VW <= C; c += VW) sum(V{}, std::integral_constant<int, 1>{}, c);
+  for (; c < C; ++c) sum(T(0), std::integral_constant<int, 1>{}, c);
+}
+
 // logsumexp of x (K)
 template <typename T>
 T logsumexp(const T* x, int64_t K) {
