@@ -142,8 +142,9 @@ class BaseGlobalPooling(Layer):
             count = keep.sum(axis=1, keepdims=True).astype(x.dtype)
             y = np.where(keep, x, 0).sum(axis=1, keepdims=True) / count
             arg = keep  # what backward needs: the kept steps
-        elif self.pool_mode == "max":
-            y, arg = P.max_pool(x, window, window, "valid", return_argmax=True)
+        elif self.pool_mode == "max":  # the argmax only for a backward (inference: 1.19x PyTorch's time with it)
+            y, arg = (P.max_pool(x, window, window, "valid", return_argmax=True) if training
+                      else (P.max_pool(x, window, window, "valid"), None))
         else:
             y, arg = P.average_pool(x, window, window, "valid"), None
         if training:
