@@ -195,8 +195,9 @@ struct RowPass {
     // [lo, hi): the pixels whose every tap lies inside the source row
     int64_t lo = 0, hi = n;
     for (int64_t t = 0; t < ntaps; ++t) {
-      lo = std::max(lo, ceil_div(-taps[t].off, step));
-      hi = std::min(hi, floor_div(width - 1 - taps[t].off, step) + 1);
+      const int64_t off = taps[t].off;  // (step 1, the common case, without the divisions)
+      lo = std::max(lo, step == 1 ? -off : ceil_div(-off, step));
+      hi = std::min(hi, step == 1 ? width - off : floor_div(width - 1 - off, step) + 1);
     }
     hi = std::max(hi, lo);
     auto checked = [&](int64_t j) {
