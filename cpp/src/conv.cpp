@@ -273,9 +273,14 @@ void pointwise_gemm(T* C, const T* A, int64_t P, int64_t D, int64_t N, const T* 
     bias_relu_rows(C + p0 * N, p1 - p0, N, bias, relu);
   }
 }
-// The inner sizes pointwise_gemm takes: its panels (D x NR) stay in L2 and a tile's rows of A
-// in L1; beyond, OpenBLAS's blocking over the inner size wins.
-constexpr int64_t kPointwiseMaxD = 512;
+// The sizes pointwise_gemm takes: an inner size D up to 512 (a tile's rows of A stay in L1) and
+// a packed B (D x N, N rounded up to whole panels) up to 2 MiB (it stays in L2, and is held in
+// the calling thread's Columns workspace after the call); beyond, OpenBLAS's blocking wins.
+template <typename T>
+bool pointwise_fits(int64_t D, int64_t N) {
+  constexpr int64_t NR = rnn_detail::Panel<T>::NR;
+  return D <= 512 && (N + NR - 1) / NR * NR * D * int64_t(sizeof(T)) <= (int64_t(2) << 20);
+}
 
 }  // namespace
 
@@ -285,7 +290,7 @@ void conv2d_gemm_forward(T* out, const T* inp, const T* weight, const T* bias, c
                          bool relu, bool direct) {
   const int64_t G = s.groups, Kg = s.K / G, D = s.KH * s.KW * (s.C / G), P = s.N * s.OH * s.OW;
   if (P == 0) return;
-  if (direct && G == 1 && D <= kPointwiseMaxD) {
+  if (direct && G == 1 && pointwise_fits<T>(D, s.K)) {
     pointwise_gemm(out, inp, P, D, s.K, weight, s.K, 1, bias, relu, conv_threads(s));
     return;
   }
@@ -317,7 +322,7 @@ void conv2d_gemm_backward_data(T* dinp, const T* dout, const T* weight, const Co
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, D = s.KH * s.KW * Cg;
   const int64_t OHW = s.OH * s.OW, P = s.N * OHW, R = tile_rows(s, D);
   if (P == 0) return;
-  if (direct && G == 1 && s.K <= kPointwiseMaxD) {  // dinp (P,C) = dout (P,K) @ weight^T
+  if (direct && G == 1 && pointwise_fits<T>(s.K, s.C)) {  // dinp (P,C) = dout (P,K) @ weight^T
     pointwise_gemm(dinp, dout, P, s.K, s.C, weight, 1, s.K, static_cast<const T*>(nullptr), false,
                    conv_threads(s));
     return;

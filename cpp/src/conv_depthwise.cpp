@@ -8,8 +8,8 @@
 // m == 1 (K == C, MobileNet's and Xception's depthwise layers): the forward and the input
 // gradient are both row passes (RowPass below): a destination row of pixels, each the sum over
 // a list of taps (a source row, a pixel offset, a weight vector) of source pixel * weight, with
-// the channels in the vector lanes. A register tile holds P pixels of one channel vector across
-// all taps, so each destination value is stored once (the first version kept the accumulator in
+// the channels in the vector lanes. A register tile holds P pixels of two channel vectors (a
+// window tile: of one) across all taps, so each destination value is stored once (the first version kept the accumulator in
 // the output row and re-read and re-wrote it for every tap: 2.7x PyTorch's time at 64 channels).
 //   forward:        out row (n, oh); taps: rows ih = oh*sh - pt + kh*dh inside [0, H), every kw;
 //                   source pixel ow*sw - pl + kw*dw.
@@ -199,6 +199,7 @@ struct RowPass {
       lo = std::max(lo, step == 1 ? -off : ceil_div(-off, step));
       hi = std::min(hi, step == 1 ? width - off : floor_div(width - 1 - off, step) + 1);
     }
+    lo = std::min(lo, n);  // (past n when the padding is wider than the row: no interior)
     hi = std::max(hi, lo);
     auto checked = [&](int64_t j) {
       channels([&](auto v, auto cv, int64_t c) { this->template pixel<decltype(v), decltype(cv)::value>(j, c); });

@@ -86,7 +86,7 @@ inline Real lse2(Real a, Real b) {
 // that is no multiple of the vector width (28 classes: 16 + 12 at AVX-512) takes its last
 // vector at C - W, overlapping the one before; the sum masks the overlap's lanes out. Scalar
 // tails cost as much as the vectors at such widths. Rows narrower than a vector go scalar.
-// sum_k exp(x[k] - m); e (C) receives the exps (the exp loops vectorize as they stand), or,
+// e (C) receives the exps (the exp loops vectorize as they stand), or,
 // if null, scratch (C) does. (Summing in registers instead, an omp simd reduction without the
 // stores, measured slower at 5000 classes: 13.0 against 12.5 ms.)
 // next (C), if not null, is the row the caller reads after this one: at many classes x comes

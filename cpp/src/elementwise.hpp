@@ -1,8 +1,9 @@
 // Internal to cpp/src (not part of the C++ API): the elementwise loop driver and the
-// vectorizable float math shared by activations.cpp and softmax_dropout.cpp.
+// vectorizable float math shared by activations.cpp and softmax_dropout.cpp, and row
+// reductions over simd.hpp vectors (also conv.cpp's and conv_depthwise.cpp's bias sums).
 // N elements, R rows x K row length.
 // Include it after the no-trapping-math pragma (see the top of activations.cpp): without
-// it GCC does not vectorize these loops.
+// it GCC does not vectorize the plain loops (the explicit-vector reductions do not need it).
 #pragma once
 #include <omp.h>
 
@@ -257,8 +258,9 @@ T sum_exp(const T* x, int64_t K, T m, T* e = nullptr) {
   }
   return s;
 }
-// acc[c] += sum over rows r < n of g[r*C + c], row by row (a sequential stream), up to four
-// channel vectors in registers at a time (conv bias gradients).
+// acc[c] += sum over rows r < n of g[r*C + c], up to four channel vectors in registers at a
+// time, each block walking the rows (conv bias gradients; the callers pass row chunks that
+// stay in L1 when C is wider than four vectors).
 template <typename T>
 void sum_rows(T* acc, const T* g, int64_t n, int64_t C) {
   using V = typename simd::Vec<T>::type;

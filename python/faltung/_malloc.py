@@ -15,7 +15,7 @@ tensors are numpy arrays, so it asks malloc to keep it instead:
   M_MMAP_THRESHOLD 32 MB (glibc's largest): blocks up to 32 MB come from the heap;
   M_MMAP_MAX 0: larger blocks too (glibc mmaps them otherwise, and each call of a layer whose
   output passes 32 MB faulted in fresh pages: SeparableConv2D 64->128 on (64, 32, 32, 64), a
-  33.5 MB output, forward 17.4 ms, 6.7 ms with this; forward+backward 31.8 -> 26.0 ms; a
+  33.5 MB output, forward 17.4 ms, 6.7-8.8 ms with this; forward+backward 31.8 -> 25-26 ms; a
   CIFAR-size activation of 64 channels at batch 128 is 33.5 MB too). glibc still falls back to
   mmap when the heap cannot grow;
   M_TRIM_THRESHOLD 1 GB: up to 1 GB of free memory stays at the top of the heap. A step that

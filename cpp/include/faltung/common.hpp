@@ -90,8 +90,9 @@ enum class WorkspaceSlot : int {
   Columns = 0,
   PhaseInput = 0,
   NormPartials = 0,
-  // 1. Partials: per-thread partial weight gradients (conv.cpp, conv_depthwise.cpp,
-  //    conv_transpose.cpp backward: threads > 0; conv_direct.cpp filter gradient: every thread).
+  // 1. Partials: per-thread partial weight gradients (conv.cpp, conv_transpose.cpp backward:
+  //    threads > 0; conv_direct.cpp and conv_depthwise.cpp filter (and bias) gradients: every
+  //    thread).
   //    PhaseOutput: conv_phased.cpp forward. SubKernels: conv_transpose.cpp's flipped sub-kernels
   //    of the stride phases, held around the direct conv and Winograd 2x2 (which never take 1).
   //    NormSums: batch norm's summed moments (double).

@@ -108,7 +108,9 @@ void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, con
 template <typename T>
 void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s,
                                       T* dbias = nullptr);
-// All three gradients (each optional: nullptr) in one pass over the rows, reading dout once.
+// All three gradients (each optional: nullptr). With one filter per channel and both dinp and
+// dweight, one pass over the rows serves all three, reading dout from memory once; otherwise
+// the input gradient takes its own pass.
 template <typename T>
 void conv2d_depthwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                                const Conv2dShape& s);
