@@ -428,7 +428,7 @@ ConvAlgo conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
   if (algo == ConvAlgo::Auto) algo = choose_conv_algo(s);
   FALTUNG_CHECK(conv_algo_applicable(algo, s), std::string("conv2d_backward: algorithm '") + conv_algo_name(algo) +
                                                    "' cannot run this shape; " + geom_str(s));
-  if (algo == ConvAlgo::Depthwise) {  // every gradient in one pass over dout
+  if (algo == ConvAlgo::Depthwise) {  // its own passes, the bias gradient fused into the filter's
     conv2d_depthwise_backward(dinp, dweight, dbias, dout, inp, weight, s);
     return algo;
   }

@@ -9,16 +9,20 @@
 // gradient are both row passes (RowPass below): a destination row of pixels, each the sum over
 // a list of taps (a source row, a pixel offset, a weight vector) of source pixel * weight, with
 // the channels in the vector lanes. A register tile holds P pixels of two channel vectors (a
-// window tile: of one) across all taps, so each destination value is stored once (the first version kept the accumulator in
-// the output row and re-read and re-wrote it for every tap: 2.7x PyTorch's time at 64 channels).
+// window tile: of one) across all taps, so each destination value is stored once (the first
+// version kept the accumulator in the output row and re-read and re-wrote it for every tap:
+// 2.7x PyTorch's time at 64 channels).
 //   forward:        out row (n, oh); taps: rows ih = oh*sh - pt + kh*dh inside [0, H), every kw;
 //                   source pixel ow*sw - pl + kw*dw.
 //   input gradient: dinp row (n, ih), one pass per column phase q < sw (pixels iw = q + j*sw);
 //                   taps: kh with ih + pt - kh*dh = oh*sh, 0 <= oh < OH, and kw with
 //                   q + pl - kw*dw = o*sw: source pixel j + o of dout row oh. Each input pixel
 //                   is written by exactly one pass (no scatter, no atomics).
-// The filter gradient sums inp * dout over the output pixels of each tap in registers (four
-// partial sums per channel vector) into a per-thread partial, summed at the end.
+// The filter gradient of each output row and kernel row: at stride 1 and dilation 1 with width
+// 3 or 5 a window of input pixels slides along the row in registers (dot_window), else each
+// tap sums its pixels in four partial sums (dot_pixels); the bias gradient is summed in the
+// same pass, into per-thread partials summed at the end. With both gradients asked for, one
+// pass over the rows serves the input and the filter gradient (conv2d_depthwise_backward).
 // Other multipliers (m > 1) keep the plain loops (madd_expand).
 #include <omp.h>
 
@@ -187,7 +191,9 @@ struct RowPass {
   }
   template <int P>
   void tiles(int64_t j) const {
-    channels([&](auto v, auto cv, int64_t c) { this->template tile<decltype(v), P, decltype(cv)::value>(j, c); });
+    channels([&](auto v, auto cv, int64_t c) {
+      this->template tile<decltype(v), P, decltype(cv)::value>(j, c);
+    });
   }
   // Destination pixels [0, n), each pixel's channels together (the rows are read and written
   // as sequential streams).
@@ -202,7 +208,9 @@ struct RowPass {
     lo = std::min(lo, n);  // (past n when the padding is wider than the row: no interior)
     hi = std::max(hi, lo);
     auto checked = [&](int64_t j) {
-      channels([&](auto v, auto cv, int64_t c) { this->template pixel<decltype(v), decltype(cv)::value>(j, c); });
+      channels([&](auto v, auto cv, int64_t c) {
+        this->template pixel<decltype(v), decltype(cv)::value>(j, c);
+      });
     };
     int64_t j = 0;
     for (; j < lo; ++j) checked(j);
@@ -385,7 +393,8 @@ void conv2d_depthwise_forward(T* out, const T* inp, const T* weight, const T* bi
     {
       std::vector<Tap<T>> taps;
 #pragma omp for schedule(static)
-      for (int64_t r = 0; r < s.N * s.OH; ++r) forward_row(out, inp, weight, bias, s, r / s.OH, r % s.OH, relu, taps);
+      for (int64_t r = 0; r < s.N * s.OH; ++r)
+        forward_row(out, inp, weight, bias, s, r / s.OH, r % s.OH, relu, taps);
     }
     return;
   }
@@ -424,7 +433,8 @@ void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, con
     {
       std::vector<Tap<T>> taps;
 #pragma omp for schedule(static)
-      for (int64_t r = 0; r < s.N * s.H; ++r) backward_data_row(dinp, dout, weight, s, r / s.H, r % s.H, taps);
+      for (int64_t r = 0; r < s.N * s.H; ++r)
+        backward_data_row(dinp, dout, weight, s, r / s.H, r % s.H, taps);
     }
     return;
   }
@@ -546,7 +556,8 @@ void conv2d_depthwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, con
 // dout (N,OH,OW,K), inp (N,H,W,C) -> dweight (KH,KW,1,K): dweight[kh,kw,k] = sum over
 // (n,oh,ow) of inp[n,ih,iw,k/m] * dout[n,oh,ow,k]; dbias[k] (if given) = sum of dout[..., k].
 template <typename T>
-void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s, T* dbias) {
+void conv2d_depthwise_backward_filter(T* dweight, const T* dout, const T* inp, const Conv2dShape& s,
+                                      T* dbias) {
   conv2d_depthwise_backward<T>(nullptr, dweight, dbias, dout, inp, nullptr, s);
 }
 

@@ -233,8 +233,10 @@ T dot_of(const T* a, const T* b, int64_t K) {
   constexpr int W = simd::Vec<T>::width;
   V a0 = V{}, a1 = V{};
   int64_t k = 0;
-  for (; k + 2 * W <= K; k += 2 * W)
-    a0 += simd::load<V>(a + k) * simd::load<V>(b + k), a1 += simd::load<V>(a + k + W) * simd::load<V>(b + k + W);
+  for (; k + 2 * W <= K; k += 2 * W) {
+    a0 += simd::load<V>(a + k) * simd::load<V>(b + k);
+    a1 += simd::load<V>(a + k + W) * simd::load<V>(b + k + W);
+  }
   for (; k + W <= K; k += W) a0 += simd::load<V>(a + k) * simd::load<V>(b + k);
   T s = simd::hsum<T>(a0 + a1);
   for (; k < K; ++k) s += a[k] * b[k];

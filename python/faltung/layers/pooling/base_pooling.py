@@ -142,7 +142,8 @@ class BaseGlobalPooling(Layer):
             count = keep.sum(axis=1, keepdims=True).astype(x.dtype)
             y = np.where(keep, x, 0).sum(axis=1, keepdims=True) / count
             arg = keep  # what backward needs: the kept steps
-        elif self.pool_mode == "max":  # the argmax only for a backward (inference: 1.19x PyTorch's time with it)
+        elif self.pool_mode == "max":
+            # the argmax only for a backward (computed at inference too, it cost 1.19x PyTorch's time)
             y, arg = (P.max_pool(x, window, window, "valid", return_argmax=True) if training
                       else (P.max_pool(x, window, window, "valid"), None))
         else:
