@@ -255,11 +255,14 @@ def draw_geometry(draw, rank, max_size):
 @st.composite
 def depthwise_case(draw):
     rank = draw(st.sampled_from([1, 2]))
-    n, c, m = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    # channels past the widest vector (16 floats) reach the kernels' vector blocks and tails;
+    # kernels up to 5 wide and "full"/"causal" padding, pads wider than the row
+    n, c, m = draw(st.integers(1, 3)), draw(st.sampled_from([1, 2, 3, 4, 17, 20])), draw(st.integers(1, 3))
     spatial, ksize, strides, dilation = draw_geometry(draw, rank, 8)
+    ksize = [draw(st.integers(1, 5)) for _ in range(rank)]
     if max(strides) > 1:
         dilation = (1,) * rank  # Keras: strides > 1 and dilation > 1 are exclusive for depthwise
-    padding = draw(st.sampled_from(["valid", "same"]))
+    padding = draw(st.sampled_from(["valid", "same", "full"] + (["causal"] if rank == 1 else [])))
     breaker = draw(st.sampled_from([None] * 5 + ["channels", "stride", "pointwise"]))
     dshape = [*ksize, c, m]
     pshape = [1] * rank + [c * m, draw(st.integers(1, 4))]
@@ -301,6 +304,13 @@ def test_fuzz_depthwise_and_separable_conv(case):
             want = ref_conv.depthwise_conv(xs, dws, None, strides, padding, dilation)
             bound = ref_conv.depthwise_conv(np.abs(xs), np.abs(dws), None, strides, padding, dilation)
     assert_close(family, got, want, bound, dt)
+    if not separable and finite(xs):  # the gradients: the forward is linear in x and in the kernel
+        dy = np.random.default_rng(x.size).uniform(-1, 1, want.shape)
+        dx, ddw, db = convolution.depthwise_conv_backward(dy.astype(dt), x, dw, strides, padding, None, dilation)
+        scale = float(np.sum(np.abs(dy) * bound))
+        assert_adjoint(family, float(np.sum(dx * xs)), float(np.sum(dy * want)), scale, dt)
+        assert_adjoint(family, float(np.sum(ddw * dws)), float(np.sum(dy * want)), scale, dt)
+        np.testing.assert_allclose(db, dy.reshape(-1, dy.shape[-1]).sum(0), rtol=1e-4, atol=1e-4)
 
 
 # -- transposed convolution -------------------------------------------------------------
