@@ -268,6 +268,19 @@ void bind_rnn(py::module_& m) {
         "split a step's rows between the threads when the packed recurrent kernel has at most "
         "this many bytes (0: the default, half the L2); for tests and tuning");
   m.def("rnn_get_row_split_bytes", &rnn_get_row_split_bytes);
+  m.def(
+      "lstm_forward_in_lanes",
+      [](int64_t B, int64_t T, int64_t F, int64_t U, bool training, bool float32) {
+        RnnConfig c;
+        c.cell = RnnCell::lstm, c.B = B, c.T = T, c.F = F, c.U = U, c.has_bias = true;
+        const RnnPlan plan = rnn_plan(c, nullptr);
+        return float32 ? rnn_forward_in_lanes<float>(c, plan, training)
+                       : rnn_forward_in_lanes<double>(c, plan, training);
+      },
+      py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"), py::arg("training") = false,
+      py::arg("float32") = true,
+      "whether an unmasked LSTM call of these sizes (Keras's activations) runs the forward with "
+      "the batch in the vector lanes; for tests");
 }
 
 }  // namespace faltung::py_binding

@@ -470,6 +470,7 @@ int64_t rnn_saved_size(const RnnConfig& c, const RnnPlan& plan) {
 
 template <typename Real>
 int64_t rnn_forward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool training) {
+  if (lanes_forward_applies<Real>(c, plan, training)) return lanes_forward_workspace_size<Real>(c);
   return forward_layout<Real>(c, plan.N, training).total * int64_t(sizeof(Real)) + kAlignSlack;
 }
 
@@ -482,15 +483,23 @@ int64_t rnn_backward_workspace_size(const RnnConfig& c, const RnnPlan& plan, boo
 }
 
 template <typename Real>
+bool rnn_forward_in_lanes(const RnnConfig& c, const RnnPlan& plan, bool training) {
+  return lanes_forward_applies<Real>(c, plan, training);
+}
+
+template <typename Real>
 void rnn_forward(const RnnConfig& c, const RnnPlan& plan, const RnnWeights<Real>& w,
                  const Real* x, const Real* h0, const Real* c0, Real* hs, Real* h_T, Real* c_T,
                  Real* saved, void* workspace) {
   rnn_check(c);
+  if (lanes_forward_applies<Real>(c, plan, saved != nullptr))
+    return lanes_forward<Real>(c, plan, w, x, h0, c0, hs, h_T, c_T, workspace);
   Forward<Real>(c, plan, w, x, h0, c0, hs, h_T, c_T, saved, workspace).run();
 }
 
 #define FALTUNG_RNN_INSTANTIATE(Real)                                                              \
   template int64_t rnn_forward_workspace_size<Real>(const RnnConfig&, const RnnPlan&, bool);      \
+  template bool rnn_forward_in_lanes<Real>(const RnnConfig&, const RnnPlan&, bool);               \
   template int64_t rnn_backward_workspace_size<Real>(const RnnConfig&, const RnnPlan&, bool, bool); \
   template void rnn_forward<Real>(const RnnConfig&, const RnnPlan&, const RnnWeights<Real>&,       \
                                   const Real*, const Real*, const Real*, Real*, Real*, Real*,      \

@@ -306,6 +306,18 @@ inline int team_size(const RnnConfig& c, const RnnPlan& pl) {
   return get_num_threads();
 }
 
+// The LSTM forward at inference with the batch in the vector lanes (rnn_lanes.cpp): float,
+// Keras's default activations, no mask that masks a step, at most a quarter of the lanes idle.
+// lanes_forward_applies says whether rnn_forward takes it; its workspace is
+// lanes_forward_workspace_size bytes.
+template <typename Real>
+bool lanes_forward_applies(const RnnConfig& c, const RnnPlan& pl, bool training);
+template <typename Real>
+int64_t lanes_forward_workspace_size(const RnnConfig& c);
+template <typename Real>
+void lanes_forward(const RnnConfig& c, const RnnPlan& pl, const RnnWeights<Real>& w, const Real* x,
+                   const Real* h0, const Real* c0, Real* hs, Real* h_T, Real* c_T, void* workspace);
+
 // The input-side bias of every gate column (GU): what the input projection starts from.
 // GRU reset_after adds the recurrent bias of z and r there too (it is outside r's product).
 template <typename Real>

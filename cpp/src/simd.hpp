@@ -18,7 +18,10 @@
 #endif
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 namespace faltung::simd {
 
@@ -71,6 +74,24 @@ inline typename Vec<T>::type bcast(const T* p) {
 }
 #endif
 
+// A store that bypasses the caches (movntps: no read-for-ownership, no eviction of what the
+// kernel keeps in cache) to p aligned to the vector's size; stream_fence() orders such stores
+// before what follows. Elsewhere a plain store.
+#if defined(__AVX512F__)
+inline void stream(float* p, Vec<float>::type v) { _mm512_stream_ps(p, v); }
+#elif defined(__AVX__)
+inline void stream(float* p, Vec<float>::type v) { _mm256_stream_ps(p, v); }
+#elif defined(__SSE2__)
+inline void stream(float* p, Vec<float>::type v) { _mm_stream_ps(p, v); }
+#endif
+#if defined(__SSE2__)
+inline void stream_fence() { _mm_sfence(); }
+#else
+inline void stream(float* p, Vec<float>::type v) { store(p, v); }
+inline void stream_fence() {}
+#endif
+inline void stream(double* p, Vec<double>::type v) { store(p, v); }
+
 // Lane-wise square root of a float vector (GCC vectorizes std::sqrt only under
 // -fno-math-errno, and GCC vectors have no sqrt operator).
 #if defined(__AVX512F__)
@@ -108,6 +129,39 @@ inline T hmax(typename Vec<T>::type v) {
   T lanes[Vec<T>::width];
   std::memcpy(lanes, &v, sizeof(v));
   return reduce_lanes<T, Vec<T>::width>(lanes, [](T a, T b) { return a < b ? b : a; });
+}
+
+// Transposes the width x width block held in r[0 .. width) (row i in r[i]) in place: log2(width)
+// rounds of two-input shuffles (4 x 16 of them for 16 floats) instead of width^2 scalar moves.
+// Round h pairs rows i and i + h (i mod 2h < h): each 2h-lane group of the new row i takes h
+// lanes of row i then h of row i + h from the group's first half, the new row i + h the same
+// from its second half; after h = width/2, ..., 1 row i holds column i.
+template <class T>
+struct ShuffleMask {
+  using Int = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  typedef Int type __attribute__((vector_size(kBytes)));
+};
+constexpr int transpose_lane(int W, int h, bool high, int j) {
+  const int q = j % (2 * h), base = j - q;
+  return high ? (q < h ? base + h + q : W + base + q) : (q < h ? base + q : W + base + q - h);
+}
+template <class T, int h, int... J>
+inline void transpose_round(typename Vec<T>::type* r, std::integer_sequence<int, J...>) {
+  constexpr int W = Vec<T>::width;
+  using M = typename ShuffleMask<T>::type;
+  constexpr M lo = {transpose_lane(W, h, false, J)...}, hi = {transpose_lane(W, h, true, J)...};
+  for (int i = 0; i < W; ++i)
+    if (i % (2 * h) < h) {
+      const typename Vec<T>::type a = r[i], b = r[i + h];
+      r[i] = __builtin_shuffle(a, b, lo);
+      r[i + h] = __builtin_shuffle(a, b, hi);
+    }
+  if constexpr (h > 1) transpose_round<T, h / 2>(r, std::integer_sequence<int, J...>{});
+}
+template <class T>
+inline void transpose(typename Vec<T>::type* r) {
+  constexpr int W = Vec<T>::width;
+  if constexpr (W > 1) transpose_round<T, W / 2>(r, std::make_integer_sequence<int, W>{});
 }
 
 }  // namespace faltung::simd

@@ -121,6 +121,11 @@ void rnn_backward(const RnnConfig& c, const RnnPlan& plan, const RnnWeights<Real
                   const Real* dc_T, Real* dx, Real* dW, Real* dR, Real* db, Real* dh0,
                   Real* dc0, void* workspace);
 
+// Whether rnn_forward runs the LSTM inference forward with the batch in the vector lanes
+// (rnn_lanes.cpp) for this call: for tests, which must reach both forwards.
+template <typename Real>
+bool rnn_forward_in_lanes(const RnnConfig& c, const RnnPlan& plan, bool training);
+
 // Naive oracles (rnn_reference.cpp): one sample and one step at a time, plain loops, no plan.
 // The backward reruns the forward itself and needs no saved buffer. Same outputs as above.
 template <typename Real>

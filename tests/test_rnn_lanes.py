@@ -1,0 +1,128 @@
+"""The LSTM inference forward with the batch in the vector lanes (cpp/src/rnn_lanes.cpp), at
+every CPU level, one thread and two: against the float64 numpy reference and against the
+packed-panel forward that training runs. It takes float32 LSTM calls without a mask that masks
+a step, with Keras's activations, whose packed [W; R] exceeds the row-split limit (lowered here,
+so small shapes reach it) and whose batch leaves under a quarter of the last vector's lanes idle
+(vectors of 16 floats at avx512, 8 at avx2, 4 at baseline). The cases cover batches of 1, 2 and
+3 vectors and ragged ones, units that are no multiple of the 3-unit tile or of a vector (a
+thread with no units at all), no input features, one step, go_backwards, initial states, no
+bias; the cell from 0 to saturation, NaN and infinity."""
+import numpy as np
+import pytest
+
+import faltung
+from faltung import _core
+from reference import rnn as ref
+from test_dispatch_levels import level  # noqa: F401  (the fixture: each CPU level in turn)
+from test_rnn_kernels import Case, threads  # noqa: F401  (restores the thread count)
+
+WIDTH = {"baseline": 4, "avx2": 8, "avx512": 16}
+
+
+def in_lanes(B, level):
+    """The batch rule of lanes_forward_applies."""
+    w = WIDTH[level]
+    padded = -(-B // w) * w
+    return B >= w and 4 * (padded - B) <= padded
+
+
+@pytest.fixture
+def small_split_limit():
+    """Every packed kernel counts as too large for the cache: small shapes take the lanes."""
+    _core.rnn_set_row_split_bytes(1)
+    yield
+    _core.rnn_set_row_split_bytes(0)
+
+
+CASES = [
+    Case("lstm", 16, 3, 5, 7, seed=1),
+    Case("lstm", 32, 4, 0, 5, seed=2),                                    # no input features
+    Case("lstm", 48, 2, 3, 70, go_backwards=True, h0=True, seed=3),       # 3 vectors at avx512
+    Case("lstm", 13, 5, 37, 1, h0=True, seed=4),                          # one unit: a thread idles
+    Case("lstm", 64, 1, 17, 33, seed=5),                                  # one step
+    Case("lstm", 20, 6, 9, 40, go_backwards=True, h0=True, seed=6),       # lanes below avx512
+    Case("lstm", 35, 3, 130, 19, seed=7),                                 # features past 8 vectors
+    Case("lstm", 24, 4, 6, 16, bias=False, h0=True, seed=8),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_forward_in_lanes_against_the_reference(case, level, threads, small_split_limit):  # noqa: F811
+    expected = case.reference()
+    assert _core.lstm_forward_in_lanes(case.B, case.T, case.F, case.U) == in_lanes(case.B, level)
+    assert not _core.lstm_forward_in_lanes(case.B, case.T, case.F, case.U, training=True)
+    assert not _core.lstm_forward_in_lanes(case.B, case.T, case.F, case.U, float32=False)
+    results = []
+    for n in (1, 2):
+        faltung.set_num_threads(n)
+        got, saved = case.forward(np.float32)
+        assert saved is None
+        trained, _ = case.forward(np.float32, training=True)  # the packed-panel forward
+        for name, e, g, t in zip(("hs", "h_T", "c_T"), expected, got, trained):
+            assert g.shape == e.shape and g.dtype == np.float32
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=f"{name}, {n} threads, {level}")
+            np.testing.assert_allclose(g, t, rtol=2e-5, atol=2e-5, err_msg=f"{name} vs training, {n} threads")
+        results.append(got)
+    for a, b in zip(*results):  # units split differently, the same sums per unit: bitwise
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("scale", [0.0, 1e-4, 0.05, 3.0, 200.0])
+def test_lanes_cell_over_the_whole_range(scale, level, small_split_limit):  # noqa: F811
+    """The vector cell (tanh by expm1, rcp14 reciprocals at avx512): preactivations from 0
+    through small values, where tanh must stay relatively exact, to saturation. At scale 200
+    the preactivations are sums of terms of about +-1000 that cancel to O(1) in some units:
+    there float32 summation alone errs by ~1e-3 (the packed-panel forward by as much), so the
+    tolerance follows the sums, not the cell."""
+    case = Case("lstm", 32, 4, 5, 40, h0=True, seed=3, scale=scale)
+    assert _core.lstm_forward_in_lanes(32, 4, 5, 40)
+    expected = case.reference()
+    got, _ = case.forward(np.float32)
+    for name, e, g in zip(("hs", "h_T", "c_T"), expected, got):
+        atol = 1e-2 if scale > 100 else 2e-5 * max(scale, 1e-3)
+        np.testing.assert_allclose(g.astype(np.float64), e, rtol=2e-5, atol=atol, err_msg=f"{name}, {level}")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_lanes_keep_nan_and_saturate_at_infinity(level, small_split_limit):  # noqa: F811
+    case = Case("lstm", 32, 4, 2, 20, seed=4)
+    assert _core.lstm_forward_in_lanes(32, 4, 2, 20)
+    x = case.x.astype(np.float32)
+    x[0, 1, 0] = np.nan             # sample 0 turns NaN from step 1 on
+    x[1, 2, :] = np.float32(1e30)   # sample 1 saturates: preactivations of about +-1e30
+    x[2, 3, 0] = -np.inf            # sample 2: preactivations of +-inf
+    hs, hT, cT = case.forward(np.float32, x=x)[0]
+    assert np.isnan(hs[0, :1]).sum() == 0 and np.isnan(hs[0, 1:]).all() and np.isnan(cT[0]).all()
+    assert np.isfinite(hs[1:]).all() and np.isfinite(cT[1:]).all()
+    ref_hs, _, ref_cT = ref.lstm(x[1:].astype(np.float64), case.kernel, case.recurrent_kernel,
+                                 case.bias)
+    np.testing.assert_allclose(hs[1:], ref_hs, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(cT[1:], ref_cT, rtol=2e-5, atol=2e-5)
+
+
+def test_a_nan_in_one_gate_reaches_what_keras_s_equations_reach(level, small_split_limit):  # noqa: F811
+    """One NaN preactivation at a time (through the bias of one gate of one unit): the cell's
+    single NaN check must give NaN exactly where c = f c + i g and h = o tanh(c) would (one
+    step: the next one's recurrent product would spread it to every unit)."""
+    U = 3
+    for gate in range(4):
+        case = Case("lstm", 16, 1, 2, U, seed=5)
+        case.bias = case.bias.copy()
+        case.bias[gate * U + 1] = np.nan
+        hs, hT, cT = case.forward(np.float32)[0]
+        c_nan = gate != 3  # i, f, g reach c; o only h
+        assert np.isnan(cT[:, 1]).all() == c_nan and not np.isnan(cT[:, [0, 2]]).any()
+        assert np.isnan(hs[:, :, 1]).all() and not np.isnan(hs[:, :, [0, 2]]).any()
+
+
+def test_the_rule_follows_the_cache_limit():
+    """At the default limit (half the L2) the lanes take an LSTM whose packed [W; R] exceeds it,
+    the packed-panel forward the others."""
+    limit = _core.rnn_get_row_split_bytes()
+    w = WIDTH[faltung.build_info()["cpu_level"]]
+    B = 2 * w
+    small = max(1, int((limit / 16) ** 0.5) // 2)  # 4 (U + U) U 4 bytes well below the limit
+    large = int((limit / 16) ** 0.5) + 8           # ... above it
+    assert not _core.lstm_forward_in_lanes(B, 3, small, small)
+    assert _core.lstm_forward_in_lanes(B, 3, large, large)
