@@ -1,10 +1,10 @@
 """The LSTM inference forward with the batch in the vector lanes (cpp/src/rnn_lanes.cpp), at
 every CPU level, one thread and two: against the float64 numpy reference and against the
 packed-panel forward that training runs. It takes float32 LSTM calls without a mask that masks
-a step, with Keras's activations, whose packed [W; R] exceeds the row-split limit (lowered here,
-so small shapes reach it) and whose batch leaves under a quarter of the last vector's lanes idle
-(vectors of 16 floats at avx512, 8 at avx2, 4 at baseline). The cases cover batches of 1, 2 and
-3 vectors and ragged ones, units that are no multiple of the 3-unit tile or of a vector (a
+a step, with Keras's activations, at the avx512 level, whose packed [W; R] exceeds the
+row-split limit (lowered here, so small shapes reach it) and whose batch leaves under a quarter of
+its vectors' 16 lanes idle; the other levels must keep the packed-panel forward. The cases cover
+batches of 1, 2 and 3 vectors and ragged ones, units that are no multiple of the 3-unit tile or of a vector (a
 thread with no units at all), no input features, one step, go_backwards, initial states, no
 bias; the cell from 0 to saturation, NaN and infinity."""
 import numpy as np
@@ -16,14 +16,11 @@ from reference import rnn as ref
 from test_dispatch_levels import level  # noqa: F401  (the fixture: each CPU level in turn)
 from test_rnn_kernels import Case, threads  # noqa: F401  (restores the thread count)
 
-WIDTH = {"baseline": 4, "avx2": 8, "avx512": 16}
-
-
 def in_lanes(B, level):
-    """The batch rule of lanes_forward_applies."""
-    w = WIDTH[level]
-    padded = -(-B // w) * w
-    return B >= w and 4 * (padded - B) <= padded
+    """The rule of lanes_forward_applies: AVX-512 (vectors of 16 floats) only, the batch in at
+    least three quarters of its vectors' lanes."""
+    padded = -(-B // 16) * 16
+    return level == "avx512" and B >= 16 and 4 * (padded - B) <= padded
 
 
 @pytest.fixture
@@ -40,8 +37,8 @@ CASES = [
     Case("lstm", 48, 2, 3, 70, go_backwards=True, h0=True, seed=3),       # 3 vectors at avx512
     Case("lstm", 13, 5, 37, 1, h0=True, seed=4),                          # one unit: a thread idles
     Case("lstm", 64, 1, 17, 33, seed=5),                                  # one step
-    Case("lstm", 20, 6, 9, 40, go_backwards=True, h0=True, seed=6),       # lanes below avx512
-    Case("lstm", 35, 3, 130, 19, seed=7),                                 # features past 8 vectors
+    Case("lstm", 20, 6, 9, 40, go_backwards=True, h0=True, seed=6),       # 12 of 32 lanes idle
+    Case("lstm", 30, 3, 130, 19, seed=7),                                 # features past 8 vectors
     Case("lstm", 24, 4, 6, 16, bias=False, h0=True, seed=8),
 ]
 
@@ -70,11 +67,13 @@ def test_forward_in_lanes_against_the_reference(case, level, threads, small_spli
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 @pytest.mark.parametrize("scale", [0.0, 1e-4, 0.05, 3.0, 200.0])
 def test_lanes_cell_over_the_whole_range(scale, level, small_split_limit):  # noqa: F811
-    """The vector cell (tanh by expm1, rcp14 reciprocals at avx512): preactivations from 0
-    through small values, where tanh must stay relatively exact, to saturation. At scale 200
-    the preactivations are sums of terms of about +-1000 that cancel to O(1) in some units:
-    there float32 summation alone errs by ~1e-3 (the packed-panel forward by as much), so the
+    """The vector cell (tanh by expm1, rcp14 reciprocals): preactivations from 0 through small
+    values, where tanh must stay relatively exact, to saturation. At scale 200 the
+    preactivations are sums of terms of about +-1000 that cancel to O(1) in some units: there
+    float32 summation alone errs by ~1e-3 (the packed-panel forward by as much), so the
     tolerance follows the sums, not the cell."""
+    if level != "avx512":
+        pytest.skip("the lanes forward runs at the avx512 level only")
     case = Case("lstm", 32, 4, 5, 40, h0=True, seed=3, scale=scale)
     assert _core.lstm_forward_in_lanes(32, 4, 5, 40)
     expected = case.reference()
@@ -86,6 +85,8 @@ def test_lanes_cell_over_the_whole_range(scale, level, small_split_limit):  # no
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_lanes_keep_nan_and_saturate_at_infinity(level, small_split_limit):  # noqa: F811
+    if level != "avx512":
+        pytest.skip("the lanes forward runs at the avx512 level only")
     case = Case("lstm", 32, 4, 2, 20, seed=4)
     assert _core.lstm_forward_in_lanes(32, 4, 2, 20)
     x = case.x.astype(np.float32)
@@ -105,6 +106,8 @@ def test_a_nan_in_one_gate_reaches_what_keras_s_equations_reach(level, small_spl
     """One NaN preactivation at a time (through the bias of one gate of one unit): the cell's
     single NaN check must give NaN exactly where c = f c + i g and h = o tanh(c) would (one
     step: the next one's recurrent product would spread it to every unit)."""
+    if level != "avx512":
+        pytest.skip("the lanes forward runs at the avx512 level only")
     U = 3
     for gate in range(4):
         case = Case("lstm", 16, 1, 2, U, seed=5)
@@ -119,9 +122,10 @@ def test_a_nan_in_one_gate_reaches_what_keras_s_equations_reach(level, small_spl
 def test_the_rule_follows_the_cache_limit():
     """At the default limit (half the L2) the lanes take an LSTM whose packed [W; R] exceeds it,
     the packed-panel forward the others."""
+    if faltung.build_info()["cpu_level"] != "avx512":
+        pytest.skip("the lanes forward runs at the avx512 level only")
     limit = _core.rnn_get_row_split_bytes()
-    w = WIDTH[faltung.build_info()["cpu_level"]]
-    B = 2 * w
+    B = 32
     small = max(1, int((limit / 16) ** 0.5) // 2)  # 4 (U + U) U 4 bytes well below the limit
     large = int((limit / 16) ** 0.5) + 8           # ... above it
     assert not _core.lstm_forward_in_lanes(B, 3, small, small)

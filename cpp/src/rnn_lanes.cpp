@@ -37,6 +37,8 @@ struct Lanes {
   static constexpr int VW = simd::Vec<Real>::width;
   // A tile: the 4 gate rows of UT units x CB batch vectors, 4 UT CB accumulators: per k, CB
   // loads of [x_t | h] and 4 UT broadcasts of the packed weights feed 4 UT CB FMAs.
+  // (taken at AVX-512 only, see lanes_forward_applies; narrower levels compile a 12-register
+  // tile that nothing calls)
   static constexpr int UT = simd::kBytes == 64 ? 3 : 1;  // 24 of 32 registers
   static constexpr int CB = simd::kBytes == 64 ? 2 : 3;  // 12 of 16
   static int64_t padded(int64_t B) { return (B + VW - 1) / VW * VW; }
@@ -246,6 +248,10 @@ bool lanes_forward_applies(const RnnConfig& c, const RnnPlan& pl, bool training)
     return false;
   } else {
     using L = Lanes<Real>;
+    // AVX-512 only: at the avx2 level (a 1-unit x 3-vector tile in 16 registers, 8-lane cells
+    // with divisions) it took 29.2 ms where the packed-panel forward takes 18.0 (LSTM 256,
+    // batch 32, 2 threads, on the AVX-512 Xeon capped at avx2)
+    if (simd::kBytes < 64) return false;
     if (training || c.cell != RnnCell::lstm || c.act != Act::tanh || c.rec_act != Act::sigmoid ||
         c.has_recurrent_mask || c.T < 1)
       return false;
