@@ -188,7 +188,13 @@ def test_lstm_float32_cell_over_the_whole_range(scale):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_lstm_float32_cell_keeps_nan_and_saturates_at_infinity():
-    case = Case("lstm", 3, 4, 2, 20, seed=4)
+    check_keeps_nan_and_saturates(3)
+
+
+def check_keeps_nan_and_saturates(B):
+    """float32 LSTM forward of B >= 3 samples: one turns NaN, one saturates, one sees infinity
+    (test_rnn_lanes.py runs it on the lanes forward)."""
+    case = Case("lstm", B, 4, 2, 20, seed=4)
     x = case.x.astype(np.float32)
     x[0, 1, 0] = np.nan             # sample 0 turns NaN from step 1 on
     x[1, 2, :] = np.float32(1e30)   # sample 1 saturates: preactivations of about +-1e30

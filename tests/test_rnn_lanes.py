@@ -12,9 +12,10 @@ import pytest
 
 import faltung
 from faltung import _core
-from reference import rnn as ref
 from test_dispatch_levels import level  # noqa: F401  (the fixture: each CPU level in turn)
-from test_rnn_kernels import Case, threads  # noqa: F401  (restores the thread count)
+# (threads: the fixture that restores the thread count)
+from test_rnn_kernels import Case, check_keeps_nan_and_saturates, threads  # noqa: F401
+
 
 def in_lanes(B, level):
     """The rule of lanes_forward_applies: AVX-512 (vectors of 16 floats) only, the batch in at
@@ -87,19 +88,8 @@ def test_lanes_cell_over_the_whole_range(scale, level, small_split_limit):  # no
 def test_lanes_keep_nan_and_saturate_at_infinity(level, small_split_limit):  # noqa: F811
     if level != "avx512":
         pytest.skip("the lanes forward runs at the avx512 level only")
-    case = Case("lstm", 32, 4, 2, 20, seed=4)
     assert _core.lstm_forward_in_lanes(32, 4, 2, 20)
-    x = case.x.astype(np.float32)
-    x[0, 1, 0] = np.nan             # sample 0 turns NaN from step 1 on
-    x[1, 2, :] = np.float32(1e30)   # sample 1 saturates: preactivations of about +-1e30
-    x[2, 3, 0] = -np.inf            # sample 2: preactivations of +-inf
-    hs, hT, cT = case.forward(np.float32, x=x)[0]
-    assert np.isnan(hs[0, :1]).sum() == 0 and np.isnan(hs[0, 1:]).all() and np.isnan(cT[0]).all()
-    assert np.isfinite(hs[1:]).all() and np.isfinite(cT[1:]).all()
-    ref_hs, _, ref_cT = ref.lstm(x[1:].astype(np.float64), case.kernel, case.recurrent_kernel,
-                                 case.bias)
-    np.testing.assert_allclose(hs[1:], ref_hs, rtol=2e-5, atol=2e-5)
-    np.testing.assert_allclose(cT[1:], ref_cT, rtol=2e-5, atol=2e-5)
+    check_keeps_nan_and_saturates(32)
 
 
 def test_a_nan_in_one_gate_reaches_what_keras_s_equations_reach(level, small_split_limit):  # noqa: F811
