@@ -306,10 +306,10 @@ inline int team_size(const RnnConfig& c, const RnnPlan& pl) {
   return get_num_threads();
 }
 
-// The LSTM forward at inference with the batch in the vector lanes (rnn_lanes.cpp): float,
-// Keras's default activations, no mask that masks a step, at most a quarter of the lanes idle.
-// lanes_forward_applies says whether rnn_forward takes it; its workspace is
-// lanes_forward_workspace_size bytes.
+// The LSTM forward at inference with the batch in the vector lanes (rnn_lanes.cpp): float at
+// the avx512 level, Keras's default activations, no mask that masks a step, a packed [W; R]
+// above the row-split limit, at most a quarter of the lanes idle. lanes_forward_applies says
+// whether rnn_forward takes it; its workspace is lanes_forward_workspace_size bytes.
 template <typename Real>
 bool lanes_forward_applies(const RnnConfig& c, const RnnPlan& pl, bool training);
 template <typename Real>
