@@ -36,9 +36,11 @@ CASES = [
     Case("lstm", 16, 3, 5, 7, seed=1),
     Case("lstm", 32, 4, 0, 5, seed=2),                                    # no input features
     Case("lstm", 48, 2, 3, 70, go_backwards=True, h0=True, seed=3),       # 3 vectors at avx512
-    Case("lstm", 13, 5, 37, 1, h0=True, seed=4),                          # one unit: a thread idles
+    Case("lstm", 14, 5, 37, 1, h0=True, seed=4),                          # one unit: a thread idles
     Case("lstm", 64, 1, 17, 33, seed=5),                                  # one step
-    Case("lstm", 20, 6, 9, 40, go_backwards=True, h0=True, seed=6),       # 12 of 32 lanes idle
+    Case("lstm", 30, 6, 9, 40, go_backwards=True, h0=True, seed=6),
+    Case("lstm", 20, 3, 9, 40, seed=9),                                   # 12 of 32 lanes idle: panels
+    Case("lstm", 16, 3, 1, 20, seed=10),                                  # a feature for one thread of 3
     Case("lstm", 30, 3, 130, 19, seed=7),                                 # features past 8 vectors
     Case("lstm", 24, 4, 6, 16, bias=False, h0=True, seed=8),
 ]
@@ -51,7 +53,7 @@ def test_forward_in_lanes_against_the_reference(case, level, threads, small_spli
     assert not _core.lstm_forward_in_lanes(case.B, case.T, case.F, case.U, training=True)
     assert not _core.lstm_forward_in_lanes(case.B, case.T, case.F, case.U, float32=False)
     results = []
-    for n in (1, 2):
+    for n in (1, 2, 3):
         faltung.set_num_threads(n)
         got, saved = case.forward(np.float32)
         assert saved is None
@@ -61,8 +63,9 @@ def test_forward_in_lanes_against_the_reference(case, level, threads, small_spli
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=f"{name}, {n} threads, {level}")
             np.testing.assert_allclose(g, t, rtol=2e-5, atol=2e-5, err_msg=f"{name} vs training, {n} threads")
         results.append(got)
-    for a, b in zip(*results):  # units split differently, the same sums per unit: bitwise
-        np.testing.assert_array_equal(a, b)
+    for other in results[1:]:  # units split differently, the same sums per unit: bitwise
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
@@ -120,3 +123,60 @@ def test_the_rule_follows_the_cache_limit():
     large = int((limit / 16) ** 0.5) + 8           # ... above it
     assert not _core.lstm_forward_in_lanes(B, 3, small, small)
     assert _core.lstm_forward_in_lanes(B, 3, large, large)
+
+
+def test_initial_h_without_c(level, small_split_limit):  # noqa: F811
+    case = Case("lstm", 32, 3, 4, 24, h0=True, seed=11)
+    case.c0 = None
+    expected = case.reference()
+    got, _ = case.forward(np.float32)
+    for name, e, g in zip(("hs", "h_T", "c_T"), expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=f"{name}, {level}")
+
+
+# Calls the lanes forward must leave to the packed panels even below the limit: a mask that masks
+# steps, a recurrent (dropout) mask, other activations. Taken wrongly, the lanes forward would
+# ignore them, so agreeing with the reference shows they were not.
+EXCLUDED = [
+    Case("lstm", 32, 4, 3, 20, mask="prefix", seed=12),
+    Case("lstm", 32, 4, 3, 20, mask="arbitrary", zero_output=True, seed=13),
+    Case("lstm", 32, 4, 3, 20, rmask=True, seed=14),
+    Case("lstm", 32, 4, 3, 20, act="relu", seed=15),
+    Case("lstm", 32, 4, 3, 20, rec_act="hard_sigmoid", seed=16),
+]
+
+
+@pytest.mark.parametrize("case", EXCLUDED, ids=[c.id for c in EXCLUDED])
+def test_what_the_lanes_do_not_take(case, small_split_limit):
+    expected = case.reference()
+    got, _ = case.forward(np.float32)
+    for name, e, g in zip(("hs", "h_T", "c_T"), expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_a_smaller_team_than_asked(tmp_path):
+    """OpenMP may start fewer threads than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC): the units are
+    split over the team that runs."""
+    if faltung.build_info()["cpu_level"] != "avx512":
+        pytest.skip("the lanes forward runs at the avx512 level only")
+    script = tmp_path / "team.py"
+    script.write_text(
+        "import numpy as np, faltung\n"
+        "from faltung import _core, ops\n"
+        "faltung.set_num_threads(2)\n"
+        "_core.rnn_set_row_split_bytes(1)\n"
+        "assert _core.lstm_forward_in_lanes(32, 5, 8, 64)\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.standard_normal((32, 5, 8))\n"
+        "W, R, b = rng.standard_normal((8, 256)) * .3, rng.standard_normal((64, 256)) * .3, rng.standard_normal(256)\n"
+        "f = ops.lstm_forward(*(a.astype(np.float32) for a in (x, W, R, b)))\n"
+        "e = ops.lstm_forward(x, W, R, b, algorithm='reference')\n"
+        "print(max(float(np.abs(p - q).max()) for p, q in zip(f[:3], e[:3])))\n")
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         cwd=os.path.dirname(__file__), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 1e-4

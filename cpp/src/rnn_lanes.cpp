@@ -15,7 +15,7 @@
 // Buffers (workspace, elements of Real): P the packed [W; R]; xbias (GU); xT[2] (F, Bp) x_t
 // transposed; hT[2] (U, Bp) h transposed; cT (U, Bp). Step s reads xT[s & 1] and hT[s & 1] and
 // writes hT[~s & 1]; the team transposes x_{t(s+1)} into xT[~s & 1] during step s. Lanes past B
-// hold zeros in xT and finite values in hT and cT; they are never copied out.
+// start as zeros and are never copied out (each lane is computed on its own).
 #include <omp.h>
 
 #include <algorithm>
@@ -191,11 +191,12 @@ struct LanesForward {
     transpose(x + t * F + f0, T * F, B, f1 - f0, dst + f0 * Bp, Bp);
   }
 
-  void run(int nt) {
+  void run(int nt_want) {
     const int64_t nb = (U + L::VW - 1) / L::VW;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt_want)
     {
-      const int k = omp_get_thread_num();
+      // split by the team OpenMP started, which may be smaller (OMP_THREAD_LIMIT, OMP_DYNAMIC)
+      const int k = omp_get_thread_num(), nt = omp_get_num_threads();
       // the thread's units in whole vectors (its part of an hs row starts 64-byte aligned) and
       // its features of x's transposition
       const int64_t u_lo = std::min(U, split_lo(nb, k, nt) * L::VW);
