@@ -24,7 +24,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from faltung import _device, ops  # noqa: E402
+from faltung import _core, _device, ops  # noqa: E402
 from faltung.ops import image  # noqa: E402
 from faltung.ops import convolution, ctc, embedding, normalization, nn, pooling, resampling, rnn  # noqa: E402
 from reference import conv as ref_conv  # noqa: E402
@@ -235,18 +235,25 @@ def test_fuzz_conv(case):
         bound = ref_conv.conv(np.abs(xs), np.abs(ws), None, strides, padding, dilation)
     assert_close(family, got, want, bound, dt, rtol=1e-3 if algo == "winograd" and dt == np.float32 else None)
     if finite(xs):
-        dy = np.random.default_rng(x.size).uniform(-1, 1, want.shape)
-        dx, dw, db = convolution.conv_backward(dy.astype(dt), x, w, strides, padding, None, dilation)
-        scale = float(np.sum(np.abs(dy) * bound))
-        assert_adjoint(family, float(np.sum(dx * xs)), float(np.sum(dy * want)), scale, dt)
-        assert_adjoint(family, float(np.sum(dw * ws)), float(np.sum(dy * want)), scale, dt)
-        np.testing.assert_allclose(db, dy.reshape(-1, dy.shape[-1]).sum(0), rtol=1e-4, atol=1e-4)
+        check_linear_gradients(family, convolution.conv_backward, x, w, xs, ws, want, bound, dt,
+                               strides, padding, dilation)
 
 
-def draw_geometry(draw, rank, max_size):
+def check_linear_gradients(family, backward, x, w, xs, ws, want, bound, dt, strides, padding, dilation):
+    """A forward linear in x and in the kernel w: <dx, x> = <dw, w> = <dy, y> (the adjoint
+    identities), and the bias gradient is dy summed over all but the channels."""
+    dy = np.random.default_rng(x.size).uniform(-1, 1, want.shape)
+    dx, dw, db = backward(dy.astype(dt), x, w, strides, padding, None, dilation)
+    scale = float(np.sum(np.abs(dy) * bound))
+    assert_adjoint(family, float(np.sum(dx * xs)), float(np.sum(dy * want)), scale, dt)
+    assert_adjoint(family, float(np.sum(dw * ws)), float(np.sum(dy * want)), scale, dt)
+    np.testing.assert_allclose(db, dy.reshape(-1, dy.shape[-1]).sum(0), rtol=1e-4, atol=1e-4)
+
+
+def draw_geometry(draw, rank, max_size, max_kernel=4):
     """(spatial sizes, kernel sizes, strides, dilations) of `rank` spatial dims."""
     spatial = [draw(st.integers(1, max_size)) for _ in range(rank)]
-    ksize = [draw(st.integers(1, 4)) for _ in range(rank)]
+    ksize = [draw(st.integers(1, max_kernel)) for _ in range(rank)]
     strides = tuple(draw(st.integers(1, 3)) for _ in range(rank))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
     return spatial, ksize, strides, dilation
@@ -258,8 +265,7 @@ def depthwise_case(draw):
     # channels past the widest vector (16 floats) reach the kernels' vector blocks and tails;
     # kernels up to 5 wide and "full"/"causal" padding, pads wider than the row
     n, c, m = draw(st.integers(1, 3)), draw(st.sampled_from([1, 2, 3, 4, 17, 20])), draw(st.integers(1, 3))
-    spatial, ksize, strides, dilation = draw_geometry(draw, rank, 8)
-    ksize = [draw(st.integers(1, 5)) for _ in range(rank)]
+    spatial, ksize, strides, dilation = draw_geometry(draw, rank, 8, max_kernel=5)
     if max(strides) > 1:
         dilation = (1,) * rank  # Keras: strides > 1 and dilation > 1 are exclusive for depthwise
     padding = draw(st.sampled_from(["valid", "same", "full"] + (["causal"] if rank == 1 else [])))
@@ -304,13 +310,9 @@ def test_fuzz_depthwise_and_separable_conv(case):
             want = ref_conv.depthwise_conv(xs, dws, None, strides, padding, dilation)
             bound = ref_conv.depthwise_conv(np.abs(xs), np.abs(dws), None, strides, padding, dilation)
     assert_close(family, got, want, bound, dt)
-    if not separable and finite(xs):  # the gradients: the forward is linear in x and in the kernel
-        dy = np.random.default_rng(x.size).uniform(-1, 1, want.shape)
-        dx, ddw, db = convolution.depthwise_conv_backward(dy.astype(dt), x, dw, strides, padding, None, dilation)
-        scale = float(np.sum(np.abs(dy) * bound))
-        assert_adjoint(family, float(np.sum(dx * xs)), float(np.sum(dy * want)), scale, dt)
-        assert_adjoint(family, float(np.sum(ddw * dws)), float(np.sum(dy * want)), scale, dt)
-        np.testing.assert_allclose(db, dy.reshape(-1, dy.shape[-1]).sum(0), rtol=1e-4, atol=1e-4)
+    if not separable and finite(xs):
+        check_linear_gradients(family, convolution.depthwise_conv_backward, x, dw, xs, dws, want, bound, dt,
+                               strides, padding, dilation)
 
 
 # -- transposed convolution -------------------------------------------------------------
@@ -755,16 +757,18 @@ GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 
 
 @st.composite
-def rnn_case(draw):
-    cell = draw(st.sampled_from(sorted(GATES)))
-    b, t, f, u = (draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 4)),
-                  draw(st.integers(1, 4)))
+def rnn_case(draw, lanes=False):
+    """lanes: LSTM calls that the lanes forward takes (cpp/src/rnn_lanes.cpp: batches of 16 to 40,
+    mostly Keras's activations, no mask, float32) once the test lowers the row-split limit."""
+    cell = "lstm" if lanes else draw(st.sampled_from(sorted(GATES)))
+    b, t, f, u = (draw(st.integers(16, 40) if lanes else st.integers(1, 3)), draw(st.integers(1, 5)),
+                  draw(st.integers(0 if lanes else 1, 4)), draw(st.integers(1, 20 if lanes else 4)))
     g = GATES[cell]
     reset_after = draw(st.booleans())
     bshape = (2, g * u) if cell == "gru" and reset_after else (g * u,)
     breaker = draw(st.sampled_from([None] * 6 + ["kernel", "recurrent", "bias", "mask", "activation", "rank"]))
     xshape, kshape, rshape, mshape = (b, t, f), (f, g * u), (u, g * u), (b, t)
-    act = draw(st.sampled_from(RNN_ACTIVATIONS))
+    act = draw(st.sampled_from(["tanh"] * 6 + RNN_ACTIVATIONS if lanes else RNN_ACTIVATIONS))
     if breaker == "kernel":
         kshape = (f + 1, g * u)
     elif breaker == "recurrent":
@@ -777,17 +781,18 @@ def rnn_case(draw):
         act = "gelu_tanh_typo"
     elif breaker == "rank":
         xshape = (b, t)
-    dtype = draw(DTYPES)
+    dtype = draw(st.sampled_from([np.float32] * 3 + [np.float64, np.float16]) if lanes else DTYPES)
     x = draw(arrays(xshape, dtype, special=draw(st.integers(0, 3)) == 0))
     kernel = draw(arrays(kshape, np.float64, special=False))
     rec = draw(arrays(rshape, np.float64, special=False))
     bias = draw(st.one_of(st.none(), arrays(bshape, np.float64, special=False)))
     h0 = draw(st.one_of(st.none(), arrays((b, u), np.float64, special=False)))
     c0 = draw(st.one_of(st.none(), arrays((b, u), np.float64, special=False))) if cell == "lstm" else None
-    mask = draw(st.one_of(st.none(), st.just(np.random.default_rng(x.size).random(mshape) < 0.7)))
+    masks = [None] * (3 if lanes else 1) + [np.random.default_rng(x.size).random(mshape) < 0.7]
+    mask = draw(st.sampled_from(masks))
     opts = dict(go_backwards=draw(st.booleans()), zero_output_for_mask=draw(st.booleans()), activation=act)
     if cell != "simple_rnn":
-        opts["recurrent_activation"] = draw(st.sampled_from(["sigmoid", "hard_sigmoid", "tanh"]))
+        opts["recurrent_activation"] = draw(st.sampled_from(["sigmoid"] * (6 if lanes else 1) + ["hard_sigmoid", "tanh"]))
     if cell == "gru":
         opts["reset_after"] = reset_after
     return cell, x, kernel, rec, bias, h0, c0, mask, opts
@@ -812,6 +817,27 @@ def rnn_call(cell, x, kernel, rec, bias, h0, c0, mask, opts, training=False):
 @FUZZ
 @given(rnn_case())
 def test_fuzz_rnn(case):
+    check_rnn_case(case)
+
+
+@FUZZ
+@given(rnn_case(lanes=True))
+def test_fuzz_lstm_lanes(case):
+    """The same checks on batches for the lanes forward, with the row-split limit lowered so that
+    small LSTMs take it (at the avx512 level; elsewhere the packed panels run these calls)."""
+    cell, x, kernel, rec, bias, h0, c0, mask, opts = case
+    _core.rnn_set_row_split_bytes(1)
+    try:
+        if x.ndim == 3 and x.dtype == np.float32 and mask is None and rec.ndim == 2 and \
+                (opts["activation"], opts["recurrent_activation"]) == ("tanh", "sigmoid") and \
+                _core.lstm_forward_in_lanes(*x.shape, rec.shape[0]):
+            COUNTS[cell]["lanes forward"] += 1
+        check_rnn_case(case)
+    finally:
+        _core.rnn_set_row_split_bytes(0)
+
+
+def check_rnn_case(case):
     cell, x, kernel, rec, bias, h0, c0, mask, opts = case
     valid = rnn_valid(cell, x, kernel, rec, bias, mask, opts)
     res = attempt(cell, valid, lambda: rnn_call(cell, x, kernel, rec, bias, h0, c0, mask, opts)[0])
