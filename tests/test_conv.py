@@ -417,6 +417,52 @@ def test_pointwise_conv_matches_reference(case, dtype, relu):
     np.testing.assert_allclose(db, g2.sum(0), **tol)
 
 
+# The 1x1 backward with both the input and the filter gradient, K a multiple of the vector
+# width and the filter at most 128 KB, runs one pass over dout (conv.cpp pointwise_backward):
+# the filter-gradient tiles of 12 channels (fewer at the end) x 2 or 1 vectors of K, per-thread
+# partials summed at the end. Channel counts off the tile, K of one vector only, one pixel,
+# rows across many chunks, 1 to 3 threads; the gradients asked one at a time take the separate
+# passes, and must agree.
+PW_FUSED = [  # (id, (N, H, W, C), K)
+    ("C13-K48-tile-tails", (3, 17, 19, 13), 48),
+    ("C1-K16-one-vector", (2, 9, 11, 1), 16),
+    ("one-pixel-C7-K32", (1, 1, 1, 7), 32),
+    ("C128-K256-at-the-128KB-limit-of-float32", (1, 12, 14, 128), 256),
+    ("C64-K64-many-chunks", (4, 30, 31, 64), 64),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", PW_FUSED, ids=[c[0] for c in PW_FUSED])
+def test_pointwise_backward_in_one_pass(case, dtype):
+    import faltung
+    _, xs, K = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((1, 1, xs[-1], K)).astype(dtype)
+    gy = rng.standard_normal(xs[:-1] + (K,)).astype(dtype)
+    x2, g2 = x.reshape(-1, xs[-1]).astype(np.float64), gy.reshape(-1, K).astype(np.float64)
+    want = (g2 @ w.reshape(xs[-1], K).T.astype(np.float64), x2.T @ g2, g2.sum(0))
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
+    before = faltung.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            faltung.set_num_threads(n)
+            dx, dw, db = _core.conv2d_backward(gy, x, w, 1, 1, 0, 0, 1, 1, 1)
+            for name, got, exp in zip(("dx", "dw", "db"), (dx, dw, db), want):
+                assert got.dtype == dtype
+                np.testing.assert_allclose(got.reshape(exp.shape), exp, **tol, err_msg=f"{name}, {n} threads")
+            no_bias = _core.conv2d_backward(gy, x, w, 1, 1, 0, 0, 1, 1, 1, need_db=False)
+            assert no_bias[2] is None
+            np.testing.assert_array_equal(no_bias[0], dx)
+            np.testing.assert_array_equal(no_bias[1], dw)
+            alone = [_core.conv2d_backward(gy, x, w, 1, 1, 0, 0, 1, 1, 1, need_dx=i == 0, need_dw=i == 1,
+                                           need_db=i == 2)[i] for i in range(3)]
+            for name, got, exp in zip(("dx", "dw", "db"), alone, want):
+                np.testing.assert_allclose(got.reshape(exp.shape), exp, **tol, err_msg=f"{name} alone")
+    finally:
+        faltung.set_num_threads(before)
+
+
 def test_auto_choice():
     x1 = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
     assert C.conv_forward(x1, np.ones((1, 1, 3, 2), np.float32))[1] == "gemm1x1"

@@ -129,4 +129,57 @@ void panel_gemm(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P,
   }
 }
 
+// C[i, 0..NV VW) += sum over r < R of A[r, i] B[r, 0..NV VW) for rows i < M: a register tile of
+// A^T B with both operands read in place (the 1x1 conv's weight gradient, conv.cpp). Per r, NV
+// loads of B's row and M broadcasts from A's row (contiguous), M*NV FMAs; C is loaded once and
+// stored once.
+template <typename Real, int M, int NV>
+void tn_tile(int64_t R, const Real* A, int64_t lda, const Real* B, int64_t ldb, Real* C, int64_t ldc) {
+  using V = typename Panel<Real>::V;
+  constexpr int VW = Panel<Real>::VW;
+  V acc[M][NV];
+#pragma GCC unroll 12
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = simd::load<V>(C + i * ldc + v * VW);
+  for (int64_t r = 0; r < R; ++r) {
+    V b[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) b[v] = simd::load<V>(B + r * ldb + v * VW);
+#pragma GCC unroll 12
+    for (int i = 0; i < M; ++i) {
+      const V a = simd::bcast(A + r * lda + i);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) simd::store(C + i * ldc + v * VW, acc[i][v]);
+}
+
+// C (M, N) += A^T B for A (R, M) and B (R, N), N a multiple of the vector width: tiles of MR
+// rows (fewer at the end) by NV = 2 vectors, then by one vector.
+template <typename Real, int NV, int M = Panel<Real>::MR>
+void tn_rows(int64_t m, int64_t R, const Real* A, int64_t lda, const Real* B, int64_t ldb, Real* C,
+             int64_t ldc) {
+  if constexpr (M > 1) {
+    if (m < M) return tn_rows<Real, NV, M - 1>(m, R, A, lda, B, ldb, C, ldc);
+  }
+  tn_tile<Real, M, NV>(R, A, lda, B, ldb, C, ldc);
+}
+template <typename Real>
+void tn_gemm(int64_t M, int64_t N, int64_t R, const Real* A, int64_t lda, const Real* B, int64_t ldb,
+             Real* C, int64_t ldc) {
+  constexpr int MR = Panel<Real>::MR, VW = Panel<Real>::VW;
+  int64_t j = 0;
+  for (; j + 2 * VW <= N; j += 2 * VW)
+    for (int64_t i = 0; i < M; i += MR)
+      tn_rows<Real, 2>(std::min<int64_t>(MR, M - i), R, A + i, lda, B + j, ldb, C + i * ldc + j, ldc);
+  for (; j + VW <= N; j += VW)
+    for (int64_t i = 0; i < M; i += MR)
+      tn_rows<Real, 1>(std::min<int64_t>(MR, M - i), R, A + i, lda, B + j, ldb, C + i * ldc + j, ldc);
+}
+
 }  // namespace faltung::rnn_detail
