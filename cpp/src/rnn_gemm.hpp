@@ -65,18 +65,23 @@ void pack_backward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, 
   }
 }
 
-// C[i, 0..nc) = (add ? C[i, 0..nc) : 0) + sum over k < K of A[i, k] P[k, 0..nc), rows i < M.
+// C[i, 0..nc) = (add ? C[i, 0..nc) : bias ? bias[0..nc) : 0) + sum over k < K of A[i, k]
+// P[k, 0..nc), rows i < M, then max(., 0) if relu (NaN to 0, as conv.cpp's bias_relu_rows);
+// bias, when given, holds NR values.
 template <typename Real, int M>
 void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, int64_t ldc,
-                int64_t nc, bool add) {
+                int64_t nc, bool add, const Real* bias = nullptr, bool relu = false) {
   using T = Panel<Real>;
   using V = typename T::V;
   constexpr int NV = T::NV, VW = T::VW, NR = T::NR;
   V acc[M][NV];
+  V init[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) init[v] = bias ? simd::load<V>(bias + v * VW) : V{};
 #pragma GCC unroll 12
   for (int i = 0; i < M; ++i)
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+    for (int v = 0; v < NV; ++v) acc[i][v] = init[v];
   for (int64_t k = 0; k < K; ++k) {
     V b[NV];
 #pragma GCC unroll 2
@@ -88,6 +93,11 @@ void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, i
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
+  if (relu)
+#pragma GCC unroll 12
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = acc[i][v] > Real(0) ? acc[i][v] : V{};
 #pragma GCC unroll 12
   for (int i = 0; i < M; ++i) {
     Real* c = C + i * ldc;
@@ -107,25 +117,26 @@ void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, i
 // panel_tile for m rows, 1 <= m <= M.
 template <typename Real, int M = Panel<Real>::MR>
 void panel_rows(int64_t m, int64_t K, const Real* A, int64_t lda, const Real* P, Real* C,
-                int64_t ldc, int64_t nc, bool add) {
+                int64_t ldc, int64_t nc, bool add, const Real* bias = nullptr, bool relu = false) {
   if constexpr (M > 1) {
-    if (m < M) return panel_rows<Real, M - 1>(m, K, A, lda, P, C, ldc, nc, add);
+    if (m < M) return panel_rows<Real, M - 1>(m, K, A, lda, P, C, ldc, nc, add, bias, relu);
   }
-  panel_tile<Real, M>(K, A, lda, P, C, ldc, nc, add);
+  panel_tile<Real, M>(K, A, lda, P, C, ldc, nc, add, bias, relu);
 }
 
 // C[i, u] = (add ? C[i, u] : 0) + sum over k < K of A[i, k] P_j[k, u - j NR] for rows i < M
 // and the units u < U of blocks [j0, j1), where P_j = P + j * stride is block j's panel
-// and C points at unit 0.
+// and C points at unit 0. bias (blocks x NR values, zero past U) and relu: panel_tile's.
 template <typename Real>
 void panel_gemm(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P, int64_t stride,
-                int64_t j0, int64_t j1, int64_t U, Real* C, int64_t ldc, bool add) {
+                int64_t j0, int64_t j1, int64_t U, Real* C, int64_t ldc, bool add,
+                const Real* bias = nullptr, bool relu = false) {
   constexpr int MR = Panel<Real>::MR, NR = Panel<Real>::NR;
   for (int64_t j = j0; j < j1; ++j) {
     const int64_t nc = std::min<int64_t>(NR, U - j * NR);
     for (int64_t i = 0; i < M; i += MR)
       panel_rows<Real>(std::min<int64_t>(MR, M - i), K, A + i * lda, lda, P + j * stride,
-                       C + i * ldc + j * NR, ldc, nc, add);
+                       C + i * ldc + j * NR, ldc, nc, add, bias ? bias + j * NR : nullptr, relu);
   }
 }
 
