@@ -65,15 +65,18 @@ void pack_backward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, 
   }
 }
 
-// C[i, 0..nc) = (add ? C[i, 0..nc) : bias ? bias[0..nc) : 0) + sum over k < K of A[i, k]
+// C[i, 0..nc) = (add ? C[i, 0..nc) : bias ? bias[0..nc) : 0) + sum over k < K of a(i, k)
 // P[k, 0..nc), rows i < M, then max(., 0) if relu (NaN to 0, as conv.cpp's bias_relu_rows);
-// bias, when given, holds NR values.
-template <typename Real, int M>
+// bias, when given, holds NV vectors. a(i, k) = A[i lda + k], and P's rows are NR apart (a
+// packed panel); with TransA, a(i, k) = A[k lda + i] and P's rows are ldp apart: A^T B with both
+// operands read in place (the 1x1 conv's weight gradient, conv.cpp), its broadcasts contiguous.
+// Per k, NV loads of P's row and M broadcasts of A, M*NV FMAs.
+template <typename Real, int M, int NV = Panel<Real>::NV, bool TransA = false>
 void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, int64_t ldc,
-                int64_t nc, bool add, const Real* bias = nullptr, bool relu = false) {
-  using T = Panel<Real>;
-  using V = typename T::V;
-  constexpr int NV = T::NV, VW = T::VW, NR = T::NR;
+                int64_t nc, bool add, const Real* bias = nullptr, bool relu = false, int64_t ldp = 0) {
+  using V = typename Panel<Real>::V;
+  constexpr int VW = Panel<Real>::VW, NR = NV * VW;
+  const int64_t pstride = TransA ? ldp : NR;
   V acc[M][NV];
   V init[NV];
 #pragma GCC unroll 2
@@ -85,10 +88,10 @@ void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, i
   for (int64_t k = 0; k < K; ++k) {
     V b[NV];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) b[v] = simd::load<V>(P + k * NR + v * VW);
+    for (int v = 0; v < NV; ++v) b[v] = simd::load<V>(P + k * pstride + v * VW);
 #pragma GCC unroll 12
     for (int i = 0; i < M; ++i) {
-      const V a = simd::bcast(A + i * lda + k);
+      const V a = simd::bcast(TransA ? A + k * lda + i : A + i * lda + k);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
@@ -115,13 +118,15 @@ void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, i
 }
 
 // panel_tile for m rows, 1 <= m <= M.
-template <typename Real, int M = Panel<Real>::MR>
+template <typename Real, int M = Panel<Real>::MR, int NV = Panel<Real>::NV, bool TransA = false>
 void panel_rows(int64_t m, int64_t K, const Real* A, int64_t lda, const Real* P, Real* C,
-                int64_t ldc, int64_t nc, bool add, const Real* bias = nullptr, bool relu = false) {
+                int64_t ldc, int64_t nc, bool add, const Real* bias = nullptr, bool relu = false,
+                int64_t ldp = 0) {
   if constexpr (M > 1) {
-    if (m < M) return panel_rows<Real, M - 1>(m, K, A, lda, P, C, ldc, nc, add, bias, relu);
+    if (m < M)
+      return panel_rows<Real, M - 1, NV, TransA>(m, K, A, lda, P, C, ldc, nc, add, bias, relu, ldp);
   }
-  panel_tile<Real, M>(K, A, lda, P, C, ldc, nc, add, bias, relu);
+  panel_tile<Real, M, NV, TransA>(K, A, lda, P, C, ldc, nc, add, bias, relu, ldp);
 }
 
 // C[i, u] = (add ? C[i, u] : 0) + sum over k < K of A[i, k] P_j[k, u - j NR] for rows i < M
@@ -140,46 +145,8 @@ void panel_gemm(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P,
   }
 }
 
-// C[i, 0..NV VW) += sum over r < R of A[r, i] B[r, 0..NV VW) for rows i < M: a register tile of
-// A^T B with both operands read in place (the 1x1 conv's weight gradient, conv.cpp). Per r, NV
-// loads of B's row and M broadcasts from A's row (contiguous), M*NV FMAs; C is loaded once and
-// stored once.
-template <typename Real, int M, int NV>
-void tn_tile(int64_t R, const Real* A, int64_t lda, const Real* B, int64_t ldb, Real* C, int64_t ldc) {
-  using V = typename Panel<Real>::V;
-  constexpr int VW = Panel<Real>::VW;
-  V acc[M][NV];
-#pragma GCC unroll 12
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) acc[i][v] = simd::load<V>(C + i * ldc + v * VW);
-  for (int64_t r = 0; r < R; ++r) {
-    V b[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) b[v] = simd::load<V>(B + r * ldb + v * VW);
-#pragma GCC unroll 12
-    for (int i = 0; i < M; ++i) {
-      const V a = simd::bcast(A + r * lda + i);
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
-    }
-  }
-#pragma GCC unroll 12
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) simd::store(C + i * ldc + v * VW, acc[i][v]);
-}
-
-// C (M, N) += A^T B for A (R, M) and B (R, N), N a multiple of the vector width: tiles of MR
-// rows (fewer at the end) by NV = 2 vectors, then by one vector.
-template <typename Real, int NV, int M = Panel<Real>::MR>
-void tn_rows(int64_t m, int64_t R, const Real* A, int64_t lda, const Real* B, int64_t ldb, Real* C,
-             int64_t ldc) {
-  if constexpr (M > 1) {
-    if (m < M) return tn_rows<Real, NV, M - 1>(m, R, A, lda, B, ldb, C, ldc);
-  }
-  tn_tile<Real, M, NV>(R, A, lda, B, ldb, C, ldc);
-}
+// C (M, N) += A^T B for A (R, M) and B (R, N), N a multiple of the vector width, both read in
+// place: panel_tile's TransA tiles of MR rows (fewer at the end) by 2 vectors, then by one.
 template <typename Real>
 void tn_gemm(int64_t M, int64_t N, int64_t R, const Real* A, int64_t lda, const Real* B, int64_t ldb,
              Real* C, int64_t ldc) {
@@ -187,10 +154,12 @@ void tn_gemm(int64_t M, int64_t N, int64_t R, const Real* A, int64_t lda, const 
   int64_t j = 0;
   for (; j + 2 * VW <= N; j += 2 * VW)
     for (int64_t i = 0; i < M; i += MR)
-      tn_rows<Real, 2>(std::min<int64_t>(MR, M - i), R, A + i, lda, B + j, ldb, C + i * ldc + j, ldc);
+      panel_rows<Real, MR, 2, true>(std::min<int64_t>(MR, M - i), R, A + i, lda, B + j, C + i * ldc + j, ldc,
+                                    2 * VW, true, nullptr, false, ldb);
   for (; j + VW <= N; j += VW)
     for (int64_t i = 0; i < M; i += MR)
-      tn_rows<Real, 1>(std::min<int64_t>(MR, M - i), R, A + i, lda, B + j, ldb, C + i * ldc + j, ldc);
+      panel_rows<Real, MR, 1, true>(std::min<int64_t>(MR, M - i), R, A + i, lda, B + j, C + i * ldc + j, ldc,
+                                    VW, true, nullptr, false, ldb);
 }
 
 }  // namespace faltung::rnn_detail
