@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import faltung
-from faltung import ops
+from faltung import _core, ops
 from reference import rnn as ref
 from reference.nn import numeric_grad
 
@@ -380,6 +380,12 @@ THREAD_CASES += [
     Case("gru", 40, 9, 7, 40, reset_after=False, h0=True),
     Case("gru", 4, 9, 7, 128, reset_after=False, mask="arbitrary", rmask=True, seed=1),
     Case("gru", 37, 11, 5, 40, reset_after=False, mask="prefix", go_backwards=True, seed=2),
+    # 70 features: the per-step input gradient (rnn_backward.cpp input_grad) over several
+    # panel blocks of columns at every level, split by units (short blocks) and by rows
+    Case("lstm", 4, 6, 70, 24, seed=5),
+    Case("simple_rnn", 3, 4, 70, 9, go_backwards=True, seed=6),
+    Case("simple_rnn", 40, 6, 70, 24, mask="prefix", h0=True, seed=7),
+    Case("lstm", 20, 5, 70, 40, mask="arbitrary", go_backwards=True, rmask=True, seed=8),
 ]
 
 
@@ -390,8 +396,18 @@ def threads():
     faltung.set_num_threads(before)
 
 
+@pytest.fixture(params=[0, 1], ids=["default-split-limit", "1-byte-split-limit"])
+def split_limit(request):
+    """The row-split limit as set (0: half the L2) or 1 byte: every recurrent kernel split by
+    units, and the LSTM and SimpleRNN input gradient as one GEMM after the loop instead of per
+    step (rnn_kernels.hpp folded_input_grad)."""
+    _core.rnn_set_row_split_bytes(request.param)
+    yield request.param
+    _core.rnn_set_row_split_bytes(0)
+
+
 @pytest.mark.parametrize("case", THREAD_CASES, ids=[c.id for c in THREAD_CASES])
-def test_threads_agree_with_the_oracle(case, threads):
+def test_threads_agree_with_the_oracle(case, threads, split_limit):
     douts = case.output_weights()
     _, saved_ref = case.forward(algorithm="reference", training=True)
     expected = case.forward(algorithm="reference")[0], case.backward(saved_ref, douts)

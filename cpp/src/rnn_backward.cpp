@@ -33,7 +33,7 @@ struct Backward {
   // saved
   const Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
   // workspace
-  Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb, *dWR;
+  Real *Xp, *dZ, *dXh, *dxp, *dH, *dC, *dHm, *dQ, *Rb, *Wb, *dWR;
   // db's partial sums, one row of db_len per thread: the column sums of dZ (GU), then of
   // dXh (U, GRU reset_after); each thread adds its part of every step while it is in cache.
   Real* db_parts;
@@ -58,6 +58,7 @@ struct Backward {
     dWR = at(ws, L.dWR);
     db_parts = dW && db ? at(ws, L.db_parts) : nullptr, db_len = L.db_len;
     dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ), Rb = at(ws, L.Rb);
+    Wb = at(ws, L.Wb);
   }
 
   int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
@@ -71,8 +72,11 @@ struct Backward {
 
   void prologue(int k, int nt) {
     const int64_t nb = Panel<Real>::blocks(U);
-    pack_backward<Real>(w.recurrent_kernel, U, c.gates(), split_lo(nb, k, nt), split_lo(nb, k + 1, nt),
-                        Rb);
+    pack_backward<Real>(w.recurrent_kernel, U, GU, split_lo(nb, k, nt), split_lo(nb, k + 1, nt), Rb);
+    if (Wb) {
+      const int64_t nbx = Panel<Real>::blocks(F);
+      pack_backward<Real>(w.kernel, F, GU, split_lo(nbx, k, nt), split_lo(nbx, k + 1, nt), Wb);
+    }
     for (int64_t p = split_lo(B, k, nt); p < split_lo(B, k + 1, nt); ++p) {
       const int64_t b = pl.perm[p];
       for (int64_t u = 0; u < U; ++u) dH[p * U + u] = dh_T ? dh_T[b * U + u] : Real(0);
@@ -244,6 +248,17 @@ struct Backward {
     }
   }
 
+  // Step s's rows of dxp = dZ_s W^T (folded_input_grad): the thread's rows with every input
+  // column, or (split by units, after the barrier) every row with its blocks of columns.
+  void input_grad(int64_t s, const Rect& q, int k, int nt) {
+    constexpr int64_t NR = Panel<Real>::NR;
+    const int64_t lo = pl.lo[s], nbx = Panel<Real>::blocks(F);
+    const int64_t j0 = q.by_units ? split_lo(nbx, k, nt) : 0, j1 = q.by_units ? split_lo(nbx, k + 1, nt) : nbx;
+    if (q.r1 <= q.r0 || j1 <= j0) return;
+    panel_gemm<Real>(q.r1 - q.r0, GU, dZ + (pl.off[s] + q.r0 - lo) * GU, GU, Wb, GU * NR, j0, j1, F,
+                     dxp + (pl.off[s] + q.r0 - lo) * F, F, false);
+  }
+
   void step(int64_t s, int k, int nt) {
     const int64_t lo = pl.lo[s], hi = pl.hi[s];
     const Rect q = step_rect<Real>(lo, hi, U, c.gates(), k, nt);
@@ -263,6 +278,7 @@ struct Backward {
     } else {
       step_gemm_back<Real>(q, lo, U, GU, 0, GU, dZ_s, GU, Rb, false, dHm, U);
     }
+    if (Wb) input_grad(s, q, k, nt);
     combine(s, q);
     sum_bias(s, q, k);
     // No barrier before a step (s - 1) that repeats this split by rows: see Forward::step.
@@ -314,8 +330,8 @@ struct Backward {
       }
     }
     if (dx) {
-      // dxp = dZ_input W^T, then scattered to (B,T,F)
-      team_gemm<Real>(k, nt, false, true, N, F, GUz, Real(1), dZ, GU, W, GU, Real(0), dxp, F);
+      // dxp = dZ_input W^T (unless each step made its rows), then scattered to (B,T,F)
+      if (!Wb) team_gemm<Real>(k, nt, false, true, N, F, GUz, Real(1), dZ, GU, W, GU, Real(0), dxp, F);
       if (split_h) {
 #pragma omp barrier
       }

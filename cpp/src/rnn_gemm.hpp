@@ -50,11 +50,11 @@ void pack_forward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, R
     }
 }
 
-// Rb's blocks [j0, j1) from R (U,GU).
+// Rb's blocks [j0, j1) from R (U,GU); also W^T's from the input kernel W (F,GU), with F for U
+// (rnn_backward.cpp's folded input gradient).
 template <typename Real>
-void pack_backward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, Real* Rb) {
+void pack_backward(const Real* R, int64_t U, int64_t GU, int64_t j0, int64_t j1, Real* Rb) {
   constexpr int NR = Panel<Real>::NR;
-  const int64_t GU = G * U;
   for (int64_t j = j0; j < j1; ++j) {
     Real* P = Rb + j * GU * NR;
     const int64_t n = std::min<int64_t>(NR, U - j * NR);

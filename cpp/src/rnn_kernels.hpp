@@ -150,9 +150,22 @@ ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
   return L;
 }
 
+// Whether the backward computes the input gradient in each step (dx_t = dZ_t W^T against W^T
+// packed once, as dh_{t-1} = dZ_t R^T, while dZ_t is in cache) instead of one GEMM over all
+// packed rows after the loop: while the packed R^T and W^T together fit the row-split limit.
+// Paired, training step (forward + backward), avx512, 2 threads: LSTM 128 (batch 64, T 50,
+// input 64) 0.90-0.98 of the time in four runs, LSTM 128 (batch 32, T 100, input 128) 0.96,
+// SimpleRNN 256 / 128 0.97-0.99; LSTM 256 (input 128: 1.5 MB) 1.00, so it stays unfolded. Not
+// GRU: with reset_after its h gate's input side is dXh.
+template <typename Real>
+bool folded_input_grad(const RnnConfig& c) {
+  const int64_t bytes = c.GU() * (c.F + c.U) * int64_t(sizeof(Real));
+  return !is_gru(c) && c.F > 0 && bytes <= rnn_row_split_bytes();
+}
+
 struct BackwardLayout {
   int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, Rb = -1,
-          dWR = -1, db_parts = -1, db_len = 0, total = 0;
+          Wb = -1, dWR = -1, db_parts = -1, db_len = 0, total = 0;
 };
 // threads: the team's size (team_size), for db's per-thread partial sums.
 template <typename Real>
@@ -176,6 +189,7 @@ BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool
   L.dHm = k.take(B * U);
   if (is_gru(c) && !c.reset_after) L.dQ = k.take(B * U);
   L.Rb = k.take(Panel<Real>::size(U, c.gates(), U));  // blocks x GU rows of NR
+  if (need_dx && folded_input_grad<Real>(c)) L.Wb = k.take(Panel<Real>::size(c.F, c.gates(), U));  // W^T's
   L.total = k.total;
   return L;
 }
