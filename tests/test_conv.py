@@ -383,7 +383,7 @@ def test_depthwise_window_gradients_are_central_differences():
 # 1x1 convolutions (groups 1) run the packed-panel register tiles (conv.cpp pointwise_gemm) for
 # the forward and the input gradient while the inner size is at most 512 and the packed weight
 # at most 2 MiB, OpenBLAS beyond; the bias gradient sums rows in registers
-# (conv2d_bias_backward). Row counts that are no multiple of the tile (12 / 6 rows) or of a
+# (conv2d_bias_backward), or with the other two in one pass (test_pointwise_backward_in_one_pass). Row counts that are no multiple of the tile (12 / 6 rows) or of a
 # chunk, output widths that end in a partial panel.
 PW = [  # (id, (N, H, W, C), K)
     ("C64-K128-rows-ragged", (3, 7, 9, 64), 128),
@@ -419,15 +419,23 @@ def test_pointwise_conv_matches_reference(case, dtype, relu):
 
 # The 1x1 backward with both the input and the filter gradient, K a multiple of the vector
 # width and the filter at most 128 KB, runs one pass over dout (conv.cpp pointwise_backward):
-# the filter-gradient tiles of 12 channels (fewer at the end) x 2 or 1 vectors of K, per-thread
+# the filter-gradient tiles of 12 (avx512) or 6 channels (fewer at the end) x 2 or 1 vectors of K, per-thread
 # partials summed at the end. Channel counts off the tile, K of one vector only, one pixel,
 # rows across many chunks, 1 to 3 threads; the gradients asked one at a time take the separate
 # passes, and must agree.
 PW_FUSED = [  # (id, (N, H, W, C), K)
+    # K an odd number of vectors, so a last one-vector tile: K 48 at avx512 float32, 24 at
+    # avx2 float32 and avx512 float64, 12 at baseline float32 and avx2 float64, 6 at baseline
+    # float64 (other K of these take the one pass where K is a multiple of the vector width)
     ("C13-K48-tile-tails", (3, 17, 19, 13), 48),
+    ("C9-K24-tile-tails", (2, 15, 13, 9), 24),
+    ("C20-K12-tile-tails", (3, 11, 13, 20), 12),
+    ("C5-K6-tile-tails", (2, 9, 7, 5), 6),
     ("C1-K16-one-vector", (2, 9, 11, 1), 16),
     ("one-pixel-C7-K32", (1, 1, 1, 7), 32),
     ("C128-K256-at-the-128KB-limit-of-float32", (1, 12, 14, 128), 256),
+    ("C128-K128-at-the-limit-of-float64", (2, 9, 10, 128), 128),
+    ("C130-K256-over-the-limit", (1, 7, 9, 130), 256),
     ("C64-K64-many-chunks", (4, 30, 31, 64), 64),
 ]
 
@@ -461,6 +469,37 @@ def test_pointwise_backward_in_one_pass(case, dtype):
                 np.testing.assert_allclose(got.reshape(exp.shape), exp, **tol, err_msg=f"{name} alone")
     finally:
         faltung.set_num_threads(before)
+
+
+def test_pointwise_non_finite_values_as_the_reference():
+    """NaN and infinities through the 1x1 forward's fused bias and ReLU (against im2col, which
+    adds them in a pass of its own: NaN -> 0 under ReLU) and through the one-pass backward
+    (against float64 numpy): the same NaN and infinity positions, the same finite values."""
+    x = rng.standard_normal((2, 6, 7, 16)).astype(np.float32)
+    x[0, 1, 2, 3], x[1, 4, 5, 0], x[1, 0, 0, 7] = np.nan, np.inf, -np.inf
+    w = rng.standard_normal((1, 1, 16, 32)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    b[5] = np.nan
+
+    def same(got, want, tol):
+        for test in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(test(got), test(want))
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=tol, atol=tol)
+
+    for relu in (False, True):
+        got, algo = C.conv_forward(x, w, b, relu=relu, algorithm="gemm1x1")
+        want, _ = C.conv_forward(x, w, b, relu=relu, algorithm="im2col")
+        assert algo == "gemm1x1"
+        same(got, want, 1e-5)
+    gy = rng.standard_normal((2, 6, 7, 32)).astype(np.float32)
+    gy[0, 2, 2, 4] = np.nan
+    dx, dw, db = _core.conv2d_backward(gy, x, w, 1, 1, 0, 0, 1, 1, 1)
+    x2, g2 = x.reshape(-1, 16).astype(np.float64), gy.reshape(-1, 32).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        want = (g2 @ w.reshape(16, 32).T.astype(np.float64), x2.T @ g2, g2.sum(0))
+    for got, exp in zip((dx, dw, db), want):
+        same(got.reshape(exp.shape).astype(np.float64), exp, 2e-4)
 
 
 def test_auto_choice():

@@ -311,7 +311,7 @@ bool pointwise_fits(int64_t D, int64_t N) {
 // summed at the end. Apart, each of the three read dout (the largest operand) from memory, and
 // OpenBLAS packed both operands of every row tile's weight-gradient GEMM. Only while dweight
 // is at most 128 KB: larger (C 256 K 256, C 512 K 128, C 256 K 512: 1.09-1.41x the separate
-// passes' time, paired) the tiles re-read inp's and dout's rows from L2 for every 12 x 32 block
+// passes' time, paired) the tiles re-read inp's and dout's rows from L2 for every MR x 2-vector block
 // of dweight, and OpenBLAS's packed blocks win.
 template <typename T>
 bool pointwise_backward_fits(const Conv2dShape& s) {

@@ -1,7 +1,8 @@
-// Internal to rnn.cpp and rnn_backward.cpp (compiled per CPU level: the panel width follows
-// the level's vector width): the per-step recurrent products against a recurrent kernel R
-// (U,GU) packed once per call, instead of an OpenBLAS call per step that re-packs R every
-// step (1 MB at U = 256) and gives each thread of the team all of it.
+// Internal to rnn.cpp, rnn_backward.cpp, rnn_lanes.cpp and conv.cpp (compiled per CPU level:
+// the panel width follows the level's vector width): the per-step recurrent products against
+// a recurrent kernel R (U,GU) packed once per call, instead of an OpenBLAS call per step that
+// re-packs R every step (1 MB at U = 256) and gives each thread of the team all of it; the
+// same tiles run conv.cpp's 1x1 convolutions.
 //
 // Panels: a packed matrix is a sequence of panels of K rows x NR columns, each row NR
 // contiguous values (columns past the matrix are zeros). The units are cut into nb = ceil(U /
@@ -65,9 +66,9 @@ void pack_backward(const Real* R, int64_t U, int64_t GU, int64_t j0, int64_t j1,
   }
 }
 
-// C[i, 0..nc) = (add ? C[i, 0..nc) : bias ? bias[0..nc) : 0) + sum over k < K of a(i, k)
-// P[k, 0..nc), rows i < M, then max(., 0) if relu (NaN to 0, as conv.cpp's bias_relu_rows);
-// bias, when given, holds NV vectors. a(i, k) = A[i lda + k], and P's rows are NR apart (a
+// S[i, 0..nc) = (bias ? bias[0..nc) : 0) + sum over k < K of a(i, k) P[k, 0..nc), rows i < M,
+// then max(S, 0) if relu (NaN to 0, as conv.cpp's bias_relu_rows); C = S, or C += S with add.
+// bias, when given, holds NV vectors. (No caller passes add with bias or relu.) a(i, k) = A[i lda + k], and P's rows are NR apart (a
 // packed panel); with TransA, a(i, k) = A[k lda + i] and P's rows are ldp apart: A^T B with both
 // operands read in place (the 1x1 conv's weight gradient, conv.cpp), its broadcasts contiguous.
 // Per k, NV loads of P's row and M broadcasts of A, M*NV FMAs.

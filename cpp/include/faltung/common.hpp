@@ -85,14 +85,14 @@ void parallel_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 // Aliases (two names, one slot) name the users that share a slot under rule 3.
 enum class WorkspaceSlot : int {
   // 0. Columns: conv.cpp's im2col / col2im tile and conv_transpose.cpp's column block (per
-  //    thread). PhaseInput: conv_phased.cpp's gathered phase input (calling thread; no other
+  //    thread); conv.cpp's packed 1x1 weights and bias (calling thread, read by its team). PhaseInput: conv_phased.cpp's gathered phase input (calling thread; no other
   //    slot-0 user runs inside Winograd). NormPartials: batch norm's per-thread sums (double).
   Columns = 0,
   PhaseInput = 0,
   NormPartials = 0,
   // 1. Partials: per-thread partial weight gradients (conv.cpp, conv_transpose.cpp backward:
-  //    threads > 0; conv_direct.cpp and conv_depthwise.cpp filter (and bias) gradients: every
-  //    thread).
+  //    threads > 0, conv.cpp's one-pass 1x1 backward with its bias partials; conv_direct.cpp
+  //    and conv_depthwise.cpp filter (and bias) gradients: every thread).
   //    PhaseOutput: conv_phased.cpp forward. SubKernels: conv_transpose.cpp's flipped sub-kernels
   //    of the stride phases, held around the direct conv and Winograd 2x2 (which never take 1).
   //    NormSums: batch norm's summed moments (double).
