@@ -393,6 +393,8 @@ PW = [  # (id, (N, H, W, C), K)
     ("C24-K600-openblas-input-grad", (2, 3, 5, 24), 600),
     ("threads-C32-K160", (2, 16, 16, 32), 160),  # threaded tiles and bias-gradient partials
     ("C64-K8200-packed-over-2MiB", (1, 1, 3, 64), 8200),
+    ("C16-K128-output-over-8MB-streamed", (4, 64, 65, 16), 128),  # streaming stores
+    ("C16-K120-output-over-8MB", (4, 64, 65, 16), 120),  # float32 rows not whole lines: plain stores
 ]
 
 

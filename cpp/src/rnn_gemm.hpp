@@ -74,7 +74,8 @@ void pack_backward(const Real* R, int64_t U, int64_t GU, int64_t j0, int64_t j1,
 // Per k, NV loads of P's row and M broadcasts of A, M*NV FMAs.
 template <typename Real, int M, int NV = Panel<Real>::NV, bool TransA = false>
 void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, int64_t ldc,
-                int64_t nc, bool add, const Real* bias = nullptr, bool relu = false, int64_t ldp = 0) {
+                int64_t nc, bool add, const Real* bias = nullptr, bool relu = false, int64_t ldp = 0,
+                bool stream = false) {
   using V = typename Panel<Real>::V;
   constexpr int VW = Panel<Real>::VW, NR = NV * VW;
   const int64_t pstride = TransA ? ldp : NR;
@@ -105,7 +106,10 @@ void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, i
 #pragma GCC unroll 12
   for (int i = 0; i < M; ++i) {
     Real* c = C + i * ldc;
-    if (nc == NR) {
+    if (nc == NR && stream) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) simd::stream(c + v * VW, acc[i][v]);
+    } else if (nc == NR) {
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v)
         simd::store(c + v * VW, add ? acc[i][v] + simd::load<V>(c + v * VW) : acc[i][v]);
@@ -122,12 +126,12 @@ void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, i
 template <typename Real, int M = Panel<Real>::MR, int NV = Panel<Real>::NV, bool TransA = false>
 void panel_rows(int64_t m, int64_t K, const Real* A, int64_t lda, const Real* P, Real* C,
                 int64_t ldc, int64_t nc, bool add, const Real* bias = nullptr, bool relu = false,
-                int64_t ldp = 0) {
+                int64_t ldp = 0, bool stream = false) {
   if constexpr (M > 1) {
     if (m < M)
-      return panel_rows<Real, M - 1, NV, TransA>(m, K, A, lda, P, C, ldc, nc, add, bias, relu, ldp);
+      return panel_rows<Real, M - 1, NV, TransA>(m, K, A, lda, P, C, ldc, nc, add, bias, relu, ldp, stream);
   }
-  panel_tile<Real, M, NV, TransA>(K, A, lda, P, C, ldc, nc, add, bias, relu, ldp);
+  panel_tile<Real, M, NV, TransA>(K, A, lda, P, C, ldc, nc, add, bias, relu, ldp, stream);
 }
 
 // C[i, u] = (add ? C[i, u] : 0) + sum over k < K of A[i, k] P_j[k, u - j NR] for rows i < M
@@ -136,13 +140,13 @@ void panel_rows(int64_t m, int64_t K, const Real* A, int64_t lda, const Real* P,
 template <typename Real>
 void panel_gemm(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P, int64_t stride,
                 int64_t j0, int64_t j1, int64_t U, Real* C, int64_t ldc, bool add,
-                const Real* bias = nullptr, bool relu = false) {
+                const Real* bias = nullptr, bool relu = false, bool stream = false) {
   constexpr int MR = Panel<Real>::MR, NR = Panel<Real>::NR;
   for (int64_t j = j0; j < j1; ++j) {
     const int64_t nc = std::min<int64_t>(NR, U - j * NR);
     for (int64_t i = 0; i < M; i += MR)
       panel_rows<Real>(std::min<int64_t>(MR, M - i), K, A + i * lda, lda, P + j * stride,
-                       C + i * ldc + j * NR, ldc, nc, add, bias ? bias + j * NR : nullptr, relu);
+                       C + i * ldc + j * NR, ldc, nc, add, bias ? bias + j * NR : nullptr, relu, 0, stream);
   }
 }
 
