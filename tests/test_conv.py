@@ -327,6 +327,8 @@ DW_M1 = [  # (id, (N, H, W, C), kernel (kh, kw), strides, dilation, padding)
     # > 1 MFLOP: threads split the rows, the fused backward sums per-thread partials
     ("threads-k3", (4, 16, 16, 64), (3, 3), 1, 1, "same"),
     ("threads-k3-s2", (8, 24, 24, 64), (3, 3), 2, 1, "same"),
+    # a float32 output over 8 MB: the forward's whole-vector stores stream (edge pixels too)
+    ("streamed-output-over-8MB", (33, 32, 32, 64), (3, 3), 1, 1, "same"),
 ]
 
 
