@@ -344,7 +344,9 @@ def test_depthwise_one_filter_per_channel_matches_reference(case, dtype, relu):
     y, algo = C.depthwise_conv_forward(x, dk, b, *args, relu=relu)
     assert algo == "depthwise"
     want = C.depthwise_conv_forward(x, dk, b, *args, relu=relu, algorithm="reference")[0]
-    # float32: the filter gradient sums up to 1,152 products per weight (|sum| ~ 35)
+    # float32: the filter gradient sums up to 1,152 products per weight (|sum| ~ 35); the
+    # streamed case sums 33,792 (|sum| ~ 200), so the absolute tolerance of a sum that cancels
+    # to near zero grows with the largest sum (float64: 1.2e-12 seen at 0.024)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(y, want, **tol)
     gy = rng.standard_normal(y.shape).astype(dtype)
@@ -355,7 +357,8 @@ def test_depthwise_one_filter_per_channel_matches_reference(case, dtype, relu):
         for g, r, wanted in zip(got, ref, need):
             assert (g is None) == (not wanted)
             if wanted:
-                np.testing.assert_allclose(g, r, **tol)
+                scale = max(1.0, float(np.abs(r).max()) / 35)
+                np.testing.assert_allclose(g, r, rtol=tol["rtol"], atol=tol["atol"] * scale)
 
 
 def test_depthwise_1d_causal_kernel_wider_than_the_input():
