@@ -292,8 +292,9 @@ void pointwise_gemm(T* C, const T* A, int64_t P, int64_t D, int64_t N, const T* 
   // read-for-ownership of lines the kernel overwrites whole. Paired, forward: 1x1 64->128 on
   // (64, 32, 32), 32 MB out: 0.87 of the time; on (32, 32, 32), 16 MB: 0.87; 32->64 on
   // (64, 32, 32): 0.90; at 8 and 4 MB 0.98-1.03, so those keep plain stores. The DenseNet-BC
-  // and Inception training steps, whose 1x1 outputs reach 16 MB, were level (1.00). (The
-  // one-pass backward's dinp streamed: level, not taken.)
+  // and Inception training steps, whose 1x1 outputs reach 16 MB, were level (1.00). The input
+  // gradient alone (this function) streams the same way; the one-pass backward's dinp does not
+  // (streamed: level).
   const bool stream = P * N * int64_t(sizeof(T)) > (int64_t(8) << 20) &&
                       reinterpret_cast<uintptr_t>(C) % 64 == 0 && N * int64_t(sizeof(T)) % 64 == 0;
 #pragma omp parallel num_threads(threads)
@@ -319,13 +320,13 @@ bool pointwise_fits(int64_t D, int64_t N) {
 // The 1x1 conv's backward (groups 1) when it needs the input and the filter gradients, with K a
 // multiple of the vector width (the weight gradient's tiles are whole vectors of K): all
 // gradients in one pass over dout's rows, chunk by chunk while the chunk is in cache:
-// dinp = dout @ weight^T (pointwise_rows), dweight += inp^T dout (rnn_gemm.hpp's tn tiles, both
-// operands read in place) and dbias += dout's column sums, into per-thread partials that are
-// summed at the end. Apart, each of the three read dout (the largest operand) from memory, and
-// OpenBLAS packed both operands of every row tile's weight-gradient GEMM. Only while dweight
-// is at most 128 KB: larger (C 256 K 256, C 512 K 128, C 256 K 512: 1.09-1.41x the separate
-// passes' time, paired) the tiles re-read inp's and dout's rows from L2 for every MR x 2-vector block
-// of dweight, and OpenBLAS's packed blocks win.
+// dinp = dout @ weight^T (pointwise_rows), dweight += inp^T dout (rnn_gemm.hpp's tn_gemm:
+// panel_tile's TransA tiles, both operands read in place) and dbias += dout's column sums, into
+// per-thread partials that are summed at the end. Apart, each of the three read dout (the
+// largest operand) from memory, and OpenBLAS packed both operands of every row tile's
+// weight-gradient GEMM. Only while dweight is at most 128 KB: larger (C 256 K 256, C 512 K 128,
+// C 256 K 512: 1.09-1.41x the separate passes' time, paired) the tiles re-read inp's and dout's
+// rows from L2 for every MR x 2-vector block of dweight, and OpenBLAS's packed blocks win.
 template <typename T>
 bool pointwise_backward_fits(const Conv2dShape& s) {
   return s.groups == 1 && s.K % simd::Vec<T>::width == 0 && pointwise_fits<T>(s.K, s.C) &&

@@ -68,10 +68,12 @@ void pack_backward(const Real* R, int64_t U, int64_t GU, int64_t j0, int64_t j1,
 
 // S[i, 0..nc) = (bias ? bias[0..nc) : 0) + sum over k < K of a(i, k) P[k, 0..nc), rows i < M,
 // then max(S, 0) if relu (NaN to 0, as conv.cpp's bias_relu_rows); C = S, or C += S with add.
-// bias, when given, holds NV vectors. (No caller passes add with bias or relu.) a(i, k) = A[i lda + k], and P's rows are NR apart (a
-// packed panel); with TransA, a(i, k) = A[k lda + i] and P's rows are ldp apart: A^T B with both
-// operands read in place (the 1x1 conv's weight gradient, conv.cpp), its broadcasts contiguous.
-// Per k, NV loads of P's row and M broadcasts of A, M*NV FMAs.
+// bias, when given, holds NV vectors. stream (without add): whole rows of NV vectors are
+// written with streaming stores (simd::stream; the caller fences). (No caller passes add with
+// bias or relu.) a(i, k) = A[i lda + k], and P's rows are NR apart (a packed panel); with
+// TransA, a(i, k) = A[k lda + i] and P's rows are ldp apart: A^T B with both operands read in
+// place (the 1x1 conv's weight gradient, conv.cpp), its broadcasts contiguous. Per k, NV loads
+// of P's row and M broadcasts of A, M*NV FMAs.
 template <typename Real, int M, int NV = Panel<Real>::NV, bool TransA = false>
 void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, int64_t ldc,
                 int64_t nc, bool add, const Real* bias = nullptr, bool relu = false, int64_t ldp = 0,
@@ -106,7 +108,7 @@ void panel_tile(int64_t K, const Real* A, int64_t lda, const Real* P, Real* C, i
 #pragma GCC unroll 12
   for (int i = 0; i < M; ++i) {
     Real* c = C + i * ldc;
-    if (nc == NR && stream) {
+    if (nc == NR && stream && !add) {
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) simd::stream(c + v * VW, acc[i][v]);
     } else if (nc == NR) {
@@ -136,7 +138,7 @@ void panel_rows(int64_t m, int64_t K, const Real* A, int64_t lda, const Real* P,
 
 // C[i, u] = (add ? C[i, u] : 0) + sum over k < K of A[i, k] P_j[k, u - j NR] for rows i < M
 // and the units u < U of blocks [j0, j1), where P_j = P + j * stride is block j's panel
-// and C points at unit 0. bias (blocks x NR values, zero past U) and relu: panel_tile's.
+// and C points at unit 0. bias (blocks x NR values, zero past U), relu and stream: panel_tile's.
 template <typename Real>
 void panel_gemm(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P, int64_t stride,
                 int64_t j0, int64_t j1, int64_t U, Real* C, int64_t ldc, bool add,

@@ -85,8 +85,9 @@ void parallel_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 // Aliases (two names, one slot) name the users that share a slot under rule 3.
 enum class WorkspaceSlot : int {
   // 0. Columns: conv.cpp's im2col / col2im tile and conv_transpose.cpp's column block (per
-  //    thread); conv.cpp's packed 1x1 weights and bias (calling thread, read by its team). PhaseInput: conv_phased.cpp's gathered phase input (calling thread; no other
-  //    slot-0 user runs inside Winograd). NormPartials: batch norm's per-thread sums (double).
+  //    thread); conv.cpp's packed 1x1 weights and bias (calling thread, read by its team).
+  //    PhaseInput: conv_phased.cpp's gathered phase input (calling thread; no other slot-0
+  //    user runs inside Winograd). NormPartials: batch norm's per-thread sums (double).
   Columns = 0,
   PhaseInput = 0,
   NormPartials = 0,
