@@ -239,6 +239,47 @@ def test_fuzz_conv(case):
                                strides, padding, dilation)
 
 
+@st.composite
+def pointwise_case(draw):
+    """A 1x1 conv (groups 1) with filter counts that take the one-pass backward (conv.cpp
+    pointwise_backward: K a multiple of the level's vector width) at every level, 8, 12 and 24
+    taking it only at the narrower levels; NaN/inf inputs and strided layouts from `arrays`."""
+    rank = draw(st.sampled_from([1, 2]))
+    shape = [draw(st.integers(1, 3))] + [draw(st.integers(1, 12)) for _ in range(rank)]
+    c = draw(st.integers(1, 24))
+    k = draw(st.sampled_from([16, 32, 48, 64, 8, 12, 24]))
+    dtype = draw(DTYPES)
+    x = draw(arrays(tuple(shape + [c]), dtype))
+    w = draw(arrays((1,) * rank + (c, k), np.float64, special=False))
+    b = draw(arrays((k,), np.float64, special=False)) if draw(st.booleans()) else None
+    dy = draw(arrays(tuple(shape + [k]), dtype))
+    return x, w, b, dy, draw(st.sampled_from(["valid", "same"])), draw(st.sampled_from(["auto", "gemm1x1"]))
+
+
+@FUZZ
+@given(pointwise_case())
+def test_fuzz_pointwise_conv(case):
+    """The 1x1 forward (bias in the register tile) and all three gradients, each element against
+    float64 numpy products, NaN and inf where the reference has them."""
+    x, w, b, dy, padding, algo = case
+    family = "pointwise conv"
+    COUNTS[family]["calls"] += 1
+    got, ran = convolution.conv_forward(x, w, b, 1, padding, None, 1, algorithm=algo)
+    assert ran == "gemm1x1"
+    dt = kernel_dtype(x)
+    c, k = w.shape[-2:]
+    x2, w2, dy2 = seen(x, dt).reshape(-1, c), seen(w, dt).reshape(c, k), seen(dy, dt).reshape(-1, k)
+    bs = seen(b, dt) if b is not None else np.zeros(k)
+    dx, dw, db = convolution.conv_backward(dy, x, w, 1, padding, None, 1, algorithm=algo)
+    with np.errstate(invalid="ignore", over="ignore"):
+        checks = [(got, x2 @ w2 + bs, np.abs(x2) @ np.abs(w2) + np.abs(bs)),
+                  (dx, dy2 @ w2.T, np.abs(dy2) @ np.abs(w2.T)),
+                  (dw, x2.T @ dy2, np.abs(x2.T) @ np.abs(dy2)),
+                  (db, dy2.sum(0), np.abs(dy2).sum(0))]
+    for g, want, bound in checks:
+        assert_close(family, np.asarray(g).reshape(want.shape), want, bound, dt)
+
+
 def check_linear_gradients(family, backward, x, w, xs, ws, want, bound, dt, strides, padding, dilation):
     """A forward linear in x and in the kernel w: <dx, x> = <dw, w> = <dy, y> (the adjoint
     identities), and the bias gradient is dy summed over all but the channels."""
