@@ -324,11 +324,19 @@ DW_M1 = [  # (id, (N, H, W, C), kernel (kh, kw), strides, dilation, padding)
     ("k3-d2-W1", (1, 4, 1, 8), (3, 3), 1, 2, "same"),
     ("k7-s2-W1", (1, 5, 1, 8), (7, 7), 2, 1, "same"),
     ("k3-full-OH>H", (2, 4, 6, 16), (3, 3), 1, 1, "full"),
+    # rows whose end pixels are many go in window tiles from pixel 0, the end tiles checked
+    # (RowPass::win_row): 16 = 8 + 8 pixels, 21 = 8 + 8 + 4 + 1, the scalar channel tail, and 8
+    # pixels at 3x3 (ends of both kinds in one tile)
+    ("k5-W16-tiles-from-0-odd-C", (2, 6, 16, 19), (5, 5), 1, 1, "same"),
+    ("k5-W21-tiles-from-0", (1, 5, 21, 32), (5, 5), 1, 1, "same"),
+    ("k3-W8-tiles-from-0-C24", (2, 5, 8, 24), (3, 3), 1, 1, "same"),
+    ("k5-W12-full", (1, 4, 12, 16), (5, 5), 1, 1, "full"),
     # > 1 MFLOP: threads split the rows, the fused backward sums per-thread partials
     ("threads-k3", (4, 16, 16, 64), (3, 3), 1, 1, "same"),
     ("threads-k3-s2", (8, 24, 24, 64), (3, 3), 2, 1, "same"),
     # a float32 output over 8 MB: the forward's whole-vector stores stream (edge pixels too)
     ("streamed-output-over-8MB", (33, 32, 32, 64), (3, 3), 1, 1, "same"),
+    ("streamed-k5-tiles-from-0", (65, 16, 16, 128), (5, 5), 1, 1, "same"),
 ]
 
 
