@@ -265,6 +265,17 @@ struct RowPass {
   }
 };
 
+// taps.push_back({src, w, off}), field by field: the aggregate built on the stack with two
+// 8-byte stores and copied with one 16-byte load stalled on store forwarding (perf: 8% of the
+// 3x3 forward on (64, 32, 32, 64), 9 taps per 32-pixel row).
+template <typename T>
+inline void add_tap(std::vector<Tap<T>>& taps, const T* src, const T* w, int64_t off) {
+  Tap<T>& t = taps.emplace_back();
+  t.src = src;
+  t.w = w;
+  t.off = off;
+}
+
 // The kernel widths with a window tile (RowPass::win).
 inline int window(int64_t KW) { return KW == 3 || KW == 5 ? int(KW) : 0; }
 
@@ -277,8 +288,7 @@ void forward_row(T* out, const T* inp, const T* weight, const T* bias, const Con
     const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
     if (ih < 0 || ih >= s.H) continue;
     for (int64_t kw = 0; kw < s.KW; ++kw)
-      taps.push_back({inp + (n * s.H + ih) * s.W * s.C, weight + (kh * s.KW + kw) * s.K,
-                      kw * s.dil_w - s.pad_left});
+      add_tap(taps, inp + (n * s.H + ih) * s.W * s.C, weight + (kh * s.KW + kw) * s.K, kw * s.dil_w - s.pad_left);
   }
   RowPass<T> pass{taps.data(), int64_t(taps.size()), s.stride_w, s.W, s.C,
                   out + (n * s.OH + oh) * s.OW * s.K, s.K, bias, relu};
@@ -302,8 +312,8 @@ void backward_data_row(T* dinp, const T* dout, const T* weight, const Conv2dShap
         const int64_t kw = s.KW - 1 - i;
         const int64_t tw = q + s.pad_left - kw * s.dil_w;  // = (ow - j) * stride_w
         if (floor_div(tw, s.stride_w) * s.stride_w != tw) continue;
-        taps.push_back({dout + (n * s.OH + oh) * s.OW * s.K, weight + (kh * s.KW + kw) * s.K,
-                        floor_div(tw, s.stride_w)});
+        add_tap(taps, dout + (n * s.OH + oh) * s.OW * s.K, weight + (kh * s.KW + kw) * s.K,
+                floor_div(tw, s.stride_w));
       }
     }
     RowPass<T> pass{taps.data(), int64_t(taps.size()), 1, s.OW, s.C,
