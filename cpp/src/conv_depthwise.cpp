@@ -9,7 +9,7 @@
 // gradient are both row passes (RowPass below): a destination row of pixels, each the sum over
 // a list of taps (a source row, a pixel offset, a weight vector) of source pixel * weight, with
 // the channels in the vector lanes. A register tile holds P pixels of two channel vectors (a
-// window tile: of one) across all taps, so each destination value is stored once (the first
+// window tile: of kWinVectors) across all taps, so each destination value is stored once (the first
 // version kept the accumulator in the output row and re-read and re-wrote it for every tap:
 // 2.7x PyTorch's time at 64 channels).
 //   forward:        out row (n, oh); taps: rows ih = oh*sh - pt + kh*dh inside [0, H), every kw;
@@ -68,6 +68,12 @@ struct Tap {
 // pointers) serves 16 / 8 FMAs.
 constexpr int kPixels = simd::kBytes == 64 ? 8 : 4;
 constexpr int kVectors = 2;
+// Channel vectors per window tile: 2 with 32 registers (8 pixels x 2 accumulators + 5 x 2
+// weights + 2 loaded at 5x5: 28), else 1. Measured against the window tile of one vector with
+// its whole window in registers (paired builds, 2 threads, AVX-512, forward / training step):
+// 3x3 (64,32,32,64) 0.93 / 0.94, 5x5 (32,16,16,128) 0.93 / 0.95, 3x3 (128,16,16,128) 0.99 /
+// 0.97; at the avx2 level (one vector either way) level.
+constexpr int kWinVectors = simd::kBytes == 64 ? 2 : 1;
 
 template <typename T>
 struct RowPass {
@@ -78,8 +84,8 @@ struct RowPass {
   const T* bias;                  // or nullptr: 0
   bool relu;
   // win > 0: step 1 and the taps in groups of win with offsets off, off + 1, ... (a kernel row
-  // of width win, dilation 1): tiles then load each source pixel once per group and reuse it
-  // for the group's win taps (win_tile), a third of the loads at 3x3.
+  // of width win, dilation 1): tiles then load each source pixel once per group and use it for
+  // each of the group's win taps (win_tile), a third of the loads at 3x3.
   int win = 0;
   // Whole-vector stores bypass the caches (simd::stream; conv2d_depthwise_forward decides).
   bool stream = false;
@@ -142,42 +148,66 @@ struct RowPass {
 #pragma GCC unroll 8
       for (int v = 0; v < CV; ++v) put(o + p * d + v * VW, acc[p][v], r, st);
   }
-  // Pixels [j, j + P), one channel vector c, taps in groups of KW (win == KW). Checked: source
-  // pixels outside [0, width) count as zeros (the blocks at a row's ends), else no checks.
-  template <typename V, int P, int KW, bool Checked>
+  // Pixels [j, j + P), channels [c, c + CV vectors), taps in groups of KW (win == KW).
+  // Checked: source pixels outside [0, width) count as zeros (the blocks at a row's ends), else
+  // no checks. Per group the KW weights of the CV vectors stay in registers and the window's
+  // source pixels are loaded one at a time, each feeding the (up to KW) pixels it touches: P CV
+  // accumulators + KW CV weights + CV loaded values, and one address step per source pixel for
+  // all CV vectors.
+  template <typename V, int P, int KW, int CV, bool Checked>
   void win_tile(int64_t j, int64_t c) const {
-    V acc[2][P];  // even and odd taps of a row: each pixel's FMA chain at half the length
-    const V b = init<V>(c);
+    constexpr int64_t VW = sizeof(V) / sizeof(T);
+    V acc[P][CV];
+#pragma GCC unroll 4
+    for (int v = 0; v < CV; ++v) {
+      const V b = init<V>(c + v * VW);
 #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) acc[0][p] = b, acc[1][p] = V{};
+      for (int p = 0; p < P; ++p) acc[p][v] = b;
+    }
     for (int64_t g = 0; g < ntaps; g += KW) {
-      const int64_t i0 = j + taps[g].off;  // the source pixel of x[0]
-      V x[P + KW - 1];
+      V w[KW][CV];
+#pragma GCC unroll 8
+      for (int k = 0; k < KW; ++k)
+#pragma GCC unroll 4
+        for (int v = 0; v < CV; ++v) w[k][v] = simd::load<V>(taps[g + k].w + c + v * VW);
+      const T* row = taps[g].src + c;
+      const int64_t i0 = j + taps[g].off;  // the source pixel of the window's first value
 #pragma GCC unroll 16
-      for (int i = 0; i < P + KW - 1; ++i)
-        x[i] = !(Checked && (i < KW - 1 || i >= P)) || (i0 + i >= 0 && i0 + i < width)
-                   ? simd::load<V>(taps[g].src + (i0 + i) * C + c)
-                   : V{};
+      for (int i = 0; i < P + KW - 1; ++i) {
+        // (only the first and last KW - 1 source pixels of a window may lie outside the row:
+        // run's win_from_0)
+        const bool inside = !(Checked && (i < KW - 1 || i >= P)) || (i0 + i >= 0 && i0 + i < width);
+        V x[CV];
+#pragma GCC unroll 4
+        for (int v = 0; v < CV; ++v) x[v] = inside ? simd::load<V>(row + (i0 + i) * C + v * VW) : V{};
 #pragma GCC unroll 8
-      for (int k = 0; k < KW; ++k) {
-        const V w = simd::load<V>(taps[g + k].w + c);
-#pragma GCC unroll 8
-        for (int p = 0; p < P; ++p) acc[k & 1][p] += x[p + k] * w;
+        for (int k = 0; k < KW; ++k) {
+          const int p = i - k;  // the destination pixel that source pixel i meets with tap k
+          if (p < 0 || p >= P) continue;
+#pragma GCC unroll 4
+          for (int v = 0; v < CV; ++v) acc[p][v] += x[v] * w[k][v];
+        }
       }
     }
     T* const o = dst + j * dpx + c;
     const int64_t d = dpx;
     const bool r = relu, st = stream;
 #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) put(o + p * d, acc[0][p] + acc[1][p], r, st);
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 4
+      for (int v = 0; v < CV; ++v) put(o + p * d + v * VW, acc[p][v], r, st);
   }
+  // Every channel of pixels [j, j + P): kWinVectors vectors at a time, then one, then single
+  // channels.
   template <int P, int KW, bool Checked>
   void win_tiles(int64_t j) const {
     using V = typename simd::Vec<T>::type;
     constexpr int VW = simd::Vec<T>::width;
     int64_t c = 0;
-    for (; c + VW <= C; c += VW) win_tile<V, P, KW, Checked>(j, c);
-    for (; c < C; ++c) win_tile<T, P, KW, Checked>(j, c);
+    if constexpr (kWinVectors > 1)
+      for (; c + kWinVectors * VW <= C; c += kWinVectors * VW) win_tile<V, P, KW, kWinVectors, Checked>(j, c);
+    for (; c + VW <= C; c += VW) win_tile<V, P, KW, 1, Checked>(j, c);
+    for (; c < C; ++c) win_tile<T, P, KW, 1, Checked>(j, c);
   }
   template <int KW>
   int64_t win_run(int64_t j, int64_t hi) const {
