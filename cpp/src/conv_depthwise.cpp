@@ -89,6 +89,8 @@ struct RowPass {
   int win = 0;
   // Whole-vector stores bypass the caches (simd::stream; conv2d_depthwise_forward decides).
   bool stream = false;
+  // Window tiles from pixel 0 on whatever the number of end pixels (run; the forward's rows).
+  bool from_0 = false;
 
   template <typename V>
   V init(int64_t c) const {
@@ -269,16 +271,20 @@ struct RowPass {
         this->template pixel<decltype(v), decltype(cv)::value>(j, c);
       });
     };
-    // Where the end pixels are many (their taps at least half a row's pixels: 5x5 on rows of
-    // up to 40 pixels, 3x3 on rows of up to 12), the row goes in window tiles from pixel 0 on,
-    // the end pixels' tiles checked (win_row); else the end pixels are checked tap by tap
-    // (`pixel`) and the interior from lo on in window tiles. Paired, forward / training step:
-    // 5x5 (32,16,16,128) 0.84 / 0.91, 5x5 (32,32,32,64) 0.93 / 0.97, 3x3 (64,8,8,256) 0.97 /
-    // 0.95; 3x3 (64,16,16,128) level; 3x3 (64,32,32,64) 0.96 / 1.05, so it keeps the other way.
+    // The forward's rows (from_0), and other rows whose end pixels are many (their taps at
+    // least half a row's pixels: 5x5 on rows of up to 40 pixels, 3x3 on rows of up to 12), go
+    // in window tiles from pixel 0 on, the end pixels' tiles checked (win_row); else the end
+    // pixels are checked tap by tap (`pixel`) and the interior from lo on goes in window tiles,
+    // the last ones narrower. Paired, with both ways for every row (window tiles of one vector),
+    // forward / training step: 5x5 (32,16,16,128) 0.84 / 0.91, 5x5 (32,32,32,64) 0.93 / 0.97,
+    // 3x3 (64,8,8,256) 0.97 / 0.95; 3x3 (64,16,16,128) level; 3x3 (64,32,32,64) 0.96 / 1.05.
+    // With the two-vector window tiles the forward won on the rest too, 3x3 (64,32,32,64) 0.96
+    // and (128,16,16,128) 0.95, but the input gradient's rows lost (training step 1.065 at
+    // (128,16,16,128)), so those keep the rule.
     // win_row checks only the first and last KW - 1 source pixels of a tile's window: those
     // between lie inside the row when every group's first offset off has off + KW - 1 >= 0
     // and n + off <= width (padding of at most KW - 1 on each side).
-    bool win_from_0 = win > 0 && (lo + n - hi) * win * 2 >= n;
+    bool win_from_0 = win > 0 && (from_0 || (lo + n - hi) * win * 2 >= n);
     for (int64_t g = 0; win_from_0 && g < ntaps; g += win)
       win_from_0 = taps[g].off + win - 1 >= 0 && n + taps[g].off <= width;
     if (win_from_0 && win == 3) return win_row<3>(n, lo, hi);
@@ -324,6 +330,7 @@ void forward_row(T* out, const T* inp, const T* weight, const T* bias, const Con
                   out + (n * s.OH + oh) * s.OW * s.K, s.K, bias, relu};
   if (s.stride_w == 1 && s.dil_w == 1) pass.win = window(s.KW);
   pass.stream = stream;
+  pass.from_0 = true;
   pass.run(s.OW);
 }
 
