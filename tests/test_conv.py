@@ -331,6 +331,10 @@ DW_M1 = [  # (id, (N, H, W, C), kernel (kh, kw), strides, dilation, padding)
     ("k5-W21-tiles-from-0", (1, 5, 21, 32), (5, 5), 1, 1, "same"),
     ("k3-W8-tiles-from-0-C24", (2, 5, 8, 24), (3, 3), 1, 1, "same"),
     ("k5-W12-full", (1, 4, 12, 16), (5, 5), 1, 1, "full"),
+    # the filter gradient of a 3x3 kernel's three rows at once (dot_window3x3) on rows whose
+    # input rows are 1 or 2 apart, the last one or two interior pixels in single steps
+    ("k3-s(2,1)-rows-fused", (2, 7, 14, 16), (3, 3), (2, 1), 1, "same"),
+    ("k3-d(2,1)-rows-fused", (2, 7, 13, 17), (3, 3), 1, (2, 1), "same"),
     # > 1 MFLOP: threads split the rows, the fused backward sums per-thread partials
     ("threads-k3", (4, 16, 16, 64), (3, 3), 1, 1, "same"),
     ("threads-k3-s2", (8, 24, 24, 64), (3, 3), 2, 1, "same"),

@@ -562,6 +562,86 @@ void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, con
 
 namespace {
 
+// The filter gradient of a 3x3 kernel's three rows at once, for an output row whose three input
+// rows x[0..2] all lie inside the image (stride 1, dilation 1 along the row): acc (3, 3, C) +=
+// sum over ow < n of x[kh][ow + off + kw] * g[ow], input pixels outside [0, W) zeros, and, if
+// bacc, bacc (C) += sum over ow of g[ow]. dot_window's sliding windows for all three rows: per
+// output pixel one g and three x loads per channel vector feed 9 FMAs (dot_window row by row:
+// one g and one x load per 3 FMAs, and g loaded three times). Paired, training step: 3x3
+// (64,32,32,64) 0.92, (64,8,8,256) 0.95, (128,16,16,128) 0.995. One channel vector per block:
+// two would need 40 registers.
+template <typename T, typename W_>
+void dot_window3x3_block(T* acc, T* bacc, const T* const (&x)[3], const T* g, int64_t n, int64_t W,
+                         int64_t off, int64_t C, int64_t lo, int64_t hi, int64_t c) {
+  constexpr int64_t VW = sizeof(W_) / sizeof(T);
+  (void)VW;
+  W_ a[3][3], xw[3][3], b{};
+#pragma GCC unroll 3
+  for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; ++k) a[r][k] = W_{};
+  auto edge = [&](int64_t ow) {
+    const W_ gv = simd::load<W_>(g + ow * C + c);
+    b += gv;
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+      for (int k = 0; k < 3; ++k) {
+        const int64_t iw = ow + off + k;
+        if (iw >= 0 && iw < W) a[r][k] += simd::load<W_>(x[r] + iw * C + c) * gv;
+      }
+  };
+  for (int64_t ow = 0; ow < lo; ++ow) edge(ow);
+  int64_t ow = lo;
+  if (hi > lo) {
+    // window slot s of row r holds input pixel ow + off + j with j = s mod 3
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 2
+      for (int k = 0; k < 2; ++k) xw[r][k] = simd::load<W_>(x[r] + (lo + off + k) * C + c);
+    auto step = [&](auto phase) {
+      constexpr int P = decltype(phase)::value;
+      const int64_t o = ow + P;
+      const W_ gv = simd::load<W_>(g + o * C + c);
+      b += gv;
+#pragma GCC unroll 3
+      for (int r = 0; r < 3; ++r) {
+        xw[r][(P + 2) % 3] = simd::load<W_>(x[r] + (o + off + 2) * C + c);
+#pragma GCC unroll 3
+        for (int k = 0; k < 3; ++k) a[r][k] += xw[r][(P + k) % 3] * gv;
+      }
+    };
+    for (; ow + 3 <= hi; ow += 3) {
+      step(std::integral_constant<int, 0>{});
+      step(std::integral_constant<int, 1>{});
+      step(std::integral_constant<int, 2>{});
+    }
+    if (ow < hi) step(std::integral_constant<int, 0>{});
+    if (ow + 1 < hi) step(std::integral_constant<int, 1>{});
+    ow = hi;
+  }
+  for (; ow < n; ++ow) edge(ow);
+#pragma GCC unroll 3
+  for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; ++k) {
+      T* p = acc + (r * 3 + k) * C + c;
+      simd::store(p, simd::load<W_>(p) + a[r][k]);
+    }
+  if (bacc) simd::store(bacc + c, simd::load<W_>(bacc + c) + b);
+}
+template <typename T>
+void dot_window3x3(T* acc, T* bacc, const T* const (&x)[3], const T* g, int64_t n, int64_t W, int64_t off,
+                   int64_t C) {
+  const int64_t lo = std::min(n, std::max<int64_t>(0, -off));
+  const int64_t hi = std::max(lo, std::min(n, W - off - 2));
+  using V = typename simd::Vec<T>::type;
+  constexpr int VW = simd::Vec<T>::width;
+  int64_t c = 0;
+  for (; c + VW <= C; c += VW) dot_window3x3_block<T, V>(acc, bacc, x, g, n, W, off, C, lo, hi, c);
+  for (; c < C; ++c) dot_window3x3_block<T, T>(acc, bacc, x, g, n, W, off, C, lo, hi, c);
+}
+
 // Output row r = (n, oh)'s share of the filter gradient into acc (KH,KW,1,K) and, if bias, of
 // the bias gradient into acc + KH*KW*K. win: the kernel width of a window (dot_window) or 0.
 template <typename T>
@@ -569,6 +649,15 @@ void filter_row(T* acc, const T* dout, const T* inp, const Conv2dShape& s, int64
   const int64_t C = s.C, K = s.K, m = K / C;
   const int64_t n = r / s.OH, oh = r % s.OH;
   const T* g = dout + r * s.OW * K;
+  if (win == 3 && s.KH == 3) {  // (win: m == 1, stride_w 1, dilation_w 1)
+    const int64_t ih0 = oh * s.stride_h - s.pad_top;
+    if (ih0 >= 0 && ih0 + 2 * s.dil_h < s.H) {
+      const T* const x[3] = {inp + (n * s.H + ih0) * s.W * C, inp + (n * s.H + ih0 + s.dil_h) * s.W * C,
+                             inp + (n * s.H + ih0 + 2 * s.dil_h) * s.W * C};
+      dot_window3x3(acc, bias ? acc + s.KH * s.KW * K : nullptr, x, g, s.OW, s.W, -s.pad_left, C);
+      return;
+    }
+  }
   if (bias) elementwise::sum_rows(acc + s.KH * s.KW * K, g, s.OW, K);
   for (int64_t kh = 0; kh < s.KH; ++kh) {
     const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
