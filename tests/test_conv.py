@@ -324,16 +324,21 @@ DW_M1 = [  # (id, (N, H, W, C), kernel (kh, kw), strides, dilation, padding)
     ("k3-d2-W1", (1, 4, 1, 8), (3, 3), 1, 2, "same"),
     ("k7-s2-W1", (1, 5, 1, 8), (7, 7), 2, 1, "same"),
     ("k3-full-OH>H", (2, 4, 6, 16), (3, 3), 1, 1, "full"),
-    # rows whose end pixels are many go in window tiles from pixel 0, the end tiles checked
-    # (RowPass::win_row): 16 = 8 + 8 pixels, 21 = 8 + 8 + 4 + 1, the scalar channel tail, and 8
-    # pixels at 3x3 (ends of both kinds in one tile)
+    # the forward's rows, and rows whose end pixels are many, go in window tiles from pixel 0,
+    # the end tiles checked (RowPass::win_row). At AVX-512 (tiles of 8, 4, 2, 1 pixels; two
+    # channel vectors of 16 floats or 8 doubles, then one, then single channels): 16 = 8 + 8,
+    # 21 = 8 + 8 + 4 + 1, 12 = 8 + a checked 4, 10 = 8 + a checked 2, 8 with ends of both kinds
+    # in one tile; at avx2 (tiles of 4, 2, 1) 21 = 5 x 4 + 1, 10 = 2 x 4 + 2
     ("k5-W16-tiles-from-0-odd-C", (2, 6, 16, 19), (5, 5), 1, 1, "same"),
     ("k5-W21-tiles-from-0", (1, 5, 21, 32), (5, 5), 1, 1, "same"),
     ("k3-W8-tiles-from-0-C24", (2, 5, 8, 24), (3, 3), 1, 1, "same"),
+    ("k3-W12-checked-4-C48", (1, 3, 12, 48), (3, 3), 1, 1, "same"),
+    ("k3-W10-checked-2-C33", (1, 3, 10, 33), (3, 3), 1, 1, "same"),
     ("k5-W12-full", (1, 4, 12, 16), (5, 5), 1, 1, "full"),
     # the filter gradient of a 3x3 kernel's three rows at once (dot_window3x3) on rows whose
-    # input rows are 1 or 2 apart, the last one or two interior pixels in single steps
-    ("k3-s(2,1)-rows-fused", (2, 7, 14, 16), (3, 3), (2, 1), 1, "same"),
+    # input rows are 2 apart: 13 interior pixels (4 steps of 3 and a single step), 11 (3 and
+    # two single steps)
+    ("k3-s(2,1)-rows-fused", (2, 7, 15, 16), (3, 3), (2, 1), 1, "same"),
     ("k3-d(2,1)-rows-fused", (2, 7, 13, 17), (3, 3), 1, (2, 1), "same"),
     # > 1 MFLOP: threads split the rows, the fused backward sums per-thread partials
     ("threads-k3", (4, 16, 16, 64), (3, 3), 1, 1, "same"),

@@ -19,9 +19,10 @@
 //                   q + pl - kw*dw = o*sw: source pixel j + o of dout row oh. Each input pixel
 //                   is written by exactly one pass (no scatter, no atomics).
 // The filter gradient of each output row and kernel row: at stride 1 and dilation 1 with width
-// 3 or 5 a window of input pixels slides along the row in registers (dot_window), else each
-// tap sums its pixels in four partial sums (dot_pixels); the bias gradient is summed in the
-// same pass, into per-thread partials summed at the end. With both gradients asked for, one
+// 3 or 5 a window of input pixels slides along the row in registers (dot_window; a 3x3 kernel's
+// three rows at once where they all lie inside the image, dot_window3x3), else each tap sums its
+// pixels in four partial sums (dot_pixels); the bias gradient is summed in the same pass, into
+// per-thread partials summed at the end. With both gradients asked for, one
 // pass over the rows serves the input and the filter gradient (conv2d_depthwise_backward).
 // Other multipliers (m > 1) keep the plain loops (madd_expand).
 #include <omp.h>
@@ -72,7 +73,7 @@ constexpr int kVectors = 2;
 // weights + 2 loaded at 5x5: 28), else 1. Measured against the window tile of one vector with
 // its whole window in registers (paired builds, 2 threads, AVX-512, forward / training step):
 // 3x3 (64,32,32,64) 0.93 / 0.94, 5x5 (32,16,16,128) 0.93 / 0.95, 3x3 (128,16,16,128) 0.99 /
-// 0.97; at the avx2 level (one vector either way) level.
+// 0.97; at the avx2 level, with one vector either way, the same times.
 constexpr int kWinVectors = simd::kBytes == 64 ? 2 : 1;
 
 template <typename T>
@@ -219,8 +220,8 @@ struct RowPass {
     if (j < hi) win_tiles<1, KW, false>(j), ++j;
     return j;
   }
-  // Destination pixels [0, n) in window tiles from pixel 0 on (a 16-pixel row in two tiles of
-  // 8), those with a pixel outside [lo, hi) checked.
+  // Destination pixels [0, n) in window tiles from pixel 0 on (at AVX-512 a 16-pixel row in two
+  // tiles of 8), those with a pixel outside [lo, hi) checked.
   template <int KW>
   void win_row(int64_t n, int64_t lo, int64_t hi) const {
     int64_t j = 0;
@@ -573,8 +574,6 @@ namespace {
 template <typename T, typename W_>
 void dot_window3x3_block(T* acc, T* bacc, const T* const (&x)[3], const T* g, int64_t n, int64_t W,
                          int64_t off, int64_t C, int64_t lo, int64_t hi, int64_t c) {
-  constexpr int64_t VW = sizeof(W_) / sizeof(T);
-  (void)VW;
   W_ a[3][3], xw[3][3], b{};
 #pragma GCC unroll 3
   for (int r = 0; r < 3; ++r)

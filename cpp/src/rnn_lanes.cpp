@@ -84,9 +84,12 @@ void lane_tile(int64_t F, int64_t U, int64_t ld, const Real* __restrict xT,
     const int64_t K = part ? U : F;
     for (int64_t k = 0; k < K; ++k) {
       // A's rows (48 KB at LSTM 256, batch 32) do not stay in L1 while the tile's weights
-      // stream through it: fetch them 8 rows ahead (paired, LSTM 256 batch 32 and 64: 0.98)
-      __builtin_prefetch(A + (k + 8) * ld);
-      if constexpr (CBn * VW * sizeof(Real) > 64) __builtin_prefetch(A + (k + 8) * ld + 64 / sizeof(Real));
+      // stream through it: fetch them 8 rows ahead (paired, LSTM 256 batch 32 and 64: 0.98),
+      // not past the part's last row (what lies there, other threads are writing this step)
+      if (k + 8 < K) {
+        __builtin_prefetch(A + (k + 8) * ld);
+        if constexpr (CBn * VW * sizeof(Real) > 64) __builtin_prefetch(A + (k + 8) * ld + 64 / sizeof(Real));
+      }
       V a[CBn];
 #pragma GCC unroll 3
       for (int v = 0; v < CBn; ++v) a[v] = simd::load<V>(A + k * ld + v * VW);
