@@ -207,6 +207,36 @@ def test_direct_multithreaded_matches_reference(threads):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
 
 
+_ONE_THREAD_TEAM = """
+import numpy as np, faltung
+from faltung.ops import convolution as C
+faltung.set_num_threads(3)  # three shares of chunks; OMP_THREAD_LIMIT=1 starts a team of one
+r = np.random.default_rng(5)
+for shape, st, pad in (((9, 16, 16, 8), (2, 2), "same"), ((7, 13, 11, 3), (1, 1), "same")):
+    x = r.standard_normal(shape)
+    w = r.standard_normal((3, 3, shape[-1], 32))
+    b = r.standard_normal(32)
+    got, ran = C.conv_forward(x, w, b, st, pad, None, 1, algorithm="direct")
+    want, _ = C.conv_forward(x, w, b, st, pad, None, 1, algorithm="reference")
+    assert ran == "direct"
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+print("ok")
+"""
+
+
+def test_direct_forward_team_smaller_than_its_shares():
+    # The forward hands out its chunks per thread share (chunks.hpp's ChunkQueue); a team
+    # smaller than the thread count it was split for must take the missing threads' shares
+    # (from their ends), or those outputs stay unwritten. Both the general blocks (border
+    # pixels, stride 2) and the inside-the-image blocks (3 channels: the padded copy).
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    out = subprocess.run([sys.executable, "-c", _ONE_THREAD_TEAM], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_direct_backward_vs_central_differences():
     x = rng.standard_normal((1, 7, 8, 3))
     w = rng.standard_normal((3, 3, 3, 18))

@@ -13,8 +13,8 @@
 // KW*C-long FMA run per kernel row: a pixel whose window crosses the image's border reads a
 // copy of its window with zeros outside (the per-tap runs of C values these pixels took before
 // cost stride 2 64->64 @32 15%: 3.57 ms against 3.10 ms for the same work with no border).
-// Threads take chunks of blocks dynamically; a conv whose every window lies inside the image
-// skips the per-block border set-up.
+// Threads take chunks of blocks, from their own share first (chunks.hpp); a conv whose every
+// window lies inside the image skips the per-block border set-up.
 //
 //   forward          out[p, k]       = sum_{kh,kw,c} inp[window(p), c] * weight[kh,kw,c,k]
 //   backward filter  dweight[t, c, k] = sum_p inp[window_t(p), c] * dout[p, k]
@@ -34,6 +34,7 @@
 #include <cstring>
 #include <vector>
 
+#include "chunks.hpp"
 #include "faltung/conv.hpp"
 #include "simd.hpp"
 
@@ -297,13 +298,15 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
   const T* bp = wp + nkb * R * KB;
   const int64_t OHW = s.OH * s.OW, run_len = by_row ? s.OW : OHW, runs = by_row ? s.OH : 1;
   const int64_t per_run = (run_len + kOWB - 1) / kOWB, nblk = runs * per_run;
-  // Threads take chunks of blocks as they come (dynamic schedule): when a neighbour on a shared
-  // host slows one core for a while, a static split left the other core idle for up to a third
-  // of the call. A chunk is at most an eighth of a thread's share of the blocks and at most
-  // ~1 MFLOP (15-20 us), and at least one block.
+  // Each thread takes the chunks of its contiguous share of the blocks in order, then the last
+  // ones left in the other's share (ChunkQueue: consecutive blocks read overlapping input rows,
+  // which then stay in one core's cache; a core slowed by a neighbour is still relieved). A
+  // chunk is at most an eighth of a thread's share of the blocks and at most ~1 MFLOP
+  // (15-20 us), and at least one block.
   const int nt = conv_threads(s);
   const int64_t nb = s.N * nblk, flops = kOWB * KB * nkb * R * 2;
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>((int64_t(1) << 20) / flops, nb / (8 * nt)));
+  const int64_t chunk = std::max<int64_t>({int64_t(1), std::min<int64_t>((int64_t(1) << 20) / flops, nb / (8 * nt)),
+                                           nb >> 30});  // (ChunkQueue counts chunks in 32 bits)
   const int64_t nchunks = (nb + chunk - 1) / chunk;
   if (inside) {
     // Every window inside the image and dilation_w 1 (the padded few-channel input, "valid"
@@ -311,8 +314,9 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
     // pixel's position, carried from block to block, with no divisions and no border tests.
     // For 3 channels a block's FMAs are only 2 x 162 cycles, and the general set-up took ~30%
     // of the time.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t c = 0; c < nchunks; ++c) {
+    ChunkQueue queue(nchunks, nt);
+#pragma omp parallel num_threads(nt)
+    for (int64_t c; queue.next(omp_get_thread_num(), &c);) {
       const int64_t b0 = c * chunk, b1 = std::min(nb, b0 + chunk);
       int64_t n = b0 / nblk, i = b0 % nblk, oh = i * kOWB / s.OW, ow = i * kOWB % s.OW;
       for (int64_t b = b0; b < b1; ++b) {
@@ -337,13 +341,13 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
     }
     return;
   }
+  ChunkQueue queue(nchunks, nt);
 #pragma omp parallel num_threads(nt)
   {
     // this thread's window copies of border pixels (WindowCopies: no caller of the direct
     // forward holds it)
     T* win = workspace<T>(kOWB * R, WorkspaceSlot::WindowCopies);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t c = 0; c < nchunks; ++c) {
+    for (int64_t c; queue.next(omp_get_thread_num(), &c);) {
       for (int64_t b = c * chunk; b < std::min(nb, (c + 1) * chunk); ++b) {
         const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
         const int64_t p0 = r * run_len + i * kOWB;
