@@ -335,10 +335,11 @@ void forward_row(T* out, const T* inp, const T* weight, const T* bias, const Con
   pass.run(s.OW);
 }
 
-// Input gradient of one input row (n, ih), m == 1: one pass per column phase.
+// Input gradient of one input row (n, ih), m == 1: one pass per column phase; stream: whole
+// vectors with streaming stores at stride 1 (the caller fences).
 template <typename T>
 void backward_data_row(T* dinp, const T* dout, const T* weight, const Conv2dShape& s, int64_t n, int64_t ih,
-                       std::vector<Tap<T>>& taps) {
+                       std::vector<Tap<T>>& taps, bool stream = false) {
   for (int64_t q = 0; q < std::min(s.stride_w, s.W); ++q) {
     taps.clear();
     for (int64_t kh = 0; kh < s.KH; ++kh) {
@@ -357,6 +358,7 @@ void backward_data_row(T* dinp, const T* dout, const T* weight, const Conv2dShap
     RowPass<T> pass{taps.data(), int64_t(taps.size()), 1, s.OW, s.C,
                     dinp + ((n * s.H + ih) * s.W + q) * s.C, s.stride_w * s.C, nullptr, false};
     if (s.stride_w == 1 && s.dil_w == 1) pass.win = window(s.KW);
+    pass.stream = stream && s.stride_w == 1;
     pass.run((s.W - q + s.stride_w - 1) / s.stride_w);
   }
 }
@@ -473,18 +475,28 @@ void dot_window(T* acc, const T* x, const T* g, int64_t n, int64_t W, int64_t of
 
 }  // namespace
 
+// Whether an output of `pixels` pixels of `ch` channels at p is written with streaming stores
+// (simd::stream: no read-for-ownership of lines the rows overwrite whole, and no eviction of
+// the operands): above 8 MB, when its pixels are whole 64-byte lines. Paired (the forward, and
+// the training step's input gradient), AVX-512 Xeon: see the callers; at 8 MB and below the
+// output stays in the caches for whoever reads it next, and streaming it cost 1.16-1.48 of the
+// training step (3x3 and 5x5, 1-8 MB).
+template <typename T>
+bool stream_rows(int64_t pixels, int64_t ch, const T* p) {
+  return pixels * ch * int64_t(sizeof(T)) > (int64_t(8) << 20) && reinterpret_cast<uintptr_t>(p) % 64 == 0 &&
+         ch * int64_t(sizeof(T)) % 64 == 0;
+}
+
 // inp (N,H,W,C), weight (KH,KW,1,K), bias (K)|nullptr -> out (N,OH,OW,K). Parallel over (n, oh).
 template <typename T>
 void conv2d_depthwise_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
                               bool relu) {
   const int64_t C = s.C, K = s.K, m = K / C;
   if (m == 1) {
-    // An output above 8 MB whose pixels are whole 64-byte lines is written with streaming
-    // stores, as conv.cpp's 1x1 forward: no read-for-ownership of the lines it overwrites.
-    // Paired, 3x3 on (64, 32, 32, 64), 16 MB out: 0.79-0.92 of the time in three runs, 5x5 on
-    // (128, 16, 16, 128): 0.96; the unchanged 4-8 MB shapes in the same runs 0.97-1.04.
-    const bool stream = s.N * s.OH * s.OW * K * int64_t(sizeof(T)) > (int64_t(8) << 20) &&
-                        reinterpret_cast<uintptr_t>(out) % 64 == 0 && K * int64_t(sizeof(T)) % 64 == 0;
+    // Streamed above 8 MB (stream_rows), as conv.cpp's 1x1 forward. Paired, 3x3 on (64, 32, 32,
+    // 64), 16 MB out: 0.79-0.92 of the time in three runs, 5x5 on (128, 16, 16, 128): 0.96; the
+    // unchanged 4-8 MB shapes in the same runs 0.97-1.04.
+    const bool stream = stream_rows(s.N * s.OH * s.OW, K, out);
 #pragma omp parallel num_threads(conv_threads(s))
     {
       std::vector<Tap<T>> taps;
@@ -526,12 +538,14 @@ template <typename T>
 void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
   const int64_t C = s.C, K = s.K, m = K / C;
   if (m == 1) {
+    const bool stream = stream_rows(s.N * s.H * s.W, C, dinp);  // (as the training step's)
 #pragma omp parallel num_threads(conv_threads(s))
     {
       std::vector<Tap<T>> taps;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int64_t r = 0; r < s.N * s.H; ++r)
-        backward_data_row(dinp, dout, weight, s, r / s.H, r % s.H, taps);
+        backward_data_row(dinp, dout, weight, s, r / s.H, r % s.H, taps, stream);
+      if (stream) simd::stream_fence();  // each thread orders its own streaming stores
     }
     return;
   }
@@ -714,6 +728,11 @@ void conv2d_depthwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, con
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(conv_threads(s), rows)));
   const int win = m == 1 && s.stride_w == 1 && s.dil_w == 1 ? window(s.KW) : 0;
   std::vector<T*> parts(nt, nullptr);
+  // dinp streamed above 8 MB (stream_rows). Paired, training step (forward + this): 3x3 on
+  // (64, 32, 32, 64), 16 MB: 0.72; (128, 16, 16, 128): 0.76; 12 MB (48, 32, 32, 64) and (96, 16,
+  // 16, 128): 0.74 / 0.80; 5x5 on (64, 32, 32, 64): 0.95. At stride 2 the column phases write
+  // every other pixel (partial lines), so they keep plain stores.
+  const bool stream = dinp && stream_rows(s.N * s.H * s.W, s.C, dinp);
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -723,9 +742,10 @@ void conv2d_depthwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, con
     std::vector<Tap<T>> taps;
     for (int64_t r = rows * t / nth; r < rows * (t + 1) / nth; ++r) {
       const int64_t n = r / R, i = r % R;
-      if (dinp && i < s.H) backward_data_row(dinp, dout, weight, s, n, i, taps);
+      if (dinp && i < s.H) backward_data_row(dinp, dout, weight, s, n, i, taps, stream);
       if (i < s.OH) filter_row(acc, dout, inp, s, n * s.OH + i, win, dbias != nullptr);
     }
+    if (stream) simd::stream_fence();  // each thread orders its own streaming stores
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < part; ++e) {
