@@ -258,12 +258,7 @@ const T* pack_pointwise(const T* b, int64_t D, int64_t N, int64_t bd, int64_t bn
   constexpr int64_t NR = rnn_detail::Panel<T>::NR;
   const int64_t nb = (N + NR - 1) / NR;
   T* packed = workspace<T>(nb * D * NR + nb * NR, WorkspaceSlot::Columns);
-  for (int64_t j = 0; j < nb; ++j)
-    for (int64_t d = 0; d < D; ++d)
-      for (int64_t c = 0; c < NR; ++c) {
-        const int64_t n = j * NR + c;
-        packed[(j * D + d) * NR + c] = n < N ? b[d * bd + n * bn] : T(0);
-      }
+  rnn_detail::pack_panels<T>(b, D, N, bd, bn, 0, nb, packed);
   if (bias)
     for (int64_t n = 0; n < nb * NR; ++n) packed[nb * D * NR + n] = n < N ? bias[n] : T(0);
   return packed;

@@ -82,7 +82,7 @@ struct Forward {
   bool training;
   // saved / workspace buffers (see the top of the file)
   Real *G, *Zpre, *Hm, *Hprev, *Cprev, *Ac, *Cnew, *GH, *Q;
-  Real *Xp, *xbias, *h, *cs, *Rf;
+  Real *Xp, *xbias, *h, *cs, *Rf, *Wf;
   int64_t B, T, F, U, GU;
   bool fold;     // folded_forward: the step's product is [x_t | h m] @ [W; R], K = F + U
   bool xh;       // Hm's rows are [x_t | h m] (folded, or saved for the backward: rnn_kernels.hpp)
@@ -99,6 +99,7 @@ struct Forward {
     const ForwardLayout L = forward_layout<Real>(c, pl.N, training);
     Real* ws = aligned<Real>(workspace);
     Xp = at(ws, L.Xp), xbias = at(ws, L.xbias), h = at(ws, L.h), cs = at(ws, L.c), Rf = at(ws, L.Rf);
+    Wf = at(ws, L.Wf);
     if (training) {
       const SavedLayout S = saved_layout(c, pl.N);
       G = at(saved, S.G), Zpre = at(saved, S.Zpre), Hm = at(saved, S.Hm);
@@ -141,10 +142,32 @@ struct Forward {
                     [&](int64_t r, int64_t s, int64_t p) {
                       std::memcpy(Xp + r * ldx, x + (pl.perm[p] * T + t_of(s)) * F, F * sizeof(Real));
                     });
+    if (Wf) {
+      const int64_t nbg = Panel<Real>::blocks(GU);
+      pack_panels<Real>(w.kernel, F, GU, GU, 1, split_lo(nbg, k, nt), split_lo(nbg, k + 1, nt), Wf);
+    }
 #pragma omp barrier
     // the input projection of all steps: G (N,GU) = Xp (N,F) @ W (F,GU)
-    team_gemm<Real>(k, nt, false, false, pl.N, GU, F, Real(1), Xp, ldx, w.kernel, GU, Real(0), G, GU);
+    if (Wf)
+      projection(split_lo(pl.N, k, nt), split_lo(pl.N, k + 1, nt));
+    else
+      team_gemm<Real>(k, nt, false, false, pl.N, GU, F, Real(1), Xp, ldx, w.kernel, GU, Real(0), G, GU);
 #pragma omp barrier
+  }
+
+  // G's rows [r0, r1) = Xp's @ W, W packed in Wf: chunks of rows whose Xp block stays in L1
+  // across W's panels (as conv.cpp's 1x1 forward). OpenBLAS zeroed all of G (13 MB at LSTM
+  // 256, batch 32, T 100) before adding its products, a pass of its own; G above 8 MB goes out
+  // with streaming stores (it is read step by step, long after).
+  void projection(int64_t r0, int64_t r1) {
+    constexpr int64_t MR = Panel<Real>::MR, NR = Panel<Real>::NR;
+    const int64_t chunk = std::max<int64_t>(1, (32 << 10) / (F * int64_t(sizeof(Real))) / MR) * MR;
+    const bool stream = pl.N * GU * int64_t(sizeof(Real)) > (int64_t(8) << 20) &&
+                        reinterpret_cast<uintptr_t>(G) % 64 == 0 && GU * int64_t(sizeof(Real)) % 64 == 0;
+    for (int64_t r = r0; r < r1; r += chunk)
+      panel_gemm<Real>(std::min(chunk, r1 - r), F, Xp + r * ldx, ldx, Wf, F * NR, 0, Panel<Real>::blocks(GU), GU,
+                       G + r * GU, GU, false, nullptr, false, stream);
+    if (stream) simd::stream_fence();
   }
 
   // Hm block rows of q = h * m (the recurrent GEMM's input), after x_t's F columns where the

@@ -51,6 +51,20 @@ void pack_forward(const Real* R, int64_t U, int64_t G, int64_t j0, int64_t j1, R
     }
 }
 
+// Blocks [j0, j1) of the (K, N) matrix B, B(k, n) = b[k ldk + n ldn], packed as panels: block j
+// holds columns [j NR, j NR + NR) (zeros past N) in K rows of NR (the rnn input projection's W,
+// conv.cpp's 1x1 weights).
+template <typename Real>
+void pack_panels(const Real* b, int64_t K, int64_t N, int64_t ldk, int64_t ldn, int64_t j0, int64_t j1, Real* P) {
+  constexpr int NR = Panel<Real>::NR;
+  for (int64_t j = j0; j < j1; ++j)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < NR; ++c) {
+        const int64_t n = j * NR + c;
+        P[(j * K + k) * NR + c] = n < N ? b[k * ldk + n * ldn] : Real(0);
+      }
+}
+
 // Rb's blocks [j0, j1) from R (U,GU); also W^T's from the input kernel W (F,GU), with F for U
 // (rnn_backward.cpp's folded input gradient).
 template <typename Real>

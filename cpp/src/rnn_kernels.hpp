@@ -125,7 +125,16 @@ int64_t forward_k(const RnnConfig& c) {
   return folded_forward<Real>(c) ? c.F + c.U : c.U;
 }
 
+// Whether the input projection (not folded) runs on W packed in panels (Wf, rnn_gemm.hpp's
+// tiles, G written with streaming stores when it is large) rather than OpenBLAS: while the
+// packed W stays in a core's L2 (at most 2 MiB).
+template <typename Real>
+bool packed_projection(const RnnConfig& c) {
+  return c.F > 0 && Panel<Real>::size(c.GU(), 1, c.F) * int64_t(sizeof(Real)) <= (int64_t(2) << 20);
+}
+
 struct ForwardLayout {
+  int64_t Wf = -1;                                               // packed_projection
   int64_t Xp = -1, xbias = -1, h = -1, c = -1, Rf = -1;          // always
   int64_t G = -1, Hm = -1, Ac = -1, GH = -1, Q = -1, total = 0;  // without training
 };
@@ -140,6 +149,7 @@ ForwardLayout forward_layout(const RnnConfig& c, int64_t N, bool training) {
   L.h = k.take(B * U);
   if (is_lstm(c)) L.c = k.take(B * U);
   L.Rf = k.take(Panel<Real>::size(U, c.gates(), forward_k<Real>(c)));
+  if (!fold && packed_projection<Real>(c)) L.Wf = k.take(Panel<Real>::size(GU, 1, c.F));
   if (!training) {
     L.G = k.take((fold ? B : N) * GU);       // folded: one step's block
     L.Hm = k.take(B * (fold ? c.F + U : U));  // folded: [x_t | h m]
