@@ -155,18 +155,14 @@ struct Forward {
 #pragma omp barrier
   }
 
-  // G's rows [r0, r1) = Xp's @ W, W packed in Wf: chunks of rows whose Xp block stays in L1
-  // across W's panels (as conv.cpp's 1x1 forward). OpenBLAS zeroed all of G (13 MB at LSTM
-  // 256, batch 32, T 100) before adding its products, a pass of its own; G above 8 MB goes out
-  // with streaming stores (it is read step by step, long after).
+  // G's rows [r0, r1) = Xp's @ W, W packed in Wf (rnn_gemm.hpp's panel_product, as conv.cpp's
+  // 1x1 forward). OpenBLAS zeroed all of G (13 MB at LSTM 256, batch 32, T 100) before adding
+  // its products, a pass of its own; G above 8 MB goes out with streaming stores (it is read
+  // step by step, long after).
   void projection(int64_t r0, int64_t r1) {
-    constexpr int64_t MR = Panel<Real>::MR, NR = Panel<Real>::NR;
-    const int64_t chunk = std::max<int64_t>(1, (32 << 10) / (F * int64_t(sizeof(Real))) / MR) * MR;
     const bool stream = pl.N * GU * int64_t(sizeof(Real)) > (int64_t(8) << 20) &&
                         reinterpret_cast<uintptr_t>(G) % 64 == 0 && GU * int64_t(sizeof(Real)) % 64 == 0;
-    for (int64_t r = r0; r < r1; r += chunk)
-      panel_gemm<Real>(std::min(chunk, r1 - r), F, Xp + r * ldx, ldx, Wf, F * NR, 0, Panel<Real>::blocks(GU), GU,
-                       G + r * GU, GU, false, nullptr, false, stream);
+    panel_product<Real>(r1 - r0, F, Xp + r0 * ldx, ldx, Wf, GU, G + r0 * GU, GU, stream);
     if (stream) simd::stream_fence();
   }
 

@@ -40,6 +40,7 @@ struct Backward {
   Real* db_parts;
   int64_t db_len;
   int threads;  // the team the workspace was laid out for
+  bool packed_dx;  // dx after the loop against Wb (packed_input_grad); else Wb: in each step
   int64_t B, T, F, U, GU;
 
   Backward(const RnnConfig& c_, const RnnPlan& pl_, const RnnWeights<Real>& w_, const Real* x_,
@@ -60,6 +61,7 @@ struct Backward {
     db_parts = dW && db ? at(ws, L.db_parts) : nullptr, db_len = L.db_len;
     dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ), Rb = at(ws, L.Rb);
     Wb = at(ws, L.Wb);
+    packed_dx = Wb && packed_input_grad<Real>(c);
   }
 
   int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
@@ -279,7 +281,7 @@ struct Backward {
     } else {
       step_gemm_back<Real>(q, lo, U, GU, 0, GU, dZ_s, GU, Rb, false, dHm, U);
     }
-    if (Wb) input_grad(s, q, k, nt);
+    if (Wb && !packed_dx) input_grad(s, q, k, nt);
     combine(s, q);
     sum_bias(s, q, k);
     // No barrier before a step (s - 1) that repeats this split by rows: see Forward::step.
@@ -332,7 +334,12 @@ struct Backward {
     }
     if (dx) {
       // dxp = dZ_input W^T (unless each step made its rows), then scattered to (B,T,F)
-      if (!Wb) team_gemm<Real>(k, nt, false, true, N, F, GUz, Real(1), dZ, GU, W, GU, Real(0), dxp, F);
+      if (packed_dx) {
+        const int64_t r0 = split_lo(N, k, nt), r1 = split_lo(N, k + 1, nt);
+        panel_product<Real>(r1 - r0, GU, dZ + r0 * GU, GU, Wb, F, dxp + r0 * F, F);
+      } else if (!Wb) {
+        team_gemm<Real>(k, nt, false, true, N, F, GUz, Real(1), dZ, GU, W, GU, Real(0), dxp, F);
+      }
       if (split_h) {
 #pragma omp barrier
       }

@@ -166,6 +166,19 @@ void panel_gemm(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P,
   }
 }
 
+// C rows [0, M) = A rows [0, M) @ B, B (K, N) packed in panels (pack_panels): in chunks of rows
+// whose block of A stays in L1 (32 KB, at least one tile of MR rows) across all of B's panels,
+// which stay in L2. stream: panel_tile's (the caller fences).
+template <typename Real>
+void panel_product(int64_t M, int64_t K, const Real* A, int64_t lda, const Real* P, int64_t N, Real* C,
+                   int64_t ldc, bool stream = false) {
+  constexpr int64_t MR = Panel<Real>::MR, NR = Panel<Real>::NR;
+  const int64_t chunk = std::max<int64_t>(1, (32 << 10) / (std::max<int64_t>(K, 1) * int64_t(sizeof(Real))) / MR) * MR;
+  for (int64_t r = 0; r < M; r += chunk)
+    panel_gemm<Real>(std::min(chunk, M - r), K, A + r * lda, lda, P, K * NR, 0, Panel<Real>::blocks(N), N,
+                     C + r * ldc, ldc, false, nullptr, false, stream);
+}
+
 // C (M, N) += A^T B for A (R, M) and B (R, N), N a multiple of the vector width, both read in
 // place: panel_tile's TransA tiles of MR rows (fewer at the end) by 2 vectors, then by one.
 template <typename Real>

@@ -172,6 +172,14 @@ bool folded_input_grad(const RnnConfig& c) {
   const int64_t bytes = c.GU() * (c.F + c.U) * int64_t(sizeof(Real));
   return !is_gru(c) && c.F > 0 && bytes <= rnn_row_split_bytes();
 }
+// Otherwise, whether dx = dZ W^T over all packed rows after the loop runs W^T packed in panels
+// (panel_product) rather than OpenBLAS: while the packed W^T stays in a core's L2 (at most
+// 2 MiB). Not GRU (as above).
+template <typename Real>
+bool packed_input_grad(const RnnConfig& c) {
+  return !is_gru(c) && c.F > 0 && !folded_input_grad<Real>(c) &&
+         Panel<Real>::size(c.F, c.gates(), c.U) * int64_t(sizeof(Real)) <= (int64_t(2) << 20);
+}
 
 struct BackwardLayout {
   int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, Rb = -1,
@@ -199,7 +207,8 @@ BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool
   L.dHm = k.take(B * U);
   if (is_gru(c) && !c.reset_after) L.dQ = k.take(B * U);
   L.Rb = k.take(Panel<Real>::size(U, c.gates(), U));  // blocks x GU rows of NR
-  if (need_dx && folded_input_grad<Real>(c)) L.Wb = k.take(Panel<Real>::size(c.F, c.gates(), U));  // W^T's
+  if (need_dx && (folded_input_grad<Real>(c) || packed_input_grad<Real>(c)))
+    L.Wb = k.take(Panel<Real>::size(c.F, c.gates(), U));  // W^T's
   L.total = k.total;
   return L;
 }
