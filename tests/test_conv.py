@@ -237,6 +237,22 @@ def test_direct_forward_team_smaller_than_its_shares():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+def test_strided_input_gradient_streamed_above_8mb():
+    # A stride-2 conv's input gradient runs the transposed conv's phases (conv_transpose.cpp),
+    # each writing every other pixel of dinp; above 8 MB, with pixels of whole 64-byte lines
+    # (16 float32 channels), those pixels go out with streaming stores. 130 x 32 x 32 x 16:
+    # 8.5 MB. The phases with and without a bias, against the reference kernel.
+    x = rng.standard_normal((130, 32, 32, 16)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 16, 16)) * 0.3).astype(np.float32)
+    args = ((2, 2), "same", None, 1)
+    out, _ = C.conv_forward(x, w, None, *args)
+    gy = rng.standard_normal(out.shape).astype(np.float32)
+    got = C.conv_backward(gy, x, w, *args, algorithm="direct")
+    want = C.conv_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), *args,
+                           algorithm="reference")
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-4)
+
+
 def test_direct_backward_vs_central_differences():
     x = rng.standard_normal((1, 7, 8, 3))
     w = rng.standard_normal((3, 3, 3, 18))

@@ -158,10 +158,16 @@ __attribute__((always_inline)) inline void block_rows(typename Vec<T>::type (&a)
   }
 }
 
-// Pixel j's nk (<= KB) filters of a[j] (ReLU'd if relu) to out_px + out[j].
+// What the forward does with its sums on the way out: ReLU, and streaming stores (whole vectors
+// past the caches; the caller decides, and fences).
+struct OutputMode {
+  bool relu, stream;
+};
+
+// Pixel j's nk (<= KB) filters of a[j] (ReLU'd if m.relu) to out_px + out[j].
 template <class T, int OWB, int KV>
 __attribute__((always_inline)) inline void store_block(const typename Vec<T>::type (&a)[OWB][KV], T* out_px,
-                                                       const int64_t (&out)[OWB], int64_t nk, bool relu) {
+                                                       const int64_t (&out)[OWB], int64_t nk, OutputMode m) {
   using V = typename Vec<T>::type;
   constexpr int VW = Vec<T>::width, KB = KV * VW;
   T tmp[KB];
@@ -171,8 +177,10 @@ __attribute__((always_inline)) inline void store_block(const typename Vec<T>::ty
 #pragma GCC unroll 4
     for (int v = 0; v < KV; ++v) {
       V r = a[j][v];
-      if (relu) r = r > V{} ? r : V{};
-      if (nk == KB)
+      if (m.relu) r = r > V{} ? r : V{};
+      if (nk == KB && m.stream)
+        simd::stream(o + v * VW, r);
+      else if (nk == KB)
         store(o + v * VW, r);
       else
         store(tmp + v * VW, r);
@@ -184,7 +192,7 @@ __attribute__((always_inline)) inline void store_block(const typename Vec<T>::ty
 // Every filter block of the pixels of pb: outputs at out_img + pb.out[j] + k0.
 template <class T, int OWB, int KV>
 inline void forward_filters(T* out_img, const PixelBlock<T, OWB>& pb, const T* wp, const T* bp,
-                            const Conv2dShape& s, bool relu) {
+                            const Conv2dShape& s, OutputMode m) {
   using V = typename Vec<T>::type;
   constexpr int64_t KB = KV * Vec<T>::width;
   const int64_t R = s.KH * s.KW * s.C;
@@ -192,7 +200,7 @@ inline void forward_filters(T* out_img, const PixelBlock<T, OWB>& pb, const T* w
     V a[OWB][KV];
     init_block<T, OWB, KV>(a, bp + k0);
     if (pb.lo < pb.hi) block_rows<T, OWB, KV>(a, pb, wp + k0 * R, s);
-    store_block<T, OWB, KV>(a, out_img + k0, pb.out, std::min(KB, s.K - k0), relu);
+    store_block<T, OWB, KV>(a, out_img + k0, pb.out, std::min(KB, s.K - k0), m);
   }
 }
 
@@ -200,10 +208,10 @@ inline void forward_filters(T* out_img, const PixelBlock<T, OWB>& pb, const T* w
 // pixels read copies of their windows from win (kOWB * KH*KW*C values of this thread's).
 template <class T, int OWB, int KV>
 void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride, const T* in_img, const T* wp,
-                    const T* bp, T* win, const Conv2dShape& s, int64_t p0, bool relu) {
+                    const T* bp, T* win, const Conv2dShape& s, int64_t p0, OutputMode m) {
   if constexpr (OWB > 0) {
     if (n < OWB)
-      return forward_pixels<T, OWB - 1, KV>(n, out_img, row_stride, px_stride, in_img, wp, bp, win, s, p0, relu);
+      return forward_pixels<T, OWB - 1, KV>(n, out_img, row_stride, px_stride, in_img, wp, bp, win, s, p0, m);
     const int64_t C = s.C, L = s.KW * C, span = s.KW - 1, hspan = (s.KH - 1) * s.dil_h;
     PixelBlock<T, OWB> pb;
     pb.lo = s.KH;
@@ -242,7 +250,7 @@ void forward_pixels(int64_t n, T* out_img, int64_t row_stride, int64_t px_stride
     }
     if (pb.lo < pb.hi)
       for (int j = 0; j < OWB; ++j) pb.x[j] += pb.lo * pb.step[j];
-    forward_filters<T, OWB, KV>(out_img, pb, wp, bp, s, relu);
+    forward_filters<T, OWB, KV>(out_img, pb, wp, bp, s, m);
   }
 }
 
@@ -257,7 +265,7 @@ inline bool windows_inside(const Conv2dShape& s) {
 // conv with windows_inside(s).
 template <class T, int KV>
 void forward_inside_block(T* out_img, int64_t row_stride, int64_t px_stride, const T* in_img, const T* wp,
-                          const T* bp, const Conv2dShape& s, int64_t oh, int64_t ow, bool relu) {
+                          const T* bp, const Conv2dShape& s, int64_t oh, int64_t ow, OutputMode m) {
   PixelBlock<T, kOWB> pb;
   pb.lo = 0;
   pb.hi = s.KH;
@@ -270,7 +278,7 @@ void forward_inside_block(T* out_img, int64_t row_stride, int64_t px_stride, con
     pb.x[j] = in_img + ((oh * s.stride_h - s.pad_top) * s.W + ow * s.stride_w - s.pad_left) * s.C;
     pb.step[j] = s.dil_h * s.W * s.C;
   }
-  forward_filters<T, kOWB, KV>(out_img, pb, wp, bp, s, relu);
+  forward_filters<T, kOWB, KV>(out_img, pb, wp, bp, s, m);
 }
 
 }  // namespace
@@ -289,7 +297,7 @@ namespace {
 // every window inside the image always takes flattened blocks: none holds a border pixel.
 template <typename T, int KV>
 void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
-                           const T* weight, const T* bias, const Conv2dShape& s, bool relu, bool by_row) {
+                           const T* weight, const T* bias, const Conv2dShape& s, OutputMode m, bool by_row) {
   const bool inside = windows_inside(s);
   if (inside) by_row = false;
   constexpr int64_t KB = KV * Vec<T>::width;
@@ -316,28 +324,31 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
     // of the time.
     ChunkQueue queue(nchunks, nt);
 #pragma omp parallel num_threads(nt)
-    for (int64_t c; queue.next(omp_get_thread_num(), &c);) {
-      const int64_t b0 = c * chunk, b1 = std::min(nb, b0 + chunk);
-      int64_t n = b0 / nblk, i = b0 % nblk, oh = i * kOWB / s.OW, ow = i * kOWB % s.OW;
-      for (int64_t b = b0; b < b1; ++b) {
-        T* out_img = out + n * img_stride;
-        const T* in_img = inp + n * s.H * s.W * s.C;
-        if (i + 1 < nblk || OHW % kOWB == 0) {
-          forward_inside_block<T, KV>(out_img, row_stride, px_stride, in_img, wp, bp, s, oh, ow, relu);
-        } else {
-          forward_pixels<T, kOWB, KV>(OHW - i * kOWB, out_img, row_stride, px_stride, in_img, wp, bp, nullptr, s,
-                                      i * kOWB, relu);
-        }
-        ow += kOWB;
-        while (ow >= s.OW) {
-          ow -= s.OW;
-          ++oh;
-        }
-        if (++i == nblk) {
-          i = oh = ow = 0;
-          ++n;
+    {
+      for (int64_t c; queue.next(omp_get_thread_num(), &c);) {
+        const int64_t b0 = c * chunk, b1 = std::min(nb, b0 + chunk);
+        int64_t n = b0 / nblk, i = b0 % nblk, oh = i * kOWB / s.OW, ow = i * kOWB % s.OW;
+        for (int64_t b = b0; b < b1; ++b) {
+          T* out_img = out + n * img_stride;
+          const T* in_img = inp + n * s.H * s.W * s.C;
+          if (i + 1 < nblk || OHW % kOWB == 0) {
+            forward_inside_block<T, KV>(out_img, row_stride, px_stride, in_img, wp, bp, s, oh, ow, m);
+          } else {
+            forward_pixels<T, kOWB, KV>(OHW - i * kOWB, out_img, row_stride, px_stride, in_img, wp, bp, nullptr, s,
+                                        i * kOWB, m);
+          }
+          ow += kOWB;
+          while (ow >= s.OW) {
+            ow -= s.OW;
+            ++oh;
+          }
+          if (++i == nblk) {
+            i = oh = ow = 0;
+            ++n;
+          }
         }
       }
+      if (m.stream) simd::stream_fence();  // each thread orders its own streaming stores
     }
     return;
   }
@@ -352,9 +363,10 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
         const int64_t n = b / nblk, r = (b % nblk) / per_run, i = (b % nblk) % per_run;
         const int64_t p0 = r * run_len + i * kOWB;
         forward_pixels<T, kOWB, KV>(std::min<int64_t>(kOWB, run_len - i * kOWB), out + n * img_stride, row_stride,
-                                    px_stride, inp + n * s.H * s.W * s.C, wp, bp, win, s, p0, relu);
+                                    px_stride, inp + n * s.H * s.W * s.C, wp, bp, win, s, p0, m);
       }
     }
+    if (m.stream) simd::stream_fence();  // each thread orders its own streaming stores
   }
 }
 
@@ -362,20 +374,23 @@ void direct_forward_blocks(T* out, int64_t img_stride, int64_t row_stride, int64
 // zero-padded filters (K = 32 at AVX-512 keeps 2 x 16).
 template <typename T, int KV>
 void direct_forward_kv(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
-                       const T* weight, const T* bias, const Conv2dShape& s, bool relu, bool by_row) {
+                       const T* weight, const T* bias, const Conv2dShape& s, OutputMode m, bool by_row) {
   constexpr int64_t KB = KV * Vec<T>::width;
   if constexpr (KV > 2) {
     if ((s.K + KB - 1) / KB * KB > (s.K + KB / 2 - 1) / (KB / 2) * (KB / 2))
-      return direct_forward_kv<T, KV / 2>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, relu, by_row);
+      return direct_forward_kv<T, KV / 2>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, m, by_row);
   }
-  direct_forward_blocks<T, KV>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, relu, by_row);
+  direct_forward_blocks<T, KV>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, m, by_row);
 }
 
 }  // namespace
 
 template <typename T>
 void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
-                                const T* weight, const T* bias, const Conv2dShape& s, bool relu) {
+                                const T* weight, const T* bias, const Conv2dShape& s, bool relu, bool stream) {
+  const OutputMode m{relu, stream && s.K * int64_t(sizeof(T)) % 64 == 0 &&
+                               reinterpret_cast<uintptr_t>(out) % 64 == 0 && px_stride * int64_t(sizeof(T)) % 64 == 0 &&
+                               row_stride * int64_t(sizeof(T)) % 64 == 0 && img_stride * int64_t(sizeof(T)) % 64 == 0};
   // Few input channels: copy the input once into a zero-padded image (cheap: 3 channels of
   // a 32x32 batch of 64 are 0.9 MB, against 113 MFLOP), so that every window is inside the
   // image: flattened blocks across output rows, no border blocks, one tail block per image
@@ -402,9 +417,9 @@ void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, 
       std::copy(inp + (n * s.H + h) * s.W * s.C, inp + (n * s.H + h + 1) * s.W * s.C, dst + left * s.C);
       std::fill(dst + (left + s.W) * s.C, dst + q.W * s.C, T(0));
     }
-    return direct_forward_kv<T, kMaxFKV>(out, img_stride, row_stride, px_stride, xp, weight, bias, q, relu, false);
+    return direct_forward_kv<T, kMaxFKV>(out, img_stride, row_stride, px_stride, xp, weight, bias, q, m, false);
   }
-  return direct_forward_kv<T, kMaxFKV>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, relu,
+  return direct_forward_kv<T, kMaxFKV>(out, img_stride, row_stride, px_stride, inp, weight, bias, s, m,
                                        s.OW >= 4 * kOWB);
 }
 
@@ -647,7 +662,7 @@ void conv2d_direct_backward_data(T* dinp, const T* dout, const T* weight, const 
 #define FALTUNG_CONV_DIRECT(T)                                                                          \
   template void conv2d_direct_forward<T>(T*, const T*, const T*, const T*, const Conv2dShape&, bool);   \
   template void conv2d_direct_forward_view<T>(T*, int64_t, int64_t, int64_t, const T*, const T*, const T*, \
-                                              const Conv2dShape&, bool);                                 \
+                                              const Conv2dShape&, bool, bool);                           \
   template void conv2d_direct_backward_filter<T>(T*, const T*, const T*, const Conv2dShape&);           \
   template void conv2d_direct_backward_data<T>(T*, const T*, const T*, const Conv2dShape&);
 FALTUNG_CONV_DIRECT(float)

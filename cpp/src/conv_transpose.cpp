@@ -266,6 +266,11 @@ void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, cons
                                      const Conv2dShape& s) {
   check_geometry(s);
   if (winograd_phases_apply(s)) return forward_winograd_phases(out, inp, weight, bias, s);
+  // An output above 8 MB goes out with streaming stores (where its pixels are whole 64-byte
+  // lines): no read-for-ownership of the lines the phases overwrite. Paired, the stride-2 conv
+  // 64->64 @32's training step (its input gradient, 16 MB, comes through here): 0.947; the
+  // transposed conv 64->32 16->32 k4 s2 (8.4 MB out) 1.005.
+  const bool stream = s.N * s.H * s.W * s.C * int64_t(sizeof(T)) > (int64_t(8) << 20);
   for (int64_t a = 0; a < s.stride_h; ++a)
     for (int64_t b = 0; b < s.stride_w; ++b) {
       const StridePhase ph = stride_phase(a, s.H, s.KH, s.stride_h, s.dil_h, s.pad_top);
@@ -289,7 +294,7 @@ void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, cons
       q.OH = ph.out; q.OW = pw.out; q.stride_h = 1; q.stride_w = 1; q.dil_h = ph.step; q.dil_w = pw.step;
       q.pad_top = ph.pad; q.pad_left = pw.pad; q.groups = 1;
       conv2d_direct_forward_view(o, s.H * s.W * s.C, s.stride_h * s.W * s.C, s.stride_w * s.C, inp, sub, bias,
-                                 q);
+                                 q, false, stream);
     }
 }
 

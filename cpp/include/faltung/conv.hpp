@@ -125,9 +125,12 @@ void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias,
 // The same into a strided output view: pixel (n, oh, ow) at out + n*img_stride +
 // oh*row_stride + ow*px_stride, its K channels contiguous (e.g. one phase of a strided
 // output, as the transposed conv writes it). Any pads, also negative or past the kernel.
+// stream: whole 64-byte lines of pixels go out with streaming stores (the caller's choice for
+// an output that the caches would not keep; ignored where the pixels are not whole lines).
 template <typename T>
 void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
-                                const T* weight, const T* bias, const Conv2dShape& s, bool relu = false);
+                                const T* weight, const T* bias, const Conv2dShape& s, bool relu = false,
+                                bool stream = false);
 template <typename T>
 void conv2d_direct_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s);
 template <typename T>
