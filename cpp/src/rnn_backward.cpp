@@ -304,7 +304,25 @@ struct Backward {
     const int64_t GUz = split_h ? 2 * U : GU;          // columns of dZ shared by both sides
     if (dW) {
       // dW = Xp^T dZ_input;  dR = Hm^T dZ (GRU without reset_after: Q^T for the h gate)
-      if (dWR) {  // [dW; dR] = [x | h m]^T dZ (the saved Hm's rows), then split
+      if (dWR && nt > 1 && N >= 64 * nt) {
+        // [dW; dR] = [x | h m]^T dZ split over the packed rows: each thread's product over its
+        // rows into its own dWR, then the sums; OpenBLAS packs each operand row once (split by
+        // columns, each thread packed all of [x | h m]). Paired, training step: LSTM 128 (batch
+        // 64, T 50) 0.979, SimpleRNN 256 0.972, LSTM 256 (batch 32 and 64) 1.000 / 1.002.
+        const int64_t r0 = split_lo(N, k, nt), r1 = split_lo(N, k + 1, nt), WR = (F + U) * GU;
+        gemm0<Real>(true, false, F + U, GU, r1 - r0, Real(1), Hm + r0 * (F + U), F + U, dZ + r0 * GU, GU, Real(0),
+                    dWR + k * WR, GU);
+#pragma omp barrier
+        for (int64_t i = split_lo(F + U, k, nt); i < split_lo(F + U, k + 1, nt); ++i) {
+          Real* dst = i < F ? dW + i * GU : dR + (i - F) * GU;
+          const Real* p0 = dWR + i * GU;
+          for (int64_t j = 0; j < GU; ++j) {
+            Real v = p0[j];
+            for (int t = 1; t < nt; ++t) v += p0[t * WR + j];
+            dst[j] = v;
+          }
+        }
+      } else if (dWR) {  // the same, split by columns, into one dWR
         team_gemm<Real>(k, nt, true, false, F + U, GU, N, Real(1), Hm, F + U, dZ, GU, Real(0), dWR, GU);
 #pragma omp barrier
         for (int64_t i = split_lo(F + U, k, nt); i < split_lo(F + U, k + 1, nt); ++i)

@@ -18,8 +18,9 @@
 //     one step's block (B,U) of Hm, Ac, GH, Q.
 //   backward workspace: db_parts (threads, GU [+ U]) if dweights: each thread's column sums of
 //     dZ (and dXh); Xp (N,F) if dweights (GRU; LSTM and SimpleRNN read x from the saved Hm,
-//     and dWR (F+U,GU) = [dW; dR] holds their one GEMM); dZ (N,GU) the gradient of the recurrent GEMM's
-//     output (GRU reset_after: dG, with dXh (N,U) the input side of the h gate); dxp (N,F) if
+//     and dWR (threads, F+U, GU) = [dW; dR] holds their one GEMM, a part per thread); dZ (N,GU)
+//     the gradient of the recurrent GEMM's output (GRU reset_after: dG, with dXh (N,U) the
+//     input side of the h gate); dxp (N,F) if
 //     dx; dH, dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU;
 //     Rb the packed transposed recurrent kernel (rnn_gemm.hpp).
 //
@@ -198,7 +199,7 @@ BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool
   }
   const bool joint = need_dweights && joint_weight_grads(c);
   if (need_dweights && !joint) L.Xp = k.take(N * c.F);  // joint: x is in the saved Hm
-  if (joint) L.dWR = k.take((c.F + U) * GU);             // [dW; dR]
+  if (joint) L.dWR = k.take(threads * (c.F + U) * GU);   // [dW; dR], one per thread
   L.dZ = k.take(N * GU);
   if (is_gru(c) && c.reset_after) L.dXh = k.take(N * U);
   if (need_dx) L.dxp = k.take(N * c.F);
