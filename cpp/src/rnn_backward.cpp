@@ -304,7 +304,7 @@ struct Backward {
     const int64_t GUz = split_h ? 2 * U : GU;          // columns of dZ shared by both sides
     if (dW) {
       // dW = Xp^T dZ_input;  dR = Hm^T dZ (GRU without reset_after: Q^T for the h gate)
-      if (dWR && nt > 1 && N >= 64 * nt) {
+      if (dWR && weight_grads_by_rows<Real>(c, N, threads)) {  // (nt <= threads parts)
         // [dW; dR] = [x | h m]^T dZ split over the packed rows: each thread's product over its
         // rows into its own dWR, then the sums; OpenBLAS packs each operand row once (split by
         // columns, each thread packed all of [x | h m]). Paired, training step: LSTM 128 (batch

@@ -182,6 +182,15 @@ bool packed_input_grad(const RnnConfig& c) {
          Panel<Real>::size(c.F, c.gates(), c.U) * int64_t(sizeof(Real)) <= (int64_t(2) << 20);
 }
 
+// Whether the joint weight gradient [dW; dR] (LSTM, SimpleRNN) is split over the packed rows,
+// a part per thread (rnn_backward.cpp's epilogue), rather than over its columns: with 64 rows
+// or more per thread, and the parts at most 16 MB together (many threads, large kernels).
+template <typename Real>
+bool weight_grads_by_rows(const RnnConfig& c, int64_t N, int threads) {
+  return threads > 1 && N >= 64 * threads &&
+         threads * (c.F + c.U) * c.GU() * int64_t(sizeof(Real)) <= (int64_t(16) << 20);
+}
+
 struct BackwardLayout {
   int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, Rb = -1,
           Wb = -1, dWR = -1, db_parts = -1, db_len = 0, total = 0;
@@ -199,7 +208,7 @@ BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool
   }
   const bool joint = need_dweights && joint_weight_grads(c);
   if (need_dweights && !joint) L.Xp = k.take(N * c.F);  // joint: x is in the saved Hm
-  if (joint) L.dWR = k.take(threads * (c.F + U) * GU);   // [dW; dR], one per thread
+  if (joint) L.dWR = k.take((weight_grads_by_rows<Real>(c, N, threads) ? threads : 1) * (c.F + U) * GU);
   L.dZ = k.take(N * GU);
   if (is_gru(c) && c.reset_after) L.dXh = k.take(N * U);
   if (need_dx) L.dxp = k.take(N * c.F);
