@@ -2,9 +2,10 @@
 // Per step, from the last one: the gate gradients from the state gradient (dZ, the gradient of
 // the step's recurrent product), the product back (dh_{t-1} = dZ R^T * m, against R packed
 // transposed once per call: rnn_gemm.hpp), and after the loop dW = Xp^T dZ, dR = Hm^T dZ
-// (LSTM, SimpleRNN: both from one GEMM over the saved rows [x | h m]),
-// dx = dZ W^T as single GEMMs over all packed rows (LSTM and SimpleRNN while R^T and W^T fit
-// the row-split limit: in each step instead, input_grad); db from per-thread column sums that
+// (LSTM, SimpleRNN: both from one GEMM over the saved rows [x | h m], split over the rows or
+// the columns), dx = dZ W^T as single GEMMs over all packed rows (LSTM and SimpleRNN while R^T
+// and W^T fit the row-split limit: in each step instead, input_grad; else against W^T packed
+// in panels while it fits 2 MiB: packed_input_grad); db from per-thread column sums that
 // each step adds while its dZ rows are in cache (instead of a pass over all of dZ afterwards:
 // paired, LSTM 128 training step 9.73 -> 9.56 ms). A masked step passes the state gradients
 // through and adds its carried output's gradient.

@@ -14,15 +14,17 @@
 //     GH     (N,U)  GRU reset_after: (h_{t-1} m) R_h + rb_h
 //     Q      (N,U)  GRU not reset_after: r * h_{t-1} m (the h gate's GEMM input)
 //   forward workspace: Xp (N,F) gathered x; xbias (GU); h, c (B,U) the states in sorted
-//     order; Rf the packed recurrent kernel (rnn_gemm.hpp); without training G (N,GU) and
-//     one step's block (B,U) of Hm, Ac, GH, Q.
+//     order; Rf the packed recurrent kernel (rnn_gemm.hpp); Wf the packed input kernel
+//     (packed_projection); without training G (N,GU) and one step's block (B,U) of Hm, Ac,
+//     GH, Q.
 //   backward workspace: db_parts (threads, GU [+ U]) if dweights: each thread's column sums of
 //     dZ (and dXh); Xp (N,F) if dweights (GRU; LSTM and SimpleRNN read x from the saved Hm,
-//     and dWR (threads, F+U, GU) = [dW; dR] holds their one GEMM, a part per thread); dZ (N,GU)
-//     the gradient of the recurrent GEMM's output (GRU reset_after: dG, with dXh (N,U) the
-//     input side of the h gate); dxp (N,F) if
-//     dx; dH, dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU;
-//     Rb the packed transposed recurrent kernel (rnn_gemm.hpp).
+//     and dWR (F+U, GU) = [dW; dR] holds their one GEMM, one per thread when it is split over
+//     the rows: weight_grads_by_rows); dZ (N,GU) the gradient of the recurrent GEMM's output
+//     (GRU reset_after: dG, with dXh (N,U) the input side of the h gate); dxp (N,F) if dx; dH,
+//     dC (B,U) the state gradients; dHm (B,U) one step's GEMM result; dQ (B,U) GRU; Rb the
+//     packed transposed recurrent kernel (rnn_gemm.hpp); Wb W^T packed likewise, if dx
+//     (folded_input_grad, packed_input_grad).
 //
 // Threads: one parallel region per call. Per step each thread owns a rectangle of the
 // block (rows [r0,r1) of sorted positions x units [u0,u1) of every gate): rows when the

@@ -36,7 +36,9 @@
 // OpenMP parallel region per call; per step the team splits each gate's columns by units
 // (whole panel blocks) when there is a block per thread, else the range [lo, hi) by rows,
 // and meets at one barrier per step (a second one inside the step in the unit split).
-// Threads call single-threaded OpenBLAS (faltung::gemm) for the GEMMs over all rows.
+// The GEMMs over all rows: the input projection and dx run the same register tiles against W
+// (or W^T) packed once per call while it fits a core's L2, the weight gradients (and larger
+// W) single-threaded OpenBLAS (faltung::gemm) in each thread.
 //
 // Memory (the warp-ctc pattern): the caller asks rnn_plan for the plan, rnn_saved_size and
 // rnn_*_workspace_size for the buffer sizes, and passes the buffers. Forward with training
