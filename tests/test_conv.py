@@ -6,6 +6,7 @@ import pytest
 from faltung import _core
 from faltung.ops import convolution as C
 from reference import conv as R
+from test_dispatch_levels import level  # noqa: F401  (the fixture: each CPU level in turn)
 
 rng = np.random.default_rng(1234)
 
@@ -237,13 +238,13 @@ def test_direct_forward_team_smaller_than_its_shares():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_strided_input_gradient_streamed_above_8mb():
+def test_strided_input_gradient_streamed_above_8mb(level):  # noqa: F811
     # A stride-2 conv's input gradient runs the transposed conv's phases (conv_transpose.cpp),
-    # each writing every other pixel of dinp; above 8 MB, with pixels of whole 64-byte lines
-    # (16 float32 channels), those pixels go out with streaming stores. 130 x 32 x 32 x 16:
-    # 8.5 MB. The phases with and without a bias, against the reference kernel.
-    x = rng.standard_normal((130, 32, 32, 16)).astype(np.float32)
-    w = (rng.standard_normal((3, 3, 16, 16)) * 0.3).astype(np.float32)
+    # each writing every other pixel of dinp; above 8 MB, with pixels of whole 64-byte lines,
+    # the phases' whole filter blocks go out with streaming stores. 65 x 32 x 32 x 32 float32:
+    # 8.5 MB, 32 channels: one whole filter block at every level. Against the reference kernel.
+    x = rng.standard_normal((65, 32, 32, 32)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 32, 16)) * 0.3).astype(np.float32)
     args = ((2, 2), "same", None, 1)
     out, _ = C.conv_forward(x, w, None, *args)
     gy = rng.standard_normal(out.shape).astype(np.float32)
@@ -392,6 +393,7 @@ DW_M1 = [  # (id, (N, H, W, C), kernel (kh, kw), strides, dilation, padding)
     # a float32 output over 8 MB: the forward's whole-vector stores stream (edge pixels too)
     ("streamed-output-over-8MB", (33, 32, 32, 64), (3, 3), 1, 1, "same"),
     ("streamed-k5-tiles-from-0", (65, 16, 16, 128), (5, 5), 1, 1, "same"),
+    ("streamed-dinp-stride-2", (33, 32, 32, 64), (3, 3), 2, 1, "same"),  # phases of every other pixel
 ]
 
 
@@ -507,6 +509,7 @@ PW_FUSED = [  # (id, (N, H, W, C), K)
     ("C128-K128-at-the-limit-of-float64", (2, 9, 10, 128), 128),
     ("C130-K256-over-the-limit", (1, 7, 9, 130), 256),
     ("C64-K64-many-chunks", (4, 30, 31, 64), 64),
+    ("C64-K32-dinp-over-8MB-streamed", (33, 32, 32, 64), 32),  # float32 dinp 8.7 MB: streaming stores
 ]
 
 

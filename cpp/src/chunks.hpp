@@ -7,8 +7,9 @@
 // of one image) is fetched into both cores' caches. Why not schedule(static): when a
 // neighbour on a shared host slows one core for a while, the other core sat idle for up to a
 // third of the call. Measured on the stride-2 conv 64->64 @32 (batch 64, 2 threads, AVX-512
-// Xeon, paired in one process): static 0.925 of dynamic,1's time, and in whole-image chunks
-// 0.928 (bench/RESULTS.md, 2026-12-04).
+// Xeon, paired in one process): this queue 0.934 of dynamic,1's time (static 0.925, dynamic in
+// whole-image chunks 0.928), and as fast as dynamic next to a busy process (bench/RESULTS.md,
+// 2026-12-04).
 #pragma once
 #include <atomic>
 #include <cstdint>

@@ -293,8 +293,7 @@ void pointwise_gemm(T* C, const T* A, int64_t P, int64_t D, int64_t N, const T* 
   // (64, 32, 32), 32 MB out: 0.87 of the time; on (32, 32, 32), 16 MB: 0.87; 32->64 on
   // (64, 32, 32): 0.90; at 8 and 4 MB 0.98-1.03, so those keep plain stores. The DenseNet-BC
   // and Inception training steps, whose 1x1 outputs reach 16 MB, were level (1.00). The input
-  // gradient alone (this function) streams the same way; the one-pass backward's dinp does not
-  // (streamed: level).
+  // gradient alone (this function) and the one-pass backward's dinp stream the same way.
   const bool stream = P * N * int64_t(sizeof(T)) > (int64_t(8) << 20) &&
                       reinterpret_cast<uintptr_t>(C) % 64 == 0 && N * int64_t(sizeof(T)) % 64 == 0;
 #pragma omp parallel num_threads(threads)
@@ -340,11 +339,17 @@ void pointwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   if (dbias) std::fill(dbias, dbias + K, T(0));
   if (P == 0) return;
   const T* packed = pack_pointwise(weight, K, C, 1, K);  // weight^T (K, C): B(k, c) = weight[c K + k]
-  // chunks of whole L1 blocks (dinp's product), at least ~96 rows (the weight-gradient tiles
-  // load and store their accumulators once per chunk)
+  // chunks of whole L1 blocks of dout's rows, at least ~96 rows (the weight-gradient tiles load
+  // and store their accumulators once per chunk)
   const int64_t sub = pointwise_chunk<T>(K), chunk = sub * ((96 + sub - 1) / sub);
   const int64_t nchunks = (P + chunk - 1) / chunk;
   const int nt = static_cast<int>(std::min<int64_t>(conv_threads(s), nchunks));
+  // dinp above 8 MB with streaming stores, as the forward's output (pointwise_gemm). Paired,
+  // training step: 1x1 128->64 on (64, 32, 32) (33 MB dinp) 0.967, 64->128 (16 MB) 0.987, 8 MB
+  // shapes 0.997-1.002. (The twelfth session measured this level when the row tiles went panel
+  // by panel.)
+  const bool stream = P * C * int64_t(sizeof(T)) > (int64_t(8) << 20) &&
+                      reinterpret_cast<uintptr_t>(dinp) % 64 == 0 && C * int64_t(sizeof(T)) % 64 == 0;
   std::vector<T*> parts(nt, nullptr);
 #pragma omp parallel num_threads(nt)
   {
@@ -355,11 +360,11 @@ void pointwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
     parts[t] = dw;
     for (int64_t i = nchunks * t / n; i < nchunks * (t + 1) / n; ++i) {
       const int64_t p0 = i * chunk, p1 = std::min(P, p0 + chunk);
-      for (int64_t q = p0; q < p1; q += sub)
-        pointwise_rows(dinp + q * C, dout + q * K, std::min(p1, q + sub) - q, K, C, packed, false, false);
+      pointwise_rows(dinp + p0 * C, dout + p0 * K, p1 - p0, K, C, packed, false, false, stream);
       rnn_detail::tn_gemm<T>(C, K, p1 - p0, inp + p0 * C, C, dout + p0 * K, K, dw, K);
       if (db) elementwise::sum_rows(db, dout + p0 * K, p1 - p0, K);
     }
+    if (stream) simd::stream_fence();
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < CK + K; ++e) {

@@ -336,7 +336,7 @@ void forward_row(T* out, const T* inp, const T* weight, const T* bias, const Con
 }
 
 // Input gradient of one input row (n, ih), m == 1: one pass per column phase; stream: whole
-// vectors with streaming stores at stride 1 (the caller fences).
+// vectors with streaming stores (the caller fences).
 template <typename T>
 void backward_data_row(T* dinp, const T* dout, const T* weight, const Conv2dShape& s, int64_t n, int64_t ih,
                        std::vector<Tap<T>>& taps, bool stream = false) {
@@ -358,7 +358,7 @@ void backward_data_row(T* dinp, const T* dout, const T* weight, const Conv2dShap
     RowPass<T> pass{taps.data(), int64_t(taps.size()), 1, s.OW, s.C,
                     dinp + ((n * s.H + ih) * s.W + q) * s.C, s.stride_w * s.C, nullptr, false};
     if (s.stride_w == 1 && s.dil_w == 1) pass.win = window(s.KW);
-    pass.stream = stream && s.stride_w == 1;
+    pass.stream = stream;
     pass.run((s.W - q + s.stride_w - 1) / s.stride_w);
   }
 }
@@ -730,8 +730,8 @@ void conv2d_depthwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, con
   std::vector<T*> parts(nt, nullptr);
   // dinp streamed above 8 MB (stream_rows). Paired, training step (forward + this): 3x3 on
   // (64, 32, 32, 64), 16 MB: 0.72; (128, 16, 16, 128): 0.76; 12 MB (48, 32, 32, 64) and (96, 16,
-  // 16, 128): 0.74 / 0.80; 5x5 on (64, 32, 32, 64): 0.95. At stride 2 the column phases write
-  // every other pixel (partial lines), so they keep plain stores.
+  // 16, 128): 0.74 / 0.80; 5x5 on (64, 32, 32, 64): 0.95; 3x3 stride 2 (its column phases
+  // write every other pixel, each of whole lines) (64, 32, 32, 64) 0.90, (128, 32, 32, 64) 0.77.
   const bool stream = dinp && stream_rows(s.N * s.H * s.W, s.C, dinp);
 #pragma omp parallel num_threads(nt)
   {

@@ -197,7 +197,8 @@ struct BackwardLayout {
   int64_t Xp = -1, dZ = -1, dXh = -1, dxp = -1, dH = -1, dC = -1, dHm = -1, dQ = -1, Rb = -1,
           Wb = -1, dWR = -1, db_parts = -1, db_len = 0, total = 0;
 };
-// threads: the team's size (team_size), for db's per-thread partial sums.
+// threads: the team's size (team_size), for the per-thread partial sums of db (and of
+// [dW; dR] when weight_grads_by_rows).
 template <typename Real>
 BackwardLayout backward_layout(const RnnConfig& c, int64_t N, bool need_dx, bool need_dweights,
                                int threads) {

@@ -125,8 +125,10 @@ void conv2d_direct_forward(T* out, const T* inp, const T* weight, const T* bias,
 // The same into a strided output view: pixel (n, oh, ow) at out + n*img_stride +
 // oh*row_stride + ow*px_stride, its K channels contiguous (e.g. one phase of a strided
 // output, as the transposed conv writes it). Any pads, also negative or past the kernel.
-// stream: whole 64-byte lines of pixels go out with streaming stores (the caller's choice for
-// an output that the caches would not keep; ignored where the pixels are not whole lines).
+// stream: the caller's choice for an output the caches would not keep: float32 pixels whose K
+// channels are whole 64-byte lines (aligned, as the view's strides) go out with streaming
+// stores, block of filters by block of filters (a partial last block, and double, keep plain
+// stores).
 template <typename T>
 void conv2d_direct_forward_view(T* out, int64_t img_stride, int64_t row_stride, int64_t px_stride, const T* inp,
                                 const T* weight, const T* bias, const Conv2dShape& s, bool relu = false,

@@ -90,7 +90,9 @@ RnnPlan rnn_plan(const RnnConfig& c, const uint8_t* mask);
 
 // Elements (of Real) of the buffer forward(training) fills and backward reads.
 int64_t rnn_saved_size(const RnnConfig& c, const RnnPlan& plan);
-// Bytes of scratch forward / backward need (Real = float: 4-byte elements, double: 8).
+// Bytes of scratch forward / backward need (Real = float: 4-byte elements, double: 8). The
+// backward's depends on faltung's thread count (per-thread partial sums of the weight and bias
+// gradients): ask for it under the same set_num_threads as the call that uses it.
 template <typename Real>
 int64_t rnn_forward_workspace_size(const RnnConfig& c, const RnnPlan& plan, bool training);
 template <typename Real>
