@@ -107,14 +107,14 @@ def test_row_split_limit_is_half_the_l2_by_default():
         _core.rnn_set_row_split_bytes(-1)
 
 
-@pytest.mark.parametrize("cell,U", [("lstm", 256), ("gru", 256), ("simple_rnn", 512)])
+@pytest.mark.parametrize("cell,U", [("lstm", 256), ("gru", 256), ("simple_rnn", 768)])
 def test_input_projection_streamed_above_8mb(cell, U, threads):  # noqa: F811
     """The input projection G (N, gates*U) = x W over all steps runs W packed in panels; above
     8 MB G is written with streaming stores (rnn.cpp, Forward::projection). 30 x 100 steps, 37
-    features (a partial vector of the projection's inner size): G is 9.2-12.3 MB at float32
-    for LSTM and GRU (streamed), 6.1 MB for SimpleRNN 512 (streamed at float64 only). The row
-    split is fixed at 256 KB, so no case folds the projection into the steps whatever the L2.
-    Training (the packed panels) and inference (LSTM float32: the lanes forward instead)
+    features (a partial vector of the projection's inner size): G is 9.2-12.3 MB at float32,
+    streamed (at float64 the same branch runs, with plain stores: simd::stream of doubles). The
+    row split is fixed at 256 KB, so no case folds the projection into the steps whatever the
+    L2. Training (the packed panels) and inference (LSTM float32: the lanes forward instead)
     against the numpy reference; one thread and two."""
     case = Case(cell, 30, 100, 37, U, h0=True, seed=9, scale=0.05 * (256 / U) ** 0.5)  # contracting:
     # the recurrence does not amplify rounding differences over the 100 steps
