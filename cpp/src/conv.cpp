@@ -294,8 +294,7 @@ void pointwise_gemm(T* C, const T* A, int64_t P, int64_t D, int64_t N, const T* 
   // (64, 32, 32): 0.90; at 8 and 4 MB 0.98-1.03, so those keep plain stores. The DenseNet-BC
   // and Inception training steps, whose 1x1 outputs reach 16 MB, were level (1.00). The input
   // gradient alone (this function) and the one-pass backward's dinp stream the same way.
-  const bool stream = P * N * int64_t(sizeof(T)) > (int64_t(8) << 20) &&
-                      reinterpret_cast<uintptr_t>(C) % 64 == 0 && N * int64_t(sizeof(T)) % 64 == 0;
+  const bool stream = simd::stream_rows(P, N * int64_t(sizeof(T)), C);
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static) nowait
@@ -348,8 +347,7 @@ void pointwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   // training step: 1x1 128->64 on (64, 32, 32) (33 MB dinp) 0.967, 64->128 (16 MB) 0.987, 8 MB
   // shapes 0.997-1.002. (The twelfth session measured this level when the row tiles went panel
   // by panel.)
-  const bool stream = P * C * int64_t(sizeof(T)) > (int64_t(8) << 20) &&
-                      reinterpret_cast<uintptr_t>(dinp) % 64 == 0 && C * int64_t(sizeof(T)) % 64 == 0;
+  const bool stream = simd::stream_rows(P, C * int64_t(sizeof(T)), dinp);
   std::vector<T*> parts(nt, nullptr);
 #pragma omp parallel num_threads(nt)
   {

@@ -475,28 +475,16 @@ void dot_window(T* acc, const T* x, const T* g, int64_t n, int64_t W, int64_t of
 
 }  // namespace
 
-// Whether an output of `pixels` pixels of `ch` channels at p is written with streaming stores
-// (simd::stream: no read-for-ownership of lines the rows overwrite whole, and no eviction of
-// the operands): above 8 MB, when its pixels are whole 64-byte lines. Paired (the forward, and
-// the training step's input gradient), AVX-512 Xeon: see the callers; at 8 MB and below the
-// output stays in the caches for whoever reads it next, and streaming it cost 1.16-1.48 of the
-// training step (3x3 and 5x5, 1-8 MB).
-template <typename T>
-bool stream_rows(int64_t pixels, int64_t ch, const T* p) {
-  return pixels * ch * int64_t(sizeof(T)) > (int64_t(8) << 20) && reinterpret_cast<uintptr_t>(p) % 64 == 0 &&
-         ch * int64_t(sizeof(T)) % 64 == 0;
-}
-
 // inp (N,H,W,C), weight (KH,KW,1,K), bias (K)|nullptr -> out (N,OH,OW,K). Parallel over (n, oh).
 template <typename T>
 void conv2d_depthwise_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
                               bool relu) {
   const int64_t C = s.C, K = s.K, m = K / C;
   if (m == 1) {
-    // Streamed above 8 MB (stream_rows), as conv.cpp's 1x1 forward. Paired, 3x3 on (64, 32, 32,
-    // 64), 16 MB out: 0.79-0.92 of the time in three runs, 5x5 on (128, 16, 16, 128): 0.96; the
-    // unchanged 4-8 MB shapes in the same runs 0.97-1.04.
-    const bool stream = stream_rows(s.N * s.OH * s.OW, K, out);
+    // Streamed above 8 MB (simd::stream_rows), as conv.cpp's 1x1 forward. Paired, 3x3 on (64,
+    // 32, 32, 64), 16 MB out: 0.79-0.92 of the time in three runs, 5x5 on (128, 16, 16, 128):
+    // 0.96; the unchanged 4-8 MB shapes in the same runs 0.97-1.04.
+    const bool stream = simd::stream_rows(s.N * s.OH * s.OW, K * int64_t(sizeof(T)), out);
 #pragma omp parallel num_threads(conv_threads(s))
     {
       std::vector<Tap<T>> taps;
@@ -538,7 +526,7 @@ template <typename T>
 void conv2d_depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dShape& s) {
   const int64_t C = s.C, K = s.K, m = K / C;
   if (m == 1) {
-    const bool stream = stream_rows(s.N * s.H * s.W, C, dinp);  // (as the training step's)
+    const bool stream = simd::stream_rows(s.N * s.H * s.W, C * int64_t(sizeof(T)), dinp);  // (as below)
 #pragma omp parallel num_threads(conv_threads(s))
     {
       std::vector<Tap<T>> taps;
@@ -728,11 +716,11 @@ void conv2d_depthwise_backward(T* dinp, T* dweight, T* dbias, const T* dout, con
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(conv_threads(s), rows)));
   const int win = m == 1 && s.stride_w == 1 && s.dil_w == 1 ? window(s.KW) : 0;
   std::vector<T*> parts(nt, nullptr);
-  // dinp streamed above 8 MB (stream_rows). Paired, training step (forward + this): 3x3 on
-  // (64, 32, 32, 64), 16 MB: 0.72; (128, 16, 16, 128): 0.76; 12 MB (48, 32, 32, 64) and (96, 16,
+  // dinp streamed above 8 MB (simd::stream_rows). Paired, training step (forward + this): 3x3
+  // on (64, 32, 32, 64), 16 MB: 0.72; (128, 16, 16, 128): 0.76; 12 MB (48, 32, 32, 64) and (96, 16,
   // 16, 128): 0.74 / 0.80; 5x5 on (64, 32, 32, 64): 0.95; 3x3 stride 2 (its column phases
   // write every other pixel, each of whole lines) (64, 32, 32, 64) 0.90, (128, 32, 32, 64) 0.77.
-  const bool stream = dinp && stream_rows(s.N * s.H * s.W, s.C, dinp);
+  const bool stream = dinp && simd::stream_rows(s.N * s.H * s.W, s.C * int64_t(sizeof(T)), dinp);
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();

@@ -32,6 +32,7 @@
 #include "faltung/common.hpp"
 #include "faltung/conv.hpp"
 #include "faltung/conv_winograd.hpp"
+#include "simd.hpp"
 
 namespace faltung {
 
@@ -270,7 +271,7 @@ void conv_transpose2d_forward_phased(T* out, const T* inp, const T* weight, cons
   // lines): no read-for-ownership of the lines the phases overwrite. Paired, the stride-2 conv
   // 64->64 @32's training step (its input gradient, 16 MB, comes through here): 0.947; the
   // transposed conv 64->32 16->32 k4 s2 (8.4 MB out) 1.005.
-  const bool stream = s.N * s.H * s.W * s.C * int64_t(sizeof(T)) > (int64_t(8) << 20);
+  const bool stream = simd::stream_rows(s.N * s.H * s.W, s.C * int64_t(sizeof(T)), out);
   for (int64_t a = 0; a < s.stride_h; ++a)
     for (int64_t b = 0; b < s.stride_w; ++b) {
       const StridePhase ph = stride_phase(a, s.H, s.KH, s.stride_h, s.dil_h, s.pad_top);

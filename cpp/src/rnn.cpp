@@ -160,8 +160,7 @@ struct Forward {
   // its products, a pass of its own; G above 8 MB goes out with streaming stores (it is read
   // step by step, long after).
   void projection(int64_t r0, int64_t r1) {
-    const bool stream = pl.N * GU * int64_t(sizeof(Real)) > (int64_t(8) << 20) &&
-                        reinterpret_cast<uintptr_t>(G) % 64 == 0 && GU * int64_t(sizeof(Real)) % 64 == 0;
+    const bool stream = simd::stream_rows(pl.N, GU * int64_t(sizeof(Real)), G);
     panel_product<Real>(r1 - r0, F, Xp + r0 * ldx, ldx, Wf, GU, G + r0 * GU, GU, stream);
     if (stream) simd::stream_fence();
   }
