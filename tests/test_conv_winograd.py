@@ -19,6 +19,10 @@ SHAPES = {
     "same_13x11_c8_k16": (1, 13, 11, 8, 16, 1, 1, 13, 11),
     "full_pad2_4x5": (2, 4, 5, 3, 4, 2, 2, 6, 7),
     "cropped_output_9x9": (1, 9, 9, 9, 10, 1, 0, 5, 3),
+    # K past one weight panel (16 columns at AVX2, 32 at AVX-512 for float32) and not a multiple
+    # of it; many tiles, so that the products run several row chunks and tile blocks
+    "same_10x12_c40_k70": (2, 10, 12, 40, 70, 1, 1, 10, 12),
+    "same_20x20_c24_k33": (3, 20, 20, 24, 33, 1, 1, 20, 20),
 }
 # Relative error bound (max abs error / max abs reference).
 TOL = {("float64", 2): 1e-13, ("float64", 4): 1e-12, ("float32", 2): 2e-6, ("float32", 4): 2e-5}

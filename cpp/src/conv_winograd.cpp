@@ -6,9 +6,13 @@
 // block, nt threads.
 // Tiles cover the output grid: TH = ceil(OH/M) by TW = ceil(OW/M) per image, N*TH*TW in all,
 // numbered image-major. Per block of TB tiles a thread transforms the input tiles into
-// V (P, TB, C), runs P GEMMs V[p] (TB,C) @ U[p] (C,K) -> Mb[p] (TB,K) with single-threaded
-// OpenBLAS, and transforms Mb back into the output. U (P,C,K) = G g G^T is computed once
-// per call into the calling thread's workspace. Threads own disjoint tile blocks.
+// V (P, TB, C), runs P products V[p] (TB,C) @ U[p] (C,K) -> Mb[p] (TB,K), and transforms Mb
+// back into the output. U = G g G^T is computed once per call into the calling thread's
+// workspace, each position's (C,K) matrix already packed in panels (rnn_gemm.hpp), and the
+// products are faltung's panel tiles reading V in place: OpenBLAS, called per block and
+// position, packed all of U[p] again on every call (at 256->256 channels OpenBLAS's packing
+// took a third of its time at the SkylakeX level). Threads own disjoint tile blocks.
+// backward_filter's products V[p]^T Z[p] are single-threaded OpenBLAS calls.
 // Workspaces (common.hpp): WinogradScratch (filter partials / rotated weights), WinogradWeights
 // (U or dU), WinogradTiles, WinogradProducts.
 #include "faltung/conv_winograd.hpp"
@@ -20,6 +24,7 @@
 
 #include "conv_winograd_tiles.hpp"
 #include "faltung/common.hpp"
+#include "rnn_gemm.hpp"
 
 namespace faltung {
 
@@ -53,23 +58,37 @@ inline void for_channels(int64_t C, FV fv, FS fs) {
   for (; c < C; ++c) fs(c);
 }
 
-// weight g (R,R,C,K) -> U (P,C,K) = G g G^T per (c, k).
+// Values per position of the transformed weights U: K's columns in panels of NR, C rows each.
+template <class T>
+int64_t packed_size(int64_t C, int64_t K) {
+  return rnn_detail::Panel<T>::blocks(K) * C * rnn_detail::Panel<T>::NR;
+}
+
+// weight g (R,R,C,K) -> U = G g G^T per (c, k), position p's (C,K) matrix at U + p *
+// packed_size(C, K) packed in panels as rnn_detail::pack_panels lays them out (zeros past K).
 template <class T, int M>
 void transform_weight(T* U, const T* g, int64_t C, int64_t K) {
   constexpr int A = Tf<M>::A, R = Tf<M>::R;
+  constexpr int64_t NR = rnn_detail::Panel<T>::NR;  // a multiple of the vector width
   using V = typename VecOf<T>::type;
-  const int64_t CK = C * K;
+  const int64_t CK = C * K, S = packed_size<T>(C, K), last = (K - 1) / NR;
   auto one = [&](auto tag, int64_t c, int64_t k) {
     using W = decltype(tag);
     W x[R * R], t[A * R], u[A * A];
     for (int i = 0; i < R * R; ++i) x[i] = wino::load<W>(g + i * CK + c * K + k);
     for (int b = 0; b < R; ++b) Tf<M>::template wt<W, T>(x + b, R, t + b, R);          // t (A x R)
     for (int i = 0; i < A; ++i) Tf<M>::template wt<W, T>(t + i * R, 1, u + i * A, 1);  // u (A x A)
-    for (int p = 0; p < A * A; ++p) wino::store(U + p * CK + c * K + k, u[p]);
+    T* dst = U + (k / NR) * C * NR + c * NR + k % NR;
+    for (int p = 0; p < A * A; ++p) wino::store(dst + p * S, u[p]);
   };
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; ++c)
+  for (int64_t c = 0; c < C; ++c) {
     for_channels<T>(K, [&](int64_t k) { one(V{}, c, k); }, [&](int64_t k) { one(T{}, c, k); });
+    for (int p = 0; p < A * A; ++p) {
+      T* row = U + p * S + last * C * NR + c * NR;
+      std::fill(row + (K - last * NR), row + NR, T(0));
+    }
+  }
 }
 
 // dU (P,C,K) -> dweight (3,3,C,K) = G^T dU G per (c, k).
@@ -113,7 +132,7 @@ WinogradView<T> contiguous_view(T* out, const T* bias, int64_t K, int64_t OH, in
   return WinogradView<T>{out, bias, 0, K, OH, OW, 0, 0, OH * OW * K, OW * K, K};
 }
 
-// The convolution proper with pre-transformed weights U (P,C,K): inp (N,H,W,C) -> the
+// The convolution proper with pre-transformed weights U (transform_weight's panels): inp (N,H,W,C) -> the
 // transform-domain products of the OH x OW output grid (pads may be any integers), transformed
 // back into each view (its channels, bias, shift and strides), then max(., 0) if relu.
 template <class T, int M>
@@ -135,8 +154,8 @@ void winograd_conv(const T* inp, const T* U, bool relu, int64_t N, int64_t H, in
       const int64_t t0 = blk * TB, ntl = std::min(TB, tiles - t0);
       input_block<T, M>(Vb, TB, inp, grid, t0, ntl, H, W, C, pt, pl);
       for (int64_t p = 0; p < P; ++p)
-        gemm<T>(false, false, ntl, K, C, T(1), Vb + p * TB * C, C, U + p * C * K, K, T(0),
-                Mb + p * TB * K, K);
+        rnn_detail::panel_product<T>(ntl, C, Vb + p * TB * C, C, U + p * packed_size<T>(C, K), K,
+                                     Mb + p * TB * K, K);
       for (int64_t i = 0; i < ntl; ++i) {
         int64_t n, oh0, ow0;
         grid.locate(t0 + i, n, oh0, ow0);
@@ -159,7 +178,7 @@ template <class T, int M>
 void forward_m(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
                bool relu) {
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
-  T* U = workspace<T>(P * s.C * s.K, WorkspaceSlot::WinogradWeights);
+  T* U = workspace<T>(P * packed_size<T>(s.C, s.K), WorkspaceSlot::WinogradWeights);
   transform_weight<T, M>(U, weight, s.C, s.K);
   const WinogradView<T> view = contiguous_view(out, bias, s.K, s.OH, s.OW);
   winograd_conv<T, M>(inp, U, relu, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, &view, 1);
@@ -179,7 +198,7 @@ void backward_data_m(T* dinp, const T* dout, const T* weight, const Conv2dShape&
     T* o = wr + (r * K + k) * C;
     for (int64_t c = 0; c < C; ++c) o[c] = w[c * K];
   }
-  T* U = workspace<T>(P * C * K, WorkspaceSlot::WinogradWeights);
+  T* U = workspace<T>(P * packed_size<T>(K, C), WorkspaceSlot::WinogradWeights);
   transform_weight<T, M>(U, wr, K, C);
   const WinogradView<T> view = contiguous_view<T>(dinp, nullptr, C, s.H, s.W);
   winograd_conv<T, M>(dout, U, false, s.N, s.OH, s.OW, K, C, s.H, s.W, 2 - s.pad_top, 2 - s.pad_left, &view, 1);
@@ -345,7 +364,7 @@ void conv2d_3x3_reference_forward(T* out, const T* inp, const T* weight, const T
   }
 }
 
-// F(3x3, 2x2): U (16,C,K) in WinogradWeights, then the same tile loop as the 3x3 kernels.
+// F(3x3, 2x2): U (16 positions, transform_weight's panels) in WinogradWeights, then the same tile loop as the 3x3 kernels.
 template <class T>
 void conv2d_winograd2x2_forward_views(const T* inp, const T* weight, const Conv2dShape& s,
                                       const WinogradView<T>* views, int nviews) {
@@ -356,7 +375,7 @@ void conv2d_winograd2x2_forward_views(const T* inp, const T* weight, const Conv2
     FALTUNG_CHECK(views[g].k0 >= 0 && views[g].K >= 0 && views[g].k0 + views[g].K <= s.K,
                   "conv2d_winograd2x2_forward_views: view channels outside the conv's K=" + std::to_string(s.K));
   if (s.N * s.OH * s.OW == 0) return;
-  T* U = workspace<T>(16 * s.C * s.K, WorkspaceSlot::WinogradWeights);
+  T* U = workspace<T>(16 * packed_size<T>(s.C, s.K), WorkspaceSlot::WinogradWeights);
   transform_weight<T, 3>(U, weight, s.C, s.K);
   winograd_conv<T, 3>(inp, U, false, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, views, nviews);
 }
