@@ -42,11 +42,12 @@ script checks that both sides' losses agree. `ctc` also times faltung's beam sea
 T 150, 28 classes, beam width 100).
 
 `levels` needs no PyTorch: it times faltung's own layer calls (Winograd, direct, depthwise and
-transposed convs, pooling, LSTM/GRU/SimpleRNN) at the avx512 level against the avx2 level of the
-same build, switching faltung._core between the two in one process and alternating them round
-by round; it prints its own table (speed-up = avx2 time / avx512 time) and skips on a CPU
-without AVX-512. OpenBLAS picks its kernels from the CPU itself, so the GEMMs inside these
-layers run alike at both levels.
+transposed convs, pooling at a memory-bound and a cache-sized batch, LSTM/GRU/SimpleRNN) at the
+avx512 level against the avx2 level of the same build, each level in a process of its own
+(FALTUNG_CPU=avx2 gives that process OpenBLAS's Haswell kernels too, as on an AVX2 CPU: OpenBLAS
+chooses once, when it loads), asking the two processes in turn and alternating them round by
+round; it prints its own table (speed-up = avx2 time / avx512 time) and skips on a CPU without
+AVX-512.
 
 `gpu` is the GPU column (issue 14): the CIFAR model's training step (batch 32 and 64) and the
 `rnnmem` LSTM model's, with faltung's model built under `faltung.device("gpu:0")` against the
@@ -94,8 +95,9 @@ def timeit(fn, min_time=0.05):
     return statistics.median(times)
 
 
-def compare(name, sides, rounds, rows=ROWS):
-    """sides: dict label -> zero-arg callable; 'faltung' must be one of them."""
+def compare(name, sides, rounds, rows=ROWS, timed=False):
+    """sides: dict label -> zero-arg callable; 'faltung' must be one of them. timed: each call
+    returns its own seconds per call (measured where it runs) instead of being timed here."""
     res = {k: [] for k in sides}
     labels = list(sides)
     ratios = []
@@ -103,7 +105,7 @@ def compare(name, sides, rounds, rows=ROWS):
         sides[k]()
     for r in range(rounds):
         order = labels if r % 2 == 0 else labels[::-1]
-        got = {k: timeit(sides[k]) for k in order}
+        got = {k: sides[k]() if timed else timeit(sides[k]) for k in order}
         for k, v in got.items():
             res[k].append(v)
         ratios.append(got["faltung"] / min(v for k, v in got.items() if k != "faltung"))
@@ -801,23 +803,8 @@ def bench_ctc(repeats):
 
 
 # ---------------------------------------------------------------- CPU levels, paired
-def bench_levels(repeats):
-    """faltung's kernels at the avx512 level against the avx2 level of the same build, in one
-    process: faltung._core.use_level switches the kernels between the calls, the rounds alternate
-    the two levels as the PyTorch sections alternate the sides. Needs a CPU with AVX-512."""
-    from faltung import _core
-    if "avx512" not in _core.usable_levels():
-        print(f"levels: skipped, this CPU runs {_core.usable_levels()} (no avx512)", flush=True)
-        return
-    rng = np.random.default_rng(0)
-
-    def at(level, fn):
-        def call():
-            if _core.LEVEL != level:
-                _core.use_level(level)
-            fn()
-        return call
-
+def _level_cases():
+    """(label, layer factory, input shape) of the `levels` section, alike in both processes."""
     cases = []
     for label, N, H, W, C, K, k, s, d in [
             ("Winograd conv 32->32 @32", 64, 32, 32, 32, 32, 3, 1, 1),
@@ -827,18 +814,32 @@ def bench_levels(repeats):
             ("direct conv 3->32 @32", 64, 32, 32, 3, 32, 3, 1, 1),
             ("direct conv 64->64 @32 stride 2", 64, 32, 32, 64, 64, 3, 2, 1),
             ("direct conv 64->64 @32 dilation 2", 64, 32, 32, 64, 64, 3, 1, 2)]:
-        cases.append((label, layers.Conv2D(K, k, strides=s, dilation_rate=d, padding="same"), (N, H, W, C)))
-    cases += [("depthwise conv 3x3 (64,32,32,64)", layers.DepthwiseConv2D(3, padding="same"), (64, 32, 32, 64)),
-              ("convT 64->32 16->32 k4 s2", layers.Conv2DTranspose(32, 4, strides=2, padding="same"),
-               (64, 16, 16, 64)),
-              ("maxpool 2x2 (64,32,32,32)", layers.MaxPooling2D((2, 2)), (64, 32, 32, 32)),
-              ("avgpool 2x2 (64,32,32,32)", layers.AveragePooling2D((2, 2)), (64, 32, 32, 32))]
+        cases.append((label, lambda K=K, k=k, s=s, d=d: layers.Conv2D(K, k, strides=s, dilation_rate=d,
+                                                                       padding="same"), (N, H, W, C)))
+    cases += [("depthwise conv 3x3 (64,32,32,64)", lambda: layers.DepthwiseConv2D(3, padding="same"),
+               (64, 32, 32, 64)),
+              ("convT 64->32 16->32 k4 s2", lambda: layers.Conv2DTranspose(32, 4, strides=2, padding="same"),
+               (64, 16, 16, 64))]
+    for N in (64, 8):  # memory-bound at batch 64 (8 MB in, 2 MB out); batch 8 stays in the caches
+        cases += [(f"maxpool 2x2 ({N},32,32,32)", lambda: layers.MaxPooling2D((2, 2)), (N, 32, 32, 32)),
+                  (f"avgpool 2x2 ({N},32,32,32)", lambda: layers.AveragePooling2D((2, 2)), (N, 32, 32, 32))]
     for N, T, D, U in [(32, 100, 128, 256), (64, 50, 64, 128)]:
         for name, cls in [("LSTM", layers.LSTM), ("GRU", layers.GRU), ("SimpleRNN", layers.SimpleRNN)]:
-            cases.append((f"{name} {U} units, batch {N}, T {T}, input {D}", cls(U, return_sequences=True),
-                          (N, T, D)))
-    rows = []
-    for label, layer, shape in cases:
+            cases.append((f"{name} {U} units, batch {N}, T {T}, input {D}",
+                          lambda cls=cls, U=U: cls(U, return_sequences=True), (N, T, D)))
+    return cases
+
+
+def _levels_child(threads):
+    """One side of `levels`: builds every case, says which kernels it runs, then times case
+    number i (forward 2 i, forward+backward 2 i + 1) for each i read from stdin."""
+    faltung.set_num_threads(threads)
+    info = faltung.build_info()
+    print(info["cpu_level"], info["blas_core"], flush=True)
+    rng = np.random.default_rng(0)
+    fns = []
+    for _, make, shape in _level_cases():
+        layer = make()
         x = rng.standard_normal(shape).astype(np.float32)
         layer.build((None,) + shape[1:])
         dy = rng.standard_normal(np.asarray(layer.forward(x, training=True)).shape).astype(np.float32)
@@ -849,9 +850,48 @@ def bench_levels(repeats):
         def fb(layer=layer, x=x, dy=dy):
             layer.forward(x, training=True)
             layer.backward(dy)
-        for kind, fn in (("fwd", f), ("fwd+bwd", fb)):
-            compare(f"{label} {kind}", {"faltung": at("avx512", fn), "avx2": at("avx2", fn)}, repeats, rows)
-    _core.use_level(_core._capped_level(os.environ.get("FALTUNG_CPU")))
+        fns += [f, fb]
+    for line in sys.stdin:
+        print(timeit(fns[int(line)]), flush=True)
+
+
+def bench_levels(repeats):
+    """faltung at the avx512 level against the avx2 level of the same build: two processes,
+    one with FALTUNG_CPU=avx2 (faltung's avx2 kernels and OpenBLAS's Haswell kernels, what an
+    AVX2 CPU runs) and one uncapped, each timing a case when asked, so that only one of them
+    runs at a time; the rounds alternate the two as the PyTorch sections alternate the sides.
+    Needs a CPU with AVX-512."""
+    import subprocess
+    from faltung import _core
+    if "avx512" not in _core.usable_levels():
+        print(f"levels: skipped, this CPU runs {_core.usable_levels()} (no avx512)", flush=True)
+        return
+    # OpenBLAS chooses its kernels once, when it loads, from OPENBLAS_CORETYPE or the CPU; this
+    # process's OPENBLAS_CORETYPE may be faltung's own choice (faltung/_cpu.py), so the children
+    # start without it and each gets its level's choice.
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    threads = faltung.get_num_threads()  # --threads
+    procs = {}
+    for side, cap in (("faltung", "avx512"), ("avx2", "avx2")):
+        procs[side] = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--levels-child", str(threads)],
+                                       env=dict(env, FALTUNG_CPU=cap), stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
+        print(f"levels: {side} process runs {procs[side].stdout.readline().strip()}", flush=True)
+
+    def remote(proc, i):
+        def call():
+            proc.stdin.write(f"{i}\n")
+            proc.stdin.flush()
+            return float(proc.stdout.readline())
+        return call
+    rows = []
+    for c, (label, _, _) in enumerate(_level_cases()):
+        for kind, i in (("fwd", 2 * c), ("fwd+bwd", 2 * c + 1)):
+            compare(f"{label} {kind}", {side: remote(p, i) for side, p in procs.items()}, repeats, rows,
+                    timed=True)
+    for p in procs.values():
+        p.stdin.close()
+        p.wait()
     print("\n| kernel (layer call) | avx2 ms | avx512 ms | speed-up avx512 over avx2 (median of rounds) "
           "| quartiles |")
     print("|---|---:|---:|---:|---:|")
@@ -921,6 +961,8 @@ def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--memory-child":
         torch.set_num_threads(2)
         return _memory_child(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 3 and sys.argv[1] == "--levels-child":
+        return _levels_child(int(sys.argv[2]))
     if len(sys.argv) == 3 and sys.argv[1] == "--seq2seq-child":
         torch.set_num_threads(2)
         return _seq2seq_child(sys.argv[2])

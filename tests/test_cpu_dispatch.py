@@ -1,8 +1,15 @@
 """OpenBLAS kernel choice made before faltung's OpenBLAS loads (faltung._cpu)."""
-from faltung import _cpu
+import os
+import subprocess
+import sys
+
+import pytest
+
+from faltung import _cpu, _cpuid
 
 AMD_ZEN5 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n"
             "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl avx512cd\n")
+ALL = ["baseline", "avx2", "avx512"]
 
 
 def test_amd_with_avx512_asks_for_skylakex_kernels():
@@ -16,6 +23,48 @@ def test_other_cpus_are_left_to_openblas():
 
 
 def test_a_users_choice_wins():
-    env = {"OPENBLAS_CORETYPE": "Haswell"}
-    _cpu.configure(env)
-    assert env == {"OPENBLAS_CORETYPE": "Haswell"}
+    for cap in (None, "avx2", "baseline"):
+        env = {"OPENBLAS_CORETYPE": "Haswell"} if cap is None else {"OPENBLAS_CORETYPE": "Haswell", "FALTUNG_CPU": cap}
+        before = dict(env)
+        _cpu.configure(env, ALL)
+        assert env == before
+
+
+def test_a_cap_below_the_cpu_caps_openblas():
+    assert _cpu.capped_coretype("avx2", ALL) == "Haswell"
+    assert _cpu.capped_coretype("baseline", ALL) == "Nehalem"
+    assert _cpu.capped_coretype("baseline", ALL[:2]) == "Nehalem"
+    env = {"FALTUNG_CPU": "avx2"}
+    _cpu.configure(env, ALL)
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_a_cap_that_does_not_lower_the_level_changes_nothing():
+    assert _cpu.capped_coretype("avx2", ALL[:2]) is None      # an AVX2 CPU: OpenBLAS decides
+    assert _cpu.capped_coretype("avx512", ALL) is None
+    assert _cpu.capped_coretype("avx2", ["baseline"]) is None  # never ask for kernels the CPU lacks
+    assert _cpu.capped_coretype("baseline", ["baseline"]) is None
+    assert _cpu.capped_coretype("bogus", ALL) is None          # faltung._core raises for it
+    assert _cpu.capped_coretype(None, ALL) is None
+    env = {"FALTUNG_CPU": "avx2"}
+    _cpu.configure(env, ["baseline"])
+    assert env == {"FALTUNG_CPU": "avx2"}
+
+
+def test_cpuid_levels_are_what_the_core_dispatches_on():
+    from faltung import _core
+    levels = _cpuid.levels()
+    assert levels[0] == "baseline" and levels == [lv for lv in ALL if lv in levels]
+    assert tuple(levels) == _core.SUPPORTED
+
+
+@pytest.mark.skipif(len(_cpuid.levels()) < 2, reason="this CPU runs only the baseline level")
+def test_capped_process_runs_the_capped_openblas():
+    """In a fresh process (OpenBLAS chooses once, when it loads), FALTUNG_CPU below the CPU's
+    level gives OpenBLAS's kernels for that level."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "FALTUNG_CPU")}
+    for cap, core in (("baseline", "Nehalem"), ("avx2", "Haswell"))[:len(_cpuid.levels()) - 1]:
+        out = subprocess.run([sys.executable, "-c", "import faltung; i = faltung.build_info(); "
+                              "print(i['cpu_level'], i['blas_core'])"],
+                             env=dict(env, FALTUNG_CPU=cap), capture_output=True, text=True, check=True).stdout
+        assert out.split() == [cap, core]

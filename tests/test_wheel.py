@@ -46,6 +46,7 @@ else:
 np.save(os.path.join(out, f"{mode}.npy"), model.predict(x, verbose=0))
 print("faltung", os.path.dirname(keras.__file__))
 print("level", keras.build_info()["cpu_level"])
+print("blas", keras.build_info()["blas_core"])
 """
 
 
@@ -58,6 +59,7 @@ def test_wheel_is_manylinux_2_28_and_holds_every_level():
     names = zipfile.ZipFile(WHEEL).namelist()
     for level in ("baseline", "avx2", "avx512"):
         assert any(n.startswith(f"faltung/_core_{level}.") and n.endswith(".so") for n in names), level
+    assert any(n.startswith("faltung/_cpuid.") and n.endswith(".so") for n in names)
     assert any(n.startswith("faltung.libs/libgomp") for n in names)      # grafted
     assert not any("openblas" in n for n in names)                       # from scipy-openblas32
     assert not any(n.startswith("faltung/_cuda") for n in names)         # CPU-only, test-free
@@ -92,12 +94,13 @@ def test_installed_wheel_predicts_on_a_cpu_without_avx(venv):
     python, root = venv
     if not (root / "fit.npy").exists():
         pytest.skip("needs test_installed_wheel_fits_and_predicts's weights")
-    env = {k: v for k, v in os.environ.items() if k not in ("FALTUNG_CPU", "LD_PRELOAD")}
-    env.update(OPENBLAS_CORETYPE="Nehalem", OMP_NUM_THREADS="1")
+    env = {k: v for k, v in os.environ.items() if k not in ("FALTUNG_CPU", "LD_PRELOAD", "OPENBLAS_CORETYPE")}
+    env.update(OMP_NUM_THREADS="1")
     # The venv's python is a symlink to an ELF binary, which qemu-user runs (a shell-script
     # shim like pyenv's would not be).
     p = subprocess.run(["qemu-x86_64", "-cpu", "Nehalem", python, "-c", SCRIPT, "predict", str(root)],
                        cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _fields(p.stdout)["level"] == ["baseline"]
+    assert _fields(p.stdout)["blas"] == ["Nehalem"]  # OpenBLAS's own choice, not the host's
     np.testing.assert_allclose(np.load(root / "predict.npy"), np.load(root / "fit.npy"), rtol=1e-4, atol=1e-5)

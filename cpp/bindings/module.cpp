@@ -26,22 +26,6 @@ void bind_image_transform(py::module_& m);  // cpp/bindings/image_transform.cpp
 namespace fb = faltung::py_binding;
 namespace py = pybind11;
 
-namespace {
-// The CPU levels this CPU can run, lowest first, from cpuid (the CPU's own answer, also
-// under an emulator, where /proc/cpuinfo describes the host). The x86-64-v3/v4 names check
-// the OS's support for the AVX / AVX-512 register state too.
-py::list cpu_levels() {
-  py::list levels;
-  levels.append("baseline");
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("x86-64-v3")) levels.append("avx2");
-  if (__builtin_cpu_supports("x86-64-v4")) levels.append("avx512");
-#endif
-  return levels;
-}
-}  // namespace
-
 PYBIND11_MODULE(FALTUNG_MODULE_NAME, m) {
   m.doc() = "faltung C++ core";
   // OpenBLAS runs single-threaded: faltung splits GEMMs over its own OpenMP pool, so that
@@ -51,7 +35,6 @@ PYBIND11_MODULE(FALTUNG_MODULE_NAME, m) {
   m.def("set_num_threads", &faltung::set_num_threads, py::arg("n"),
         "Set the number of OpenMP threads faltung's kernels use.");
   m.def("get_num_threads", &faltung::get_num_threads);
-  m.def("cpu_levels", &cpu_levels, "The CPU levels (faltung._core_<level>) this CPU can run, lowest first.");
   m.def("release_workspaces", []() {
         py::gil_scoped_release nogil;
         faltung::release_workspaces();

@@ -13,11 +13,11 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from faltung import _cpu, _malloc  # noqa: E402
+from faltung import _cpu, _cpuid, _malloc  # noqa: E402
 
 _malloc.configure(os.environ)  # keep a training step's freed arrays in the heap (see _malloc)
 
-_cpu.configure(os.environ)  # AVX-512 GEMM kernels on AMD CPUs OpenBLAS does not know yet
+_cpu.configure(os.environ, _cpuid.levels())  # OpenBLAS's kernels: FALTUNG_CPU's cap, AMD's AVX-512
 
 from faltung._core import build_info, get_num_threads, release_workspaces, set_num_threads  # noqa: E402
 from faltung._device import device  # noqa: E402

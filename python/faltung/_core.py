@@ -2,11 +2,12 @@
 
 The core is built once per CPU level (CMakeLists.txt) as faltung._core_<level>:
 baseline (any x86-64 CPU, or the one module of a non-x86 build), avx2 (x86-64-v3) and
-avx512 (x86-64-v4). At import this module asks the baseline module, which runs on any CPU,
-which levels the CPU supports (cpuid: right under an emulator too, where /proc/cpuinfo
-describes the host), imports the highest one that was built, and re-exports its functions,
-so `_core.conv2d_forward(...)` is the chosen level's kernel. The environment variable
-FALTUNG_CPU=baseline|avx2|avx512 caps the level (for tests and benchmarks).
+avx512 (x86-64-v4). At import this module asks faltung._cpuid, which runs on any CPU, which
+levels the CPU supports (cpuid: right under an emulator too, where /proc/cpuinfo describes the
+host), imports the highest one that was built, and re-exports its functions, so
+`_core.conv2d_forward(...)` is the chosen level's kernel. The environment variable
+FALTUNG_CPU=baseline|avx2|avx512 caps the level (for tests and benchmarks); set before faltung
+is imported, it caps OpenBLAS's kernels too (faltung/_cpu.py).
 """
 import importlib
 import importlib.util
@@ -14,8 +15,9 @@ import os
 
 LEVELS = ("baseline", "avx2", "avx512")  # lowest first
 
-_baseline = importlib.import_module("faltung._core_baseline")
-SUPPORTED = tuple(_baseline.cpu_levels())  # what this CPU can run
+from faltung import _cpuid
+
+SUPPORTED = tuple(_cpuid.levels())  # what this CPU can run
 AVAILABLE = tuple(lv for lv in LEVELS if lv == "baseline"
                   or importlib.util.find_spec(f"faltung._core_{lv}") is not None)  # what was built
 
