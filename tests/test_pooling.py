@@ -24,6 +24,7 @@ CASES = [
     (2, 1, 9, 3, (1, 3), (1, 2), "same"),        # 1D as H = 1
     (2, 6, 5, 11, (2, 2), (2, 2), "valid"),      # C >= 8: argmax in registers, 3 channels left over
     (1, 5, 7, 16, (3, 3), (2, 2), "same"),       # C = 16 with border windows
+    (2, 6, 7, 37, (3, 3), (2, 2), "same"),       # vectors of channels (2 at AVX-512, 4 at AVX2) and a tail
 ]
 IDS = [f"N{c[0]}-H{c[1]}-W{c[2]}-C{c[3]}-k{c[4][0]}x{c[4][1]}-s{c[5][0]}x{c[5][1]}-{c[6]}" for c in CASES]
 
