@@ -834,6 +834,7 @@ def _levels_child(threads):
     """One side of `levels`: builds every case, says which kernels it runs, then times case
     number i (forward 2 i, forward+backward 2 i + 1) for each i read from stdin."""
     faltung.set_num_threads(threads)
+    faltung.utils.set_random_seed(0)  # the same weights in both processes
     info = faltung.build_info()
     print(info["cpu_level"], info["blas_core"], flush=True)
     rng = np.random.default_rng(0)
@@ -858,40 +859,43 @@ def _levels_child(threads):
 def bench_levels(repeats):
     """faltung at the avx512 level against the avx2 level of the same build: two processes,
     one with FALTUNG_CPU=avx2 (faltung's avx2 kernels and OpenBLAS's Haswell kernels, what an
-    AVX2 CPU runs) and one uncapped, each timing a case when asked, so that only one of them
-    runs at a time; the rounds alternate the two as the PyTorch sections alternate the sides.
-    Needs a CPU with AVX-512."""
+    AVX2 CPU runs) and one uncapped, each timing a case when asked, so that once both have built
+    their cases only one of them runs at a time; the rounds alternate the two as the PyTorch
+    sections alternate the sides. Needs a CPU with AVX-512."""
     import subprocess
     from faltung import _core
     if "avx512" not in _core.usable_levels():
         print(f"levels: skipped, this CPU runs {_core.usable_levels()} (no avx512)", flush=True)
         return
-    # OpenBLAS chooses its kernels once, when it loads, from OPENBLAS_CORETYPE or the CPU; this
-    # process's OPENBLAS_CORETYPE may be faltung's own choice (faltung/_cpu.py), so the children
-    # start without it and each gets its level's choice.
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    # OpenBLAS chooses its kernels once, when it loads, from OPENBLAS_CORETYPE (a user's value
+    # reaches both processes) or, under each process's FALTUNG_CPU, faltung's choice.
     threads = faltung.get_num_threads()  # --threads
     procs = {}
-    for side, cap in (("faltung", "avx512"), ("avx2", "avx2")):
-        procs[side] = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--levels-child", str(threads)],
-                                       env=dict(env, FALTUNG_CPU=cap), stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, text=True)
-        print(f"levels: {side} process runs {procs[side].stdout.readline().strip()}", flush=True)
+    try:
+        for side, cap in (("faltung", "avx512"), ("avx2", "avx2")):
+            procs[side] = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--levels-child", str(threads)],
+                                           env=dict(os.environ, FALTUNG_CPU=cap), stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, text=True)
+            runs = procs[side].stdout.readline().split()
+            if not runs or runs[0] != cap:
+                raise RuntimeError(f"levels: the FALTUNG_CPU={cap} process runs {runs or 'nothing (it failed)'}")
+            print(f"levels: {side} process runs {' '.join(runs)}", flush=True)
 
-    def remote(proc, i):
-        def call():
-            proc.stdin.write(f"{i}\n")
-            proc.stdin.flush()
-            return float(proc.stdout.readline())
-        return call
-    rows = []
-    for c, (label, _, _) in enumerate(_level_cases()):
-        for kind, i in (("fwd", 2 * c), ("fwd+bwd", 2 * c + 1)):
-            compare(f"{label} {kind}", {side: remote(p, i) for side, p in procs.items()}, repeats, rows,
-                    timed=True)
-    for p in procs.values():
-        p.stdin.close()
-        p.wait()
+        def remote(proc, i):
+            def call():
+                proc.stdin.write(f"{i}\n")
+                proc.stdin.flush()
+                return float(proc.stdout.readline())
+            return call
+        rows = []
+        for c, (label, _, _) in enumerate(_level_cases()):
+            for kind, i in (("fwd", 2 * c), ("fwd+bwd", 2 * c + 1)):
+                compare(f"{label} {kind}", {side: remote(p, i) for side, p in procs.items()}, repeats, rows,
+                        timed=True)
+    finally:
+        for p in procs.values():
+            p.stdin.close()
+            p.wait(timeout=60)
     print("\n| kernel (layer call) | avx2 ms | avx512 ms | speed-up avx512 over avx2 (median of rounds) "
           "| quartiles |")
     print("|---|---:|---:|---:|---:|")

@@ -20,9 +20,14 @@ SHAPES = {
     "full_pad2_4x5": (2, 4, 5, 3, 4, 2, 2, 6, 7),
     "cropped_output_9x9": (1, 9, 9, 9, 10, 1, 0, 5, 3),
     # K past one weight panel (16 columns at AVX2, 32 at AVX-512 for float32) and not a multiple
-    # of it; many tiles, so that the products run several row chunks and tile blocks
+    # of it, many tiles (several tile blocks): products on OpenBLAS (U[p] under 64 KB)
     "same_10x12_c40_k70": (2, 10, 12, 40, 70, 1, 1, 10, 12),
     "same_20x20_c24_k33": (3, 20, 20, 24, 33, 1, 1, 20, 20),
+    # U[p] of 64 KB and more: products on U packed in panels (conv_winograd.cpp's ULayout), the
+    # last panel partial (250 = 7 x 32 + 26 = 15 x 16 + 10); and blocks of 64 tiles over C = 160,
+    # more rows than panel_product's L1 chunk holds (48 in float32, 24 in float64)
+    "c128_k250_panels": (1, 6, 7, 128, 250, 1, 1, 6, 7),
+    "c160_k128_row_chunks": (4, 32, 32, 160, 128, 1, 1, 32, 32),
 }
 # Relative error bound (max abs error / max abs reference).
 TOL = {("float64", 2): 1e-13, ("float64", 4): 1e-12, ("float32", 2): 2e-6, ("float32", 4): 2e-5}

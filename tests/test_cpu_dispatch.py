@@ -1,5 +1,6 @@
 """OpenBLAS kernel choice made before faltung's OpenBLAS loads (faltung._cpu)."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,54 @@ def test_a_cap_that_does_not_lower_the_level_changes_nothing():
     env = {"FALTUNG_CPU": "avx2"}
     _cpu.configure(env, ["baseline"])
     assert env == {"FALTUNG_CPU": "avx2"}
+
+
+def test_configure_returns_its_choice_and_forget_removes_only_it():
+    env = {"FALTUNG_CPU": "baseline"}
+    core = _cpu.configure(env, ALL)
+    assert core == "Nehalem" and env["OPENBLAS_CORETYPE"] == "Nehalem"
+    _cpu.forget(env, core)
+    assert "OPENBLAS_CORETYPE" not in env
+    env = {"OPENBLAS_CORETYPE": "Haswell", "FALTUNG_CPU": "baseline"}  # a user's value
+    core = _cpu.configure(env, ALL)
+    _cpu.forget(env, core)
+    assert core is None and env["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_the_amd_rule_under_a_cap_and_under_an_emulator():
+    def choose(levels, **env):
+        env = {k: v for k, v in env.items() if v is not None}
+        _cpu.configure(env, levels, cpuinfo=AMD_ZEN5)
+        return env.get("OPENBLAS_CORETYPE")
+    assert choose(ALL) == "SkylakeX"
+    assert choose(ALL, FALTUNG_CPU="") == "SkylakeX"       # empty: no cap
+    assert choose(ALL, FALTUNG_CPU="avx512") == "SkylakeX"
+    assert choose(ALL, FALTUNG_CPU="avx2") == "Haswell"    # the cap, not the AMD rule
+    assert choose(ALL, FALTUNG_CPU="baseline") == "Nehalem"
+    # under qemu -cpu Nehalem /proc/cpuinfo is an AVX-512 host's, cpuid says baseline: nothing
+    assert choose(["baseline"]) is None
+    assert choose(["baseline", "avx2"]) is None           # an AVX2 CPU: OpenBLAS decides
+
+
+def test_a_child_process_does_not_inherit_faltungs_choice():
+    """A capped faltung process's children choose under their own FALTUNG_CPU (OpenBLAS read
+    faltung's OPENBLAS_CORETYPE when it loaded; faltung removed it after), a user's value stays."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "FALTUNG_CPU")}
+    script = "import os, faltung; print(os.environ.get('OPENBLAS_CORETYPE'))"
+    out = subprocess.run([sys.executable, "-c", script], env=dict(env, FALTUNG_CPU="baseline"),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["None"]
+    out = subprocess.run([sys.executable, "-c", script], env=dict(env, FALTUNG_CPU="baseline", OPENBLAS_CORETYPE="Haswell"),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["Haswell"]
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump (Debian binutils) is not installed")
+def test_cpuid_module_loads_neither_openblas_nor_openmp():
+    """faltung._cpuid runs before OpenBLAS may load: it must not pull OpenBLAS (or OpenMP) in."""
+    out = subprocess.run(["objdump", "-p", _cpuid.__file__], capture_output=True, text=True, check=True).stdout
+    needed = [line.split()[-1] for line in out.splitlines() if line.strip().startswith("NEEDED")]
+    assert needed and not [n for n in needed if "openblas" in n or "gomp" in n or "omp" in n], needed
 
 
 def test_cpuid_levels_are_what_the_core_dispatches_on():

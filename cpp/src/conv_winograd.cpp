@@ -8,11 +8,12 @@
 // numbered image-major. Per block of TB tiles a thread transforms the input tiles into
 // V (P, TB, C), runs P products V[p] (TB,C) @ U[p] (C,K) -> Mb[p] (TB,K), and transforms Mb
 // back into the output. U = G g G^T is computed once per call into the calling thread's
-// workspace, each position's (C,K) matrix already packed in panels (rnn_gemm.hpp), and the
-// products are faltung's panel tiles reading V in place: OpenBLAS, called per block and
-// position, packed all of U[p] again on every call (at 256->256 channels OpenBLAS's packing
-// took a third of its time at the SkylakeX level). Threads own disjoint tile blocks.
-// backward_filter's products V[p]^T Z[p] are single-threaded OpenBLAS calls.
+// workspace. Where U[p] is large, each position's (C,K) matrix is packed in panels there
+// (rnn_gemm.hpp) and the products are faltung's panel tiles reading V in place: OpenBLAS, called
+// per block and position, packs all of U[p] again on every call (at 256->256 channels its
+// packing took a third of its time at the SkylakeX level); smaller ones stay with
+// single-threaded OpenBLAS (ULayout). Threads own disjoint tile blocks. backward_filter's
+// products V[p]^T Z[p] are single-threaded OpenBLAS calls.
 // Workspaces (common.hpp): WinogradScratch (filter partials / rotated weights), WinogradWeights
 // (U or dU), WinogradTiles, WinogradProducts.
 #include "faltung/conv_winograd.hpp"
@@ -37,8 +38,9 @@ using wino::Tf;
 using wino::VecOf;
 
 // Tiles per block: the block's V and Mb together take about 768 KB (L2-sized), but at least
-// 64 tiles so that each GEMM has rows enough to amortize streaming U[p] (measured on
-// 256->256 channels: 16 tiles 71 ms, 64 tiles 57 ms, 128 tiles 54 ms; noisy machine).
+// 64 tiles so that each product has rows enough to amortize streaming U[p] (measured with
+// OpenBLAS products on 256->256 channels: 16 tiles 71 ms, 64 tiles 57 ms, 128 tiles 54 ms;
+// noisy machine).
 int64_t block_tiles(int64_t P, int64_t C, int64_t K, int64_t elem, int64_t tiles, int nt) {
   const int64_t budget = 768 * 1024;
   int64_t tb = budget / (P * (C + K) * elem);
@@ -58,36 +60,49 @@ inline void for_channels(int64_t C, FV fv, FS fs) {
   for (; c < C; ++c) fs(c);
 }
 
-// Values per position of the transformed weights U: K's columns in panels of NR, C rows each.
+// The transformed weights U, per position p a (C,K) matrix at U + p * stride. Where U[p] takes
+// 64 KB or more and K wastes at most an eighth of its panels: K's columns in panels of NR, C
+// rows each (rnn_detail::pack_panels' layout, zeros past K), the operand of panel_product, packed
+// once per call. Else the plain (C,K) matrix for OpenBLAS, which packs U[p] again for every
+// block but pads less. Paired, forward (+backward) time panels / OpenBLAS at AVX-512, float32:
+// U[p] of 64-128 KB 0.75-0.93 (0.85-0.90) (C 64 K 256, C 128 K 128-256); at 16-50 KB level
+// (0.98-1.08) or worse where K leaves a partial panel (K 40-112: 1.07-1.18); K below one panel
+// (32 columns) 1.2-2.3 (1.1-1.5).
 template <class T>
-int64_t packed_size(int64_t C, int64_t K) {
-  return rnn_detail::Panel<T>::blocks(K) * C * rnn_detail::Panel<T>::NR;
-}
+struct ULayout {
+  static constexpr int64_t NR = rnn_detail::Panel<T>::NR;
+  bool panels;
+  int64_t stride;
+  ULayout(int64_t C, int64_t K)
+      : panels(C * K * int64_t(sizeof(T)) >= (64 << 10) && rnn_detail::Panel<T>::blocks(K) * NR * 8 <= 9 * K),
+        stride(panels ? rnn_detail::Panel<T>::blocks(K) * C * NR : C * K) {}
+};
 
-// weight g (R,R,C,K) -> U = G g G^T per (c, k), position p's (C,K) matrix at U + p *
-// packed_size(C, K) packed in panels as rnn_detail::pack_panels lays them out (zeros past K).
+// weight g (R,R,C,K) -> U = G g G^T per (c, k), laid out as ULayout<T>(C, K) says.
 template <class T, int M>
 void transform_weight(T* U, const T* g, int64_t C, int64_t K) {
   constexpr int A = Tf<M>::A, R = Tf<M>::R;
-  constexpr int64_t NR = rnn_detail::Panel<T>::NR;  // a multiple of the vector width
+  constexpr int64_t NR = ULayout<T>::NR;  // a multiple of the vector width
   using V = typename VecOf<T>::type;
-  const int64_t CK = C * K, S = packed_size<T>(C, K), last = (K - 1) / NR;
+  const ULayout<T> L(C, K);
+  const int64_t CK = C * K, last = (K - 1) / NR;
   auto one = [&](auto tag, int64_t c, int64_t k) {
     using W = decltype(tag);
     W x[R * R], t[A * R], u[A * A];
     for (int i = 0; i < R * R; ++i) x[i] = wino::load<W>(g + i * CK + c * K + k);
     for (int b = 0; b < R; ++b) Tf<M>::template wt<W, T>(x + b, R, t + b, R);          // t (A x R)
     for (int i = 0; i < A; ++i) Tf<M>::template wt<W, T>(t + i * R, 1, u + i * A, 1);  // u (A x A)
-    T* dst = U + (k / NR) * C * NR + c * NR + k % NR;
-    for (int p = 0; p < A * A; ++p) wino::store(dst + p * S, u[p]);
+    T* dst = L.panels ? U + (k / NR) * C * NR + c * NR + k % NR : U + c * K + k;
+    for (int p = 0; p < A * A; ++p) wino::store(dst + p * L.stride, u[p]);
   };
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     for_channels<T>(K, [&](int64_t k) { one(V{}, c, k); }, [&](int64_t k) { one(T{}, c, k); });
-    for (int p = 0; p < A * A; ++p) {
-      T* row = U + p * S + last * C * NR + c * NR;
-      std::fill(row + (K - last * NR), row + NR, T(0));
-    }
+    if (L.panels)
+      for (int p = 0; p < A * A; ++p) {
+        T* row = U + p * L.stride + last * C * NR + c * NR;
+        std::fill(row + (K - last * NR), row + NR, T(0));
+      }
   }
 }
 
@@ -132,7 +147,7 @@ WinogradView<T> contiguous_view(T* out, const T* bias, int64_t K, int64_t OH, in
   return WinogradView<T>{out, bias, 0, K, OH, OW, 0, 0, OH * OW * K, OW * K, K};
 }
 
-// The convolution proper with pre-transformed weights U (transform_weight's panels): inp (N,H,W,C) -> the
+// The convolution proper with pre-transformed weights U (transform_weight's layout): inp (N,H,W,C) -> the
 // transform-domain products of the OH x OW output grid (pads may be any integers), transformed
 // back into each view (its channels, bias, shift and strides), then max(., 0) if relu.
 template <class T, int M>
@@ -145,6 +160,7 @@ void winograd_conv(const T* inp, const T* U, bool relu, int64_t N, int64_t H, in
   const int nt = get_num_threads();
   const int64_t TB = block_tiles(P, C, K, sizeof(T), tiles, nt);
   const int64_t nblocks = (tiles + TB - 1) / TB;
+  const ULayout<T> L(C, K);
 #pragma omp parallel num_threads(nt)
   {
     T* Vb = workspace<T>(P * TB * C, WorkspaceSlot::WinogradTiles);
@@ -154,8 +170,10 @@ void winograd_conv(const T* inp, const T* U, bool relu, int64_t N, int64_t H, in
       const int64_t t0 = blk * TB, ntl = std::min(TB, tiles - t0);
       input_block<T, M>(Vb, TB, inp, grid, t0, ntl, H, W, C, pt, pl);
       for (int64_t p = 0; p < P; ++p)
-        rnn_detail::panel_product<T>(ntl, C, Vb + p * TB * C, C, U + p * packed_size<T>(C, K), K,
-                                     Mb + p * TB * K, K);
+        if (L.panels)
+          rnn_detail::panel_product<T>(ntl, C, Vb + p * TB * C, C, U + p * L.stride, K, Mb + p * TB * K, K);
+        else
+          gemm<T>(false, false, ntl, K, C, T(1), Vb + p * TB * C, C, U + p * L.stride, K, T(0), Mb + p * TB * K, K);
       for (int64_t i = 0; i < ntl; ++i) {
         int64_t n, oh0, ow0;
         grid.locate(t0 + i, n, oh0, ow0);
@@ -178,7 +196,7 @@ template <class T, int M>
 void forward_m(T* out, const T* inp, const T* weight, const T* bias, const Conv2dShape& s,
                bool relu) {
   constexpr int64_t P = Tf<M>::A * Tf<M>::A;
-  T* U = workspace<T>(P * packed_size<T>(s.C, s.K), WorkspaceSlot::WinogradWeights);
+  T* U = workspace<T>(P * ULayout<T>(s.C, s.K).stride, WorkspaceSlot::WinogradWeights);
   transform_weight<T, M>(U, weight, s.C, s.K);
   const WinogradView<T> view = contiguous_view(out, bias, s.K, s.OH, s.OW);
   winograd_conv<T, M>(inp, U, relu, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, &view, 1);
@@ -198,7 +216,7 @@ void backward_data_m(T* dinp, const T* dout, const T* weight, const Conv2dShape&
     T* o = wr + (r * K + k) * C;
     for (int64_t c = 0; c < C; ++c) o[c] = w[c * K];
   }
-  T* U = workspace<T>(P * packed_size<T>(K, C), WorkspaceSlot::WinogradWeights);
+  T* U = workspace<T>(P * ULayout<T>(K, C).stride, WorkspaceSlot::WinogradWeights);
   transform_weight<T, M>(U, wr, K, C);
   const WinogradView<T> view = contiguous_view<T>(dinp, nullptr, C, s.H, s.W);
   winograd_conv<T, M>(dout, U, false, s.N, s.OH, s.OW, K, C, s.H, s.W, 2 - s.pad_top, 2 - s.pad_left, &view, 1);
@@ -375,7 +393,7 @@ void conv2d_winograd2x2_forward_views(const T* inp, const T* weight, const Conv2
     FALTUNG_CHECK(views[g].k0 >= 0 && views[g].K >= 0 && views[g].k0 + views[g].K <= s.K,
                   "conv2d_winograd2x2_forward_views: view channels outside the conv's K=" + std::to_string(s.K));
   if (s.N * s.OH * s.OW == 0) return;
-  T* U = workspace<T>(16 * packed_size<T>(s.C, s.K), WorkspaceSlot::WinogradWeights);
+  T* U = workspace<T>(16 * ULayout<T>(s.C, s.K).stride, WorkspaceSlot::WinogradWeights);
   transform_weight<T, 3>(U, weight, s.C, s.K);
   winograd_conv<T, 3>(inp, U, false, s.N, s.H, s.W, s.C, s.K, s.OH, s.OW, s.pad_top, s.pad_left, views, nviews);
 }

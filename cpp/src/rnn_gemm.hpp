@@ -1,8 +1,9 @@
-// Internal to rnn.cpp, rnn_backward.cpp, rnn_lanes.cpp and conv.cpp (compiled per CPU level:
-// the panel width follows the level's vector width): the per-step recurrent products against
-// a recurrent kernel R (U,GU) packed once per call, instead of an OpenBLAS call per step that
-// re-packs R every step (1 MB at U = 256) and gives each thread of the team all of it; the
-// same tiles run conv.cpp's 1x1 convolutions.
+// Internal to rnn.cpp, rnn_backward.cpp, rnn_lanes.cpp, conv.cpp and conv_winograd.cpp
+// (compiled per CPU level: the panel width follows the level's vector width): the per-step
+// recurrent products against a recurrent kernel R (U,GU) packed once per call, instead of an
+// OpenBLAS call per step that re-packs R every step (1 MB at U = 256) and gives each thread of
+// the team all of it; the same tiles run conv.cpp's 1x1 convolutions and the Winograd products
+// with large transformed weights.
 //
 // Panels: a packed matrix is a sequence of panels of K rows x NR columns, each row NR
 // contiguous values (columns past the matrix are zeros). The units are cut into nb = ceil(U /

@@ -17,9 +17,12 @@ from faltung import _cpu, _cpuid, _malloc  # noqa: E402
 
 _malloc.configure(os.environ)  # keep a training step's freed arrays in the heap (see _malloc)
 
-_cpu.configure(os.environ, _cpuid.levels())  # OpenBLAS's kernels: FALTUNG_CPU's cap, AMD's AVX-512
+_blas_core = _cpu.configure(os.environ, _cpuid.levels())  # OpenBLAS's kernels: FALTUNG_CPU's cap, AMD's AVX-512
 
 from faltung._core import build_info, get_num_threads, release_workspaces, set_num_threads  # noqa: E402
+
+_cpu.forget(os.environ, _blas_core)  # OpenBLAS has read it; child processes choose their own
+
 from faltung._device import device  # noqa: E402
 
 __version__ = "0.1.0"

@@ -2,7 +2,8 @@
 
 scipy-openblas32 is built with DYNAMIC_ARCH and picks its kernels from the CPU model when it
 loads (with the _core modules); OPENBLAS_CORETYPE, read then, overrides the choice, and a
-user's OPENBLAS_CORETYPE always wins. faltung sets it in two cases:
+user's OPENBLAS_CORETYPE always wins. faltung sets it in two cases, and removes its own value
+again once OpenBLAS has loaded (`forget`: a child process would take it for a user's):
 
 - FALTUNG_CPU caps faltung's level below what the CPU runs (faltung/_core.py): OpenBLAS gets
   the kernels a CPU of that level would get (avx2: Haswell; baseline: Nehalem, SSE only), so
@@ -47,17 +48,29 @@ def capped_coretype(cap, levels):
     return _CAPPED_CORE[cap]
 
 
-def configure(environ, levels):
+def configure(environ, levels, cpuinfo=None):
     """Set OPENBLAS_CORETYPE in environ (os.environ, before OpenBLAS loads) where faltung wants
-    other kernels than OpenBLAS would pick; `levels`: faltung._cpuid.levels()."""
+    other kernels than OpenBLAS would pick, and return the value set (None: nothing set).
+    `levels`: faltung._cpuid.levels(); `cpuinfo`: the /proc/cpuinfo text (read when needed)."""
     if "OPENBLAS_CORETYPE" in environ:
-        return
+        return None
     core = capped_coretype(environ.get("FALTUNG_CPU"), levels)
     if core is None and environ.get("FALTUNG_CPU") in (None, "", "avx512") and "avx512" in levels:
-        try:
-            with open("/proc/cpuinfo") as f:
-                core = openblas_coretype(f.read())
-        except OSError:  # not Linux: OpenBLAS decides
-            return
+        if cpuinfo is None:
+            try:
+                with open("/proc/cpuinfo") as f:
+                    cpuinfo = f.read()
+            except OSError:  # not Linux: OpenBLAS decides
+                return None
+        core = openblas_coretype(cpuinfo)
     if core:
         environ["OPENBLAS_CORETYPE"] = core
+    return core
+
+
+def forget(environ, core):
+    """After OpenBLAS has loaded (it reads OPENBLAS_CORETYPE once, then): remove faltung's own
+    choice `core` (configure's return value) from environ, so that child processes do not take
+    it for a user's and each chooses under its own FALTUNG_CPU. A user's value stays."""
+    if core is not None and environ.get("OPENBLAS_CORETYPE") == core:
+        del environ["OPENBLAS_CORETYPE"]
