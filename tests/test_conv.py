@@ -115,6 +115,10 @@ DIRECT_CASES = [  # (input shape, kernel shape, strides, padding, dilation)
     ((3, 12, 28, 8), (3, 3, 8, 16), 1, "valid", 1),
     ((16, 12, 7, 3), (3, 3, 3, 16), 1, "valid", 1),
     ((5, 9, 3, 9), (2, 3, 9, 8), (1, 2), "valid", 1),
+    # the gather data gradient's blocks of pixels that read only outputs (no checks per pixel)
+    # under a column dilation, for C 3 and 5 (4 pixels per block; 5 channels: 2 at AVX2)
+    ((2, 8, 21, 3), (3, 3, 3, 16), 1, "same", (1, 3)),
+    ((1, 6, 19, 5), (2, 3, 5, 24), 1, "valid", (2, 2)),
 ]
 
 
