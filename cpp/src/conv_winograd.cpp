@@ -147,9 +147,10 @@ WinogradView<T> contiguous_view(T* out, const T* bias, int64_t K, int64_t OH, in
   return WinogradView<T>{out, bias, 0, K, OH, OW, 0, 0, OH * OW * K, OW * K, K};
 }
 
-// The convolution proper with pre-transformed weights U (transform_weight's layout): inp (N,H,W,C) -> the
-// transform-domain products of the OH x OW output grid (pads may be any integers), transformed
-// back into each view (its channels, bias, shift and strides), then max(., 0) if relu.
+// The convolution proper with pre-transformed weights U (transform_weight's layout): inp
+// (N,H,W,C) -> the transform-domain products of the OH x OW output grid (pads may be any
+// integers), transformed back into each view (its channels, bias, shift and strides), then
+// max(., 0) if relu.
 template <class T, int M>
 void winograd_conv(const T* inp, const T* U, bool relu, int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
                    int64_t OH, int64_t OW, int64_t pt, int64_t pl, const WinogradView<T>* views, int nviews) {
@@ -382,7 +383,8 @@ void conv2d_3x3_reference_forward(T* out, const T* inp, const T* weight, const T
   }
 }
 
-// F(3x3, 2x2): U (16 positions, transform_weight's panels) in WinogradWeights, then the same tile loop as the 3x3 kernels.
+// F(3x3, 2x2): U (16 positions, transform_weight's layout) in WinogradWeights, then the same
+// tile loop as the 3x3 kernels.
 template <class T>
 void conv2d_winograd2x2_forward_views(const T* inp, const T* weight, const Conv2dShape& s,
                                       const WinogradView<T>* views, int nviews) {
