@@ -107,6 +107,24 @@ def test_cpuid_levels_are_what_the_core_dispatches_on():
     assert tuple(levels) == _core.SUPPORTED
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo (not Linux)")
+def test_cpuid_levels_agree_with_the_kernels_flags():
+    """cpuid's levels against /proc/cpuinfo: a level it reports needs that level's instruction
+    sets in the flags (one way only: under an emulator the flags are the host's, a superset)."""
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.partition(":")[2].split())
+                break
+    if not flags:
+        pytest.skip("/proc/cpuinfo lists no flags (not x86)")
+    needs = {"avx2": {"avx", "avx2", "fma", "bmi1", "bmi2", "movbe"},
+             "avx512": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}}
+    for level in _cpuid.levels()[1:]:
+        assert needs[level] <= flags, (level, needs[level] - flags)
+
+
 @pytest.mark.skipif(len(_cpuid.levels()) < 2, reason="this CPU runs only the baseline level")
 def test_capped_process_runs_the_capped_openblas():
     """In a fresh process (OpenBLAS chooses once, when it loads), FALTUNG_CPU below the CPU's
