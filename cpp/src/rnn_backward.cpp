@@ -41,6 +41,7 @@ struct Backward {
   Real* db_parts;
   int64_t db_len;
   int threads;  // the team the workspace was laid out for
+  bool default_lstm_acts;  // LSTM with sigmoid and tanh: lstm_cell_back
   bool packed_dx;  // dx after the loop against Wb (packed_input_grad); else Wb: in each step
   int64_t B, T, F, U, GU;
 
@@ -63,6 +64,7 @@ struct Backward {
     dH = at(ws, L.dH), dC = at(ws, L.dC), dHm = at(ws, L.dHm), dQ = at(ws, L.dQ), Rb = at(ws, L.Rb);
     Wb = at(ws, L.Wb);
     packed_dx = Wb && packed_input_grad<Real>(c);
+    default_lstm_acts = is_lstm(c) && c.rec_act == Act::sigmoid && c.act == Act::tanh;
   }
 
   int64_t t_of(int64_t s) const { return c.go_backwards ? T - 1 - s : s; }
@@ -118,6 +120,30 @@ struct Backward {
     if (dXh) std::fill_n(dXh + r * U + u0, n, Real(0));
   }
 
+  // The LSTM cell's backward with Keras's default activations (sigmoid gates, tanh), in one
+  // pass: the derivatives from the outputs, y (1 - y) and 1 - y^2, the products in act_grad's
+  // order (GCC may fuse the sum into dct with an FMA), without act_grad's four passes over the
+  // step's rows. Paired, LSTM 256 backward (batch 32, T 100, input 128): 14.01-14.16 -> 13.86-13.98
+  // ms (0.987-0.990); LSTM 128 (batch 64, T 50) level.
+  static void lstm_cell_back(int64_t n, const Real* __restrict gi, const Real* __restrict gf,
+                             const Real* __restrict gg, const Real* __restrict go,
+                             const Real* __restrict ac, const Real* __restrict cp, Real* __restrict dh,
+                             Real* __restrict dc, Real* __restrict di, Real* __restrict df,
+                             Real* __restrict dg, Real* __restrict dout) {
+    const Real one(1);
+#pragma omp simd
+    for (int64_t u = 0; u < n; ++u) {
+      const Real i = gi[u], f = gf[u], g = gg[u], o = go[u], a = ac[u], d = dh[u];
+      dout[u] = d * a * o * (one - o);                      // h = o a(c)
+      const Real dct = dc[u] + d * o * (one - a * a);
+      di[u] = dct * g * i * (one - i);                      // c = f c_{t-1} + i g
+      df[u] = dct * cp[u] * f * (one - f);
+      dg[u] = dct * i * (one - g * g);
+      dc[u] = dct * f;
+      dh[u] = Real(0);
+    }
+  }
+
   // Step s's gradient at rows/units q, from dH (the gradient of h_s) and dhs:
   // dZ rows and dC (LSTM), and dH = the part of dh_{s-1} that does not go through the GEMM.
   void gates_back(int64_t s, const Rect& q) {
@@ -143,6 +169,10 @@ struct Backward {
           const Real *ac = Ac + r * U + u0, *cp = Cprev + r * U + u0;
           Real *di = dz + u0, *df = dz + U + u0, *dg = dz + 2 * U + u0, *dout = dz + 3 * U + u0;
           Real* dc = dC + p * U + u0;
+          if (default_lstm_acts) {
+            lstm_cell_back(n, gi, gf, gg, go, ac, cp, dh, dc, di, df, dg, dout);
+            break;
+          }
           // h = o a(c): do = dh a(c); dc += dh o a'(c)   (dg is scratch for dh o a'(c))
 #pragma omp simd
           for (int64_t u = 0; u < n; ++u) {
